@@ -1,0 +1,156 @@
+"""Camera geometry shared by the runtime, the trainer and the annotation tools.
+
+Conventions
+-----------
+* Image points are in full-image **pixels**, OpenCV pixel-index convention (the centre of pixel ``(i, j)``
+  is at ``x = j, y = i``), x right, y down.
+* Boxes are ``[x1, y1, x2, y2]`` in pixels.
+* The person crop is a square of side ``max(w, h) * CROP_SCALE`` centred on the box, zero-padded past the
+  image border and resized to ``CROP_SIZE``. Normalised crop coordinates ``n`` in ``[-1, 1]`` map to image
+  pixels by ``x = cx + n * side / 2`` (the same mapping the released ``instanthmr.onnx`` uses).
+* Camera space is metres, x right, y down, z forward (OpenCV), pinhole with focal ``f`` and principal
+  point ``(px, py)`` in pixels.
+
+All functions accept a single item or a batch along the leading axes (numpy broadcasting).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CROP_SIZE = 224
+CROP_SCALE = 1.2
+CLIFF_FORMS = ("pixel", "focal")
+
+
+def _as_boxes(box_xyxy) -> np.ndarray:
+    box = np.asarray(box_xyxy, dtype=np.float64)
+    if box.shape[-1] != 4:
+        raise ValueError(f"boxes must have 4 values [x1, y1, x2, y2] in the last axis, got shape {box.shape}")
+    return box
+
+
+def box_center_size(box_xyxy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(cx, cy, b)`` of boxes: centre in pixels and ``b = max(w, h)`` in pixels."""
+    b = _as_boxes(box_xyxy)
+    cx = (b[..., 0] + b[..., 2]) / 2.0
+    cy = (b[..., 1] + b[..., 3]) / 2.0
+    size = np.maximum(b[..., 2] - b[..., 0], b[..., 3] - b[..., 1])
+    return cx, cy, size
+
+
+def square_crop_box(box_xyxy, scale: float = CROP_SCALE) -> np.ndarray:
+    """The square crop region ``(..., 3) = [cx, cy, side]`` in pixels for detection boxes."""
+    cx, cy, size = box_center_size(box_xyxy)
+    return np.stack([cx, cy, size * scale], axis=-1)
+
+
+def crop_affine(box_xyxy, out_size: int = CROP_SIZE, scale: float = CROP_SCALE) -> np.ndarray:
+    """``(..., 2, 3)`` affine matrices mapping image pixels to crop pixels (for ``cv2.warpAffine``)."""
+    sq = square_crop_box(box_xyxy, scale)
+    s = out_size / sq[..., 2]
+    m = np.zeros(sq.shape[:-1] + (2, 3))
+    m[..., 0, 0] = s
+    m[..., 1, 1] = s
+    m[..., 0, 2] = -(sq[..., 0] - sq[..., 2] / 2.0) * s
+    m[..., 1, 2] = -(sq[..., 1] - sq[..., 2] / 2.0) * s
+    return m
+
+
+def crop_person(image: np.ndarray, box_xyxy, out_size: int = CROP_SIZE, scale: float = CROP_SCALE,
+                interpolation: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cut one square person crop out of ``image`` (H, W, C), zero-padded past the border.
+
+    Returns ``(crop (out_size, out_size, C), affine (2, 3))``; one ``cv2.warpAffine`` call, no Python loop
+    over pixels.
+    """
+    import cv2
+
+    m = crop_affine(box_xyxy, out_size, scale)
+    crop = cv2.warpAffine(image, m.astype(np.float64), (out_size, out_size),
+                          flags=cv2.INTER_LINEAR if interpolation is None else interpolation,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return crop, m
+
+
+def image_to_crop(points_px, box_xyxy, out_size: int = CROP_SIZE, scale: float = CROP_SCALE) -> np.ndarray:
+    """Image pixels ``(..., J, 2)`` -> normalised crop coordinates in ``[-1, 1]`` (``box`` is ``(..., 4)``)."""
+    sq = square_crop_box(box_xyxy, scale)[..., None, :]
+    p = np.asarray(points_px, dtype=np.float64)
+    return (p - sq[..., :2]) / (sq[..., 2:3] / 2.0)
+
+
+def crop_to_image(points_norm, box_xyxy, scale: float = CROP_SCALE) -> np.ndarray:
+    """Normalised crop coordinates ``(..., J, 2)`` in ``[-1, 1]`` -> full-image pixels (exact inverse)."""
+    sq = square_crop_box(box_xyxy, scale)[..., None, :]
+    n = np.asarray(points_norm, dtype=np.float64)
+    return sq[..., :2] + n * (sq[..., 2:3] / 2.0)
+
+
+def default_focal(image_wh) -> float | np.ndarray:
+    """Default focal length in pixels: the image diagonal ``sqrt(W^2 + H^2)`` (about 53 deg horizontal FOV
+    on 16:9)."""
+    wh = np.asarray(image_wh, dtype=np.float64)
+    f = np.sqrt(wh[..., 0] ** 2 + wh[..., 1] ** 2)
+    return float(f) if f.ndim == 0 else f
+
+
+def intrinsics(image_wh, focal: float | None = None, principal_point=None) -> np.ndarray:
+    """3x3 pinhole matrix; ``focal`` defaults to :func:`default_focal`, the principal point to the centre."""
+    w, h = float(image_wh[0]), float(image_wh[1])
+    f = default_focal((w, h)) if focal is None else float(focal)
+    px, py = (w / 2.0, h / 2.0) if principal_point is None else map(float, principal_point)
+    return np.array([[f, 0.0, px], [0.0, f, py], [0.0, 0.0, 1.0]])
+
+
+def cliff_condition(box_xyxy, image_wh, focal=None, form: str = "pixel") -> np.ndarray:
+    """The 3-number CLIFF condition of a detection box, in one of the two forms used in the wild.
+
+    * ``"pixel"`` (the released ``instanthmr.onnx``): ``[2cx/W - 1, 2cy/H - 1, max(bw, bh) / max(W, H)]``.
+    * ``"focal"`` (SAM 3D Body, CLIFF): ``[(cx - W/2) / f, (cy - H/2) / f, b / f]`` with ``b = max(bw, bh)``
+      and ``f`` defaulting to :func:`default_focal`.
+
+    ``box_xyxy`` is ``(4,)`` or ``(N, 4)`` pixels, ``image_wh`` is ``(W, H)``; returns ``(3,)`` or ``(N, 3)``
+    float32.
+    """
+    if form not in CLIFF_FORMS:
+        raise ValueError(f"unknown CLIFF form {form!r}; expected one of {CLIFF_FORMS}")
+    cx, cy, b = box_center_size(box_xyxy)
+    w, h = float(image_wh[0]), float(image_wh[1])
+    if form == "pixel":
+        out = [2.0 * cx / w - 1.0, 2.0 * cy / h - 1.0, b / max(w, h)]
+    else:
+        f = default_focal((w, h)) if focal is None else np.asarray(focal, dtype=np.float64)
+        out = [(cx - w / 2.0) / f, (cy - h / 2.0) / f, b / f]
+    return np.stack(np.broadcast_arrays(*out), axis=-1).astype(np.float32)
+
+
+def crop_cam_to_full(pred_cam, crop_center, crop_side, image_wh, focal=None) -> np.ndarray:
+    """Weak-perspective crop camera ``(s, tx, ty)`` -> full-frame translation in metres (CLIFF).
+
+    ``t = [tx + 2 (cx - W/2) / (b s), ty + 2 (cy - H/2) / (b s), 2 f / (b s)]`` where ``(cx, cy)`` is the crop
+    centre and ``b`` the crop side in pixels. Shapes broadcast: ``pred_cam (..., 3)``, ``crop_center (..., 2)``,
+    ``crop_side (...)``.
+    """
+    cam = np.asarray(pred_cam, dtype=np.float64)
+    c = np.asarray(crop_center, dtype=np.float64)
+    b = np.asarray(crop_side, dtype=np.float64)
+    w, h = float(image_wh[0]), float(image_wh[1])
+    f = default_focal((w, h)) if focal is None else float(focal)
+    s, tx, ty = cam[..., 0], cam[..., 1], cam[..., 2]
+    bs = b * s + 1e-9
+    return np.stack([tx + 2.0 * (c[..., 0] - w / 2.0) / bs, ty + 2.0 * (c[..., 1] - h / 2.0) / bs,
+                     2.0 * f / bs], axis=-1)
+
+
+def project_points(points_cam, focal, principal_point) -> np.ndarray:
+    """Perspective projection of camera-space points ``(..., J, 3)`` (metres) to pixels ``(..., J, 2)``.
+
+    ``focal`` is a scalar or ``(fx, fy)``; ``principal_point`` is ``(px, py)``. Points at or behind the
+    camera (z <= 1 mm) are clamped to z = 1 mm rather than dividing by zero.
+    """
+    p = np.asarray(points_cam, dtype=np.float64)
+    f = np.broadcast_to(np.asarray(focal, dtype=np.float64), (2,))
+    c = np.asarray(principal_point, dtype=np.float64)
+    z = np.maximum(p[..., 2:3], 1e-3)
+    return p[..., :2] / z * f + c
