@@ -1,0 +1,114 @@
+"""Tracking on synthetic box sequences: crossing people, leaving and re-entering, missed detections,
+keypoint-driven boxes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from instanthmr.tracking import (Tracker, box_from_keypoints, box_iou, keypoint_box_confidence,
+                                 keypoint_similarity)
+
+
+def _box(cx, cy, w=60.0, h=160.0):
+    return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+
+
+def test_box_iou_known_values():
+    a = np.array([[0, 0, 10, 10]])
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])
+    np.testing.assert_allclose(box_iou(a, b)[0], [1.0, 50 / 150, 0.0])
+
+
+def test_crossing_people_keep_their_ids():
+    rng = np.random.default_rng(0)
+    tracker = Tracker()
+    seen = {"A": set(), "B": set()}
+    for f in range(60):
+        a = _box(100 + 35 * f, 300) + rng.normal(0, 2, 4)  # runs right, over half a box width per frame
+        b = _box(2217 - 35 * f, 300) + rng.normal(0, 2, 4)  # same size and height; closest (17 px) at f = 30
+        order = [("A", a), ("B", b)] if f % 2 else [("B", b), ("A", a)]  # detector order is arbitrary
+        ids = tracker.update(np.stack([x for _, x in order]), np.ones(2))
+        for (name, _), tid in zip(order, ids):
+            seen[name].add(int(tid))
+    assert len(seen["A"]) == 1 and len(seen["B"]) == 1
+    assert seen["A"] != seen["B"]
+
+
+def test_missed_detections_keep_the_track_alive():
+    tracker = Tracker(max_missed=5)
+    ids = []
+    for f in range(40):
+        if f % 7 in (3, 4, 5):  # three missed frames out of every seven
+            out = tracker.update(np.zeros((0, 4)), np.zeros(0))
+            assert out.shape == (0,)
+            continue
+        ids.append(int(tracker.update(_box(100 + 5 * f, 200)[None], [0.9])[0]))
+    assert set(ids) == {ids[0]}
+
+
+def test_leaving_and_reentering():
+    tracker = Tracker(max_missed=5)
+    first = int(tracker.update(_box(100, 200)[None])[0])
+    for _ in range(3):  # short absence: same person, same ID
+        tracker.update(np.zeros((0, 4)))
+    assert int(tracker.update(_box(104, 200)[None])[0]) == first
+    for _ in range(10):  # long absence: the track ends
+        tracker.update(np.zeros((0, 4)))
+    assert tracker.active_ids == []
+    again = int(tracker.update(_box(104, 200)[None])[0])
+    assert again != first and again > first  # new ID, never a reused one
+
+
+def test_ids_never_reused_and_new_people_get_new_ids():
+    tracker = Tracker(max_missed=1)
+    all_ids = []
+    for k in range(5):  # a new person appears far away each time; the old one vanishes
+        for _ in range(3):
+            all_ids.append(int(tracker.update(_box(100 + 200 * k, 200)[None])[0]))
+    per_person = [all_ids[i:i + 3] for i in range(0, 15, 3)]
+    assert all(len(set(p)) == 1 for p in per_person)
+    assert len({p[0] for p in per_person}) == 5
+    two = tracker.update(np.stack([_box(900, 200), _box(50, 500)]))
+    assert two[0] == per_person[-1][0] and two[1] not in all_ids
+
+
+def test_keypoints_resolve_ambiguous_boxes():
+    rng = np.random.default_rng(1)
+    kp_a = rng.uniform([0, 0], [100, 200], size=(17, 2))
+    kp_b = rng.uniform([0, 0], [100, 200], size=(17, 2))
+    box = np.array([0, 0, 100, 200.0])
+    for iou_weight, expect_a_second in ((0.3, True),):
+        tracker = Tracker(iou_weight=iou_weight)
+        tid = tracker.update(box[None], keypoints2d=kp_a[None])[0]
+        # Two detections overlapping the track equally; only the second carries A's keypoints.
+        dets = np.stack([box + [10, 0, 10, 0], box - [10, 0, 10, 0]])
+        ids = tracker.update(dets, keypoints2d=np.stack([kp_b + [10, 0], kp_a - [10, 0]]))
+        assert (ids[1] == tid) == expect_a_second and ids[0] != tid
+
+
+def test_keypoint_similarity_range():
+    kp = np.random.default_rng(2).uniform(0, 100, size=(1, 10, 2))
+    box = np.array([[0, 0, 100, 100.0]])
+    assert keypoint_similarity(kp, kp, box)[0, 0] == pytest.approx(1.0)
+    assert keypoint_similarity(kp, kp + 50, box)[0, 0] < 0.01
+
+
+def test_box_from_keypoints_covers_joints_with_margin():
+    j = np.array([[100, 100], [200, 400], [150, 250.0]])
+    box = box_from_keypoints(j, margin=0.1, top_margin=0.0)
+    np.testing.assert_allclose(box, [70, 70, 230, 430])
+    clipped = box_from_keypoints(j, image_wh=(220, 420))
+    assert clipped[2] == 220 and clipped[3] == 420 and clipped[0] >= 0
+    with pytest.raises(ValueError):
+        box_from_keypoints(np.full((3, 2), np.nan))
+
+
+def test_keypoint_box_confidence_drops_when_the_crop_drifts():
+    j = np.stack(np.meshgrid(np.linspace(300, 360, 5), np.linspace(200, 400, 10)), -1).reshape(-1, 2)
+    good = box_from_keypoints(j)
+    assert keypoint_box_confidence(good, j, (640, 480)) == pytest.approx(1.0)
+    drifted = good + [150, 0, 150, 0]
+    assert keypoint_box_confidence(drifted, j, (640, 480)) < 0.2
+    half_out = j - [330, 0]  # half the joints left of the image
+    assert keypoint_box_confidence(box_from_keypoints(half_out), half_out, (640, 480)) < 0.6
