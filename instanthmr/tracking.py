@@ -186,25 +186,42 @@ class Tracker:
 
         sim = self.similarity(boxes, kpts, frame)
         ids = np.full(n, -1, dtype=np.int64)
-        matched_tracks = set()
+        matched = set()
         if sim.size:
             rows, cols = linear_sum_assignment(-sim)
             for r, c in zip(rows, cols):
                 if sim[r, c] >= self.min_similarity:
                     self._apply_match(self.tracks[r], boxes[c], scores[c], None if kpts is None else kpts[c], frame)
                     ids[c] = self.tracks[r].track_id
-                    matched_tracks.add(r)
-        for i, t in enumerate(self.tracks):
-            if i not in matched_tracks:
+                    matched.add(self.tracks[r].track_id)
+        self._age_unmatched(matched)
+        for c in np.flatnonzero(ids < 0):
+            ids[c] = self._new_track(boxes[c], scores[c], None if kpts is None else kpts[c]).track_id
+        return ids
+
+    def advance(self, updates: dict[int, tuple]) -> None:
+        """Advance one frame with known identities (no association): ``{track_id: (box, score, keypoints)}``.
+        Used between detector runs, when each crop was cut for one track; other tracks count a miss."""
+        self.frame += 1
+        for tid, (box, score, kpts) in updates.items():
+            t = self.track(tid)
+            if t is None:
+                raise KeyError(f"no active track {tid}")
+            self._apply_match(t, np.asarray(box, dtype=np.float64), score, kpts, self.frame)
+        self._age_unmatched(set(updates))
+
+    def _age_unmatched(self, matched: set[int]) -> None:
+        for t in self.tracks:
+            if t.track_id not in matched:
                 t.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
-        for c in np.flatnonzero(ids < 0):
-            t = Track(self._next_id, boxes[c].copy(), float(scores[c]),
-                      None if kpts is None else kpts[c].copy(), last_frame=frame)
-            self._next_id += 1
-            self.tracks.append(t)
-            ids[c] = t.track_id
-        return ids
+
+    def _new_track(self, box, score, kpts) -> Track:
+        t = Track(self._next_id, np.asarray(box, dtype=np.float64).copy(), float(score),
+                  None if kpts is None else np.asarray(kpts, dtype=np.float64).copy(), last_frame=self.frame)
+        self._next_id += 1
+        self.tracks.append(t)
+        return t
 
     def _apply_match(self, t: Track, box, score, kpts, frame: int) -> None:
         step = max(frame - t.last_frame, 1)
@@ -227,3 +244,207 @@ class Tracker:
     @property
     def active_ids(self) -> list[int]:
         return [t.track_id for t in self.tracks]
+
+
+# --------------------------------------------------------------------------------------------------
+# Tracking pipeline (wrapper)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrackedPerson:
+    """One person in one frame: a prediction (an :class:`~instanthmr.inference.HMRPrediction`; its fields
+    are readable directly on this object) plus its ``track_id``.
+
+    ``source``: ``"detector"`` when the crop came from a detection this frame, ``"keypoints"`` when it came
+    from the track's previous 2D joints. ``confidence`` in ``[0, 1]``: the detection score, or for a
+    keypoint-driven crop the agreement between the crop and the joints found in it (see
+    :func:`keypoint_box_confidence`).
+    """
+
+    track_id: int
+    prediction: Any
+    source: str = "detector"
+    confidence: float = 1.0
+
+    def __getattr__(self, name: str):
+        if name == "prediction":  # not set yet (copy/pickle): avoid recursing
+            raise AttributeError(name)
+        return getattr(self.prediction, name)
+
+
+@dataclass
+class TrackedFrame:
+    """All tracked persons of one frame. ``time_s``: seconds from the start; ``image_size``: ``(W, H)``;
+    ``ended_tracks``: IDs whose tracks ended at this frame; timings in milliseconds."""
+
+    frame_index: int
+    time_s: float
+    image_size: tuple[int, int]
+    persons: list[TrackedPerson]
+    detector_ran: bool
+    detector_ms: float = 0.0
+    hmr_ms: float = 0.0
+    total_ms: float = 0.0
+    ended_tracks: list[int] = field(default_factory=list)
+
+
+class TrackingPipeline:
+    """Video wrapper around a detector and a per-crop pose estimator: IDs, keypoint-driven crops, smoothing.
+
+    Args:
+        detector: ``detector(image_rgb, frame_index) -> Detections`` (``.boxes (N, 4)``, ``.scores (N,)``).
+        estimator: ``estimator(image_rgb, boxes (N, 4), scores (N,)) -> list of predictions`` with at least
+            ``box`` and ``joints_2d (J, 2)`` px (an :class:`~instanthmr.inference.HMRPrediction`).
+            :meth:`from_pipeline` builds both from a ``PosePipeline``.
+        keypoint_crops: between detector runs, cut each tracked person's crop from the box of their
+            previous 2D joints; when False the previous box is reused (plain detector stride).
+        detect_every: the detector runs at least every this many frames (to find newcomers).
+        refresh_below: a keypoint-driven crop whose confidence falls below this makes the detector run on
+            the next frame (1.0 = the detector runs every frame).
+        smooth: ``"none"``, ``"causal"`` (One-Euro, live) or ``"offline"`` (centred; applied by
+            :func:`smooth_frames_offline` once all frames are in, so :meth:`__call__` returns raw results).
+        fps: frame rate used for timestamps when ``time_s`` is not given.
+    """
+
+    def __init__(self, detector, estimator, tracker: Tracker | None = None, keypoint_crops: bool = True,
+                 detect_every: int = 10, refresh_below: float = 0.5, smooth: str = "causal",
+                 fps: float = 30.0, smoother=None):
+        from instanthmr.smoothing import SMOOTH_MODES, OneEuroSmoother
+
+        if smooth not in SMOOTH_MODES:
+            raise ValueError(f"smooth must be one of {SMOOTH_MODES}, got {smooth!r}")
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        self.detector, self.estimator = detector, estimator
+        self.tracker = tracker or Tracker()
+        self.keypoint_crops = bool(keypoint_crops)
+        self.detect_every = int(detect_every)
+        self.refresh_below = float(refresh_below)
+        self.smooth = smooth
+        self.fps = float(fps)
+        self.smoother = smoother or (OneEuroSmoother() if smooth == "causal" else None)
+        self.detector_calls = 0
+        self.frames_seen = 0
+        self._since_detect = 0
+        self._need_detect = True
+        self._confidence: dict[int, float] = {}
+
+    @classmethod
+    def from_pipeline(cls, pipeline, **kwargs) -> "TrackingPipeline":
+        """Wrap a ``PosePipeline``: its ``detector`` and its crop estimator (``pipeline.estimate(image,
+        boxes, scores)``)."""
+        estimate = getattr(pipeline, "estimate", None)
+        if estimate is None:
+            raise TypeError(f"{type(pipeline).__name__} has no estimate(image, boxes, scores) method to run "
+                            "the pose network on given boxes")
+        return cls(pipeline.detector, estimate, **kwargs)
+
+    def reset(self) -> None:
+        """Start a new video (tracks and filters forgotten; IDs keep increasing)."""
+        self.tracker.reset()
+        if self.smoother is not None:
+            self.smoother.reset()
+        self._need_detect, self._since_detect = True, 0
+        self._confidence.clear()
+
+    def _live_tracks(self) -> list[Track]:
+        return [t for t in self.tracker.tracks if t.missed == 0 and t.keypoints is not None]
+
+    def _should_detect(self) -> bool:
+        if not self.keypoint_crops and self.detect_every == 1:
+            return True
+        live = self._live_tracks()
+        # Tracks the detector missed stay dormant until its next scheduled run (the tracker keeps them
+        # ``max_missed`` frames), rather than forcing a detector call every frame until they end.
+        return self._need_detect or not live or self._since_detect >= self.detect_every
+
+    def __call__(self, image_rgb: np.ndarray, frame_index: int | None = None,
+                 time_s: float | None = None) -> TrackedFrame:
+        import time
+
+        t0 = time.perf_counter()
+        h, w = image_rgb.shape[:2]
+        fi = self.frames_seen if frame_index is None else int(frame_index)
+        ts = fi / self.fps if time_s is None else float(time_s)
+        self.frames_seen += 1
+        before = set(self.tracker.active_ids)
+        det_ms = hmr_ms = 0.0
+        persons: list[TrackedPerson] = []
+
+        ran = self._should_detect()
+        if ran:
+            td = time.perf_counter()
+            dets = self.detector(image_rgb, fi)
+            det_ms = (time.perf_counter() - td) * 1e3
+            self.detector_calls += 1
+            self._since_detect = 1
+            boxes = np.asarray(dets.boxes, dtype=np.float64).reshape(-1, 4)
+            scores = np.asarray(dets.scores, dtype=np.float64).reshape(-1)
+            th = time.perf_counter()
+            preds = list(self.estimator(image_rgb, boxes, scores)) if len(boxes) else []
+            hmr_ms = (time.perf_counter() - th) * 1e3
+            kpts = np.stack([np.asarray(p.joints_2d, dtype=np.float64) for p in preds]) if preds else None
+            ids = self.tracker.update(boxes, scores, kpts)
+            for tid, p, s in zip(ids, preds, scores):
+                self._confidence[int(tid)] = float(s)
+                persons.append(TrackedPerson(int(tid), p, "detector", float(s)))
+            self._need_detect = False
+        else:
+            self._since_detect += 1
+            live = self._live_tracks()
+            boxes = []
+            for t in live:
+                if self.keypoint_crops:
+                    shift = np.tile(t.velocity.reshape(2, 2).mean(axis=0), 2)  # move with the person
+                    boxes.append(box_from_keypoints(t.keypoints, (w, h)) + shift)
+                else:
+                    boxes.append(t.box.copy())
+            boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+            scores = np.array([t.score for t in live], dtype=np.float64)
+            th = time.perf_counter()
+            preds = list(self.estimator(image_rgb, boxes, scores)) if len(boxes) else []
+            hmr_ms = (time.perf_counter() - th) * 1e3
+            updates = {}
+            for t, box, p in zip(live, boxes, preds):
+                j2 = np.asarray(p.joints_2d, dtype=np.float64)
+                conf = keypoint_box_confidence(box, j2, (w, h)) if self.keypoint_crops else t.score
+                if conf < self.refresh_below:
+                    self._need_detect = True
+                new_box = box_from_keypoints(j2, (w, h)) if self.keypoint_crops and conf > 0 else box
+                updates[t.track_id] = (new_box, t.score, j2)
+                self._confidence[t.track_id] = conf
+                persons.append(TrackedPerson(t.track_id, p, "keypoints", conf))
+            self.tracker.advance(updates)
+
+        if self.smoother is not None:
+            persons = [dataclasses.replace(q, prediction=self.smoother(q.track_id, q.prediction, ts))
+                       for q in persons]
+        ended = sorted(before - set(self.tracker.active_ids))
+        if ended and self.smoother is not None:
+            self.smoother.drop(ended)
+        for tid in ended:
+            self._confidence.pop(tid, None)
+        return TrackedFrame(fi, ts, (w, h), persons, ran, det_ms, hmr_ms,
+                            (time.perf_counter() - t0) * 1e3, ended)
+
+
+def smooth_frames_offline(frames: list[TrackedFrame], fps: float = 30.0, sigma_frames: float | None = None,
+                          degree: int | None = None) -> list[TrackedFrame]:
+    """Centred smoothing of every track over a whole video (non-causal; the ``offline`` mode). Returns new
+    frames; the input is not modified."""
+    from instanthmr.smoothing import OFFLINE_DEGREE, smooth_track_offline
+
+    where: dict[int, list[tuple[int, int]]] = {}
+    for fi, frame in enumerate(frames):
+        for pi, person in enumerate(frame.persons):
+            where.setdefault(person.track_id, []).append((fi, pi))
+    persons = [list(f.persons) for f in frames]
+    for tid, slots in where.items():
+        preds = [frames[fi].persons[pi].prediction for fi, pi in slots]
+        idx = [frames[fi].frame_index for fi, _ in slots]
+        smoothed = smooth_track_offline(preds, idx, fps=fps, sigma_frames=sigma_frames,
+                                        degree=OFFLINE_DEGREE if degree is None else degree)
+        for (fi, pi), p in zip(slots, smoothed):
+            persons[fi][pi] = dataclasses.replace(frames[fi].persons[pi], prediction=p)
+    return [dataclasses.replace(f, persons=ps) for f, ps in zip(frames, persons)]

@@ -112,3 +112,118 @@ def test_keypoint_box_confidence_drops_when_the_crop_drifts():
     assert keypoint_box_confidence(drifted, j, (640, 480)) < 0.2
     half_out = j - [330, 0]  # half the joints left of the image
     assert keypoint_box_confidence(box_from_keypoints(half_out), half_out, (640, 480)) < 0.6
+
+
+# --------------------------------------------------------------------------------------------------
+# TrackingPipeline with a fake detector and a fake pose network over a synthetic scene
+# --------------------------------------------------------------------------------------------------
+
+from dataclasses import dataclass  # noqa: E402
+
+from instanthmr.tracking import TrackedFrame, TrackingPipeline, smooth_frames_offline  # noqa: E402
+
+W, H = 640, 360
+
+
+def _scene_joints(f: int) -> dict[str, np.ndarray]:
+    """Two people as 10-joint stick clouds; B leaves the image after frame 30."""
+    grid = np.stack(np.meshgrid(np.linspace(-20, 20, 2), np.linspace(-60, 60, 5)), -1).reshape(-1, 2)
+    out = {"A": grid + [100 + 4 * f, 180]}
+    if f <= 30:
+        out["B"] = grid + [500 - 2 * f, 190]
+    return out
+
+
+@dataclass
+class _Det:
+    boxes: np.ndarray
+    scores: np.ndarray
+
+
+@dataclass
+class _P:
+    box: np.ndarray
+    joints_2d: np.ndarray
+    cam_trans: np.ndarray
+
+
+class _Scene:
+    def __init__(self):
+        self.f = 0
+        self.rng = np.random.default_rng(0)
+
+    def detector(self, image, frame_index):
+        people = list(_scene_joints(self.f).values())
+        boxes = np.array([box_from_keypoints(j, (W, H)) for j in people]).reshape(-1, 4)
+        return _Det(boxes, np.full(len(boxes), 0.9))
+
+    def estimator(self, image, boxes, scores):
+        """Joints of the person the crop covers (with noise); garbage in the crop when it covers nobody."""
+        people = list(_scene_joints(self.f).values())
+        out = []
+        for b in boxes:
+            ious = [box_iou(b, box_from_keypoints(j, (W, H)))[0, 0] for j in people]
+            if ious and max(ious) > 0.2:
+                j = people[int(np.argmax(ious))] + self.rng.normal(0, 1.0, (10, 2))
+            else:
+                j = self.rng.uniform(b[:2], b[2:], size=(10, 2)) * [1, 0.2] + [0, b[1] * 0.8]
+            out.append(_P(np.asarray(b), j, np.array([0.0, 0.0, 3.0]) + self.rng.normal(0, 0.05, 3)))
+        return out
+
+
+def _run(n=60, **kw):
+    scene = _Scene()
+    tp = TrackingPipeline(scene.detector, scene.estimator, fps=30.0, **kw)
+    frames = []
+    for f in range(n):
+        scene.f = f
+        frames.append(tp(np.zeros((H, W, 3), np.uint8), f))
+    return tp, frames
+
+
+def test_pipeline_keypoint_crops_save_detector_calls_and_keep_ids():
+    tp, frames = _run(detect_every=10, smooth="none")
+    assert isinstance(frames[0], TrackedFrame) and frames[0].detector_ran
+    ids_a = {p.track_id for fr in frames for p in fr.persons if p.box[0] < 300 and fr.frame_index < 25}
+    assert len(ids_a) == 1
+    # Between detector runs, crops follow the people from their joints.
+    assert tp.detector_calls <= 12 and any(p.source == "keypoints" for fr in frames for p in fr.persons)
+    late = frames[45]
+    assert len(late.persons) == 1 and late.persons[0].track_id in ids_a  # B left; A still tracked
+    assert box_iou(late.persons[0].box, box_from_keypoints(_scene_joints(45)["A"], (W, H)))[0, 0] > 0.7
+    every = _run(detect_every=1, keypoint_crops=False, smooth="none")[0]
+    assert every.detector_calls == 60
+
+
+def test_pipeline_runs_the_detector_when_confidence_drops():
+    scene = _Scene()
+    tp = TrackingPipeline(scene.detector, scene.estimator, detect_every=50, smooth="none")
+    img = np.zeros((H, W, 3), np.uint8)
+    tp(img, 0)
+    tp(img, 1)
+    assert tp.detector_calls == 1
+    # Corrupt A's joints so the next keypoint crop lands on nobody: its confidence falls, detector reruns.
+    tid = tp.tracker.tracks[0].track_id
+    tp.tracker.track(tid).keypoints = tp.tracker.track(tid).keypoints + [250, 0]
+    fr = tp(img, 2)
+    low = [p for p in fr.persons if p.track_id == tid][0]
+    assert low.source == "keypoints" and low.confidence < 0.5
+    fr = tp(img, 3)
+    assert fr.detector_ran and tp.detector_calls == 2
+
+
+def test_pipeline_smoothing_modes():
+    _, raw = _run(n=40, detect_every=5, smooth="none")
+    _, causal = _run(n=40, detect_every=5, smooth="causal")
+    off = smooth_frames_offline(raw, fps=30.0)
+
+    def cam_jitter(frames, tid):
+        z = np.array([p.cam_trans[2] for fr in frames for p in fr.persons if p.track_id == tid])
+        return np.abs(np.diff(z, 2)).mean()
+
+    tid = raw[0].persons[0].track_id
+    assert cam_jitter(causal, tid) < 0.5 * cam_jitter(raw, tid)
+    assert cam_jitter(off, tid) < 0.5 * cam_jitter(raw, tid)
+    assert raw[10].persons[0].cam_trans is not off[10].persons[0].cam_trans  # input untouched
+    with pytest.raises(ValueError, match="smooth"):
+        TrackingPipeline(None, None, smooth="later")
