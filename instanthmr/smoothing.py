@@ -201,21 +201,24 @@ class FieldFilter:
     size_scaled: bool = False
 
 
-#: Per-field One-Euro defaults (cutoffs in Hz; ``beta`` per unit/s of the field after scaling). Chosen by
-#: ``tools/eval_temporal.py`` on the shared mocap (see docs/temporal.md). Shape barely changes within a
-#: track, so it gets a low fixed cutoff.
+#: Per-field One-Euro defaults (cutoffs in Hz; ``beta`` per unit/s of the field after scaling). The 2D and
+#: 3D settings were picked by ``python tools/eval_temporal.py smoothing --tune`` on the shared mocap (the
+#: steadiest setting within 10 % of the best MPJPE; see docs/temporal.md). ``mhr_params`` has no ground
+#: truth here, so it uses a middle setting; shape barely changes within a track, so it gets a low cutoff.
 ONE_EURO_DEFAULTS: dict[str, FieldFilter] = {
-    "joints_2d": FieldFilter(1.0, 0.3, size_scaled=True),
-    "joints_3d_local": FieldFilter(1.0, 0.7),
-    "joints_3d_cam": FieldFilter(1.0, 0.7),
-    "joints_3d_wholebody": FieldFilter(1.0, 0.7),
-    "cam_trans": FieldFilter(0.5, 0.5),
-    "mhr_params": FieldFilter(1.0, 0.3),
+    "joints_2d": FieldFilter(1.0, 10.0, size_scaled=True),
+    "joints_3d_local": FieldFilter(1.0, 3.0),
+    "joints_3d_cam": FieldFilter(1.0, 3.0),
+    "joints_3d_wholebody": FieldFilter(1.0, 3.0),
+    "cam_trans": FieldFilter(1.0, 3.0),
+    "mhr_params": FieldFilter(1.0, 1.0),
     "shape_params": FieldFilter(0.2, 0.0),
 }
 
-#: Offline smoother defaults: Gaussian sigma in frames at 30 fps (scaled with fps) and polynomial degree.
-OFFLINE_SIGMA_FRAMES_30FPS = 2.0
+#: Offline smoother defaults, picked by the same tool: Gaussian sigma in frames at 30 fps (0.1 s; scaled
+#: with fps) and a local quadratic fit, which keeps peaks (jumps, direction changes) where a plain moving
+#: average flattens them.
+OFFLINE_SIGMA_FRAMES_30FPS = 3.0
 OFFLINE_DEGREE = 2
 
 
