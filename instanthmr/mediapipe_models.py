@@ -258,7 +258,7 @@ def roi_from_alignment(center, end, scale: float, target_angle: float = math.pi 
 
 
 def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -100.0, 100.0)))
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, np.float64), -100.0, 100.0)))
 
 
 # --------------------------------------------------------------------------------------------------
