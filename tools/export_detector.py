@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Export an RF-DETR person detector to ONNX once, so a deployed pipeline runs it without torch.
+
+    python tools/export_detector.py --variant nano --out models/rfdetr-nano.onnx
+    python tools/export_detector.py --variant medium --weights ~/.roboflow/models/rf-detr-medium.pth
+    python tools/export_detector.py --variant nano --random-init --out /tmp/rfdetr-nano-random.onnx
+
+The graph has input ``input`` (1, 3, R, R) and outputs ``dets`` (1, Q, 4, normalised cxcywh) and ``labels``
+(1, Q, C logits); :class:`instanthmr.detector.OnnxDetector` runs it (``demo.py --detector PATH.onnx``).
+The variant, resolution and person class id are stored in the ONNX metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from instanthmr.detector import COCO_PERSON_ID, RFDETR_VARIANTS, RFDETRDetector  # noqa: E402
+from instanthmr.paths import MODELS_DIR  # noqa: E402
+from instanthmr.runtime import ModelLoadError  # noqa: E402
+
+
+def export_detector(variant: str = "nano", out_path: str | Path | None = None, weights: str | Path | None = None,
+                    pretrained: bool = True, opset: int = 17, detector: RFDETRDetector | None = None) -> Path:
+    """Export RF-DETR ``variant`` to ``out_path`` (default ``models/rfdetr-<variant>.onnx``) and return it.
+
+    ``pretrained=False`` exports random weights (plumbing and speed only). ``detector`` exports an already
+    built :class:`RFDETRDetector` (its variant wins over ``variant``). Raises
+    :class:`~instanthmr.runtime.ModelLoadError` when the weights are missing.
+    """
+    import warnings
+
+    import onnx
+
+    det = detector or RFDETRDetector(variant, weights=weights, device="cpu", pretrained=pretrained)
+    variant = det.variant
+    out = Path(out_path) if out_path else MODELS_DIR / f"rfdetr-{variant}{'' if det.weights else '-random'}.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rfdetr_export_") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        produced = Path(det.model.export(output_dir=tmp, verbose=False, opset_version=opset))
+        model = onnx.load(str(produced))
+        meta = {"variant": variant, "resolution": str(det.resolution), "person_class_id": str(COCO_PERSON_ID),
+                "weights": str(det.weights) if det.weights else "random-init", "producer": "instanthmr"}
+        existing = {p.key: p for p in model.metadata_props}
+        for k, v in meta.items():
+            if k in existing:
+                existing[k].value = v
+            else:
+                model.metadata_props.add(key=k, value=v)
+        tmp_out = Path(tmp) / "with_meta.onnx"
+        onnx.save(model, str(tmp_out))
+        shutil.move(str(tmp_out), out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variant", default="nano", choices=list(RFDETR_VARIANTS), help="RF-DETR size (default: nano)")
+    p.add_argument("--out", default=None, help="output .onnx (default: models/rfdetr-<variant>.onnx)")
+    p.add_argument("--weights", default=None,
+                   help="RF-DETR checkpoint .pth (default: models/ or the rfdetr cache, downloaded when missing)")
+    p.add_argument("--random-init", action="store_true",
+                   help="export random weights (no checkpoint needed; boxes are meaningless)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    args = p.parse_args(argv)
+    try:
+        out = export_detector(args.variant, args.out, args.weights, pretrained=not args.random_init,
+                              opset=args.opset)
+    except ModelLoadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    note = " (RANDOM WEIGHTS: for plumbing and speed only)" if args.random_init else ""
+    print(f"wrote {out}{note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
