@@ -208,7 +208,6 @@ class FieldFilter:
 ONE_EURO_DEFAULTS: dict[str, FieldFilter] = {
     "joints_2d": FieldFilter(1.0, 10.0, size_scaled=True),
     "joints_3d_local": FieldFilter(1.0, 3.0),
-    "joints_3d_cam": FieldFilter(1.0, 3.0),
     "joints_3d_wholebody": FieldFilter(1.0, 3.0),
     "cam_trans": FieldFilter(1.0, 3.0),
     "mhr_params": FieldFilter(1.0, 1.0),
@@ -241,7 +240,13 @@ def _box_size(pred) -> float:
 
 
 def _replace(pred, fields: dict[str, np.ndarray]):
-    """A copy of ``pred`` (a dataclass) with smoothed fields, each cast back to its original dtype."""
+    """A copy of ``pred`` (a dataclass) with smoothed fields, each cast back to its original dtype.
+
+    ``joints_3d_cam`` is not filtered on its own: it is rebuilt as ``joints_3d_local + cam_trans`` from the
+    smoothed parts, so the three stay consistent (HMRPrediction defines it that way).
+    """
+    if "joints_3d_local" in fields and "cam_trans" in fields and getattr(pred, "joints_3d_cam", None) is not None:
+        fields = {**fields, "joints_3d_cam": np.asarray(fields["joints_3d_local"]) + np.asarray(fields["cam_trans"])[None]}
     cast = {k: np.asarray(v).astype(np.asarray(getattr(pred, k)).dtype, copy=False) for k, v in fields.items()}
     return dataclasses.replace(pred, **cast)
 

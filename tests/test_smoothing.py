@@ -162,3 +162,23 @@ def test_prediction_smoothers_per_track_with_angle_channels():
     yaws_off = np.array([o.mhr_params[4] for o in off])
     assert np.abs(wrap_angle(yaws_off - truth)).max() < 0.1
     assert _jitter(np.stack([o.cam_trans for o in off])) < 0.3 * _jitter(np.stack([r.cam_trans for r in raw]))
+
+
+@dataclass
+class _CamPred:
+    box: np.ndarray
+    joints_3d_local: np.ndarray
+    cam_trans: np.ndarray
+    joints_3d_cam: np.ndarray
+
+
+def test_camera_joints_stay_local_plus_translation():
+    rng = np.random.default_rng(5)
+    preds = []
+    for _ in range(20):
+        loc, tr = rng.normal(0, 0.3, (70, 3)), np.array([0, 0, 4.0]) + rng.normal(0, 0.1, 3)
+        preds.append(_CamPred(np.array([0, 0, 100, 200.0]), loc, tr, loc + tr))
+    sm = OneEuroSmoother()
+    for out in [sm(1, p, i / FPS) for i, p in enumerate(preds)] + smooth_track_offline(preds, np.arange(20)):
+        np.testing.assert_allclose(out.joints_3d_cam, out.joints_3d_local + out.cam_trans, atol=1e-12)
+    assert not np.allclose(out.joints_3d_cam, preds[-1].joints_3d_cam)  # it was smoothed, not copied
