@@ -27,6 +27,7 @@ defined when torch is installed, :class:`MHRNumpy` always.
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -503,7 +504,15 @@ if torch is not None:
         args = (torch.zeros(2, NUM_SHAPE), torch.zeros(2, NUM_MODEL_PARAMS), torch.zeros(2, NUM_EXPR))
         outputs = ["vertices", "joints"] + (["keypoints"] if model.has_keypoints else [])
         axes = {k: {0: "n"} for k in ["shape", "model_params", "expr"] + outputs}
-        with torch.no_grad():
-            torch.onnx.export(wrapper, args, str(path), input_names=["shape", "model_params", "expr"],
-                              output_names=outputs, dynamic_axes=axes, opset_version=opset, dynamo=False)
+        names = ["shape", "model_params", "expr"]
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:  # the TorchScript exporter takes <1 s here, the dynamo one ~30 s for the same graph
+                torch.onnx.export(wrapper, args, str(path), input_names=names, output_names=outputs,
+                                  dynamic_axes=axes, opset_version=opset, dynamo=False)
+            except (TypeError, RuntimeError, NotImplementedError):  # torch without the legacy exporter
+                n = torch.export.Dim("n", min=1)
+                torch.onnx.export(wrapper, args, str(path), input_names=names, output_names=outputs,
+                                  dynamic_shapes=({0: n}, {0: n}, {0: n}), opset_version=max(opset, 18),
+                                  dynamo=True)
         return path

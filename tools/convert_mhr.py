@@ -194,6 +194,42 @@ def verify(assets: Path, lod: int, out_npz: Path, n: int, reference_out: Path | 
         print(f"[verify] wrote official reference outputs to {reference_out}")
 
 
+def cache_dir() -> Path:
+    """Where converted models for tests and tools are cached, outside git
+    (``$INSTANTHMR_MHR_CACHE``, default ``~/.cache/instanthmr/mhr``)."""
+    return Path(os.environ.get("INSTANTHMR_MHR_CACHE", Path.home() / ".cache" / "instanthmr" / "mhr"))
+
+
+def mhr_env_python() -> Path:
+    return Path(os.environ.get("MHR_ENV", REPO / ".venv-mhr")) / "bin" / "python"
+
+
+def ensure_cached(lod: int, assets: Path, timeout: float = 300.0) -> tuple[Path, Path]:
+    """Return (converted model, official reference outputs) for ``lod`` from the cache, converting them
+    with the official MHR environment when missing. Raises :class:`ConvertError` saying why when neither
+    the cache nor the environment is there (tests turn that into a skip)."""
+    import subprocess
+
+    out, ref = cache_dir() / f"mhr_lod{lod}.npz", cache_dir() / f"mhr_lod{lod}_official_reference.npz"
+    if out.is_file() and ref.is_file():
+        return out, ref
+    if not (assets / f"lod{lod}.fbx").is_file():
+        raise ConvertError(f"{assets / f'lod{lod}.fbx'}: MHR assets not found")
+    if not mhr_env_python().is_file():
+        raise ConvertError(f"no converted model in {cache_dir()} and no MHR environment at "
+                           f"{mhr_env_python().parent.parent} to make one (run tools/mhr_env.sh)")
+    cmd = [str(REPO / "tools" / "mhr_env.sh"), "--run", str(REPO / "tools" / "convert_mhr.py"),
+           "--assets", str(assets), "--lod", str(lod), "--out", str(out), "--reference", str(ref)]
+    reg = assets / f"mhr70_regressor_lod{lod}.npz"
+    if reg.is_file():
+        cmd += ["--regressor", str(reg)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0 or not (out.is_file() and ref.is_file()):
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise ConvertError(f"conversion in the MHR environment failed: {tail[0]}")
+    return out, ref
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--assets", required=True, type=Path, help="folder with lod{N}.fbx and compact_v6_1.model")
