@@ -577,16 +577,20 @@ class PersonPose:
     detection: PoseDetection
 
 
-def landmark_box(pose: PoseLandmarks, image_wh, pad: float = 0.08, min_presence: float = 0.5) -> np.ndarray:
-    """Tight box of the landmarks inside the image, padded by ``pad`` x its long side (the landmarks stop
-    at the eyes/ears and heels/toes; the pad covers the head top), clipped to the image."""
-    pts = pose.points[pose.presence >= min_presence]
-    if len(pts) < 4:
-        pts = pose.points
+def landmark_box(pose: PoseLandmarks, image_wh, pad: float = 0.05) -> np.ndarray:
+    """A person detector's box from the landmarks: all 33 points (BlazePose also predicts the ones outside
+    the image, so a truncated person's box runs to the image edge, as a detector's would) plus an estimated
+    head top (the landmarks stop at the eyes and ears), padded by ``pad`` x the long side, clipped."""
+    pts = pose.points
+    i = BLAZEPOSE33_INDEX
+    eyes = (pts[i["left_eye"]] + pts[i["right_eye"]]) / 2.0
+    mouth = (pts[i["mouth_left"]] + pts[i["mouth_right"]]) / 2.0
+    head_top = eyes + 2.2 * (eyes - mouth)  # crown ~2x the eye-mouth distance above the eyes
+    pts = np.concatenate([pts, head_top[None]])
     lo, hi = pts.min(0), pts.max(0)
     p = pad * float(max(hi - lo))
     w, h = float(image_wh[0]), float(image_wh[1])
-    box = np.array([lo[0] - p, lo[1] - 1.5 * p, hi[0] + p, hi[1] + p], np.float64)
+    box = np.array([lo[0] - p, lo[1] - p, hi[0] + p, hi[1] + p], np.float64)
     box[[0, 2]] = np.clip(box[[0, 2]], 0, w - 1)
     box[[1, 3]] = np.clip(box[[1, 3]], 0, h - 1)
     return box.astype(np.float32)
