@@ -82,3 +82,37 @@ def test_loss_falls_when_fitting_a_small_head():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_wholebody_head_learns_from_lifter_shards(tmp_path):
+    """Lifter labels written as shards train the network's optional whole-body head (loss falls)."""
+    model = pytest.importorskip("instanthmr.model")
+    from instanthmr.data.shards import ShardReader, ShardWriter
+
+    g = torch.Generator().manual_seed(0)
+    with ShardWriter(tmp_path, teacher="llm_lifter") as w:
+        for i in range(2):
+            target = normalize_3d(torch.randn(133, 3, generator=g, dtype=torch.float64).numpy())[0]
+            mask = np.ones(133, bool)
+            mask[23:91] = i == 0  # the second person's face did not parse
+            w.add({"box": [0, 0, 100, 200], "image_size": [640, 480], "source": f"p{i}",
+                   "joints_3d_wholebody": target, "joints_3d_wholebody_valid": mask})
+            w.mark_done(f"p{i}")
+    r = ShardReader(tmp_path)
+    target = torch.from_numpy(np.stack([r[i]["joints_3d_wholebody"] for i in range(2)]))
+    mask = torch.from_numpy(np.stack([r[i]["joints_3d_wholebody_valid"] for i in range(2)]))
+    assert mask.sum() == 133 + 65
+
+    torch.manual_seed(0)
+    net = model.build_model("instanthmr_tiny_test", wholebody_head=True)
+    net.train()
+    images, cond = torch.randn(2, 3, 224, 224, generator=g), torch.zeros(2, 3)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(5):
+        loss = wholebody_loss(net(images, cond)[model.WHOLEBODY_OUTPUT], target.float(), mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
