@@ -152,3 +152,19 @@ def test_parse_helpers_consistent():
     g = pose(5) + 3.0
     j, m, f = parse_output(format_target(g))
     assert f == 1.0 and np.abs(j - normalize_3d(g)[0]).max() < 3 / 255
+
+
+def test_head_errors_against_lifter_and_ground_truth():
+    from instanthmr.lifter.evaluate import head_errors
+
+    gt = np.stack([pose(i) for i in range(2)])
+    lifter = normalize_3d(gt)[0]
+    lifter[:, 91:112] += 0.05  # the teacher is off on the left hand
+    mask = np.ones((2, 133), bool)
+    mask[:, 23:91] = False  # and gave no face
+    head = gt * 1.7 + 3.0  # a head that matches the ground truth, in metres somewhere in space
+    r = head_errors(head, lifter, mask, gt, np.ones(133, bool))
+    assert r["vs_gt"]["mpjpe"] == pytest.approx(0, abs=1e-12)
+    assert r["vs_lifter"]["joints_scored"] == 133 - 68 and np.isnan(r["vs_lifter"]["per_part"]["face"])
+    assert r["vs_lifter"]["per_part"]["left_hand"] > 0.05 and r["vs_lifter"]["per_part"]["body"] < 0.02
+    assert "vs_gt" not in head_errors(head, lifter, mask)

@@ -158,3 +158,16 @@ def evaluate_lifter(pred, pred_mask, gt, gt_valid=None, min_fraction: float = DE
         "per_part": metrics.per_part_mpjpe(p, g, COCO_WHOLEBODY_PARTS, m),
         "pa_per_part": metrics.per_part_mpjpe(p, g, COCO_WHOLEBODY_PARTS, m, align="procrustes"),
     }
+
+
+def head_errors(pred, lifter, lifter_mask, gt=None, gt_valid=None) -> dict:
+    """Errors of the network's whole-body head ``pred (N, 133, 3)`` (any unit) for the trainer's eval:
+    ``{"vs_lifter": ..., "vs_gt": ...}``, each an :func:`evaluate_lifter` dict (normalised units), the
+    second only when ground truth ``gt`` (with ``gt_valid``) is given."""
+    p = np.asarray(pred, dtype=np.float64)
+    full = np.ones(p.shape[:2], bool)
+    # Score the head against the lifter on the lifter's parsed joints (the lifter plays ground truth).
+    out = {"vs_lifter": evaluate_lifter(p, full, lifter, lifter_mask, min_fraction=0.0)}
+    if gt is not None:
+        out["vs_gt"] = evaluate_lifter(p, full, gt, gt_valid, min_fraction=0.0)
+    return out
