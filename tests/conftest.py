@@ -28,3 +28,29 @@ def mhr_dir() -> Path:
     if not (d / "samples").exists():
         pytest.skip(f"MHR assets not found at {d} (set INSTANTHMR_MHR)")
     return d
+
+
+# --- random-init InstantHMR ONNX files (owner: issue 3, network/export) -------------------------------------
+def _export_random_onnx(path: Path, **overrides) -> Path:
+    from instanthmr.model import build_model
+    from instanthmr.model.random_init import randomize_
+    from tools.export_onnx import export_onnx
+
+    model = randomize_(build_model("instanthmr_tiny_test", **overrides), seed=0).eval()
+    report = export_onnx(model, path)
+    assert report["ok"], report
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_onnx(tmp_path_factory) -> Path:
+    """A tiny random-init InstantHMR network exported to fp32 ONNX (5 outputs, ``pixel`` CLIFF form).
+
+    Its outputs have realistic spreads (joints across the crop, depths of a few metres) but mean nothing."""
+    return _export_random_onnx(tmp_path_factory.mktemp("onnx") / "instanthmr_tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def random_onnx_wholebody(tmp_path_factory) -> Path:
+    """Like ``random_onnx`` with the extra ``joints_3d_wholebody`` (N, 133, 3) output."""
+    return _export_random_onnx(tmp_path_factory.mktemp("onnx") / "instanthmr_tiny_wb.onnx", wholebody_head=True)
