@@ -419,7 +419,8 @@ class BoxFileDetector(PersonDetector):
 def create_detector(detector: "str | Path | PersonDetector" = "rfdetr", variant: str = "nano",
                     confidence: float = 0.5, max_persons: int | None = None, device: str = "auto",
                     weights: str | Path | None = None, pretrained: bool = True) -> PersonDetector:
-    """A detector from a name or a file: ``"rfdetr"`` (torch), a ``.onnx`` export, or a ``.json`` box file.
+    """A detector from a name or a file: ``"rfdetr"`` (torch), ``"mediapipe"``, a ``.onnx`` RF-DETR export, or
+    a ``.json`` box file.
 
     A :class:`PersonDetector` instance is returned unchanged.
     """
@@ -429,9 +430,13 @@ def create_detector(detector: "str | Path | PersonDetector" = "rfdetr", variant:
     if s.lower() in ("rfdetr", "rf-detr"):
         return RFDETRDetector(variant, confidence, max_persons, weights=weights, device=device,
                               pretrained=pretrained)
+    if s.lower() == "mediapipe":  # offline BlazePose detector (instanthmr/mp_detector.py)
+        from .mp_detector import MediaPipeDetector
+
+        return MediaPipeDetector(confidence, max_persons)
     suffix = Path(s).suffix.lower()
     if suffix == ".onnx":
         return OnnxDetector(s, confidence, max_persons, device=device)
     if suffix == ".json":
         return BoxFileDetector(s, confidence, max_persons)
-    raise ValueError(f"unknown detector {s!r}: expected 'rfdetr', a .onnx export or a .json box file")
+    raise ValueError(f"unknown detector {s!r}: expected 'rfdetr', 'mediapipe', a .onnx export or a .json box file")

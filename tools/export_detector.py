@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Export an RF-DETR person detector to ONNX once, so a deployed pipeline runs it without torch.
 
-    python tools/export_detector.py --variant nano --out models/rfdetr-nano.onnx
+    python tools/export_detector.py --variant nano --out models/rf-detr-nano.onnx
     python tools/export_detector.py --variant medium --weights ~/.roboflow/models/rf-detr-medium.pth
     python tools/export_detector.py --variant nano --random-init --out /tmp/rfdetr-nano-random.onnx
 
@@ -28,7 +28,7 @@ from instanthmr.runtime import ModelLoadError  # noqa: E402
 
 def export_detector(variant: str = "nano", out_path: str | Path | None = None, weights: str | Path | None = None,
                     pretrained: bool = True, opset: int = 17, detector: RFDETRDetector | None = None) -> Path:
-    """Export RF-DETR ``variant`` to ``out_path`` (default ``models/rfdetr-<variant>.onnx``) and return it.
+    """Export RF-DETR ``variant`` to ``out_path`` (default ``models/rf-detr-<variant>.onnx``) and return it.
 
     ``pretrained=False`` exports random weights (plumbing and speed only). ``detector`` exports an already
     built :class:`RFDETRDetector` (its variant wins over ``variant``). Raises
@@ -40,7 +40,7 @@ def export_detector(variant: str = "nano", out_path: str | Path | None = None, w
 
     det = detector or RFDETRDetector(variant, weights=weights, device="cpu", pretrained=pretrained)
     variant = det.variant
-    out = Path(out_path) if out_path else MODELS_DIR / f"rfdetr-{variant}{'' if det.weights else '-random'}.onnx"
+    out = Path(out_path) if out_path else MODELS_DIR / f"rf-detr-{variant}{'' if det.weights else '-random'}.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rfdetr_export_") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -63,7 +63,7 @@ def export_detector(variant: str = "nano", out_path: str | Path | None = None, w
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", default="nano", choices=list(RFDETR_VARIANTS), help="RF-DETR size (default: nano)")
-    p.add_argument("--out", default=None, help="output .onnx (default: models/rfdetr-<variant>.onnx)")
+    p.add_argument("--out", default=None, help="output .onnx (default: models/rf-detr-<variant>.onnx)")
     p.add_argument("--weights", default=None,
                    help="RF-DETR checkpoint .pth (default: models/ or the rfdetr cache, downloaded when missing)")
     p.add_argument("--random-init", action="store_true",

@@ -1,0 +1,323 @@
+#!/usr/bin/env python3
+"""InstantHMR demo: 3D human poses from a photo, a video file or a live camera.
+
+    python demo.py --camera 0
+    python demo.py --video clip.mp4 --save-rrd out.rrd --out-video out.mp4 --save-json out.json
+    python demo.py --image photo.jpg --no-spawn --save-rrd photo.rrd
+    python demo.py --video clip.mp4 --random-init --no-spawn --save-json out.json   # no weights: plumbing only
+
+A person detector (RF-DETR by default) finds people every --detector-stride frames; the InstantHMR ONNX
+network turns each person crop into 70 MHR keypoints in 2D (pixels) and 3D (camera space, metres), body
+model parameters and the camera translation. Results go to the Rerun viewer (or an .rrd file), a JSON file
+and an overlay video. Exit status: 0 done, 1 bad input or model (message on stderr), 2 bad arguments,
+3 nobody found in any frame (outputs still written), 130 interrupted (frames done so far are saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from instanthmr.detector import RFDETR_VARIANTS
+from instanthmr.io import Frame, SourceError, VideoWriter, open_source
+from instanthmr.paths import DEFAULT_MODEL, REPO_ROOT
+from instanthmr.runtime import DEVICES, ModelLoadError
+
+EXIT_OK, EXIT_ERROR, EXIT_NO_PERSONS, EXIT_INTERRUPTED = 0, 1, 3, 130
+RANDOM_BANNER = ("WARNING: RANDOM WEIGHTS (--random-init): the network is untrained, its poses mean nothing. "
+                 "This run only exercises the plumbing and measures speed.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_argument_group("source (exactly one)").add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", metavar="PATH", help="a photo (any format OpenCV reads)")
+    src.add_argument("--video", metavar="PATH", help="a video file (any format OpenCV decodes)")
+    src.add_argument("--camera", metavar="INDEX", type=int, help="a live camera by index (0 = default camera)")
+
+    m = p.add_argument_group("models")
+    m.add_argument("--model", default=None, metavar="PATH",
+                   help=f"InstantHMR ONNX file (default: {DEFAULT_MODEL.relative_to(REPO_ROOT)}; see models/README.md)")
+    m.add_argument("--random-init", action="store_true",
+                   help="use a random-init network exported on the fly (needs torch; no weights needed; results "
+                        "are meaningless, for plumbing and speed checks)")
+    m.add_argument("--random-init-config", default=None, metavar="NAME",
+                   help="architecture for --random-init (default: the released one)")
+    m.add_argument("--device", default="auto", choices=DEVICES,
+                   help="where both models run: cuda | coreml | cpu, or auto = best available (default: auto)")
+    m.add_argument("--detector", default="rfdetr", metavar="NAME|PATH",
+                   help="person detector: 'rfdetr' (torch, rfdetr package), 'mediapipe', an RF-DETR .onnx from "
+                        "tools/export_detector.py (no torch), or a .json file of boxes per frame (default: rfdetr)")
+    m.add_argument("--detector-variant", default="nano", choices=list(RFDETR_VARIANTS),
+                   help="RF-DETR size for --detector rfdetr (default: nano)")
+    m.add_argument("--detector-weights", default=None, metavar="PATH",
+                   help="RF-DETR checkpoint .pth (default: models/ or the rfdetr cache ~/.roboflow/models, $RF_HOME; "
+                        "downloaded there on first use)")
+    m.add_argument("--det-confidence", type=float, default=0.5, metavar="S",
+                   help="minimum detection score in [0, 1] (default: 0.5)")
+    m.add_argument("--max-persons", type=int, default=8, metavar="N",
+                   help="at most N persons per frame, highest scores first (default: 8)")
+    m.add_argument("--detector-stride", type=int, default=1, metavar="N",
+                   help="run the detector on every Nth processed frame; frames between reuse its boxes enlarged "
+                        "by 10%% a side (default: 1 = every frame)")
+    m.add_argument("--frame-skip", type=int, default=1, metavar="K",
+                   help="process every Kth frame of a video/camera, drop the others (default: 1 = all)")
+    m.add_argument("--no-batch-persons", action="store_true",
+                   help="one network call per person instead of one batched call per frame")
+    m.add_argument("--max-frames", type=int, default=None, metavar="N",
+                   help="stop after N processed frames (default: the whole video; a camera runs until Ctrl-C)")
+
+    o = p.add_argument_group("outputs")
+    o.add_argument("--save-rrd", default=None, metavar="PATH",
+                   help="save the Rerun recording to this .rrd file (open it later with `rerun PATH`)")
+    o.add_argument("--no-spawn", action="store_true",
+                   help="headless: do not open the Rerun viewer window")
+    o.add_argument("--save-json", default=None, metavar="PATH",
+                   help="per frame, per person: box, score, joints_2d (px), joints_3d_cam (m), cam_trans (m), "
+                        "focal_length (px), mhr_params, shape_params; per frame timings")
+    o.add_argument("--out-video", default=None, metavar="PATH",
+                   help="write the frames with skeletons and boxes drawn (.mp4/.avi; source fps / --frame-skip)")
+    o.add_argument("--quiet", action="store_true", help="no progress lines")
+    return p
+
+
+# --------------------------------------------------------------------------------------------------
+# model resolution
+# --------------------------------------------------------------------------------------------------
+
+def resolve_model(args) -> Path:
+    """The InstantHMR .onnx to run: ``--model``, the default file, or a random-init export."""
+    if args.random_init:
+        if args.model:
+            raise ModelLoadError("give either --model or --random-init, not both")
+        print(RANDOM_BANNER, file=sys.stderr)
+        print("exporting a random-init network (first time: ~30 s) ...", file=sys.stderr)
+        from instanthmr.pipeline import random_init_onnx
+
+        try:
+            return random_init_onnx(args.random_init_config)
+        except ImportError as e:
+            raise ModelLoadError(f"--random-init needs torch and the training package ({e})") from None
+    path = Path(args.model) if args.model else DEFAULT_MODEL
+    if not path.is_file():
+        hint = ("Download the released instanthmr.onnx (see models/README.md) and put it at "
+                f"{DEFAULT_MODEL}, or pass --model PATH" if not args.model else "check the --model path")
+        raise ModelLoadError(f"InstantHMR model not found: {path}. {hint}; for a plumbing run without weights "
+                             "use --random-init")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# sinks: each gets every (frame, result) and is closed at the end, whatever happened
+# --------------------------------------------------------------------------------------------------
+
+def _r(a, nd: int):
+    return np.round(np.asarray(a, dtype=np.float64), nd).tolist()
+
+
+def person_record(p) -> dict:
+    """One person as JSON-ready numbers (pixels rounded to 0.01, metres to 0.1 mm)."""
+    return {"box": _r(p.box, 2), "score": round(float(p.score), 4), "joints_2d": _r(p.joints_2d, 2),
+            "joints_3d_cam": _r(p.joints_3d_cam, 4), "cam_trans": _r(p.cam_trans, 4),
+            "focal_length": round(float(p.focal_length), 3), "mhr_params": _r(p.mhr_params, 5),
+            "shape_params": _r(p.shape_params, 5)}
+
+
+def frame_record(frame: Frame, result) -> dict:
+    return {"frame_index": int(frame.index), "time_s": round(float(frame.time_s), 4),
+            "detector_ran": bool(result.detector_ran), "reused_boxes": bool(result.reused),
+            "timings": {"detector_ms": round(result.detector_ms, 3), "hmr_ms": round(result.hmr_ms, 3),
+                        "total_ms": round(result.total_ms, 3)},
+            "persons": [person_record(p) for p in result.persons]}
+
+
+class JsonSink:
+    """Streams ``{"meta": ..., "frames": [...], "summary": ...}``; each frame is flushed as it comes, so an
+    interrupted run keeps the frames done (the closing brackets are written by :meth:`close`)."""
+
+    def __init__(self, path: str | Path, meta: dict):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.f = open(self.path, "w")
+        except OSError as e:
+            raise SourceError(f"cannot write {self.path}: {e.strerror or e}") from None
+        self.f.write('{"meta": ' + json.dumps(meta) + ',\n"frames": [\n')
+        self.count = 0
+
+    def write(self, frame: Frame, result) -> None:
+        self.f.write((",\n" if self.count else "") + json.dumps(frame_record(frame, result)))
+        self.f.flush()
+        self.count += 1
+
+    def close(self, summary: dict | None = None) -> None:
+        if self.f is None:
+            return
+        self.f.write('\n],\n"summary": ' + json.dumps(summary or {}) + "}\n")
+        self.f.close()
+        self.f = None
+
+
+class VideoSink:
+    """The overlay video (skeletons, boxes, timings) at the source fps / frame skip."""
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int]):
+        self.writer = VideoWriter(path, fps, size)
+
+    def write(self, frame: Frame, result) -> None:
+        from instanthmr.visualizer import draw_frame
+
+        self.writer.write(draw_frame(frame.image, result))
+
+    def close(self, summary: dict | None = None) -> None:
+        self.writer.close()
+
+
+class RerunSink:
+    def __init__(self, spawn: bool, save_path: str | None):
+        from instanthmr.visualizer import RerunVisualizer
+
+        try:
+            self.viz = RerunVisualizer("instanthmr", spawn=spawn, save_path=save_path)
+        except Exception as e:  # no viewer binary / no display: say what to do instead
+            raise SourceError(f"cannot start Rerun ({str(e).strip().splitlines()[0] if str(e).strip() else e!r}); "
+                              "run headless with --no-spawn (and --save-rrd PATH to keep the recording)") from None
+
+    def write(self, frame: Frame, result) -> None:
+        self.viz.log_frame(frame.image, result, frame_index=frame.index, time_s=frame.time_s)
+
+    def close(self, summary: dict | None = None) -> None:
+        self.viz.close()
+
+
+class Progress:
+    """Frames done / total and FPS on stderr: a rewritten line on a terminal, a line every ~5 s otherwise."""
+
+    def __init__(self, total: int | None, label: str, quiet: bool = False):
+        self.total, self.label, self.quiet = total, label, quiet
+        self.tty = sys.stderr.isatty()
+        self.t0 = self.last = time.monotonic()
+        self.done = 0
+
+    def update(self, result) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.quiet or (now - self.last < (0.5 if self.tty else 5.0) and self.done != self.total):
+            return
+        self.last = now
+        fps = self.done / max(now - self.t0, 1e-9)
+        of = f"/{self.total} ({100.0 * self.done / self.total:.0f}%)" if self.total else ""
+        line = (f"[{self.label}] {self.done}{of} frames | {fps:.1f} FPS | det {result.detector_ms:.0f} ms | "
+                f"HMR {result.hmr_ms:.0f} ms | {len(result.persons)} person(s)")
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        if self.tty and not self.quiet and self.done:
+            print(file=sys.stderr)
+
+
+def print_summary(s: dict, wall_s: float, file=sys.stdout) -> None:
+    if not s["frames"]:
+        print("no frame processed", file=file)
+        return
+    d, h, t = s["detector_call_ms"], s["hmr_ms"], s["total_ms"]
+    print(f"{s['frames']} frame(s) in {wall_s:.1f} s ({s['frames'] / max(wall_s, 1e-9):.1f} FPS wall), "
+          f"{s['detector_calls']} detector run(s), {s['persons_per_frame']:.2f} person(s)/frame, "
+          f"{s['frames'] - s['frames_with_persons']} frame(s) without anybody", file=file)
+    print(f"  detector per run : mean {d['mean']:7.1f} ms  median {d['median']:7.1f}  p95 {d['p95']:7.1f}", file=file)
+    print(f"  HMR per frame    : mean {h['mean']:7.1f} ms  median {h['median']:7.1f}  p95 {h['p95']:7.1f}", file=file)
+    print(f"  total per frame  : mean {t['mean']:7.1f} ms  median {t['median']:7.1f}  p95 {t['p95']:7.1f}  "
+          f"({s['fps']:.1f} FPS, visualisation excluded)", file=file)
+
+
+# --------------------------------------------------------------------------------------------------
+# main loop
+# --------------------------------------------------------------------------------------------------
+
+def run(args) -> int:
+    from instanthmr.pipeline import PosePipeline, summarize
+
+    if args.detector_stride < 1 or args.frame_skip < 1 or args.max_persons < 1:
+        raise ValueError("--detector-stride, --frame-skip and --max-persons must be >= 1")
+    source = open_source(args.image, args.video, args.camera, frame_skip=args.frame_skip,
+                         max_frames=args.max_frames)
+    sinks: list = []
+    results: list = []
+    interrupted = False
+    t_start = time.monotonic()
+    try:
+        model = resolve_model(args)
+        pipeline = PosePipeline(model, device=args.device, detector=args.detector,
+                                detector_variant=args.detector_variant, det_confidence=args.det_confidence,
+                                max_persons=args.max_persons, detector_stride=args.detector_stride,
+                                batch_persons=not args.no_batch_persons, detector_weights=args.detector_weights)
+        det_desc = getattr(pipeline.detector, "variant", "")
+        print(f"source: {source.kind} {source.name} ({source.size[0]}x{source.size[1]}, "
+              f"{source.expected_frames if source.expected_frames is not None else '?'} frame(s) to process)")
+        print(f"model: {model} on {pipeline.hmr.provider}; detector: {pipeline.detector.name} {det_desc} "
+              f"(stride {args.detector_stride}, confidence {args.det_confidence})")
+        meta = {"source": str(args.image or args.video or f"camera:{args.camera}"), "source_kind": source.kind,
+                "image_size": list(source.size), "fps": source.output_fps, "frame_skip": args.frame_skip,
+                "model": str(model), "random_init": bool(args.random_init), "provider": pipeline.hmr.provider,
+                "detector": pipeline.detector.name, "detector_variant": det_desc,
+                "detector_stride": args.detector_stride, "det_confidence": args.det_confidence,
+                "units": {"box": "px xyxy", "joints_2d": "px", "joints_3d_cam": "m, camera frame x right y down "
+                          "z forward", "cam_trans": "m", "focal_length": "px", "timings": "ms"},
+                "joint_order": "MHR70 (instanthmr.skeleton.MHR70_NAMES)"}
+        if args.save_json:
+            sinks.append(JsonSink(args.save_json, meta))
+        if args.out_video:
+            sinks.append(VideoSink(args.out_video, source.output_fps, source.size))
+        if args.save_rrd or not args.no_spawn:
+            sinks.append(RerunSink(spawn=not args.no_spawn, save_path=args.save_rrd))
+        progress = Progress(source.expected_frames, source.kind, quiet=args.quiet or source.kind == "image")
+        try:
+            for frame in source:
+                result = pipeline.predict(frame.image, frame_index=frame.index)
+                for sink in sinks:
+                    sink.write(frame, result)
+                results.append(result)
+                progress.update(result)
+        except KeyboardInterrupt:
+            interrupted = True
+        progress.finish()
+    finally:
+        summary = summarize(results)
+        for sink in sinks:
+            sink.close(summary)
+        source.close()
+    if args.random_init:
+        print(RANDOM_BANNER, file=sys.stderr)
+    print_summary(summary, time.monotonic() - t_start)
+    for kind, path in (("json", args.save_json), ("video", args.out_video), ("rrd", args.save_rrd)):
+        if path:
+            print(f"wrote {kind}: {path}")
+    if interrupted:
+        print(f"interrupted after {len(results)} frame(s); outputs keep them", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if results and summary["frames_with_persons"] == 0:
+        print(f"no person found in {source.kind} {source.name} (detector {pipeline.detector.name}, "
+              f"confidence > {args.det_confidence}); try a lower --det-confidence", file=sys.stderr)
+        return EXIT_NO_PERSONS
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (SourceError, ModelLoadError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
