@@ -1,0 +1,1 @@
+"""Teachers whose outputs are distilled into the fast network, and their output converters."""

@@ -1,0 +1,106 @@
+"""SAM 3D Body output conversion (on the four real output dicts) and the teacher's clear failure modes."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from instanthmr.data.shards import ShardReader, ShardWriter
+from instanthmr.geometry import project_points
+from instanthmr.skeleton import MHR70_INDEX
+from instanthmr.teachers import sam3d
+
+
+@pytest.fixture(scope="module")
+def samples(mhr_dir):
+    outs = []
+    for p in sorted((mhr_dir / "samples").glob("*.npz")):
+        with np.load(p) as z:
+            outs.append({k: z[k] for k in z.files})
+    assert len(outs) == 4
+    return outs
+
+
+# The sample dicts come from a 1920x890 frame (principal point fitted at (960, 445) to 1e-5 px).
+IMAGE_WH = (1920, 890)
+
+
+def test_samples_conventions(samples):
+    for out in samples:
+        k3, k2, t = out["pred_keypoints_3d"], out["pred_keypoints_2d"], out["pred_cam_t"]
+        # camera-space = body-centred + pred_cam_t reproduces the teacher's 2D through a pinhole
+        f, pp, resid = sam3d.fit_pinhole(k3 + t, k2)
+        assert resid < 0.01 and abs(f - 2535.27) < 0.1
+        np.testing.assert_allclose(pp, [960.0, 445.0], atol=0.01)
+        # y is down: the nose is above (smaller y than) the ankles; origin = body root near the floor
+        assert k3[MHR70_INDEX["nose"], 1] < k3[MHR70_INDEX["left_hip"], 1] < k3[MHR70_INDEX["left_ankle"], 1]
+        np.testing.assert_allclose(out["pred_joint_coords"][0], 0.0, atol=1e-6)
+        assert -1.0 < k3[MHR70_INDEX["left_hip"], 1] < -0.8  # hips ~0.9 m above the root
+
+
+def test_converter_on_real_outputs(samples, tmp_path):
+    with ShardWriter(tmp_path, teacher=sam3d.TEACHER_NAME, teacher_version="samples") as w:
+        for i, out in enumerate(samples):
+            inst = sam3d.sam3d_output_to_instance(out, IMAGE_WH, source=f"sample{i}")
+            w.add(inst)
+            w.mark_done(f"sample{i}")
+    r = ShardReader(tmp_path)
+    assert len(r) == 4
+    for i, out in enumerate(samples):
+        inst = r[i]
+        assert inst["joints_3d_valid"].all() and inst["mhr_params_valid"] and inst["shape_params_valid"]
+        np.testing.assert_allclose(inst["joints_3d"], out["pred_keypoints_3d"][:70], atol=1e-6)
+        np.testing.assert_allclose(inst["mhr_params"], out["mhr_model_params"], atol=1e-6)
+        np.testing.assert_allclose(inst["box"], out["bbox"], atol=1e-3)
+        k = inst["intrinsics"]
+        proj = project_points(inst["joints_3d"] + inst["cam_trans"], k[0, 0], k[:2, 2])
+        np.testing.assert_allclose(proj, inst["joints_2d"], atol=0.05)  # the stored camera is consistent
+
+
+def test_converter_takes_given_focal_and_longer_keypoint_sets(samples):
+    out = dict(samples[0])
+    out["pred_keypoints_3d"] = np.concatenate([out["pred_keypoints_3d"], np.zeros((238, 3))])
+    out["pred_keypoints_2d"] = np.concatenate([out["pred_keypoints_2d"], np.zeros((238, 2))])
+    out["focal_length"] = np.float32(1234.0)
+    inst = sam3d.sam3d_output_to_instance(out, IMAGE_WH)
+    assert inst["joints_3d"].shape == (70, 3) and inst["intrinsics"][0, 0] == pytest.approx(1234.0)
+
+
+def test_converter_rejects_malformed_outputs(samples):
+    out = dict(samples[0])
+    bad = dict(out)
+    del bad["pred_cam_t"]
+    with pytest.raises(sam3d.TeacherOutputError, match="pred_cam_t"):
+        sam3d.sam3d_output_to_instance(bad, IMAGE_WH)
+    bad = dict(out, pred_keypoints_3d=np.zeros((17, 3)))
+    with pytest.raises(sam3d.TeacherOutputError, match="pred_keypoints_3d"):
+        sam3d.sam3d_output_to_instance(bad, IMAGE_WH)
+    bad = dict(out, shape_params=np.zeros(10))
+    with pytest.raises(sam3d.TeacherOutputError, match="shape_params"):
+        sam3d.sam3d_output_to_instance(bad, IMAGE_WH)
+    nan = dict(out, pred_keypoints_3d=out["pred_keypoints_3d"].copy())
+    nan["pred_keypoints_3d"][5] = np.nan
+    inst = sam3d.sam3d_output_to_instance(nan, IMAGE_WH, focal=2535.0)
+    assert not inst["joints_3d_valid"][5] and inst["joints_3d_valid"].sum() == 69
+
+
+def test_mhr_axis_conversion_round_trip():
+    p_cm = np.array([[10.0, 170.0, 5.0]])  # MHR: 1.7 m up, 5 cm toward the viewer
+    p = sam3d.mhr_to_camera(p_cm)
+    np.testing.assert_allclose(p, [[0.1, -1.7, -0.05]])  # camera: y down (up is negative), metres
+    np.testing.assert_allclose(sam3d.camera_to_mhr(p), p_cm)
+
+
+def test_missing_package_is_one_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "sam_3d_body", None)  # import fails as if not installed
+    with pytest.raises(sam3d.TeacherUnavailableError, match="install Meta's SAM 3D Body"):
+        sam3d.SAM3DBodyTeacher(tmp_path / "model.ckpt")
+
+
+def test_missing_checkpoint_is_one_clear_error(tmp_path):
+    with pytest.raises(sam3d.TeacherUnavailableError, match="no \\*.ckpt"):
+        sam3d.resolve_checkpoint(tmp_path)
+    with pytest.raises(sam3d.TeacherUnavailableError, match="not found"):
+        sam3d.resolve_checkpoint(tmp_path / "x.ckpt")
