@@ -208,6 +208,12 @@ def load_mhr_assets(path: str | Path) -> MHRAssets:
                             f"({NPZ_FORMAT_VERSION})")
     f32 = lambda k: np.ascontiguousarray(data[k], dtype=np.float32)  # noqa: E731
     names = lambda k: tuple(str(s) for s in data[k]) if k in data else ()  # noqa: E731
+    # FBX rigs pad influences to 8 per vertex; MHR uses at most 4: drop the all-zero columns (2x faster)
+    order = np.argsort(-data["skin_weights"], axis=1, kind="stable")
+    weights = np.take_along_axis(data["skin_weights"], order, 1)
+    keep = max(1, int((weights > 0).sum(1).max())) if weights.size else 1
+    data["skin_weights"] = weights[:, :keep]
+    data["skin_indices"] = np.take_along_axis(data["skin_indices"], order, 1)[:, :keep]
     hidden = comps = None
     if "corrective_blendshapes" in data:
         try:  # the first layer is stored sparse (as Meta ships it); the forward uses it dense
@@ -291,6 +297,10 @@ class MHRNumpy:
         self._ibp = assets.inverse_bind_pose.astype(np.float64)
         self._shape_dirs = assets.identity_blendshapes.reshape(NUM_SHAPE, -1).astype(np.float64)
         self._expr_dirs = assets.expression_blendshapes.reshape(NUM_EXPR, -1).astype(np.float64)
+        reg = assets.keypoint_regressor
+        # the regressor is sparse (<= ~13 of V+127 columns per row): keep only the columns it uses
+        self._reg_cols = None if reg is None else np.flatnonzero(np.abs(reg).sum(0) > 0)
+        self._regressor = None if reg is None else reg[:, self._reg_cols].astype(np.float64)
 
     @classmethod
     def from_npz(cls, path: str | Path, frame: str = "product") -> "MHRNumpy":
@@ -333,24 +343,23 @@ class MHRNumpy:
             if p[0] < 0:  # the root level (all roots share depth 0)
                 g_t[:, lvl], g_r[:, lvl], g_s[:, lvl] = loc_t[:, lvl], loc_r[:, lvl], loc_s[:, lvl]
                 continue
-            g_t[:, lvl] = g_t[:, p] + g_s[:, p, None] * np.einsum("njab,njb->nja", g_r[:, p], loc_t[:, lvl])
+            g_t[:, lvl] = g_t[:, p] + g_s[:, p, None] * (g_r[:, p] @ loc_t[:, lvl, :, None])[..., 0]
             g_r[:, lvl] = g_r[:, p] @ loc_r[:, lvl]
             g_s[:, lvl] = g_s[:, p] * loc_s[:, lvl]
 
-        # skinning matrices: global (s R | t) composed with the inverse bind pose
+        # skinning matrices: global (s R | t) composed with the inverse bind pose, as (N,J,12) rows
         lin = g_s[..., None, None] * g_r @ self._ibp[None, :, :3, :3]
-        off = g_s[..., None] * np.einsum("njab,jb->nja", g_r, self._ibp[:, :3, 3]) + g_t
-        idx, w = a.skin_indices, a.skin_weights.astype(np.float64)
-        v_lin = np.einsum("vk,nvkab->nvab", w, lin[:, idx])
-        v_off = np.einsum("vk,nvka->nva", w, off[:, idx])
-        verts = np.einsum("nvab,nvb->nva", v_lin, rest) + v_off
-        return self._finish(verts, g_t)
+        off = g_s[..., None] * (g_r @ self._ibp[None, :, :3, 3, None])[..., 0] + g_t
+        mats = np.concatenate([lin.reshape(n, -1, 9), off], -1).astype(np.float32)
+        blend = (mats[:, a.skin_indices] * a.skin_weights[None, :, :, None]).sum(2)      # (N,V,12)
+        rest32 = rest.astype(np.float32)
+        verts = (blend[..., :9].reshape(n, -1, 3, 3) * rest32[:, :, None, :]).sum(-1) + blend[..., 9:]
+        return self._finish(verts.astype(np.float64), g_t)
 
     def _finish(self, verts: np.ndarray, joints: np.ndarray) -> MHROutput:
         kps = None
         if self.assets.keypoint_regressor is not None:
-            kps = np.einsum("kc,nca->nka", self.assets.keypoint_regressor.astype(np.float64),
-                            np.concatenate([verts, joints], 1))
+            kps = self._regressor @ np.concatenate([verts, joints], 1)[:, self._reg_cols]
         out = [verts, joints, kps]
         if self.frame == "product":
             out = [None if x is None else mhr_to_product(x) for x in out]
@@ -399,7 +408,10 @@ if torch is not None:
             buf("skin_indices", a.skin_indices)
             buf("skin_weights", a.skin_weights)
             self.has_keypoints = a.keypoint_regressor is not None
-            buf("keypoint_regressor", a.keypoint_regressor if self.has_keypoints else np.zeros((0, 0), np.float32))
+            reg = a.keypoint_regressor if self.has_keypoints else np.zeros((0, 0), np.float32)
+            cols = np.flatnonzero(np.abs(reg).sum(0) > 0)       # sparse regressor: only the used columns
+            buf("keypoint_columns", cols)
+            buf("keypoint_regressor", np.ascontiguousarray(reg[:, cols]))
             self.has_correctives = a.corrective_blendshapes is not None
             if self.has_correctives:
                 buf("corrective_hidden", a.corrective_hidden)
@@ -475,7 +487,7 @@ if torch is not None:
             verts = (v_lin @ rest[..., None])[..., 0] + v_off
             kps = None
             if self.has_keypoints:
-                kps = torch.einsum("kc,nca->nka", self.keypoint_regressor, torch.cat([verts, g_t], 1))
+                kps = self.keypoint_regressor @ torch.cat([verts, g_t], 1)[:, self.keypoint_columns]
             if self.frame == "product":
                 verts, g_t = mhr_to_product(verts), mhr_to_product(g_t)
                 kps = None if kps is None else mhr_to_product(kps)

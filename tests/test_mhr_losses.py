@@ -40,7 +40,7 @@ def test_loss_is_zero_on_own_keypoints_and_grows_with_error():
     moved = target.clone()
     moved[:, 5] += 0.05                                           # one joint 5 cm off in x, y, z
     loss = mhr_consistency_loss(layer, params, shape, moved, align="none")
-    assert abs(float(loss) - 0.05 / 70) < 1e-5                    # mean over 70 joints x 3 coords
+    assert abs(loss.item() - 0.05 / 70) < 1e-5                    # mean over 70 joints x 3 coords
     loss.backward()
     assert params.grad.abs().sum() > 0
 
