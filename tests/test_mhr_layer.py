@@ -218,3 +218,49 @@ def test_onnx_export_matches_torch(lod6, tmp_path):
     for g, r in zip(got, (ref.vertices, ref.joints, ref.keypoints)):
         assert g.shape == tuple(r.shape)
         assert np.abs(g - r.numpy()).max() < 1e-5        # metres: 0.01 mm
+
+
+# ---------------------------------------------------------------------------------------------- meshes
+def test_mesh_renderer_missing_file_is_one_line_and_none(tmp_path, capsys):
+    from instanthmr.mhr_viz import MeshRenderer, resolve_mhr_model
+
+    assert resolve_mhr_model(tmp_path, 5) == tmp_path / "mhr_lod5.npz"
+    assert resolve_mhr_model(tmp_path / "x.npz", 5) == tmp_path / "x.npz"
+    assert MeshRenderer.open(tmp_path, lod=4) is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "meshes off" in err[0] and "mhr_lod4.npz" in err[0]
+
+
+def test_meshes_logged_and_overlaid(lod6, capsys):
+    from types import SimpleNamespace
+
+    from instanthmr.mhr_viz import MeshRenderer, log_mhr_meshes, overlay_meshes
+
+    assert MeshRenderer.open(lod6[0], lod=3) is None                   # wrong LOD for that file
+    assert "not the requested --mhr-lod 3" in capsys.readouterr().err
+    mesh = MeshRenderer.open(lod6[0], lod=6)
+    persons = [SimpleNamespace(mhr_params=np.zeros(204), shape_params=np.zeros(45), cam_trans=np.array([x, 0.0, 4.0]))
+               for x in (-0.6, 0.6)]
+    verts = mesh.vertices_cam(persons)
+    local = mesh.vertices_local(np.zeros((1, 204)), np.zeros((1, 45)))
+    np.testing.assert_allclose(verts[1] - verts[0], np.tile([1.2, 0, 0], (len(local[0]), 1)), atol=1e-5)
+
+    logged = []
+    rec = SimpleNamespace(log=lambda entity, arch: logged.append((entity, arch)))
+    log_mhr_meshes(rec, "world/meshes", verts, mesh.faces)
+    entity, arch = logged[-1]
+    assert entity == "world/meshes"
+    assert len(arch.vertex_positions.as_arrow_array()) == 2 * verts.shape[1]
+    assert len(arch.triangle_indices.as_arrow_array()) == 2 * len(mesh.faces)
+    log_mhr_meshes(rec, "world/meshes", np.zeros((0, verts.shape[1], 3)), mesh.faces)   # nobody: cleared
+    assert type(logged[-1][1]).__name__ == "Clear"
+
+    image = np.zeros((480, 640, 3), np.uint8)
+    out = overlay_meshes(image, verts, mesh.faces, focal=800.0, principal_point=(320, 240))
+    assert image.max() == 0 and out.shape == image.shape
+    painted = out.max(-1) > 0
+    # the two bodies stand left and right of the centre; the top corners stay untouched
+    u = np.flatnonzero(painted.any(0))
+    assert painted.mean() > 0.05 and not painted[:20, :20].any() and not painted[:20, -20:].any()
+    assert painted[:, 320 - 150].any() and painted[:, 320 + 150].any()
+    assert u.min() > 320 - 800 * 1.2 / 4 - 60 and u.max() < 320 + 800 * 1.2 / 4 + 60

@@ -55,7 +55,7 @@ def test_loss_masks_and_ignores_root_translation():
     wrong = target + 1.0
     mask = torch.zeros(2, 70, dtype=torch.bool)
     empty = mhr_consistency_loss(layer, params.requires_grad_(True), torch.zeros(2, 45), wrong, mask=mask)
-    assert float(empty) == 0.0 and empty.requires_grad
+    assert empty.item() == 0.0 and empty.requires_grad
     per_sample = mhr_consistency_loss(layer, params, torch.zeros(2, 45), wrong, mask=torch.tensor([True, False]),
                                       align="none")
     assert abs(float(per_sample) - 1.0) < 1e-5
