@@ -1,0 +1,162 @@
+"""Trainer: config, losses, sampler, and an end-to-end distillation on synthetic shards -> ONNX -> InstantHMR."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+from instanthmr import geometry
+from instanthmr.data.augment import AugmentConfig
+from instanthmr.data.synthetic import synthetic_person, write_synthetic_shards
+from instanthmr.train.config import ConfigError, load_config
+from instanthmr.train.dataset import ShardBlockSampler, ShardDataset
+from instanthmr.train.losses import distillation_loss, masked_l1, weak_to_full
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # two cores shared by several processes: one intra-op thread is ~20x faster than two contended ones
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return write_synthetic_shards(tmp_path_factory.mktemp("syn"), 48, seed=0, shard_size=16)
+
+
+def _cfg(shards, out, *extra):
+    return load_config("configs/train_smoke.yaml", [f"data.train=[{shards}]", f"run.out_dir={out}",
+                                                    "run.progress=false", *extra])
+
+
+def test_config_overrides_and_errors(tmp_path):
+    cfg = load_config("configs/train_smoke.yaml", ["optim.lr=1e-3", "data.augment.flip_prob=0", "loss.cam_trans=0"])
+    assert cfg.optim.lr == 1e-3 and cfg.data.augment.flip_prob == 0 and cfg.loss.cam_trans == 0
+    assert cfg.model.name == "instanthmr_tiny_test" and cfg.loss.joints_3d == 1.0  # included defaults kept
+    with pytest.raises(ConfigError, match="optim.lrr"):
+        load_config(None, ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="must be a number"):
+        load_config(None, ["optim.steps=many"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "none.yaml")
+
+
+def test_masked_l1_ignores_masked_items():
+    pred, target = torch.zeros(2, 3, 2), torch.ones(2, 3, 2)
+    target[0, 0] = 100.0
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    mask[0, 0] = False
+    assert float(masked_l1(pred, target, mask)) == pytest.approx(1.0)
+    assert float(masked_l1(pred, target, torch.zeros(2, 3, dtype=torch.bool))) == 0.0
+
+
+def test_camera_losses_vanish_for_the_teacher_camera(shards):
+    """The teacher's translation, written as a weak-perspective camera, must give zero camera losses."""
+    ds = ShardDataset(shards, AugmentConfig(rot_prob=1.0, flip_prob=0.5))
+    batch = {k: torch.stack([ds[i][k] for i in range(4)]) for k in ds[0]}
+    t, box, f, pp = batch["cam_trans"], batch["crop_box"], batch["focal"], batch["principal_point"]
+    s = 2 * f / (box[:, 2] * t[:, 2])
+    d = box[:, :2] - pp
+    weak = torch.stack([s, t[:, 0] - 2 * d[:, 0] / (box[:, 2] * s), t[:, 1] - 2 * d[:, 1] / (box[:, 2] * s)], 1)
+    torch.testing.assert_close(weak_to_full(weak, box, f, pp), t, atol=1e-4, rtol=1e-5)
+    # the same formula as the runtime's numpy version (principal point at the image centre)
+    np.testing.assert_allclose(weak_to_full(weak, box, f, pp).numpy()[0], geometry.crop_cam_to_full(
+        weak.numpy()[0], box.numpy()[0, :2], box.numpy()[0, 2], 2 * pp.numpy()[0], f.numpy()[0]), rtol=1e-4)
+    pred = {"pred_cam": weak, "joints_3d": batch["joints_3d"], "joints_2d": batch["joints_2d"],
+            "mhr_params": batch["mhr_params"], "shape_params": batch["shape_params"], "cam_trans": t}
+    cfg = load_config(None)
+    _, terms = distillation_loss(pred, batch, cfg.loss)
+    assert terms["reprojection"] < 1e-4 and terms["cam_trans"] < 1e-5 and terms["joints_3d"] == 0.0
+
+
+def test_sampler_splits_ranks_evenly_and_covers_everything():
+    ranges = [range(0, 10), range(10, 13), range(13, 40)]
+    per = [list(ShardBlockSampler(ranges, r, 3, seed=1, block_size=4)) for r in range(3)]
+    assert len({len(p) for p in per}) == 1
+    assert set().union(*map(set, per)) >= set(range(36))  # all but at most a short tail
+    one = list(ShardBlockSampler(ranges, 0, 1, seed=1, block_size=5))
+    assert sorted(one) == list(range(40))
+    blocks = [one[i:i + 5] for i in range(0, 40, 5)]
+    owner = [next(k for k, r in enumerate(ranges) if i in r) for i in range(40)]
+    assert sum(len({owner[i] for i in b}) for b in blocks) <= len(blocks) + len(ranges)  # shard-local blocks
+    s = ShardBlockSampler(ranges, 0, 1, seed=1, block_size=5)
+    s.set_epoch(0, start=7)
+    assert list(s) == one[7:]
+
+
+def test_distillation_end_to_end(shards, tmp_path):
+    from instanthmr.inference import InstantHMR
+    from instanthmr.model import load_checkpoint
+    from instanthmr.train.trainer import Trainer
+    from tools.export_onnx import export_onnx
+
+    trainer = Trainer(_cfg(shards, tmp_path / "run", "optim.steps=60"))
+    hist = trainer.fit()
+    assert len(hist) == 60 and trainer.step == 60
+    first = {k: np.mean([h[k] for h in hist[:6]]) for k in hist[0] if isinstance(hist[0][k], float)}
+    last = {k: np.mean([h[k] for h in hist[-6:]]) for k in first}
+    assert last["loss"] < 0.6 * first["loss"], (first["loss"], last["loss"])
+    for term in ("joints_2d", "reprojection", "joints_3d", "shape_params"):
+        assert last[term] < 0.85 * first[term], (term, first[term], last[term])
+    assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 1 + 60 // 5
+
+    onnx_path = tmp_path / "trained.onnx"
+    export_onnx(load_checkpoint(tmp_path / "run" / "final.pt"), onnx_path)
+    net = InstantHMR(onnx_path, device="cpu")
+    img, inst = synthetic_person(np.random.default_rng(123))
+    (pred,) = net.predict(img, inst["box"][None])
+    assert pred.joints_3d_local.shape == (70, 3) and pred.joints_2d.shape == (70, 2)
+    assert np.isfinite(pred.cam_trans).all() and pred.cam_trans[2] > 0
+    # the trained network places the joints in the person's box far better than its centre does
+    err = np.linalg.norm(pred.joints_2d - inst["joints_2d"], axis=1).mean()
+    centre = geometry.box_center_size(inst["box"])[:2]
+    base = np.linalg.norm(inst["joints_2d"] - np.array(centre), axis=1).mean()
+    assert err < 0.8 * base, (err, base)
+
+
+def test_resume_continues_where_it_stopped(shards, tmp_path):
+    from instanthmr.model import read_checkpoint
+    from instanthmr.train.trainer import Trainer
+
+    Trainer(_cfg(shards, tmp_path, "optim.steps=4", "optim.ema_decay=0.9")).fit()
+    ck = read_checkpoint(tmp_path / "last.pt")
+    assert ck["step"] == 4 and "optimizer" in ck and "ema" in ck
+    t2 = Trainer(_cfg(shards, tmp_path, "optim.steps=6", "optim.ema_decay=0.9"), resume="auto")
+    assert t2.step == 4 and t2.ema.updates == 4
+    assert len(t2.fit()) == 2 and read_checkpoint(tmp_path / "last.pt")["step"] == 6
+
+
+def test_ddp_path_runs_under_a_gloo_group(shards, tmp_path, monkeypatch):
+    import torch.distributed as dist
+
+    from instanthmr.train.trainer import Trainer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for k, v in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1",
+                 "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(k, v)
+    try:
+        t = Trainer(_cfg(shards, tmp_path, "optim.steps=2"))
+        assert t.dist.distributed and isinstance(t.ddp, torch.nn.parallel.DistributedDataParallel)
+        assert len(t.fit()) == 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from tools.train import main
+
+    assert main(["--config", "configs/train_smoke.yaml", "--set", f"data.train=[{tmp_path / 'nothing'}]",
+                 "--set", f"run.out_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "nothing" in err and "\n" not in err
+    assert main(["--set", "optim.bogus=1"]) == 2
