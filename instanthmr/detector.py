@@ -392,6 +392,9 @@ class BoxFileDetector(PersonDetector):
                         scores = entry.get("scores")
                 else:
                     boxes, scores = entry, None
+                if len(boxes) == 0:
+                    frames[idx] = Detections.empty()
+                    continue
                 b = np.asarray(boxes, dtype=np.float32).reshape(len(boxes), -1)
                 if b.shape[1] not in (4, 5):
                     raise ValueError(f"frame {idx}: boxes need 4 numbers (or 5 with a score), got {b.shape[1]}")
