@@ -104,3 +104,117 @@ def test_missing_checkpoint_is_one_clear_error(tmp_path):
         sam3d.resolve_checkpoint(tmp_path)
     with pytest.raises(sam3d.TeacherUnavailableError, match="not found"):
         sam3d.resolve_checkpoint(tmp_path / "x.ckpt")
+
+
+# --------------------------------------------------------------------------------------------------
+# tools/annotate_sam3d.py with a stand-in sam_3d_body package (same public API, canned outputs)
+# --------------------------------------------------------------------------------------------------
+
+
+class _FakeSam3d:
+    """Mimics ``sam_3d_body``: ``load_sam_3d_body`` + ``SAM3DBodyEstimator.process_one_image``."""
+
+    def __init__(self, template: dict, interrupt_at: int | None = None):
+        self.template, self.interrupt_at, self.calls = template, interrupt_at, 0
+        fake = self
+
+        class Estimator:
+            def __init__(self, sam_3d_body_model=None, model_cfg=None, **_):
+                pass
+
+            def process_one_image(self, img, bboxes=None, cam_int=None, **_):
+                fake.calls += 1
+                if fake.interrupt_at is not None and fake.calls == fake.interrupt_at:
+                    raise KeyboardInterrupt
+                assert img.ndim == 3 and tuple(cam_int.shape) == (1, 3, 3)
+                return [dict(fake.template, bbox=b, focal_length=float(cam_int[0, 0, 0])) for b in bboxes]
+
+        self.module = type(sys)("sam_3d_body")
+        self.module.load_sam_3d_body = lambda checkpoint_path, device="cuda", mhr_path="": (object(), {})
+        self.module.SAM3DBodyEstimator = Estimator
+
+
+@pytest.fixture()
+def annotate_inputs(tmp_path, samples):
+    import json
+
+    import cv2
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(imgs / f"im{i}.png"), np.full((120, 160, 3), 40 * i, np.uint8))
+    boxes = {"frames": [{"frame_index": i, "boxes": [[10, 10, 80, 110]] * (0 if i == 2 else 1 + i % 2)}
+                        for i in range(5)]}
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    ckpt = tmp_path / "sam-3d-body" / "model.ckpt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"stand-in")
+    tmpl = {k: v for k, v in samples[0].items() if k != "bbox"}
+    return imgs, tmp_path / "boxes.json", ckpt.parent, tmpl
+
+
+def _annotate(imgs, boxes, ckpt, out, *extra):
+    from tools.annotate_sam3d import main
+
+    return main(["--images", str(imgs), "--detector", str(boxes), "--checkpoint", str(ckpt), "--out", str(out),
+                 "--min-box", "8", *extra])
+
+
+def test_annotate_images_in_parts_then_resume(annotate_inputs, tmp_path, monkeypatch):
+    imgs, boxes, ckpt, tmpl = annotate_inputs
+    fake = _FakeSam3d(tmpl)
+    monkeypatch.setitem(sys.modules, "sam_3d_body", fake.module)
+    out = tmp_path / "labels"
+    assert _annotate(imgs, boxes, ckpt, out, "--shard", "0/2") == 0
+    assert _annotate(imgs, boxes, ckpt, out, "--shard", "1/2") == 0
+    r = ShardReader(out)
+    assert r.inputs == {f"im{i}.png" for i in range(5)}  # the empty image is done too
+    assert len(r) == 1 + 2 + 0 + 2 + 1
+    inst = r[0]
+    assert inst["teacher"] == "sam3d_body" and inst["image_jpeg"] is not None and inst["mhr_params_valid"]
+    assert inst["intrinsics"][0, 0] == pytest.approx(np.hypot(160, 120))  # the runtime's default camera
+    calls = fake.calls
+    assert _annotate(imgs, boxes, ckpt, out, "--shard", "0/2") == 0 and fake.calls == calls  # nothing redone
+
+
+def test_annotate_interrupted_run_resumes_without_loss_or_duplicates(annotate_inputs, tmp_path, monkeypatch):
+    imgs, boxes, ckpt, tmpl = annotate_inputs
+    out = tmp_path / "labels"
+    fake = _FakeSam3d(tmpl, interrupt_at=3)
+    monkeypatch.setitem(sys.modules, "sam_3d_body", fake.module)
+    assert _annotate(imgs, boxes, ckpt, out) == 130
+    done_before = ShardReader(out).inputs
+    assert done_before == {"im0.png", "im1.png", "im2.png"}  # im2 has nobody: no teacher call
+    monkeypatch.setitem(sys.modules, "sam_3d_body", _FakeSam3d(tmpl).module)
+    assert _annotate(imgs, boxes, ckpt, out) == 0
+    r = ShardReader(out)
+    assert len(r) == 6 and r.inputs == {f"im{i}.png" for i in range(5)}
+
+
+def test_annotate_without_the_package_says_what_to_install(annotate_inputs, tmp_path, monkeypatch, capsys):
+    imgs, boxes, ckpt, _ = annotate_inputs
+    monkeypatch.setitem(sys.modules, "sam_3d_body", None)
+    assert _annotate(imgs, boxes, ckpt, tmp_path / "labels") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error:") and "facebookresearch/sam-3d-body" in err
+
+
+def test_annotate_video_every_other_frame(annotate_inputs, tmp_path, monkeypatch):
+    import cv2
+
+    _, boxes, ckpt, tmpl = annotate_inputs
+    video = tmp_path / "clip.avi"
+    vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    for i in range(5):
+        vw.write(np.full((120, 160, 3), 30 * i, np.uint8))
+    vw.release()
+    monkeypatch.setitem(sys.modules, "sam_3d_body", _FakeSam3d(tmpl).module)
+    from tools.annotate_sam3d import main
+
+    out = tmp_path / "vlabels"
+    assert main(["--video", str(video), "--every", "2", "--detector", str(boxes), "--checkpoint", str(ckpt),
+                 "--out", str(out), "--min-box", "8"]) == 0
+    r = ShardReader(out)
+    assert r.inputs == {"clip.avi#000000", "clip.avi#000002", "clip.avi#000004"}
+    assert len(r) == 1 + 0 + 1  # frames 0, 2 (nobody), 4 from the box file
