@@ -318,10 +318,11 @@ class MHRNumpy:
         a = self.assets
         params = np.atleast_2d(np.asarray(model_params, dtype=np.float64))
         n = params.shape[0]
-        shape = np.broadcast_to(np.atleast_2d(np.asarray(shape, dtype=np.float64)), (n, NUM_SHAPE))
+        # contiguous copies: matmul on a broadcast (stride-0) view skips BLAS and is ~50x slower
+        shape = np.ascontiguousarray(np.broadcast_to(np.atleast_2d(np.asarray(shape, np.float64)), (n, NUM_SHAPE)))
         rest = a.rest_vertices[None].astype(np.float64) + (shape @ self._shape_dirs).reshape(n, -1, 3)
         if expr is not None:
-            expr = np.broadcast_to(np.atleast_2d(np.asarray(expr, dtype=np.float64)), (n, NUM_EXPR))
+            expr = np.ascontiguousarray(np.broadcast_to(np.atleast_2d(np.asarray(expr, np.float64)), (n, NUM_EXPR)))
             rest = rest + (expr @ self._expr_dirs).reshape(n, -1, 3)
 
         jp = (params @ a.parameter_transform.T.astype(np.float64)).reshape(n, -1, 7)
@@ -528,3 +529,64 @@ if torch is not None:
                                   dynamic_shapes=({0: n}, {0: n}, {0: n}), opset_version=max(opset, 18),
                                   dynamo=True)
         return path
+
+
+def _benchmark(path: str, batches=(1, 64), repeats: int = 20, threads: int = 1) -> None:
+    """Median wall time of the numpy, torch and ONNX Runtime forwards (CPU) on random bodies."""
+    import tempfile
+    import time
+
+    rng = np.random.default_rng(0)
+    runners = {"numpy": MHRNumpy.from_npz(path)}
+    if torch is not None:
+        torch.set_num_threads(threads)
+        model = MHRModel.from_npz(path).eval()
+        runners["torch"] = lambda s, p, e: model(torch.from_numpy(s), torch.from_numpy(p), torch.from_numpy(e))
+        try:
+            import onnxruntime as ort
+
+            onnx_path = export_onnx(model, Path(tempfile.mkdtemp()) / "mhr.onnx")
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+            runners["onnxruntime"] = lambda s, p, e: sess.run(None, {"shape": s, "model_params": p, "expr": e})
+        except ImportError:
+            pass
+    print(f"{path}: LOD {load_mhr_assets(path).lod}, torch / onnxruntime threads: {threads}")
+    for n in batches:
+        s = (0.8 * rng.standard_normal((n, NUM_SHAPE))).astype(np.float32)
+        p = (0.3 * rng.standard_normal((n, NUM_MODEL_PARAMS))).astype(np.float32)
+        e = (0.3 * rng.standard_normal((n, NUM_EXPR))).astype(np.float32)
+        for name, run in runners.items():
+            ctx = torch.no_grad() if torch is not None else None
+            with ctx if ctx is not None else _Null():
+                run(s, p, e)
+                times = []
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    run(s, p, e)
+                    times.append((time.perf_counter() - t0) * 1000)
+            print(f"  N={n:3d} {name:12s} {np.median(times):8.2f} ms")
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+if __name__ == "__main__":  # python -m instanthmr.mhr_layer --bench models/mhr_lod3.npz
+    import argparse
+
+    ap = argparse.ArgumentParser(description="MHR layer utilities")
+    ap.add_argument("--bench", metavar="NPZ", required=True, help="time the forwards on this converted model")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=1, help="torch / onnxruntime intra-op threads")
+    a = ap.parse_args()
+    try:
+        _benchmark(a.bench, a.batches, a.repeats, a.threads)
+    except MHRAssetError as exc:
+        raise SystemExit(f"error: {exc}")
