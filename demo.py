@@ -33,6 +33,13 @@ RANDOM_BANNER = ("WARNING: RANDOM WEIGHTS (--random-init): the network is untrai
                  "This run only exercises the plumbing and measures speed.")
 
 
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("source (exactly one)").add_mutually_exclusive_group(required=True)
@@ -42,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = p.add_argument_group("models")
     m.add_argument("--model", default=None, metavar="PATH",
-                   help=f"InstantHMR ONNX file (default: {DEFAULT_MODEL.relative_to(REPO_ROOT)}; see models/README.md)")
+                   help=f"InstantHMR ONNX file (default: {_display(DEFAULT_MODEL)}; see models/README.md)")
     m.add_argument("--random-init", action="store_true",
                    help="use a random-init network exported on the fly (needs torch; no weights needed; results "
                         "are meaningless, for plumbing and speed checks)")
@@ -221,7 +228,8 @@ class Progress:
             print(file=sys.stderr)
 
 
-def print_summary(s: dict, wall_s: float, file=sys.stdout) -> None:
+def print_summary(s: dict, wall_s: float, file=None) -> None:
+    file = file or sys.stdout
     if not s["frames"]:
         print("no frame processed", file=file)
         return

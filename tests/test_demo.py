@@ -1,0 +1,225 @@
+"""demo.py headless runs on real media (JSON, overlay video, .rrd) and every bad-input case.
+
+The runs use a box file as detector so they stay fast; the RF-DETR path itself is covered in
+test_pipeline.py / test_detector.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import demo
+from instanthmr.io import count_video_frames
+from instanthmr.skeleton import MHR70_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+RERUN = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "rerun"
+
+
+@pytest.fixture(scope="module")
+def clip(shared_data) -> Path:
+    return shared_data / "videos" / "mmpose_demo_5frames.mp4"  # 960x540, 5 frames
+
+
+@pytest.fixture(scope="module")
+def photo(shared_data) -> Path:
+    return shared_data / "images" / "romp_demo" / "Leo_Messi.jpg"
+
+
+def box_file(path: Path, frames: dict[int, list]) -> Path:
+    path.write_text(json.dumps({"frames": [{"frame_index": i, "boxes": b} for i, b in frames.items()]}))
+    return path
+
+
+def rrd_entities(path: Path) -> str:
+    import shutil
+
+    exe = str(RERUN) if RERUN.exists() else shutil.which("rerun")
+    if exe is None:
+        pytest.skip("rerun CLI not found")
+    out = subprocess.run([exe, "rrd", "print", str(path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-1000:]
+    return out.stdout + out.stderr
+
+
+def test_video_headless_writes_rrd_json_and_overlay(tmp_path, clip, random_onnx, capsys):
+    boxes = box_file(tmp_path / "b.json", {0: [[300, 40, 620, 530]], 2: [[300, 40, 620, 530], [650, 60, 900, 500]],
+                                           4: [[310, 40, 630, 530]]})
+    out = tmp_path / "out"
+    rc = demo.main(["--video", str(clip), "--model", str(random_onnx), "--detector", str(boxes), "--no-spawn",
+                    "--device", "cpu", "--detector-stride", "2", "--save-rrd", str(out / "run.rrd"),
+                    "--save-json", str(out / "run.json"), "--out-video", str(out / "run.mp4")])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "5 frame(s)" in text and "3 detector run(s)" in text
+
+    data = json.loads((out / "run.json").read_text())
+    frames = data["frames"]
+    assert [f["frame_index"] for f in frames] == [0, 1, 2, 3, 4]
+    assert [f["detector_ran"] for f in frames] == [True, False, True, False, True]
+    assert [len(f["persons"]) for f in frames] == [1, 1, 2, 2, 1]
+    p = frames[1]["persons"][0]
+    assert np.asarray(p["joints_2d"]).shape == (70, 2) and np.asarray(p["joints_3d_cam"]).shape == (70, 3)
+    assert len(p["mhr_params"]) == 204 and len(p["shape_params"]) == 45 and len(p["cam_trans"]) == 3
+    # reused box: the frame-0 box grown by 10% a side, clipped to the 960x540 image, score 1.0 x 0.9
+    np.testing.assert_allclose(p["box"], [268, 0, 652, 540], atol=0.01)
+    assert p["score"] == pytest.approx(0.9)
+    assert set(frames[0]["timings"]) == {"detector_ms", "hmr_ms", "total_ms"}
+    assert data["meta"]["image_size"] == [960, 540] and data["summary"]["frames"] == 5
+
+    assert count_video_frames(out / "run.mp4") == 5
+    import cv2
+
+    cap = cv2.VideoCapture(str(out / "run.mp4"))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FPS), rel=0.01)
+    cap.release()
+
+    ents = rrd_entities(out / "run.rrd")
+    for entity in ("/world/camera", "/world/camera/boxes", "/world/camera/skeleton/left_arm",
+                   "/world/skeleton/right_leg", "/world/joints", "/timings/ms/detector_ms", "/timings/ms/hmr_ms",
+                   "/timings/ms/total_ms", "/timings/fps"):
+        assert entity in ents, entity
+    assert "Pinhole" in ents and "EncodedImage" in ents and "ViewCoordinates" in ents
+
+
+def test_image_headless(tmp_path, photo, random_onnx):
+    boxes = box_file(tmp_path / "b.json", {0: [[500, 0, 900, 700]]})
+    rc = demo.main(["--image", str(photo), "--model", str(random_onnx), "--detector", str(boxes), "--no-spawn",
+                    "--device", "cpu", "--save-rrd", str(tmp_path / "img.rrd"), "--save-json",
+                    str(tmp_path / "img.json"), "--out-video", str(tmp_path / "img.mp4")])
+    assert rc == 0
+    data = json.loads((tmp_path / "img.json").read_text())
+    assert len(data["frames"]) == 1 and len(data["frames"][0]["persons"]) == 1
+    assert data["meta"]["joint_order"].startswith("MHR70") and len(MHR70_NAMES) == 70
+    assert count_video_frames(tmp_path / "img.mp4") == 1
+    assert "/world/camera/boxes" in rrd_entities(tmp_path / "img.rrd")
+
+
+def test_frame_skip_and_max_frames(tmp_path, clip, random_onnx):
+    boxes = box_file(tmp_path / "b.json", {i: [[300, 40, 620, 530]] for i in range(5)})
+    rc = demo.main(["--video", str(clip), "--model", str(random_onnx), "--detector", str(boxes), "--no-spawn",
+                    "--device", "cpu", "--frame-skip", "2", "--max-frames", "2", "--save-json",
+                    str(tmp_path / "s.json"), "--out-video", str(tmp_path / "s.avi")])
+    assert rc == 0
+    frames = json.loads((tmp_path / "s.json").read_text())["frames"]
+    assert [f["frame_index"] for f in frames] == [0, 2]
+    assert count_video_frames(tmp_path / "s.avi") == 2
+
+
+def test_help_explains_every_flag(capsys):
+    with pytest.raises(SystemExit) as e:
+        demo.main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--image", "--video", "--camera", "--model", "--device", "--detector-variant", "--det-confidence",
+                 "--max-persons", "--detector-stride", "--frame-skip", "--no-batch-persons", "--save-rrd",
+                 "--no-spawn", "--max-frames", "--save-json", "--out-video", "--random-init", "--detector",
+                 "--detector-weights"):
+        assert flag in text, flag
+
+
+def test_exactly_one_source(capsys):
+    for argv in ([], ["--image", "a.jpg", "--video", "b.mp4"]):
+        with pytest.raises(SystemExit) as e:
+            demo.main(argv)
+        assert e.value.code == 2
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err, "no message"
+    assert "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+def test_bad_inputs_give_one_line_and_exit_1(tmp_path, random_onnx, capsys):
+    m = ["--model", str(random_onnx), "--no-spawn", "--device", "cpu"]
+    assert demo.main(["--image", str(tmp_path / "nope.jpg")] + m) == 1
+    assert "image not found" in _error(capsys)
+
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("this is not a picture")
+    assert demo.main(["--image", str(fake)] + m) == 1
+    assert "cannot decode image" in _error(capsys)
+
+    assert demo.main(["--video", str(tmp_path / "nope.mp4")] + m) == 1
+    assert "video not found" in _error(capsys)
+
+    bad_video = tmp_path / "bad.mp4"
+    bad_video.write_bytes(b"\x00" * 4096)
+    assert demo.main(["--video", str(bad_video)] + m) == 1
+    assert "bad.mp4" in _error(capsys)
+
+    assert demo.main(["--camera", "57"] + m) == 1
+    assert "cannot open camera 57" in _error(capsys)
+
+
+def test_bad_models(tmp_path, photo, monkeypatch, capsys):
+    monkeypatch.setattr(demo, "DEFAULT_MODEL", tmp_path / "models" / "instanthmr.onnx")
+    assert demo.main(["--image", str(photo), "--no-spawn"]) == 1
+    msg = _error(capsys)
+    assert "instanthmr.onnx" in msg and "models/README.md" in msg and "--random-init" in msg
+
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"garbage")
+    assert demo.main(["--image", str(photo), "--no-spawn", "--model", str(junk)]) == 1
+    assert "junk.onnx" in _error(capsys)
+
+    assert demo.main(["--image", str(photo), "--no-spawn", "--model", str(tmp_path / "x.onnx")]) == 1
+    assert "check the --model path" in _error(capsys)
+
+
+def test_wrong_onnx_as_model(tmp_path, photo, capsys):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])
+    g = helper.make_graph([helper.make_node("Relu", ["input"], ["output"])], "g", [x], [y])
+    path = tmp_path / "other.onnx"
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # loadable by any ONNX Runtime: the file is valid, just not InstantHMR
+    onnx.save(model, str(path))
+    assert demo.main(["--image", str(photo), "--no-spawn", "--model", str(path), "--device", "cpu"]) == 1
+    msg = _error(capsys)
+    assert "other.onnx" in msg and "cliff_cond" in msg
+
+
+def test_no_people_exit_3_with_outputs(tmp_path, clip, random_onnx, capsys):
+    boxes = box_file(tmp_path / "b.json", {})
+    rc = demo.main(["--video", str(clip), "--model", str(random_onnx), "--detector", str(boxes), "--no-spawn",
+                    "--device", "cpu", "--max-frames", "3", "--save-json", str(tmp_path / "n.json"),
+                    "--out-video", str(tmp_path / "n.mp4")])
+    assert rc == 3
+    assert "no person found" in _error(capsys)
+    frames = json.loads((tmp_path / "n.json").read_text())["frames"]
+    assert len(frames) == 3 and all(f["persons"] == [] for f in frames)
+    assert count_video_frames(tmp_path / "n.mp4") == 3
+
+
+def test_interrupted_video_keeps_processed_frames(tmp_path, clip, random_onnx, monkeypatch, capsys):
+    from instanthmr import pipeline as pipeline_mod
+    from instanthmr.detector import Detections, PersonDetector
+
+    class StopAtFrame3(PersonDetector):
+        name = "stopper"
+
+        def detect(self, image_rgb, frame_index=None):
+            if frame_index == 3:
+                raise KeyboardInterrupt
+            return Detections(np.array([[300, 40, 620, 530]]), np.array([0.9]))
+
+    monkeypatch.setattr(pipeline_mod, "create_detector", lambda *a, **k: StopAtFrame3(0.0))
+    rc = demo.main(["--video", str(clip), "--model", str(random_onnx), "--no-spawn", "--device", "cpu",
+                    "--save-json", str(tmp_path / "i.json"), "--out-video", str(tmp_path / "i.mp4"),
+                    "--save-rrd", str(tmp_path / "i.rrd")])
+    assert rc == 130
+    data = json.loads((tmp_path / "i.json").read_text())  # still valid JSON
+    assert [f["frame_index"] for f in data["frames"]] == [0, 1, 2]
+    assert count_video_frames(tmp_path / "i.mp4") == 3
+    assert "/world/camera/boxes" in rrd_entities(tmp_path / "i.rrd")
