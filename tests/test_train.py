@@ -160,3 +160,23 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "nothing" in err and "\n" not in err
     assert main(["--set", "optim.bogus=1"]) == 2
+
+
+def test_wholebody_head_is_trained_from_lifter_labels(tmp_path):
+    from instanthmr.data.shards import ShardWriter, encode_context_crop
+    from instanthmr.train.trainer import Trainer
+
+    rng = np.random.default_rng(0)
+    with ShardWriter(tmp_path / "wb", teacher="lifter_stub") as w:
+        for i in range(8):
+            img, inst = synthetic_person(rng)
+            jpeg, ctx = encode_context_crop(img, inst["box"])
+            wb = rng.uniform(-1, 1, (133, 3))
+            w.add({"box": inst["box"], "image_size": (320, 240), "image_jpeg": jpeg, "context_box": ctx,
+                   "joints_2d": inst["joints_2d"], "joints_3d_wholebody": wb / np.abs(wb).max(),
+                   "joints_3d_wholebody_valid": np.arange(133) < 100})
+            w.mark_done(str(i))
+    t = Trainer(_cfg(tmp_path / "wb", tmp_path / "run", "optim.steps=2", "model.overrides={wholebody_head: true}"))
+    hist = t.fit()
+    assert all(h["wholebody"] > 0 for h in hist)
+    assert all(h["joints_3d"] == 0.0 and h["mhr_params"] == 0.0 for h in hist)  # no such labels: masked out
