@@ -125,7 +125,8 @@ def overlay_meshes(image_rgb: np.ndarray, vertices_cam: np.ndarray, faces: np.nd
     """Paint shaded meshes over an RGB image (painter's algorithm: faces far to near, back faces culled).
 
     ``vertices_cam`` (N,V,3) metres in the camera frame (x right, y down, z forward); pinhole ``focal`` px
-    and ``principal_point`` (2,) px. Returns a new image; the input is not modified."""
+    and ``principal_point`` (2,) px. ``colors``: (N,3) per person or (N,F,3) per face, RGB. Returns a new
+    image; the input is not modified."""
     import cv2
 
     out = np.ascontiguousarray(image_rgb).copy()
@@ -151,8 +152,10 @@ def overlay_meshes(image_rgb: np.ndarray, vertices_cam: np.ndarray, faces: np.nd
             continue
         px = focal * tri3[ok][..., :2] / z[ok][..., None] + pp
         shade = 0.35 + 0.65 * np.abs(normal[ok] @ light)
+        col = np.asarray(colors[i], np.float64)
+        col = col[ok] if col.ndim == 2 else col[None]
         all_tri.append(px), all_depth.append(z[ok].mean(1))
-        all_col.append(shade[:, None] * colors[i][None].astype(np.float64))
+        all_col.append(shade[:, None] * col)
     if not all_tri:
         return out
     tri2, depth, col = np.concatenate(all_tri), np.concatenate(all_depth), np.concatenate(all_col)
@@ -163,6 +166,8 @@ def overlay_meshes(image_rgb: np.ndarray, vertices_cam: np.ndarray, faces: np.nd
         c = tuple(int(x) for x in col[k])
         cv2.fillConvexPoly(layer, pts[k], c, lineType=cv2.LINE_AA, shift=4)
         cv2.fillConvexPoly(mask, pts[k], 255, shift=4)
+    if alpha >= 1.0:
+        return layer
     m = (mask > 0)[..., None]
     blended = (alpha * layer.astype(np.float32) + (1 - alpha) * out.astype(np.float32)).astype(np.uint8)
     return np.where(m, blended, out)
