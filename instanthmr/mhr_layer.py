@@ -569,6 +569,24 @@ def _benchmark(path: str, batches=(1, 64), repeats: int = 20, threads: int = 1) 
             print(f"  N={n:3d} {name:12s} {np.median(times):8.2f} ms")
 
 
+def _compare_samples(path: str, samples_dir: str) -> None:
+    """Differences to real SAM 3D Body output dicts (their joints, keypoints and LOD 1 mesh)."""
+    from scipy.spatial import cKDTree
+
+    model = MHRNumpy.from_npz(path)
+    for f in sorted(Path(samples_dir).glob("*.npz")):
+        with np.load(f) as d:
+            out = model(d["shape_params"], d["mhr_model_params"], d["expr_params"])
+            dj = np.linalg.norm(out.joints[0] - d["pred_joint_coords"], axis=-1) * 1000
+            line = f"{f.name}: joints max {dj.max():.4f} mm"
+            if out.keypoints is not None:
+                dk = np.linalg.norm(out.keypoints[0] - d["pred_keypoints_3d"][:70], axis=-1) * 1000
+                line += f"; keypoints mean {dk.mean():.2f} max {dk.max():.2f} mm"
+            nn = cKDTree(d["pred_vertices"]).query(out.vertices[0])[0] * 1000
+            line += f"; vertices to nearest LOD1 vertex median {np.median(nn):.2f} mean {nn.mean():.2f} mm"
+        print(line)
+
+
 class _Null:
     def __enter__(self):
         return self
@@ -577,16 +595,21 @@ class _Null:
         return False
 
 
-if __name__ == "__main__":  # python -m instanthmr.mhr_layer --bench models/mhr_lod3.npz
+if __name__ == "__main__":  # python -m instanthmr.mhr_layer models/mhr_lod3.npz [--bench] [--samples DIR]
     import argparse
 
     ap = argparse.ArgumentParser(description="MHR layer utilities")
-    ap.add_argument("--bench", metavar="NPZ", required=True, help="time the forwards on this converted model")
+    ap.add_argument("model", metavar="NPZ", help="converted MHR model")
+    ap.add_argument("--bench", action="store_true", help="time the numpy / torch / onnxruntime forwards")
+    ap.add_argument("--samples", metavar="DIR", help="compare with SAM 3D Body output dicts in DIR")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 64])
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1, help="torch / onnxruntime intra-op threads")
     a = ap.parse_args()
     try:
-        _benchmark(a.bench, a.batches, a.repeats, a.threads)
+        if a.samples:
+            _compare_samples(a.model, a.samples)
+        if a.bench:
+            _benchmark(a.model, a.batches, a.repeats, a.threads)
     except MHRAssetError as exc:
         raise SystemExit(f"error: {exc}")
