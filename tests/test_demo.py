@@ -223,3 +223,22 @@ def test_interrupted_video_keeps_processed_frames(tmp_path, clip, random_onnx, m
     assert [f["frame_index"] for f in data["frames"]] == [0, 1, 2]
     assert count_video_frames(tmp_path / "i.mp4") == 3
     assert "/world/camera/boxes" in rrd_entities(tmp_path / "i.rrd")
+
+
+def test_draw_frame_colours_parts_and_leaves_input_alone():
+    from types import SimpleNamespace as NS
+
+    from instanthmr.skeleton import MHR70_INDEX
+    from instanthmr.visualizer import GROUP_COLORS, draw_frame
+
+    img = np.zeros((200, 300, 3), np.uint8)
+    j2d = np.full((70, 2), np.nan)
+    j2d[MHR70_INDEX["left_shoulder"]] = (50, 50)
+    j2d[MHR70_INDEX["left_elbow"]] = (50, 150)  # one vertical left-arm segment, everything else missing
+    person = NS(box=np.array([20, 20, 120, 180.0]), score=0.8, joints_2d=j2d)
+    result = NS(persons=[person], detector_ms=1.0, hmr_ms=2.0, total_ms=3.5, detector_ran=True)
+    out = draw_frame(img, result, text=False)
+    assert img.sum() == 0  # drawn on a copy
+    row = out[100, 47:54].astype(int)  # anti-aliased 1 px line: the closest pixel carries the part colour
+    assert np.abs(row - GROUP_COLORS["left_arm"]).max(axis=1).min() < 40
+    assert out[100, 200].sum() == 0  # nothing drawn outside the box and the skeleton
