@@ -284,7 +284,8 @@ def _euler_xyz_matrix_np(e: np.ndarray) -> np.ndarray:
 # numpy forward (runtime: demo, synthetic data; no torch)
 # ----------------------------------------------------------------------------------------------------------
 class MHRNumpy:
-    """MHR forward in numpy (float64 inside). ``MHRNumpy.from_npz(path)(shape, model_params, expr)``."""
+    """MHR forward in numpy (float64 kinematics, float32 skinning).
+    ``MHRNumpy.from_npz(path)(shape, model_params, expr)``; outputs as :class:`MHROutput` (float32)."""
 
     def __init__(self, assets: MHRAssets, frame: str = "product"):
         if frame not in FRAMES:

@@ -264,3 +264,25 @@ def test_meshes_logged_and_overlaid(lod6, capsys):
     assert painted.mean() > 0.05 and not painted[:20, :20].any() and not painted[:20, -20:].any()
     assert painted[:, 320 - 150].any() and painted[:, 320 + 150].any()
     assert u.min() > 320 - 800 * 1.2 / 4 - 60 and u.max() < 320 + 800 * 1.2 / 4 + 60
+
+
+# ---------------------------------------------------------------------------------------------- converter
+def test_converter_reports_missing_inputs_in_one_line(tmp_path, capsys):
+    from tools.convert_mhr import main as convert_main
+
+    assert convert_main(["--assets", str(tmp_path / "nowhere"), "--lod", "3"]) == 2
+    assert "nowhere: asset folder not found" in capsys.readouterr().err
+    (tmp_path / "lod5.fbx").write_bytes(b"")
+    assert convert_main(["--assets", str(tmp_path), "--lod", "3", "--out", str(tmp_path / "o.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "lod3.fbx: not found (this folder has: lod5.fbx)" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_converter_rejects_a_regressor_of_another_lod(tmp_path):
+    from tools.convert_mhr import regressor_arrays
+
+    np.savez(tmp_path / "reg.npz", W=np.zeros((70, 595 + 127), np.float32))
+    assert regressor_arrays(tmp_path / "reg.npz", 595)["keypoint_regressor"].shape == (70, 722)
+    with pytest.raises(ConvertError, match="wrong LOD"):
+        regressor_arrays(tmp_path / "reg.npz", 4899)

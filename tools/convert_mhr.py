@@ -57,12 +57,12 @@ def _import_pymomentum():
 
 def load_character(assets: Path, lod: int):
     """The rig exactly as ``mhr.MHR.from_files`` loads it (FBX + parameter transform + blendshapes)."""
-    pym_geometry = _import_pymomentum()
     fbx = assets / f"lod{lod}.fbx"
     if not fbx.is_file():
         have = sorted(p.name for p in assets.glob("lod*.fbx"))
         raise ConvertError(f"{fbx}: not found (this folder has: {', '.join(have) or 'no lod*.fbx'})")
     model = _need(assets / "compact_v6_1.model", "MHR parameter-transform file compact_v6_1.model")
+    pym_geometry = _import_pymomentum()   # after the file checks: those errors need no MHR environment
     character = pym_geometry.Character.load_fbx(str(fbx), str(model), load_blendshapes=True)
     if character.blend_shape is None or character.blend_shape.shape_vectors.shape[0] != NUM_SHAPE + NUM_EXPR:
         raise ConvertError(f"{fbx}: expected {NUM_SHAPE}+{NUM_EXPR} blendshapes in the FBX")
