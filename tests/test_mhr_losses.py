@@ -58,7 +58,7 @@ def test_loss_masks_and_ignores_root_translation():
     assert empty.item() == 0.0 and empty.requires_grad
     per_sample = mhr_consistency_loss(layer, params, torch.zeros(2, 45), wrong, mask=torch.tensor([True, False]),
                                       align="none")
-    assert abs(float(per_sample) - 1.0) < 1e-5
+    assert abs(per_sample.item() - 1.0) < 1e-5
 
 
 def test_euler_round_trip():
