@@ -169,8 +169,9 @@ class TFLiteModel:
         Interpreter = _interpreter_class()
         threads = num_threads or min(4, os.cpu_count() or 1)
         try:
-            self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
-            self.interpreter.allocate_tensors()
+            with _quiet_stderr():  # LiteRT prints an INFO line about its XNNPACK delegate on every load
+                self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+                self.interpreter.allocate_tensors()
         except Exception as e:  # the interpreter raises ValueError/RuntimeError for bad files
             raise MediaPipeModelError(f"{self.path}: not a loadable TFLite model ({str(e).strip()[:200]})") from None
         self.input = self.interpreter.get_input_details()[0]
@@ -182,6 +183,28 @@ class TFLiteModel:
         self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(x, np.float32))
         self.interpreter.invoke()
         return [self.interpreter.get_tensor(o["index"]) for o in self.outputs]
+
+
+class _quiet_stderr:
+    """Silence the C-level stderr (file descriptor 2) inside a ``with`` block; Python exceptions still
+    propagate with their messages."""
+
+    def __enter__(self):
+        try:
+            sys.stderr.flush()
+            self._saved = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        except OSError:  # no real fd 2 (some embedded consoles): nothing to silence
+            self._saved = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._saved is not None:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+        return False
 
 
 def _output_order(name: str) -> tuple[int, str]:
