@@ -162,10 +162,11 @@ def resolve_rfdetr_weights(variant: str, weights: str | Path | None = None) -> t
 
 def missing_weights_message(variant: str, reason: str = "") -> str:
     v = _variant(variant)
-    why = f" ({reason})" if reason else ""
+    why = f" ({reason[:90]}{'...' if len(reason) > 90 else ''})" if reason else ""
     return (f"RF-DETR {variant} weights '{v.checkpoint}' are not on this machine and could not be downloaded{why}. "
             f"Download {v.url} and save it as {MODELS_DIR / v.checkpoint} or {rfdetr_cache_dir() / v.checkpoint} "
-            f"(rfdetr cache, $RF_HOME), or pass --detector-weights PATH.")
+            f"(rfdetr cache, $RF_HOME), or pass --detector-weights PATH (or use --detector mediapipe / an exported "
+            f".onnx / a boxes .json).")
 
 
 def _torch_device(device: str) -> str:
