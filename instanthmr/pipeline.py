@@ -6,6 +6,15 @@ boxes, enlarged by 10% of their width/height on each side (people move) with the
 run that finds nobody right after one that found people reuses the previous boxes the same way (one miss is
 tolerated, a second empty run clears them), so a person is not dropped for one missed detection.
 
+Videos: person IDs, keypoint-driven crops and smoothing are a separate wrapper (rtmlib style: tracking is
+not part of a model), re-exported here so it is found next to the pipeline::
+
+    tracked = TrackingPipeline.from_pipeline(PosePipeline("models/instanthmr.onnx"), smooth="causal")
+    frame = tracked(image_rgb, frame_index, time_s)       # TrackedFrame: persons with track_id
+    frames = smooth_frames_offline(all_raw_frames, fps)   # smooth="offline": after the whole video
+
+See :mod:`instanthmr.tracking` and docs/temporal.md.
+
 Runtime imports are numpy, OpenCV and onnxruntime only (torch only for the torch RF-DETR detector and for
 :func:`random_init_onnx`).
 """
@@ -19,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .detector import Detections, PersonDetector, create_detector
+from .tracking import TrackedFrame, TrackingPipeline, smooth_frames_offline  # noqa: F401  (video wrapper)
 
 REUSE_ENLARGE = 0.10  # fraction of the box width/height added on each side when boxes are reused
 REUSE_SCORE_DECAY = 0.9

@@ -257,7 +257,8 @@ class TrackedPerson:
     are readable directly on this object) plus its ``track_id``.
 
     ``source``: ``"detector"`` when the crop came from a detection this frame, ``"keypoints"`` when it came
-    from the track's previous 2D joints. ``confidence`` in ``[0, 1]``: the detection score, or for a
+    from the track's previous 2D joints, ``"reused_box"`` when a ``PosePipeline`` reused its last detection
+    box (plain detector stride, see :meth:`TrackingPipeline.track`). ``confidence`` in ``[0, 1]``: the detection score, or for a
     keypoint-driven crop the agreement between the crop and the joints found in it (see
     :func:`keypoint_box_confidence`).
     """
@@ -276,7 +277,8 @@ class TrackedPerson:
 @dataclass
 class TrackedFrame:
     """All tracked persons of one frame. ``time_s``: seconds from the start; ``image_size``: ``(W, H)``;
-    ``ended_tracks``: IDs whose tracks ended at this frame; timings in milliseconds."""
+    ``ended_tracks``: IDs whose tracks ended at this frame; timings in milliseconds; ``reused``: the boxes
+    were a ``PosePipeline``'s reused detections (plain detector stride)."""
 
     frame_index: int
     time_s: float
@@ -287,6 +289,7 @@ class TrackedFrame:
     hmr_ms: float = 0.0
     total_ms: float = 0.0
     ended_tracks: list[int] = field(default_factory=list)
+    reused: bool = False
 
 
 class TrackingPipeline:
@@ -297,6 +300,10 @@ class TrackingPipeline:
         estimator: ``estimator(image_rgb, boxes (N, 4), scores (N,)) -> list of predictions`` with at least
             ``box`` and ``joints_2d (J, 2)`` px (an :class:`~instanthmr.inference.HMRPrediction`).
             :meth:`from_pipeline` builds both from a ``PosePipeline``.
+        frame_pipeline: optional ``predict(image_rgb, frame_index) -> FrameResult`` (a ``PosePipeline``);
+            when given and ``keypoint_crops`` is False, each frame is that pipeline's result (its own
+            detector schedule: stride, enlarged box reuse) and this wrapper only adds IDs and smoothing
+            (:meth:`track`); ``detect_every`` then does not apply.
         keypoint_crops: between detector runs, cut each tracked person's crop from the box of their
             previous 2D joints; when False the previous box is reused (plain detector stride).
         detect_every: the detector runs at least every this many frames (to find newcomers).
@@ -309,7 +316,7 @@ class TrackingPipeline:
 
     def __init__(self, detector, estimator, tracker: Tracker | None = None, keypoint_crops: bool = True,
                  detect_every: int = 10, refresh_below: float = 0.5, smooth: str = "causal",
-                 fps: float = 30.0, smoother=None):
+                 fps: float = 30.0, smoother=None, frame_pipeline=None):
         from instanthmr.smoothing import SMOOTH_MODES, OneEuroSmoother
 
         if smooth not in SMOOTH_MODES:
@@ -317,6 +324,7 @@ class TrackingPipeline:
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
         self.detector, self.estimator = detector, estimator
+        self.frame_pipeline = frame_pipeline
         self.tracker = tracker or Tracker()
         self.keypoint_crops = bool(keypoint_crops)
         self.detect_every = int(detect_every)
@@ -333,11 +341,13 @@ class TrackingPipeline:
     @classmethod
     def from_pipeline(cls, pipeline, **kwargs) -> "TrackingPipeline":
         """Wrap a ``PosePipeline``: its ``detector`` and its crop estimator (``pipeline.estimate(image,
-        boxes, scores)``)."""
+        boxes, scores)``). With ``keypoint_crops=False`` the pipeline's own ``predict`` (detector stride,
+        enlarged box reuse) makes each frame and the wrapper adds IDs and smoothing."""
         estimate = getattr(pipeline, "estimate", None)
         if estimate is None:
             raise TypeError(f"{type(pipeline).__name__} has no estimate(image, boxes, scores) method to run "
                             "the pose network on given boxes")
+        kwargs.setdefault("frame_pipeline", pipeline if hasattr(pipeline, "predict") else None)
         return cls(pipeline.detector, estimate, **kwargs)
 
     def reset(self) -> None:
@@ -347,6 +357,8 @@ class TrackingPipeline:
             self.smoother.reset()
         self._need_detect, self._since_detect = True, 0
         self._confidence.clear()
+        if self.frame_pipeline is not None and hasattr(self.frame_pipeline, "reset"):
+            self.frame_pipeline.reset()
 
     def _live_tracks(self) -> list[Track]:
         return [t for t in self.tracker.tracks if t.missed == 0 and t.keypoints is not None]
@@ -363,6 +375,9 @@ class TrackingPipeline:
                  time_s: float | None = None) -> TrackedFrame:
         import time
 
+        if self.frame_pipeline is not None and not self.keypoint_crops:
+            fi = self.frames_seen if frame_index is None else int(frame_index)
+            return self.track(self.frame_pipeline.predict(image_rgb, frame_index=fi), time_s)
         t0 = time.perf_counter()
         h, w = image_rgb.shape[:2]
         fi = self.frames_seen if frame_index is None else int(frame_index)
@@ -381,6 +396,8 @@ class TrackingPipeline:
             self._since_detect = 1
             boxes = np.asarray(dets.boxes, dtype=np.float64).reshape(-1, 4)
             scores = np.asarray(dets.scores, dtype=np.float64).reshape(-1)
+            keep = _usable_boxes(boxes)
+            boxes, scores = boxes[keep], scores[keep]
             th = time.perf_counter()
             preds = list(self.estimator(image_rgb, boxes, scores)) if len(boxes) else []
             hmr_ms = (time.perf_counter() - th) * 1e3
@@ -401,6 +418,11 @@ class TrackingPipeline:
                 else:
                     boxes.append(t.box.copy())
             boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+            keep = _usable_boxes(boxes)  # e.g. joints all off the image: the box clips to nothing
+            if not keep.all():
+                self._need_detect = True  # those tracks miss this frame; the detector looks next frame
+                live = [t for t, k in zip(live, keep) if k]
+                boxes = boxes[keep]
             scores = np.array([t.score for t in live], dtype=np.float64)
             th = time.perf_counter()
             preds = list(self.estimator(image_rgb, boxes, scores)) if len(boxes) else []
@@ -416,17 +438,58 @@ class TrackingPipeline:
                 self._confidence[t.track_id] = conf
                 persons.append(TrackedPerson(t.track_id, p, "keypoints", conf))
             self.tracker.advance(updates)
+        return self._finish(persons, before, TrackedFrame(fi, ts, (w, h), [], ran, det_ms, hmr_ms), t0)
+
+    def track(self, result, time_s: float | None = None) -> TrackedFrame:
+        """IDs and smoothing for a frame whose persons were found elsewhere: ``result`` is a
+        :class:`~instanthmr.pipeline.FrameResult` (``persons`` with ``box``, ``score``, ``joints_2d``;
+        ``frame_index``, ``image_size``, ``detector_ran``, ``reused`` and the timings). The detector runs
+        counted are the result's; the returned ``total_ms`` adds this call's time to the result's."""
+        import time
+
+        t0 = time.perf_counter()
+        fi = int(result.frame_index)
+        ts = fi / self.fps if time_s is None else float(time_s)
+        self.frames_seen += 1
+        before = set(self.tracker.active_ids)
+        preds = list(result.persons)
+        boxes = np.array([np.asarray(p.box, np.float64) for p in preds]).reshape(-1, 4)
+        scores = np.array([float(p.score) for p in preds], np.float64)
+        kpts = np.stack([np.asarray(p.joints_2d, np.float64) for p in preds]) if preds else None
+        ids = self.tracker.update(boxes, scores, kpts)
+        reused = bool(getattr(result, "reused", False))
+        ran = bool(result.detector_ran)
+        self.detector_calls += int(ran)
+        source = "reused_box" if reused else "detector"
+        persons = [TrackedPerson(int(tid), p, source, float(s)) for tid, p, s in zip(ids, preds, scores)]
+        for q in persons:
+            self._confidence[q.track_id] = q.confidence
+        frame = TrackedFrame(fi, ts, tuple(result.image_size), [], ran, float(result.detector_ms),
+                             float(result.hmr_ms), reused=reused)
+        return self._finish(persons, before, frame, t0 - float(result.total_ms) / 1e3)
+
+    def _finish(self, persons: list[TrackedPerson], before: set[int], frame: TrackedFrame,
+                t0: float) -> TrackedFrame:
+        """Causal smoothing, ended tracks and the total time (since ``t0``, perf_counter seconds)."""
+        import time
 
         if self.smoother is not None:
-            persons = [dataclasses.replace(q, prediction=self.smoother(q.track_id, q.prediction, ts))
+            persons = [dataclasses.replace(q, prediction=self.smoother(q.track_id, q.prediction, frame.time_s))
                        for q in persons]
         ended = sorted(before - set(self.tracker.active_ids))
         if ended and self.smoother is not None:
             self.smoother.drop(ended)
         for tid in ended:
             self._confidence.pop(tid, None)
-        return TrackedFrame(fi, ts, (w, h), persons, ran, det_ms, hmr_ms,
-                            (time.perf_counter() - t0) * 1e3, ended)
+        frame.persons, frame.ended_tracks = persons, ended
+        frame.total_ms = (time.perf_counter() - t0) * 1e3
+        return frame
+
+
+def _usable_boxes(boxes: np.ndarray, min_px: float = 4.0) -> np.ndarray:
+    """``(N,)`` mask of finite boxes at least ``min_px`` wide and high (``PosePipeline`` drops the same)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.isfinite(b).all(axis=1) & (b[:, 2] - b[:, 0] >= min_px) & (b[:, 3] - b[:, 1] >= min_px)
 
 
 def smooth_frames_offline(frames: list[TrackedFrame], fps: float = 30.0, sigma_frames: float | None = None,
