@@ -119,8 +119,11 @@ def test_help_explains_every_flag(capsys):
     for flag in ("--image", "--video", "--camera", "--model", "--device", "--detector-variant", "--det-confidence",
                  "--max-persons", "--detector-stride", "--frame-skip", "--no-batch-persons", "--save-rrd",
                  "--no-spawn", "--max-frames", "--save-json", "--out-video", "--random-init", "--detector",
-                 "--detector-weights"):
+                 "--detector-weights", "--smooth", "--keypoint-crops", "--save-csv", "--save-npz", "--save-bvh",
+                 "--mhr-model", "--mhr-lod", "--mhr-overlay", "--random-init-config", "--quiet"):
         assert flag in text, flag
+    for action in demo.build_parser()._actions:  # no flag without an explanation
+        assert action.help and len(action.help) > 10, action.option_strings
 
 
 def test_exactly_one_source(capsys):
