@@ -87,8 +87,13 @@ class InstantHMR(OnnxModel):
 
     ``device``: ``"auto"``, ``"cuda"``, ``"coreml"`` or ``"cpu"``; the matching provider is requested with a
     CPU fallback, and ``self.provider`` / ``self.device`` say what really runs. ``max_persons``: all crops of
-    a frame go through one call padded to this fixed batch (so the runtime never re-plans); more persons run
-    in chunks. ``batch_persons=False`` runs one call per person instead.
+    a frame go through one call padded to a fixed batch (so the runtime never re-plans); more persons run
+    in chunks of ``max_persons``. ``batch_persons=False`` runs one call per person instead.
+
+    ``padding`` picks the fixed batch sizes: ``"fixed"`` always pads to ``max_persons`` (one plan; what GPUs
+    want), ``"buckets"`` pads to the next power of two up to ``max_persons`` (1, 2, 4, 8: a few plans, all
+    warmed up, at most 2x wasted work; on a CPU padding 1 person to 8 costs 8x), ``"auto"`` (default) is
+    ``"fixed"`` on GPU providers and ``"buckets"`` on the CPU.
 
     Attributes: ``provider``, ``device``, ``cliff_form`` (``"pixel"`` or ``"focal"``), ``has_wholebody``,
     ``model_info`` (the file's metadata, parsed; files without metadata, like the released instanthmr.onnx, are
@@ -99,9 +104,11 @@ class InstantHMR(OnnxModel):
     expected_outputs = OUTPUT_NAMES
 
     def __init__(self, onnx_path: str | Path, device: str = "auto", max_persons: int = 8, batch_persons: bool = True,
-                 warmup: bool = True):
+                 warmup: bool = True, padding: str = "auto"):
         if max_persons < 1:
             raise ValueError(f"max_persons must be >= 1, got {max_persons}")
+        if padding not in ("auto", "fixed", "buckets"):
+            raise ValueError(f"padding must be 'auto', 'fixed' or 'buckets', got {padding!r}")
         super().__init__(onnx_path, device)
         self.model_info = self._read_metadata()
         self.cliff_form: str = self.model_info["cliff_form"]
@@ -117,6 +124,9 @@ class InstantHMR(OnnxModel):
         self.batch_persons = batch_persons
         # a file exported with a fixed batch can only ever run that batch
         self.max_persons = self._fixed_batch or max_persons
+        if padding == "auto":
+            padding = "buckets" if self.provider == "CPUExecutionProvider" else "fixed"
+        self.padding = padding
         if warmup:
             self.warmup()
 
@@ -174,10 +184,26 @@ class InstantHMR(OnnxModel):
         fixed = {b for b in batch_dims if isinstance(b, int)}
         self._fixed_batch = fixed.pop() if len(fixed) == 1 and all(isinstance(b, int) for b in batch_dims) else None
 
+    def batch_sizes(self) -> list[int]:
+        """The batch sizes this model is ever run with (what padding produces)."""
+        if self._fixed_batch:
+            return [self._fixed_batch]
+        if not self.batch_persons:
+            return [1]
+        if self.padding == "fixed":
+            return [self.max_persons]
+        sizes, n = [], 1
+        while n < self.max_persons:
+            sizes.append(n)
+            n *= 2
+        return sizes + [self.max_persons]
+
+    def _padded_size(self, m: int) -> int:
+        return next(n for n in self.batch_sizes() if n >= m)
+
     def warmup(self) -> None:
-        """Run the padded batch once (and batch 1 when persons run one by one) so the first frame is not slow."""
-        sizes = {self.max_persons} if self.batch_persons else {self._fixed_batch or 1}
-        for n in sizes:
+        """Run every batch size padding can produce once, largest first, so no frame pays a first-run cost."""
+        for n in sorted(self.batch_sizes(), reverse=True):
             crops = np.zeros((n, 3, self.input_size, self.input_size), np.float32)
             cliff = np.tile(np.array([[0.0, 0.0, 0.5]], np.float32), (n, 1))
             self.run({"image": crops, "cliff_cond": cliff}, self._outputs)
@@ -206,7 +232,7 @@ class InstantHMR(OnnxModel):
         return x, cliff.astype(np.float32)
 
     def __call__(self, crops: np.ndarray, cliff: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw network outputs for ``N`` persons (padded to ``max_persons`` per call, chunked beyond it)."""
+        """Raw network outputs for ``N`` persons (each call padded to one of :meth:`batch_sizes`)."""
         crops = np.asarray(crops, np.float32)
         cliff = np.asarray(cliff, np.float32)
         n = len(crops)
@@ -214,13 +240,13 @@ class InstantHMR(OnnxModel):
             raise ValueError(f"{n} crops but {len(cliff)} CLIFF conditions")
         if n == 0:
             return {k: np.zeros((0,) + _OUTPUT_SHAPES[k], np.float32) for k in self._outputs}
-        step = self.max_persons if self.batch_persons else (self._fixed_batch or 1)
-        pad_to = step if (self.batch_persons or self._fixed_batch) else None
+        step = max(self.batch_sizes())
         chunks = []
         for start in range(0, n, step):
             c, k = crops[start:start + step], cliff[start:start + step]
             m = len(c)
-            if pad_to and m < pad_to:  # repeat the last person: padding rows stay valid inputs
+            pad_to = self._padded_size(m)
+            if m < pad_to:  # repeat the last person: padding rows stay valid inputs
                 c = np.concatenate([c, np.repeat(c[-1:], pad_to - m, axis=0)])
                 k = np.concatenate([k, np.repeat(k[-1:], pad_to - m, axis=0)])
             outs = self.run({"image": c, "cliff_cond": k}, self._outputs)

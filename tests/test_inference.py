@@ -75,25 +75,37 @@ def test_batch_padding_equivalence(random_onnx, hmr, image):
     """A person's result is the same alone, in a padded batch, in chunks, and one call per person."""
     alone = hmr.predict(image, BOXES[1:2])[0]
     together = hmr.predict(image, BOXES)[1]
+    padded = InstantHMR(random_onnx, device="cpu", max_persons=4, padding="fixed", warmup=False)
+    alone_in_4 = padded.predict(image, BOXES[1:2])[0]
     single = InstantHMR(random_onnx, device="cpu", batch_persons=False, warmup=False)
     one_by_one = single.predict(image, BOXES)[1]
     many = hmr.predict(image, np.concatenate([BOXES, BOXES, BOXES]))  # 9 persons > max_persons 4: chunked
     assert len(many) == 9
-    for other in (together, one_by_one, many[1], many[4], many[7]):
+    for other in (together, alone_in_4, one_by_one, many[1], many[4], many[7]):
         for field in ("joints_3d_local", "joints_2d", "cam_trans", "mhr_params", "shape_params"):
             np.testing.assert_allclose(getattr(other, field), getattr(alone, field), atol=1e-4, rtol=1e-5)
     # different people really differ
     assert np.abs(together.joints_3d_local - hmr.predict(image, BOXES)[0].joints_3d_local).max() > 1e-3
 
 
-def test_call_pads_to_fixed_batch(hmr, image, monkeypatch):
+@pytest.mark.parametrize("padding, persons, calls", [
+    ("fixed", 6, [4, 4]), ("fixed", 1, [4]),
+    ("buckets", 6, [4, 2]), ("buckets", 3, [4]), ("buckets", 1, [1]),
+])
+def test_call_pads_to_fixed_batches(random_onnx, image, monkeypatch, padding, persons, calls):
+    hmr = InstantHMR(random_onnx, device="cpu", max_persons=4, padding=padding, warmup=False)
     seen = []
     real_run = hmr.run
     monkeypatch.setattr(hmr, "run", lambda feeds, outputs=None: seen.append(len(feeds["image"])) or
                         real_run(feeds, outputs))
-    crops, cliff = hmr.preprocess(image, np.concatenate([BOXES, BOXES]))
+    crops, cliff = hmr.preprocess(image, np.concatenate([BOXES, BOXES])[:persons])
     out = hmr(crops, cliff)
-    assert seen == [4, 4] and out["joints_3d"].shape == (6, 70, 3)
+    assert seen == calls and out["joints_3d"].shape == (persons, 70, 3)
+    assert hmr.batch_sizes() == ([4] if padding == "fixed" else [1, 2, 4])
+
+
+def test_padding_defaults_to_buckets_on_cpu(hmr):
+    assert hmr.padding == "buckets"  # the CPU provider runs these tests
 
 
 def test_pixel_form_camera_is_retargeted_to_the_real_image(hmr, image):
