@@ -116,10 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "joints_3d_cam, cam_trans, mhr_params, shape_params, score, focal_length} "
                         "(read with instanthmr.results_io.read_npz_tracks)")
     o.add_argument("--save-bvh", default=None, metavar="PATH",
-                   help="each track's 3D skeleton motion as BVH, one file per track: PATH_track<id>.bvh "
-                        "(Y up, metres, source fps; tracks seen in fewer than 2 frames are skipped)")
+                   help="each track's 3D skeleton motion as BVH, one file per track (out.bvh -> out_track<id>.bvh; "
+                        "Y up, metres, source fps; tracks seen in fewer than 2 frames are skipped)")
     o.add_argument("--out-video", default=None, metavar="PATH",
-                   help="write the frames with skeletons and boxes drawn (.mp4/.avi; source fps / --frame-skip)")
+                   help="write the frames with skeletons, boxes and track IDs drawn (.mp4/.avi; source fps / "
+                        "--frame-skip)")
     o.add_argument("--quiet", action="store_true", help="no progress lines")
 
     mh = p.add_argument_group("MHR body meshes (in the Rerun 3D view and, with --mhr-overlay, on the images)")

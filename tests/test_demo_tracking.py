@@ -168,7 +168,7 @@ def test_csv_npz_bvh_agree_with_json(runs, mode):
         assert motion.num_frames == FRAMES and motion.fps == pytest.approx(30.0)
 
 
-def test_offline_video_and_rrd_show_the_smoothed_tracks(runs):
+def test_offline_video_and_rrd_show_every_track(runs):
     d = runs["offline"]
     assert count_video_frames(d / "r.mp4") == FRAMES
     dump = rrd_dump(d / "r.rrd")
