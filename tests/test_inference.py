@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -231,3 +236,13 @@ def test_fixed_batch_file_runs_in_its_own_batch(random_onnx, tmp_path, image):
     assert len(preds) == 3
     ref = InstantHMR(random_onnx, device="cpu", warmup=False).predict(image, BOXES)
     np.testing.assert_allclose(preds[2].joints_3d_local, ref[2].joints_3d_local, atol=1e-4)
+
+
+def test_runtime_does_not_import_torch(random_onnx):
+    code = ("import sys, numpy as np; from instanthmr.inference import InstantHMR; "
+            f"h = InstantHMR(r'{random_onnx}', device='cpu', max_persons=2); "
+            "h.predict(np.zeros((64, 96, 3), np.uint8), [[10, 5, 40, 60]]); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
