@@ -93,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--smooth", default=None, choices=SMOOTH_CHOICES,
                    help="temporal smoothing of each track: none; causal = One-Euro filter, no delay (live); "
                         "offline = centred fit over past and future frames, lower error, but outputs are written "
-                        "only after the whole video is processed (default: causal for --camera, offline for "
-                        "--video, none for --image; see docs/temporal.md)")
+                        "only after the whole video is processed (default: causal for --camera and for --video "
+                        "with a live viewer, offline for a headless --video (--no-spawn), none for --image; see "
+                        "docs/temporal.md)")
     t.add_argument("--keypoint-crops", action="store_true",
                    help="between detector runs, cut each person's crop around their previous 2D joints instead of "
                         "reusing the detector box; the detector runs every --detector-stride frames, on the next "
@@ -335,11 +336,14 @@ def print_summary(s: dict, wall_s: float, file=None) -> None:
 # --------------------------------------------------------------------------------------------------
 
 def resolve_smooth(args) -> str:
-    """``--smooth`` or its default: causal for a camera (no delay), offline for a file (lower error, see
-    docs/temporal.md), none for a single image."""
+    """``--smooth`` or its default: none for a single image; causal (no delay) wherever someone watches live
+    (a camera, or a video in the viewer); offline for a headless video, where it has the lower error (see
+    docs/temporal.md) and nobody waits on a blank viewer."""
     if args.smooth is not None:
         return args.smooth
-    return "causal" if args.camera is not None else "offline" if args.video else "none"
+    if args.image:
+        return "none"
+    return "offline" if args.video and args.no_spawn else "causal"
 
 
 def open_meshes(args):

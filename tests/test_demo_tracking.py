@@ -207,7 +207,8 @@ def test_offline_smoothing_is_refused_for_a_camera(capsys):
 def test_default_smoothing_per_source():
     p = demo.build_parser()
     assert demo.resolve_smooth(p.parse_args(["--camera", "0"])) == "causal"
-    assert demo.resolve_smooth(p.parse_args(["--video", "a.mp4"])) == "offline"
+    assert demo.resolve_smooth(p.parse_args(["--video", "a.mp4", "--no-spawn"])) == "offline"
+    assert demo.resolve_smooth(p.parse_args(["--video", "a.mp4"])) == "causal"  # a live viewer never waits
     assert demo.resolve_smooth(p.parse_args(["--image", "a.jpg"])) == "none"
     assert demo.resolve_smooth(p.parse_args(["--video", "a.mp4", "--smooth", "none"])) == "none"
 
