@@ -130,6 +130,10 @@ class InstantHMR(OnnxModel):
         if warmup:
             self.warmup()
 
+    def __repr__(self) -> str:
+        return (f"InstantHMR({self.path.name}, provider={self.provider}, cliff_form={self.cliff_form}, "
+                f"batches={self.batch_sizes()}, wholebody={self.has_wholebody})")
+
     # ------------------------------------------------------------------ loading
     def _read_metadata(self) -> dict:
         meta = self.metadata

@@ -65,13 +65,21 @@ def test_export_parity_and_wholebody(tmp_path):
     assert max(report["max_abs_err"].values()) < 1e-4
     # parity is measured against outputs of realistic size, not near-zero ones
     assert report["scale"]["joints_2d"] > 0.5 and report["scale"]["cam_trans"] > 1.0
-    assert not model.fused  # the caller's model is left trainable
+    assert not model.fused  # the caller's model is left as it was
     proto = onnx.load(str(path))
     assert [o.name for o in proto.graph.output] == list(OUTPUT_NAMES) + [WHOLEBODY_OUTPUT]
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["wholebody"] == "true" and meta["cliff_form"] == "focal"
     assert meta["train_step"] == "77" and meta["note"] == "test"
     assert len(json.loads(meta["wholebody_joint_names"])) == 133
+
+
+def test_export_leaves_a_training_model_training(tmp_path):
+    model = randomize_(build_model("instanthmr_tiny_test"), seed=6).train()
+    model.step = 5
+    report = export_onnx(model, tmp_path / "t.onnx")
+    assert report["ok"] and model.training and not model.fused
+    assert {p.key: p.value for p in onnx.load(str(tmp_path / "t.onnx")).metadata_props}["train_step"] == "5"
 
 
 def test_parity_check_detects_a_different_model(tmp_path, random_onnx):

@@ -36,6 +36,7 @@ def test_load_attributes_and_metadata(hmr):
     assert hmr.cliff_form == "pixel" and hmr.has_wholebody is False and hmr.max_persons == 4
     assert hmr.model_info["input_size"] == 224 and hmr.model_info["model_name"] == "instanthmr_tiny_test"
     assert hmr.model_info["train_step"] == 0 and hmr.model_info["has_metadata"]
+    assert "provider=CPUExecutionProvider" in repr(hmr)
 
 
 def test_predict_contract(hmr, image):

@@ -51,7 +51,7 @@ def _export_module(model, output_names: tuple[str, ...], fp16: bool):
             out = self.net(image.half() if fp16 else image, cliff_cond)
             return tuple(out[n].float() for n in output_names)
 
-    net = copy.deepcopy(model).cpu().eval().fuse()
+    net = copy.deepcopy(model).eval().fuse()
     if fp16:
         net = net.half()
     return ExportWrapper(net).eval()
@@ -152,7 +152,8 @@ def _set_output_shapes(proto, model, image, cliff) -> None:
 
 def export_onnx(model, path: str | Path, fp16: bool = False, metadata: dict | None = None,
                 opset: int = DEFAULT_OPSET, parity: bool = True, parity_batch: int = 3, seed: int = 0) -> dict:
-    """Export ``model`` (an unfused :class:`InstantHMRNet`; it is not modified) to ``path``.
+    """Export ``model`` (an unfused :class:`InstantHMRNet` on any device, in any mode; it is not modified) to
+    ``path``.
 
     The copy that is exported is fused (RepViT reparameterised) and, with ``fp16``, halved. ``metadata``
     entries are added to (or override) :func:`model_metadata`. Returns the parity report of
@@ -168,6 +169,9 @@ def export_onnx(model, path: str | Path, fp16: bool = False, metadata: dict | No
         raise ExportError("export needs the unfused model (it fuses a copy and checks parity against the original)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # a float32 CPU eval copy (attributes such as .step come along): the trainer's model keeps its device,
+    # dtype and train mode
+    model = copy.deepcopy(model).cpu().float().eval()
     names = tuple(model.output_names)
     wrapper = _export_module(model, names, fp16)
     size = model.config.input_size
