@@ -44,12 +44,15 @@ ORT_CPU = "onnxruntime==1.31.1"
 PLATFORM_CHOSEN = ("torch", "torchvision", "onnxruntime")
 
 EXTRAS = {
-    "train": ["tensorboard>=2.16"],
+    "train": ["tensorboard>=2.16", "peft==0.21.2"],  # peft: LoRA adapters of the LLM lifter teacher
     "dev": [],  # pytest is already in requirements.txt
 }
-# Extras that live in their own environment because their pins clash with the main one.
+# Extras set up by a script of their own.
 ENV_EXTRAS = {
-    "teacher": "tools/teacher_env.sh",  # mediapipe 0.10.21 needs numpy<2 (rerun-sdk needs numpy>=2)
+    # The offline MediaPipe teacher: LiteRT + the TFLite files taken out of the mediapipe 0.10.21 wheel (that
+    # wheel needs numpy<2, so it is only downloaded, never installed). Same environment; the default install
+    # already does this unless --no-models.
+    "teacher": "tools/teacher_env.sh",
     "mhr": "tools/mhr_env.sh",  # the official MHR package needs Python 3.12 and an older pinned torch
 }
 
@@ -109,7 +112,9 @@ def main(argv=None) -> int:
     ap.add_argument("--venv", type=Path, help="create (or reuse) this virtual environment and install into it")
     ap.add_argument("--force-cpu", action="store_true", help="CPU wheels even when a GPU is present")
     ap.add_argument("--dry-run", action="store_true", help="print every command without running it")
-    ap.add_argument("--extras", default="", help="comma list: train, dev, teacher (own env), mhr (own env)")
+    ap.add_argument("--extras", default="", help="comma list: train, dev, teacher, mhr (own Python 3.12 env)")
+    ap.add_argument("--no-models", action="store_true",
+                    help="skip fetching the offline MediaPipe models (from the mediapipe wheel on PyPI)")
     ap.add_argument("--platform", choices=["cuda", "mac", "cpu"],
                     help="pretend to be this platform (testing the plan; implies --dry-run)")
     ap.add_argument("--compute-cap", type=float, default=8.9, help="with --platform cuda: the GPU's capability")
@@ -149,6 +154,13 @@ def main(argv=None) -> int:
         if res.returncode != 0 and cmd[3] != "uninstall":  # uninstalling something absent is fine
             print(f"[install] FAILED: {' '.join(cmd[3:5])} (exit {res.returncode})", file=sys.stderr)
             return res.returncode
+    if not args.no_models:
+        # Offline detector/teacher weights that ship inside a registry package; no model hub involved.
+        fetch = [python, str(ROOT / "tools" / "fetch_models.py"), "mediapipe"]
+        print("$ " + " ".join(fetch))
+        if not args.dry_run and subprocess.run(fetch, cwd=ROOT).returncode != 0:
+            print("[install] could not fetch the MediaPipe models; the offline detector will be unavailable",
+                  file=sys.stderr)
     for e in extras:
         if e in ENV_EXTRAS:
             script = ROOT / ENV_EXTRAS[e]
