@@ -422,18 +422,31 @@ class BoxFileDetector(PersonDetector):
 
 def create_detector(detector: "str | Path | PersonDetector" = "rfdetr", variant: str = "nano",
                     confidence: float = 0.5, max_persons: int | None = None, device: str = "auto",
-                    weights: str | Path | None = None, pretrained: bool = True) -> PersonDetector:
+                    weights: str | Path | None = None, pretrained: bool = True,
+                    fallback: bool = True) -> PersonDetector:
     """A detector from a name or a file: ``"rfdetr"`` (torch), ``"mediapipe"``, a ``.onnx`` RF-DETR export, or
     a ``.json`` box file.
 
-    A :class:`PersonDetector` instance is returned unchanged.
+    A :class:`PersonDetector` instance is returned unchanged. With ``fallback`` (default), ``"rfdetr"`` whose
+    checkpoint is absent and cannot be downloaded becomes the offline MediaPipe detector when its models are
+    installed (a warning says so); otherwise the RF-DETR error is raised.
     """
     if isinstance(detector, PersonDetector):
         return detector
     s = str(detector)
     if s.lower() in ("rfdetr", "rf-detr"):
-        return RFDETRDetector(variant, confidence, max_persons, weights=weights, device=device,
-                              pretrained=pretrained)
+        try:
+            return RFDETRDetector(variant, confidence, max_persons, weights=weights, device=device,
+                                  pretrained=pretrained)
+        except ModelLoadError as e:
+            if not (fallback and pretrained and weights is None):
+                raise
+            from .mp_detector import offline_fallback
+
+            det = offline_fallback(str(e), confidence, max_persons)
+            if det is None:
+                raise
+            return det
     if s.lower() == "mediapipe":  # offline BlazePose detector (instanthmr/mp_detector.py)
         from .mp_detector import MediaPipeDetector
 

@@ -84,3 +84,23 @@ def _main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(_main())
+
+
+def offline_fallback(reason: str, confidence: float = 0.5, max_persons: int | None = None
+                     ) -> MediaPipeDetector | None:
+    """The MediaPipe detector to use when RF-DETR cannot be loaded (``reason``), or None when the MediaPipe
+    models or the LiteRT interpreter are not installed either. Says loudly which detector runs."""
+    import logging
+
+    from .mediapipe_models import MediaPipeModelError, mediapipe_models_present
+
+    if not mediapipe_models_present():
+        return None
+    try:
+        det = MediaPipeDetector(confidence, max_persons)
+    except MediaPipeModelError:
+        return None
+    first = reason.split(". ")[0]
+    logging.getLogger("instanthmr").warning(
+        "%s; using the offline MediaPipe person detector instead (weaker; see docs/offline.md)", first)
+    return det

@@ -223,3 +223,28 @@ def test_teacher_labels_hands_and_a_consistent_camera(mp_models, shared_data):
     assert inst["joints_2d_wholebody_valid"][:17].sum() >= 15
     assert inst["joints_2d_wholebody_valid"][91:133].sum() >= 40
     assert not inst["joints_2d_wholebody_valid"][23:91].any()
+
+
+def test_rfdetr_without_weights_offline_falls_back_to_mediapipe(mp_models, tmp_path, monkeypatch, caplog):
+    import requests
+    import rfdetr.detr
+
+    from instanthmr import detector as det_mod
+    from instanthmr.mp_detector import MediaPipeDetector
+    from instanthmr.runtime import ModelLoadError
+
+    monkeypatch.setenv("RF_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(det_mod, "MODELS_DIR", tmp_path / "models")
+
+    def offline(*a, **k):
+        raise requests.ConnectionError("Failed to resolve 'storage.googleapis.com'")
+
+    monkeypatch.setattr(rfdetr.detr, "download_pretrain_weights", offline)  # never touch the network in tests
+    with caplog.at_level("WARNING", logger="instanthmr"):
+        det = det_mod.create_detector("rfdetr", confidence=0.4, max_persons=3)
+    assert isinstance(det, MediaPipeDetector) and det.name == "mediapipe"
+    assert det.confidence == 0.4 and det.max_persons == 3
+    assert "offline MediaPipe person detector" in caplog.text and "rf-detr-nano.pth" in caplog.text
+    with pytest.raises(ModelLoadError, match="rf-detr-nano.pth"):  # asked not to fall back
+        det_mod.create_detector("rfdetr", fallback=False)
+    assert len(det(_rgb(GRACE_HOPPER))) == 1
