@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .paths import MODELS_DIR
-from .runtime import ModelLoadError, OnnxModel
+from .runtime import ModelLoadError, OnnxModel, int8_path
 
 #: RF-DETR's COCO label space keeps the original sparse COCO category ids, where person is 1.
 COCO_PERSON_ID = 1
@@ -204,13 +204,15 @@ class RFDETRDetector(PersonDetector):
 
     def __init__(self, variant: str = "nano", confidence: float = 0.5, max_persons: int | None = None,
                  weights: str | Path | None = None, device: str = "auto", pretrained: bool = True,
-                 person_class_id: int = COCO_PERSON_ID):
+                 person_class_id: int = COCO_PERSON_ID, resolution: int | None = None):
         super().__init__(confidence, max_persons)
         spec = _variant(variant)
         self.variant = variant
         self.person_class_id = int(person_class_id)
         self.weights: Path | None = None
         kwargs: dict = {"pretrain_weights": None}
+        if resolution is not None:  # rfdetr rescales its position embeddings to the new input size
+            kwargs["resolution"] = int(resolution)
         if pretrained:
             self.weights, present = resolve_rfdetr_weights(variant, weights)
             kwargs["pretrain_weights"] = str(self.weights)
@@ -287,12 +289,15 @@ def preprocess_rfdetr(image_rgb: np.ndarray, resolution: int) -> np.ndarray:
 
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image_rgb.shape}")
-    x = image_rgb.astype(np.float32) * (1.0 / 255.0)
     # Resize in float like rfdetr's torchvision resize (antialias off); cv2 INTER_LINEAR uses the same
-    # half-pixel sampling, so torch and ONNX see the same pixels.
-    x = cv2.resize(x, (resolution, resolution), interpolation=cv2.INTER_LINEAR)
-    x = (x - IMAGENET_MEAN) / IMAGENET_STD
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    # half-pixel sampling, so torch and ONNX see the same pixels. The /255 and mean/std are linear, so they
+    # are applied after the resize, on R x R pixels instead of the full frame (same values to float rounding).
+    x = cv2.resize(image_rgb.astype(np.float32), (resolution, resolution), interpolation=cv2.INTER_LINEAR)
+    out = np.empty((1, 3, resolution, resolution), np.float32)
+    for c in range(3):
+        np.multiply(x[..., c], 1.0 / (255.0 * IMAGENET_STD[c]), out=out[0, c])
+        out[0, c] -= IMAGENET_MEAN[c] / IMAGENET_STD[c]
+    return out
 
 
 def decode_rfdetr(boxes_cxcywh: np.ndarray, logits: np.ndarray, image_wh, class_id: int = COCO_PERSON_ID,
@@ -316,8 +321,10 @@ class OnnxDetector(OnnxModel, PersonDetector):
     expected_outputs = ("dets", "labels")
 
     def __init__(self, onnx_path: str | Path, confidence: float = 0.5, max_persons: int | None = None,
-                 device: str = "auto", person_class_id: int = COCO_PERSON_ID):
-        OnnxModel.__init__(self, onnx_path, device)
+                 device: str = "auto", person_class_id: int = COCO_PERSON_ID, threads: int = 0,
+                 spinning: bool | None = None, io_binding: bool = False):
+        OnnxModel.__init__(self, onnx_path, device, intra_op_threads=threads, spinning=spinning,
+                           io_binding=io_binding)
         PersonDetector.__init__(self, confidence, max_persons)
         self.person_class_id = int(person_class_id)
         shape = self.session.get_inputs()[0].shape
@@ -423,21 +430,30 @@ class BoxFileDetector(PersonDetector):
 def create_detector(detector: "str | Path | PersonDetector" = "rfdetr", variant: str = "nano",
                     confidence: float = 0.5, max_persons: int | None = None, device: str = "auto",
                     weights: str | Path | None = None, pretrained: bool = True,
-                    fallback: bool = True) -> PersonDetector:
+                    fallback: bool = True, resolution: int | None = None, int8: bool = False, threads: int = 0,
+                    spinning: bool | None = None) -> PersonDetector:
     """A detector from a name or a file: ``"rfdetr"`` (torch), ``"mediapipe"``, a ``.onnx`` RF-DETR export, or
     a ``.json`` box file.
 
     A :class:`PersonDetector` instance is returned unchanged. With ``fallback`` (default), ``"rfdetr"`` whose
     checkpoint is absent and cannot be downloaded becomes the offline MediaPipe detector when its models are
     installed (a warning says so); otherwise the RF-DETR error is raised.
+
+    Speed levers: ``resolution`` (RF-DETR input side; the torch detector is built at it, an ``.onnx`` file
+    must have been exported at it: ``tools/export_detector.py --resolution``), ``int8`` (the ``.onnx`` file's
+    ``<stem>.int8.onnx`` copy from ``tools/quantize_onnx.py``), ``threads`` / ``spinning`` (ONNX Runtime, see
+    :mod:`instanthmr.runtime`).
     """
     if isinstance(detector, PersonDetector):
         return detector
     s = str(detector)
     if s.lower() in ("rfdetr", "rf-detr"):
+        if int8:
+            raise ValueError("int8 needs an exported detector: --detector PATH.onnx (tools/export_detector.py, "
+                             "then tools/quantize_onnx.py)")
         try:
             return RFDETRDetector(variant, confidence, max_persons, weights=weights, device=device,
-                                  pretrained=pretrained)
+                                  pretrained=pretrained, resolution=resolution)
         except ModelLoadError as e:
             if not (fallback and pretrained and weights is None):
                 raise
@@ -453,7 +469,13 @@ def create_detector(detector: "str | Path | PersonDetector" = "rfdetr", variant:
         return MediaPipeDetector(confidence, max_persons)
     suffix = Path(s).suffix.lower()
     if suffix == ".onnx":
-        return OnnxDetector(s, confidence, max_persons, device=device)
+        det = OnnxDetector(int8_path(s) if int8 else s, confidence, max_persons, device=device, threads=threads,
+                           spinning=spinning)
+        if resolution is not None and det.resolution != int(resolution):
+            raise ModelLoadError(f"{det.path} takes {det.resolution}x{det.resolution} input, not the requested "
+                                 f"{resolution}; export one with: python tools/export_detector.py --variant "
+                                 f"{det.variant if det.variant != 'unknown' else variant} --resolution {resolution}")
+        return det
     if suffix == ".json":
         return BoxFileDetector(s, confidence, max_persons)
     raise ValueError(f"unknown detector {s!r}: expected 'rfdetr', 'mediapipe', a .onnx export or a .json box file")

@@ -21,6 +21,7 @@ Runtime imports are numpy, OpenCV and onnxruntime only (torch only for the torch
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,9 @@ class FrameResult:
     persons), ``total_ms`` (the whole :meth:`PosePipeline.predict` call): milliseconds on a monotonic clock,
     visualisation excluded. ``detector_ran``: the detector ran on this frame. ``reused``: the boxes are the
     previous detections (enlarged). ``frame_index``: source frame number. ``image_size``: ``(W, H)``.
+    With the asynchronous detector, ``detector_ran`` marks the frame whose boxes are a fresh detector result,
+    ``detector_ms`` is how long that run took on the detector's own thread (not part of ``total_ms``) and
+    ``detector_lag`` is how many frames older than this one the detected image was (0 when synchronous).
     """
 
     persons: list
@@ -55,6 +59,7 @@ class FrameResult:
     image_size: tuple[int, int] = (0, 0)
     reused: bool = False
     detections: Detections = field(default_factory=Detections.empty, repr=False)
+    detector_lag: int = 0
 
     @property
     def fps(self) -> float:
@@ -133,6 +138,84 @@ def drop_tiny_boxes(dets: Detections, min_px: float = MIN_BOX_PX) -> Detections:
     return dets if keep.all() else Detections(dets.boxes[keep], dets.scores[keep])
 
 
+class AsyncDetector:
+    """A detector on its own thread: :meth:`submit` hands it a frame when it is idle, :meth:`poll` returns each
+    finished result once. The caller never waits for it (except :meth:`wait`), so the pose network runs on
+    the latest boxes while the next detection is computed: on a multi-core CPU the two models overlap.
+
+    Results are ``(frame_number, Detections, ms)``; ``frame_number`` is the caller's counter passed to
+    :meth:`submit`. A detector exception is re-raised by the next :meth:`poll` / :meth:`wait`.
+    """
+
+    def __init__(self, detector: PersonDetector):
+        self.detector = detector
+        self._cv = threading.Condition()
+        self._job: tuple | None = None  # (image, frame_index, frame_number) waiting for the worker
+        self._result: tuple | None = None
+        self._error: BaseException | None = None
+        self._running = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="instanthmr-detector", daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        with self._cv:
+            return self._running or self._job is not None
+
+    def submit(self, image_rgb: np.ndarray, frame_index: int, frame_number: int) -> bool:
+        """Queue ``image_rgb`` (copied: the caller may reuse its buffer) unless a detection is under way."""
+        with self._cv:
+            if self._running or self._job is not None or self._closed:
+                return False
+            self._job = (image_rgb.copy(), frame_index, frame_number)
+            self._cv.notify_all()
+            return True
+
+    def poll(self) -> tuple | None:
+        with self._cv:
+            return self._take()
+
+    def wait(self, timeout: float | None = None) -> tuple | None:
+        """Block until the running/queued detection finishes and return it (``None`` if nothing is pending)."""
+        with self._cv:
+            self._cv.wait_for(lambda: self._result is not None or self._error is not None
+                              or not (self._running or self._job is not None), timeout)
+            return self._take()
+
+    def _take(self):
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+        res, self._result = self._result, None
+        return res
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._job is not None or self._closed)
+                if self._closed:
+                    return
+                image, fi, n = self._job
+                self._job, self._running = None, True
+            try:
+                t0 = time.perf_counter()
+                dets = self.detector(image, fi)
+                res, err = (n, dets, (time.perf_counter() - t0) * 1e3), None
+            except BaseException as e:  # handed to the caller's thread
+                res, err = None, e
+            with self._cv:
+                self._result, self._error, self._running = res, err, False
+                self._cv.notify_all()
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._job = None
+            self._cv.notify_all()
+        self._thread.join(timeout=5.0)
+
+
 class PosePipeline:
     """Person detector + InstantHMR network, frame by frame.
 
@@ -148,21 +231,59 @@ class PosePipeline:
         batch_persons: all persons of a frame in one network call (else one call each).
         detector_weights: RF-DETR checkpoint path (default: models/ or the rfdetr cache).
         hmr: an already built :class:`~instanthmr.inference.InstantHMR` (then ``onnx_path`` may be ``None``).
+
+    Speed levers (each off by default; docs/performance.md measures them):
+        threads: ONNX Runtime intra-op threads of both models (0: its default, one per core).
+        spinning: ``False`` lets idle ONNX Runtime threads sleep instead of busy-waiting (``None``: default).
+        int8: run the ``<stem>.int8.onnx`` copies (``tools/quantize_onnx.py``) of the network and, for an
+            ``.onnx`` detector, of the detector.
+        detector_resolution: RF-DETR input side (torch: built at it; ``.onnx``: the file must be exported at it).
+        async_detector: the detector runs on its own thread on the newest frame while the network runs on the
+            latest boxes; a new detection starts when the previous one is done and at least
+            ``detector_stride`` frames have passed. Only the first frame waits for it. Results depend on
+            timing (not reproducible frame for frame); meant for live sources.
+        io_binding: bind model inputs/outputs once per shape (see :mod:`instanthmr.runtime`).
     """
 
     def __init__(self, onnx_path: str | Path | None, device: str = "auto",
                  detector: str | Path | PersonDetector = "rfdetr", detector_variant: str = "nano",
                  det_confidence: float = 0.5, max_persons: int = 8, detector_stride: int = 1,
-                 batch_persons: bool = True, detector_weights: str | Path | None = None, hmr=None):
+                 batch_persons: bool = True, detector_weights: str | Path | None = None, hmr=None,
+                 threads: int = 0, spinning: bool | None = None, int8: bool = False,
+                 detector_resolution: int | None = None, async_detector: bool = False, io_binding: bool = False):
         from .inference import InstantHMR
+        from .runtime import int8_path
 
         self.schedule = DetectorSchedule(detector_stride)  # validates the stride before loading anything
-        self.hmr = hmr if hmr is not None else InstantHMR(onnx_path, device=device, max_persons=max_persons,
-                                                          batch_persons=batch_persons)
+        if hmr is None:
+            hmr = InstantHMR(int8_path(onnx_path) if int8 else onnx_path, device=device, max_persons=max_persons,
+                             batch_persons=batch_persons, threads=threads, spinning=spinning,
+                             io_binding=io_binding)
+        self.hmr = hmr
         self.detector = create_detector(detector, variant=detector_variant, confidence=det_confidence,
-                                        max_persons=max_persons, device=device, weights=detector_weights)
+                                        max_persons=max_persons, device=device, weights=detector_weights,
+                                        resolution=detector_resolution, int8=int8, threads=threads,
+                                        spinning=spinning)
         self.max_persons = max_persons
         self.focal_length: float | None = None  # px; None = image diagonal (geometry.default_focal)
+        self._async = AsyncDetector(self.detector) if async_detector else None
+        self._last_submit = -(10 ** 9)  # processed-frame number of the last frame handed to the async detector
+
+    @property
+    def async_detector(self) -> bool:
+        return self._async is not None
+
+    def close(self) -> None:
+        """Stop the asynchronous detector's thread (no-op otherwise)."""
+        if self._async is not None:
+            self._async.close()
+            self._async = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
 
     @property
     def detector_stride(self) -> int:
@@ -174,6 +295,9 @@ class PosePipeline:
 
     def reset(self) -> None:
         """Start a new stream: the stride counter restarts at a detector frame, reused boxes are dropped."""
+        if self._async is not None:  # a detection in flight belongs to the old stream
+            self._async.wait()
+        self._last_submit = -(10 ** 9)
         self.schedule.reset()
         self.detector.reset()
 
@@ -191,14 +315,18 @@ class PosePipeline:
         h, w = image_rgb.shape[:2]
         fi = self.schedule.frame if frame_index is None else int(frame_index)
         detector_ms = 0.0
-        ran = self.schedule.should_detect()
-        if ran:
-            td = time.perf_counter()
-            found = self.detector(image_rgb, fi)
-            detector_ms = (time.perf_counter() - td) * 1e3
-            dets = self.schedule.after_detection(found, (w, h))
+        lag = 0
+        if self._async is not None:
+            dets, ran, detector_ms, lag = self._async_boxes(image_rgb, fi, (w, h))
         else:
-            dets = self.schedule.between((w, h))
+            ran = self.schedule.should_detect()
+            if ran:
+                td = time.perf_counter()
+                found = self.detector(image_rgb, fi)
+                detector_ms = (time.perf_counter() - td) * 1e3
+                dets = self.schedule.after_detection(found, (w, h))
+            else:
+                dets = self.schedule.between((w, h))
         dets = drop_tiny_boxes(dets)
         th = time.perf_counter()
         persons = self.estimate(image_rgb, dets.boxes, dets.scores) if len(dets) else []
@@ -206,7 +334,23 @@ class PosePipeline:
         total_ms = (time.perf_counter() - t0) * 1e3
         return FrameResult(persons=persons, detector_ms=detector_ms, hmr_ms=hmr_ms, total_ms=total_ms,
                            detector_ran=ran, frame_index=fi, image_size=(w, h), reused=self.schedule.reused,
-                           detections=dets)
+                           detections=dets, detector_lag=lag)
+
+    def _async_boxes(self, image_rgb, fi: int, wh) -> tuple[Detections, bool, float, int]:
+        """Boxes for this frame with the detector on its thread: a finished detection if one is waiting (the
+        very first frame waits for its own), else the reused ones; then hand this frame over when it is idle."""
+        n = self.schedule.frame  # processed-frame counter (the stride counts processed frames)
+        if self.schedule.calls == 0 and self.schedule.last is None and self._async.submit(image_rgb, fi, n):
+            self._last_submit = n
+            res = self._async.wait()
+        else:
+            res = self._async.poll()
+        if n - self._last_submit >= self.schedule.stride and self._async.submit(image_rgb, fi, n):
+            self._last_submit = n
+        if res is None:
+            return self.schedule.between(wh), False, 0.0, 0
+        done_n, found, ms = res
+        return self.schedule.after_detection(found, wh), True, ms, n - done_n
 
     __call__ = predict
 

@@ -4,6 +4,13 @@ Every ONNX model in InstantHMR (the HMR network, the exported detector) subclass
 which opens the file, asks for the execution provider matching ``device`` with a CPU fallback, reports the
 provider that really runs, and turns every way a file can be wrong into one :class:`ModelLoadError` that
 names the file.
+
+Speed options (all off by default, so the plain path is what every other option is checked against):
+``intra_op_threads`` (0 = ONNX Runtime's default, one per core), ``spinning`` (``False`` stops idle worker
+threads from busy-waiting: on a loaded or oversubscribed CPU they otherwise steal time from real work),
+``io_binding`` (inputs copied into buffers bound once per input shape, outputs bound likewise; on CUDA the
+outputs stay on the device until fetched) and ``cuda_graph`` (CUDA provider only: the first run at a shape is
+captured and replayed; implies ``io_binding``; ignored on other providers, see ``self.cuda_graph``).
 """
 
 from __future__ import annotations
@@ -52,6 +59,18 @@ def providers_for(device: str) -> list[str]:
     return providers + ["CPUExecutionProvider"]
 
 
+def int8_path(onnx_path: str | Path) -> Path:
+    """The int8 copy ``tools/quantize_onnx.py`` writes beside ``onnx_path`` (``<stem>.int8.onnx``); a file that
+    is already int8 (its name says so) is returned as it is. Raises :class:`ModelLoadError` when missing."""
+    p = Path(onnx_path)
+    if p.name.endswith(".int8.onnx"):
+        return p
+    q = p.with_name(f"{p.stem}.int8.onnx")
+    if not q.is_file():
+        raise ModelLoadError(f"int8 model not found: {q} (make it with: python tools/quantize_onnx.py {p})")
+    return q
+
+
 class OnnxModel:
     """An ONNX Runtime session on the best provider for ``device``, with clear load errors.
 
@@ -62,7 +81,8 @@ class OnnxModel:
     expected_inputs: tuple[str, ...] = ()
     expected_outputs: tuple[str, ...] = ()
 
-    def __init__(self, onnx_path: str | Path, device: str = "auto", intra_op_threads: int = 0):
+    def __init__(self, onnx_path: str | Path, device: str = "auto", intra_op_threads: int = 0,
+                 spinning: bool | None = None, io_binding: bool = False, cuda_graph: bool = False):
         import onnxruntime as ort
 
         self.path = Path(onnx_path)
@@ -77,10 +97,16 @@ class OnnxModel:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3  # keep provider-fallback chatter off the user's console
         if intra_op_threads:
-            opts.intra_op_num_threads = intra_op_threads
+            opts.intra_op_num_threads = int(intra_op_threads)
+        if spinning is not None:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+            opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
         self.requested_device = device
+        providers: list = providers_for(device)
+        if cuda_graph and providers[0] == "CUDAExecutionProvider":
+            providers[0] = ("CUDAExecutionProvider", {"enable_cuda_graph": "1"})
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers_for(device))
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
         except Exception as e:  # ORT raises several exception types for bad files
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelLoadError(f"{self.path}: not a loadable ONNX model ({first_line[:200]})") from None
@@ -94,6 +120,10 @@ class OnnxModel:
                 f"{self.path}: not a {type(self).__name__} model: missing inputs {missing_in} / outputs "
                 f"{missing_out} (file has inputs {self.input_names}, outputs {self.output_names})")
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map or {})
+        self.threads = int(intra_op_threads)
+        self.cuda_graph = bool(cuda_graph) and self.provider == "CUDAExecutionProvider"
+        self.io_binding = bool(io_binding) or self.cuda_graph
+        self._bound: dict[tuple, tuple] = {}  # input shapes -> (binding, input buffers, output names, outputs)
 
     @property
     def device(self) -> str:
@@ -101,4 +131,47 @@ class OnnxModel:
         return {v: k for k, v in _PROVIDER_FOR_DEVICE.items()}.get(self.provider, self.provider)
 
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
+        if self.io_binding:
+            return self._run_bound(feeds, outputs)
         return self.session.run(outputs, feeds)
+
+    def _run_bound(self, feeds: dict[str, np.ndarray], outputs: list[str] | None) -> list[np.ndarray]:
+        """``run`` through an I/O binding made once per (input shapes, outputs): the same input buffers and
+        output tensors every call, which is what CUDA graph replay needs (fixed device addresses)."""
+        import onnxruntime as ort
+
+        names = list(outputs or self.output_names)
+        key = tuple((k, np.shape(v)) for k, v in sorted(feeds.items())) + tuple(names)
+        dev = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
+        entry = self._bound.get(key)
+        if entry is None:
+            binding = self.session.io_binding()
+            buffers = {}
+            for name, x in feeds.items():
+                x = np.ascontiguousarray(x)
+                if dev == "cpu":  # ORT reads this numpy buffer in place: keep it alive and refill it
+                    buf = x.copy()
+                    value = ort.OrtValue.ortvalue_from_numpy(buf, "cpu", 0)
+                    buffers[name] = (buf, value)
+                else:
+                    value = ort.OrtValue.ortvalue_from_numpy(x, dev, 0)
+                    buffers[name] = (None, value)
+                binding.bind_ortvalue_input(name, value)
+            for name in names:
+                binding.bind_output(name, dev)
+            self.session.run_with_iobinding(binding)  # allocates the outputs (and captures a CUDA graph)
+            values = binding.get_outputs()
+            for name, value in zip(names, values):  # rebind them: later runs write to the same tensors
+                binding.bind_ortvalue_output(name, value)
+            entry = self._bound[key] = (binding, buffers, names, values)
+        else:
+            binding, buffers = entry[0], entry[1]
+            for name, x in feeds.items():
+                buf, value = buffers[name]
+                if buf is not None:
+                    np.copyto(buf, x, casting="same_kind")
+                else:
+                    value.update_inplace(np.ascontiguousarray(x))
+            self.session.run_with_iobinding(binding)
+        # copies: the bound tensors are overwritten by the next call
+        return [np.array(v.numpy(), copy=True) for v in entry[3]]

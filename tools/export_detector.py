@@ -4,6 +4,11 @@
     python tools/export_detector.py --variant nano --out models/rf-detr-nano.onnx
     python tools/export_detector.py --variant medium --weights ~/.roboflow/models/rf-detr-medium.pth
     python tools/export_detector.py --variant nano --random-init --out /tmp/rfdetr-nano-random.onnx
+    python tools/export_detector.py --variant nano --resolution 320 --out models/rf-detr-nano-320.onnx
+
+``--resolution R`` exports a square R x R input instead of the variant's native one (a multiple of the
+backbone's patch size x windows, 32 for every variant): the CPU cost falls with the pixel count, at some
+recall on small people (docs/performance.md measures both).
 
 The graph has input ``input`` (1, 3, R, R) and outputs ``dets`` (1, Q, 4, normalised cxcywh) and ``labels``
 (1, Q, C logits); :class:`instanthmr.detector.OnnxDetector` runs it (``demo.py --detector PATH.onnx``).
@@ -27,12 +32,14 @@ from instanthmr.runtime import ModelLoadError  # noqa: E402
 
 
 def export_detector(variant: str = "nano", out_path: str | Path | None = None, weights: str | Path | None = None,
-                    pretrained: bool = True, opset: int = 17, detector: RFDETRDetector | None = None) -> Path:
+                    pretrained: bool = True, opset: int = 17, detector: RFDETRDetector | None = None,
+                    resolution: int | None = None) -> Path:
     """Export RF-DETR ``variant`` to ``out_path`` (default ``models/rf-detr-<variant>.onnx``) and return it.
 
     ``pretrained=False`` exports random weights (plumbing and speed only). ``detector`` exports an already
     built :class:`RFDETRDetector` (its variant wins over ``variant``). Raises
-    :class:`~instanthmr.runtime.ModelLoadError` when the weights are missing.
+    :class:`~instanthmr.runtime.ModelLoadError` when the weights are missing. ``resolution`` (default: the
+    variant's) exports a square input of that size; it must be a multiple of :func:`detector_block_size`.
     """
     import warnings
 
@@ -40,13 +47,18 @@ def export_detector(variant: str = "nano", out_path: str | Path | None = None, w
 
     det = detector or RFDETRDetector(variant, weights=weights, device="cpu", pretrained=pretrained)
     variant = det.variant
-    out = Path(out_path) if out_path else MODELS_DIR / f"rf-detr-{variant}{'' if det.weights else '-random'}.onnx"
+    res = int(resolution or det.resolution)
+    block = detector_block_size(det)
+    if res <= 0 or res % block:
+        raise ValueError(f"--resolution must be a positive multiple of {block} for RF-DETR {variant}, got {res}")
+    tag = "" if res == det.resolution else f"-{res}"
+    out = Path(out_path) if out_path else MODELS_DIR / f"rf-detr-{variant}{tag}{'' if det.weights else '-random'}.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rfdetr_export_") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        produced = Path(det.model.export(output_dir=tmp, verbose=False, opset_version=opset))
+        produced = Path(det.model.export(output_dir=tmp, verbose=False, opset_version=opset, shape=(res, res)))
         model = onnx.load(str(produced))
-        meta = {"variant": variant, "resolution": str(det.resolution), "person_class_id": str(COCO_PERSON_ID),
+        meta = {"variant": variant, "resolution": str(res), "native_resolution": str(det.resolution), "person_class_id": str(COCO_PERSON_ID),
                 "weights": str(det.weights) if det.weights else "random-init", "producer": "instanthmr"}
         existing = {p.key: p for p in model.metadata_props}
         for k, v in meta.items():
@@ -60,6 +72,12 @@ def export_detector(variant: str = "nano", out_path: str | Path | None = None, w
     return out
 
 
+def detector_block_size(det: RFDETRDetector) -> int:
+    """The number both input sides must divide by: patch size x attention windows (32 for every variant)."""
+    cfg = det.model.model_config
+    return int(cfg.patch_size) * int(cfg.num_windows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", default="nano", choices=list(RFDETR_VARIANTS), help="RF-DETR size (default: nano)")
@@ -68,12 +86,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="RF-DETR checkpoint .pth (default: models/ or the rfdetr cache, downloaded when missing)")
     p.add_argument("--random-init", action="store_true",
                    help="export random weights (no checkpoint needed; boxes are meaningless)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="square input size (default: the variant's, nano 384); a multiple of 32, e.g. 320 or 256")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
     args = p.parse_args(argv)
     try:
         out = export_detector(args.variant, args.out, args.weights, pretrained=not args.random_init,
-                              opset=args.opset)
-    except ModelLoadError as e:
+                              opset=args.opset, resolution=args.resolution)
+    except (ModelLoadError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     note = " (RANDOM WEIGHTS: for plumbing and speed only)" if args.random_init else ""
