@@ -1,0 +1,246 @@
+"""Every speed lever stays within a stated tolerance of the plain fp32 path on a fixed input.
+
+Tolerances (the plain path is the reference):
+- vectorised crop normalisation, RF-DETR preprocessing: 1e-5 (float rounding only);
+- threads / spinning / I/O binding: 1e-4 absolute on every output (same graph, other kernels' summation order);
+- asynchronous detector: the network's outputs on a given box are the synchronous ones (1e-5);
+- int8 HMR (static QDQ): on a trained network (the starter model, when present) joints_3d mean |d| < 2 cm and
+  joints_2d mean |d| < 0.03 crop units; on the tiny random-init test network (whose random weights amplify any
+  rounding) only that the outputs still track fp32 (mean |d| under 0.8 of the outputs' spread);
+- int8 detector (dynamic): mean |d| of the box outputs under 0.25 of their spread (random weights here).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from instanthmr.detector import Detections, PersonDetector, create_detector, preprocess_rfdetr
+from instanthmr.inference import InstantHMR
+from instanthmr.pipeline import AsyncDetector, PosePipeline
+from instanthmr.runtime import ModelLoadError, int8_path
+
+ROOT = Path(__file__).resolve().parent.parent
+BOXES = np.array([[100.0, 50.0, 300.0, 420.0], [400.0, 100.0, 480.0, 300.0], [-30.0, 200.0, 90.0, 470.0]])
+
+
+@pytest.fixture(scope="module")
+def image():
+    # smooth content (like a photo), fixed: quantisation and resizing behave as on real frames
+    rng = np.random.default_rng(0)
+    return cv2.resize(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_CUBIC)
+
+
+@pytest.fixture(scope="module")
+def plain(random_onnx):
+    return InstantHMR(random_onnx, device="cpu", max_persons=4)
+
+
+def _outputs(hmr, image, boxes=BOXES):
+    crops, cliff = hmr.preprocess(image, boxes)
+    return hmr(crops, cliff)
+
+
+def test_crop_normalisation_matches_the_plain_expression(plain, image):
+    from instanthmr.geometry import crop_person
+
+    crops, _ = plain.preprocess(image, BOXES)
+    raw = np.stack([crop_person(image, b, out_size=plain.input_size)[0] for b in BOXES]).astype(np.float32)
+    ref = ((raw / 255.0 - np.float32([0.485, 0.456, 0.406])) / np.float32([0.229, 0.224, 0.225])).transpose(0, 3, 1, 2)
+    assert crops.shape == ref.shape and crops.flags.c_contiguous
+    np.testing.assert_allclose(crops, ref, atol=1e-5)
+
+
+def test_rfdetr_preprocess_matches_the_plain_expression(image):
+    x = cv2.resize(image.astype(np.float32) / 255.0, (96, 96), interpolation=cv2.INTER_LINEAR)
+    ref = ((x - np.float32([0.485, 0.456, 0.406])) / np.float32([0.229, 0.224, 0.225])).transpose(2, 0, 1)[None]
+    got = preprocess_rfdetr(image, 96)
+    assert got.shape == (1, 3, 96, 96) and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_threads_spinning_and_io_binding_keep_outputs(random_onnx, plain, image):
+    ref = _outputs(plain, image)
+    fast = InstantHMR(random_onnx, device="cpu", max_persons=4, threads=1, spinning=False, io_binding=True)
+    assert fast.io_binding and fast.threads == 1 and not fast.cuda_graph  # CUDA graphs are CUDA-only
+    first = _outputs(fast, image)
+    other = _outputs(fast, image[::-1].copy())  # same shapes: reuses the bound buffers
+    again = _outputs(fast, image)
+    for name in ref:
+        np.testing.assert_allclose(first[name], ref[name], atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(again[name], ref[name], atol=1e-4, err_msg=name)
+    # results handed out earlier are copies, not views of buffers the next call overwrites
+    assert not np.allclose(other["joints_3d"], first["joints_3d"])
+
+
+def test_cuda_graph_request_is_ignored_on_cpu(random_onnx):
+    hmr = InstantHMR(random_onnx, device="cpu", max_persons=2, cuda_graph=True, warmup=False)
+    assert hmr.cuda_graph is False and hmr.io_binding is False and hmr.padding == "buckets"
+
+
+def test_int8_path_names_the_tool_when_missing(random_onnx, tmp_path):
+    with pytest.raises(ModelLoadError, match="quantize_onnx.py"):
+        int8_path(tmp_path / "net.onnx")
+    q = tmp_path / "net.int8.onnx"
+    q.write_bytes(b"x")
+    assert int8_path(tmp_path / "net.onnx") == q and int8_path(q) == q
+
+
+def _drift(a: dict, b: dict, name: str) -> tuple[float, float]:
+    d = np.abs(a[name].astype(np.float64) - b[name].astype(np.float64))
+    return float(d.mean()), float(a[name].std())
+
+
+@pytest.fixture(scope="module")
+def int8_tiny(random_onnx, tmp_path_factory):
+    from tools.quantize_onnx import quantize
+
+    return quantize(random_onnx, tmp_path_factory.mktemp("q") / "instanthmr_tiny.int8.onnx", calib_count=8)
+
+
+def test_int8_hmr_tracks_fp32(int8_tiny, plain, image):
+    import onnx
+
+    model = onnx.load(str(int8_tiny))
+    ops = {n.op_type for n in model.graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["precision"] == "int8-static" and meta["cliff_form"] == plain.cliff_form
+    q = InstantHMR(int8_tiny, device="cpu", max_persons=4)
+    ref, got = _outputs(plain, image), _outputs(q, image)
+    for name in ("joints_3d", "joints_2d", "cam_trans"):
+        mean, spread = _drift(ref, got, name)
+        assert mean < 0.8 * spread, (name, mean, spread)
+
+
+def test_int8_hmr_on_the_trained_starter_model(tmp_path, image):
+    model = ROOT / "models" / "instanthmr-starter.onnx"
+    if not model.is_file():
+        pytest.skip(f"{model} not present (trained starter model)")
+    from tools.quantize_onnx import quantize
+
+    q = quantize(model, tmp_path / "starter.int8.onnx", calib_count=16)
+    ref = _outputs(InstantHMR(model, device="cpu", max_persons=4), image)
+    got = _outputs(InstantHMR(q, device="cpu", max_persons=4), image)
+    assert _drift(ref, got, "joints_3d")[0] < 0.02  # metres
+    assert _drift(ref, got, "joints_2d")[0] < 0.03  # normalised crop units
+
+
+def test_pipeline_int8_flag_uses_the_int8_file(random_onnx, int8_tiny, tmp_path, image):
+    import shutil
+
+    net = tmp_path / "net.onnx"
+    shutil.copy(random_onnx, net)
+    with pytest.raises(ModelLoadError, match="int8 model not found"):
+        PosePipeline(net, device="cpu", detector=FixedBoxDetector(), int8=True)
+    shutil.copy(int8_tiny, tmp_path / "net.int8.onnx")
+    pipe = PosePipeline(net, device="cpu", detector=FixedBoxDetector(), int8=True, max_persons=2)
+    assert pipe.hmr.path.name == "net.int8.onnx" and pipe.hmr.model_info["precision"] == "int8-static"
+    assert len(pipe.predict(image).persons) == 1
+
+
+class FixedBoxDetector(PersonDetector):
+    """One fixed person box per frame after ``delay_s`` (stands in for a slow detector); counts its calls."""
+
+    name = "fixed"
+
+    def __init__(self, delay_s: float = 0.0, fail: bool = False):
+        super().__init__(0.0, None)
+        self.delay_s, self.fail, self.calls = delay_s, fail, 0
+        self.threads: set[str] = set()
+
+    def detect(self, image_rgb, frame_index=None):
+        self.calls += 1
+        self.threads.add(threading.current_thread().name)
+        if self.fail:
+            raise RuntimeError("detector broke")
+        time.sleep(self.delay_s)
+        return Detections(np.array([[200.0, 60.0, 360.0, 440.0]]), np.array([0.9]))
+
+
+def test_async_detector_runs_on_its_thread_and_keeps_outputs(random_onnx, plain, image):
+    det = FixedBoxDetector(delay_s=0.15)
+    pipe = PosePipeline(None, detector=det, hmr=plain, detector_stride=1, async_detector=True)
+    sync = PosePipeline(None, detector=FixedBoxDetector(), hmr=plain, detector_stride=1)
+    try:
+        frames = []
+        for _ in range(8):  # ~60 ms frames: a 150 ms detector finishes every few frames
+            frames.append(pipe.predict(image))
+            time.sleep(0.06)
+        assert frames[0].detector_ran and len(frames[0].persons) == 1  # the first frame waits for its boxes
+        assert all(len(f.persons) == 1 for f in frames)  # later frames never wait: reused boxes meanwhile
+        assert det.threads == {"instanthmr-detector"}
+        assert det.calls < 8 and any(not f.detector_ran for f in frames)
+        fresh = [f for f in frames if f.detector_ran]
+        assert frames[0].detector_lag == 0 and len(fresh) >= 2
+        assert all(f.detector_lag >= 1 for f in fresh[1:])  # boxes detected on an earlier frame
+        ref = sync.predict(image)
+        for f in fresh:  # same box -> the network's answer is the synchronous one
+            np.testing.assert_allclose(f.persons[0].joints_3d_cam, ref.persons[0].joints_3d_cam, atol=1e-5)
+        pipe.reset()  # waits for the detection in flight; the next frame starts a new stream
+        assert pipe.predict(image).detector_ran
+    finally:
+        pipe.close()
+    assert pipe.async_detector is False
+
+
+def test_async_detector_error_reaches_the_caller(plain, image):
+    pipe = PosePipeline(None, detector=FixedBoxDetector(fail=True), hmr=plain, async_detector=True)
+    try:
+        with pytest.raises(RuntimeError, match="detector broke"):
+            pipe.predict(image)
+    finally:
+        pipe.close()
+
+
+def test_async_detector_submit_drops_frames_while_busy(image):
+    det = FixedBoxDetector(delay_s=0.2)
+    worker = AsyncDetector(det)
+    try:
+        assert worker.submit(image, 0, 0) and not worker.submit(image, 1, 1)
+        n, dets, ms = worker.wait()
+        assert n == 0 and len(dets) == 1 and ms >= 150 and worker.poll() is None and det.calls == 1
+    finally:
+        worker.close()
+
+
+@pytest.fixture(scope="module")
+def small_detector(tmp_path_factory):
+    """RF-DETR nano, random weights, exported at 128x128 (a --detector-resolution export) and its int8 copy."""
+    from tools.export_detector import export_detector
+    from tools.quantize_onnx import quantize
+
+    folder = tmp_path_factory.mktemp("det")
+    fp32 = export_detector("nano", folder / "rf-detr-nano-128.onnx", pretrained=False, resolution=128)
+    return fp32, quantize(fp32, mode="dynamic")
+
+
+def test_detector_resolution_export_and_check(small_detector):
+    fp32, _ = small_detector
+    det = create_detector(str(fp32), confidence=0.0, device="cpu", resolution=128, threads=1, spinning=False)
+    assert det.resolution == 128 and det.metadata["native_resolution"] == "384"
+    assert det.session.get_inputs()[0].shape[-2:] == [128, 128]
+    with pytest.raises(ModelLoadError, match="--resolution 256"):
+        create_detector(str(fp32), device="cpu", resolution=256)
+
+
+def test_export_detector_rejects_a_resolution_off_the_grid():
+    from tools.export_detector import main
+
+    assert main(["--variant", "nano", "--random-init", "--resolution", "300", "--out", "/nonexistent/x.onnx"]) == 1
+
+
+def test_int8_detector_tracks_fp32(small_detector, image):
+    fp32, q = small_detector
+    assert q.name == "rf-detr-nano-128.int8.onnx"
+    a = create_detector(str(fp32), confidence=0.0, device="cpu")
+    b = create_detector(str(fp32), confidence=0.0, device="cpu", int8=True)
+    assert b.path == q and b.metadata["precision"] == "int8-dynamic"
+    (ba, la), (bb, lb) = a.raw_forward(image), b.raw_forward(image)
+    assert np.abs(ba - bb).mean() < 0.25 * ba.std()
+    assert np.abs(la - lb).mean() < 0.25 * la.std()
