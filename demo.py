@@ -89,6 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--max-frames", type=int, default=None, metavar="N",
                    help="stop after N processed frames (default: the whole video; a camera runs until Ctrl-C)")
 
+    sp = p.add_argument_group("speed levers (docs/performance.md measures each; all off by default)")
+    sp.add_argument("--threads", type=int, default=0, metavar="N",
+                    help="ONNX Runtime threads per model, idle threads sleep instead of spinning (default: 0 = "
+                         "ONNX Runtime's choice; 1 is fastest on a busy 2-core CPU)")
+    sp.add_argument("--int8", action="store_true",
+                    help="run the int8 copies <model>.int8.onnx (and <detector>.int8.onnx for an .onnx detector) "
+                         "made by tools/quantize_onnx.py")
+    sp.add_argument("--detector-resolution", type=int, default=None, metavar="R",
+                    help="RF-DETR input side, a multiple of 32 (e.g. 256; torch: built at it; an .onnx detector "
+                         "must be exported at it with tools/export_detector.py --resolution R)")
+    sp.add_argument("--async-detector", action="store_true",
+                    help="run the detector on its own thread while the network uses the latest boxes (live "
+                         "sources; not with --keypoint-crops, which drives the detector itself)")
+
     t = p.add_argument_group("tracking and smoothing (every person gets a track_id, stable across frames)")
     t.add_argument("--smooth", default=None, choices=SMOOTH_CHOICES,
                    help="temporal smoothing of each track: none; causal = One-Euro filter, no delay (live); "
@@ -444,7 +458,10 @@ def run(args) -> int:
         pipeline = PosePipeline(model, device=args.device, detector=args.detector,
                                 detector_variant=args.detector_variant, det_confidence=args.det_confidence,
                                 max_persons=args.max_persons, detector_stride=stride,
-                                batch_persons=not args.no_batch_persons, detector_weights=args.detector_weights)
+                                batch_persons=not args.no_batch_persons, detector_weights=args.detector_weights,
+                                threads=args.threads, spinning=False if args.threads else None, int8=args.int8,
+                                detector_resolution=args.detector_resolution,
+                                async_detector=args.async_detector and not args.keypoint_crops)
         # source.fps, not the output fps: frame indices count source frames (--frame-skip leaves gaps).
         tracking = TrackingPipeline.from_pipeline(pipeline, keypoint_crops=args.keypoint_crops, detect_every=stride,
                                                   smooth="causal" if smooth == "causal" else "none", fps=source.fps)

@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-batch-persons", action="store_true", help="one network call per person")
     p.add_argument("--max-frames", type=int, default=100, help="measured frames per stride (default: 100)")
     p.add_argument("--warmup", type=int, default=5, help="untimed frames before measuring (default: 5)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="ONNX Runtime threads per model, idle threads sleep (default: 0 = ORT's choice)")
+    p.add_argument("--int8", action="store_true",
+                   help="run <model>.int8.onnx / <detector>.int8.onnx (tools/quantize_onnx.py)")
+    p.add_argument("--detector-resolution", type=int, default=None,
+                   help="RF-DETR input side (an .onnx detector must be exported at it)")
+    p.add_argument("--async-detector", action="store_true", help="detector on its own thread (see PosePipeline)")
     p.add_argument("--json", default=None, metavar="PATH", help="write all statistics to this JSON file")
     return p
 
@@ -88,9 +95,11 @@ def build_detector(args):
         random_det = not resolve_rfdetr_weights(args.detector_variant)[1]  # no checkpoint here: random too
     if args.detector == "rfdetr" and random_det:
         return RFDETRDetector(args.detector_variant, args.det_confidence, args.max_persons, device=args.device,
-                              pretrained=False), True
+                              pretrained=False, resolution=args.detector_resolution), True
     return create_detector(args.detector, args.detector_variant, args.det_confidence, args.max_persons,
-                           args.device, args.detector_weights), False
+                           args.device, args.detector_weights, resolution=args.detector_resolution,
+                           int8=args.int8, threads=args.threads,
+                           spinning=False if args.threads else None), False
 
 
 def bench_stride(pipeline, frames: list, warmup: int) -> dict:
@@ -140,8 +149,13 @@ def run(args) -> dict:
         if not model.is_file():
             raise ModelLoadError(f"InstantHMR model not found: {model} (see models/README.md); "
                                  "use --random-init to measure speed without weights")
+    if args.int8:
+        from instanthmr.runtime import int8_path
+
+        model = int8_path(model)
     hmr = InstantHMR(model, device=args.device, max_persons=args.max_persons,
-                     batch_persons=not args.no_batch_persons)
+                     batch_persons=not args.no_batch_persons, threads=args.threads,
+                     spinning=False if args.threads else None)
     detector, random_det = build_detector(args)
     if random_det:
         print("NOTE: RANDOM RF-DETR WEIGHTS: boxes are meaningless (detector speed is real)", flush=True)
@@ -154,8 +168,9 @@ def run(args) -> dict:
     rows = []
     for stride in args.detector_stride:
         pipeline = PosePipeline(None, detector=detector, detector_stride=stride, max_persons=args.max_persons,
-                                hmr=hmr)
+                                hmr=hmr, async_detector=args.async_detector)
         st = bench_stride(pipeline, frames, args.warmup)
+        pipeline.close()
         st["stride"] = stride
         rows.append(st)
         print(f"\nstride {stride}: {st['frames']} frames, {st['detector_calls']} detector calls, "

@@ -4,6 +4,14 @@
     python tools/bench_model.py --config instanthmr_repvit_m0_9 --runs 50 --threads 2
     python tools/bench_model.py --device cuda --fp16              # adds the fp16 graph (GPU)
     python tools/bench_model.py --onnx models/instanthmr.onnx     # an existing file (ONNX Runtime only)
+    python tools/bench_model.py --threads 2 --no-torch --batches 1 4 8 --pipeline --int8 --peak
+
+``--pipeline`` adds ``InstantHMR.predict`` rows (crops cut from a 1280x720 frame, normalisation, the network,
+decoding to pixels/metres: what a frame really costs) and ``--int8`` the statically quantised network
+(``tools/quantize_onnx.py``); the ``x backbone`` column divides each row's per-person time by the bare fused
+backbone's at the same batch. ``--peak`` measures this machine's fp32 matmul throughput (numpy and ONNX
+Runtime MatMul, ``--threads``) and prints the fraction of it the network reaches (FLOPs from
+``tools/model_info.py``).
 
 Rows: the whole network in ONNX Runtime and in torch eager (fused, no_grad), and the bare fused backbone in
 both, so the cost of the decoder and heads is visible. Random-init weights: latency does not depend on them.
@@ -87,8 +95,53 @@ def _export_backbone(model, path: Path) -> None:
                           dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}})
 
 
+def matmul_peak_gflops(threads: int = 0, sizes=(512, 768, 1536), runs: int = 15) -> dict[str, float]:
+    """Best fp32 GFLOP/s of square ``n x n`` matmuls (2 n^3 FLOPs) over ``sizes`` in numpy (OpenBLAS, its own
+    thread count) and in an ONNX Runtime MatMul graph (``threads``): the practical arithmetic ceiling of this
+    machine for the network's dense math. Powers of two from 1024 up are avoided: their leading dimension
+    thrashes the caches (measured here: 1024 runs at half the speed of 768 or 1536)."""
+    best: dict[str, float] = {}
+    for n in sizes:
+        for k, v in _matmul_gflops(threads, n, runs).items():
+            best[k] = max(best.get(k, 0.0), v)
+    return best
+
+
+def _matmul_gflops(threads: int, n: int, runs: int) -> dict[str, float]:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "mm",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n]),
+                               helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n])],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    fns = {"numpy": lambda: a @ b, "onnxruntime": lambda: sess.run(None, {"a": a, "b": b})}
+    times = _round_robin_ms(fns, runs, 3)
+    return {k: 2.0 * n ** 3 / (min(v) * 1e-3) / 1e9 for k, v in times.items()}
+
+
+def _predict_call(hmr, batch: int):
+    """``InstantHMR.predict`` on ``batch`` person boxes of a 1280x720 frame (crop + network + decoding)."""
+    import cv2
+
+    rng = np.random.default_rng(7)
+    frame = cv2.resize(rng.integers(0, 256, (36, 64, 3), dtype=np.uint8), (1280, 720), interpolation=cv2.INTER_CUBIC)
+    boxes = np.array([[60.0 + 140 * i, 80.0 + 5 * i, 220.0 + 140 * i, 640.0] for i in range(batch)])
+    return lambda: hmr.predict(frame, boxes)
+
+
 def run_benchmark(config: str, batches, runs: int, warmup: int, device: str = "cpu", threads: int = 0,
-                  fp16: bool = False, onnx_path: Path | None = None, torch_eager: bool = True) -> list[dict]:
+                  fp16: bool = False, onnx_path: Path | None = None, torch_eager: bool = True,
+                  pipeline: bool = False, int8: bool = False) -> list[dict]:
     """``[{"variant", "batch", "ms", "ms_per_person", "min_ms", "provider"}]`` for every variant and batch size."""
     rows = []
     sessions: dict[str, object] = {}
@@ -116,6 +169,22 @@ def run_benchmark(config: str, batches, runs: int, warmup: int, device: str = "c
             fused = model.fuse()
             _export_backbone(fused, tmp / "backbone.onnx")
             sessions["backbone ORT fp32"] = _ort_session(tmp / "backbone.onnx", device, threads)
+            if int8:
+                from tools.quantize_onnx import quantize
+
+                sessions["network ORT int8"] = _ort_session(quantize(tmp / "net.onnx", tmp / "net.int8.onnx"),
+                                                            device, threads)
+            if pipeline:
+                from instanthmr.inference import InstantHMR
+
+                max_b = max(batches)
+                hmrs = {"predict fp32 (crop+net+decode)": InstantHMR(tmp / "net.onnx", device=device,
+                                                                     max_persons=max_b, threads=threads,
+                                                                     spinning=False, padding="buckets")}
+                if int8:
+                    hmrs["predict int8 (crop+net+decode)"] = InstantHMR(tmp / "net.int8.onnx", device=device,
+                                                                        max_persons=max_b, threads=threads,
+                                                                        spinning=False, padding="buckets")
             if torch_eager:
                 dev = "cuda" if device == "cuda" and torch.cuda.is_available() else "cpu"
                 fused = fused.to(dev)
@@ -123,6 +192,8 @@ def run_benchmark(config: str, batches, runs: int, warmup: int, device: str = "c
                 eager["backbone torch eager fp32"] = (lambda im, c: fused.backbone(im), dev)
 
         calls: dict[str, tuple] = {}  # variant -> (make_call(batch) -> fn, provider)
+        for name, hmr in (hmrs.items() if onnx_path is None and pipeline else []):
+            calls[name] = (lambda batch, hmr=hmr: _predict_call(hmr, batch), hmr.provider)
         for name, sess in sessions.items():
             def make(batch, sess=sess):
                 image, cliff = _inputs(batch)
@@ -148,10 +219,12 @@ def run_benchmark(config: str, batches, runs: int, warmup: int, device: str = "c
         for batch in batches:
             fns = {name: make(batch) for name, (make, _) in calls.items()}
             times = _round_robin_ms(fns, runs, warmup)
+            base = statistics.median(times["backbone ORT fp32"]) if "backbone ORT fp32" in times else None
             for name, ts in times.items():
                 med = statistics.median(ts)
                 rows.append({"variant": name, "batch": batch, "ms": med, "ms_per_person": med / batch,
-                             "min_ms": min(ts), "provider": calls[name][1]})
+                             "min_ms": min(ts), "provider": calls[name][1],
+                             "x_backbone": med / base if base else None})
     return rows
 
 
@@ -166,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "coreml", "auto"))
     p.add_argument("--fp16", action="store_true", help="also time the fp16 graph (meant for GPUs)")
     p.add_argument("--no-torch", action="store_true", help="skip the torch eager rows")
+    p.add_argument("--pipeline", action="store_true",
+                   help="add InstantHMR.predict rows (crop + normalise + network + decode from a 720p frame)")
+    p.add_argument("--int8", action="store_true", help="add the int8 (static QDQ) network")
+    p.add_argument("--peak", action="store_true",
+                   help="measure fp32 matmul GFLOP/s here and the fraction of it the network reaches")
     args = p.parse_args(argv)
     if args.onnx is not None and not args.onnx.is_file():
         print(f"error: ONNX file not found: {args.onnx}", file=sys.stderr)
@@ -174,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()[0]  # other processes on the machine skew every figure; say how busy it was
     rows = run_benchmark(args.config, args.batches, args.runs, args.warmup, args.device, args.threads, args.fp16,
-                         args.onnx, not args.no_torch)
+                         args.onnx, not args.no_torch, args.pipeline and args.onnx is None,
+                         args.int8 and args.onnx is None)
     import platform
 
     import onnxruntime
@@ -182,11 +261,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {args.onnx or args.config}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"onnxruntime {onnxruntime.__version__}; threads {args.threads or 'default'}; median of {args.runs} runs; "
           f"load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}")
-    print("| variant | provider | batch | median ms / call | median ms / person | min ms / call |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| variant | provider | batch | median ms / call | median ms / person | min ms / call | x backbone |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for r in sorted(rows, key=lambda r: (r["variant"], r["batch"])):
+        xb = f"{r['x_backbone']:.2f}" if r.get("x_backbone") else "-"
         print(f"| {r['variant']} | {r['provider']} | {r['batch']} | {r['ms']:.1f} | {r['ms_per_person']:.1f} "
-              f"| {r['min_ms']:.1f} |")
+              f"| {r['min_ms']:.1f} | {xb} |")
+    if args.peak:
+        from tools.model_info import model_stats
+
+        peak = matmul_peak_gflops(args.threads)
+        gflops = model_stats(args.config)["gflops"]
+        best = max(peak.values())
+        print(f"\n# fp32 square matmul n = 512/768/1536, best of 15 each, ORT threads {args.threads or 'default'}: "
+              + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items())
+              + f"; {args.config}: {gflops:.3f} GFLOPs / person")
+        print("| variant | batch | GFLOP/s reached (min ms) | fraction of the best matmul |")
+        print("|---|---:|---:|---:|")
+        for r in sorted(rows, key=lambda r: (r["variant"], r["batch"])):
+            if r["variant"].startswith(("network ORT", "predict")):
+                reached = gflops * r["batch"] / (r["min_ms"] * 1e-3)
+                print(f"| {r['variant']} | {r['batch']} | {reached:.1f} | {reached / best:.0%} |")
     return 0
 
 
