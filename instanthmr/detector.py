@@ -441,17 +441,14 @@ def create_detector(detector: "str | Path | PersonDetector" = "rfdetr", variant:
 
     Speed levers: ``resolution`` (RF-DETR input side; the torch detector is built at it, an ``.onnx`` file
     must have been exported at it: ``tools/export_detector.py --resolution``), ``int8`` (the ``.onnx`` file's
-    ``<stem>.int8.onnx`` copy from ``tools/quantize_onnx.py``), ``threads`` / ``spinning`` (ONNX Runtime, see
-    :mod:`instanthmr.runtime`).
+    ``<stem>.int8.onnx`` copy from ``tools/quantize_onnx.py``; other detectors ignore it), ``threads`` /
+    ``spinning`` (ONNX Runtime, see :mod:`instanthmr.runtime`).
     """
     if isinstance(detector, PersonDetector):
         return detector
     s = str(detector)
     if s.lower() in ("rfdetr", "rf-detr"):
-        if int8:
-            raise ValueError("int8 needs an exported detector: --detector PATH.onnx (tools/export_detector.py, "
-                             "then tools/quantize_onnx.py)")
-        try:
+        try:  # int8 applies to .onnx exports only; the torch detector stays as it is
             return RFDETRDetector(variant, confidence, max_persons, weights=weights, device=device,
                                   pretrained=pretrained, resolution=resolution)
         except ModelLoadError as e:

@@ -110,7 +110,7 @@ def test_int8_hmr_tracks_fp32(int8_tiny, plain, image):
     ops = {n.op_type for n in model.graph.node}
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
     meta = {p.key: p.value for p in model.metadata_props}
-    assert meta["precision"] == "int8-static" and meta["cliff_form"] == plain.cliff_form
+    assert meta["precision"] == "int8-static" and meta["cliff_form"] == plain.cliff_form, meta
     q = InstantHMR(int8_tiny, device="cpu", max_persons=4)
     ref, got = _outputs(plain, image), _outputs(q, image)
     for name in ("joints_3d", "joints_2d", "cam_trans"):

@@ -221,11 +221,13 @@ def run(args) -> dict:
           f"{args.detector_resolution}; medians of {args.rounds} rounds x {len(frames)} frames")
     # async: the detector runs as often as it keeps up (at most every --stride frames), so its calls per frame
     # can be fewer than 1/stride; the column shows it
-    print(f"| variant | FPS | x {base} | HMR ms / frame | detector ms / call | detector calls / frame | persons / frame |")
+    print(f"| variant | FPS | x {base} | HMR ms / frame | detector ms / call | detector calls / frame "
+          "| persons / frame |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['variant']} | {r['fps_median']:.2f} | {r['ratio_median']:.2f} | {r['hmr_ms_median']:.1f} | "
-              f"{r['detector_call_ms_median']:.1f} | {r['detector_calls_per_frame']:.3f} | {r['persons_per_frame']:.2f} |")
+              f"{r['detector_call_ms_median']:.1f} | {r['detector_calls_per_frame']:.3f} | "
+              f"{r['persons_per_frame']:.2f} |")
     report = {"video": video, "size": [w, h], "frames": len(frames), "rounds": args.rounds, "stride": args.stride,
               "threads": args.threads, "detector_resolution": args.detector_resolution,
               "hmr": str(models["hmr"]), "random_hmr": models["random_hmr"], "detector": str(models["det"]),

@@ -52,14 +52,16 @@ def export_detector(variant: str = "nano", out_path: str | Path | None = None, w
     if res <= 0 or res % block:
         raise ValueError(f"--resolution must be a positive multiple of {block} for RF-DETR {variant}, got {res}")
     tag = "" if res == det.resolution else f"-{res}"
-    out = Path(out_path) if out_path else MODELS_DIR / f"rf-detr-{variant}{tag}{'' if det.weights else '-random'}.onnx"
+    name = f"rf-detr-{variant}{tag}{'' if det.weights else '-random'}.onnx"
+    out = Path(out_path) if out_path else MODELS_DIR / name
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rfdetr_export_") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         produced = Path(det.model.export(output_dir=tmp, verbose=False, opset_version=opset, shape=(res, res)))
         model = onnx.load(str(produced))
-        meta = {"variant": variant, "resolution": str(res), "native_resolution": str(det.resolution), "person_class_id": str(COCO_PERSON_ID),
-                "weights": str(det.weights) if det.weights else "random-init", "producer": "instanthmr"}
+        meta = {"variant": variant, "resolution": str(res), "native_resolution": str(det.resolution),
+                "person_class_id": str(COCO_PERSON_ID), "producer": "instanthmr",
+                "weights": str(det.weights) if det.weights else "random-init"}
         existing = {p.key: p for p in model.metadata_props}
         for k, v in meta.items():
             if k in existing:

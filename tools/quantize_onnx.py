@@ -171,12 +171,15 @@ def quantize(src: str | Path, dst: str | Path | None = None, mode: str | None = 
     meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
     with tempfile.TemporaryDirectory(prefix="instanthmr_quant_") as tmp:
         prepped = Path(tmp) / "prep.onnx"
+        prep_note = "ok"
         try:  # shape inference + constant folding: lets the quantiser see every tensor's type
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
             quant_pre_process(str(src), str(prepped), skip_symbolic_shape=kind == "detector")
-        except Exception:  # best effort: quantising the original works, only less of it may be covered
+        except Exception as e:  # best effort: quantising the original works, only less of it may be covered
             prepped = src
+            prep_note = f"skipped ({type(e).__name__}: {str(e).strip()[:100]})"
+            print(f"note: {src.name}: quantisation pre-processing {prep_note}", file=sys.stderr)
         out_tmp = Path(tmp) / "quant.onnx"
         if mode == "dynamic":
             quantize_dynamic(str(prepped), str(out_tmp), weight_type=QuantType.QInt8, per_channel=False,
@@ -190,7 +193,7 @@ def quantize(src: str | Path, dst: str | Path | None = None, mode: str | None = 
                             op_types_to_quantize=["Conv", "MatMul", "Gemm"],
                             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         model = onnx.load(str(out_tmp))
-        meta.update({"precision": f"int8-{mode}", "quantized_from": src.name})
+        meta.update({"precision": f"int8-{mode}", "quantized_from": src.name, "quant_preprocess": prep_note})
         existing = {p.key: p for p in model.metadata_props}
         for k, v in meta.items():
             if k in existing:
