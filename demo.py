@@ -29,7 +29,7 @@ import numpy as np
 
 from instanthmr.detector import RFDETR_VARIANTS
 from instanthmr.io import Frame, SourceError, VideoWriter, open_source
-from instanthmr.paths import DEFAULT_MODEL, REPO_ROOT
+from instanthmr.paths import DEFAULT_MODEL, REPO_ROOT, SAMPLE_IMAGE_NAME, STARTER_MODEL, default_model, sample_image
 from instanthmr.results_io import ResultsWriteError
 from instanthmr.runtime import DEVICES, ModelLoadError
 
@@ -52,13 +52,16 @@ def _display(path: Path) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("source (exactly one)").add_mutually_exclusive_group(required=True)
-    src.add_argument("--image", metavar="PATH", help="a photo (any format OpenCV reads)")
+    src.add_argument("--image", metavar="PATH",
+                     help=f"a photo (any format OpenCV reads); '{SAMPLE_IMAGE_NAME}' = a bundled real photo "
+                          "(matplotlib's public-domain portrait of Grace Hopper)")
     src.add_argument("--video", metavar="PATH", help="a video file (any format OpenCV decodes)")
     src.add_argument("--camera", metavar="INDEX", type=int, help="a live camera by index (0 = default camera)")
 
     m = p.add_argument_group("models")
     m.add_argument("--model", default=None, metavar="PATH",
-                   help=f"InstantHMR ONNX file (default: {_display(DEFAULT_MODEL)}; see models/README.md)")
+                   help=f"InstantHMR ONNX file (default: {_display(DEFAULT_MODEL)} when present, else the offline "
+                        f"starter {_display(STARTER_MODEL)}; see models/README.md)")
     m.add_argument("--random-init", action="store_true",
                    help="use a random-init network exported on the fly (needs torch; no weights needed; results "
                         "are meaningless, for plumbing and speed checks)")
@@ -168,7 +171,10 @@ def resolve_model(args) -> Path:
             return random_init_onnx(args.random_init_config)
         except ImportError as e:
             raise ModelLoadError(f"--random-init needs torch and the training package ({e})") from None
-    path = Path(args.model) if args.model else DEFAULT_MODEL
+    path = Path(args.model) if args.model else default_model()
+    if not args.model and path != DEFAULT_MODEL:
+        print(f"note: {_display(DEFAULT_MODEL)} not found; running the small offline starter model "
+              f"{_display(path)} (much less accurate; see models/README.md)", file=sys.stderr)
     if not path.is_file():
         hint = ("Download the released instanthmr.onnx (see models/README.md) and put it at "
                 f"{DEFAULT_MODEL}, or pass --model PATH" if not args.model else "check the --model path")
@@ -557,8 +563,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.smooth == "offline" and args.camera is not None:
         parser.error("--smooth offline needs the whole video before any output; use causal or none with --camera")
     try:
+        if args.image == SAMPLE_IMAGE_NAME and not Path(SAMPLE_IMAGE_NAME).exists():
+            args.image = str(sample_image())
+            print(f"image: the bundled sample photo {args.image}")
         return run(args)
-    except (SourceError, ModelLoadError, ResultsWriteError, ValueError) as e:
+    except (SourceError, ModelLoadError, ResultsWriteError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

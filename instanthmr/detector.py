@@ -160,6 +160,19 @@ def resolve_rfdetr_weights(variant: str, weights: str | Path | None = None) -> t
     return rfdetr_cache_dir() / v.checkpoint, False
 
 
+def _reachable(url: str, timeout_s: float = 3.0) -> bool:
+    """Whether the host of ``url`` accepts a TCP connection within ``timeout_s`` (no data is sent)."""
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    try:
+        with socket.create_connection((u.hostname, u.port or 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def missing_weights_message(variant: str, reason: str = "") -> str:
     v = _variant(variant)
     why = f" ({reason[:90]}{'...' if len(reason) > 90 else ''})" if reason else ""
@@ -217,6 +230,9 @@ class RFDETRDetector(PersonDetector):
             self.weights, present = resolve_rfdetr_weights(variant, weights)
             kwargs["pretrain_weights"] = str(self.weights)
             if not present:
+                # A firewall that drops packets would leave rfdetr's download waiting: ask first, briefly.
+                if not _reachable(spec.url):
+                    raise ModelLoadError(missing_weights_message(variant, "download host unreachable"))
                 self.weights.parent.mkdir(parents=True, exist_ok=True)
         try:
             with warnings.catch_warnings():

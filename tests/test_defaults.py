@@ -1,0 +1,47 @@
+"""What a newcomer gets without arguments: the default network choice and the bundled sample photo."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from instanthmr import paths
+from instanthmr.io import read_image_rgb
+
+
+def test_default_model_prefers_released_then_starter(tmp_path, monkeypatch):
+    released, starter = tmp_path / "instanthmr.onnx", tmp_path / "instanthmr-starter.onnx"
+    monkeypatch.setattr(paths, "DEFAULT_MODEL", released)
+    monkeypatch.setattr(paths, "STARTER_MODEL", starter)
+    assert paths.default_model() == released  # neither: the error will name the file to download
+    starter.write_bytes(b"x")
+    assert paths.default_model() == starter
+    released.write_bytes(b"x")
+    assert paths.default_model() == released
+
+
+def test_sample_image_is_a_real_photo():
+    img = read_image_rgb(paths.sample_image())
+    assert img.shape == (600, 512, 3) and img.std() > 20  # a real picture, not a flat fill
+
+
+def test_demo_sample_image_runs_offline(tmp_path):
+    from instanthmr.mediapipe_models import mediapipe_models_present
+
+    if not mediapipe_models_present():
+        pytest.skip("offline MediaPipe models not fetched (python tools/fetch_models.py mediapipe)")
+    out = tmp_path / "s.json"
+    res = subprocess.run([sys.executable, str(paths.REPO_ROOT / "demo.py"), "--image", "sample", "--no-spawn",
+                          "--random-init", "--random-init-config", "instanthmr_tiny_test", "--save-json", str(out)],
+                         capture_output=True, text=True, timeout=600, cwd=paths.REPO_ROOT)
+    assert res.returncode == 0, res.stderr
+    assert "bundled sample photo" in res.stdout and "grace_hopper.jpg" in res.stdout
+    from instanthmr.detector import resolve_rfdetr_weights
+
+    if not resolve_rfdetr_weights("nano")[1]:  # offline: RF-DETR has no weights, the fallback says so
+        assert "detector: mediapipe" in res.stdout
+    persons = json.loads(out.read_text())["frames"][0]["persons"]
+    assert len(persons) == 1 and len(persons[0]["joints_3d_cam"]) == 70
+    x1, y1, x2, y2 = persons[0]["box"]
+    assert x2 - x1 > 200 and y2 - y1 > 300  # the portrait fills most of the 512x600 photo
