@@ -180,3 +180,26 @@ def test_wholebody_head_is_trained_from_lifter_labels(tmp_path):
     hist = t.fit()
     assert all(h["wholebody"] > 0 for h in hist)
     assert all(h["joints_3d"] == 0.0 and h["mhr_params"] == 0.0 for h in hist)  # no such labels: masked out
+
+
+def test_mhr_consistency_term_trains_through_the_mhr_layer(shards, tmp_path):
+    """loss.mhr_consistency decodes the predicted parameters through the MHR layer (here a toy rig with a
+    keypoint regressor) and is part of the loss; without model.mhr_model it is refused in one line."""
+    from instanthmr.train.trainer import Trainer, TrainingError
+    from test_mhr_layer import toy_assets
+
+    a = toy_assets()
+    arrays = {k: getattr(a, k) for k in ("rest_vertices", "faces", "identity_blendshapes",
+                                         "expression_blendshapes", "skin_indices", "skin_weights",
+                                         "joint_parents", "joint_offsets", "joint_prerotations",
+                                         "inverse_bind_pose", "parameter_transform")}
+    reg = np.zeros((70, 127 + 127), np.float32)
+    reg[np.arange(70), 127 + np.arange(70)] = 1.0  # keypoint k = skeleton joint k
+    np.savez(tmp_path / "toy_mhr.npz", keypoint_regressor=reg, **arrays)
+
+    with pytest.raises(TrainingError, match="needs model.mhr_model"):
+        Trainer(_cfg(shards, tmp_path / "a", "optim.steps=2", "loss.mhr_consistency=1.0"))
+    t = Trainer(_cfg(shards, tmp_path / "b", "optim.steps=3", "loss.mhr_consistency=1.0",
+                     f"model.mhr_model={tmp_path / 'toy_mhr.npz'}"))
+    logs = t.fit()
+    assert all(np.isfinite(r["mhr_consistency"]) and r["mhr_consistency"] > 0 for r in logs)

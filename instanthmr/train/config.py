@@ -24,6 +24,7 @@ class ModelSection:
     overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields, e.g. {wholebody_head: true}
     pretrained_backbone: str | None = None  # None, a local timm weights file, or "hub"
     init_checkpoint: str | None = None  # start from these weights (fine-tuning), not a resume
+    mhr_model: str | None = None  # converted MHR .npz with a keypoint regressor (tools/convert_mhr.py): loss.mhr_consistency
 
 
 @dataclass
@@ -48,6 +49,8 @@ class LossSection:
     mhr_params: float = 0.1
     shape_params: float = 0.1
     wholebody: float = 1.0  # needs wholebody labels and a model with the wholebody head
+    mhr_consistency: float = 0.0  # keypoints decoded from the predicted mhr/shape params through the MHR layer
+    # (model.mhr_model) vs the predicted joints_3d, hip-centred; ties the parameter head to the keypoint head
 
 
 @dataclass

@@ -78,11 +78,12 @@ def _wholebody_loss_fn():
 
 
 def distillation_loss(pred: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
-                      weights) -> tuple[torch.Tensor, dict[str, float]]:
+                      weights, mhr_layer=None) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of the terms of :class:`~instanthmr.train.config.LossSection` and the unweighted terms.
 
     ``pred`` is the network output dict (``pred_cam`` used when present), ``batch`` the collated
-    :func:`instanthmr.data.augment.make_crop_sample` fields as tensors on the same device.
+    :func:`instanthmr.data.augment.make_crop_sample` fields as tensors on the same device. ``mhr_layer`` (an
+    :class:`instanthmr.mhr_layer.MHRModel` with keypoints) enables the ``mhr_consistency`` term.
     """
     terms: dict[str, torch.Tensor] = {}
     v3 = batch["joints_3d_valid"] & batch["joints_3d_valid"][:, list(PELVIS)].all(dim=1, keepdim=True)
@@ -111,6 +112,12 @@ def distillation_loss(pred: dict[str, torch.Tensor], batch: dict[str, torch.Tens
             terms["wholebody"] = fn(wb_pred.float(), batch["joints_3d_wholebody"], batch["joints_3d_wholebody_valid"])
         else:
             terms["wholebody"] = wb_pred.float().sum() * 0.0  # keeps the head in the graph for DDP
+
+    if mhr_layer is not None:
+        from instanthmr.mhr_losses import mhr_consistency_loss
+
+        terms["mhr_consistency"] = mhr_consistency_loss(mhr_layer, pred["mhr_params"], pred["shape_params"],
+                                                        pred["joints_3d"], align="pelvis")
 
     total = sum(getattr(weights, k) * v for k, v in terms.items())
     return total, {k: float(v.detach()) for k, v in terms.items()}

@@ -162,6 +162,7 @@ class Trainer:
             model = build_model(cfg.model.name, pretrained_backbone=cfg.model.pretrained_backbone,
                                 **cfg.model.overrides)
         self.model = model.to(self.dist.device).train()
+        self.mhr_layer = self._load_mhr_layer(cfg)
         self.cliff_form = self.model.config.cliff_form
         size = self.model.config.input_size
 
@@ -245,6 +246,24 @@ class Trainer:
         nb = self.dist.device.type == "cuda"
         return {k: v.to(self.dist.device, non_blocking=nb) for k, v in batch.items()}
 
+    def _load_mhr_layer(self, cfg: TrainConfig):
+        """The MHR layer for ``loss.mhr_consistency`` (frozen buffers, on the training device), or None."""
+        if cfg.loss.mhr_consistency <= 0:
+            return None
+        if not cfg.model.mhr_model:
+            raise TrainingError("loss.mhr_consistency > 0 needs model.mhr_model: a converted MHR .npz with a "
+                                "keypoint regressor (tools/convert_mhr.py --regressor)")
+        from instanthmr.mhr_layer import MHRAssetError, MHRModel
+
+        try:
+            layer = MHRModel.from_npz(cfg.model.mhr_model)
+        except (MHRAssetError, OSError) as e:
+            raise TrainingError(f"model.mhr_model: {e}") from None
+        if not layer.has_keypoints:
+            raise TrainingError(f"model.mhr_model {cfg.model.mhr_model} has no 70-keypoint regressor "
+                                "(convert it with tools/convert_mhr.py --regressor)")
+        return layer.to(self.dist.device).eval().requires_grad_(False)
+
     def train_step(self, batch: dict) -> dict[str, float]:
         cfg = self.cfg
         lr = self.base_lr * lr_factor(self.step, cfg.optim.warmup_steps, cfg.optim.steps, cfg.optim.min_lr_ratio)
@@ -255,7 +274,7 @@ class Trainer:
         with torch.autocast(self.dist.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             pred = self.ddp(images, batch["cliff_cond"])
-        loss, terms = distillation_loss(pred, batch, cfg.loss)  # losses in float32
+        loss, terms = distillation_loss(pred, batch, cfg.loss, self.mhr_layer)  # losses in float32
         if not torch.isfinite(loss):
             raise TrainingError(f"non-finite loss at step {self.step}: {terms}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -290,7 +309,7 @@ class Trainer:
                 break
             batch = self._to_device(batch)
             pred = model(normalize_on_device(batch["image"]), batch["cliff_cond"])
-            _, terms = distillation_loss(pred, batch, self.cfg.loss)
+            _, terms = distillation_loss(pred, batch, self.cfg.loss, self.mhr_layer)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v
             n_batches += 1
