@@ -105,3 +105,23 @@ def test_normalize_crops_layout():
     assert x.shape == (2, 3, 4, 4) and x.dtype == np.float32
     np.testing.assert_allclose(x[0, :, 0, 0], (1 - np.array([0.485, 0.456, 0.406])) / [0.229, 0.224, 0.225],
                                rtol=1e-5)
+
+
+def test_truncation_frames_the_upper_body_and_keeps_labels(reader):
+    cfg = AugmentConfig.off()
+    cfg.truncate_prob, cfg.truncate_min, cfg.truncate_max = 1.0, 0.35, 0.35
+    nose, ankle = MHR70_INDEX["nose"], MHR70_INDEX["left_ankle"]
+    for i in range(len(reader)):
+        inst = reader[i]
+        src, m = load_source_image(inst)
+        base = make_crop_sample(inst, src, m, AugmentConfig.off(), np.random.default_rng(0))
+        s = make_crop_sample(inst, src, m, cfg, np.random.default_rng(0))
+        np.testing.assert_allclose(_reproject(s), s["joints_2d"], atol=2e-3)  # labels follow the crop
+        for f in ("joints_3d", "cam_trans", "joints_3d_valid", "joints_2d_valid"):
+            np.testing.assert_array_equal(s[f], base[f])  # nothing masked: out-of-crop joints supervised
+        x0, y0, x1, y1 = inst["box"]
+        top = y0 + 0.35 * (y1 - y0) / 2.0
+        assert abs(s["crop_box"][1] - top) < 1e-3 and s["crop_box"][0] == pytest.approx((x0 + x1) / 2)
+        assert np.abs(s["joints_2d"][nose]).max() < 1.0  # the head is in the crop
+        assert s["joints_2d"][ankle, 1] > 1.0  # the feet are below it
+        assert not np.array_equal(s["cliff_cond"], base["cliff_cond"])

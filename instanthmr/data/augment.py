@@ -11,6 +11,9 @@ Every geometric augmentation is a real camera/scene transform, so all labels sta
 * **box jitter** (scale and shift of the detection box): what the runtime's stride reuse produces, where
   the detector runs every N-th frame and the person moves inside a box that is up to N-1 frames old.
   Only the crop and the CLIFF condition change; every label is recomputed from the full-image labels.
+* **truncation** (upper-body framing): keep only the top ``f`` of the box height, as a detector does for a
+  head-and-shoulders portrait or a person cut by the image border. Labels are unchanged (joints below the
+  crop stay supervised: the network must still place them), only the crop and the CLIFF condition change.
 * **colour** (brightness, contrast, saturation, hue, grey) and **occlusion** patches touch pixels only.
 
 The whole geometric chain (source pixels -> image -> augmented image -> crop) is one ``cv2.warpAffine``.
@@ -47,11 +50,14 @@ class AugmentConfig:
     occlusion_prob: float = 0.3
     occlusion_max: float = 0.4  # largest patch side, as a fraction of the crop
     occlusion_max_patches: int = 2
+    truncate_prob: float = 0.0  # chance of an upper-body box (top part of the box only)
+    truncate_min: float = 0.25  # kept fraction of the box height ~ U(truncate_min, truncate_max)
+    truncate_max: float = 0.7
 
     @classmethod
     def off(cls) -> "AugmentConfig":
         return cls(scale_jitter=0, shift_jitter=0, rot_prob=0, flip_prob=0, color_prob=0, gray_prob=0,
-                   occlusion_prob=0)
+                   occlusion_prob=0, truncate_prob=0)
 
 
 def _h(m23: np.ndarray) -> np.ndarray:
@@ -167,6 +173,12 @@ def make_crop_sample(inst: dict, source_rgb: np.ndarray, src_to_image: np.ndarra
         half = np.array([bw, bh]) / 2.0
     else:  # rotated: keep a square box so the crop side does not depend on the angle
         half = np.array([size, size]) / 2.0
+    if cfg.truncate_prob > 0 and rng.random() < cfg.truncate_prob:
+        # upper-body framing: same top edge (head) and width, bottom edge moved up
+        keep = rng.uniform(cfg.truncate_min, cfg.truncate_max)
+        top = centre[1] - half[1]
+        half = np.array([half[0], half[1] * keep])
+        centre = np.array([centre[0], top + half[1]])
     if cfg.scale_jitter > 0:
         half = half * rng.uniform(1 - cfg.scale_jitter, 1 + cfg.scale_jitter)
     if cfg.shift_jitter > 0:
