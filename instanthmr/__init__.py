@@ -2,8 +2,9 @@
 translation) from a person detector and one small ONNX network.
 
 Runtime modules (numpy + OpenCV + onnxruntime only): ``skeleton``, ``geometry``, ``metrics``, ``paths``,
-``inference``, ``detector``, ``pipeline``. Training and export (torch): ``instanthmr.model``,
-``instanthmr.train``.
+``runtime``, ``inference``, ``detector`` (ONNX path), ``mp_detector``, ``pipeline``, ``tracking``,
+``smoothing``, ``results_io``, ``visualizer``. Training, export and teachers (torch): ``instanthmr.model``,
+``instanthmr.train``, ``instanthmr.data``, ``instanthmr.teachers``, ``instanthmr.lifter``, ``mhr_layer``.
 """
 
 __version__ = "0.1.0"

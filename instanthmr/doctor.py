@@ -17,16 +17,22 @@ from instanthmr.paths import MODELS_DIR, shared_data_dir
 MODEL_FILES = (
     ("instanthmr.onnx", "the released InstantHMR network",
      "download from the InstantHMR release page (see models/README.md)"),
-    ("instanthmr-starter.onnx", "small starter network trained offline by this project's own tools",
+    ("instanthmr-starter.onnx", "small, weak starter network trained offline by this project's own tools",
      "shipped in git; or rebuild it with the commands in models/README.md"),
+    ("mediapipe/pose_detection.tflite", "MediaPipe BlazePose person detector (offline detector and teacher)",
+     "python tools/fetch_models.py mediapipe (run by install.py)"),
+    ("mediapipe/pose_landmark_full.tflite", "MediaPipe BlazePose landmarks (offline detector and teacher)",
+     "python tools/fetch_models.py mediapipe (run by install.py)"),
+    ("mediapipe/hand_landmark_full.tflite", "MediaPipe hand landmarks (offline teacher)",
+     "python tools/fetch_models.py mediapipe (run by install.py)"),
     ("rf-detr-nano.pth", "RF-DETR nano person detector checkpoint (torch path)",
      "rfdetr downloads it on first use; offline, copy it here (see models/README.md)"),
     ("rf-detr-nano.onnx", "RF-DETR nano exported for ONNX Runtime (torch-free detector)",
      "python tools/export_detector.py --variant nano (needs the .pth)"),
 )
 
-PACKAGES = ("numpy", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu", "rerun-sdk", "torch",
-            "torchvision", "timm", "rfdetr", "onnx")
+PACKAGES = ("numpy", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu", "rerun-sdk", "ai-edge-litert",
+            "torch", "torchvision", "timm", "rfdetr", "onnx")
 
 
 def _version(dist: str) -> str | None:
