@@ -27,6 +27,17 @@ _PROVIDER_FOR_DEVICE = {
 }
 
 
+def stamp_metadata(model_proto, meta: dict) -> None:
+    """Set ``meta`` as ONNX metadata on an ``onnx.ModelProto`` (values as strings), replacing same-named
+    entries and keeping the others; what :attr:`OnnxModel.metadata` reads back."""
+    existing = {p.key: p for p in model_proto.metadata_props}
+    for k, v in meta.items():
+        if k in existing:
+            existing[k].value = str(v)
+        else:
+            model_proto.metadata_props.add(key=k, value=str(v))
+
+
 class ModelLoadError(RuntimeError):
     """A model file is missing, unreadable, not ONNX, or not the model that was expected."""
 

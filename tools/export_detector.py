@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 from instanthmr.detector import COCO_PERSON_ID, RFDETR_VARIANTS, RFDETRDetector  # noqa: E402
 from instanthmr.paths import MODELS_DIR  # noqa: E402
-from instanthmr.runtime import ModelLoadError  # noqa: E402
+from instanthmr.runtime import ModelLoadError, stamp_metadata  # noqa: E402
 
 
 def export_detector(variant: str = "nano", out_path: str | Path | None = None, weights: str | Path | None = None,
@@ -62,12 +62,7 @@ def export_detector(variant: str = "nano", out_path: str | Path | None = None, w
         meta = {"variant": variant, "resolution": str(res), "native_resolution": str(det.resolution),
                 "person_class_id": str(COCO_PERSON_ID), "producer": "instanthmr",
                 "weights": str(det.weights) if det.weights else "random-init"}
-        existing = {p.key: p for p in model.metadata_props}
-        for k, v in meta.items():
-            if k in existing:
-                existing[k].value = v
-            else:
-                model.metadata_props.add(key=k, value=v)
+        stamp_metadata(model, meta)
         tmp_out = Path(tmp) / "with_meta.onnx"
         onnx.save(model, str(tmp_out))
         shutil.move(str(tmp_out), out)

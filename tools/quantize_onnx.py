@@ -31,7 +31,7 @@ if __package__ in (None, ""):
 
 import numpy as np  # noqa: E402
 
-from instanthmr.runtime import ModelLoadError  # noqa: E402
+from instanthmr.runtime import ModelLoadError, stamp_metadata  # noqa: E402
 
 MODES = ("static", "dynamic")
 
@@ -194,12 +194,7 @@ def quantize(src: str | Path, dst: str | Path | None = None, mode: str | None = 
                             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         model = onnx.load(str(out_tmp))
         meta.update({"precision": f"int8-{mode}", "quantized_from": src.name, "quant_preprocess": prep_note})
-        existing = {p.key: p for p in model.metadata_props}
-        for k, v in meta.items():
-            if k in existing:
-                existing[k].value = v
-            else:
-                model.metadata_props.add(key=k, value=v)
+        stamp_metadata(model, meta)
         dst.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(model, str(dst))
     return dst
