@@ -33,10 +33,12 @@ def test_demo_sample_image_runs_offline(tmp_path):
         pytest.skip("offline MediaPipe models not fetched (python tools/fetch_models.py mediapipe)")
     out = tmp_path / "s.json"
     res = subprocess.run([sys.executable, str(paths.REPO_ROOT / "demo.py"), "--image", "sample", "--no-spawn",
-                          "--random-init", "--random-init-config", "instanthmr_tiny_test", "--save-json", str(out)],
+                          "--save-json", str(out)],
                          capture_output=True, text=True, timeout=600, cwd=paths.REPO_ROOT)
     assert res.returncode == 0, res.stderr
     assert "bundled sample photo" in res.stdout and "grace_hopper.jpg" in res.stdout
+    if not paths.DEFAULT_MODEL.is_file() and paths.STARTER_MODEL.is_file():  # says which network ran
+        assert "offline starter model" in res.stderr and "instanthmr-starter.onnx" in res.stdout
     from instanthmr.detector import resolve_rfdetr_weights
 
     if not resolve_rfdetr_weights("nano")[1]:  # offline: RF-DETR has no weights, the fallback says so

@@ -163,7 +163,12 @@ def test_bad_inputs_give_one_line_and_exit_1(tmp_path, random_onnx, capsys):
 
 
 def test_bad_models(tmp_path, photo, monkeypatch, capsys):
+    from instanthmr import paths
+
+    # neither the released network nor the starter: the error names the file to download
     monkeypatch.setattr(demo, "DEFAULT_MODEL", tmp_path / "models" / "instanthmr.onnx")
+    monkeypatch.setattr(paths, "DEFAULT_MODEL", tmp_path / "models" / "instanthmr.onnx")
+    monkeypatch.setattr(paths, "STARTER_MODEL", tmp_path / "models" / "instanthmr-starter.onnx")
     assert demo.main(["--image", str(photo), "--no-spawn"]) == 1
     msg = _error(capsys)
     assert "instanthmr.onnx" in msg and "models/README.md" in msg and "--random-init" in msg
