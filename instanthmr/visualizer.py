@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .geometry import default_focal
 from .skeleton import MHR70_EDGE_GROUPS, MHR70_NAMES, MHR70_PARTS
 
 #: RGB colour of each drawing-edge group (left side cool, right side warm).
@@ -240,7 +241,7 @@ class RerunVisualizer:
         elif self._camera_key is not None and self._camera_key[:2] == (w, h):
             focal, pp = self._camera_key[2], np.array(self._camera_key[3:])  # nobody: keep the last camera
         else:
-            focal, pp = float(np.hypot(w, h)), np.array([w / 2.0, h / 2.0])  # geometry.default_focal
+            focal, pp = default_focal((w, h)), np.array([w / 2.0, h / 2.0])
         key = (w, h, round(focal, 3), round(float(pp[0]), 3), round(float(pp[1]), 3))
         if key != self._camera_key:  # the frustum only changes with the image size or the focal
             rec.log("world/camera", rr.Pinhole(focal_length=focal, principal_point=pp, width=w, height=h,

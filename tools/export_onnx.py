@@ -23,8 +23,6 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import numpy as np
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_OPSET = 17
 # Parity tolerances, relative to max(1, max |torch output|) of each output. fp32 is the issue's 1e-4;
 # fp16 (10-bit mantissa through ~30 layers): see the measured errors in docs/architecture.md.
@@ -60,6 +58,7 @@ def _export_module(model, output_names: tuple[str, ...], fp16: bool):
 def model_metadata(model, fp16: bool = False, step: int | None = None, **extra) -> dict[str, str]:
     """The metadata stamped into the ONNX file (all values are strings; lists/dicts are JSON)."""
     from instanthmr import __version__
+    from instanthmr.inference import IMAGENET_MEAN, IMAGENET_STD
     from instanthmr.skeleton import COCO_WHOLEBODY_NAMES, MHR70_NAMES
 
     cfg = model.config

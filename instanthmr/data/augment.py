@@ -25,11 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from instanthmr import geometry
+from instanthmr import geometry, inference
 from instanthmr.skeleton import COCO_WHOLEBODY_FLIP_PERM, MHR70_FLIP_PERM
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+# the network's input normalisation, as float32 arrays (one definition: instanthmr.inference)
+IMAGENET_MEAN = np.asarray(inference.IMAGENET_MEAN, np.float32)
+IMAGENET_STD = np.asarray(inference.IMAGENET_STD, np.float32)
 
 
 @dataclass

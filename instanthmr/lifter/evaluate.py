@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from instanthmr import metrics
-from instanthmr.geometry import project_points
+from instanthmr.geometry import default_focal, project_points
 from instanthmr.lifter.protocol import DEFAULT_MIN_FRACTION, NUM_JOINTS, ROOT_JOINTS
 from instanthmr.skeleton import COCO_WHOLEBODY_INDEX as CI
 from instanthmr.skeleton import COCO_WHOLEBODY_PARTS
@@ -56,7 +56,7 @@ def project_to_image(joints_cam, image_wh=(1000, 1000), focal: float | None = No
     """Pixels ``(..., J, 2)`` of camera-frame joints on a virtual ``image_wh`` image (principal point at
     the centre, focal = the image diagonal unless given)."""
     wh = np.asarray(image_wh, dtype=np.float64)
-    f = float(np.hypot(*wh)) if focal is None else float(focal)
+    f = default_focal(wh) if focal is None else float(focal)
     return project_points(joints_cam, f, wh / 2.0)
 
 
