@@ -31,7 +31,7 @@ from instanthmr.detector import RFDETR_VARIANTS
 from instanthmr.io import Frame, SourceError, VideoWriter, open_source
 from instanthmr.paths import DEFAULT_MODEL, REPO_ROOT, SAMPLE_IMAGE_NAME, STARTER_MODEL, default_model, sample_image
 from instanthmr.results_io import ResultsWriteError
-from instanthmr.runtime import DEVICES, ModelLoadError
+from instanthmr.runtime import DEVICES, ModelLoadError, precision_from_flags
 
 EXIT_OK, EXIT_ERROR, EXIT_NO_PERSONS, EXIT_INTERRUPTED = 0, 1, 3, 130
 SMOOTH_CHOICES = ("none", "causal", "offline")
@@ -96,9 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--threads", type=int, default=0, metavar="N",
                     help="ONNX Runtime threads per model, idle threads sleep instead of spinning (default: 0 = "
                          "ONNX Runtime's choice; 1 is fastest on a busy 2-core CPU)")
-    sp.add_argument("--int8", action="store_true",
-                    help="run the int8 copies <model>.int8.onnx (and <detector>.int8.onnx for an .onnx detector) "
-                         "made by tools/quantize_onnx.py")
+    prec = sp.add_mutually_exclusive_group()
+    prec.add_argument("--int8", action="store_true",
+                      help="run the int8 copies <model>.int8.onnx (and <detector>.int8.onnx for an .onnx detector) "
+                           "made by tools/quantize_onnx.py (for CPUs)")
+    prec.add_argument("--fp16", action="store_true",
+                      help="run the fp16 copies <model>.fp16.onnx (and <detector>.fp16.onnx for an .onnx detector) "
+                           "made by tools/quantize_onnx.py --mode fp16 (for GPUs)")
+    sp.add_argument("--io-binding", action="store_true",
+                    help="bind the network's inputs/outputs once per shape (GPU: outputs stay on the device)")
+    sp.add_argument("--cuda-graph", action="store_true",
+                    help="CUDA provider: capture the network once and replay it (fixed batch of --max-persons)")
     sp.add_argument("--detector-resolution", type=int, default=None, metavar="R",
                     help="RF-DETR input side, a multiple of 32 (e.g. 256; torch: built at it; an .onnx detector "
                          "must be exported at it with tools/export_detector.py --resolution R)")
@@ -465,7 +473,8 @@ def run(args) -> int:
                                 detector_variant=args.detector_variant, det_confidence=args.det_confidence,
                                 max_persons=args.max_persons, detector_stride=stride,
                                 batch_persons=not args.no_batch_persons, detector_weights=args.detector_weights,
-                                threads=args.threads, spinning=False if args.threads else None, int8=args.int8,
+                                threads=args.threads, spinning=False if args.threads else None,
+                                precision=precision_from_flags(args.int8, args.fp16), io_binding=args.io_binding, cuda_graph=args.cuda_graph,
                                 detector_resolution=args.detector_resolution,
                                 async_detector=args.async_detector and not args.keypoint_crops)
         # source.fps, not the output fps: frame indices count source frames (--frame-skip leaves gaps).
@@ -476,7 +485,9 @@ def run(args) -> int:
                  else f"detector every {stride} frame(s), boxes reused between")
         print(f"source: {source.kind} {source.name} ({source.size[0]}x{source.size[1]}, "
               f"{source.expected_frames if source.expected_frames is not None else '?'} frame(s) to process)")
-        print(f"model: {model} on {pipeline.hmr.provider}; detector: {pipeline.detector.name} {det_desc} "
+        levers = [n for n, on in (("io binding", pipeline.hmr.io_binding), ("CUDA graph", pipeline.hmr.cuda_graph)) if on]
+        print(f"model: {pipeline.hmr.path} ({pipeline.hmr.model_info['precision']}"
+              f"{', ' + ', '.join(levers) if levers else ''}) on {pipeline.hmr.provider}; detector: {pipeline.detector.name} {det_desc} "
               f"(stride {stride}, confidence {args.det_confidence})")
         print(f"tracking: {crops}; smoothing: {smooth}"
               + (" (outputs are written after the whole video)" if smooth == "offline" else ""))

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .paths import MODELS_DIR
-from .runtime import ModelLoadError, OnnxModel, int8_path
+from .runtime import ModelLoadError, OnnxModel, precision_path
 
 #: RF-DETR's COCO label space keeps the original sparse COCO category ids, where person is 1.
 COCO_PERSON_ID = 1
@@ -446,7 +446,7 @@ class BoxFileDetector(PersonDetector):
 def create_detector(detector: "str | Path | PersonDetector" = "rfdetr", variant: str = "nano",
                     confidence: float = 0.5, max_persons: int | None = None, device: str = "auto",
                     weights: str | Path | None = None, pretrained: bool = True,
-                    fallback: bool = True, resolution: int | None = None, int8: bool = False, threads: int = 0,
+                    fallback: bool = True, resolution: int | None = None, precision: str = "fp32", threads: int = 0,
                     spinning: bool | None = None) -> PersonDetector:
     """A detector from a name or a file: ``"rfdetr"`` (torch), ``"mediapipe"``, a ``.onnx`` RF-DETR export, or
     a ``.json`` box file.
@@ -456,15 +456,15 @@ def create_detector(detector: "str | Path | PersonDetector" = "rfdetr", variant:
     installed (a warning says so); otherwise the RF-DETR error is raised.
 
     Speed levers: ``resolution`` (RF-DETR input side; the torch detector is built at it, an ``.onnx`` file
-    must have been exported at it: ``tools/export_detector.py --resolution``), ``int8`` (the ``.onnx`` file's
-    ``<stem>.int8.onnx`` copy from ``tools/quantize_onnx.py``; other detectors ignore it), ``threads`` /
+    must have been exported at it: ``tools/export_detector.py --resolution``), ``precision`` (``fp16`` / ``int8``: the ``.onnx`` file's
+    ``<stem>.fp16.onnx`` / ``<stem>.int8.onnx`` copy from ``tools/quantize_onnx.py``; other detectors ignore it), ``threads`` /
     ``spinning`` (ONNX Runtime, see :mod:`instanthmr.runtime`).
     """
     if isinstance(detector, PersonDetector):
         return detector
     s = str(detector)
     if s.lower() in ("rfdetr", "rf-detr"):
-        try:  # int8 applies to .onnx exports only; the torch detector stays as it is
+        try:  # precision applies to .onnx exports only; the torch detector stays as it is
             return RFDETRDetector(variant, confidence, max_persons, weights=weights, device=device,
                                   pretrained=pretrained, resolution=resolution)
         except ModelLoadError as e:
@@ -482,7 +482,7 @@ def create_detector(detector: "str | Path | PersonDetector" = "rfdetr", variant:
         return MediaPipeDetector(confidence, max_persons)
     suffix = Path(s).suffix.lower()
     if suffix == ".onnx":
-        det = OnnxDetector(int8_path(s) if int8 else s, confidence, max_persons, device=device, threads=threads,
+        det = OnnxDetector(precision_path(s, precision), confidence, max_persons, device=device, threads=threads,
                            spinning=spinning)
         if resolution is not None and det.resolution != int(resolution):
             raise ModelLoadError(f"{det.path} takes {det.resolution}x{det.resolution} input, not the requested "

@@ -97,8 +97,8 @@ class InstantHMR(OnnxModel):
 
     Speed options (see :class:`~instanthmr.runtime.OnnxModel`): ``threads`` (ONNX Runtime intra-op threads, 0 =
     its default), ``spinning`` (``False``: idle threads sleep), ``io_binding``, ``cuda_graph`` (CUDA only; forces
-    ``padding="fixed"``: one captured graph). int8 is a different file (``tools/quantize_onnx.py``, see
-    :func:`~instanthmr.runtime.int8_path`).
+    ``padding="fixed"``: one captured graph). fp16 and int8 are other files (``tools/quantize_onnx.py``, see
+    :func:`~instanthmr.runtime.precision_path`).
 
     Attributes: ``provider``, ``device``, ``cliff_form`` (``"pixel"`` or ``"focal"``), ``has_wholebody``,
     ``model_info`` (the file's metadata, parsed; files without metadata, like the released instanthmr.onnx, are

@@ -235,34 +235,38 @@ class PosePipeline:
     Speed levers (each off by default; docs/performance.md measures them):
         threads: ONNX Runtime intra-op threads of both models (0: its default, one per core).
         spinning: ``False`` lets idle ONNX Runtime threads sleep instead of busy-waiting (``None``: default).
-        int8: run the ``<stem>.int8.onnx`` copies (``tools/quantize_onnx.py``) of the network and, for an
-            ``.onnx`` detector, of the detector.
+        precision: ``"fp32"`` (the file given), ``"fp16"`` or ``"int8"``: run the ``<stem>.fp16.onnx`` /
+            ``<stem>.int8.onnx`` copies (``tools/quantize_onnx.py``) of the network and, for an ``.onnx``
+            detector, of the detector (fp16 is meant for GPUs, int8 for CPUs).
         detector_resolution: RF-DETR input side (torch: built at it; ``.onnx``: the file must be exported at it).
         async_detector: the detector runs on its own thread on the newest frame while the network runs on the
             latest boxes; a new detection starts when the previous one is done and at least
             ``detector_stride`` frames have passed. Only the first frame waits for it. Results depend on
             timing (not reproducible frame for frame); meant for live sources.
         io_binding: bind model inputs/outputs once per shape (see :mod:`instanthmr.runtime`).
+        cuda_graph: the network replays a captured CUDA graph (CUDA provider only, fixed batch; implies
+            ``io_binding``; ignored elsewhere).
     """
 
     def __init__(self, onnx_path: str | Path | None, device: str = "auto",
                  detector: str | Path | PersonDetector = "rfdetr", detector_variant: str = "nano",
                  det_confidence: float = 0.5, max_persons: int = 8, detector_stride: int = 1,
                  batch_persons: bool = True, detector_weights: str | Path | None = None, hmr=None,
-                 threads: int = 0, spinning: bool | None = None, int8: bool = False,
-                 detector_resolution: int | None = None, async_detector: bool = False, io_binding: bool = False):
+                 threads: int = 0, spinning: bool | None = None, precision: str = "fp32",
+                 detector_resolution: int | None = None, async_detector: bool = False, io_binding: bool = False,
+                 cuda_graph: bool = False):
         from .inference import InstantHMR
-        from .runtime import int8_path
+        from .runtime import precision_path
 
         self.schedule = DetectorSchedule(detector_stride)  # validates the stride before loading anything
         if hmr is None:
-            hmr = InstantHMR(int8_path(onnx_path) if int8 else onnx_path, device=device, max_persons=max_persons,
+            hmr = InstantHMR(precision_path(onnx_path, precision), device=device, max_persons=max_persons,
                              batch_persons=batch_persons, threads=threads, spinning=spinning,
-                             io_binding=io_binding)
+                             io_binding=io_binding, cuda_graph=cuda_graph)
         self.hmr = hmr
         self.detector = create_detector(detector, variant=detector_variant, confidence=det_confidence,
                                         max_persons=max_persons, device=device, weights=detector_weights,
-                                        resolution=detector_resolution, int8=int8, threads=threads,
+                                        resolution=detector_resolution, precision=precision, threads=threads,
                                         spinning=spinning)
         self.max_persons = max_persons
         self.focal_length: float | None = None  # px; None = image diagonal (geometry.default_focal)

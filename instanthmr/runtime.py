@@ -70,15 +70,29 @@ def providers_for(device: str) -> list[str]:
     return providers + ["CPUExecutionProvider"]
 
 
-def int8_path(onnx_path: str | Path) -> Path:
-    """The int8 copy ``tools/quantize_onnx.py`` writes beside ``onnx_path`` (``<stem>.int8.onnx``); a file that
-    is already int8 (its name says so) is returned as it is. Raises :class:`ModelLoadError` when missing."""
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def precision_from_flags(int8: bool = False, fp16: bool = False) -> str:
+    """The precision named by the command-line flags ``--int8`` / ``--fp16`` (``fp32`` when neither)."""
+    if int8 and fp16:
+        raise ValueError("choose --int8 or --fp16, not both")
+    return "int8" if int8 else "fp16" if fp16 else "fp32"
+
+
+def precision_path(onnx_path: str | Path, precision: str = "fp32") -> Path:
+    """The file to run for ``precision``: ``onnx_path`` itself for ``fp32``, else the copy
+    ``tools/quantize_onnx.py`` writes beside it (``<stem>.fp16.onnx`` / ``<stem>.int8.onnx``). A file whose
+    name already says that precision is returned as it is. Raises :class:`ModelLoadError` when it is missing."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     p = Path(onnx_path)
-    if p.name.endswith(".int8.onnx"):
+    if precision == "fp32" or p.name.endswith(f".{precision}.onnx"):
         return p
-    q = p.with_name(f"{p.stem}.int8.onnx")
+    q = p.with_name(f"{p.stem}.{precision}.onnx")
     if not q.is_file():
-        raise ModelLoadError(f"int8 model not found: {q} (make it with: python tools/quantize_onnx.py {p})")
+        flag = " --mode fp16" if precision == "fp16" else ""
+        raise ModelLoadError(f"{precision} model not found: {q} (make it with: python tools/quantize_onnx.py {p}{flag})")
     return q
 
 
@@ -146,6 +160,21 @@ class OnnxModel:
             return self._run_bound(feeds, outputs)
         return self.session.run(outputs, feeds)
 
+    _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
+                    "tensor(int32)": np.int32}
+
+    def _output_value(self, name: str, batch: int, dev: str):
+        """A device tensor for output ``name`` whose first (batch) dim is ``batch``; ``None`` when another dim is
+        symbolic or the type is unusual (then ORT allocates it)."""
+        import onnxruntime as ort
+
+        out = next(o for o in self.session.get_outputs() if o.name == name)
+        dims = list(out.shape)
+        dtype = self._NUMPY_TYPES.get(out.type)
+        if not dims or dtype is None or not all(isinstance(d, int) for d in dims[1:]):
+            return None
+        return ort.OrtValue.ortvalue_from_shape_and_type([batch] + dims[1:], dtype, dev, 0)
+
     def _run_bound(self, feeds: dict[str, np.ndarray], outputs: list[str] | None) -> list[np.ndarray]:
         """``run`` through an I/O binding made once per (input shapes, outputs): the same input buffers and
         output tensors every call, which is what CUDA graph replay needs (fixed device addresses)."""
@@ -168,12 +197,20 @@ class OnnxModel:
                     value = ort.OrtValue.ortvalue_from_numpy(x, dev, 0)
                     buffers[name] = (None, value)
                 binding.bind_ortvalue_input(name, value)
-            for name in names:
-                binding.bind_output(name, dev)
-            self.session.run_with_iobinding(binding)  # allocates the outputs (and captures a CUDA graph)
+            batch = next(iter(feeds.values())).shape[0] if feeds else 1
+            preallocated = []
+            for name in names:  # outputs at fixed addresses before the first run (what CUDA graph capture wants)
+                value = self._output_value(name, batch, dev)
+                if value is None:
+                    binding.bind_output(name, dev)  # a symbolic non-batch dim: ORT allocates on the first run
+                else:
+                    binding.bind_ortvalue_output(name, value)
+                preallocated.append(value)
+            self.session.run_with_iobinding(binding)  # (captures the CUDA graph when enabled)
             values = binding.get_outputs()
-            for name, value in zip(names, values):  # rebind them: later runs write to the same tensors
-                binding.bind_ortvalue_output(name, value)
+            for name, value, pre in zip(names, values, preallocated):  # later runs write to the same tensors
+                if pre is None:
+                    binding.bind_ortvalue_output(name, value)
             entry = self._bound[key] = (binding, buffers, names, values)
         else:
             binding, buffers = entry[0], entry[1]

@@ -182,6 +182,29 @@ def test_bad_models(tmp_path, photo, monkeypatch, capsys):
     assert "check the --model path" in _error(capsys)
 
 
+def test_precision_and_gpu_lever_flags(tmp_path, photo, random_onnx, capsys):
+    import shutil
+
+    from tools.quantize_onnx import quantize
+
+    net = tmp_path / "net.onnx"
+    shutil.copy(random_onnx, net)
+    boxes = box_file(tmp_path / "b.json", {0: [[500, 0, 900, 700]]})
+    m = ["--image", str(photo), "--model", str(net), "--detector", str(boxes), "--no-spawn", "--device", "cpu"]
+    assert demo.main(m + ["--fp16"]) == 1  # no fp16 copy yet: one line that names the command making it
+    msg = _error(capsys)
+    assert "net.fp16.onnx" in msg and "quantize_onnx.py" in msg and "--mode fp16" in msg
+    with pytest.raises(SystemExit) as e:
+        demo.main(m + ["--fp16", "--int8"])
+    assert e.value.code == 2
+    quantize(net, mode="fp16")
+    out = tmp_path / "h.json"
+    # --cuda-graph is ignored off CUDA (the CPU provider has none) and must not break the run
+    assert demo.main(m + ["--fp16", "--io-binding", "--cuda-graph", "--save-json", str(out)]) == 0
+    assert "net.fp16.onnx (fp16, io binding) on CPUExecutionProvider" in capsys.readouterr().out
+    assert len(json.loads(out.read_text())["frames"][0]["persons"]) == 1
+
+
 def test_wrong_onnx_as_model(tmp_path, photo, capsys):
     import onnx
     from onnx import TensorProto, helper

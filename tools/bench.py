@@ -27,7 +27,7 @@ if __package__ in (None, ""):
 from instanthmr.detector import RFDETR_VARIANTS  # noqa: E402
 from instanthmr.io import SourceError, VideoSource  # noqa: E402
 from instanthmr.paths import DEFAULT_MODEL  # noqa: E402
-from instanthmr.runtime import DEVICES, ModelLoadError  # noqa: E402
+from instanthmr.runtime import DEVICES, ModelLoadError, precision_from_flags, precision_path  # noqa: E402
 
 STAGES = ("detector_ms", "hmr_ms", "total_ms", "wall_ms")
 
@@ -68,8 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=5, help="untimed frames before measuring (default: 5)")
     p.add_argument("--threads", type=int, default=0,
                    help="ONNX Runtime threads per model, idle threads sleep (default: 0 = ORT's choice)")
-    p.add_argument("--int8", action="store_true",
-                   help="run <model>.int8.onnx / <detector>.int8.onnx (tools/quantize_onnx.py)")
+    prec = p.add_mutually_exclusive_group()
+    prec.add_argument("--int8", action="store_true",
+                      help="run <model>.int8.onnx / <detector>.int8.onnx (tools/quantize_onnx.py)")
+    prec.add_argument("--fp16", action="store_true",
+                      help="run <model>.fp16.onnx / <detector>.fp16.onnx (tools/quantize_onnx.py --mode fp16; with "
+                           "--random-init the fp16 copy is made on the fly)")
+    p.add_argument("--io-binding", action="store_true", help="bind the network's inputs/outputs once per shape")
+    p.add_argument("--cuda-graph", action="store_true", help="CUDA provider: replay a captured graph of the network")
     p.add_argument("--detector-resolution", type=int, default=None,
                    help="RF-DETR input side (an .onnx detector must be exported at it)")
     p.add_argument("--async-detector", action="store_true", help="detector on its own thread (see PosePipeline)")
@@ -98,7 +104,7 @@ def build_detector(args):
                               pretrained=False, resolution=args.detector_resolution), True
     return create_detector(args.detector, args.detector_variant, args.det_confidence, args.max_persons,
                            args.device, args.detector_weights, resolution=args.detector_resolution,
-                           int8=args.int8, threads=args.threads,
+                           precision=precision_from_flags(args.int8, args.fp16), threads=args.threads,
                            spinning=False if args.threads else None), False
 
 
@@ -149,13 +155,16 @@ def run(args) -> dict:
         if not model.is_file():
             raise ModelLoadError(f"InstantHMR model not found: {model} (see models/README.md); "
                                  "use --random-init to measure speed without weights")
-    if args.int8:
-        from instanthmr.runtime import int8_path
+    precision = precision_from_flags(args.int8, args.fp16)
+    if args.random_init and precision != "fp32" and not model.with_name(f"{model.stem}.{precision}.onnx").is_file():
+        from tools.quantize_onnx import quantize
 
-        model = int8_path(model)
+        quantize(model, mode="fp16" if precision == "fp16" else None)  # writes <stem>.<precision>.onnx beside it
+    model = precision_path(model, precision)
     hmr = InstantHMR(model, device=args.device, max_persons=args.max_persons,
                      batch_persons=not args.no_batch_persons, threads=args.threads,
-                     spinning=False if args.threads else None)
+                     spinning=False if args.threads else None, io_binding=args.io_binding,
+                     cuda_graph=args.cuda_graph)
     detector, random_det = build_detector(args)
     if random_det:
         print("NOTE: RANDOM RF-DETR WEIGHTS: boxes are meaningless (detector speed is real)", flush=True)

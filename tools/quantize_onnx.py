@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""int8 quantisation of the InstantHMR network or an exported RF-DETR graph with ONNX Runtime's own tools.
+"""int8 and fp16 copies of the InstantHMR network or an exported RF-DETR graph with ONNX Runtime's own tools.
 
     python tools/quantize_onnx.py models/instanthmr.onnx                      # -> models/instanthmr.int8.onnx
     python tools/quantize_onnx.py models/rf-detr-nano.onnx --mode dynamic     # detector, weights-only int8
+    python tools/quantize_onnx.py models/instanthmr.onnx --mode fp16 --check  # -> models/instanthmr.fp16.onnx
     python tools/quantize_onnx.py IN.onnx --out OUT.onnx --calib-dir PHOTOS --calib-count 32 --check
 
 Modes (``onnxruntime.quantization``):
@@ -12,10 +13,14 @@ Modes (``onnxruntime.quantization``):
   ONNX Runtime fuses the QDQ pairs into QLinearConv / QLinearMatMul kernels (VNNI/AMX on recent x86).
 * ``dynamic`` (default for the detector): int8 MatMul/Gemm weights, activation ranges computed per call;
   no calibration, safest for the transformer detector.
+* ``fp16`` (for GPUs; ``onnxruntime.transformers.float16``): weights and math in float16, inputs and outputs
+  stay float32, so the file is a drop-in for the fp32 one (``--fp16`` in demo.py / tools/bench.py). Works on
+  any exported file, the released ``instanthmr.onnx`` included; ``tools/export_onnx.py --fp16`` does the same
+  from a checkpoint and keeps the camera head in float32.
 
 What the file is (HMR network or detector) is read from its input names. The metadata of the source file is
-kept, with ``precision=int8-<mode>`` added. ``--check`` prints the output drift against the fp32 file on
-held-out inputs (frames the calibration did not see). Accuracy on real poses needs trained weights: with
+kept, with ``precision=int8-<mode>`` (or ``fp16``) added. ``--check`` prints the output drift against the fp32
+file on held-out inputs (frames the calibration did not see). Accuracy on real poses needs trained weights: with
 random-init weights the drift only shows the quantisation noise (docs/performance.md says which was used).
 """
 
@@ -33,7 +38,7 @@ import numpy as np  # noqa: E402
 
 from instanthmr.runtime import ModelLoadError, stamp_metadata  # noqa: E402
 
-MODES = ("static", "dynamic")
+MODES = ("static", "dynamic", "fp16")
 
 
 def model_kind(path: str | Path) -> str:
@@ -152,10 +157,11 @@ class _Reader:
 
 def quantize(src: str | Path, dst: str | Path | None = None, mode: str | None = None,
              calib_dir: str | Path | None = None, calib_count: int = 32) -> Path:
-    """Write an int8 copy of ``src`` and return its path (default ``<stem>.int8.onnx`` beside it).
+    """Write an int8 or fp16 copy of ``src`` and return its path (default ``<stem>.int8.onnx`` /
+    ``<stem>.fp16.onnx`` beside it).
 
-    ``mode``: ``"static"`` (QDQ, calibrated) or ``"dynamic"``; ``None`` picks static for the HMR network and
-    dynamic for the detector (their measured best, docs/performance.md).
+    ``mode``: ``"static"`` (int8 QDQ, calibrated), ``"dynamic"`` (int8 weights) or ``"fp16"``; ``None`` picks
+    static for the HMR network and dynamic for the detector (their measured best, docs/performance.md).
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
@@ -167,8 +173,10 @@ def quantize(src: str | Path, dst: str | Path | None = None, mode: str | None = 
     mode = mode or ("static" if kind == "hmr" else "dynamic")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    dst = Path(dst) if dst else src.with_name(f"{src.stem}.int8.onnx")
+    dst = Path(dst) if dst else src.with_name(f"{src.stem}.{'fp16' if mode == 'fp16' else 'int8'}.onnx")
     meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
+    if mode == "fp16":
+        return _to_fp16(src, dst, meta)
     with tempfile.TemporaryDirectory(prefix="instanthmr_quant_") as tmp:
         prepped = Path(tmp) / "prep.onnx"
         prep_note = "ok"
@@ -200,9 +208,22 @@ def quantize(src: str | Path, dst: str | Path | None = None, mode: str | None = 
     return dst
 
 
-def output_drift(fp32_path: str | Path, int8_path: str | Path, feeds: list[dict], threads: int = 0) -> dict:
-    """Per output: max and mean absolute difference int8 vs fp32, and the fp32 outputs' std (the scale the
-    difference should be read against), over ``feeds`` run one at a time."""
+def _to_fp16(src: Path, dst: Path, meta: dict) -> Path:
+    """fp16 weights and math, float32 graph inputs/outputs (casts at the boundary)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    meta.update({"precision": "fp16", "quantized_from": src.name})
+    stamp_metadata(model, meta)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(dst))
+    return dst
+
+
+def output_drift(fp32_path: str | Path, other_path: str | Path, feeds: list[dict], threads: int = 0) -> dict:
+    """Per output: max and mean absolute difference of the int8 (or fp16) file vs fp32, and the fp32 outputs'
+    std (the scale the difference should be read against), over ``feeds`` run one at a time."""
     import onnxruntime as ort
 
     def session(p):
@@ -212,7 +233,7 @@ def output_drift(fp32_path: str | Path, int8_path: str | Path, feeds: list[dict]
             o.intra_op_num_threads = threads
         return ort.InferenceSession(str(p), sess_options=o, providers=["CPUExecutionProvider"])
 
-    a, b = session(fp32_path), session(int8_path)
+    a, b = session(fp32_path), session(other_path)
     names = [o.name for o in a.get_outputs()]
     ref: dict[str, list] = {n: [] for n in names}
     got: dict[str, list] = {n: [] for n in names}
@@ -232,9 +253,10 @@ def output_drift(fp32_path: str | Path, int8_path: str | Path, feeds: list[dict]
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="fp32 .onnx: the InstantHMR network or an RF-DETR export")
-    p.add_argument("--out", default=None, help="output .onnx (default: <model>.int8.onnx beside it)")
+    p.add_argument("--out", default=None, help="output .onnx (default: <model>.int8.onnx / .fp16.onnx beside it)")
     p.add_argument("--mode", choices=MODES, default=None,
-                   help="static (calibrated QDQ; default for the HMR network) or dynamic (default for the detector)")
+                   help="static (int8, calibrated QDQ; default for the HMR network), dynamic (int8 weights; default "
+                        "for the detector) or fp16 (for GPUs)")
     p.add_argument("--calib-dir", default=None, help="folder of calibration photos (default: the shared media)")
     p.add_argument("--calib-count", type=int, default=32, help="calibration images (default: 32)")
     p.add_argument("--check", action="store_true", help="print the output drift vs fp32 on held-out frames")
@@ -244,11 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {out}")
         if args.check:
             kind = model_kind(args.model)
+            tag = "fp16" if args.mode == "fp16" else "int8"
             held = calibration_images(None, 12, holdout=True)
             res = _resolution(Path(args.model), kind)
             feeds = hmr_inputs(held, res, seed=1) if kind == "hmr" else detector_inputs(held, res)
             for name, d in output_drift(args.model, out, feeds).items():
-                print(f"  {name:<22} max |int8 - fp32| {d['max_abs']:.4g}  mean {d['mean_abs']:.4g}  "
+                print(f"  {name:<22} max |{tag} - fp32| {d['max_abs']:.4g}  mean {d['mean_abs']:.4g}  "
                       f"(fp32 std {d['ref_std']:.4g})")
     except (ModelLoadError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
