@@ -75,3 +75,54 @@ def test_bench_bad_input(tmp_path, clip, random_onnx, capsys):
     assert bench.main(["--video", str(clip), "--model", str(tmp_path / "m.onnx")]) == 1
     err = capsys.readouterr().err
     assert "m.onnx" in err and "--random-init" in err
+
+
+def test_bench_gpu_table_on_cpu(tmp_path, shared_data, random_onnx, capsys):
+    """tools/bench_gpu.py end to end on the CPU provider: every lever row, the fp16 copy, the re-encoded video,
+    decode speed, strides, and the published column (its CUDA-graph rows exist only on CUDA)."""
+    import shutil
+
+    import cv2
+    import onnx
+
+    from tools import bench_gpu
+
+    model = tmp_path / "net.onnx"
+    shutil.copy(random_onnx, model)
+    boxes = tmp_path / "b.json"
+    boxes.write_text(json.dumps({"frames": [{"frame_index": i, "boxes": [[60, 10, 160, 140]]} for i in range(8)]}))
+    out = tmp_path / "gpu.json"
+    rc = bench_gpu.main(["--video", str(shared_data / "videos" / "mmpose_demo_5frames.mp4"), "--model", str(model),
+                         "--device", "cpu", "--detector", str(boxes), "--height", "144", "--frames", "8",
+                         "--warmup", "2", "--runs", "3", "--warmup-calls", "1", "--batches", "1", "2",
+                         "--strides", "1,2", "--cache-dir", str(tmp_path / "cache"), "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "published RTX 4070 FPS" in text and "| 1 |" in text and "30.9" in text and "53.8" in text
+    rep = json.loads(out.read_text())
+    half = tmp_path / "net.fp16.onnx"
+    assert {p.key: p.value for p in onnx.load(str(half)).metadata_props}["precision"] == "fp16"
+    rows = {(r["precision"], r["lever"], r["batch"]): r for r in rep["hmr"]}
+    assert set(rows) == {(p, lv, b) for p in ("fp32", "fp16") for lv in ("plain", "io_binding") for b in (1, 2)}
+    for r in rows.values():
+        assert r["provider"] == "CPUExecutionProvider" and 0 < r["min_ms"] <= r["median_ms"]
+        assert math.isclose(r["ms_per_person"], r["median_ms"] / r["batch"])
+    assert rep["best_hmr"]["median_ms"] == min(r["median_ms"] for k, r in rows.items() if k[2] == 1)
+    assert rep["video_size"] == [256, 144] and rep["decode"]["frames"] == 8 and rep["decode"]["fps"] > 0
+    cap = cv2.VideoCapture(str(tmp_path / "cache" / "bench_gpu_144p.mp4"))
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (256, 144)
+    cap.release()
+    strides = rep["end_to_end"]["strides"]
+    assert [s["stride"] for s in strides] == [1, 2] and all(s["frames"] == 6 for s in strides)
+    assert rep["end_to_end"]["model"].endswith(".fp16.onnx") == (rep["best_hmr"]["precision"] == "fp16")
+    assert rep["device_name"].startswith("CPU: ") and not rep["random_init"]
+
+
+def test_bench_gpu_bad_input(tmp_path, random_onnx, capsys):
+    from tools import bench_gpu
+
+    assert bench_gpu.main(["--video", str(tmp_path / "none.mp4"), "--model", str(random_onnx), "--device", "cpu",
+                           "--cache-dir", str(tmp_path), "--batches", "1", "--runs", "1"]) == 1
+    assert "cannot open video" in capsys.readouterr().err
+    assert bench_gpu.main(["--video", "x.mp4", "--model", str(tmp_path / "missing.onnx")]) == 1
+    assert "model not found" in capsys.readouterr().err
