@@ -126,3 +126,49 @@ def test_bench_gpu_bad_input(tmp_path, random_onnx, capsys):
     assert "cannot open video" in capsys.readouterr().err
     assert bench_gpu.main(["--video", "x.mp4", "--model", str(tmp_path / "missing.onnx")]) == 1
     assert "model not found" in capsys.readouterr().err
+
+
+def test_blocked_round_robin_times_every_variant_in_blocks():
+    from tools.bench_model import blocked_round_robin_ms
+
+    order = []
+    fns = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    times = blocked_round_robin_ms(fns, runs=25, warmup=2, block=10)
+    assert {k: len(v) for k, v in times.items()} == {"a": 25, "b": 25}
+    assert all(t >= 0 for v in times.values() for t in v)
+    # 2 warm-up rounds (a, b), then per block one untimed call + the timed ones: 11 a, 11 b, 11 a, 11 b, 6 a, 6 b
+    runs = [(k, len(list(g))) for k, g in __import__("itertools").groupby(order[4:])]
+    assert order[:4] == ["a", "b", "a", "b"] and runs == [("a", 11), ("b", 11)] * 2 + [("a", 6), ("b", 6)]
+
+
+def test_bench_e2e_variants_and_levers(tmp_path, shared_data, capsys):
+    """tools/bench_e2e.py on a tiny network and a 128-px RF-DETR export: one row per variant, levers as
+    declared, the int8 network quantised only when a variant asks for it, ratios against straightforward."""
+    import torch
+
+    from tools import bench_e2e
+    from tools.export_detector import export_detector
+
+    torch.manual_seed(0)
+    det = export_detector("nano", tmp_path / "rf-detr-nano-128.onnx", pretrained=False, resolution=128)
+    variants = ["straightforward", "int8-detector", "optimised-sync-fp32-net"]
+    out = tmp_path / "e2e.json"
+    rc = bench_e2e.main(["--video", str(shared_data / "videos" / "mmpose_demo_5frames.mp4"), "--random-init",
+                         "--random-init-config", "instanthmr_tiny_test", "--detector", str(det),
+                         "--fast-detector", str(det), "--detector-resolution", "128", "--variants",
+                         ",".join(variants), "--frames", "3", "--warmup", "1", "--rounds", "2",
+                         "--cache-dir", str(tmp_path / "cache"), "--json", str(out)])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    rows = {r["variant"]: r for r in rep["rows"]}
+    assert list(rows) == variants
+    for v in variants:
+        assert tuple(rows[v]["levers"][k] for k in bench_e2e.LEVER_NAMES) == bench_e2e.LEVERS[v]
+        assert len(rows[v]["runs"]) == 2 and rows[v]["fps_median"] > 0
+        assert rows[v]["persons_per_frame"] == 1.0 and math.isclose(rows[v]["detector_calls_per_frame"], 1 / 3)
+    assert rows["straightforward"]["ratios"] == [1.0, 1.0]
+    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert cached == ["rf-detr-nano-128.dynamic.int8.onnx"]  # no variant asked for the int8 network
+    assert "| optimised-sync-fp32-net |" in capsys.readouterr().out
+    assert bench_e2e.main(["--variants", "nope", "--cache-dir", str(tmp_path)]) == 1
+    assert "unknown variant" in capsys.readouterr().err

@@ -210,12 +210,9 @@ def run(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except (SourceError, ModelLoadError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    from tools._cli import run_main
+
+    return run_main(run, args)
 
 
 if __name__ == "__main__":

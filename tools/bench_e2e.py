@@ -11,10 +11,12 @@ Variants (``--variants``; all at detector stride ``--stride``, ``--max-persons 1
   ``--stride``-th frame, ONNX Runtime's default threads, one network call per person;
 * ``threads``: + ``--threads`` intra-op threads per model, idle threads sleep (``spinning=False``);
 * ``resolution``: + the detector exported at ``--detector-resolution``;
-* ``int8``: + int8 network (static) and detector (dynamic) (``tools/quantize_onnx.py``);
+* ``int8-detector``: + int8 detector (dynamic) (``tools/quantize_onnx.py``);
+* ``int8``: + int8 network (static) and detector (dynamic);
 * ``async``: + the detector on its own thread, the network on the latest boxes (threads as ``threads``);
-* ``optimised-sync``: threads + resolution + int8, detector synchronous;
-* ``optimised``: every lever above together.
+* ``optimised-sync``: threads + resolution + int8 (both), detector synchronous;
+* ``optimised-sync-fp32-net``: threads + resolution + int8 detector, fp32 network, detector synchronous;
+* ``optimised``: every lever above together (int8 both).
 
 Every variant runs the same decoded frames (decoding is not timed; frames are 1280x720, resized when the
 source is not). Variants are timed round-robin, ``--rounds`` times, so a busy machine slows all of them
@@ -50,16 +52,19 @@ from instanthmr.io import SourceError  # noqa: E402
 from instanthmr.paths import DEFAULT_MODEL, shared_data_dir  # noqa: E402
 from instanthmr.runtime import ModelLoadError  # noqa: E402
 
-VARIANTS = ("straightforward", "threads", "resolution", "int8", "async", "optimised-sync", "optimised")
-LEVERS = {  # variant -> (threads lever, resolution lever, int8 lever, async lever)
-    "straightforward": (False, False, False, False),
-    "threads": (True, False, False, False),
-    "resolution": (False, True, False, False),
-    "int8": (False, False, True, False),
-    "async": (True, False, False, True),
-    "optimised-sync": (True, True, True, False),
-    "optimised": (True, True, True, True),
+LEVER_NAMES = ("threads", "resolution", "int8_detector", "int8_network", "async")
+LEVERS = {  # variant -> which levers are on, in LEVER_NAMES order
+    "straightforward": (False, False, False, False, False),
+    "threads": (True, False, False, False, False),
+    "resolution": (False, True, False, False, False),
+    "int8-detector": (False, False, True, False, False),
+    "int8": (False, False, True, True, False),
+    "async": (True, False, False, False, True),
+    "optimised-sync": (True, True, True, True, False),
+    "optimised-sync-fp32-net": (True, True, True, False, False),
+    "optimised": (True, True, True, True, True),
 }
+VARIANTS = tuple(LEVERS)
 
 
 class FixedBoxes(PersonDetector):
@@ -128,8 +133,9 @@ def prepare_models(args, cache: Path) -> dict:
                                  "tools/export_detector.py --resolution)")
     else:
         out["det"], out["det_low"], out["random_det"] = detector_at(None), detector_at(args.detector_resolution), True
-    if any(LEVERS[v][2] for v in args.variants):
+    if any(LEVERS[v][3] for v in args.variants):
         out["hmr_int8"] = cached_int8(hmr, "static")
+    if any(LEVERS[v][2] for v in args.variants):
         out["det_int8"] = cached_int8(out["det"], "dynamic")
         if out["det_low"] is not None:
             out["det_low_int8"] = cached_int8(out["det_low"], "dynamic")
@@ -141,13 +147,13 @@ def build_pipeline(variant: str, models: dict, args, box):
     from instanthmr.inference import InstantHMR
     from instanthmr.pipeline import PosePipeline
 
-    threads_on, res_on, int8_on, async_on = LEVERS[variant]
+    threads_on, res_on, int8_det, int8_net, async_on = LEVERS[variant]
     threads = args.threads if threads_on else 0
     spinning = False if threads_on else None
     det_file = models["det_low" if res_on else "det"]
-    if int8_on:
+    if int8_det:
         det_file = models["det_low_int8" if res_on else "det_int8"]
-    hmr = InstantHMR(models["hmr_int8" if int8_on else "hmr"], device="cpu", max_persons=1,
+    hmr = InstantHMR(models["hmr_int8" if int8_net else "hmr"], device="cpu", max_persons=1,
                      batch_persons=variant != "straightforward", threads=threads, spinning=spinning)
     det = OnnxDetector(det_file, confidence=args.det_confidence, max_persons=1, device="cpu", threads=threads,
                        spinning=spinning)
@@ -198,7 +204,7 @@ def run(args) -> dict:
         for v, p in pipes.items():
             res = run_once(p, frames)
             per_round[v].append(res)
-            print(f"  round {r + 1} {v:<16} {res['fps']:6.2f} FPS  (HMR {res['hmr_ms']:6.1f} ms, detector call "
+            print(f"  round {r + 1} {v:<23} {res['fps']:6.2f} FPS  (HMR {res['hmr_ms']:6.1f} ms, detector call "
                   f"{res['detector_call_ms']:6.1f} ms x {res['detector_calls']})", flush=True)
     for p in pipes.values():
         p.close()
@@ -208,7 +214,7 @@ def run(args) -> dict:
     for v in args.variants:
         runs = per_round[v]
         ratios = [a["fps"] / b["fps"] for a, b in zip(runs, per_round[base])]
-        rows.append({"variant": v, "levers": dict(zip(("threads", "resolution", "int8", "async"), LEVERS[v])),
+        rows.append({"variant": v, "levers": dict(zip(LEVER_NAMES, LEVERS[v])),
                      "fps_median": statistics.median(x["fps"] for x in runs),
                      "ratio_median": statistics.median(ratios), "ratios": ratios,
                      "hmr_ms_median": statistics.median(x["hmr_ms"] for x in runs),
@@ -268,12 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except (SourceError, ModelLoadError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    from tools._cli import run_main
+
+    return run_main(run, args)
 
 
 if __name__ == "__main__":

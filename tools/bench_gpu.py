@@ -93,32 +93,11 @@ def network_files(model: str | None, config: str, cache: Path) -> tuple[dict[str
     return {"fp32": fp32, "fp16": fp16}, not model
 
 
-def blocked_round_robin_ms(fns: dict, runs: int, warmup: int, block: int = 10) -> dict:
-    """Each callable ``runs`` timed calls (ms), taken in rounds of ``block`` consecutive calls per callable,
-    each block after one untimed call. Rounds spread machine-load drift over all variants; blocks keep each
-    variant's weights in cache (alternating call by call measured 49.8 ms against 27.5 ms alone for the same
-    RepViT-M1.5 session on the 2-core CPU)."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {name: [] for name in fns}
-    while any(len(t) < runs for t in times.values()):
-        for name, fn in fns.items():
-            n = min(block, runs - len(times[name]))
-            if n <= 0:
-                continue
-            fn()
-            for _ in range(n):
-                t0 = time.perf_counter()
-                fn()
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    return times
-
-
 def hmr_latency(files: dict[str, Path], batches: list[int], device: str, runs: int, warmup: int,
                 threads: int = 0) -> list[dict]:
     """One row per (precision, lever, batch): median / min ms per call and per person."""
     from instanthmr.inference import InstantHMR
+    from tools.bench_model import blocked_round_robin_ms
 
     levers = [lv for lv in LEVERS if lv != "cuda_graph" or providers_for(device)[0] == "CUDAExecutionProvider"]
     rows = []
@@ -312,12 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except (SourceError, ModelLoadError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    from tools._cli import run_main
+
+    return run_main(run, args)
 
 
 if __name__ == "__main__":

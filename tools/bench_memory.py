@@ -156,12 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "instanthmr_perf"))
     p.add_argument("--json", default=None, help="write the checkpoints and summary to this JSON file")
     args = p.parse_args(argv)
-    try:
-        run(args)
-    except (SourceError, ModelLoadError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    from tools._cli import run_main
+
+    return run_main(run, args)
 
 
 if __name__ == "__main__":
