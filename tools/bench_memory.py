@@ -31,7 +31,6 @@ import numpy as np  # noqa: E402
 
 from instanthmr.io import SourceError  # noqa: E402
 from instanthmr.paths import DEFAULT_MODEL, shared_data_dir  # noqa: E402
-from instanthmr.runtime import ModelLoadError  # noqa: E402
 
 
 def rss_mb() -> tuple[float, float]:

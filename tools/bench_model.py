@@ -116,7 +116,6 @@ def matmul_peak_gflops(threads: int = 0, sizes=(512, 768, 1536), runs: int = 15)
 
 
 def _matmul_gflops(threads: int, n: int, runs: int) -> dict[str, float]:
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 

@@ -10,7 +10,6 @@ import warnings
 
 import torch
 
-from instanthmr.geometry import CROP_SCALE
 from instanthmr.skeleton import MHR70_INDEX
 
 PELVIS = (MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"])
