@@ -2,7 +2,7 @@
 
     python tools/export_onnx.py --checkpoint runs/x/last.pt --out models/instanthmr.onnx
     python tools/export_onnx.py --random-init --config instanthmr_tiny_test --out /tmp/tiny.onnx
-    python tools/export_onnx.py --checkpoint last.pt --out models/instanthmr_fp16.onnx --fp16
+    python tools/export_onnx.py --checkpoint last.pt --out models/instanthmr.fp16.onnx --fp16
 
 The file has inputs ``image`` (N,3,224,224) float32 ImageNet-normalised RGB and ``cliff_cond`` (N,3), and the
 outputs ``mhr_params, shape_params, cam_trans, joints_2d, joints_3d`` (+ ``joints_3d_wholebody`` when the model
