@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""InstantHMR demo: 3D human poses from a photo, a video file or a live camera.
+"""InstantHMR demo: 3D human poses from a photo, a folder of photos, a video file or a live camera.
 
     python demo.py --camera 0
     python demo.py --video clip.mp4 --save-rrd out.rrd --out-video out.mp4 --save-json out.json
     python demo.py --image photo.jpg --no-spawn --save-rrd photo.rrd
+    python demo.py --image photos/ --no-spawn --save-json photos.json     # every photo in a folder
     python demo.py --video clip.mp4 --random-init --no-spawn --save-json out.json   # no weights: plumbing only
     python demo.py --video clip.mp4 --keypoint-crops --save-bvh out.bvh --save-npz out.npz --mhr-model models/
 
@@ -53,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("source (exactly one)").add_mutually_exclusive_group(required=True)
     src.add_argument("--image", metavar="PATH",
-                     help=f"a photo (any format OpenCV reads); '{SAMPLE_IMAGE_NAME}' = a bundled real photo "
-                          "(matplotlib's public-domain portrait of Grace Hopper)")
+                     help=f"a photo (any format OpenCV reads), or a folder: every photo directly in it, by name, "
+                          f"each on its own (unreadable files are skipped and counted); '{SAMPLE_IMAGE_NAME}' = a "
+                          "bundled real photo (matplotlib's public-domain portrait of Grace Hopper)")
     src.add_argument("--video", metavar="PATH", help="a video file (any format OpenCV decodes)")
     src.add_argument("--camera", metavar="INDEX", type=int, help="a live camera by index (0 = default camera)")
 
@@ -213,7 +215,8 @@ def person_record(p) -> dict:
 
 
 def frame_record(frame: Frame, result) -> dict:
-    return {"frame_index": int(frame.index), "time_s": round(float(frame.time_s), 4),
+    named = {"file": frame.name} if getattr(frame, "name", "") else {}
+    return {"frame_index": int(frame.index), **named, "time_s": round(float(frame.time_s), 4),
             "detector_ran": bool(result.detector_ran), "reused_boxes": bool(getattr(result, "reused", False)),
             "timings": {"detector_ms": round(result.detector_ms, 3), "hmr_ms": round(result.hmr_ms, 3),
                         "total_ms": round(result.total_ms, 3)},
@@ -462,6 +465,10 @@ def run(args) -> int:
     smooth = resolve_smooth(args)
     source = open_source(args.image, args.video, args.camera, frame_skip=args.frame_skip,
                          max_frames=args.max_frames)
+    photos = source.kind == "images"  # unrelated photos: no boxes, tracks or smoothing carried between them
+    if photos and smooth != "none":
+        print(f"smoothing: none for a folder of photos (--smooth {smooth} ignored)", file=sys.stderr)
+        smooth = "none"
     emit = Emitter([], [])
     results: list = []  # raw (unsmoothed for offline) tracked frames, in order
     interrupted = False
@@ -522,6 +529,8 @@ def run(args) -> int:
         offline_pending = smooth == "offline"
         try:
             for frame in source:
+                if photos:
+                    tracking.reset()
                 result = tracking(frame.image, frame.index, frame.time_s)
                 results.append(result)
                 if not offline_pending:
@@ -539,6 +548,8 @@ def run(args) -> int:
                 emit_offline(args, results, source.fps, emit, True)
         finally:
             summary = summarize(results)
+            if photos:
+                summary["skipped_files"] = list(source.skipped)
             for sink in emit.sinks:
                 sink.close(summary)
             source.close()
@@ -558,6 +569,9 @@ def run(args) -> int:
                 print(f"wrote bvh: {', '.join(str(p) for p in sink.written)}")
             else:
                 print(f"bvh: nothing written to {sink.path} (no track seen in 2 or more frames)")
+    if photos and source.skipped:
+        print(f"skipped {len(source.skipped)} unreadable file(s) of {source.total} in {source.path}: "
+              f"{', '.join(source.skipped[:10])}{' ...' if len(source.skipped) > 10 else ''}", file=sys.stderr)
     if interrupted:
         print(f"interrupted after {len(results)} frame(s); outputs keep them", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -1,8 +1,9 @@
-"""Frame sources (image, video file, camera) and the overlay video writer, with one-line errors.
+"""Frame sources (image, folder of images, video file, camera) and the overlay video writer, with one-line errors.
 
 Every source is an iterable of :class:`Frame` (RGB uint8, source frame index, timestamp in seconds) with
 ``fps``, ``total`` (frame count, ``None`` for a camera) and ``size`` ``(W, H)``. Anything that cannot be
-opened or decoded raises :class:`SourceError` naming the path or the camera index.
+opened or decoded raises :class:`SourceError` naming the path or the camera index, except a bad file inside a
+folder of images: that one is skipped, named in ``skipped`` and reported, and the other photos still run.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Frame:
     image: np.ndarray
     index: int
     time_s: float
+    name: str = ""  # the file name, for the photos of a folder
 
 
 class FrameSource:
@@ -106,6 +108,62 @@ class ImageSource(FrameSource):
     def __iter__(self) -> Iterator[Frame]:
         if self.max_frames is None or self.max_frames > 0:
             yield Frame(self.image, 0, 0.0)
+
+
+class ImageFolderSource(FrameSource):
+    """Every photo directly inside a folder (:data:`IMAGE_EXTENSIONS`, sorted by name), one frame each:
+    ``index`` = the file's position in that list, ``name`` = its file name. The photos are unrelated
+    (``kind = "images"``): callers must not carry boxes or tracks from one to the next. A file that cannot be
+    decoded is skipped (a stderr line; its name is appended to ``skipped``); ``size`` is the first readable
+    photo's."""
+
+    kind = "images"
+
+    def __init__(self, folder: str | Path, frame_skip: int = 1, max_frames: int | None = None):
+        super().__init__(frame_skip, max_frames)
+        self.path = Path(folder)
+        self.name = self.path.name or str(self.path)
+        self.files = sorted((f for f in self.path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS),
+                            key=lambda f: f.name)
+        if not self.files:
+            raise SourceError(f"no images in folder {self.path} (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        self.total = len(self.files)
+        self.fps = 1.0
+        self.skipped: list[str] = []
+        self._first = None
+        for i, f in enumerate(self.files):  # the first readable photo gives the size (and proves the folder)
+            try:
+                self._first = (i, read_image_rgb(f))
+                break
+            except SourceError as e:
+                self._skip(f, e)
+        if self._first is None:
+            raise SourceError(f"no readable image in folder {self.path} ({len(self.skipped)} file(s) failed to decode)")
+        self.size = (self._first[1].shape[1], self._first[1].shape[0])
+
+    def _skip(self, f: Path, err: Exception) -> None:
+        import sys
+
+        self.skipped.append(f.name)
+        print(f"skipped {f.name}: {err}", file=sys.stderr)
+
+    def __iter__(self) -> Iterator[Frame]:
+        yielded = 0
+        for i in range(0, len(self.files), self.frame_skip):
+            if self.max_frames is not None and yielded >= self.max_frames:
+                return
+            if i < self._first[0]:
+                continue  # already skipped (undecodable) while opening
+            if i == self._first[0]:
+                image = self._first[1]
+            else:
+                try:
+                    image = read_image_rgb(self.files[i])
+                except SourceError as e:
+                    self._skip(self.files[i], e)
+                    continue
+            yielded += 1
+            yield Frame(image, i, float(i), self.files[i].name)
 
 
 class _CaptureSource(FrameSource):
@@ -221,11 +279,14 @@ class CameraSource(_CaptureSource):
 
 def open_source(image: str | Path | None = None, video: str | Path | None = None, camera: int | None = None,
                 frame_skip: int = 1, max_frames: int | None = None) -> FrameSource:
-    """Exactly one of ``image`` / ``video`` / ``camera`` -> an opened :class:`FrameSource`."""
+    """Exactly one of ``image`` (a file, or a folder of photos) / ``video`` / ``camera`` -> an opened
+    :class:`FrameSource`."""
     given = [x is not None for x in (image, video, camera)]
     if sum(given) != 1:
         raise ValueError("give exactly one source: an image, a video or a camera index")
     if image is not None:
+        if Path(image).is_dir():
+            return ImageFolderSource(image, frame_skip, max_frames)
         return ImageSource(image, max_frames)
     if video is not None:
         return VideoSource(video, frame_skip, max_frames)

@@ -273,3 +273,44 @@ def test_draw_frame_colours_parts_and_leaves_input_alone():
     row = out[100, 47:54].astype(int)  # anti-aliased 1 px line: the closest pixel carries the part colour
     assert np.abs(row - GROUP_COLORS["left_arm"]).max(axis=1).min() < 40
     assert out[100, 200].sum() == 0  # nothing drawn outside the box and the skeleton
+
+
+def test_folder_of_photos(tmp_path, shared_data, random_onnx, capsys):
+    """--image DIR: every photo in name order, each on its own (a fresh detection, no track carried over),
+    the file name in the JSON; an unreadable file is skipped with a count and the others still run."""
+    import shutil
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(shared_data / "images" / "romp_demo" / "Leo_Messi.jpg", folder / "a_messi.jpg")
+    (folder / "b_broken.jpg").write_text("not a picture")
+    shutil.copy(shared_data / "images" / "hybrik_examples" / "000000581091.jpg", folder / "c_portrait.jpg")
+    (folder / "notes.txt").write_text("ignored: not an image extension")
+    boxes = box_file(tmp_path / "b.json", {0: [[500, 0, 900, 700]], 2: [[50, 50, 400, 600], [100, 80, 300, 500]]})
+    out = tmp_path / "photos.json"
+    rc = demo.main(["--image", str(folder), "--model", str(random_onnx), "--detector", str(boxes), "--no-spawn",
+                    "--device", "cpu", "--detector-stride", "5", "--smooth", "causal", "--save-json", str(out),
+                    "--save-rrd", str(tmp_path / "photos.rrd")])
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert "skipped b_broken.jpg" in captured.err and "skipped 1 unreadable file(s) of 3" in captured.err
+    assert "--smooth causal ignored" in captured.err
+    data = json.loads(out.read_text())
+    frames = data["frames"]
+    assert [(f["frame_index"], f["file"]) for f in frames] == [(0, "a_messi.jpg"), (2, "c_portrait.jpg")]
+    # every photo runs the detector although --detector-stride is 5: boxes never carry over between photos
+    assert all(f["detector_ran"] for f in frames)
+    assert [len(f["persons"]) for f in frames] == [1, 2]
+    assert data["meta"]["source_kind"] == "images" and data["summary"]["skipped_files"] == ["b_broken.jpg"]
+    assert "/world/camera/boxes" in rrd_entities(tmp_path / "photos.rrd")
+
+
+def test_folder_without_photos(tmp_path, random_onnx, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    m = ["--model", str(random_onnx), "--no-spawn", "--device", "cpu"]
+    assert demo.main(["--image", str(empty)] + m) == 1
+    assert "no images in folder" in _error(capsys)
+    (empty / "x.png").write_bytes(b"\x89PNG broken")
+    assert demo.main(["--image", str(empty)] + m) == 1
+    assert "no readable image in folder" in _error(capsys)
