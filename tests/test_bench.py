@@ -172,3 +172,30 @@ def test_bench_e2e_variants_and_levers(tmp_path, shared_data, capsys):
     assert "| optimised-sync-fp32-net |" in capsys.readouterr().out
     assert bench_e2e.main(["--variants", "nope", "--cache-dir", str(tmp_path)]) == 1
     assert "unknown variant" in capsys.readouterr().err
+
+
+def test_bench_gpu_fp16_end_to_end_with_an_exported_detector(tmp_path, shared_data, random_onnx):
+    """--e2e-precision fp16 with an .onnx detector: the detector's fp16 copy is made and both fp16 files run."""
+    import shutil
+
+    import torch
+
+    from tools import bench_gpu
+    from tools.export_detector import export_detector
+
+    torch.manual_seed(0)
+    det = export_detector("nano", tmp_path / "det.onnx", pretrained=False, resolution=128)
+    model = tmp_path / "net.onnx"
+    shutil.copy(random_onnx, model)
+    out = tmp_path / "gpu.json"
+    rc = bench_gpu.main(["--video", str(shared_data / "videos" / "mmpose_demo_5frames.mp4"), "--model", str(model),
+                         "--device", "cpu", "--detector", str(det), "--height", "144", "--frames", "5",
+                         "--warmup", "1", "--runs", "2", "--warmup-calls", "1", "--batches", "1", "--strides", "2",
+                         "--e2e-precision", "fp16",
+                         "--cache-dir", str(tmp_path / "cache"), "--json", str(out)])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    assert rep["best_hmr"]["precision"] == "fp16" and rep["end_to_end"]["model"].endswith("net.fp16.onnx")
+    assert (tmp_path / "det.fp16.onnx").is_file()
+    assert rep["end_to_end"]["detector"] == "rfdetr-onnx"
+    assert rep["end_to_end"]["detector_file"] == str(tmp_path / "det.fp16.onnx")

@@ -193,6 +193,7 @@ def run(args) -> dict:
         "video": str(args.video), "image_size": list(src.size), "model": str(model), "random_init": bool(args.random_init),
         "random_detector": bool(random_det), "note": random_note, "provider": hmr.provider, "device": args.device,
         "detector": detector.name, "detector_variant": getattr(detector, "variant", None),
+        "detector_file": str(detector.path) if getattr(detector, "path", None) else None,
         "det_confidence": args.det_confidence, "max_persons": args.max_persons,
         "batch_persons": not args.no_batch_persons, "warmup": args.warmup, "measured_frames": len(frames) - args.warmup,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
