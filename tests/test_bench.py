@@ -199,3 +199,30 @@ def test_bench_gpu_fp16_end_to_end_with_an_exported_detector(tmp_path, shared_da
     assert (tmp_path / "det.fp16.onnx").is_file()
     assert rep["end_to_end"]["detector"] == "rfdetr-onnx"
     assert rep["end_to_end"]["detector_file"] == str(tmp_path / "det.fp16.onnx")
+
+
+def test_bench_gpu_a_refused_variant_becomes_a_row(tmp_path, random_onnx, monkeypatch, capsys):
+    """A lever the runtime refuses (as ONNX Runtime does a CUDA graph with CPU-placed nodes) is reported in
+    its row and on stderr; the other variants are still timed."""
+    from instanthmr import inference
+    from tools import bench_gpu
+
+    real = inference.InstantHMR
+
+    class Refusing(real):
+        def __init__(self, *a, io_binding=False, **k):
+            if io_binding:
+                raise RuntimeError("CUDA graph capture failed: nodes assigned to CPU\nsecond line")
+            super().__init__(*a, io_binding=io_binding, **k)
+
+    monkeypatch.setattr(inference, "InstantHMR", Refusing)
+    rows = bench_gpu.hmr_latency({"fp32": random_onnx}, [1, 2], "cpu", runs=2, warmup=1)
+    bad = [r for r in rows if "error" in r]
+    assert [(r["lever"], r["batch"]) for r in bad] == [("io_binding", 1), ("io_binding", 2)]
+    assert bad[0]["error"] == "CUDA graph capture failed: nodes assigned to CPU"
+    assert sorted((r["lever"], r["batch"]) for r in rows if "median_ms" in r) == [("plain", 1), ("plain", 2)]
+    assert "io_binding at batch 1: not measured" in capsys.readouterr().err
+    table = bench_gpu.format_report({"device_name": "CPU: x", "onnxruntime": "1", "provider": "CPUExecutionProvider",
+                                     "date": "d", "hmr": rows, "best_hmr": rows[-1], "video_size": [2, 2],
+                                     "decode": {"frames": 1, "fps": 1.0}, "end_to_end": {"strides": []}, "notes": []})
+    assert "| fp32 | io_binding | 1 | not run: CUDA graph capture failed" in table

@@ -96,7 +96,9 @@ def network_files(model: str | None, config: str, cache: Path) -> tuple[dict[str
 
 def hmr_latency(files: dict[str, Path], batches: list[int], device: str, runs: int, warmup: int,
                 threads: int = 0) -> list[dict]:
-    """One row per (precision, lever, batch): median / min ms per call and per person."""
+    """One row per (precision, lever, batch): median / min ms per call and per person. A variant the runtime
+    refuses (a CUDA graph needs every node on the GPU, say) gets a row with ``error`` and no times; the
+    others are still measured."""
     from instanthmr.inference import InstantHMR
     from tools.bench_model import blocked_round_robin_ms
 
@@ -104,14 +106,23 @@ def hmr_latency(files: dict[str, Path], batches: list[int], device: str, runs: i
     rows = []
     for batch in batches:
         fns, providers = {}, {}
+        rng = np.random.default_rng(batch)
+        crops = rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)
+        cliff = np.tile(np.float32([[0.1, -0.1, 0.5]]), (batch, 1))
         for prec, path in files.items():
             for lever in levers:
-                hmr = InstantHMR(path, device=device, max_persons=batch, padding="fixed", threads=threads,
-                                 io_binding=lever != "plain", cuda_graph=lever == "cuda_graph")
-                rng = np.random.default_rng(batch)
-                crops = rng.standard_normal((batch, 3, hmr.input_size, hmr.input_size)).astype(np.float32)
-                cliff = np.tile(np.float32([[0.1, -0.1, 0.5]]), (batch, 1))
-                fns[(prec, lever)] = lambda hmr=hmr, crops=crops, cliff=cliff: hmr(crops, cliff)
+                try:  # building warms up (and captures a CUDA graph); the first call checks the shapes
+                    hmr = InstantHMR(path, device=device, max_persons=batch, padding="fixed", threads=threads,
+                                     io_binding=lever != "plain", cuda_graph=lever == "cuda_graph")
+                    x = crops if hmr.input_size == 224 else rng.standard_normal(
+                        (batch, 3, hmr.input_size, hmr.input_size)).astype(np.float32)
+                    hmr(x, cliff)
+                except Exception as e:  # noqa: BLE001 - any runtime refusal becomes a row, not a traceback
+                    msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                    print(f"{prec} + {lever} at batch {batch}: not measured ({msg})", file=sys.stderr, flush=True)
+                    rows.append({"precision": prec, "lever": lever, "batch": batch, "error": msg})
+                    continue
+                fns[(prec, lever)] = lambda hmr=hmr, x=x: hmr(x, cliff)
                 providers[(prec, lever)] = hmr.provider
         times = blocked_round_robin_ms(fns, runs, warmup)
         for (prec, lever), ms in times.items():
@@ -209,6 +220,9 @@ def format_report(report: dict) -> str:
              f"{report['date']}", ""]
     lines += ["| network | lever | batch | ms per call | ms per person |", "| --- | --- | ---: | ---: | ---: |"]
     for r in report["hmr"]:
+        if "error" in r:
+            lines.append(f"| {r['precision']} | {r['lever']} | {r['batch']} | not run: {r['error'][:80]} | - |")
+            continue
         lines.append(f"| {r['precision']} | {r['lever']} | {r['batch']} | {r['median_ms']:.2f} | "
                      f"{r['ms_per_person']:.2f} |")
     best = report["best_hmr"]
@@ -245,8 +259,10 @@ def run(args) -> dict:
     if random_init:
         notes.append(f"random-init {args.config} weights: speed is real, poses are meaningless")
     hmr = hmr_latency(files, args.batches, args.device, args.runs, args.warmup_calls, args.threads)
-    ones = [r for r in hmr if r["batch"] == min(args.batches)
+    ones = [r for r in hmr if r["batch"] == min(args.batches) and "error" not in r
             and args.e2e_precision in ("best", r["precision"])]
+    if not ones:
+        raise ModelLoadError(f"no network variant ran at batch {min(args.batches)} (see the lines above)")
     best = min(ones, key=lambda r: r["median_ms"])
     dec = decode_fps(video)
     e2e = end_to_end(video, files, best, args)
