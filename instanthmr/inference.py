@@ -135,7 +135,14 @@ class InstantHMR(OnnxModel):
             padding = "buckets" if self.provider == "CPUExecutionProvider" and not self.cuda_graph else "fixed"
         self.padding = padding
         if warmup:
-            self.warmup()
+            try:
+                self.warmup()
+            except Exception as e:  # a graph that loads but cannot run here (e.g. CUDA graph capture refused)
+                levers = [n for n, on in (("I/O binding", self.io_binding), ("CUDA graph", self.cuda_graph)) if on]
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                raise ModelLoadError(f"{self.path}: the first run failed on {self.provider}"
+                                     f"{' with ' + ' + '.join(levers) if levers else ''}: {first}"
+                                     f"{' (try without those flags)' if levers else ''}") from None
 
     def __repr__(self) -> str:
         return (f"InstantHMR({self.path.name}, provider={self.provider}, cliff_form={self.cliff_form}, "

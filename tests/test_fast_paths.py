@@ -85,6 +85,20 @@ def test_threads_spinning_and_io_binding_keep_outputs(random_onnx, plain, image)
     assert not np.allclose(other["joints_3d"], first["joints_3d"])
 
 
+def test_a_first_run_failure_is_one_load_error_naming_the_levers(random_onnx, monkeypatch):
+    from instanthmr.runtime import OnnxModel
+
+    def refuse(self, feeds, outputs=None):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : capture refused\nstack ...")
+
+    monkeypatch.setattr(OnnxModel, "run", refuse)
+    with pytest.raises(ModelLoadError, match=r"first run failed on CPUExecutionProvider with I/O binding: "
+                                             r".*capture refused \(try without those flags\)$"):
+        InstantHMR(random_onnx, device="cpu", max_persons=2, io_binding=True)
+    with pytest.raises(ModelLoadError, match=r"first run failed on CPUExecutionProvider: .*capture refused$"):
+        InstantHMR(random_onnx, device="cpu", max_persons=2)
+
+
 def test_cuda_graph_request_is_ignored_on_cpu(random_onnx):
     hmr = InstantHMR(random_onnx, device="cpu", max_persons=2, cuda_graph=True, warmup=False)
     assert hmr.cuda_graph is False and hmr.io_binding is False and hmr.padding == "buckets"
