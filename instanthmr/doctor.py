@@ -72,6 +72,11 @@ def report() -> tuple[list[str], bool]:
         path = MODELS_DIR / name
         if path.exists():
             lines.append(f"  [present] {name} ({path.stat().st_size / 1e6:.1f} MB): {what}")
+            if path.suffix == ".onnx":  # the --fp16 / --int8 copies demo.py and tools/bench.py look for
+                copies = [f"{prec} {'present' if path.with_name(f'{path.stem}.{prec}.onnx').exists() else 'absent'}"
+                          for prec in ("fp16", "int8")]
+                lines.append(f"            copies: {', '.join(copies)} (python tools/quantize_onnx.py "
+                             f"models/{name} [--mode fp16])")
         else:
             lines.append(f"  [missing] {name}: {what}; {where}")
     data = shared_data_dir()
