@@ -135,6 +135,22 @@ def test_pixel_form_camera_is_retargeted_to_the_real_image(hmr, image):
     assert hmr.predict(image, box, focal_length=1500.0)[0].cam_trans[2] > hmr.predict(image, box)[0].cam_trans[2]
 
 
+def test_pixel_form_inversion_undoes_the_networks_camera_head():
+    """``weak_cam_from_pixel_form`` inverts the torch head's formula (``cliff_cam_to_full``, an independent
+    implementation) for networks trained on other aspects than the test export's 16:9, portrait included."""
+    import torch
+
+    from instanthmr.model import cliff_cam_to_full
+
+    rng = np.random.default_rng(3)
+    weak = np.stack([rng.uniform(0.5, 2.0, 6), rng.uniform(-0.3, 0.3, 6), rng.uniform(-0.3, 0.3, 6)], axis=1)
+    for aspect in (16 / 9, 4 / 3, 0.5625):
+        boxes = np.concatenate([rng.uniform(0, 300, (6, 2)), rng.uniform(350, 640, (6, 2))], axis=1)
+        cliff = cliff_condition(boxes, (640, 480), form="pixel").astype(np.float64)
+        t = cliff_cam_to_full(torch.from_numpy(weak), torch.from_numpy(cliff), "pixel", aspect).numpy()
+        np.testing.assert_allclose(weak_cam_from_pixel_form(t, cliff, aspect), weak, rtol=1e-5, atol=1e-6)
+
+
 def test_pixel_form_assumption_matches_the_network():
     from instanthmr.inference import _pixel_form_image_wh
     from instanthmr.model import pixel_form_image_wh
@@ -160,10 +176,19 @@ def test_file_without_metadata_is_pixel_form(random_onnx, tmp_path):
     assert hmr.model_info["mean"] == [0.485, 0.456, 0.406]
 
 
-def test_device_request_falls_back_to_cpu(random_onnx):
-    hmr = InstantHMR(random_onnx, device="cuda", warmup=False)  # no CUDA provider here: CPU fallback
-    assert hmr.provider in ("CUDAExecutionProvider", "CPUExecutionProvider")
-    assert hmr.device in ("cuda", "cpu")
+def test_device_request_falls_back_to_cpu(random_onnx, hmr, image):
+    import onnxruntime as ort
+
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    asked = InstantHMR(random_onnx, device="cuda", warmup=False)  # CPU fallback when the CUDA provider is absent
+    assert (asked.provider, asked.device) == (("CUDAExecutionProvider", "cuda") if has_cuda
+                                              else ("CPUExecutionProvider", "cpu"))
+    assert asked.requested_device == "cuda"
+    if not has_cuda:  # the fallback session is a working one: the CPU session's answer
+        np.testing.assert_allclose(asked.predict(image, BOXES[:2])[1].joints_3d_cam,
+                                   hmr.predict(image, BOXES[:2])[1].joints_3d_cam, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown device"):
+        InstantHMR(random_onnx, device="tpu", warmup=False)
 
 
 def _tiny_graph(path, inputs, outputs):
