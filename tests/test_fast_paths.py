@@ -6,7 +6,8 @@ Tolerances (the plain path is the reference):
 - asynchronous detector: the network's outputs on a given box are the synchronous ones (1e-5);
 - int8 HMR (static QDQ): on a trained network (the starter model, when present) joints_3d mean |d| < 2 cm and
   joints_2d mean |d| < 0.03 crop units; on the tiny random-init test network (whose random weights amplify any
-  rounding) only that the outputs still track fp32 (mean |d| under 0.8 of the outputs' spread);
+  rounding) only that the outputs still track fp32 (joints: mean |d| under 0.65 of the outputs' spread and the
+  per-person deviations correlated over 0.45; cam_trans: 0.3 and 0.8);
 - int8 detector (dynamic): mean |d| of the box outputs under 0.25 of their spread (random weights here);
 - fp16 network and detector (``tools/quantize_onnx.py --mode fp16``): max |d| <= 1e-2 of each output's largest
   magnitude (the fp16 export's parity tolerance); on the trained starter max |d| < 2 mm in joints_3d, 2 cm in
@@ -144,9 +145,16 @@ def test_int8_hmr_tracks_fp32(int8_tiny, plain, image):
     assert meta["precision"] == "int8-static" and meta["cliff_form"] == plain.cliff_form, meta
     q = InstantHMR(int8_tiny, device="cpu", max_persons=4)
     ref, got = _outputs(plain, image), _outputs(q, image)
-    for name in ("joints_3d", "joints_2d", "cam_trans"):
+    # An output stuck at the fp32 mean scores ~0.8 of the spread, and the random network's outputs share a large
+    # part across people (swapping the 3 people's outputs scores 0.42 on joints_3d), so the drift bound alone
+    # proves little. The correlation of the per-person deviations from the mean person shows the int8 outputs
+    # follow fp32 from one person to the next (stuck: undefined; people swapped: -0.5). Measured (with and without
+    # the shared media for calibration): drift 0.45-0.52 / 0.43-0.52 / 0.09, correlation 0.69 / 0.73-0.75 / 0.93-0.95.
+    for name, max_drift, min_corr in (("joints_3d", 0.65, 0.45), ("joints_2d", 0.65, 0.45), ("cam_trans", 0.3, 0.8)):
         mean, spread = _drift(ref, got, name)
-        assert mean < 0.8 * spread, (name, mean, spread)
+        a, b = ref[name] - ref[name].mean(0), got[name] - got[name].mean(0)
+        corr = np.corrcoef(a.ravel(), b.ravel())[0, 1]
+        assert mean < max_drift * spread and corr > min_corr, (name, mean / spread, corr)
 
 
 def test_int8_hmr_on_the_trained_starter_model(tmp_path, image):
@@ -312,10 +320,14 @@ def test_detector_resolution_export_and_check(small_detector):
         create_detector(str(fp32), device="cpu", resolution=256)
 
 
-def test_export_detector_rejects_a_resolution_off_the_grid():
+def test_export_detector_rejects_a_resolution_off_the_grid(tmp_path, capsys):
     from tools.export_detector import main
 
-    assert main(["--variant", "nano", "--random-init", "--resolution", "300", "--out", "/nonexistent/x.onnx"]) == 1
+    out = tmp_path / "x.onnx"
+    assert main(["--variant", "nano", "--random-init", "--resolution", "300", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --resolution must be a positive multiple of") and "got 300" in err
+    assert "\n" not in err and not out.exists()
 
 
 def test_fp16_detector_tracks_fp32(small_detector, image):
