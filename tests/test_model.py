@@ -185,8 +185,13 @@ def test_pretrained_backbone_from_local_file(tmp_path):
             p.uniform_(-1, 1)
     torch.save(src.state_dict(), tmp_path / "w.pth")
     net = build_model(TINY, pretrained_backbone=str(tmp_path / "w.pth"))
-    name, param = next(iter(net.backbone.named_parameters()))
-    torch.testing.assert_close(param, dict(src.named_parameters())[name])
+    # every backbone weight, up to the last stage, is the file's (timm's feature wrapper names "stages.3"
+    # "stages_3"); the classifier head is all the file has beyond them
+    want = dict(src.named_parameters())
+    got = {n.replace("stages_", "stages.", 1): p for n, p in net.backbone.named_parameters()}
+    assert len(got) > 100 and set(want) - set(got) <= {n for n in want if n.startswith("head")}
+    for name, param in got.items():
+        torch.testing.assert_close(param, want[name], msg=name)
 
 
 def test_pretrained_backbone_from_hub_fails_fast_offline(monkeypatch):
