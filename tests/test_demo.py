@@ -15,7 +15,6 @@ import pytest
 
 import demo
 from instanthmr.io import count_video_frames
-from instanthmr.skeleton import MHR70_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 RERUN = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "rerun"
@@ -95,7 +94,17 @@ def test_image_headless(tmp_path, photo, random_onnx):
     assert rc == 0
     data = json.loads((tmp_path / "img.json").read_text())
     assert len(data["frames"]) == 1 and len(data["frames"][0]["persons"]) == 1
-    assert data["meta"]["joint_order"].startswith("MHR70") and len(MHR70_NAMES) == 70
+    assert data["meta"]["joint_order"].startswith("MHR70") and data["meta"]["image_size"] == [1280, 720]
+    # the JSON holds the network's answer for that photo and box (not, e.g., a blank or a resized frame's)
+    from instanthmr.inference import InstantHMR
+    from instanthmr.io import read_image_rgb
+
+    person = data["frames"][0]["persons"][0]
+    ref = InstantHMR(random_onnx, device="cpu", warmup=False).predict(read_image_rgb(photo), [[500, 0, 900, 700]])[0]
+    assert person["box"] == [500, 0, 900, 700]
+    np.testing.assert_allclose(person["joints_2d"], ref.joints_2d, atol=0.02)  # JSON rounds pixels to 0.01
+    np.testing.assert_allclose(person["joints_3d_cam"], ref.joints_3d_cam, atol=2e-4)  # and metres to 0.1 mm
+    assert person["focal_length"] == pytest.approx(np.hypot(1280, 720), abs=1e-3)
     assert count_video_frames(tmp_path / "img.mp4") == 1
     assert "/world/camera/boxes" in rrd_entities(tmp_path / "img.rrd")
 
