@@ -48,6 +48,17 @@ def test_gt_loaders_and_joint_orders(gt_root):
             named = dataset_to_names(fr.joints_cam, ds)
             # each dataset's pelvis is its hips' mid-point (the alignment root used against MHR70)
             np.testing.assert_allclose(named[0], (named[1] + named[2]) / 2, atol=1e-5)
+            # the joint-order tables name the right points: every named bone has an adult's length (the oracle
+            # tests below build their predictions with the same tables, so they cannot catch a wrong order)
+            j = dict(zip(SHARED_NAMES, named))
+            for side in ("left", "right"):
+                for a, b, lo, hi in (("hip", "knee", 0.3, 0.55), ("knee", "ankle", 0.3, 0.55),
+                                     ("shoulder", "elbow", 0.22, 0.38), ("elbow", "wrist", 0.18, 0.32),
+                                     ("hip", "shoulder", 0.3, 0.6)):
+                    length = np.linalg.norm(j[f"{side}_{a}"] - j[f"{side}_{b}"])
+                    assert lo < length < hi, (ds, side, a, b, length)
+            for part, lo, hi in (("hip", 0.18, 0.32), ("shoulder", 0.2, 0.35)):
+                assert lo < np.linalg.norm(j[f"left_{part}"] - j[f"right_{part}"]) < hi, (ds, part)
             # the 2D box contains every projected joint
             assert (fr.joints_2d >= fr.box[:2]).all() and (fr.joints_2d <= fr.box[2:]).all()
             assert 3.0 < fr.joints_cam[:, 2].mean() < 6.0  # metres in front of the camera
