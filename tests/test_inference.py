@@ -162,8 +162,12 @@ def test_pixel_form_assumption_matches_the_network():
 def test_wholebody_model(random_onnx_wholebody, image):
     hmr = InstantHMR(random_onnx_wholebody, device="cpu", max_persons=2)
     assert hmr.has_wholebody
-    p = hmr.predict(image, BOXES[:1])[0]
-    assert p.joints_3d_wholebody.shape == (133, 3) and np.isfinite(p.joints_3d_wholebody).all()
+    preds = hmr.predict(image, BOXES)  # 3 people, max_persons 2: two calls
+    raw = hmr(*hmr.preprocess(image, BOXES))["joints_3d_wholebody"]
+    assert raw.shape == (3, 133, 3) and np.ptp(raw[0] - raw[2]) > 1e-3  # people differ: the next check means something
+    for i, p in enumerate(preds):  # each person gets its own row of the whole-body output
+        assert p.joints_3d_wholebody.shape == (133, 3)
+        np.testing.assert_allclose(p.joints_3d_wholebody, raw[i], atol=1e-6)
 
 
 def test_file_without_metadata_is_pixel_form(random_onnx, tmp_path):
