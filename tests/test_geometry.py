@@ -77,7 +77,8 @@ def test_crop_cam_to_full_translation_matches_projection():
 
 
 def test_project_points_batched_and_behind_camera():
-    pts = np.array([[[0, 0, 2.0], [1, -1, 2.0], [0, 0, -1.0]]])
-    uv = g.project_points(pts, (500, 500), (320, 240))
-    np.testing.assert_allclose(uv[0, :2], [[320, 240], [570, -10]])
-    assert np.isfinite(uv).all()
+    pts = np.array([[[0, 0, 2.0], [1, -1, 2.0], [0, 0, -1.0], [0.002, -0.001, -1.0]]])
+    uv = g.project_points(pts, (500, 400), (320, 240))  # fx 500, fy 400
+    np.testing.assert_allclose(uv[0, :2], [[320, 240], [570, 40]])
+    # at or behind the camera: z clamped to 1 mm (as documented), never a division by zero or a flipped side
+    np.testing.assert_allclose(uv[0, 2:], [[320, 240], [320 + 1000, 240 - 400]])
