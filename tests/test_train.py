@@ -176,10 +176,20 @@ def test_wholebody_head_is_trained_from_lifter_labels(tmp_path):
                    "joints_2d": inst["joints_2d"], "joints_3d_wholebody": wb / np.abs(wb).max(),
                    "joints_3d_wholebody_valid": np.arange(133) < 100})
             w.mark_done(str(i))
-    t = Trainer(_cfg(tmp_path / "wb", tmp_path / "run", "optim.steps=2", "model.overrides={wholebody_head: true}"))
-    hist = t.fit()
+    def head_change(run: str, *extra: str) -> tuple[float, list]:
+        t = Trainer(_cfg(tmp_path / "wb", tmp_path / run, "optim.steps=2", "optim.weight_decay=0",
+                         "model.overrides={wholebody_head: true}", *extra))
+        before = [q.detach().clone() for q in t.model.wholebody_head.parameters()]
+        hist = t.fit()
+        after = list(t.model.wholebody_head.parameters())
+        return max(float((a.detach() - b).abs().max()) for a, b in zip(after, before)), hist
+
+    moved, hist = head_change("run")
     assert all(h["wholebody"] > 0 for h in hist)
     assert all(h["joints_3d"] == 0.0 and h["mhr_params"] == 0.0 for h in hist)  # no such labels: masked out
+    # the whole-body labels are what trains the head: with their loss weighted 0 it does not move at all
+    still, _ = head_change("run0", "loss.wholebody=0")
+    assert moved > 1e-5 and still == 0.0, (moved, still)
 
 
 def test_mhr_consistency_term_trains_through_the_mhr_layer(shards, tmp_path):
