@@ -213,3 +213,16 @@ def test_mhr_consistency_term_trains_through_the_mhr_layer(shards, tmp_path):
                      f"model.mhr_model={tmp_path / 'toy_mhr.npz'}"))
     logs = t.fit()
     assert all(np.isfinite(r["mhr_consistency"]) and r["mhr_consistency"] > 0 for r in logs)
+
+    # the term alone (every other weight 0, no weight decay) trains the pose head through the MHR layer and
+    # the keypoint heads it is compared with, and nothing it does not reach (the camera head)
+    others = [f"loss.{k}=0" for k in ("joints_3d", "joints_2d", "reprojection", "cam_trans", "mhr_params",
+                                      "shape_params")]
+    t = Trainer(_cfg(shards, tmp_path / "c", "optim.steps=2", "optim.weight_decay=0", "loss.mhr_consistency=1.0",
+                     f"model.mhr_model={tmp_path / 'toy_mhr.npz'}", *others))
+    heads = {n: [q.detach().clone() for q in getattr(t.model, n).parameters()]
+             for n in ("pose_head", "joint_heads", "camera_head")}
+    t.fit()
+    moved = {n: max(float((q.detach() - b).abs().max()) for q, b in zip(getattr(t.model, n).parameters(), before))
+             for n, before in heads.items()}
+    assert moved["pose_head"] > 1e-5 and moved["joint_heads"] > 1e-5 and moved["camera_head"] == 0.0, moved
