@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -448,6 +449,22 @@ def emit_offline(args, results: list, fps: float, emit: Emitter, quiet: bool) ->
     return False
 
 
+class FrameStats(NamedTuple):
+    """What the end-of-run summary reads from a frame, without its arrays: a camera may run for hours, and
+    keeping every frame's joints would grow memory without bound. ``persons`` holds the track IDs."""
+
+    detector_ms: float
+    hmr_ms: float
+    total_ms: float
+    detector_ran: bool
+    persons: tuple
+
+    @classmethod
+    def of(cls, result) -> "FrameStats":
+        return cls(result.detector_ms, result.hmr_ms, result.total_ms, bool(result.detector_ran),
+                   tuple(p.track_id for p in result.persons))
+
+
 class SimpleFrame:
     """Frame number and time without an image (what the data sinks read)."""
 
@@ -470,7 +487,7 @@ def run(args) -> int:
         print(f"smoothing: none for a folder of photos (--smooth {smooth} ignored)", file=sys.stderr)
         smooth = "none"
     emit = Emitter([], [])
-    results: list = []  # raw (unsmoothed for offline) tracked frames, in order
+    results: list = []  # every tracked frame, in order, for --smooth offline; else their FrameStats
     interrupted = False
     offline_pending = False
     t_start = time.monotonic()
@@ -532,7 +549,7 @@ def run(args) -> int:
                 if photos:
                     tracking.reset()
                 result = tracking(frame.image, frame.index, frame.time_s)
-                results.append(result)
+                results.append(result if offline_pending else FrameStats.of(result))
                 if not offline_pending:
                     emit(frame, result)
                 progress.update(result)
@@ -556,7 +573,7 @@ def run(args) -> int:
     if args.random_init:
         print(RANDOM_BANNER, file=sys.stderr)
     print_summary(summary, time.monotonic() - t_start)
-    tracks = sorted({p.track_id for r in results for p in r.persons})
+    tracks = sorted({t if isinstance(r, FrameStats) else t.track_id for r in results for t in r.persons})
     if tracks:
         print(f"{len(tracks)} track(s): IDs {', '.join(str(t) for t in tracks[:20])}{' ...' if len(tracks) > 20 else ''}")
     for kind, path in (("json", args.save_json), ("csv", args.save_csv), ("npz", args.save_npz),

@@ -323,3 +323,27 @@ def test_folder_without_photos(tmp_path, random_onnx, capsys):
     (empty / "x.png").write_bytes(b"\x89PNG broken")
     assert demo.main(["--image", str(empty)] + m) == 1
     assert "no readable image in folder" in _error(capsys)
+
+
+def test_live_runs_keep_frame_stats_not_frames(tmp_path, clip, random_onnx, monkeypatch, capsys):
+    """Without --smooth offline the run keeps only each frame's timings and track IDs (a camera may run for
+    hours); offline smoothing needs the whole frames and keeps them."""
+    kept = []
+    real_of = demo.FrameStats.of
+
+    def spy(result):
+        stats = real_of(result)
+        kept.append(stats)
+        return stats
+
+    monkeypatch.setattr(demo.FrameStats, "of", staticmethod(spy))
+    boxes = box_file(tmp_path / "b.json", {i: [[300, 40, 620, 530]] for i in range(5)})
+    m = ["--video", str(clip), "--model", str(random_onnx), "--detector", str(boxes), "--no-spawn", "--device", "cpu"]
+    assert demo.main(m + ["--smooth", "causal"]) == 0
+    assert len(kept) == 5 and all(len(s.persons) == 1 and isinstance(s.persons[0], int) for s in kept)
+    assert not any(isinstance(v, np.ndarray) for s in kept for v in s)  # no joints, boxes or images
+    out = capsys.readouterr().out
+    assert "5 frame(s)" in out and "1 track(s): IDs 1" in out  # the summary and track list still work
+    kept.clear()
+    assert demo.main(m + ["--smooth", "offline"]) == 0
+    assert kept == []
