@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run the int8 copies <model>.int8.onnx (and <detector>.int8.onnx for an .onnx detector) "
                            "made by tools/quantize_onnx.py (for CPUs)")
     prec.add_argument("--fp16", action="store_true",
-                      help="run the fp16 copies <model>.fp16.onnx (and <detector>.fp16.onnx for an .onnx detector) "
-                           "made by tools/quantize_onnx.py --mode fp16 (for GPUs)")
+                      help="run the fp16 copy <model>.fp16.onnx made by tools/quantize_onnx.py --mode fp16, and the "
+                           "detector in fp16 (torch RF-DETR in float16; an .onnx detector's <detector>.fp16.onnx) "
+                           "(for GPUs)")
     sp.add_argument("--io-binding", action="store_true",
                     help="bind the network's inputs/outputs once per shape (GPU: outputs stay on the device)")
     sp.add_argument("--cuda-graph", action="store_true",

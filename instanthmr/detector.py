@@ -210,16 +210,18 @@ class RFDETRDetector(PersonDetector):
 
     ``weights``: a checkpoint path; ``None`` looks in ``models/`` and the rfdetr cache and downloads there
     when missing. ``pretrained=False`` builds random weights (no file needed; for tests and exports of the
-    plumbing only).
+    plumbing only). ``half``: run the network in float16 (for GPUs; it also runs, slower, on a CPU); inputs
+    are cast to it and outputs read back as float32.
     """
 
     name = "rfdetr"
 
     def __init__(self, variant: str = "nano", confidence: float = 0.5, max_persons: int | None = None,
                  weights: str | Path | None = None, device: str = "auto", pretrained: bool = True,
-                 person_class_id: int = COCO_PERSON_ID, resolution: int | None = None):
+                 person_class_id: int = COCO_PERSON_ID, resolution: int | None = None, half: bool = False):
         super().__init__(confidence, max_persons)
         spec = _variant(variant)
+        self.half = bool(half)
         self.variant = variant
         self.person_class_id = int(person_class_id)
         self.weights: Path | None = None
@@ -254,6 +256,8 @@ class RFDETRDetector(PersonDetector):
             raise ModelLoadError(f"cannot load RF-DETR {variant} from {self.weights or 'random init'}: "
                                  f"{_one_line(e)}") from None
         self.resolution = int(self.model.model.resolution)
+        if self.half:
+            self.model.model.model.half()
 
     def preprocess(self, image_rgb: np.ndarray):
         """``(1, 3, R, R)`` tensor on the model's device, the same transform as :func:`preprocess_rfdetr` (and
@@ -269,7 +273,8 @@ class RFDETRDetector(PersonDetector):
                           antialias=False)
         mean = torch.as_tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
         std = torch.as_tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-        return (x - mean) / std
+        x = (x - mean) / std
+        return x.half() if self.half else x
 
     def raw_forward(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw network outputs for one image: ``(boxes (Q, 4) normalised cxcywh, logits (Q, C))``."""
@@ -457,16 +462,17 @@ def create_detector(detector: "str | Path | PersonDetector" = "rfdetr", variant:
 
     Speed levers: ``resolution`` (RF-DETR input side; the torch detector is built at it, an ``.onnx`` file
     must have been exported at it: ``tools/export_detector.py --resolution``), ``precision`` (``fp16`` / ``int8``: the ``.onnx`` file's
-    ``<stem>.fp16.onnx`` / ``<stem>.int8.onnx`` copy from ``tools/quantize_onnx.py``; other detectors ignore it), ``threads`` /
+    ``<stem>.fp16.onnx`` / ``<stem>.int8.onnx`` copy from ``tools/quantize_onnx.py``; the torch RF-DETR runs in
+    float16 for ``fp16`` and ignores ``int8``; the other detectors ignore it), ``threads`` /
     ``spinning`` (ONNX Runtime, see :mod:`instanthmr.runtime`).
     """
     if isinstance(detector, PersonDetector):
         return detector
     s = str(detector)
     if s.lower() in ("rfdetr", "rf-detr"):
-        try:  # precision applies to .onnx exports only; the torch detector stays as it is
+        try:
             return RFDETRDetector(variant, confidence, max_persons, weights=weights, device=device,
-                                  pretrained=pretrained, resolution=resolution)
+                                  pretrained=pretrained, resolution=resolution, half=precision == "fp16")
         except ModelLoadError as e:
             if not (fallback and pretrained and weights is None):
                 raise

@@ -237,7 +237,8 @@ class PosePipeline:
         spinning: ``False`` lets idle ONNX Runtime threads sleep instead of busy-waiting (``None``: default).
         precision: ``"fp32"`` (the file given), ``"fp16"`` or ``"int8"``: run the ``<stem>.fp16.onnx`` /
             ``<stem>.int8.onnx`` copies (``tools/quantize_onnx.py``) of the network and, for an ``.onnx``
-            detector, of the detector (fp16 is meant for GPUs, int8 for CPUs).
+            detector, of the detector; ``fp16`` also runs the torch RF-DETR in float16 (fp16 is meant for
+            GPUs, int8 for CPUs).
         detector_resolution: RF-DETR input side (torch: built at it; ``.onnx``: the file must be exported at it).
         async_detector: the detector runs on its own thread on the newest frame while the network runs on the
             latest boxes; a new detection starts when the previous one is done and at least

@@ -348,6 +348,25 @@ def test_fp16_detector_tracks_fp32(small_detector, image):
     assert np.median(np.abs(la - lb)) <= 1e-3 * np.abs(la).max(), np.median(np.abs(la - lb))
 
 
+def test_fp16_torch_detector_tracks_fp32(image):
+    """precision="fp16" runs the torch RF-DETR in float16 (what a GPU wants; it also runs on a CPU): the
+    same tolerance as the exported detector's fp16 copy."""
+    import torch
+
+    torch.manual_seed(0)
+    a = create_detector("rfdetr", confidence=0.0, device="cpu", pretrained=False, resolution=128)
+    torch.manual_seed(0)
+    b = create_detector("rfdetr", confidence=0.0, device="cpu", pretrained=False, resolution=128, precision="fp16")
+    assert not a.half and b.half
+    assert next(b.model.model.model.parameters()).dtype == torch.float16
+    (ba, la), (bb, lb) = a.raw_forward(image), b.raw_forward(image)
+    assert bb.dtype == np.float32 and lb.dtype == np.float32
+    same = np.abs(ba - bb).max(-1) < 1e-3
+    assert same.mean() >= 0.95, same.mean()
+    assert np.median(np.abs(la - lb)) <= 1e-3 * np.abs(la).max(), np.median(np.abs(la - lb))
+    assert len(b.detect(image)) == len(a.detect(image))
+
+
 def test_int8_detector_tracks_fp32(small_detector, image):
     fp32, q = small_detector
     assert q.name == "rf-detr-nano-128.int8.onnx"

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run <model>.int8.onnx / <detector>.int8.onnx (tools/quantize_onnx.py)")
     prec.add_argument("--fp16", action="store_true",
                       help="run <model>.fp16.onnx / <detector>.fp16.onnx (tools/quantize_onnx.py --mode fp16; with "
-                           "--random-init the fp16 copy is made on the fly)")
+                           "--random-init the fp16 copy is made on the fly); the torch RF-DETR runs in float16")
     p.add_argument("--io-binding", action="store_true", help="bind the network's inputs/outputs once per shape")
     p.add_argument("--cuda-graph", action="store_true", help="CUDA provider: replay a captured graph of the network")
     p.add_argument("--detector-resolution", type=int, default=None,
@@ -101,7 +101,7 @@ def build_detector(args):
         random_det = not resolve_rfdetr_weights(args.detector_variant)[1]  # no checkpoint here: random too
     if args.detector == "rfdetr" and random_det:
         return RFDETRDetector(args.detector_variant, args.det_confidence, args.max_persons, device=args.device,
-                              pretrained=False, resolution=args.detector_resolution), True
+                              pretrained=False, resolution=args.detector_resolution, half=args.fp16), True
     return create_detector(args.detector, args.detector_variant, args.det_confidence, args.max_persons,
                            args.device, args.detector_weights, resolution=args.detector_resolution,
                            precision=precision_from_flags(args.int8, args.fp16), threads=args.threads,
