@@ -206,29 +206,19 @@ def test_fp16_on_the_trained_starter_model(tmp_path, image):
     assert np.abs(got["joints_2d"] - ref["joints_2d"]).max() < 0.002  # normalised crop units
 
 
-def test_pipeline_fp16_flag_uses_the_fp16_file(random_onnx, fp16_tiny, tmp_path, image):
+@pytest.mark.parametrize("precision, missing, stamped", [("fp16", "--mode fp16", "fp16"),
+                                                       ("int8", "int8 model not found", "int8-static")])
+def test_pipeline_precision_uses_the_copy_beside_the_model(precision, missing, stamped, random_onnx, tmp_path, image,
+                                                           request):
     import shutil
 
     net = tmp_path / "net.onnx"
     shutil.copy(random_onnx, net)
-    with pytest.raises(ModelLoadError, match="--mode fp16"):
-        PosePipeline(net, device="cpu", detector=FixedBoxDetector(), precision="fp16")
-    shutil.copy(fp16_tiny, tmp_path / "net.fp16.onnx")
-    pipe = PosePipeline(net, device="cpu", detector=FixedBoxDetector(), precision="fp16", max_persons=2)
-    assert pipe.hmr.path.name == "net.fp16.onnx" and pipe.hmr.model_info["precision"] == "fp16"
-    assert len(pipe.predict(image).persons) == 1
-
-
-def test_pipeline_int8_flag_uses_the_int8_file(random_onnx, int8_tiny, tmp_path, image):
-    import shutil
-
-    net = tmp_path / "net.onnx"
-    shutil.copy(random_onnx, net)
-    with pytest.raises(ModelLoadError, match="int8 model not found"):
-        PosePipeline(net, device="cpu", detector=FixedBoxDetector(), precision="int8")
-    shutil.copy(int8_tiny, tmp_path / "net.int8.onnx")
-    pipe = PosePipeline(net, device="cpu", detector=FixedBoxDetector(), precision="int8", max_persons=2)
-    assert pipe.hmr.path.name == "net.int8.onnx" and pipe.hmr.model_info["precision"] == "int8-static"
+    with pytest.raises(ModelLoadError, match=missing):
+        PosePipeline(net, device="cpu", detector=FixedBoxDetector(), precision=precision)
+    shutil.copy(request.getfixturevalue(f"{precision}_tiny"), tmp_path / f"net.{precision}.onnx")
+    pipe = PosePipeline(net, device="cpu", detector=FixedBoxDetector(), precision=precision, max_persons=2)
+    assert pipe.hmr.path.name == f"net.{precision}.onnx" and pipe.hmr.model_info["precision"] == stamped
     assert len(pipe.predict(image).persons) == 1
 
 

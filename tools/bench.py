@@ -210,10 +210,9 @@ def run(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     from tools._cli import run_main
 
-    return run_main(run, args)
+    return run_main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

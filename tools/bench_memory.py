@@ -154,10 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--async-detector", action="store_true", help="detector on its own thread")
     p.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "instanthmr_perf"))
     p.add_argument("--json", default=None, help="write the checkpoints and summary to this JSON file")
-    args = p.parse_args(argv)
     from tools._cli import run_main
 
-    return run_main(run, args)
+    return run_main(p, run, argv)
 
 
 if __name__ == "__main__":
