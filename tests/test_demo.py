@@ -129,7 +129,8 @@ def test_help_explains_every_flag(capsys):
                  "--max-persons", "--detector-stride", "--frame-skip", "--no-batch-persons", "--save-rrd",
                  "--no-spawn", "--max-frames", "--save-json", "--out-video", "--random-init", "--detector",
                  "--detector-weights", "--smooth", "--keypoint-crops", "--save-csv", "--save-npz", "--save-bvh",
-                 "--mhr-model", "--mhr-lod", "--mhr-overlay", "--random-init-config", "--quiet"):
+                 "--mhr-model", "--mhr-lod", "--mhr-overlay", "--random-init-config", "--quiet", "--threads",
+                 "--int8", "--fp16", "--io-binding", "--cuda-graph", "--detector-resolution", "--async-detector"):
         assert flag in text, flag
     for action in demo.build_parser()._actions:  # no flag without an explanation
         assert action.help and len(action.help) > 10, action.option_strings
