@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .paths import MODELS_DIR
-from .runtime import ModelLoadError, OnnxModel, precision_path
+from .runtime import ModelLoadError, OnnxModel, first_line, precision_path
 
 #: RF-DETR's COCO label space keeps the original sparse COCO category ids, where person is 1.
 COCO_PERSON_ID = 1
@@ -200,11 +200,6 @@ def _quiet_rfdetr():
     logging.getLogger("rf-detr").setLevel(logging.ERROR)
 
 
-def _one_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return (s.splitlines()[0] if s else type(e).__name__)[:200]
-
-
 class RFDETRDetector(PersonDetector):
     """RF-DETR through the ``rfdetr`` package (torch).
 
@@ -248,13 +243,13 @@ class RFDETRDetector(PersonDetector):
         except ModelLoadError:
             raise
         except ImportError as e:
-            raise ModelLoadError(f"the rfdetr package is needed for the torch RF-DETR detector ({_one_line(e)}); "
+            raise ModelLoadError(f"the rfdetr package is needed for the torch RF-DETR detector ({first_line(e)}); "
                                  "pip install rfdetr, or use an exported detector: --detector PATH.onnx") from None
         except Exception as e:  # requests errors, torch.load errors, size mismatches: one clear line
             if pretrained and self.weights is not None and not self.weights.is_file():
-                raise ModelLoadError(missing_weights_message(variant, _one_line(e))) from None
+                raise ModelLoadError(missing_weights_message(variant, first_line(e))) from None
             raise ModelLoadError(f"cannot load RF-DETR {variant} from {self.weights or 'random init'}: "
-                                 f"{_one_line(e)}") from None
+                                 f"{first_line(e)}") from None
         self.resolution = int(self.model.model.resolution)
         if self.half:
             self.model.model.model.half()
@@ -403,7 +398,7 @@ class BoxFileDetector(PersonDetector):
         try:
             data = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ModelLoadError(f"{path}: not a readable JSON box file ({_one_line(e)})") from None
+            raise ModelLoadError(f"{path}: not a readable JSON box file ({first_line(e)})") from None
         entries = data.get("frames") if isinstance(data, dict) else data
         if not isinstance(entries, list):
             raise ModelLoadError(f"{path}: expected a list of frames or {{'frames': [...]}} at the top level")
@@ -431,7 +426,7 @@ class BoxFileDetector(PersonDetector):
                     scores = b[:, 4] if b.shape[1] == 5 else np.ones(len(b), np.float32)
                 frames[idx] = Detections(b[:, :4], scores)
         except (TypeError, ValueError, KeyError) as e:
-            raise ModelLoadError(f"{path}: malformed box file ({_one_line(e)})") from None
+            raise ModelLoadError(f"{path}: malformed box file ({first_line(e)})") from None
         return frames
 
     def reset(self) -> None:

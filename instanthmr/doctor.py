@@ -12,6 +12,7 @@ import sys
 
 from instanthmr import __version__
 from instanthmr.paths import MODELS_DIR, shared_data_dir
+from instanthmr.runtime import first_line
 
 #: (file in models/, what it is, where it comes from)
 MODEL_FILES = (
@@ -60,7 +61,7 @@ def report() -> tuple[list[str], bool]:
             importlib.import_module(mod)
         except Exception as e:  # report any import failure, keep going
             ok = False
-            lines.append(f"  PROBLEM: cannot import {mod}: {str(e).splitlines()[0]}")
+            lines.append(f"  PROBLEM: cannot import {mod}: {first_line(e, None)}")
     try:
         import onnxruntime as ort
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .geometry import (CROP_SCALE, CROP_SIZE, box_center_size, cliff_condition, crop_cam_to_full, crop_person,
                        crop_to_image, default_focal)
-from .runtime import ModelLoadError, OnnxModel
+from .runtime import ModelLoadError, OnnxModel, first_line
 
 OUTPUT_NAMES: tuple[str, ...] = ("mhr_params", "shape_params", "cam_trans", "joints_2d", "joints_3d")
 WHOLEBODY_OUTPUT = "joints_3d_wholebody"
@@ -139,9 +139,8 @@ class InstantHMR(OnnxModel):
                 self.warmup()
             except Exception as e:  # a graph that loads but cannot run here (e.g. CUDA graph capture refused)
                 levers = [n for n, on in (("I/O binding", self.io_binding), ("CUDA graph", self.cuda_graph)) if on]
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
                 raise ModelLoadError(f"{self.path}: the first run failed on {self.provider}"
-                                     f"{' with ' + ' + '.join(levers) if levers else ''}: {first}"
+                                     f"{' with ' + ' + '.join(levers) if levers else ''}: {first_line(e)}"
                                      f"{' (try without those flags)' if levers else ''}") from None
 
     def __repr__(self) -> str:

@@ -38,6 +38,13 @@ def stamp_metadata(model_proto, meta: dict) -> None:
             model_proto.metadata_props.add(key=k, value=str(v))
 
 
+def first_line(error: BaseException, limit: int | None = 200) -> str:
+    """An exception as one short line for a user-facing message: its first non-empty line (its type's name
+    when it has no message), cut to ``limit`` characters."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:limit]
+
+
 class ModelLoadError(RuntimeError):
     """A model file is missing, unreadable, not ONNX, or not the model that was expected."""
 
@@ -133,8 +140,7 @@ class OnnxModel:
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
         except Exception as e:  # ORT raises several exception types for bad files
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelLoadError(f"{self.path}: not a loadable ONNX model ({first_line[:200]})") from None
+            raise ModelLoadError(f"{self.path}: not a loadable ONNX model ({first_line(e)})") from None
         self.provider = self.session.get_providers()[0]
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]

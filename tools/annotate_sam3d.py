@@ -126,17 +126,17 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
     if not todo:
         return 0
-    try:
-        teacher = SAM3DBodyTeacher(args.checkpoint, args.mhr_path, args.device)
-        from instanthmr.detector import create_detector
-        from instanthmr.runtime import ModelLoadError
+    from instanthmr.detector import create_detector
+    from instanthmr.runtime import ModelLoadError, first_line
 
+    try:  # (imported above: the except clauses below name ModelLoadError whatever fails first)
+        teacher = SAM3DBodyTeacher(args.checkpoint, args.mhr_path, args.device)
         detector = create_detector(args.detector, confidence=args.det_conf, max_persons=args.max_persons)
     except TeacherUnavailableError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (ModelLoadError, ValueError, RuntimeError) as e:
-        print(f"error: detector: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+        print(f"error: detector: {first_line(e, None)}", file=sys.stderr)
         return 2
     writer.teacher_version = teacher.version
 

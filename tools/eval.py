@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from instanthmr.data.shards import ShardFormatError
-    from instanthmr.runtime import ModelLoadError
+    from instanthmr.runtime import ModelLoadError, first_line
     from instanthmr.train.evaluate import evaluate_gt3d, evaluate_shards, format_table, load_predictor
 
     gt_root = None
@@ -59,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         if gt_root is not None:
             report["gt3d"] = evaluate_gt3d(predictor, gt_root)
     except (ModelLoadError, CheckpointError, ShardFormatError, FileNotFoundError, ValueError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {first_line(e, None)}", file=sys.stderr)
         return 2
     print(f"model: {report['predictor']}")
     print(format_table(report))

@@ -104,6 +104,8 @@ def check_parity(model, path: str | Path, fp16: bool = False, batch: int = 3, se
     import onnxruntime as ort
     import torch
 
+    from instanthmr.runtime import first_line
+
     names = tuple(model.output_names)
     image, cliff = _random_inputs(batch, model.config.input_size, seed)
     with torch.no_grad():
@@ -120,8 +122,8 @@ def check_parity(model, path: str | Path, fp16: bool = False, batch: int = 3, se
     except Exception as e:
         if not fp16:
             raise ExportError(f"{path}: ONNX Runtime cannot run the exported fp32 graph "
-                              f"({str(e).strip().splitlines()[0][:200]})") from None
-        report["skipped"] = f"ONNX Runtime CPU cannot run this fp16 graph ({str(e).strip().splitlines()[0][:120]})"
+                              f"({first_line(e)})") from None
+        report["skipped"] = f"ONNX Runtime CPU cannot run this fp16 graph ({first_line(e, 120)})"
         return report
     report["provider"] = sess.get_providers()[0]
     ok = True

@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from instanthmr.data.shards import ShardFormatError
     from instanthmr.model import CheckpointError, PretrainedWeightsError
+    from instanthmr.runtime import first_line
     from instanthmr.train.trainer import Trainer, TrainingError
 
     if args.threads:
@@ -71,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         history = trainer.fit()
     except (TrainingError, ShardFormatError, CheckpointError, PretrainedWeightsError, FileNotFoundError,
             KeyError, ValueError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {first_line(e, None)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if "trainer" in locals():

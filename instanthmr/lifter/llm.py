@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from instanthmr.runtime import first_line
+
 
 class LifterLoadError(RuntimeError):
     """The lifter model, adapter or a package it needs could not be loaded."""
@@ -38,7 +40,7 @@ def _device_and_dtype(device: str, dtype: str):
 
 
 def _short(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    return first_line(e, 300)
 
 
 class LifterLM:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from torch import nn
 
+from ..runtime import first_line
+
 
 class PretrainedWeightsError(RuntimeError):
     """Backbone weights were asked for but could not be read or downloaded."""
@@ -54,9 +56,9 @@ def create_backbone(name: str, pretrained: str | os.PathLike | None = None, **kw
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, features_only=True,
                                  out_indices=(-1,), **kwargs)
     except Exception as e:  # hub/network errors and state-dict mismatches come in many types
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         hint = "; pass a local weights file instead" if not overlay else ""
-        raise PretrainedWeightsError(f"could not load {name} backbone weights from {source} ({first}){hint}") from None
+        raise PretrainedWeightsError(f"could not load {name} backbone weights from {source} "
+                                     f"({first_line(e, 160)}){hint}") from None
 
 
 def feature_channels(backbone: nn.Module) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..runtime import first_line
 from .config import ModelConfig
 
 
@@ -47,8 +48,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({msg})") from None
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({first_line(e, 160)})") from None
     if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt):
         keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: not an InstantHMR checkpoint (needs 'model' and 'config', has {keys})")
@@ -72,7 +72,7 @@ def load_checkpoint(path: str | os.PathLike, strict: bool = True):
         model.load_state_dict(ckpt["model"], strict=strict)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not match config {config.name!r} "
-                              f"({str(e).strip().splitlines()[0][:160]})") from None
+                              f"({first_line(e, 160)})") from None
     model.step = int(ckpt.get("step", 0))
     model.checkpoint_extra = {k: v for k, v in ckpt.items() if k not in ("model", "config", "step")}
     return model.eval()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from instanthmr.data.augment import AugmentConfig
+from instanthmr.runtime import first_line
 
 
 class ConfigError(ValueError):
@@ -152,7 +153,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+            raise ConfigError(f"{path}: not valid YAML ({first_line(e, None)})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         if "include" in data:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from instanthmr.data.augment import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig
+from instanthmr.runtime import first_line
 from instanthmr.train.config import TrainConfig
 from instanthmr.train.dataset import ShardBlockSampler, ShardDataset
 from instanthmr.train.losses import distillation_loss, root_relative
@@ -206,7 +207,7 @@ class Trainer:
             ckpt = read_checkpoint(path)
             self.model.load_state_dict(ckpt["model"])
         except (CheckpointError, RuntimeError) as e:
-            raise TrainingError(f"cannot resume from {path}: {str(e).splitlines()[0][:200]}") from None
+            raise TrainingError(f"cannot resume from {path}: {first_line(e)}") from None
         if "optimizer" in ckpt:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scaler") and self.scaler.is_enabled():
