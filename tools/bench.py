@@ -14,11 +14,9 @@ frame, 0 on reused frames), hmr_ms, total_ms and wall_ms, detector calls, person
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -28,6 +26,7 @@ from instanthmr.detector import RFDETR_VARIANTS  # noqa: E402
 from instanthmr.io import SourceError, VideoSource  # noqa: E402
 from instanthmr.paths import DEFAULT_MODEL  # noqa: E402
 from instanthmr.runtime import DEVICES, ModelLoadError, precision_from_flags, precision_path  # noqa: E402
+from tools._cli import run_main, utc_stamp, write_json_report  # noqa: E402
 
 STAGES = ("detector_ms", "hmr_ms", "total_ms", "wall_ms")
 
@@ -196,22 +195,17 @@ def run(args) -> dict:
         "detector_file": str(detector.path) if getattr(detector, "path", None) else None,
         "det_confidence": args.det_confidence, "max_persons": args.max_persons,
         "batch_persons": not args.no_batch_persons, "warmup": args.warmup, "measured_frames": len(frames) - args.warmup,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": utc_stamp(),
         "machine": f"{platform.machine()} {platform.processor() or ''} {platform.system()}".strip(),
         "strides": rows,
     }
     if random_note:
         print(f"\nNOTE: {random_note}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1))
-        print(f"wrote {args.json}")
+    write_json_report(args.json, report)
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tools._cli import run_main
-
     return run_main(build_parser(), run, argv)
 
 

@@ -32,14 +32,12 @@ fixed person box (the detector still runs in full); ``--keep-boxes`` turns that 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -51,6 +49,7 @@ from instanthmr.detector import Detections, PersonDetector  # noqa: E402
 from instanthmr.io import SourceError  # noqa: E402
 from instanthmr.paths import DEFAULT_MODEL, shared_data_dir  # noqa: E402
 from instanthmr.runtime import ModelLoadError  # noqa: E402
+from tools._cli import run_main, utc_stamp, write_json_report  # noqa: E402
 
 LEVER_NAMES = ("threads", "resolution", "int8_detector", "int8_network", "async")
 LEVERS = {  # variant -> which levers are on, in LEVER_NAMES order
@@ -239,11 +238,8 @@ def run(args) -> dict:
               "hmr": str(models["hmr"]), "random_hmr": models["random_hmr"], "detector": str(models["det"]),
               "random_detector": models["random_det"], "fixed_box": box,
               "load_before": load_before, "load_after": load_after, "cpus": os.cpu_count(),
-              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "rows": rows}
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1))
-        print(f"wrote {args.json}")
+              "date": utc_stamp(), "rows": rows}
+    write_json_report(args.json, report)
     return report
 
 
@@ -273,8 +269,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tools._cli import run_main
-
     return run_main(build_parser(), run, argv)
 
 

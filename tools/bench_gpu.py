@@ -28,7 +28,7 @@ printed. Benchmark tool, not a test: run it on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import platform
 import shutil
 import statistics
@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -45,7 +44,8 @@ if __package__ in (None, ""):
 import numpy as np  # noqa: E402
 
 from instanthmr.io import SourceError  # noqa: E402
-from instanthmr.runtime import DEVICES, ModelLoadError, providers_for  # noqa: E402
+from instanthmr.runtime import DEVICES, ModelLoadError, first_line, providers_for  # noqa: E402
+from tools._cli import run_main, utc_stamp, write_json_report  # noqa: E402
 
 # Published by the InstantHMR authors (README of mohamdev/InstantHMR): RTX 4070, fp16, CUDA provider, 1080p video.
 RTX4070 = {"hmr_ms_per_frame": 5.0, "fps_per_stride": {1: 30.9, 2: 53.8, 3: 70.4, 4: 83.9}}
@@ -70,23 +70,16 @@ def device_name(device: str) -> str:
                 break
     except OSError:
         pass
-    import os
-
     return f"CPU: {cpu}, {os.cpu_count()} logical cores"
 
 
 def network_files(model: str | None, config: str, cache: Path) -> tuple[dict[str, Path], bool]:
-    """``({"fp32": path, "fp16": path}, random_init)``: the given file (or a random-init export of ``config``)
-    and its fp16 copy, made once beside it."""
+    """``({"fp32": path, "fp16": path}, random_init)``: the given file (checked by :func:`run`) or a random-init
+    export of ``config``, and its fp16 copy, made once beside it."""
     from instanthmr.pipeline import random_init_onnx
     from tools.quantize_onnx import quantize
 
-    if model:
-        fp32 = Path(model)
-        if not fp32.is_file():
-            raise ModelLoadError(f"InstantHMR model not found: {fp32} (see models/README.md)")
-    else:
-        fp32 = random_init_onnx(config, cache_dir=cache)
+    fp32 = Path(model) if model else random_init_onnx(config, cache_dir=cache)
     fp16 = fp32.with_name(f"{fp32.stem}.fp16.onnx")
     if not fp16.is_file():
         quantize(fp32, fp16, mode="fp16")
@@ -106,19 +99,17 @@ def hmr_latency(files: dict[str, Path], batches: list[int], device: str, runs: i
     rows = []
     for batch in batches:
         fns, providers = {}, {}
-        rng = np.random.default_rng(batch)
-        crops = rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)
         cliff = np.tile(np.float32([[0.1, -0.1, 0.5]]), (batch, 1))
         for prec, path in files.items():
             for lever in levers:
                 try:  # building warms up (and captures a CUDA graph); the first call checks the shapes
                     hmr = InstantHMR(path, device=device, max_persons=batch, padding="fixed", threads=threads,
                                      io_binding=lever != "plain", cuda_graph=lever == "cuda_graph")
-                    x = crops if hmr.input_size == 224 else rng.standard_normal(
+                    x = np.random.default_rng(batch).standard_normal(
                         (batch, 3, hmr.input_size, hmr.input_size)).astype(np.float32)
                     hmr(x, cliff)
                 except Exception as e:  # noqa: BLE001 - any runtime refusal becomes a row, not a traceback
-                    msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                    msg = first_line(e)
                     print(f"{prec} + {lever} at batch {batch}: not measured ({msg})", file=sys.stderr, flush=True)
                     rows.append({"precision": prec, "lever": lever, "batch": batch, "error": msg})
                     continue
@@ -271,16 +262,13 @@ def run(args) -> dict:
                      "1 person per frame at --det-confidence 0")
     report = {
         "device_name": device_name(args.device), "device": args.device, "provider": e2e["provider"],
-        "onnxruntime": ort.__version__, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "onnxruntime": ort.__version__, "date": utc_stamp(),
         "model": str(files["fp32"]), "random_init": random_init, "hmr": hmr, "best_hmr": best,
         "video": str(args.video), "video_size": [int(round(args.height * 16 / 9 / 2)) * 2, args.height],
         "decode": dec, "end_to_end": e2e, "published_rtx4070": RTX4070, "notes": notes,
     }
     print("\n" + format_report(report))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1, default=str))
-        print(f"wrote {args.json}")
+    write_json_report(args.json, report)
     return report
 
 
@@ -315,8 +303,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tools._cli import run_main
-
     return run_main(build_parser(), run, argv)
 
 

@@ -16,12 +16,10 @@ boxes are replaced by one fixed person box so every frame runs the network).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -31,6 +29,7 @@ import numpy as np  # noqa: E402
 
 from instanthmr.io import SourceError  # noqa: E402
 from instanthmr.paths import DEFAULT_MODEL, shared_data_dir  # noqa: E402
+from tools._cli import run_main, utc_stamp, write_json_report  # noqa: E402
 
 
 def rss_mb() -> tuple[float, float]:
@@ -129,13 +128,10 @@ def run(args) -> dict:
               "peak_rss_mb": max(c["peak_mb"] for c in checkpoints),
               "growth_mb": float(y[-1] - y[0]), "growth_from_frame": int(x[0]),
               "slope_mb_per_1000_frames": slope, "checkpoints": checkpoints, "load_after": os.getloadavg(),
-              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+              "date": utc_stamp()}
     print(f"peak RSS {report['peak_rss_mb']:.1f} MB; RSS change frame {int(x[0])} -> {int(x[-1])}: "
           f"{report['growth_mb']:+.1f} MB (slope {slope:+.2f} MB / 1000 frames); {persons} person-frames")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1))
-        print(f"wrote {args.json}")
+    write_json_report(args.json, report)
     return report
 
 
@@ -154,8 +150,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--async-detector", action="store_true", help="detector on its own thread")
     p.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "instanthmr_perf"))
     p.add_argument("--json", default=None, help="write the checkpoints and summary to this JSON file")
-    from tools._cli import run_main
-
     return run_main(p, run, argv)
 
 
