@@ -143,8 +143,11 @@ def main(argv=None) -> int:
 
     pkgs, remove, ort = plan(plat, extras)
     pip = [python, "-m", "pip"]
+    # The project itself, editable and without dependency resolution (the line above chose them, and letting
+    # pip resolve again could pull the ONNX Runtime build that was just removed): `import instanthmr` and the
+    # console scripts work from anywhere, and tools/*.py need no sys.path edits.
     commands = [pip + ["uninstall", "-y", *remove], pip + ["install", "--upgrade", "pip"],
-                pip + ["install", *pkgs]]
+                pip + ["install", *pkgs], pip + ["install", "--no-deps", "-e", str(ROOT)]]
     for cmd in commands:
         print("$ " + " ".join(_quote(c) for c in cmd), flush=True)
         if args.dry_run:

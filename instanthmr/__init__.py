@@ -1,10 +1,51 @@
 """InstantHMR: real-time monocular 3D human pose (70 MHR keypoints, body-model parameters, camera
 translation) from a person detector and one small ONNX network.
 
-Runtime modules (numpy + OpenCV + onnxruntime only): ``skeleton``, ``geometry``, ``metrics``, ``paths``,
-``runtime``, ``inference``, ``detector`` (ONNX path), ``mp_detector``, ``pipeline``, ``tracking``,
-``smoothing``, ``results_io``, ``visualizer``. Training, export and teachers (torch): ``instanthmr.model``,
-``instanthmr.train``, ``instanthmr.data``, ``instanthmr.teachers``, ``instanthmr.lifter``, ``mhr_layer``.
+The package is built in floors, each importing only those below it (docs/architecture.md; tests/test_layers.py
+enforces it)::
+
+    core      numpy only: skeletons, geometry, metrics, paths, errors
+    body      the MHR body model (numpy forward; mhr_torch for training)
+    runtime   numpy + OpenCV + ONNX Runtime: sessions, the HMR network, detectors, the frame pipeline
+    video     sources, tracking, smoothing
+    outputs   JSON / CSV / NPZ / BVH, the Rerun viewer, overlays
+    teachers  MediaPipe, SAM 3D Body, the LLM lifter
+    training  torch: network, data, losses, trainer, export, quantisation
+    cli       demo, doctor and every tool
+
+The main names are importable from here, lazily (``import instanthmr`` loads no torch and no ONNX Runtime)::
+
+    from instanthmr import PosePipeline, InstantHMR, HMRPrediction, FrameResult, RFDETRDetector
 """
 
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "PosePipeline": "instanthmr.runtime.pipeline",
+    "FrameResult": "instanthmr.runtime.pipeline",
+    "InstantHMR": "instanthmr.runtime.hmr",
+    "HMRPrediction": "instanthmr.runtime.hmr",
+    "RFDETRDetector": "instanthmr.runtime.detector",
+    "OnnxDetector": "instanthmr.runtime.detector",
+    "Detections": "instanthmr.runtime.detector",
+    "create_detector": "instanthmr.runtime.detector",
+    "ModelLoadError": "instanthmr.runtime.session",
+    "TrackingPipeline": "instanthmr.video.tracking",
+}
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'instanthmr' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from instanthmr.paths import shared_data_dir, shared_mhr_dir  # noqa: E402
+from instanthmr.core.paths import shared_data_dir, shared_mhr_dir
 
 
 @pytest.fixture(scope="session")
@@ -32,9 +27,9 @@ def mhr_dir() -> Path:
 
 # --- random-init InstantHMR ONNX files (owner: issue 3, network/export) -------------------------------------
 def _export_random_onnx(path: Path, **overrides) -> Path:
-    from instanthmr.model import build_model
-    from instanthmr.model.random_init import randomize_
-    from tools.export_onnx import export_onnx
+    from instanthmr.training.export import export_onnx
+    from instanthmr.training.model import build_model
+    from instanthmr.training.model.random_init import randomize_
 
     model = randomize_(build_model("instanthmr_tiny_test", **overrides), seed=0).eval()
     report = export_onnx(model, path)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in this file may touch the network
@@ -15,12 +14,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in this file may touch the network
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from instanthmr.data.shards import ShardReader, ShardWriter  # noqa: E402
-from instanthmr.lifter import format_target, normalize_3d  # noqa: E402
-from instanthmr.lifter.llm import Generation  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-import annotate_llm  # noqa: E402
+from instanthmr.cli import annotate_llm  # noqa: E402
+from instanthmr.teachers.lifter import format_target, normalize_3d  # noqa: E402
+from instanthmr.teachers.lifter.llm import Generation  # noqa: E402
+from instanthmr.training.data.shards import ShardReader, ShardWriter  # noqa: E402
 
 
 def people_npz(path: Path, n: int = 4) -> tuple[Path, np.ndarray]:
@@ -137,7 +134,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
-    from instanthmr.lifter.llm import build_tiny_causal_lm
+    from instanthmr.teachers.lifter.llm import build_tiny_causal_lm
 
     return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny_lm"))
 
@@ -158,8 +155,8 @@ def test_tiny_lm_generation_path(tiny_lm, tmp_path, capsys):
 
 
 def test_system_role_fallback(tiny_lm):
-    from instanthmr.lifter import build_messages
-    from instanthmr.lifter.llm import LifterLM
+    from instanthmr.teachers.lifter import build_messages
+    from instanthmr.teachers.lifter.llm import LifterLM
 
     lm = LifterLM.load(str(tiny_lm), device="cpu", max_new_tokens=2)
     msgs = build_messages(np.random.default_rng(0).normal(size=(133, 2)))

@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from instanthmr.data.shards import ShardReader
-from instanthmr.mp_teacher import MediaPipeLabel
-from tools.annotate_mediapipe import annotate, main
+from instanthmr.cli.annotate_mediapipe import annotate, main
+from instanthmr.teachers.mediapipe import MediaPipeLabel
+from instanthmr.training.data.shards import ShardReader
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,7 +105,7 @@ def test_cli_reports_bad_inputs_in_one_line(tmp_path):
 
 def test_real_teacher_on_a_real_video(shared_data, tmp_path):
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (TFLite interpreter) not installed")
-    from instanthmr import mediapipe_models as mpm
+    from instanthmr.runtime import mediapipe as mpm
 
     if not mpm.mediapipe_models_present():
         pytest.skip("MediaPipe models not fetched (python tools/fetch_models.py mediapipe)")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from instanthmr import geometry
-from instanthmr.data.augment import AugmentConfig, make_crop_sample, normalize_crops
-from instanthmr.data.shards import ShardReader, load_source_image
-from instanthmr.data.synthetic import synthetic_person, write_synthetic_shards
-from instanthmr.skeleton import MHR70_INDEX
+from instanthmr.core import geometry
+from instanthmr.core.skeleton import MHR70_INDEX
+from instanthmr.training.data.augment import AugmentConfig, make_crop_sample, normalize_crops
+from instanthmr.training.data.shards import ShardReader, load_source_image
+from instanthmr.training.data.synthetic import synthetic_person, write_synthetic_shards
 
 LW, RW = MHR70_INDEX["left_wrist"], MHR70_INDEX["right_wrist"]
 

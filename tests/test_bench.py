@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import bench
+from instanthmr.cli import bench
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_bench_gpu_table_on_cpu(tmp_path, shared_data, random_onnx, capsys):
     import cv2
     import onnx
 
-    from tools import bench_gpu
+    from instanthmr.cli import bench_gpu
 
     model = tmp_path / "net.onnx"
     shutil.copy(random_onnx, model)
@@ -119,7 +119,7 @@ def test_bench_gpu_table_on_cpu(tmp_path, shared_data, random_onnx, capsys):
 
 
 def test_bench_gpu_bad_input(tmp_path, random_onnx, capsys):
-    from tools import bench_gpu
+    from instanthmr.cli import bench_gpu
 
     assert bench_gpu.main(["--video", str(tmp_path / "none.mp4"), "--model", str(random_onnx), "--device", "cpu",
                            "--cache-dir", str(tmp_path), "--batches", "1", "--runs", "1"]) == 1
@@ -129,7 +129,7 @@ def test_bench_gpu_bad_input(tmp_path, random_onnx, capsys):
 
 
 def test_blocked_round_robin_times_every_variant_in_blocks():
-    from tools.bench_model import blocked_round_robin_ms
+    from instanthmr.cli.bench_model import blocked_round_robin_ms
 
     order = []
     fns = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
@@ -146,8 +146,8 @@ def test_bench_e2e_variants_and_levers(tmp_path, shared_data, capsys):
     declared, the int8 network quantised only when a variant asks for it, ratios against straightforward."""
     import torch
 
-    from tools import bench_e2e
-    from tools.export_detector import export_detector
+    from instanthmr.cli import bench_e2e
+    from instanthmr.cli.export_detector import export_detector
 
     torch.manual_seed(0)
     det = export_detector("nano", tmp_path / "rf-detr-nano-128.onnx", pretrained=False, resolution=128)
@@ -180,8 +180,8 @@ def test_bench_gpu_fp16_end_to_end_with_an_exported_detector(tmp_path, shared_da
 
     import torch
 
-    from tools import bench_gpu
-    from tools.export_detector import export_detector
+    from instanthmr.cli import bench_gpu
+    from instanthmr.cli.export_detector import export_detector
 
     torch.manual_seed(0)
     det = export_detector("nano", tmp_path / "det.onnx", pretrained=False, resolution=128)
@@ -204,8 +204,8 @@ def test_bench_gpu_fp16_end_to_end_with_an_exported_detector(tmp_path, shared_da
 def test_bench_gpu_a_refused_variant_becomes_a_row(tmp_path, random_onnx, monkeypatch, capsys):
     """A lever the runtime refuses (as ONNX Runtime does a CUDA graph with CPU-placed nodes) is reported in
     its row and on stderr; the other variants are still timed."""
-    from instanthmr import inference
-    from tools import bench_gpu
+    from instanthmr.cli import bench_gpu
+    from instanthmr.runtime import hmr as inference
 
     real = inference.InstantHMR
 

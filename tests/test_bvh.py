@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from instanthmr.bvh import BVHError, coco_wholebody_joints, detect_profile, load_bvh
-from instanthmr.skeleton import COCO_WHOLEBODY_INDEX as CI
+from instanthmr.core.skeleton import COCO_WHOLEBODY_INDEX as CI
+from instanthmr.outputs.bvh import BVHError, coco_wholebody_joints, detect_profile, load_bvh
 
 TINY = """HIERARCHY
 ROOT Hips

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from instanthmr import paths
-from instanthmr.io import read_image_rgb
+from instanthmr.core import paths
+from instanthmr.video.sources import read_image_rgb
 
 
 def test_default_model_prefers_released_then_starter(tmp_path, monkeypatch):
@@ -27,7 +27,7 @@ def test_sample_image_is_a_real_photo():
 
 
 def test_demo_sample_image_runs_offline(tmp_path):
-    from instanthmr.mediapipe_models import mediapipe_models_present
+    from instanthmr.runtime.mediapipe import mediapipe_models_present
 
     if not mediapipe_models_present():
         pytest.skip("offline MediaPipe models not fetched (python tools/fetch_models.py mediapipe)")
@@ -39,7 +39,7 @@ def test_demo_sample_image_runs_offline(tmp_path):
     assert "bundled sample photo" in res.stdout and "grace_hopper.jpg" in res.stdout
     if not paths.DEFAULT_MODEL.is_file() and paths.STARTER_MODEL.is_file():  # says which network ran
         assert "offline starter model" in res.stderr and "instanthmr-starter.onnx" in res.stdout
-    from instanthmr.detector import resolve_rfdetr_weights
+    from instanthmr.runtime.detector import resolve_rfdetr_weights
 
     if not resolve_rfdetr_weights("nano")[1]:  # offline: RF-DETR has no weights, the fallback says so
         assert "detector: mediapipe" in res.stdout

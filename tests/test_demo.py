@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import demo
-from instanthmr.io import count_video_frames
+from instanthmr.cli import demo
+from instanthmr.video.sources import count_video_frames
 
 ROOT = Path(__file__).resolve().parent.parent
 RERUN = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "rerun"
@@ -96,8 +96,8 @@ def test_image_headless(tmp_path, photo, random_onnx):
     assert len(data["frames"]) == 1 and len(data["frames"][0]["persons"]) == 1
     assert data["meta"]["joint_order"].startswith("MHR70") and data["meta"]["image_size"] == [1280, 720]
     # the JSON holds the network's answer for that photo and box (not, e.g., a blank or a resized frame's)
-    from instanthmr.inference import InstantHMR
-    from instanthmr.io import read_image_rgb
+    from instanthmr.runtime.hmr import InstantHMR
+    from instanthmr.video.sources import read_image_rgb
 
     person = data["frames"][0]["persons"][0]
     ref = InstantHMR(random_onnx, device="cpu", warmup=False).predict(read_image_rgb(photo), [[500, 0, 900, 700]])[0]
@@ -173,7 +173,7 @@ def test_bad_inputs_give_one_line_and_exit_1(tmp_path, random_onnx, capsys):
 
 
 def test_bad_models(tmp_path, photo, monkeypatch, capsys):
-    from instanthmr import paths
+    from instanthmr.core import paths
 
     # neither the released network nor the starter: the error names the file to download
     monkeypatch.setattr(demo, "DEFAULT_MODEL", tmp_path / "models" / "instanthmr.onnx")
@@ -195,7 +195,7 @@ def test_bad_models(tmp_path, photo, monkeypatch, capsys):
 def test_precision_and_gpu_lever_flags(tmp_path, photo, random_onnx, capsys):
     import shutil
 
-    from tools.quantize_onnx import quantize
+    from instanthmr.training.quantize import quantize
 
     net = tmp_path / "net.onnx"
     shutil.copy(random_onnx, net)
@@ -244,8 +244,8 @@ def test_no_people_exit_3_with_outputs(tmp_path, clip, random_onnx, capsys):
 
 
 def test_interrupted_video_keeps_processed_frames(tmp_path, clip, random_onnx, monkeypatch, capsys):
-    from instanthmr import pipeline as pipeline_mod
-    from instanthmr.detector import Detections, PersonDetector
+    from instanthmr.runtime import pipeline as pipeline_mod
+    from instanthmr.runtime.detector import Detections, PersonDetector
 
     class StopAtFrame3(PersonDetector):
         name = "stopper"
@@ -269,8 +269,8 @@ def test_interrupted_video_keeps_processed_frames(tmp_path, clip, random_onnx, m
 def test_draw_frame_colours_parts_and_leaves_input_alone():
     from types import SimpleNamespace as NS
 
-    from instanthmr.skeleton import MHR70_INDEX
-    from instanthmr.visualizer import GROUP_COLORS, draw_frame
+    from instanthmr.core.skeleton import MHR70_INDEX
+    from instanthmr.outputs.visualizer import GROUP_COLORS, draw_frame
 
     img = np.zeros((200, 300, 3), np.uint8)
     j2d = np.full((70, 2), np.nan)

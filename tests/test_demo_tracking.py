@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import demo
-from instanthmr.bvh import load_bvh
-from instanthmr.detector import Detections, PersonDetector
-from instanthmr.io import count_video_frames
-from instanthmr.results_io import CSV_COLUMNS, read_npz_tracks
+from instanthmr.cli import demo
+from instanthmr.outputs.bvh import load_bvh
+from instanthmr.outputs.files import CSV_COLUMNS, read_npz_tracks
+from instanthmr.runtime.detector import Detections, PersonDetector
+from instanthmr.video.sources import count_video_frames
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMES = 12  # of the 30 fps football clip: enough for the 0.1 s offline smoother to act
@@ -215,7 +215,7 @@ def test_default_smoothing_per_source():
 
 def test_interrupted_offline_run_writes_every_output_for_the_frames_done(tmp_path, clip, random_onnx, monkeypatch,
                                                                          capsys):
-    from instanthmr import pipeline as pipeline_mod
+    from instanthmr.runtime import pipeline as pipeline_mod
 
     class StopAtFrame3(PersonDetector):
         name = "stopper"
@@ -255,7 +255,8 @@ def test_unwritable_output_is_one_line_before_any_work(tmp_path, photo, random_o
 
 
 def test_tracking_pipeline_wraps_the_real_pose_pipeline(random_onnx):
-    from instanthmr.pipeline import PosePipeline, TrackedFrame, TrackingPipeline, enlarge_boxes
+    from instanthmr.runtime.pipeline import PosePipeline, enlarge_boxes
+    from instanthmr.video.tracking import TrackedFrame, TrackingPipeline
 
     class Fixed(PersonDetector):
         name = "fixed"
@@ -303,12 +304,12 @@ def test_tracking_pipeline_wraps_the_real_pose_pipeline(random_onnx):
 
 @pytest.fixture(scope="module")
 def mhr_lod6() -> Path:
-    from tools.convert_mhr import ConvertError, cache_dir, ensure_cached
+    from instanthmr.cli.convert_mhr import ConvertError, cache_dir, ensure_cached
 
     path = cache_dir() / "mhr_lod6.npz"
     if path.is_file():
         return path
-    from instanthmr.paths import shared_mhr_dir
+    from instanthmr.core.paths import shared_mhr_dir
 
     try:
         return ensure_cached(6, shared_mhr_dir())[0]

@@ -10,10 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instanthmr import detector as det_mod
-from instanthmr.detector import (BoxFileDetector, Detections, OnnxDetector, RFDETRDetector, create_detector,
-                                 decode_rfdetr)
-from instanthmr.runtime import ModelLoadError
+from instanthmr.runtime import detector as det_mod
+from instanthmr.runtime.detector import (
+    BoxFileDetector,
+    Detections,
+    OnnxDetector,
+    RFDETRDetector,
+    create_detector,
+    decode_rfdetr,
+)
+from instanthmr.runtime.session import ModelLoadError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,16 +32,16 @@ def rfdetr_random():
 
 @pytest.fixture(scope="session")
 def rfdetr_random_onnx(rfdetr_random, tmp_path_factory) -> Path:
-    from tools.export_detector import export_detector
+    from instanthmr.cli.export_detector import export_detector
 
     return export_detector(out_path=tmp_path_factory.mktemp("det") / "rf-detr-nano-random.onnx", detector=rfdetr_random)
 
 
 @pytest.fixture(scope="session")
 def small_photo(shared_data) -> np.ndarray:
-    from instanthmr.io import read_image_rgb
-
     import cv2
+
+    from instanthmr.video.sources import read_image_rgb
 
     img = read_image_rgb(shared_data / "images" / "romp_demo" / "Leo_Messi.jpg")
     return cv2.resize(img, (320, 180), interpolation=cv2.INTER_AREA)
@@ -84,7 +90,7 @@ def test_torch_and_onnx_rfdetr_agree(rfdetr_random, rfdetr_random_onnx, small_ph
 
 def test_onnx_detector_runs_without_torch(rfdetr_random_onnx):
     code = ("import sys, numpy as np\n"
-            "from instanthmr.detector import OnnxDetector\n"
+            "from instanthmr.runtime.detector import OnnxDetector\n"
             f"d = OnnxDetector(r'{rfdetr_random_onnx}', confidence=0.0, max_persons=3)\n"
             "r = d(np.zeros((120, 160, 3), np.uint8))\n"
             "assert len(r) == 3 and r.boxes.dtype == np.float32, r\n"

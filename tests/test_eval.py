@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from instanthmr.data.gt3d import SHARED_NAMES, dataset_to_names, load_gt3d, mhr70_to_names
-from instanthmr.data.synthetic import write_synthetic_shards
-from instanthmr.skeleton import MHR70_FLIP_PERM, MHR70_INDEX
-from instanthmr.train.evaluate import Predictor, evaluate_gt3d, evaluate_shards
+from instanthmr.core.skeleton import MHR70_FLIP_PERM, MHR70_INDEX
+from instanthmr.training.data.gt3d import SHARED_NAMES, dataset_to_names, load_gt3d, mhr70_to_names
+from instanthmr.training.data.synthetic import write_synthetic_shards
+from instanthmr.training.evaluate import Predictor, evaluate_gt3d, evaluate_shards
 
 
 class QueuePredictor(Predictor):
@@ -86,7 +86,7 @@ def test_oracle_scores_zero_on_ground_truth_and_swapped_sides_do_not(gt_root):
 
 
 def test_oracle_scores_zero_against_the_teacher(tmp_path):
-    from instanthmr.data.shards import ShardReader
+    from instanthmr.training.data.shards import ShardReader
 
     root = write_synthetic_shards(tmp_path, 6, seed=4)
     teacher = [ShardReader(root)[i]["joints_3d"] for i in range(6)]
@@ -100,7 +100,7 @@ def test_oracle_scores_zero_against_the_teacher(tmp_path):
 
 
 def test_cli_on_an_onnx_file(random_onnx, tmp_path, capsys):
-    from tools.eval import main
+    from instanthmr.cli.eval import main
 
     root = write_synthetic_shards(tmp_path / "s", 4, seed=1)
     out = tmp_path / "report.json"

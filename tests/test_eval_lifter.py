@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from instanthmr.lifter import format_target, normalize_3d, parse_output
-from instanthmr.lifter.evaluate import evaluate_lifter, fill_missing_2d, project_to_image, world_to_camera
-from instanthmr.skeleton import COCO_WHOLEBODY_INDEX as CI
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-import eval_lifter  # noqa: E402
+from instanthmr.cli import eval_lifter  # noqa: E402
+from instanthmr.core.skeleton import COCO_WHOLEBODY_INDEX as CI
+from instanthmr.teachers.lifter import format_target, normalize_3d, parse_output
+from instanthmr.teachers.lifter.evaluate import evaluate_lifter, fill_missing_2d, project_to_image, world_to_camera
 
 
 def pose(seed=0) -> np.ndarray:
@@ -155,7 +151,7 @@ def test_parse_helpers_consistent():
 
 
 def test_head_errors_against_lifter_and_ground_truth():
-    from instanthmr.lifter.evaluate import head_errors
+    from instanthmr.teachers.lifter.evaluate import head_errors
 
     gt = np.stack([pose(i) for i in range(2)])
     lifter = normalize_3d(gt)[0]

@@ -11,10 +11,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from instanthmr.model import OUTPUT_NAMES, WHOLEBODY_OUTPUT, build_model, save_checkpoint
-from instanthmr.model.random_init import randomize_
-from instanthmr.skeleton import MHR70_NAMES
-from tools.export_onnx import FP16_TOLERANCE, check_parity, export_onnx
+from instanthmr.core.skeleton import MHR70_NAMES
+from instanthmr.training.export import FP16_TOLERANCE, check_parity, export_onnx
+from instanthmr.training.model import OUTPUT_NAMES, WHOLEBODY_OUTPUT, build_model, save_checkpoint
+from instanthmr.training.model.random_init import randomize_
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
@@ -121,7 +121,7 @@ def test_cli_random_init(tmp_path):
 
 
 def test_cli_from_checkpoint_and_bad_checkpoint(tmp_path, capsys):
-    from tools.export_onnx import main
+    from instanthmr.cli.export_onnx import main
 
     ckpt = tmp_path / "c.pt"
     save_checkpoint(ckpt, randomize_(build_model("instanthmr_tiny_test")), step=321)

@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 import pytest
 
-from instanthmr.detector import Detections, PersonDetector, create_detector, preprocess_rfdetr
-from instanthmr.inference import InstantHMR
-from instanthmr.pipeline import AsyncDetector, PosePipeline
-from instanthmr.runtime import ModelLoadError, precision_from_flags, precision_path
+from instanthmr.runtime.detector import Detections, PersonDetector, create_detector, preprocess_rfdetr
+from instanthmr.runtime.hmr import InstantHMR
+from instanthmr.runtime.pipeline import AsyncDetector, PosePipeline
+from instanthmr.runtime.session import ModelLoadError, precision_from_flags, precision_path
 
 ROOT = Path(__file__).resolve().parent.parent
 BOXES = np.array([[100.0, 50.0, 300.0, 420.0], [400.0, 100.0, 480.0, 300.0], [-30.0, 200.0, 90.0, 470.0]])
@@ -52,7 +52,7 @@ def _outputs(hmr, image, boxes=BOXES):
 
 
 def test_crop_normalisation_matches_the_plain_expression(plain, image):
-    from instanthmr.geometry import crop_person
+    from instanthmr.core.geometry import crop_person
 
     crops, _ = plain.preprocess(image, BOXES)
     raw = np.stack([crop_person(image, b, out_size=plain.input_size)[0] for b in BOXES]).astype(np.float32)
@@ -87,7 +87,7 @@ def test_threads_spinning_and_io_binding_keep_outputs(random_onnx, plain, image)
 
 
 def test_a_first_run_failure_is_one_load_error_naming_the_levers(random_onnx, monkeypatch):
-    from instanthmr.runtime import OnnxModel
+    from instanthmr.runtime.session import OnnxModel
 
     def refuse(self, feeds, outputs=None):
         raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : capture refused\nstack ...")
@@ -130,7 +130,7 @@ def _drift(a: dict, b: dict, name: str) -> tuple[float, float]:
 
 @pytest.fixture(scope="module")
 def int8_tiny(random_onnx, tmp_path_factory):
-    from tools.quantize_onnx import quantize
+    from instanthmr.training.quantize import quantize
 
     return quantize(random_onnx, tmp_path_factory.mktemp("q") / "instanthmr_tiny.int8.onnx", calib_count=8)
 
@@ -161,7 +161,7 @@ def test_int8_hmr_on_the_trained_starter_model(tmp_path, image):
     model = ROOT / "models" / "instanthmr-starter.onnx"
     if not model.is_file():
         pytest.skip(f"{model} not present (trained starter model)")
-    from tools.quantize_onnx import quantize
+    from instanthmr.training.quantize import quantize
 
     q = quantize(model, tmp_path / "starter.int8.onnx", calib_count=16)
     ref = _outputs(InstantHMR(model, device="cpu", max_persons=4), image)
@@ -172,7 +172,7 @@ def test_int8_hmr_on_the_trained_starter_model(tmp_path, image):
 
 @pytest.fixture(scope="module")
 def fp16_tiny(random_onnx, tmp_path_factory):
-    from tools.quantize_onnx import quantize
+    from instanthmr.training.quantize import quantize
 
     return quantize(random_onnx, tmp_path_factory.mktemp("h") / "instanthmr_tiny.fp16.onnx", mode="fp16")
 
@@ -196,7 +196,7 @@ def test_fp16_on_the_trained_starter_model(tmp_path, image):
     model = ROOT / "models" / "instanthmr-starter.onnx"
     if not model.is_file():
         pytest.skip(f"{model} not present (trained starter model)")
-    from tools.quantize_onnx import quantize
+    from instanthmr.training.quantize import quantize
 
     q = quantize(model, tmp_path / "starter.fp16.onnx", mode="fp16")
     ref = _outputs(InstantHMR(model, device="cpu", max_persons=4), image)
@@ -290,10 +290,10 @@ def test_async_detector_submit_drops_frames_while_busy(image):
 @pytest.fixture(scope="module")
 def small_detector(tmp_path_factory):
     """RF-DETR nano, random weights, exported at 128x128 (a --detector-resolution export) and its int8 copy."""
-    from tools.export_detector import export_detector
-    from tools.quantize_onnx import quantize
-
     import torch
+
+    from instanthmr.cli.export_detector import export_detector
+    from instanthmr.training.quantize import quantize
 
     torch.manual_seed(0)  # the same random detector whatever ran before
     folder = tmp_path_factory.mktemp("det")
@@ -311,7 +311,7 @@ def test_detector_resolution_export_and_check(small_detector):
 
 
 def test_export_detector_rejects_a_resolution_off_the_grid(tmp_path, capsys):
-    from tools.export_detector import main
+    from instanthmr.cli.export_detector import main
 
     out = tmp_path / "x.onnx"
     assert main(["--variant", "nano", "--random-init", "--resolution", "300", "--out", str(out)]) == 1
@@ -321,7 +321,7 @@ def test_export_detector_rejects_a_resolution_off_the_grid(tmp_path, capsys):
 
 
 def test_fp16_detector_tracks_fp32(small_detector, image):
-    from tools.quantize_onnx import quantize
+    from instanthmr.training.quantize import quantize
 
     fp32, _ = small_detector
     half = quantize(fp32, mode="fp16")

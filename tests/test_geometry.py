@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from instanthmr import geometry as g
+from instanthmr.core import geometry as g
 
 
 def test_square_crop_box_worked_example():

@@ -12,9 +12,16 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from instanthmr.geometry import cliff_condition, crop_cam_to_full, crop_person, crop_to_image, default_focal, image_to_crop
-from instanthmr.inference import HMRPrediction, InstantHMR, weak_cam_from_pixel_form
-from instanthmr.runtime import ModelLoadError
+from instanthmr.core.geometry import (
+    cliff_condition,
+    crop_cam_to_full,
+    crop_person,
+    crop_to_image,
+    default_focal,
+    image_to_crop,
+)
+from instanthmr.runtime.hmr import HMRPrediction, InstantHMR, weak_cam_from_pixel_form
+from instanthmr.runtime.session import ModelLoadError
 
 BOXES = np.array([[100.0, 50.0, 300.0, 420.0], [400.0, 100.0, 480.0, 300.0], [-30.0, 200.0, 90.0, 470.0]])
 
@@ -140,7 +147,7 @@ def test_pixel_form_inversion_undoes_the_networks_camera_head():
     implementation) for networks trained on other aspects than the test export's 16:9, portrait included."""
     import torch
 
-    from instanthmr.model import cliff_cam_to_full
+    from instanthmr.training.model import cliff_cam_to_full
 
     rng = np.random.default_rng(3)
     weak = np.stack([rng.uniform(0.5, 2.0, 6), rng.uniform(-0.3, 0.3, 6), rng.uniform(-0.3, 0.3, 6)], axis=1)
@@ -152,8 +159,8 @@ def test_pixel_form_inversion_undoes_the_networks_camera_head():
 
 
 def test_pixel_form_assumption_matches_the_network():
-    from instanthmr.inference import _pixel_form_image_wh
-    from instanthmr.model import pixel_form_image_wh
+    from instanthmr.runtime.hmr import _pixel_form_image_wh
+    from instanthmr.training.model import pixel_form_image_wh
 
     for a in (16 / 9, 4 / 3, 1.0, 0.5625):
         assert _pixel_form_image_wh(a) == pixel_form_image_wh(a)
@@ -269,7 +276,7 @@ def test_fixed_batch_file_runs_in_its_own_batch(random_onnx, tmp_path, image):
 
 
 def test_runtime_does_not_import_torch(random_onnx):
-    code = ("import sys, numpy as np; from instanthmr.inference import InstantHMR; "
+    code = ("import sys, numpy as np; from instanthmr.runtime.hmr import InstantHMR; "
             f"h = InstantHMR(r'{random_onnx}', device='cpu', max_persons=2); "
             "h.predict(np.zeros((64, 96, 3), np.uint8), [[10, 5, 40, 60]]); "
             "assert 'torch' not in sys.modules, 'torch was imported'")

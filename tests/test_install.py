@@ -5,9 +5,8 @@ import sys
 
 import pytest
 
-from instanthmr.paths import REPO_ROOT
-
-import install  # noqa: E402  (repo root is on sys.path via conftest)
+import install  # (the repository root is on the test path: pyproject [tool.pytest.ini_options])
+from instanthmr.core.paths import REPO_ROOT
 
 
 def _dry(*args) -> str:
@@ -18,8 +17,11 @@ def _dry(*args) -> str:
 
 
 def _install_line(out: str) -> str:
-    lines = [ln for ln in out.splitlines() if ln.startswith("$ ") and " install " in ln and "--upgrade pip" not in ln]
+    lines = [ln for ln in out.splitlines() if ln.startswith("$ ") and " install " in ln and "--upgrade pip" not in ln
+             and " -e " not in ln]
     assert len(lines) == 1, out
+    # then the project itself, editable and without resolving again (which could bring back the other ORT build)
+    assert any(ln.startswith("$ ") and "install --no-deps -e " in ln for ln in out.splitlines()), out
     return lines[0]
 
 
@@ -73,7 +75,7 @@ def test_force_cpu_detection_ignores_gpu():
 
 
 def test_doctor_reports_models_and_providers():
-    out = subprocess.run([sys.executable, "-m", "instanthmr.doctor"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "instanthmr.cli.doctor"], capture_output=True, text=True,
                          cwd=REPO_ROOT, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ONNX Runtime providers:" in out.stdout and "CPUExecutionProvider" in out.stdout

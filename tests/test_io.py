@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from instanthmr.io import ImageFolderSource, ImageSource, SourceError, open_source
+from instanthmr.video.sources import ImageFolderSource, ImageSource, SourceError, open_source
 
 
 def _write(path, w, h, value):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from instanthmr.lifter import normalize_3d
-from instanthmr.lifter.distill import normalize_3d_torch, wholebody_loss
+from instanthmr.teachers.lifter import normalize_3d
+from instanthmr.teachers.lifter.distill import normalize_3d_torch, wholebody_loss
 
 
 def poses(n=3, seed=0) -> torch.Tensor:
@@ -86,8 +86,8 @@ def test_loss_falls_when_fitting_a_small_head():
 
 def test_wholebody_head_learns_from_lifter_shards(tmp_path):
     """Lifter labels written as shards train the network's optional whole-body head (loss falls)."""
-    model = pytest.importorskip("instanthmr.model")
-    from instanthmr.data.shards import ShardReader, ShardWriter
+    model = pytest.importorskip("instanthmr.training.model")
+    from instanthmr.training.data.shards import ShardReader, ShardWriter
 
     g = torch.Generator().manual_seed(0)
     with ShardWriter(tmp_path, teacher="llm_lifter") as w:

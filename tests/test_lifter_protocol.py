@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instanthmr.lifter import (
+from instanthmr.teachers.lifter import (
     BIN_STEP_3D,
     JOINT_NAMES,
     LifterProtocolError,

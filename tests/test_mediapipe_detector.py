@@ -10,13 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instanthmr import mediapipe_models as mpm
-from instanthmr.mediapipe_models import (MediaPipeModelError, Roi, crop_roi, extract_mediapipe_models,
-                                         hand_roi_from_landmarks, model_path, roi_from_alignment, ssd_anchors,
-                                         weighted_nms)
-from instanthmr.mp_teacher import (MHR70_FROM_BLAZEPOSE, UNLABELLED_MHR70, MediaPipeTeacher,
-                                   solve_translation)
-from instanthmr.skeleton import MHR70_INDEX
+from instanthmr.core.skeleton import MHR70_INDEX
+from instanthmr.runtime import mediapipe as mpm
+from instanthmr.runtime.mediapipe import (
+    MediaPipeModelError,
+    Roi,
+    crop_roi,
+    extract_mediapipe_models,
+    hand_roi_from_landmarks,
+    model_path,
+    roi_from_alignment,
+    ssd_anchors,
+    weighted_nms,
+)
+from instanthmr.teachers.mediapipe import MHR70_FROM_BLAZEPOSE, UNLABELLED_MHR70, MediaPipeTeacher, solve_translation
 
 GRACE_HOPPER = Path(__import__("matplotlib").get_data_path()) / "sample_data" / "grace_hopper.jpg"
 
@@ -146,7 +153,7 @@ def test_a_non_tflite_file_is_rejected(mp_models, tmp_path):
 
 
 def test_detector_finds_grace_hopper_and_nobody_in_a_blank_image(mp_models):
-    from instanthmr.mp_detector import MediaPipeDetector
+    from instanthmr.runtime.mediapipe_detector import MediaPipeDetector
 
     img = _rgb(GRACE_HOPPER)  # 512x600 portrait, head and shoulders
     for det in (MediaPipeDetector(), MediaPipeDetector(fast=True)):
@@ -161,7 +168,7 @@ def test_detector_finds_grace_hopper_and_nobody_in_a_blank_image(mp_models):
 
 
 def test_detector_finds_several_people(mp_models, shared_data):
-    from instanthmr.mp_detector import MediaPipeDetector
+    from instanthmr.runtime.mediapipe_detector import MediaPipeDetector
 
     img = _rgb(shared_data / "images" / "romp_demo" / "3dpw_sit_on_street.jpg")  # several people on steps
     d = MediaPipeDetector()(img)
@@ -174,7 +181,7 @@ def test_detector_finds_several_people(mp_models, shared_data):
 def test_teacher_matches_human36m_ground_truth(mp_models, shared_data):
     """BlazePose's 3D on two real Human3.6M frames is within 13 cm PA-MPJPE on the limbs (it measures ~8-9 cm
     here), and its 2D within ~2% of the image."""
-    from instanthmr.metrics import pa_mpjpe
+    from instanthmr.core.metrics import pa_mpjpe
 
     d = shared_data / "gt3d" / "h36m"
     z = np.load(d / "h36m_body3d_subset.npz")
@@ -229,9 +236,9 @@ def test_rfdetr_without_weights_offline_falls_back_to_mediapipe(mp_models, tmp_p
     import requests
     import rfdetr.detr
 
-    from instanthmr import detector as det_mod
-    from instanthmr.mp_detector import MediaPipeDetector
-    from instanthmr.runtime import ModelLoadError
+    from instanthmr.runtime import detector as det_mod
+    from instanthmr.runtime.mediapipe_detector import MediaPipeDetector
+    from instanthmr.runtime.session import ModelLoadError
 
     monkeypatch.setenv("RF_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(det_mod, "MODELS_DIR", tmp_path / "models")

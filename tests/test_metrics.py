@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from instanthmr import metrics as m
-from instanthmr.skeleton import MHR70_PARTS
+from instanthmr.core import metrics as m
+from instanthmr.core.skeleton import MHR70_PARTS
 
 
 def test_mpjpe_worked_example():

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from instanthmr.mhr_layer import (
+from instanthmr.body import mhr_torch
+from instanthmr.body.mhr import (
     MHRAssetError,
     MHRAssets,
-    MHRModel,
     MHRNumpy,
-    export_onnx,
     joint_levels,
     load_mhr_assets,
     mhr_to_product,
     product_to_mhr,
 )
-from tools.convert_mhr import ConvertError, ensure_cached, random_parameters
+from instanthmr.body.mhr_torch import MHRModel, export_onnx
+from instanthmr.cli.convert_mhr import ConvertError, ensure_cached, random_parameters
 
 
 # ---------------------------------------------------------------------------------------------- toy rig
@@ -106,7 +106,7 @@ def test_frame_helpers_round_trip_and_axes():
     prod = mhr_to_product(pts)
     np.testing.assert_allclose(prod, [[0.1, -1.7, 0.05]], rtol=1e-6)
     np.testing.assert_allclose(product_to_mhr(prod), pts, rtol=1e-6)
-    np.testing.assert_allclose(mhr_to_product(torch.from_numpy(pts)).numpy(), prod)
+    np.testing.assert_allclose(mhr_torch.mhr_to_product(torch.from_numpy(pts)).numpy(), prod)
 
 
 # ---------------------------------------------------------------------------------------------- bad files
@@ -222,7 +222,7 @@ def test_onnx_export_matches_torch(lod6, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- meshes
 def test_mesh_renderer_missing_file_is_one_line_and_none(tmp_path, capsys):
-    from instanthmr.mhr_viz import MeshRenderer, resolve_mhr_model
+    from instanthmr.body.mesh import MeshRenderer, resolve_mhr_model
 
     assert resolve_mhr_model(tmp_path, 5) == tmp_path / "mhr_lod5.npz"
     assert resolve_mhr_model(tmp_path / "x.npz", 5) == tmp_path / "x.npz"
@@ -234,7 +234,7 @@ def test_mesh_renderer_missing_file_is_one_line_and_none(tmp_path, capsys):
 def test_meshes_logged_and_overlaid(lod6, capsys):
     from types import SimpleNamespace
 
-    from instanthmr.mhr_viz import MeshRenderer, log_mhr_meshes, overlay_meshes
+    from instanthmr.body.mesh import MeshRenderer, log_mhr_meshes, overlay_meshes
 
     assert MeshRenderer.open(lod6[0], lod=3) is None                   # wrong LOD for that file
     assert "not the requested --mhr-lod 3" in capsys.readouterr().err
@@ -268,7 +268,7 @@ def test_meshes_logged_and_overlaid(lod6, capsys):
 
 # ---------------------------------------------------------------------------------------------- converter
 def test_converter_reports_missing_inputs_in_one_line(tmp_path, capsys):
-    from tools.convert_mhr import main as convert_main
+    from instanthmr.cli.convert_mhr import main as convert_main
 
     assert convert_main(["--assets", str(tmp_path / "nowhere"), "--lod", "3"]) == 2
     assert "nowhere: asset folder not found" in capsys.readouterr().err
@@ -280,7 +280,7 @@ def test_converter_reports_missing_inputs_in_one_line(tmp_path, capsys):
 
 
 def test_converter_rejects_a_regressor_of_another_lod(tmp_path):
-    from tools.convert_mhr import regressor_arrays
+    from instanthmr.cli.convert_mhr import regressor_arrays
 
     np.savez(tmp_path / "reg.npz", W=np.zeros((70, 595 + 127), np.float32))
     assert regressor_arrays(tmp_path / "reg.npz", 595)["keypoint_regressor"].shape == (70, 722)

@@ -6,21 +6,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_mhr_layer import _converted, toy_assets
 
-from instanthmr.data.shards import ShardWriter
-from instanthmr.mhr_layer import MHRModel, MHRNumpy
-from instanthmr.mhr_losses import (
+from instanthmr.body.mhr import MHRNumpy, _euler_xyz_matrix_np
+from instanthmr.body.mhr_torch import MHRModel
+from instanthmr.cli.mhr import check_main as main
+from instanthmr.core.skeleton import MHR70_FLIP_PERM
+from instanthmr.training.data.shards import ShardWriter
+from instanthmr.training.mhr_losses import (
     check_param_keypoint_agreement,
     check_shards,
     euler_xyz_from_matrix,
     keypoints_from_params,
-    main,
     mhr_consistency_loss,
     rotate_root,
 )
-from instanthmr.mhr_layer import _euler_xyz_matrix_np
-from instanthmr.skeleton import MHR70_FLIP_PERM
-from test_mhr_layer import _converted, toy_assets
 
 
 def toy_with_regressor():

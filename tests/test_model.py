@@ -6,12 +6,23 @@ import numpy as np
 import pytest
 import torch
 
-from instanthmr.geometry import cliff_condition, crop_cam_to_full, default_focal
-from instanthmr.model import (BODY_PART_GROUPS, OUTPUT_NAMES, PRED_CAM, WHOLEBODY_OUTPUT, CheckpointError,
-                              ModelConfig, PretrainedWeightsError, build_model, count_parameters, list_configs,
-                              load_checkpoint, save_checkpoint)
-from instanthmr.model.random_init import randomize_
-from instanthmr.skeleton import MHR70_NAMES
+from instanthmr.core.geometry import cliff_condition, crop_cam_to_full, default_focal
+from instanthmr.core.skeleton import MHR70_NAMES
+from instanthmr.training.model import (
+    BODY_PART_GROUPS,
+    OUTPUT_NAMES,
+    PRED_CAM,
+    WHOLEBODY_OUTPUT,
+    CheckpointError,
+    ModelConfig,
+    PretrainedWeightsError,
+    build_model,
+    count_parameters,
+    list_configs,
+    load_checkpoint,
+    save_checkpoint,
+)
+from instanthmr.training.model.random_init import randomize_
 
 TINY = "instanthmr_tiny_test"
 
@@ -195,7 +206,7 @@ def test_pretrained_backbone_from_local_file(tmp_path):
 
 
 def test_pretrained_backbone_from_hub_fails_fast_offline(monkeypatch):
-    from instanthmr.model import backbone
+    from instanthmr.training.model import backbone
 
     monkeypatch.setattr(backbone, "_hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(PretrainedWeightsError, match="unreachable"):

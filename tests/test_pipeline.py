@@ -7,9 +7,17 @@ import math
 import numpy as np
 import pytest
 
-from instanthmr.detector import BoxFileDetector, Detections, PersonDetector, RFDETRDetector
-from instanthmr.pipeline import (REUSE_ENLARGE, REUSE_SCORE_DECAY, DetectorSchedule, FrameResult, PosePipeline,
-                                 enlarge_boxes, summarize, timing_stats)
+from instanthmr.runtime.detector import BoxFileDetector, Detections, PersonDetector, RFDETRDetector
+from instanthmr.runtime.pipeline import (
+    REUSE_ENLARGE,
+    REUSE_SCORE_DECAY,
+    DetectorSchedule,
+    FrameResult,
+    PosePipeline,
+    enlarge_boxes,
+    summarize,
+    timing_stats,
+)
 
 W, H = 160, 120
 
@@ -32,7 +40,7 @@ class ScriptedDetector(PersonDetector):
 
 @pytest.fixture(scope="module")
 def hmr(random_onnx):
-    from instanthmr.inference import InstantHMR
+    from instanthmr.runtime.hmr import InstantHMR
 
     return InstantHMR(random_onnx, device="cpu", max_persons=2)
 
@@ -160,7 +168,7 @@ def test_end_to_end_with_rfdetr_random_weights(random_onnx, shared_data):
     """The real RF-DETR (torch, random weights) -> InstantHMR path on a few real frames."""
     import cv2
 
-    from instanthmr.io import VideoSource
+    from instanthmr.video.sources import VideoSource
 
     det = RFDETRDetector("nano", confidence=0.0, max_persons=2, pretrained=False, device="cpu")
     pipe = PosePipeline(random_onnx, device="cpu", detector=det, max_persons=2, detector_stride=2)

@@ -9,10 +9,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from instanthmr.bvh import load_bvh
-from instanthmr.results_io import (CSV_COLUMNS, ResultsWriteError, bvh_skeleton, bvh_track_path, format_bvh,
-                                   read_npz_tracks, solve_bvh, write_bvh, write_csv, write_json, write_npz)
-from instanthmr.skeleton import MHR70_INDEX, MHR70_NAMES
+from instanthmr.core.skeleton import MHR70_INDEX, MHR70_NAMES
+from instanthmr.outputs.bvh import load_bvh
+from instanthmr.outputs.files import (
+    CSV_COLUMNS,
+    ResultsWriteError,
+    bvh_skeleton,
+    bvh_track_path,
+    format_bvh,
+    read_npz_tracks,
+    solve_bvh,
+    write_bvh,
+    write_csv,
+    write_json,
+    write_npz,
+)
 
 FLIP = np.array([1.0, -1.0, -1.0])  # camera axes (y down, z forward) -> BVH axes (y up, z to camera)
 

@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from instanthmr.data.shards import ShardReader, ShardWriter
-from instanthmr.geometry import project_points
-from instanthmr.skeleton import MHR70_INDEX
+from instanthmr.core.geometry import project_points
+from instanthmr.core.skeleton import MHR70_INDEX
 from instanthmr.teachers import sam3d
+from instanthmr.training.data.shards import ShardReader, ShardWriter
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,7 @@ def annotate_inputs(tmp_path, samples):
 
 
 def _annotate(imgs, boxes, ckpt, out, *extra):
-    from tools.annotate_sam3d import main
+    from instanthmr.cli.annotate_sam3d import main
 
     return main(["--images", str(imgs), "--detector", str(boxes), "--checkpoint", str(ckpt), "--out", str(out),
                  "--min-box", "8", *extra])
@@ -210,7 +210,7 @@ def test_annotate_video_every_other_frame(annotate_inputs, tmp_path, monkeypatch
         vw.write(np.full((120, 160, 3), 30 * i, np.uint8))
     vw.release()
     monkeypatch.setitem(sys.modules, "sam_3d_body", _FakeSam3d(tmpl).module)
-    from tools.annotate_sam3d import main
+    from instanthmr.cli.annotate_sam3d import main
 
     out = tmp_path / "vlabels"
     assert main(["--video", str(video), "--every", "2", "--detector", str(boxes), "--checkpoint", str(ckpt),

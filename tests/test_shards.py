@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from instanthmr.data.shards import (
+from instanthmr.training.data.shards import (
     FORMAT_VERSION,
     HEADER_KEY,
     ShardFormatError,

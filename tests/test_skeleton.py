@@ -1,6 +1,6 @@
 import numpy as np
 
-from instanthmr import skeleton as sk
+from instanthmr.core import skeleton as sk
 
 
 def test_mhr70_order_matches_sam3d_body():

@@ -7,8 +7,14 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from instanthmr.smoothing import (OneEuroFilter, OneEuroSmoother, mhr_angle_mask, smooth_offline,
-                                  smooth_track_offline, wrap_angle)
+from instanthmr.video.smoothing import (
+    OneEuroFilter,
+    OneEuroSmoother,
+    mhr_angle_mask,
+    smooth_offline,
+    smooth_track_offline,
+    wrap_angle,
+)
 
 FPS = 30.0
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from instanthmr import geometry
-from instanthmr.data.shards import ShardReader
-from instanthmr.mhr_layer import MHRNumpy
-from instanthmr.mhr_losses import check_shards
-from instanthmr.skeleton import MHR70_INDEX
 from test_mhr_layer import _converted
-from tools import synth_mhr
-from tools.synth_mhr import ParamPrior, main, synth_sample, write_synth_shards
+
+from instanthmr.body.mhr import MHRNumpy
+from instanthmr.cli import synth_mhr
+from instanthmr.cli.synth_mhr import ParamPrior, main, synth_sample, write_synth_shards
+from instanthmr.core import geometry
+from instanthmr.core.skeleton import MHR70_INDEX
+from instanthmr.training.data.shards import ShardReader
+from instanthmr.training.mhr_losses import check_shards
 
 SIZE = (160, 120)
 

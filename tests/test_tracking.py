@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from instanthmr.tracking import (Tracker, box_from_keypoints, box_iou, keypoint_box_confidence,
-                                 keypoint_similarity)
+from instanthmr.video.tracking import Tracker, box_from_keypoints, box_iou, keypoint_box_confidence, keypoint_similarity
 
 
 def _box(cx, cy, w=60.0, h=160.0):
@@ -120,7 +119,7 @@ def test_keypoint_box_confidence_drops_when_the_crop_drifts():
 
 from dataclasses import dataclass  # noqa: E402
 
-from instanthmr.tracking import TrackedFrame, TrackingPipeline, smooth_frames_offline  # noqa: E402
+from instanthmr.video.tracking import TrackedFrame, TrackingPipeline, smooth_frames_offline  # noqa: E402
 
 W, H = 640, 360
 

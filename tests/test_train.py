@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from instanthmr import geometry
-from instanthmr.data.augment import AugmentConfig
-from instanthmr.data.synthetic import synthetic_person, write_synthetic_shards
-from instanthmr.train.config import ConfigError, load_config
-from instanthmr.train.dataset import ShardBlockSampler, ShardDataset
-from instanthmr.train.losses import distillation_loss, masked_l1, weak_to_full
+from instanthmr.core import geometry
+from instanthmr.training.config import ConfigError, load_config
+from instanthmr.training.data.augment import AugmentConfig
+from instanthmr.training.data.synthetic import synthetic_person, write_synthetic_shards
+from instanthmr.training.dataset import ShardBlockSampler, ShardDataset
+from instanthmr.training.losses import distillation_loss, masked_l1, weak_to_full
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -91,10 +91,10 @@ def test_sampler_splits_ranks_evenly_and_covers_everything():
 
 
 def test_distillation_end_to_end(shards, tmp_path):
-    from instanthmr.inference import InstantHMR
-    from instanthmr.model import load_checkpoint
-    from instanthmr.train.trainer import Trainer
-    from tools.export_onnx import export_onnx
+    from instanthmr.runtime.hmr import InstantHMR
+    from instanthmr.training.export import export_onnx
+    from instanthmr.training.model import load_checkpoint
+    from instanthmr.training.trainer import Trainer
 
     trainer = Trainer(_cfg(shards, tmp_path / "run", "optim.steps=60"))
     hist = trainer.fit()
@@ -121,8 +121,8 @@ def test_distillation_end_to_end(shards, tmp_path):
 
 
 def test_resume_continues_where_it_stopped(shards, tmp_path):
-    from instanthmr.model import read_checkpoint
-    from instanthmr.train.trainer import Trainer
+    from instanthmr.training.model import read_checkpoint
+    from instanthmr.training.trainer import Trainer
 
     Trainer(_cfg(shards, tmp_path, "optim.steps=4", "optim.ema_decay=0.9")).fit()
     ck = read_checkpoint(tmp_path / "last.pt")
@@ -135,7 +135,7 @@ def test_resume_continues_where_it_stopped(shards, tmp_path):
 def test_ddp_path_runs_under_a_gloo_group(shards, tmp_path, monkeypatch):
     import torch.distributed as dist
 
-    from instanthmr.train.trainer import Trainer
+    from instanthmr.training.trainer import Trainer
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -153,7 +153,7 @@ def test_ddp_path_runs_under_a_gloo_group(shards, tmp_path, monkeypatch):
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    from tools.train import main
+    from instanthmr.cli.train import main
 
     assert main(["--config", "configs/train_smoke.yaml", "--set", f"data.train=[{tmp_path / 'nothing'}]",
                  "--set", f"run.out_dir={tmp_path}"]) == 2
@@ -163,8 +163,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_wholebody_head_is_trained_from_lifter_labels(tmp_path):
-    from instanthmr.data.shards import ShardWriter, encode_context_crop
-    from instanthmr.train.trainer import Trainer
+    from instanthmr.training.data.shards import ShardWriter, encode_context_crop
+    from instanthmr.training.trainer import Trainer
 
     rng = np.random.default_rng(0)
     with ShardWriter(tmp_path / "wb", teacher="lifter_stub") as w:
@@ -195,8 +195,9 @@ def test_wholebody_head_is_trained_from_lifter_labels(tmp_path):
 def test_mhr_consistency_term_trains_through_the_mhr_layer(shards, tmp_path):
     """loss.mhr_consistency decodes the predicted parameters through the MHR layer (here a toy rig with a
     keypoint regressor) and is part of the loss; without model.mhr_model it is refused in one line."""
-    from instanthmr.train.trainer import Trainer, TrainingError
     from test_mhr_layer import toy_assets
+
+    from instanthmr.training.trainer import Trainer, TrainingError
 
     a = toy_assets()
     arrays = {k: getattr(a, k) for k in ("rest_vertices", "faces", "identity_blendshapes",

@@ -11,7 +11,7 @@ see ``docs/annotation.md``):
   pixels) to 1e-4 px.
 * MHR itself is **Y-up centimetres**; SAM 3D Body's outputs are MHR's with y and z negated and divided by
   100 (:func:`mhr_to_camera`).
-* The first 70 keypoints are MHR70 (:data:`instanthmr.skeleton.MHR70_NAMES`); later releases emit more.
+* The first 70 keypoints are MHR70 (:data:`instanthmr.core.skeleton.MHR70_NAMES`); later releases emit more.
 
 The ``sam_3d_body`` package and its checkpoint are installed by the user; without them
 :class:`SAM3DBodyTeacher` raises :class:`TeacherUnavailableError` with one line naming what to install.
@@ -91,7 +91,7 @@ def _get(out: dict, key: str, shape_tail: tuple[int, ...], min_rows: int | None 
 
 def sam3d_output_to_instance(out: dict, image_wh, box=None, focal: float | None = None,
                              principal_point=None, source: str = "", image_path: str = "") -> dict:
-    """One SAM 3D Body person dict -> one shard instance (see ``instanthmr.data.shards``).
+    """One SAM 3D Body person dict -> one shard instance (see ``instanthmr.training.data.shards``).
 
     ``image_wh`` is the full image ``(W, H)``. The focal length is taken from ``out["focal_length"]``,
     else ``focal``, else fitted from the dict's own 3D/2D keypoints (:func:`fit_pinhole`); the principal

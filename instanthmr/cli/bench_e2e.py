@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""End-to-end CPU speed: a straightforward pipeline vs the same pipeline with the speed levers on, one run.
+
+    python tools/bench_e2e.py                                   # 720p openpose_video.avi, 1 person, stride 3
+    python tools/bench_e2e.py --video clip.mp4 --model models/instanthmr.onnx --detector models/rf-detr-nano.onnx
+    python tools/bench_e2e.py --variants straightforward,optimised --rounds 5 --json e2e.json
+
+Variants (``--variants``; all at detector stride ``--stride``, ``--max-persons 1``):
+
+* ``straightforward``: fp32 network and detector at its native resolution, detector synchronous every
+  ``--stride``-th frame, ONNX Runtime's default threads, one network call per person;
+* ``threads``: + ``--threads`` intra-op threads per model, idle threads sleep (``spinning=False``);
+* ``resolution``: + the detector exported at ``--detector-resolution``;
+* ``int8-detector``: + int8 detector (dynamic) (``tools/quantize_onnx.py``);
+* ``int8``: + int8 network (static) and detector (dynamic);
+* ``async``: + the detector on its own thread, the network on the latest boxes (threads as ``threads``);
+* ``optimised-sync``: threads + resolution + int8 (both), detector synchronous;
+* ``optimised-sync-fp32-net``: threads + resolution + int8 detector, fp32 network, detector synchronous;
+* ``optimised``: every lever above together (int8 both).
+
+Every variant runs the same decoded frames (decoding is not timed; frames are 1280x720, resized when the
+source is not). Variants are timed round-robin, ``--rounds`` times, so a busy machine slows all of them
+alike; FPS = frames / wall time of the ``predict`` calls (``detector_ms`` of async frames is on another
+thread and inside that wall time). Ratios are per round, then the median. The load average is printed.
+
+No weights here? ``--random-init`` (default when ``models/instanthmr.onnx`` is absent) exports the released
+architecture with random weights, and an RF-DETR with random weights is exported when ``--detector`` is not
+given: the compute is the real one. A random detector's boxes are meaningless, so they are replaced by one
+fixed person box (the detector still runs in full); ``--keep-boxes`` turns that off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from instanthmr.cli.common import run_main, utc_stamp, write_json_report
+from instanthmr.core.paths import DEFAULT_MODEL, shared_data_dir
+from instanthmr.runtime.detector import Detections, PersonDetector
+from instanthmr.runtime.session import ModelLoadError
+from instanthmr.video.sources import SourceError
+
+LEVER_NAMES = ("threads", "resolution", "int8_detector", "int8_network", "async")
+LEVERS = {  # variant -> which levers are on, in LEVER_NAMES order
+    "straightforward": (False, False, False, False, False),
+    "threads": (True, False, False, False, False),
+    "resolution": (False, True, False, False, False),
+    "int8-detector": (False, False, True, False, False),
+    "int8": (False, False, True, True, False),
+    "async": (True, False, False, False, True),
+    "optimised-sync": (True, True, True, True, False),
+    "optimised-sync-fp32-net": (True, True, True, False, False),
+    "optimised": (True, True, True, True, True),
+}
+VARIANTS = tuple(LEVERS)
+
+
+class FixedBoxes(PersonDetector):
+    """Runs ``inner`` (its full cost) and answers one fixed box: random-weight detectors find nobody real."""
+
+    def __init__(self, inner: PersonDetector, box):
+        super().__init__(0.0, 1)
+        self.inner, self.box = inner, np.asarray(box, np.float32).reshape(1, 4)
+        self.name = f"{inner.name} (fixed box)"
+        self.variant = getattr(inner, "variant", "")
+
+    def detect(self, image_rgb, frame_index=None):
+        self.inner.detect(image_rgb, frame_index)
+        return Detections(self.box, np.array([0.9], np.float32))
+
+
+def load_frames(path: str, count: int, size=(1280, 720)) -> list[np.ndarray]:
+    import cv2
+
+    from instanthmr.video.sources import VideoSource
+
+    src = VideoSource(path, max_frames=count)
+    frames = [f.image if f.image.shape[1::-1] == size else cv2.resize(f.image, size, interpolation=cv2.INTER_AREA)
+              for f in src]
+    src.close()
+    if not frames:
+        raise SourceError(f"no frame decoded from {path}")
+    return frames
+
+
+def prepare_models(args, cache: Path) -> dict:
+    """Paths of the fp32/int8 network and native/low-resolution detector files (exported or quantised once,
+    cached in ``cache``)."""
+    from instanthmr.training.export import random_init_onnx
+    from instanthmr.training.quantize import quantize
+
+    cache.mkdir(parents=True, exist_ok=True)
+    random_hmr = args.random_init or (args.model is None and not DEFAULT_MODEL.is_file())
+    hmr = random_init_onnx(args.random_init_config) if random_hmr else Path(args.model or DEFAULT_MODEL)
+    if not hmr.is_file():
+        raise ModelLoadError(f"InstantHMR model not found: {hmr}")
+    out = {"hmr": hmr, "random_hmr": random_hmr}
+
+    def cached_int8(src: Path, mode: str) -> Path:
+        dst = cache / f"{src.stem}.{mode}.int8.onnx"
+        if not dst.is_file() or dst.stat().st_mtime < src.stat().st_mtime:
+            print(f"quantising {src.name} ({mode}) ...", flush=True)
+            quantize(src, dst, mode=mode)
+        return dst
+
+    def detector_at(res: int | None) -> Path:
+        from instanthmr.cli.export_detector import export_detector
+
+        dst = cache / f"rf-detr-{args.detector_variant}-{res or 'native'}-random.onnx"
+        if not dst.is_file():
+            print(f"exporting random-weight RF-DETR {args.detector_variant} at {res or 'native'} ...", flush=True)
+            export_detector(args.detector_variant, dst, pretrained=False, resolution=res)
+        return dst
+
+    if args.detector:
+        out["det"] = Path(args.detector)
+        out["det_low"] = Path(args.fast_detector) if args.fast_detector else None
+        out["random_det"] = False
+        if out["det_low"] is None and any(LEVERS[v][1] for v in args.variants):
+            raise ModelLoadError("--detector given: also give --fast-detector (its export at --detector-resolution, "
+                                 "tools/export_detector.py --resolution)")
+    else:
+        out["det"], out["det_low"], out["random_det"] = detector_at(None), detector_at(args.detector_resolution), True
+    if any(LEVERS[v][3] for v in args.variants):
+        out["hmr_int8"] = cached_int8(hmr, "static")
+    if any(LEVERS[v][2] for v in args.variants):
+        out["det_int8"] = cached_int8(out["det"], "dynamic")
+        if out["det_low"] is not None:
+            out["det_low_int8"] = cached_int8(out["det_low"], "dynamic")
+    return out
+
+
+def build_pipeline(variant: str, models: dict, args, box):
+    from instanthmr.runtime.detector import OnnxDetector
+    from instanthmr.runtime.hmr import InstantHMR
+    from instanthmr.runtime.pipeline import PosePipeline
+
+    threads_on, res_on, int8_det, int8_net, async_on = LEVERS[variant]
+    threads = args.threads if threads_on else 0
+    spinning = False if threads_on else None
+    det_file = models["det_low" if res_on else "det"]
+    if int8_det:
+        det_file = models["det_low_int8" if res_on else "det_int8"]
+    hmr = InstantHMR(models["hmr_int8" if int8_net else "hmr"], device="cpu", max_persons=1,
+                     batch_persons=variant != "straightforward", threads=threads, spinning=spinning)
+    det = OnnxDetector(det_file, confidence=args.det_confidence, max_persons=1, device="cpu", threads=threads,
+                       spinning=spinning)
+    if box is not None:
+        det = FixedBoxes(det, box)
+    return PosePipeline(None, detector=det, hmr=hmr, detector_stride=args.stride, max_persons=1,
+                        async_detector=async_on)
+
+
+def run_once(pipeline, frames: list) -> dict:
+    pipeline.reset()
+    results = []
+    t0 = time.perf_counter()
+    for i, img in enumerate(frames):
+        results.append(pipeline.predict(img, frame_index=i))
+    wall = time.perf_counter() - t0
+    calls = [r.detector_ms for r in results if r.detector_ran]
+    return {"fps": len(frames) / wall, "wall_s": wall, "hmr_ms": statistics.median(r.hmr_ms for r in results),
+            "detector_call_ms": statistics.median(calls) if calls else 0.0, "detector_calls": len(calls),
+            "persons_per_frame": float(np.mean([len(r.persons) for r in results]))}
+
+
+def run(args) -> dict:
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    bad = [v for v in args.variants if v not in VARIANTS]
+    if bad or not args.variants:
+        raise ValueError(f"unknown variant(s) {bad}; choose from {', '.join(VARIANTS)}")
+    if args.frames < 1 or args.rounds < 1 or args.stride < 1:
+        raise ValueError("--frames, --rounds and --stride must be >= 1")
+    video = args.video or str(shared_data_dir() / "videos" / "openpose_video.avi")
+    frames = load_frames(video, args.frames + args.warmup)
+    h, w = frames[0].shape[:2]
+    models = prepare_models(args, Path(args.cache_dir))
+    box = None
+    if models["random_det"] and not args.keep_boxes:  # a standing person's box in the middle of the frame
+        box = [w * 0.40, h * 0.12, w * 0.60, h * 0.92]
+    pipes = {v: build_pipeline(v, models, args, box) for v in args.variants}
+    warm, frames = frames[:args.warmup], frames[args.warmup:]
+    for p in pipes.values():  # first-run costs (allocations, thread pools) out of the measurement
+        run_once(p, warm or frames[:1])
+    load_before = os.getloadavg()
+    print(f"video {video} -> {w}x{h}, {len(frames)} frames per variant per round, {args.rounds} rounds, stride "
+          f"{args.stride}, 1 person; network {models['hmr'].name}{' (RANDOM-INIT)' if models['random_hmr'] else ''}; "
+          f"detector {models['det'].name}{' (RANDOM WEIGHTS, fixed box)' if box is not None else ''}; "
+          f"load average {load_before[0]:.1f}", flush=True)
+    per_round: dict[str, list[dict]] = {v: [] for v in args.variants}
+    for r in range(args.rounds):
+        for v, p in pipes.items():
+            res = run_once(p, frames)
+            per_round[v].append(res)
+            print(f"  round {r + 1} {v:<23} {res['fps']:6.2f} FPS  (HMR {res['hmr_ms']:6.1f} ms, detector call "
+                  f"{res['detector_call_ms']:6.1f} ms x {res['detector_calls']})", flush=True)
+    for p in pipes.values():
+        p.close()
+    load_after = os.getloadavg()
+    base = "straightforward" if "straightforward" in per_round else args.variants[0]
+    rows = []
+    for v in args.variants:
+        runs = per_round[v]
+        ratios = [a["fps"] / b["fps"] for a, b in zip(runs, per_round[base])]
+        rows.append({"variant": v, "levers": dict(zip(LEVER_NAMES, LEVERS[v])),
+                     "fps_median": statistics.median(x["fps"] for x in runs),
+                     "ratio_median": statistics.median(ratios), "ratios": ratios,
+                     "hmr_ms_median": statistics.median(x["hmr_ms"] for x in runs),
+                     "detector_call_ms_median": statistics.median(x["detector_call_ms"] for x in runs),
+                     "persons_per_frame": statistics.mean(x["persons_per_frame"] for x in runs),
+                     "detector_calls_per_frame": statistics.mean(x["detector_calls"] for x in runs) / len(frames),
+                     "runs": runs})
+    print(f"\n# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; load average before/after "
+          f"{load_before[0]:.1f}/{load_after[0]:.1f}; threads lever = {args.threads}; detector resolution lever = "
+          f"{args.detector_resolution}; medians of {args.rounds} rounds x {len(frames)} frames")
+    # async: the detector runs as often as it keeps up (at most every --stride frames), so its calls per frame
+    # can be fewer than 1/stride; the column shows it
+    print(f"| variant | FPS | x {base} | HMR ms / frame | detector ms / call | detector calls / frame "
+          "| persons / frame |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['fps_median']:.2f} | {r['ratio_median']:.2f} | {r['hmr_ms_median']:.1f} | "
+              f"{r['detector_call_ms_median']:.1f} | {r['detector_calls_per_frame']:.3f} | "
+              f"{r['persons_per_frame']:.2f} |")
+    report = {"video": video, "size": [w, h], "frames": len(frames), "rounds": args.rounds, "stride": args.stride,
+              "threads": args.threads, "detector_resolution": args.detector_resolution,
+              "hmr": str(models["hmr"]), "random_hmr": models["random_hmr"], "detector": str(models["det"]),
+              "random_detector": models["random_det"], "fixed_box": box,
+              "load_before": load_before, "load_after": load_after, "cpus": os.cpu_count(),
+              "date": utc_stamp(), "rows": rows}
+    write_json_report(args.json, report)
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--video", default=None, help="video (default: the shared openpose_video.avi, 1280x720)")
+    p.add_argument("--model", default=None, help=f"InstantHMR fp32 ONNX (default: {DEFAULT_MODEL}, else random-init)")
+    p.add_argument("--random-init", action="store_true", help="random-init export of the released architecture")
+    p.add_argument("--random-init-config", default=None, help="architecture for --random-init")
+    p.add_argument("--detector", default=None,
+                   help="fp32 RF-DETR .onnx at its native resolution (default: a random-weight nano export)")
+    p.add_argument("--fast-detector", default=None, help="the same detector exported at --detector-resolution")
+    p.add_argument("--detector-variant", default="nano", help="RF-DETR size for the random export (default: nano)")
+    p.add_argument("--detector-resolution", type=int, default=256, help="resolution lever (default: 256)")
+    p.add_argument("--det-confidence", type=float, default=0.0, help="detection threshold (default: 0)")
+    p.add_argument("--keep-boxes", action="store_true", help="use a random detector's own boxes")
+    p.add_argument("--threads", type=int, default=1, help="threads lever: intra-op threads per model (default: 1)")
+    p.add_argument("--stride", type=int, default=3, help="detector stride (default: 3)")
+    p.add_argument("--frames", type=int, default=30, help="measured frames per variant per round (default: 30)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed frames per variant (default: 3)")
+    p.add_argument("--rounds", type=int, default=3, help="round-robin rounds (default: 3)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
+    p.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "instanthmr_perf"),
+                   help="where exported/quantised files are kept between runs")
+    p.add_argument("--json", default=None, help="write every figure to this JSON file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(build_parser(), run, argv)

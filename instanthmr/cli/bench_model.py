@@ -1,0 +1,286 @@
+"""Latency of the HMR network alone (no detector, no pre/post-processing), per call and per person.
+
+    python tools/bench_model.py                                   # repvit_m1_5, batches 1/2/4/8, CPU
+    python tools/bench_model.py --config instanthmr_repvit_m0_9 --runs 50 --threads 2
+    python tools/bench_model.py --device cuda --fp16              # adds the fp16 graph (GPU)
+    python tools/bench_model.py --onnx models/instanthmr.onnx     # an existing file (ONNX Runtime only)
+    python tools/bench_model.py --threads 2 --no-torch --batches 1 4 8 --pipeline --int8 --peak
+
+``--pipeline`` adds ``InstantHMR.predict`` rows (crops cut from a 1280x720 frame, normalisation, the network,
+decoding to pixels/metres: what a frame really costs) and ``--int8`` the statically quantised network
+(``tools/quantize_onnx.py``); the ``x backbone`` column divides each row's per-person time by the bare fused
+backbone's at the same batch. ``--peak`` measures this machine's fp32 matmul throughput (numpy and ONNX
+Runtime MatMul, ``--threads``) and prints the fraction of it the network reaches (FLOPs from
+``tools/model_info.py``).
+
+Rows: the whole network in ONNX Runtime and in torch eager (fused, no_grad), and the bare fused backbone in
+both, so the cost of the decoder and heads is visible. Random-init weights: latency does not depend on them.
+Each figure is the median (and min) of ``--runs`` timed calls after ``--warmup`` untimed ones; the variants
+are timed round-robin in blocks of 10 consecutive calls, so a busy machine slows all of them alike while each
+variant's weights stay in cache during its block. This is a benchmark
+tool, not a test: run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def blocked_round_robin_ms(fns: dict, runs: int, warmup: int, block: int = 10) -> dict:
+    """Each callable ``runs`` timed calls (ms), taken in rounds of ``block`` consecutive calls per callable,
+    each block after one untimed call. Rounds spread machine-load drift over all variants; blocks keep each
+    variant's weights in cache (alternating call by call measured 49.8 ms against 27.5 ms alone for the same
+    RepViT-M1.5 session on the 2-core CPU)."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    while any(len(t) < runs for t in times.values()):
+        for name, fn in fns.items():
+            n = min(block, runs - len(times[name]))
+            if n <= 0:
+                continue
+            fn()
+            for _ in range(n):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def _inputs(batch: int, size: int = 224):
+    rng = np.random.default_rng(batch)
+    image = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+    cliff = np.tile(np.float32([[0.1, -0.1, 0.5]]), (batch, 1))
+    return image, cliff
+
+
+def _ort_session(path: Path, device: str, threads: int):
+    import onnxruntime as ort
+
+    from instanthmr.runtime.session import providers_for
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle pools must not steal CPU
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), sess_options=opts, providers=providers_for(device))
+
+
+def _export_backbone(model, path: Path) -> None:
+    import warnings
+
+    import torch
+
+    class Backbone(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, image):
+            return self.net(image)[-1]
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Backbone(model.backbone).eval(), (torch.zeros(2, 3, 224, 224),), str(path), dynamo=False,
+                          input_names=["image"], output_names=["features"], opset_version=17,
+                          dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}})
+
+
+def matmul_peak_gflops(threads: int = 0, sizes=(512, 768, 1536), runs: int = 15) -> dict[str, float]:
+    """Best fp32 GFLOP/s of square ``n x n`` matmuls (2 n^3 FLOPs) over ``sizes`` in numpy (OpenBLAS, its own
+    thread count) and in an ONNX Runtime MatMul graph (``threads``): the practical arithmetic ceiling of this
+    machine for the network's dense math. Powers of two from 1024 up are avoided: their leading dimension
+    thrashes the caches (measured here: 1024 runs at half the speed of 768 or 1536)."""
+    best: dict[str, float] = {}
+    for n in sizes:
+        for k, v in _matmul_gflops(threads, n, runs).items():
+            best[k] = max(best.get(k, 0.0), v)
+    return best
+
+
+def _matmul_gflops(threads: int, n: int, runs: int) -> dict[str, float]:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "mm",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n]),
+                               helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n])],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    fns = {"numpy": lambda: a @ b, "onnxruntime": lambda: sess.run(None, {"a": a, "b": b})}
+    times = blocked_round_robin_ms(fns, runs, 3)
+    return {k: 2.0 * n ** 3 / (min(v) * 1e-3) / 1e9 for k, v in times.items()}
+
+
+def _predict_call(hmr, batch: int):
+    """``InstantHMR.predict`` on ``batch`` person boxes of a 1280x720 frame (crop + network + decoding)."""
+    import cv2
+
+    rng = np.random.default_rng(7)
+    frame = cv2.resize(rng.integers(0, 256, (36, 64, 3), dtype=np.uint8), (1280, 720), interpolation=cv2.INTER_CUBIC)
+    boxes = np.array([[60.0 + 140 * i, 80.0 + 5 * i, 220.0 + 140 * i, 640.0] for i in range(batch)])
+    return lambda: hmr.predict(frame, boxes)
+
+
+def run_benchmark(config: str, batches, runs: int, warmup: int, device: str = "cpu", threads: int = 0,
+                  fp16: bool = False, onnx_path: Path | None = None, torch_eager: bool = True,
+                  pipeline: bool = False, int8: bool = False) -> list[dict]:
+    """``[{"variant", "batch", "ms", "ms_per_person", "min_ms", "provider"}]`` for every variant and batch size."""
+    rows = []
+    sessions: dict[str, object] = {}
+    eager: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if onnx_path is not None:
+            sessions["network ORT fp32" if "fp16" not in onnx_path.name else "network ORT"] = \
+                _ort_session(onnx_path, device, threads)
+        else:
+            import torch
+
+            from instanthmr.training.export import export_onnx
+            from instanthmr.training.model import build_model
+            from instanthmr.training.model.random_init import randomize_
+
+            if threads:
+                torch.set_num_threads(threads)
+            model = randomize_(build_model(config)).eval()
+            export_onnx(model, tmp / "net.onnx", parity=False)
+            sessions["network ORT fp32"] = _ort_session(tmp / "net.onnx", device, threads)
+            if fp16:
+                export_onnx(model, tmp / "net16.onnx", fp16=True, parity=False)
+                sessions["network ORT fp16"] = _ort_session(tmp / "net16.onnx", device, threads)
+            fused = model.fuse()
+            _export_backbone(fused, tmp / "backbone.onnx")
+            sessions["backbone ORT fp32"] = _ort_session(tmp / "backbone.onnx", device, threads)
+            if int8:
+                from instanthmr.training.quantize import quantize
+
+                sessions["network ORT int8"] = _ort_session(quantize(tmp / "net.onnx", tmp / "net.int8.onnx"),
+                                                            device, threads)
+            if pipeline:
+                from instanthmr.runtime.hmr import InstantHMR
+
+                max_b = max(batches)
+                hmrs = {"predict fp32 (crop+net+decode)": InstantHMR(tmp / "net.onnx", device=device,
+                                                                     max_persons=max_b, threads=threads,
+                                                                     spinning=False, padding="buckets")}
+                if int8:
+                    hmrs["predict int8 (crop+net+decode)"] = InstantHMR(tmp / "net.int8.onnx", device=device,
+                                                                        max_persons=max_b, threads=threads,
+                                                                        spinning=False, padding="buckets")
+            if torch_eager:
+                dev = "cuda" if device == "cuda" and torch.cuda.is_available() else "cpu"
+                fused = fused.to(dev)
+                eager["network torch eager fp32"] = (lambda im, c: fused(im, c), dev)
+                eager["backbone torch eager fp32"] = (lambda im, c: fused.backbone(im), dev)
+
+        calls: dict[str, tuple] = {}  # variant -> (make_call(batch) -> fn, provider)
+        for name, hmr in (hmrs.items() if onnx_path is None and pipeline else []):
+            calls[name] = (lambda batch, hmr=hmr: _predict_call(hmr, batch), hmr.provider)
+        for name, sess in sessions.items():
+            def make(batch, sess=sess):
+                image, cliff = _inputs(batch)
+                feeds = {"image": image}
+                if "cliff_cond" in [i.name for i in sess.get_inputs()]:
+                    feeds["cliff_cond"] = cliff
+                return lambda: sess.run(None, feeds)
+            calls[name] = (make, sess.get_providers()[0])
+        for name, (fn, dev) in eager.items():
+            def make(batch, fn=fn, dev=dev):
+                import torch
+
+                image, cliff = _inputs(batch)
+                im, c = torch.from_numpy(image).to(dev), torch.from_numpy(cliff).to(dev)
+
+                def call():
+                    with torch.no_grad():
+                        fn(im, c)
+                    if dev == "cuda":
+                        torch.cuda.synchronize()
+                return call
+            calls[name] = (make, f"torch {dev}")
+        for batch in batches:
+            fns = {name: make(batch) for name, (make, _) in calls.items()}
+            times = blocked_round_robin_ms(fns, runs, warmup)
+            base = statistics.median(times["backbone ORT fp32"]) if "backbone ORT fp32" in times else None
+            for name, ts in times.items():
+                med = statistics.median(ts)
+                rows.append({"variant": name, "batch": batch, "ms": med, "ms_per_person": med / batch,
+                             "min_ms": min(ts), "provider": calls[name][1],
+                             "x_backbone": med / base if base else None})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    # torch's OpenMP workers otherwise busy-wait between calls and slow the ONNX Runtime rows timed beside them
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    p = argparse.ArgumentParser(description="HMR network latency (ORT vs torch eager, network vs bare backbone)")
+    p.add_argument("--config", default="instanthmr_repvit_m1_5")
+    p.add_argument("--onnx", type=Path, help="benchmark this ONNX file instead of a random-init export")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
+    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for ORT and torch (0: their default)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "coreml", "auto"))
+    p.add_argument("--fp16", action="store_true", help="also time the fp16 graph (meant for GPUs)")
+    p.add_argument("--no-torch", action="store_true", help="skip the torch eager rows")
+    p.add_argument("--pipeline", action="store_true",
+                   help="add InstantHMR.predict rows (crop + normalise + network + decode from a 720p frame)")
+    p.add_argument("--int8", action="store_true", help="add the int8 (static QDQ) network")
+    p.add_argument("--peak", action="store_true",
+                   help="measure fp32 matmul GFLOP/s here and the fraction of it the network reaches")
+    args = p.parse_args(argv)
+    if args.onnx is not None and not args.onnx.is_file():
+        print(f"error: ONNX file not found: {args.onnx}", file=sys.stderr)
+        return 2
+    load_before = os.getloadavg()[0]  # other processes on the machine skew every figure; say how busy it was
+    rows = run_benchmark(args.config, args.batches, args.runs, args.warmup, args.device, args.threads, args.fp16,
+                         args.onnx, not args.no_torch, args.pipeline and args.onnx is None,
+                         args.int8 and args.onnx is None)
+    import platform
+
+    import onnxruntime
+
+    print(f"# {args.onnx or args.config}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"onnxruntime {onnxruntime.__version__}; threads {args.threads or 'default'}; median of {args.runs} runs; "
+          f"load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}")
+    print("| variant | provider | batch | median ms / call | median ms / person | min ms / call | x backbone |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r in sorted(rows, key=lambda r: (r["variant"], r["batch"])):
+        xb = f"{r['x_backbone']:.2f}" if r.get("x_backbone") else "-"
+        print(f"| {r['variant']} | {r['provider']} | {r['batch']} | {r['ms']:.1f} | {r['ms_per_person']:.1f} "
+              f"| {r['min_ms']:.1f} | {xb} |")
+    if args.peak:
+        from instanthmr.cli.model_info import model_stats
+
+        peak = matmul_peak_gflops(args.threads)
+        gflops = model_stats(args.config)["gflops"]
+        best = max(peak.values())
+        print(f"\n# fp32 square matmul n = 512/768/1536, best of 15 each, ORT threads {args.threads or 'default'}: "
+              + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items())
+              + f"; {args.config}: {gflops:.3f} GFLOPs / person")
+        print("| variant | batch | GFLOP/s reached (min ms) | fraction of the best matmul |")
+        print("|---|---:|---:|---:|")
+        for r in sorted(rows, key=lambda r: (r["variant"], r["batch"])):
+            if r["variant"].startswith(("network ORT", "predict")):
+                reached = gflops * r["batch"] / (r["min_ms"] * 1e-3)
+                print(f"| {r['variant']} | {r['batch']} | {reached:.1f} | {reached / best:.0%} |")
+    return 0

@@ -1,0 +1,96 @@
+"""Self-check: ``python -m instanthmr.cli.doctor`` prints versions, ONNX Runtime providers, and which model files
+are present or missing (with where to get each). Exits 0 when the runtime can work (imports succeed), even
+when weights are missing: that is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import platform
+import sys
+
+from instanthmr import __version__
+from instanthmr.core.errors import first_line
+from instanthmr.core.paths import MODELS_DIR, shared_data_dir
+
+#: (file in models/, what it is, where it comes from)
+MODEL_FILES = (
+    ("instanthmr.onnx", "the released InstantHMR network",
+     "download from the InstantHMR release page (see models/README.md)"),
+    ("instanthmr-starter.onnx", "small, weak starter network trained offline by this project's own tools",
+     "shipped in git; or rebuild it with the commands in models/README.md"),
+    ("mediapipe/pose_detection.tflite", "MediaPipe BlazePose person detector (offline detector and teacher)",
+     "python tools/fetch_models.py mediapipe (run by install.py)"),
+    ("mediapipe/pose_landmark_full.tflite", "MediaPipe BlazePose landmarks (offline detector and teacher)",
+     "python tools/fetch_models.py mediapipe (run by install.py)"),
+    ("mediapipe/hand_landmark_full.tflite", "MediaPipe hand landmarks (offline teacher)",
+     "python tools/fetch_models.py mediapipe (run by install.py)"),
+    ("rf-detr-nano.pth", "RF-DETR nano person detector checkpoint (torch path)",
+     "rfdetr downloads it on first use; offline, copy it here (see models/README.md)"),
+    ("rf-detr-nano.onnx", "RF-DETR nano exported for ONNX Runtime (torch-free detector)",
+     "python tools/export_detector.py --variant nano (needs the .pth)"),
+)
+
+PACKAGES = ("numpy", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu", "rerun-sdk", "ai-edge-litert",
+            "torch", "torchvision", "timm", "rfdetr", "onnx")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return None
+
+
+def report() -> tuple[list[str], bool]:
+    """Lines of the report and whether the runtime imports work."""
+    lines = [f"InstantHMR {__version__} | Python {platform.python_version()} | {platform.system()} "
+             f"{platform.machine()}"]
+    ok = True
+    for dist in PACKAGES:
+        v = _version(dist)
+        if v is not None:
+            lines.append(f"  {dist:24s} {v}")
+    if _version("onnxruntime") and _version("onnxruntime-gpu"):
+        ok = False
+        lines.append("  PROBLEM: onnxruntime and onnxruntime-gpu are both installed; uninstall both, then "
+                     "re-run install.py")
+    for mod in ("numpy", "cv2", "onnxruntime"):
+        try:
+            importlib.import_module(mod)
+        except Exception as e:  # report any import failure, keep going
+            ok = False
+            lines.append(f"  PROBLEM: cannot import {mod}: {first_line(e, None)}")
+    try:
+        import onnxruntime as ort
+
+        lines.append("ONNX Runtime providers: " + ", ".join(ort.get_available_providers()))
+    except Exception:
+        pass
+    lines.append(f"Models folder: {MODELS_DIR}")
+    for name, what, where in MODEL_FILES:
+        path = MODELS_DIR / name
+        if path.exists():
+            lines.append(f"  [present] {name} ({path.stat().st_size / 1e6:.1f} MB): {what}")
+            if path.suffix == ".onnx":  # the --fp16 / --int8 copies demo.py and tools/bench.py look for
+                copies = [f"{prec} {'present' if path.with_name(f'{path.stem}.{prec}.onnx').exists() else 'absent'}"
+                          for prec in ("fp16", "int8")]
+                lines.append(f"            copies: {', '.join(copies)} (python tools/quantize_onnx.py "
+                             f"models/{name} [--mode fp16])")
+        else:
+            lines.append(f"  [missing] {name}: {what}; {where}")
+    data = shared_data_dir()
+    lines.append(f"Shared test media: {data} ({'present' if data.exists() else 'absent; media tests will skip'})")
+    return lines, ok
+
+
+def main() -> int:
+    lines, ok = report()
+    print("\n".join(lines))
+    print("doctor: OK" if ok else "doctor: problems found (see above)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":  # python -m instanthmr.cli.doctor
+    sys.exit(main())

@@ -1,0 +1,496 @@
+"""Person detectors behind one small interface.
+
+Every detector is a callable ``detector(image_rgb, frame_index=None) -> Detections`` that returns persons only,
+sorted by descending score, at most ``max_persons`` of them, with ``score > confidence``. Three
+implementations ship:
+
+* :class:`RFDETRDetector`: Roboflow's RF-DETR through the ``rfdetr`` package (torch). Variants
+  ``nano | small | medium | base | large``.
+* :class:`OnnxDetector`: an RF-DETR graph exported once with ``tools/export_detector.py`` and run by ONNX
+  Runtime with numpy/OpenCV pre- and post-processing, so a deployed pipeline needs no torch.
+* :class:`BoxFileDetector`: precomputed boxes read from a JSON file, one entry per frame.
+
+:func:`create_detector` picks one from a name or a file path. Another detector plugs in by subclassing
+:class:`PersonDetector` and implementing ``detect``.
+
+RF-DETR weights
+---------------
+The COCO checkpoints are looked up, in order, at ``--detector-weights PATH``, ``models/<file>`` in this
+repository, and the ``rfdetr`` cache folder ``$RF_HOME`` (default ``~/.roboflow/models``); when none has it,
+``rfdetr`` downloads it into that cache on first use. Offline, the failed download becomes one
+:class:`~instanthmr.runtime.session.ModelLoadError` naming the file, where to put it and its URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from instanthmr.core.errors import first_line
+from instanthmr.core.paths import MODELS_DIR
+from instanthmr.runtime.session import ModelLoadError, OnnxModel, precision_path
+
+#: RF-DETR's COCO label space keeps the original sparse COCO category ids, where person is 1.
+COCO_PERSON_ID = 1
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class RFDETRVariant:
+    """One RF-DETR size: its ``rfdetr`` class, checkpoint file name, download URL and input resolution."""
+
+    class_name: str
+    checkpoint: str
+    url: str
+    resolution: int
+
+
+_GCS = "https://storage.googleapis.com/rfdetr"
+RFDETR_VARIANTS: dict[str, RFDETRVariant] = {
+    "nano": RFDETRVariant("RFDETRNano", "rf-detr-nano.pth", f"{_GCS}/nano_coco/checkpoint_best_regular.pth", 384),
+    "small": RFDETRVariant("RFDETRSmall", "rf-detr-small.pth", f"{_GCS}/small_coco/checkpoint_best_regular.pth",
+                           512),
+    "medium": RFDETRVariant("RFDETRMedium", "rf-detr-medium.pth",
+                            f"{_GCS}/medium_coco/checkpoint_best_regular.pth", 576),
+    "base": RFDETRVariant("RFDETRBase", "rf-detr-base.pth", f"{_GCS}/rf-detr-base-coco.pth", 560),
+    "large": RFDETRVariant("RFDETRLarge", "rf-detr-large-2026.pth", f"{_GCS}/rf-detr-large-2026.pth", 704),
+}
+
+
+@dataclass
+class Detections:
+    """Persons found in one image.
+
+    ``boxes``: ``(N, 4)`` float32 ``[x1, y1, x2, y2]`` in full-image pixels. ``scores``: ``(N,)`` float32 in
+    ``[0, 1]``. Rows are sorted by descending score.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self):
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        if len(self.boxes) != len(self.scores):
+            raise ValueError(f"{len(self.boxes)} boxes but {len(self.scores)} scores")
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+
+    @classmethod
+    def select(cls, boxes, scores, confidence: float = 0.0, max_persons: int | None = None) -> "Detections":
+        """Keep ``score > confidence``, sort by descending score (stable), keep the first ``max_persons``."""
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+        keep = np.flatnonzero(scores > confidence)
+        keep = keep[np.argsort(-scores[keep], kind="stable")]
+        if max_persons is not None:
+            keep = keep[:max(0, int(max_persons))]
+        return cls(boxes[keep], scores[keep])
+
+
+class PersonDetector(ABC):
+    """Base of all person detectors: ``detector(image_rgb, frame_index=None) -> Detections``.
+
+    ``image_rgb`` is ``(H, W, 3)`` uint8 RGB. ``frame_index`` is the source frame number; image detectors
+    ignore it, detectors that replay stored results (:class:`BoxFileDetector`) use it.
+    """
+
+    name = "detector"
+
+    def __init__(self, confidence: float = 0.5, max_persons: int | None = None):
+        self.confidence = float(confidence)
+        self.max_persons = max_persons
+
+    @abstractmethod
+    def detect(self, image_rgb: np.ndarray, frame_index: int | None = None) -> Detections:
+        """Persons in ``image_rgb`` (filtered, sorted and capped by the caller, :meth:`__call__`)."""
+
+    def __call__(self, image_rgb: np.ndarray, frame_index: int | None = None) -> Detections:
+        det = self.detect(image_rgb, frame_index)
+        return Detections.select(det.boxes, det.scores, self.confidence, self.max_persons)
+
+    def reset(self) -> None:
+        """Forget per-stream state (a new video starts)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# RF-DETR (torch, rfdetr package)
+# --------------------------------------------------------------------------------------------------
+
+def rfdetr_cache_dir() -> Path:
+    """The folder ``rfdetr`` downloads checkpoints into: ``$RF_HOME`` (or ``$ROBOFLOW_HOME``), default
+    ``~/.roboflow/models`` (read without importing ``rfdetr``)."""
+    d = os.environ.get("RF_HOME") or os.environ.get("ROBOFLOW_HOME") or "~/.roboflow/models"
+    return Path(d).expanduser().resolve()
+
+
+def _variant(variant: str) -> RFDETRVariant:
+    if variant not in RFDETR_VARIANTS:
+        raise ValueError(f"unknown RF-DETR variant {variant!r}; expected one of {list(RFDETR_VARIANTS)}")
+    return RFDETR_VARIANTS[variant]
+
+
+def resolve_rfdetr_weights(variant: str, weights: str | Path | None = None) -> tuple[Path, bool]:
+    """``(path, present)`` of the checkpoint for ``variant``.
+
+    An explicit ``weights`` path must exist. Otherwise ``models/<file>`` then the rfdetr cache are tried;
+    when neither has it the cache path is returned with ``present=False`` (rfdetr will download there).
+    """
+    v = _variant(variant)
+    if weights is not None:
+        p = Path(weights).expanduser()
+        if not p.is_file():
+            raise ModelLoadError(f"RF-DETR weights file not found: {p} (from --detector-weights)")
+        return p, True
+    for cand in (MODELS_DIR / v.checkpoint, rfdetr_cache_dir() / v.checkpoint):
+        if cand.is_file():
+            return cand, True
+    return rfdetr_cache_dir() / v.checkpoint, False
+
+
+def _reachable(url: str, timeout_s: float = 3.0) -> bool:
+    """Whether the host of ``url`` accepts a TCP connection within ``timeout_s`` (no data is sent)."""
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    try:
+        with socket.create_connection((u.hostname, u.port or 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def missing_weights_message(variant: str, reason: str = "") -> str:
+    v = _variant(variant)
+    why = f" ({reason[:90]}{'...' if len(reason) > 90 else ''})" if reason else ""
+    return (f"RF-DETR {variant} weights '{v.checkpoint}' are not on this machine and could not be downloaded{why}. "
+            f"Download {v.url} and save it as {MODELS_DIR / v.checkpoint} or {rfdetr_cache_dir() / v.checkpoint} "
+            f"(rfdetr cache, $RF_HOME), or pass --detector-weights PATH (or use --detector mediapipe / an exported "
+            f".onnx / a boxes .json).")
+
+
+def _torch_device(device: str) -> str:
+    import torch
+
+    device = (device or "auto").lower()
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return "cuda"
+    if device in ("auto", "coreml", "mps") and getattr(torch.backends, "mps", None) is not None \
+            and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _quiet_rfdetr():
+    """rfdetr logs training-oriented warnings on every construction and the first predict; keep them off
+    the user's console (errors still show)."""
+    logging.getLogger("rf-detr").setLevel(logging.ERROR)
+
+
+class RFDETRDetector(PersonDetector):
+    """RF-DETR through the ``rfdetr`` package (torch).
+
+    ``weights``: a checkpoint path; ``None`` looks in ``models/`` and the rfdetr cache and downloads there
+    when missing. ``pretrained=False`` builds random weights (no file needed; for tests and exports of the
+    plumbing only). ``half``: run the network in float16 (for GPUs; it also runs, slower, on a CPU); inputs
+    are cast to it and outputs read back as float32.
+    """
+
+    name = "rfdetr"
+
+    def __init__(self, variant: str = "nano", confidence: float = 0.5, max_persons: int | None = None,
+                 weights: str | Path | None = None, device: str = "auto", pretrained: bool = True,
+                 person_class_id: int = COCO_PERSON_ID, resolution: int | None = None, half: bool = False):
+        super().__init__(confidence, max_persons)
+        spec = _variant(variant)
+        self.half = bool(half)
+        self.variant = variant
+        self.person_class_id = int(person_class_id)
+        self.weights: Path | None = None
+        kwargs: dict = {"pretrain_weights": None}
+        if resolution is not None:  # rfdetr rescales its position embeddings to the new input size
+            kwargs["resolution"] = int(resolution)
+        if pretrained:
+            self.weights, present = resolve_rfdetr_weights(variant, weights)
+            kwargs["pretrain_weights"] = str(self.weights)
+            if not present:
+                # A firewall that drops packets would leave rfdetr's download waiting: ask first, briefly.
+                if not _reachable(spec.url):
+                    raise ModelLoadError(missing_weights_message(variant, "download host unreachable"))
+                self.weights.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import rfdetr
+
+                _quiet_rfdetr()
+                self.torch_device = _torch_device(device)
+                kwargs["device"] = self.torch_device
+                self.model = getattr(rfdetr, spec.class_name)(**kwargs)
+        except ModelLoadError:
+            raise
+        except ImportError as e:
+            raise ModelLoadError(f"the rfdetr package is needed for the torch RF-DETR detector ({first_line(e)}); "
+                                 "pip install rfdetr, or use an exported detector: --detector PATH.onnx") from None
+        except Exception as e:  # requests errors, torch.load errors, size mismatches: one clear line
+            if pretrained and self.weights is not None and not self.weights.is_file():
+                raise ModelLoadError(missing_weights_message(variant, first_line(e))) from None
+            raise ModelLoadError(f"cannot load RF-DETR {variant} from {self.weights or 'random init'}: "
+                                 f"{first_line(e)}") from None
+        self.resolution = int(self.model.model.resolution)
+        if self.half:
+            self.model.model.model.half()
+
+    def preprocess(self, image_rgb: np.ndarray):
+        """``(1, 3, R, R)`` tensor on the model's device, the same transform as :func:`preprocess_rfdetr` (and
+        as ``rfdetr.predict``: float bilinear resize without antialias, ImageNet mean/std), done on the device."""
+        import torch
+        import torch.nn.functional as F
+
+        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image_rgb.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(image_rgb)).to(self.torch_device)
+        x = x.permute(2, 0, 1)[None].float() / 255.0
+        x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False,
+                          antialias=False)
+        mean = torch.as_tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.as_tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+        x = (x - mean) / std
+        return x.half() if self.half else x
+
+    def raw_forward(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw network outputs for one image: ``(boxes (Q, 4) normalised cxcywh, logits (Q, C))``."""
+        import torch
+
+        net = self.model.model.model
+        net.eval()  # in train mode the decoder returns all 13 query groups
+        with torch.no_grad():
+            out = net(self.preprocess(image_rgb))
+        if isinstance(out, dict):
+            boxes, logits = out["pred_boxes"], out["pred_logits"]
+        else:
+            boxes, logits = out[0], out[1]
+        return boxes[0].float().cpu().numpy(), logits[0].float().cpu().numpy()
+
+    def detect(self, image_rgb: np.ndarray, frame_index: int | None = None) -> Detections:
+        # Decode the person class per query from the raw outputs (not rfdetr's predict(), whose top-300 over
+        # every (query, class) pair can crowd persons out): the ONNX path decodes the same way, so both
+        # backends give the same boxes.
+        boxes, logits = self.raw_forward(image_rgb)
+        xyxy, scores = decode_rfdetr(boxes, logits, (image_rgb.shape[1], image_rgb.shape[0]), self.person_class_id)
+        return Detections(xyxy, scores)
+
+
+# --------------------------------------------------------------------------------------------------
+# RF-DETR exported to ONNX (no torch)
+# --------------------------------------------------------------------------------------------------
+
+def preprocess_rfdetr(image_rgb: np.ndarray, resolution: int) -> np.ndarray:
+    """``(1, 3, R, R)`` float32 input of an RF-DETR graph: bilinear resize to a square (no letterbox, as
+    ``rfdetr`` does), scale to [0, 1], ImageNet mean/std."""
+    import cv2
+
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image_rgb.shape}")
+    # Resize in float like rfdetr's torchvision resize (antialias off); cv2 INTER_LINEAR uses the same
+    # half-pixel sampling, so torch and ONNX see the same pixels. The /255 and mean/std are linear, so they
+    # are applied after the resize, on R x R pixels instead of the full frame (same values to float rounding).
+    x = cv2.resize(image_rgb.astype(np.float32), (resolution, resolution), interpolation=cv2.INTER_LINEAR)
+    out = np.empty((1, 3, resolution, resolution), np.float32)
+    for c in range(3):
+        np.multiply(x[..., c], 1.0 / (255.0 * IMAGENET_STD[c]), out=out[0, c])
+        out[0, c] -= IMAGENET_MEAN[c] / IMAGENET_STD[c]
+    return out
+
+
+def decode_rfdetr(boxes_cxcywh: np.ndarray, logits: np.ndarray, image_wh, class_id: int = COCO_PERSON_ID,
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-query boxes in pixels (clipped to the image) and sigmoid scores of one class, unsorted."""
+    w, h = float(image_wh[0]), float(image_wh[1])
+    b = np.asarray(boxes_cxcywh, dtype=np.float32)
+    cx, cy, bw, bh = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    xyxy = np.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], axis=-1)
+    xyxy = np.clip(xyxy, 0.0, [w, h, w, h]).astype(np.float32)
+    scores = 1.0 / (1.0 + np.exp(-np.asarray(logits[:, class_id], dtype=np.float32)))
+    return xyxy, scores
+
+
+class OnnxDetector(OnnxModel, PersonDetector):
+    """An RF-DETR graph exported by ``tools/export_detector.py`` (input ``input`` (1, 3, R, R); outputs
+    ``dets`` (1, Q, 4) normalised cxcywh and ``labels`` (1, Q, C) logits), run by ONNX Runtime."""
+
+    name = "rfdetr-onnx"
+    expected_inputs = ("input",)
+    expected_outputs = ("dets", "labels")
+
+    def __init__(self, onnx_path: str | Path, confidence: float = 0.5, max_persons: int | None = None,
+                 device: str = "auto", person_class_id: int = COCO_PERSON_ID, threads: int = 0,
+                 spinning: bool | None = None, io_binding: bool = False):
+        OnnxModel.__init__(self, onnx_path, device, intra_op_threads=threads, spinning=spinning,
+                           io_binding=io_binding)
+        PersonDetector.__init__(self, confidence, max_persons)
+        self.person_class_id = int(person_class_id)
+        shape = self.session.get_inputs()[0].shape
+        res = shape[-1] if isinstance(shape[-1], int) else self.metadata.get("resolution")
+        if res is None:
+            raise ModelLoadError(f"{self.path}: cannot tell the detector input resolution (input shape {shape})")
+        self.resolution = int(res)
+        self.variant = self.metadata.get("variant", "unknown")
+
+    def preprocess(self, image_rgb: np.ndarray) -> np.ndarray:
+        return preprocess_rfdetr(image_rgb, self.resolution)
+
+    def raw_forward(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(boxes (Q, 4) normalised cxcywh, logits (Q, C))`` for one image."""
+        boxes, logits = self.run({"input": self.preprocess(image_rgb)}, ["dets", "labels"])
+        return boxes[0], logits[0]
+
+    def postprocess(self, boxes: np.ndarray, logits: np.ndarray, image_wh) -> Detections:
+        xyxy, scores = decode_rfdetr(boxes, logits, image_wh, self.person_class_id)
+        return Detections(xyxy, scores)
+
+    def detect(self, image_rgb: np.ndarray, frame_index: int | None = None) -> Detections:
+        boxes, logits = self.raw_forward(image_rgb)
+        return self.postprocess(boxes, logits, (image_rgb.shape[1], image_rgb.shape[0]))
+
+
+# --------------------------------------------------------------------------------------------------
+# Precomputed boxes
+# --------------------------------------------------------------------------------------------------
+
+class BoxFileDetector(PersonDetector):
+    """Replays boxes stored in a JSON file, keyed by source frame index.
+
+    Accepted layouts (boxes in pixels ``[x1, y1, x2, y2]``, optional 5th number = score):
+
+    * ``{"frames": [{"frame_index": 0, "boxes": [[...], ...], "scores": [...]}, ...]}``;
+    * the ``--save-json`` output of ``demo.py`` (``frames[i].persons[j].box`` / ``.score``);
+    * a plain list, one entry per frame, each a list of boxes.
+
+    Frames absent from the file have no persons. Called without ``frame_index``, it counts calls.
+    """
+
+    name = "boxes"
+
+    def __init__(self, path: str | Path, confidence: float = 0.0, max_persons: int | None = None):
+        super().__init__(confidence, max_persons)
+        self.path = Path(path)
+        self.frames = self._load(self.path)
+        self._next = 0
+
+    @staticmethod
+    def _load(path: Path) -> dict[int, Detections]:
+        if not path.is_file():
+            raise ModelLoadError(f"box file not found: {path}")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ModelLoadError(f"{path}: not a readable JSON box file ({first_line(e)})") from None
+        entries = data.get("frames") if isinstance(data, dict) else data
+        if not isinstance(entries, list):
+            raise ModelLoadError(f"{path}: expected a list of frames or {{'frames': [...]}} at the top level")
+        frames: dict[int, Detections] = {}
+        try:
+            for pos, entry in enumerate(entries):
+                idx = pos
+                if isinstance(entry, dict):
+                    idx = int(entry.get("frame_index", entry.get("frame", pos)))
+                    if "persons" in entry:
+                        boxes = [p["box"] for p in entry["persons"]]
+                        scores = [p.get("score", 1.0) for p in entry["persons"]]
+                    else:
+                        boxes = entry.get("boxes", [])
+                        scores = entry.get("scores")
+                else:
+                    boxes, scores = entry, None
+                if len(boxes) == 0:
+                    frames[idx] = Detections.empty()
+                    continue
+                b = np.asarray(boxes, dtype=np.float32).reshape(len(boxes), -1)
+                if b.shape[1] not in (4, 5):
+                    raise ValueError(f"frame {idx}: boxes need 4 numbers (or 5 with a score), got {b.shape[1]}")
+                if scores is None:
+                    scores = b[:, 4] if b.shape[1] == 5 else np.ones(len(b), np.float32)
+                frames[idx] = Detections(b[:, :4], scores)
+        except (TypeError, ValueError, KeyError) as e:
+            raise ModelLoadError(f"{path}: malformed box file ({first_line(e)})") from None
+        return frames
+
+    def reset(self) -> None:
+        self._next = 0
+
+    def detect(self, image_rgb: np.ndarray, frame_index: int | None = None) -> Detections:
+        if frame_index is None:
+            frame_index = self._next
+        self._next = frame_index + 1
+        return self.frames.get(int(frame_index), Detections.empty())
+
+
+# --------------------------------------------------------------------------------------------------
+# Factory
+# --------------------------------------------------------------------------------------------------
+
+def create_detector(detector: "str | Path | PersonDetector" = "rfdetr", variant: str = "nano",
+                    confidence: float = 0.5, max_persons: int | None = None, device: str = "auto",
+                    weights: str | Path | None = None, pretrained: bool = True,
+                    fallback: bool = True, resolution: int | None = None, precision: str = "fp32", threads: int = 0,
+                    spinning: bool | None = None) -> PersonDetector:
+    """A detector from a name or a file: ``"rfdetr"`` (torch), ``"mediapipe"``, a ``.onnx`` RF-DETR export, or
+    a ``.json`` box file.
+
+    A :class:`PersonDetector` instance is returned unchanged. With ``fallback`` (default), ``"rfdetr"`` whose
+    checkpoint is absent and cannot be downloaded becomes the offline MediaPipe detector when its models are
+    installed (a warning says so); otherwise the RF-DETR error is raised.
+
+    Speed levers: ``resolution`` (RF-DETR input side; the torch detector is built at it, an ``.onnx`` file
+    must have been exported at it: ``tools/export_detector.py --resolution``), ``precision`` (``fp16`` / ``int8``: the ``.onnx`` file's
+    ``<stem>.fp16.onnx`` / ``<stem>.int8.onnx`` copy from ``tools/quantize_onnx.py``; the torch RF-DETR runs in
+    float16 for ``fp16`` and ignores ``int8``; the other detectors ignore it), ``threads`` /
+    ``spinning`` (ONNX Runtime, see :mod:`instanthmr.runtime.session`).
+    """
+    if isinstance(detector, PersonDetector):
+        return detector
+    s = str(detector)
+    if s.lower() in ("rfdetr", "rf-detr"):
+        try:
+            return RFDETRDetector(variant, confidence, max_persons, weights=weights, device=device,
+                                  pretrained=pretrained, resolution=resolution, half=precision == "fp16")
+        except ModelLoadError as e:
+            if not (fallback and pretrained and weights is None):
+                raise
+            from instanthmr.runtime.mediapipe_detector import offline_fallback
+
+            det = offline_fallback(str(e), confidence, max_persons)
+            if det is None:
+                raise
+            return det
+    if s.lower() == "mediapipe":  # offline BlazePose detector (instanthmr/mp_detector.py)
+        from instanthmr.runtime.mediapipe_detector import MediaPipeDetector
+
+        return MediaPipeDetector(confidence, max_persons)
+    suffix = Path(s).suffix.lower()
+    if suffix == ".onnx":
+        det = OnnxDetector(precision_path(s, precision), confidence, max_persons, device=device, threads=threads,
+                           spinning=spinning)
+        if resolution is not None and det.resolution != int(resolution):
+            raise ModelLoadError(f"{det.path} takes {det.resolution}x{det.resolution} input, not the requested "
+                                 f"{resolution}; export one with: python tools/export_detector.py --variant "
+                                 f"{det.variant if det.variant != 'unknown' else variant} --resolution {resolution}")
+        return det
+    if suffix == ".json":
+        return BoxFileDetector(s, confidence, max_persons)
+    raise ValueError(f"unknown detector {s!r}: expected 'rfdetr', 'mediapipe', a .onnx export or a .json box file")

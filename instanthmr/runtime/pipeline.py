@@ -1,0 +1,396 @@
+"""Detector + InstantHMR on whole frames: ``PosePipeline(...).predict(image_rgb) -> FrameResult``.
+
+The detector is by far the slowest stage, so it can run on every ``detector_stride``-th frame only
+(:class:`DetectorSchedule`): frames 0, N, 2N, ... are detected; the frames between reuse the last detected
+boxes, enlarged by 10% of their width/height on each side (people move) with their score x 0.9. A detector
+run that finds nobody right after one that found people reuses the previous boxes the same way (one miss is
+tolerated, a second empty run clears them), so a person is not dropped for one missed detection.
+
+Videos: person IDs, keypoint-driven crops and smoothing are a separate wrapper one floor up (rtmlib style:
+tracking is not part of a model), :mod:`instanthmr.video.tracking`::
+
+    tracked = TrackingPipeline.from_pipeline(PosePipeline("models/instanthmr.onnx"), smooth="causal")
+    frame = tracked(image_rgb, frame_index, time_s)       # TrackedFrame: persons with track_id
+    frames = smooth_frames_offline(all_raw_frames, fps)   # smooth="offline": after the whole video
+
+See docs/temporal.md.
+
+Runtime imports are numpy, OpenCV and onnxruntime only (torch only for the torch RF-DETR detector and for
+:func:`random_init_onnx`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from instanthmr.runtime.detector import Detections, PersonDetector, create_detector
+
+REUSE_ENLARGE = 0.10  # fraction of the box width/height added on each side when boxes are reused
+REUSE_SCORE_DECAY = 0.9
+MIN_BOX_PX = 4.0  # boxes smaller than this (after clipping) carry no person worth a crop
+
+
+@dataclass
+class FrameResult:
+    """Everything the pipeline knows about one frame.
+
+    ``persons``: one :class:`~instanthmr.runtime.hmr.HMRPrediction` per person (pixels / camera metres, see
+    there). ``detector_ms`` (0 when the detector did not run), ``hmr_ms`` (crops + network + decoding, all
+    persons), ``total_ms`` (the whole :meth:`PosePipeline.predict` call): milliseconds on a monotonic clock,
+    visualisation excluded. ``detector_ran``: the detector ran on this frame. ``reused``: the boxes are the
+    previous detections (enlarged). ``frame_index``: source frame number. ``image_size``: ``(W, H)``.
+    With the asynchronous detector, ``detector_ran`` marks the frame whose boxes are a fresh detector result,
+    ``detector_ms`` is how long that run took on the detector's own thread (not part of ``total_ms``) and
+    ``detector_lag`` is how many frames older than this one the detected image was (0 when synchronous).
+    """
+
+    persons: list
+    detector_ms: float
+    hmr_ms: float
+    total_ms: float
+    detector_ran: bool
+    frame_index: int = 0
+    image_size: tuple[int, int] = (0, 0)
+    reused: bool = False
+    detections: Detections = field(default_factory=Detections.empty, repr=False)
+    detector_lag: int = 0
+
+    @property
+    def fps(self) -> float:
+        return 1000.0 / self.total_ms if self.total_ms > 0 else 0.0
+
+
+def enlarge_boxes(boxes, frac: float = REUSE_ENLARGE, image_wh=None) -> np.ndarray:
+    """Boxes ``(N, 4)`` xyxy grown by ``frac`` x width (x) and ``frac`` x height (y) on every side, clipped
+    to the image when ``image_wh`` is given."""
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+    w = b[:, 2] - b[:, 0]
+    h = b[:, 3] - b[:, 1]
+    b[:, 0] -= frac * w
+    b[:, 2] += frac * w
+    b[:, 1] -= frac * h
+    b[:, 3] += frac * h
+    if image_wh is not None:
+        b = np.clip(b, 0.0, [image_wh[0], image_wh[1], image_wh[0], image_wh[1]]).astype(np.float32)
+    return b
+
+
+class DetectorSchedule:
+    """The stride/reuse rule as a small state machine (pure: no models, no clocks).
+
+    Per processed frame: ``if schedule.should_detect(): dets = schedule.after_detection(detector(...), wh)``
+    else ``dets = schedule.between(wh)``. ``reused`` tells whether the last returned boxes were reused.
+    """
+
+    def __init__(self, stride: int = 1):
+        if int(stride) < 1:
+            raise ValueError(f"detector_stride must be >= 1, got {stride}")
+        self.stride = int(stride)
+        self.reset()
+
+    def reset(self) -> None:
+        self.frame = 0  # processed frames so far
+        self.calls = 0
+        self.last: Detections | None = None  # the last non-empty detector output
+        self.missed = False  # the last detector run found nobody while `last` was kept
+        self.reused = False
+
+    def should_detect(self) -> bool:
+        return self.frame % self.stride == 0
+
+    def _reuse(self, image_wh) -> Detections:
+        if self.last is None or len(self.last) == 0:
+            self.reused = False
+            return Detections.empty()
+        self.reused = True
+        return Detections(enlarge_boxes(self.last.boxes, REUSE_ENLARGE, image_wh),
+                          self.last.scores * REUSE_SCORE_DECAY)
+
+    def after_detection(self, dets: Detections, image_wh) -> Detections:
+        """Boxes to use on a frame where the detector ran and returned ``dets``."""
+        self.frame += 1
+        self.calls += 1
+        if len(dets):
+            self.last, self.missed, self.reused = dets, False, False
+            return dets
+        if self.last is not None and not self.missed:  # nobody right after a detection: keep them once
+            self.missed = True
+            return self._reuse(image_wh)
+        self.last, self.reused = None, False
+        return Detections.empty()
+
+    def between(self, image_wh) -> Detections:
+        """Boxes to use on a frame where the detector did not run."""
+        self.frame += 1
+        return self._reuse(image_wh)
+
+
+def drop_tiny_boxes(dets: Detections, min_px: float = MIN_BOX_PX) -> Detections:
+    w = dets.boxes[:, 2] - dets.boxes[:, 0]
+    h = dets.boxes[:, 3] - dets.boxes[:, 1]
+    keep = (w >= min_px) & (h >= min_px) & np.isfinite(dets.boxes).all(axis=1)
+    return dets if keep.all() else Detections(dets.boxes[keep], dets.scores[keep])
+
+
+class AsyncDetector:
+    """A detector on its own thread: :meth:`submit` hands it a frame when it is idle, :meth:`poll` returns each
+    finished result once. The caller never waits for it (except :meth:`wait`), so the pose network runs on
+    the latest boxes while the next detection is computed: on a multi-core CPU the two models overlap.
+
+    Results are ``(frame_number, Detections, ms)``; ``frame_number`` is the caller's counter passed to
+    :meth:`submit`. A detector exception is re-raised by the next :meth:`poll` / :meth:`wait`.
+    """
+
+    def __init__(self, detector: PersonDetector):
+        self.detector = detector
+        self._cv = threading.Condition()
+        self._job: tuple | None = None  # (image, frame_index, frame_number) waiting for the worker
+        self._result: tuple | None = None
+        self._error: BaseException | None = None
+        self._running = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="instanthmr-detector", daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        with self._cv:
+            return self._running or self._job is not None
+
+    def submit(self, image_rgb: np.ndarray, frame_index: int, frame_number: int) -> bool:
+        """Queue ``image_rgb`` (copied: the caller may reuse its buffer) unless a detection is under way."""
+        with self._cv:
+            if self._running or self._job is not None or self._closed:
+                return False
+            self._job = (image_rgb.copy(), frame_index, frame_number)
+            self._cv.notify_all()
+            return True
+
+    def poll(self) -> tuple | None:
+        with self._cv:
+            return self._take()
+
+    def wait(self, timeout: float | None = None) -> tuple | None:
+        """Block until the running/queued detection finishes and return it (``None`` if nothing is pending)."""
+        with self._cv:
+            self._cv.wait_for(lambda: self._result is not None or self._error is not None
+                              or not (self._running or self._job is not None), timeout)
+            return self._take()
+
+    def _take(self):
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+        res, self._result = self._result, None
+        return res
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._job is not None or self._closed)
+                if self._closed:
+                    return
+                image, fi, n = self._job
+                self._job, self._running = None, True
+            try:
+                t0 = time.perf_counter()
+                dets = self.detector(image, fi)
+                res, err = (n, dets, (time.perf_counter() - t0) * 1e3), None
+            except BaseException as e:  # handed to the caller's thread
+                res, err = None, e
+            with self._cv:
+                self._result, self._error, self._running = res, err, False
+                self._cv.notify_all()
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._job = None
+            self._cv.notify_all()
+        self._thread.join(timeout=5.0)
+
+
+class PosePipeline:
+    """Person detector + InstantHMR network, frame by frame.
+
+    Args:
+        onnx_path: the InstantHMR ``.onnx`` file.
+        device: ``"auto"`` (best available), ``"cuda"``, ``"coreml"`` or ``"cpu"``, for both models.
+        detector: ``"rfdetr"`` (torch), a ``.onnx`` RF-DETR export, a ``.json`` box file, or a
+            :class:`~instanthmr.runtime.detector.PersonDetector` instance.
+        detector_variant: RF-DETR size for ``detector="rfdetr"``.
+        det_confidence: detection score threshold.
+        max_persons: persons per frame (the highest scores) and the network's padded batch.
+        detector_stride: run the detector every N frames (see :class:`DetectorSchedule`).
+        batch_persons: all persons of a frame in one network call (else one call each).
+        detector_weights: RF-DETR checkpoint path (default: models/ or the rfdetr cache).
+        hmr: an already built :class:`~instanthmr.runtime.hmr.InstantHMR` (then ``onnx_path`` may be ``None``).
+
+    Speed levers (each off by default; docs/performance.md measures them):
+        threads: ONNX Runtime intra-op threads of both models (0: its default, one per core).
+        spinning: ``False`` lets idle ONNX Runtime threads sleep instead of busy-waiting (``None``: default).
+        precision: ``"fp32"`` (the file given), ``"fp16"`` or ``"int8"``: run the ``<stem>.fp16.onnx`` /
+            ``<stem>.int8.onnx`` copies (``tools/quantize_onnx.py``) of the network and, for an ``.onnx``
+            detector, of the detector; ``fp16`` also runs the torch RF-DETR in float16 (fp16 is meant for
+            GPUs, int8 for CPUs).
+        detector_resolution: RF-DETR input side (torch: built at it; ``.onnx``: the file must be exported at it).
+        async_detector: the detector runs on its own thread on the newest frame while the network runs on the
+            latest boxes; a new detection starts when the previous one is done and at least
+            ``detector_stride`` frames have passed. Only the first frame waits for it. Results depend on
+            timing (not reproducible frame for frame); meant for live sources.
+        io_binding: bind model inputs/outputs once per shape (see :mod:`instanthmr.runtime.session`).
+        cuda_graph: the network replays a captured CUDA graph (CUDA provider only, fixed batch; implies
+            ``io_binding``; ignored elsewhere).
+    """
+
+    def __init__(self, onnx_path: str | Path | None, device: str = "auto",
+                 detector: str | Path | PersonDetector = "rfdetr", detector_variant: str = "nano",
+                 det_confidence: float = 0.5, max_persons: int = 8, detector_stride: int = 1,
+                 batch_persons: bool = True, detector_weights: str | Path | None = None, hmr=None,
+                 threads: int = 0, spinning: bool | None = None, precision: str = "fp32",
+                 detector_resolution: int | None = None, async_detector: bool = False, io_binding: bool = False,
+                 cuda_graph: bool = False):
+        from instanthmr.runtime.hmr import InstantHMR
+        from instanthmr.runtime.session import precision_path
+
+        self.schedule = DetectorSchedule(detector_stride)  # validates the stride before loading anything
+        if hmr is None:
+            hmr = InstantHMR(precision_path(onnx_path, precision), device=device, max_persons=max_persons,
+                             batch_persons=batch_persons, threads=threads, spinning=spinning,
+                             io_binding=io_binding, cuda_graph=cuda_graph)
+        self.hmr = hmr
+        self.detector = create_detector(detector, variant=detector_variant, confidence=det_confidence,
+                                        max_persons=max_persons, device=device, weights=detector_weights,
+                                        resolution=detector_resolution, precision=precision, threads=threads,
+                                        spinning=spinning)
+        self.max_persons = max_persons
+        self.focal_length: float | None = None  # px; None = image diagonal (geometry.default_focal)
+        self._async = AsyncDetector(self.detector) if async_detector else None
+        self._last_submit = -(10 ** 9)  # processed-frame number of the last frame handed to the async detector
+
+    @property
+    def async_detector(self) -> bool:
+        return self._async is not None
+
+    def close(self) -> None:
+        """Stop the asynchronous detector's thread (no-op otherwise)."""
+        if self._async is not None:
+            self._async.close()
+            self._async = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def detector_stride(self) -> int:
+        return self.schedule.stride
+
+    @property
+    def detector_calls(self) -> int:
+        return self.schedule.calls
+
+    def reset(self) -> None:
+        """Start a new stream: the stride counter restarts at a detector frame, reused boxes are dropped."""
+        if self._async is not None:  # a detection in flight belongs to the old stream
+            self._async.wait()
+        self._last_submit = -(10 ** 9)
+        self.schedule.reset()
+        self.detector.reset()
+
+    def estimate(self, image_rgb: np.ndarray, boxes, scores=None) -> list:
+        """The network on given boxes (``(N, 4)`` xyxy px) -> ``HMRPrediction`` list (no detector)."""
+        return self.hmr.predict(image_rgb, boxes, scores, focal_length=self.focal_length)
+
+    def predict(self, image_rgb: np.ndarray, frame_index: int | None = None) -> FrameResult:
+        """Detect (or reuse) person boxes and run the network on them. ``frame_index`` is the source frame
+        number (default: frames processed so far); the stride counts processed frames."""
+        t0 = time.perf_counter()
+        image_rgb = np.asarray(image_rgb)
+        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
+            raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image_rgb.shape} {image_rgb.dtype}")
+        h, w = image_rgb.shape[:2]
+        fi = self.schedule.frame if frame_index is None else int(frame_index)
+        detector_ms = 0.0
+        lag = 0
+        if self._async is not None:
+            dets, ran, detector_ms, lag = self._async_boxes(image_rgb, fi, (w, h))
+        else:
+            ran = self.schedule.should_detect()
+            if ran:
+                td = time.perf_counter()
+                found = self.detector(image_rgb, fi)
+                detector_ms = (time.perf_counter() - td) * 1e3
+                dets = self.schedule.after_detection(found, (w, h))
+            else:
+                dets = self.schedule.between((w, h))
+        dets = drop_tiny_boxes(dets)
+        th = time.perf_counter()
+        persons = self.estimate(image_rgb, dets.boxes, dets.scores) if len(dets) else []
+        hmr_ms = (time.perf_counter() - th) * 1e3
+        total_ms = (time.perf_counter() - t0) * 1e3
+        return FrameResult(persons=persons, detector_ms=detector_ms, hmr_ms=hmr_ms, total_ms=total_ms,
+                           detector_ran=ran, frame_index=fi, image_size=(w, h), reused=self.schedule.reused,
+                           detections=dets, detector_lag=lag)
+
+    def _async_boxes(self, image_rgb, fi: int, wh) -> tuple[Detections, bool, float, int]:
+        """Boxes for this frame with the detector on its thread: a finished detection if one is waiting (the
+        very first frame waits for its own), else the reused ones; then hand this frame over when it is idle."""
+        n = self.schedule.frame  # processed-frame counter (the stride counts processed frames)
+        if self.schedule.calls == 0 and self.schedule.last is None and self._async.submit(image_rgb, fi, n):
+            self._last_submit = n
+            res = self._async.wait()
+        else:
+            res = self._async.poll()
+        if n - self._last_submit >= self.schedule.stride and self._async.submit(image_rgb, fi, n):
+            self._last_submit = n
+        if res is None:
+            return self.schedule.between(wh), False, 0.0, 0
+        done_n, found, ms = res
+        return self.schedule.after_detection(found, wh), True, ms, n - done_n
+
+    __call__ = predict
+
+
+def timing_stats(values) -> dict[str, float]:
+    """``mean / median / p95 / min / max`` of a list of milliseconds (zeros when empty)."""
+    v = np.asarray(list(values), dtype=np.float64)
+    if v.size == 0:
+        return {k: 0.0 for k in ("mean", "median", "p95", "min", "max")}
+    return {"mean": float(v.mean()), "median": float(np.median(v)), "p95": float(np.percentile(v, 95)),
+            "min": float(v.min()), "max": float(v.max())}
+
+
+def summarize(results: list[FrameResult], wall_ms=None) -> dict:
+    """Per-stage timing statistics over frames, detector calls, persons per frame and FPS.
+
+    ``fps`` is ``1000 / mean(total_ms)`` (the pipeline alone); with ``wall_ms`` (per-frame wall time
+    including decoding and outputs) ``wall_fps`` is ``1000 / mean(wall_ms)``. ``detector_ms`` is per frame
+    (0 on frames that reused boxes, so the strides compare); ``detector_call_ms`` is over the frames where
+    the detector ran.
+    """
+    n = len(results)
+    total = [r.total_ms for r in results]
+    out = {
+        "frames": n,
+        "detector_calls": int(sum(r.detector_ran for r in results)),
+        "frames_with_persons": int(sum(1 for r in results if r.persons)),
+        "persons_per_frame": float(np.mean([len(r.persons) for r in results])) if n else 0.0,
+        "detector_ms": timing_stats([r.detector_ms for r in results]),
+        "detector_call_ms": timing_stats([r.detector_ms for r in results if r.detector_ran]),
+        "hmr_ms": timing_stats([r.hmr_ms for r in results]),
+        "total_ms": timing_stats(total),
+        "fps": 1000.0 / float(np.mean(total)) if n and np.mean(total) > 0 else 0.0,
+    }
+    if wall_ms is not None:
+        out["wall_ms"] = timing_stats(wall_ms)
+        m = float(np.mean(wall_ms)) if len(wall_ms) else 0.0
+        out["wall_fps"] = 1000.0 / m if m > 0 else 0.0
+    return out

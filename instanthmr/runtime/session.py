@@ -1,0 +1,226 @@
+"""The one place that owns ONNX Runtime backend and device choice (rtmlib's ``BaseTool`` idea).
+
+Every ONNX model in InstantHMR (the HMR network, the exported detector) subclasses :class:`OnnxModel`,
+which opens the file, asks for the execution provider matching ``device`` with a CPU fallback, reports the
+provider that really runs, and turns every way a file can be wrong into one :class:`ModelLoadError` that
+names the file.
+
+Speed options (all off by default, so the plain path is what every other option is checked against):
+``intra_op_threads`` (0 = ONNX Runtime's default, one per core), ``spinning`` (``False`` stops idle worker
+threads from busy-waiting: on a loaded or oversubscribed CPU they otherwise steal time from real work),
+``io_binding`` (inputs copied into buffers bound once per input shape, outputs bound likewise; on CUDA the
+outputs stay on the device until fetched) and ``cuda_graph`` (CUDA provider only: the first run at a shape is
+captured and replayed; implies ``io_binding``; ignored on other providers, see ``self.cuda_graph``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from instanthmr.core.errors import first_line
+
+DEVICES = ("auto", "cuda", "coreml", "cpu")
+_PROVIDER_FOR_DEVICE = {
+    "cuda": "CUDAExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+
+def stamp_metadata(model_proto, meta: dict) -> None:
+    """Set ``meta`` as ONNX metadata on an ``onnx.ModelProto`` (values as strings), replacing same-named
+    entries and keeping the others; what :attr:`OnnxModel.metadata` reads back."""
+    existing = {p.key: p for p in model_proto.metadata_props}
+    for k, v in meta.items():
+        if k in existing:
+            existing[k].value = str(v)
+        else:
+            model_proto.metadata_props.add(key=k, value=str(v))
+
+
+class ModelLoadError(RuntimeError):
+    """A model file is missing, unreadable, not ONNX, or not the model that was expected."""
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def best_device() -> str:
+    """``cuda`` if the CUDA provider is installed, else ``coreml`` on a Mac that has it, else ``cpu``."""
+    avail = available_providers()
+    for dev in ("cuda", "coreml"):
+        if _PROVIDER_FOR_DEVICE[dev] in avail:
+            return dev
+    return "cpu"
+
+
+def providers_for(device: str) -> list[str]:
+    """Provider list for ``device``: the requested one (when installed) followed by the CPU fallback."""
+    device = device.lower()
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
+    if device == "auto":
+        device = best_device()
+    wanted = _PROVIDER_FOR_DEVICE[device]
+    avail = available_providers()
+    providers = [wanted] if wanted in avail and wanted != "CPUExecutionProvider" else []
+    return providers + ["CPUExecutionProvider"]
+
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def precision_from_flags(int8: bool = False, fp16: bool = False) -> str:
+    """The precision named by the command-line flags ``--int8`` / ``--fp16`` (``fp32`` when neither)."""
+    if int8 and fp16:
+        raise ValueError("choose --int8 or --fp16, not both")
+    return "int8" if int8 else "fp16" if fp16 else "fp32"
+
+
+def precision_path(onnx_path: str | Path, precision: str = "fp32") -> Path:
+    """The file to run for ``precision``: ``onnx_path`` itself for ``fp32``, else the copy
+    ``tools/quantize_onnx.py`` writes beside it (``<stem>.fp16.onnx`` / ``<stem>.int8.onnx``). A file whose
+    name already says that precision is returned as it is. Raises :class:`ModelLoadError` when it is missing."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    p = Path(onnx_path)
+    if precision == "fp32" or p.name.endswith(f".{precision}.onnx"):
+        return p
+    q = p.with_name(f"{p.stem}.{precision}.onnx")
+    if not q.is_file():
+        flag = " --mode fp16" if precision == "fp16" else ""
+        raise ModelLoadError(f"{precision} model not found: {q} (make it with: python tools/quantize_onnx.py {p}{flag})")
+    return q
+
+
+class OnnxModel:
+    """An ONNX Runtime session on the best provider for ``device``, with clear load errors.
+
+    Subclasses set ``expected_inputs`` / ``expected_outputs`` (names that must exist) and implement
+    ``preprocess`` / ``__call__`` / ``postprocess``.
+    """
+
+    expected_inputs: tuple[str, ...] = ()
+    expected_outputs: tuple[str, ...] = ()
+
+    def __init__(self, onnx_path: str | Path, device: str = "auto", intra_op_threads: int = 0,
+                 spinning: bool | None = None, io_binding: bool = False, cuda_graph: bool = False):
+        import onnxruntime as ort
+
+        self.path = Path(onnx_path)
+        if not self.path.is_file():
+            raise ModelLoadError(f"model file not found: {self.path}")
+        if hasattr(ort, "preload_dlls"):  # finds CUDA/cuDNN shipped in pip wheels (ORT >= 1.21)
+            try:
+                ort.preload_dlls()
+            except Exception:  # best effort: a CPU-only machine has nothing to preload
+                pass
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3  # keep provider-fallback chatter off the user's console
+        if intra_op_threads:
+            opts.intra_op_num_threads = int(intra_op_threads)
+        if spinning is not None:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+            opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
+        self.requested_device = device
+        providers: list = providers_for(device)
+        if cuda_graph and providers[0] == "CUDAExecutionProvider":
+            providers[0] = ("CUDAExecutionProvider", {"enable_cuda_graph": "1"})
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
+        except Exception as e:  # ORT raises several exception types for bad files
+            raise ModelLoadError(f"{self.path}: not a loadable ONNX model ({first_line(e)})") from None
+        self.provider = self.session.get_providers()[0]
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        missing_in = [n for n in self.expected_inputs if n not in self.input_names]
+        missing_out = [n for n in self.expected_outputs if n not in self.output_names]
+        if missing_in or missing_out:
+            raise ModelLoadError(
+                f"{self.path}: not a {type(self).__name__} model: missing inputs {missing_in} / outputs "
+                f"{missing_out} (file has inputs {self.input_names}, outputs {self.output_names})")
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map or {})
+        self.threads = int(intra_op_threads)
+        self.cuda_graph = bool(cuda_graph) and self.provider == "CUDAExecutionProvider"
+        self.io_binding = bool(io_binding) or self.cuda_graph
+        self._bound: dict[tuple, tuple] = {}  # input shapes -> (binding, input buffers, output names, outputs)
+
+    @property
+    def device(self) -> str:
+        """The device that really runs: ``cuda``, ``coreml`` or ``cpu``."""
+        return {v: k for k, v in _PROVIDER_FOR_DEVICE.items()}.get(self.provider, self.provider)
+
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
+        if self.io_binding:
+            return self._run_bound(feeds, outputs)
+        return self.session.run(outputs, feeds)
+
+    _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
+                    "tensor(int32)": np.int32}
+
+    def _output_value(self, name: str, batch: int, dev: str):
+        """A device tensor for output ``name`` whose first (batch) dim is ``batch``; ``None`` when another dim is
+        symbolic or the type is unusual (then ORT allocates it)."""
+        import onnxruntime as ort
+
+        out = next(o for o in self.session.get_outputs() if o.name == name)
+        dims = list(out.shape)
+        dtype = self._NUMPY_TYPES.get(out.type)
+        if not dims or dtype is None or not all(isinstance(d, int) for d in dims[1:]):
+            return None
+        return ort.OrtValue.ortvalue_from_shape_and_type([batch] + dims[1:], dtype, dev, 0)
+
+    def _run_bound(self, feeds: dict[str, np.ndarray], outputs: list[str] | None) -> list[np.ndarray]:
+        """``run`` through an I/O binding made once per (input shapes, outputs): the same input buffers and
+        output tensors every call, which is what CUDA graph replay needs (fixed device addresses)."""
+        import onnxruntime as ort
+
+        names = list(outputs or self.output_names)
+        key = tuple((k, np.shape(v)) for k, v in sorted(feeds.items())) + tuple(names)
+        dev = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
+        entry = self._bound.get(key)
+        if entry is None:
+            binding = self.session.io_binding()
+            buffers = {}
+            for name, x in feeds.items():
+                x = np.ascontiguousarray(x)
+                if dev == "cpu":  # ORT reads this numpy buffer in place: keep it alive and refill it
+                    buf = x.copy()
+                    value = ort.OrtValue.ortvalue_from_numpy(buf, "cpu", 0)
+                    buffers[name] = (buf, value)
+                else:
+                    value = ort.OrtValue.ortvalue_from_numpy(x, dev, 0)
+                    buffers[name] = (None, value)
+                binding.bind_ortvalue_input(name, value)
+            batch = next(iter(feeds.values())).shape[0] if feeds else 1
+            preallocated = []
+            for name in names:  # outputs at fixed addresses before the first run (what CUDA graph capture wants)
+                value = self._output_value(name, batch, dev)
+                if value is None:
+                    binding.bind_output(name, dev)  # a symbolic non-batch dim: ORT allocates on the first run
+                else:
+                    binding.bind_ortvalue_output(name, value)
+                preallocated.append(value)
+            self.session.run_with_iobinding(binding)  # (captures the CUDA graph when enabled)
+            values = binding.get_outputs()
+            for name, value, pre in zip(names, values, preallocated):  # later runs write to the same tensors
+                if pre is None:
+                    binding.bind_ortvalue_output(name, value)
+            entry = self._bound[key] = (binding, buffers, names, values)
+        else:
+            binding, buffers = entry[0], entry[1]
+            for name, x in feeds.items():
+                buf, value = buffers[name]
+                if buf is not None:
+                    np.copyto(buf, x, casting="same_kind")
+                else:
+                    value.update_inplace(np.ascontiguousarray(x))
+            self.session.run_with_iobinding(binding)
+        # copies: the bound tensors are overwritten by the next call
+        return [np.array(v.numpy(), copy=True) for v in entry[3]]

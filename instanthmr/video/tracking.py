@@ -1,0 +1,513 @@
+"""Person tracks across video frames: stable IDs, keypoint-driven crops between detector runs, smoothing.
+
+This is a wrapper around the per-frame pipeline, not part of any model (rtmlib's ``PoseTracker`` idea):
+
+* :class:`Tracker` gives every person a ``track_id`` that stays the same across frames. Detections are
+  matched to tracks by the Hungarian algorithm on a similarity that mixes box IoU (against each track's
+  constant-velocity prediction) and keypoint similarity (OKS, when 2D keypoints are known). Unmatched
+  tracks live on for ``max_missed`` frames; unmatched detections open new tracks; IDs are never reused
+  within a run.
+* :func:`box_from_keypoints` turns a person's 2D joints into the box for the next frame's crop (as
+  MediaPipe and rtmlib do), so the detector need not run every frame. :class:`TrackingPipeline` runs the
+  detector only when a track's confidence drops, when nobody is tracked, or every ``max_detector_stride``
+  frames to catch newcomers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# --------------------------------------------------------------------------------------------------
+# Geometry helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def box_iou(a, b) -> np.ndarray:
+    """Pairwise IoU of boxes ``a (N, 4)`` and ``b (M, 4)`` (xyxy pixels) -> ``(N, M)``."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0.0, None), axis=-1)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0.0, None), axis=-1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0.0, None), axis=-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def keypoint_similarity(kpts_a, kpts_b, boxes_b, kappa: float = 0.1) -> np.ndarray:
+    """Pairwise object keypoint similarity (COCO OKS with one constant per-joint falloff ``kappa``).
+
+    ``kpts_a (N, J, 2)`` and ``kpts_b (M, J, 2)`` in pixels; the scale is the area of ``boxes_b (M, 4)``.
+    Returns ``(N, M)`` in ``[0, 1]``; joints that are NaN in either set are ignored.
+    """
+    a = np.asarray(kpts_a, dtype=np.float64)
+    b = np.asarray(kpts_b, dtype=np.float64)
+    bb = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
+    area = np.maximum(np.prod(bb[:, 2:] - bb[:, :2], axis=-1), 1.0)  # (M,)
+    d2 = ((a[:, None] - b[None]) ** 2).sum(-1)  # (N, M, J)
+    e = np.exp(-d2 / (2.0 * area[None, :, None] * kappa ** 2))
+    ok = np.isfinite(e)
+    n = ok.sum(-1)
+    return np.where(n > 0, np.where(ok, e, 0.0).sum(-1) / np.maximum(n, 1), 0.0)
+
+
+def box_from_keypoints(joints_2d, image_wh=None, margin: float = 0.12, top_margin: float = 0.1,
+                       min_size: float = 8.0) -> np.ndarray:
+    """The person box implied by 2D joints ``(J, 2)`` px: their bounds grown by ``margin`` of the box size on
+    every side and ``top_margin`` more above (joints stop at the eyes, a detector box at the crown).
+    Clipped to the image when ``image_wh`` is given. Returns ``(4,)`` xyxy px."""
+    p = np.asarray(joints_2d, dtype=np.float64).reshape(-1, 2)
+    p = p[np.isfinite(p).all(axis=1)]
+    if len(p) == 0:
+        raise ValueError("box_from_keypoints needs at least one finite joint")
+    lo, hi = p.min(axis=0), p.max(axis=0)
+    size = max(float((hi - lo).max()), min_size)
+    x1, y1 = lo[0] - margin * size, lo[1] - (margin + top_margin) * size
+    x2, y2 = hi[0] + margin * size, hi[1] + margin * size
+    box = np.array([x1, y1, x2, y2])
+    if image_wh is not None:
+        w, h = float(image_wh[0]), float(image_wh[1])
+        box = np.clip(box, [0, 0, 0, 0], [w, h, w, h])
+    return box
+
+
+def keypoint_box_confidence(crop_box, joints_2d, image_wh=None) -> float:
+    """How much to trust a keypoint-driven crop, in ``[0, 1]``.
+
+    The product of (a) the IoU between the box the crop was cut from and the box the resulting joints imply
+    (a network looking at a person returns joints that fill its crop; when the crop has drifted off the
+    person they stop agreeing) and (b) the fraction of joints inside the image.
+    """
+    j = np.asarray(joints_2d, dtype=np.float64).reshape(-1, 2)
+    if not np.isfinite(j).all() or len(j) == 0:
+        return 0.0
+    kbox = box_from_keypoints(j, image_wh)
+    agree = float(box_iou(crop_box, kbox)[0, 0])
+    if image_wh is None:
+        return agree
+    w, h = float(image_wh[0]), float(image_wh[1])
+    inside = ((j[:, 0] >= 0) & (j[:, 0] < w) & (j[:, 1] >= 0) & (j[:, 1] < h)).mean()
+    return agree * float(inside)
+
+
+# --------------------------------------------------------------------------------------------------
+# Tracker
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Track:
+    """State of one tracked person. Boxes are xyxy pixels; ``velocity`` is box motion per frame."""
+
+    track_id: int
+    box: np.ndarray
+    score: float
+    keypoints: np.ndarray | None = None
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    hits: int = 1
+    missed: int = 0  # consecutive frames without a match
+    last_frame: int = 0
+
+    def predicted_box(self, frame: int) -> np.ndarray:
+        """Constant-velocity guess of the box at ``frame``."""
+        return self.box + self.velocity * (frame - self.last_frame)
+
+
+class Tracker:
+    """Associates per-frame detections with persistent track IDs.
+
+    Args:
+        iou_weight: weight of box IoU in the similarity; ``1 - iou_weight`` goes to keypoint similarity when
+            both the track and the detection have keypoints (otherwise IoU alone).
+        min_similarity: pairs below it are never matched.
+        max_missed: frames a track survives without a match before it ends.
+        velocity_momentum: exponential averaging of the box velocity (0 = last step only).
+        first_id: the first ID handed out; IDs increase by one and are never reused.
+    """
+
+    def __init__(self, iou_weight: float = 0.5, min_similarity: float = 0.15, max_missed: int = 10,
+                 velocity_momentum: float = 0.6, kappa: float = 0.1, first_id: int = 1):
+        if not 0.0 <= iou_weight <= 1.0:
+            raise ValueError(f"iou_weight must be in [0, 1], got {iou_weight}")
+        self.iou_weight = float(iou_weight)
+        self.min_similarity = float(min_similarity)
+        self.max_missed = int(max_missed)
+        self.velocity_momentum = float(velocity_momentum)
+        self.kappa = float(kappa)
+        self.tracks: list[Track] = []
+        self.frame = -1
+        self._next_id = int(first_id)
+
+    def reset(self) -> None:
+        """Forget all tracks (IDs keep increasing; they are never reused within a run)."""
+        self.tracks = []
+
+    def similarity(self, boxes: np.ndarray, keypoints: np.ndarray | None, frame: int) -> np.ndarray:
+        """``(num_tracks, num_detections)`` similarity in ``[0, 1]``."""
+        if not self.tracks or len(boxes) == 0:
+            return np.zeros((len(self.tracks), len(boxes)))
+        pred = np.stack([t.predicted_box(frame) for t in self.tracks])
+        sim = box_iou(pred, boxes)
+        if keypoints is None or self.iou_weight >= 1.0:
+            return sim
+        have = [t.keypoints is not None for t in self.tracks]
+        if not any(have):
+            return sim
+        j = keypoints.shape[1]
+        tk = np.full((len(self.tracks), j, 2), np.nan)
+        for i, t in enumerate(self.tracks):
+            if t.keypoints is not None and t.keypoints.shape == (j, 2):
+                # Move the last keypoints with the box motion, like the box prediction.
+                shift = (t.predicted_box(frame) - t.box).reshape(2, 2).mean(axis=0)
+                tk[i] = t.keypoints + shift
+        oks = keypoint_similarity(tk, keypoints, boxes, self.kappa)
+        has = np.isfinite(tk).all(axis=(1, 2))[:, None] & np.isfinite(keypoints).all(axis=(1, 2))[None, :]
+        mixed = self.iou_weight * sim + (1.0 - self.iou_weight) * oks
+        return np.where(has, mixed, sim)
+
+    def update(self, boxes, scores=None, keypoints2d=None) -> np.ndarray:
+        """Advance one frame with this frame's detections; returns their track IDs ``(N,)`` int64.
+
+        ``boxes (N, 4)`` xyxy px, ``scores (N,)``, ``keypoints2d (N, J, 2)`` px or None.
+        """
+        from scipy.optimize import linear_sum_assignment
+
+        self.frame += 1
+        frame = self.frame
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        n = len(boxes)
+        scores = np.ones(n) if scores is None else np.asarray(scores, dtype=np.float64).reshape(n)
+        kpts = None if keypoints2d is None else np.asarray(keypoints2d, dtype=np.float64).reshape(n, -1, 2)
+
+        sim = self.similarity(boxes, kpts, frame)
+        ids = np.full(n, -1, dtype=np.int64)
+        matched = set()
+        if sim.size:
+            rows, cols = linear_sum_assignment(-sim)
+            for r, c in zip(rows, cols):
+                if sim[r, c] >= self.min_similarity:
+                    self._apply_match(self.tracks[r], boxes[c], scores[c], None if kpts is None else kpts[c], frame)
+                    ids[c] = self.tracks[r].track_id
+                    matched.add(self.tracks[r].track_id)
+        self._age_unmatched(matched)
+        for c in np.flatnonzero(ids < 0):
+            ids[c] = self._new_track(boxes[c], scores[c], None if kpts is None else kpts[c]).track_id
+        return ids
+
+    def advance(self, updates: dict[int, tuple]) -> None:
+        """Advance one frame with known identities (no association): ``{track_id: (box, score, keypoints)}``.
+        Used between detector runs, when each crop was cut for one track; other tracks count a miss."""
+        self.frame += 1
+        for tid, (box, score, kpts) in updates.items():
+            t = self.track(tid)
+            if t is None:
+                raise KeyError(f"no active track {tid}")
+            self._apply_match(t, np.asarray(box, dtype=np.float64), score, kpts, self.frame)
+        self._age_unmatched(set(updates))
+
+    def _age_unmatched(self, matched: set[int]) -> None:
+        for t in self.tracks:
+            if t.track_id not in matched:
+                t.missed += 1
+        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+
+    def _new_track(self, box, score, kpts) -> Track:
+        t = Track(self._next_id, np.asarray(box, dtype=np.float64).copy(), float(score),
+                  None if kpts is None else np.asarray(kpts, dtype=np.float64).copy(), last_frame=self.frame)
+        self._next_id += 1
+        self.tracks.append(t)
+        return t
+
+    def _apply_match(self, t: Track, box, score, kpts, frame: int) -> None:
+        step = max(frame - t.last_frame, 1)
+        v = (box - t.box) / step
+        m = self.velocity_momentum if t.hits > 1 else 0.0
+        t.velocity = m * t.velocity + (1.0 - m) * v
+        t.box = np.asarray(box, dtype=np.float64).copy()
+        t.score = float(score)
+        t.keypoints = None if kpts is None else np.asarray(kpts, dtype=np.float64).copy()
+        t.hits += 1
+        t.missed = 0
+        t.last_frame = frame
+
+    def track(self, track_id: int) -> Track | None:
+        for t in self.tracks:
+            if t.track_id == track_id:
+                return t
+        return None
+
+    @property
+    def active_ids(self) -> list[int]:
+        return [t.track_id for t in self.tracks]
+
+
+# --------------------------------------------------------------------------------------------------
+# Tracking pipeline (wrapper)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrackedPerson:
+    """One person in one frame: a prediction (an :class:`~instanthmr.runtime.hmr.HMRPrediction`; its fields
+    are readable directly on this object) plus its ``track_id``.
+
+    ``source``: ``"detector"`` when the crop came from a detection this frame, ``"keypoints"`` when it came
+    from the track's previous 2D joints, ``"reused_box"`` when a ``PosePipeline`` reused its last detection
+    box (plain detector stride, see :meth:`TrackingPipeline.track`). ``confidence`` in ``[0, 1]``: the detection score, or for a
+    keypoint-driven crop the agreement between the crop and the joints found in it (see
+    :func:`keypoint_box_confidence`).
+    """
+
+    track_id: int
+    prediction: Any
+    source: str = "detector"
+    confidence: float = 1.0
+
+    def __getattr__(self, name: str):
+        if name == "prediction":  # not set yet (copy/pickle): avoid recursing
+            raise AttributeError(name)
+        return getattr(self.prediction, name)
+
+
+@dataclass
+class TrackedFrame:
+    """All tracked persons of one frame. ``time_s``: seconds from the start; ``image_size``: ``(W, H)``;
+    ``ended_tracks``: IDs whose tracks ended at this frame; timings in milliseconds; ``reused``: the boxes
+    were a ``PosePipeline``'s reused detections (plain detector stride)."""
+
+    frame_index: int
+    time_s: float
+    image_size: tuple[int, int]
+    persons: list[TrackedPerson]
+    detector_ran: bool
+    detector_ms: float = 0.0
+    hmr_ms: float = 0.0
+    total_ms: float = 0.0
+    ended_tracks: list[int] = field(default_factory=list)
+    reused: bool = False
+
+
+class TrackingPipeline:
+    """Video wrapper around a detector and a per-crop pose estimator: IDs, keypoint-driven crops, smoothing.
+
+    Args:
+        detector: ``detector(image_rgb, frame_index) -> Detections`` (``.boxes (N, 4)``, ``.scores (N,)``).
+        estimator: ``estimator(image_rgb, boxes (N, 4), scores (N,)) -> list of predictions`` with at least
+            ``box`` and ``joints_2d (J, 2)`` px (an :class:`~instanthmr.runtime.hmr.HMRPrediction`).
+            :meth:`from_pipeline` builds both from a ``PosePipeline``.
+        frame_pipeline: optional ``predict(image_rgb, frame_index) -> FrameResult`` (a ``PosePipeline``);
+            when given and ``keypoint_crops`` is False, each frame is that pipeline's result (its own
+            detector schedule: stride, enlarged box reuse) and this wrapper only adds IDs and smoothing
+            (:meth:`track`); ``detect_every`` then does not apply.
+        keypoint_crops: between detector runs, cut each tracked person's crop from the box of their
+            previous 2D joints; when False the previous box is reused (plain detector stride).
+        detect_every: the detector runs at least every this many frames (to find newcomers).
+        refresh_below: a keypoint-driven crop whose confidence falls below this makes the detector run on
+            the next frame (1.0 = the detector runs every frame).
+        smooth: ``"none"``, ``"causal"`` (One-Euro, live) or ``"offline"`` (centred; applied by
+            :func:`smooth_frames_offline` once all frames are in, so :meth:`__call__` returns raw results).
+        fps: frame rate used for timestamps when ``time_s`` is not given.
+    """
+
+    def __init__(self, detector, estimator, tracker: Tracker | None = None, keypoint_crops: bool = True,
+                 detect_every: int = 10, refresh_below: float = 0.5, smooth: str = "causal",
+                 fps: float = 30.0, smoother=None, frame_pipeline=None):
+        from instanthmr.video.smoothing import SMOOTH_MODES, OneEuroSmoother
+
+        if smooth not in SMOOTH_MODES:
+            raise ValueError(f"smooth must be one of {SMOOTH_MODES}, got {smooth!r}")
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        self.detector, self.estimator = detector, estimator
+        self.frame_pipeline = frame_pipeline
+        self.tracker = tracker or Tracker()
+        self.keypoint_crops = bool(keypoint_crops)
+        self.detect_every = int(detect_every)
+        self.refresh_below = float(refresh_below)
+        self.smooth = smooth
+        self.fps = float(fps)
+        self.smoother = smoother or (OneEuroSmoother() if smooth == "causal" else None)
+        self.detector_calls = 0
+        self.frames_seen = 0
+        self._since_detect = 0
+        self._need_detect = True
+        self._confidence: dict[int, float] = {}
+
+    @classmethod
+    def from_pipeline(cls, pipeline, **kwargs) -> "TrackingPipeline":
+        """Wrap a ``PosePipeline``: its ``detector`` and its crop estimator (``pipeline.estimate(image,
+        boxes, scores)``). With ``keypoint_crops=False`` the pipeline's own ``predict`` (detector stride,
+        enlarged box reuse) makes each frame and the wrapper adds IDs and smoothing."""
+        estimate = getattr(pipeline, "estimate", None)
+        if estimate is None:
+            raise TypeError(f"{type(pipeline).__name__} has no estimate(image, boxes, scores) method to run "
+                            "the pose network on given boxes")
+        kwargs.setdefault("frame_pipeline", pipeline if hasattr(pipeline, "predict") else None)
+        return cls(pipeline.detector, estimate, **kwargs)
+
+    def reset(self) -> None:
+        """Start a new video (tracks and filters forgotten; IDs keep increasing)."""
+        self.tracker.reset()
+        if self.smoother is not None:
+            self.smoother.reset()
+        self._need_detect, self._since_detect = True, 0
+        self._confidence.clear()
+        if self.frame_pipeline is not None and hasattr(self.frame_pipeline, "reset"):
+            self.frame_pipeline.reset()
+
+    def _live_tracks(self) -> list[Track]:
+        return [t for t in self.tracker.tracks if t.missed == 0 and t.keypoints is not None]
+
+    def _should_detect(self) -> bool:
+        if not self.keypoint_crops and self.detect_every == 1:
+            return True
+        live = self._live_tracks()
+        # Tracks the detector missed stay dormant until its next scheduled run (the tracker keeps them
+        # ``max_missed`` frames), rather than forcing a detector call every frame until they end.
+        return self._need_detect or not live or self._since_detect >= self.detect_every
+
+    def __call__(self, image_rgb: np.ndarray, frame_index: int | None = None,
+                 time_s: float | None = None) -> TrackedFrame:
+        import time
+
+        if self.frame_pipeline is not None and not self.keypoint_crops:
+            fi = self.frames_seen if frame_index is None else int(frame_index)
+            return self.track(self.frame_pipeline.predict(image_rgb, frame_index=fi), time_s)
+        t0 = time.perf_counter()
+        h, w = image_rgb.shape[:2]
+        fi = self.frames_seen if frame_index is None else int(frame_index)
+        ts = fi / self.fps if time_s is None else float(time_s)
+        self.frames_seen += 1
+        before = set(self.tracker.active_ids)
+        det_ms = hmr_ms = 0.0
+        persons: list[TrackedPerson] = []
+
+        ran = self._should_detect()
+        if ran:
+            td = time.perf_counter()
+            dets = self.detector(image_rgb, fi)
+            det_ms = (time.perf_counter() - td) * 1e3
+            self.detector_calls += 1
+            self._since_detect = 1
+            boxes = np.asarray(dets.boxes, dtype=np.float64).reshape(-1, 4)
+            scores = np.asarray(dets.scores, dtype=np.float64).reshape(-1)
+            keep = _usable_boxes(boxes)
+            boxes, scores = boxes[keep], scores[keep]
+            th = time.perf_counter()
+            preds = list(self.estimator(image_rgb, boxes, scores)) if len(boxes) else []
+            hmr_ms = (time.perf_counter() - th) * 1e3
+            kpts = np.stack([np.asarray(p.joints_2d, dtype=np.float64) for p in preds]) if preds else None
+            ids = self.tracker.update(boxes, scores, kpts)
+            for tid, p, s in zip(ids, preds, scores):
+                self._confidence[int(tid)] = float(s)
+                persons.append(TrackedPerson(int(tid), p, "detector", float(s)))
+            self._need_detect = False
+        else:
+            self._since_detect += 1
+            live = self._live_tracks()
+            boxes = []
+            for t in live:
+                if self.keypoint_crops:
+                    shift = np.tile(t.velocity.reshape(2, 2).mean(axis=0), 2)  # move with the person
+                    boxes.append(box_from_keypoints(t.keypoints, (w, h)) + shift)
+                else:
+                    boxes.append(t.box.copy())
+            boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+            keep = _usable_boxes(boxes)  # e.g. joints all off the image: the box clips to nothing
+            if not keep.all():
+                self._need_detect = True  # those tracks miss this frame; the detector looks next frame
+                live = [t for t, k in zip(live, keep) if k]
+                boxes = boxes[keep]
+            scores = np.array([t.score for t in live], dtype=np.float64)
+            th = time.perf_counter()
+            preds = list(self.estimator(image_rgb, boxes, scores)) if len(boxes) else []
+            hmr_ms = (time.perf_counter() - th) * 1e3
+            updates = {}
+            for t, box, p in zip(live, boxes, preds):
+                j2 = np.asarray(p.joints_2d, dtype=np.float64)
+                conf = keypoint_box_confidence(box, j2, (w, h)) if self.keypoint_crops else t.score
+                if conf < self.refresh_below:
+                    self._need_detect = True
+                new_box = box_from_keypoints(j2, (w, h)) if self.keypoint_crops and conf > 0 else box
+                updates[t.track_id] = (new_box, t.score, j2)
+                self._confidence[t.track_id] = conf
+                persons.append(TrackedPerson(t.track_id, p, "keypoints", conf))
+            self.tracker.advance(updates)
+        return self._finish(persons, before, TrackedFrame(fi, ts, (w, h), [], ran, det_ms, hmr_ms), t0)
+
+    def track(self, result, time_s: float | None = None) -> TrackedFrame:
+        """IDs and smoothing for a frame whose persons were found elsewhere: ``result`` is a
+        :class:`~instanthmr.runtime.pipeline.FrameResult` (``persons`` with ``box``, ``score``, ``joints_2d``;
+        ``frame_index``, ``image_size``, ``detector_ran``, ``reused`` and the timings). The detector runs
+        counted are the result's; the returned ``total_ms`` adds this call's time to the result's."""
+        import time
+
+        t0 = time.perf_counter()
+        fi = int(result.frame_index)
+        ts = fi / self.fps if time_s is None else float(time_s)
+        self.frames_seen += 1
+        before = set(self.tracker.active_ids)
+        preds = list(result.persons)
+        boxes = np.array([np.asarray(p.box, np.float64) for p in preds]).reshape(-1, 4)
+        scores = np.array([float(p.score) for p in preds], np.float64)
+        kpts = np.stack([np.asarray(p.joints_2d, np.float64) for p in preds]) if preds else None
+        ids = self.tracker.update(boxes, scores, kpts)
+        reused = bool(getattr(result, "reused", False))
+        ran = bool(result.detector_ran)
+        self.detector_calls += int(ran)
+        source = "reused_box" if reused else "detector"
+        persons = [TrackedPerson(int(tid), p, source, float(s)) for tid, p, s in zip(ids, preds, scores)]
+        for q in persons:
+            self._confidence[q.track_id] = q.confidence
+        frame = TrackedFrame(fi, ts, tuple(result.image_size), [], ran, float(result.detector_ms),
+                             float(result.hmr_ms), reused=reused)
+        return self._finish(persons, before, frame, t0 - float(result.total_ms) / 1e3)
+
+    def _finish(self, persons: list[TrackedPerson], before: set[int], frame: TrackedFrame,
+                t0: float) -> TrackedFrame:
+        """Causal smoothing, ended tracks and the total time (since ``t0``, perf_counter seconds)."""
+        import time
+
+        if self.smoother is not None:
+            persons = [dataclasses.replace(q, prediction=self.smoother(q.track_id, q.prediction, frame.time_s))
+                       for q in persons]
+        ended = sorted(before - set(self.tracker.active_ids))
+        if ended and self.smoother is not None:
+            self.smoother.drop(ended)
+        for tid in ended:
+            self._confidence.pop(tid, None)
+        frame.persons, frame.ended_tracks = persons, ended
+        frame.total_ms = (time.perf_counter() - t0) * 1e3
+        return frame
+
+
+def _usable_boxes(boxes: np.ndarray, min_px: float = 4.0) -> np.ndarray:
+    """``(N,)`` mask of finite boxes at least ``min_px`` wide and high (``PosePipeline`` drops the same)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.isfinite(b).all(axis=1) & (b[:, 2] - b[:, 0] >= min_px) & (b[:, 3] - b[:, 1] >= min_px)
+
+
+def smooth_frames_offline(frames: list[TrackedFrame], fps: float = 30.0, sigma_frames: float | None = None,
+                          degree: int | None = None) -> list[TrackedFrame]:
+    """Centred smoothing of every track over a whole video (non-causal; the ``offline`` mode). Returns new
+    frames; the input is not modified."""
+    from instanthmr.video.smoothing import OFFLINE_DEGREE, smooth_track_offline
+
+    where: dict[int, list[tuple[int, int]]] = {}
+    for fi, frame in enumerate(frames):
+        for pi, person in enumerate(frame.persons):
+            where.setdefault(person.track_id, []).append((fi, pi))
+    persons = [list(f.persons) for f in frames]
+    for tid, slots in where.items():
+        preds = [frames[fi].persons[pi].prediction for fi, pi in slots]
+        idx = [frames[fi].frame_index for fi, _ in slots]
+        smoothed = smooth_track_offline(preds, idx, fps=fps, sigma_frames=sigma_frames,
+                                        degree=OFFLINE_DEGREE if degree is None else degree)
+        for (fi, pi), p in zip(slots, smoothed):
+            persons[fi][pi] = dataclasses.replace(frames[fi].persons[pi], prediction=p)
+    return [dataclasses.replace(f, persons=ps) for f, ps in zip(frames, persons)]

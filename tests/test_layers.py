@@ -1,0 +1,129 @@
+"""The package's floors (docs/architecture.md): what may import what, enforced on the source.
+
+    core < body < runtime < video < outputs < teachers < training < cli
+
+A module may import package modules from its own floor or a lower one, never a higher one (lazy imports
+inside functions count too). The run-time floors (core, body, runtime, video, outputs) never import torch,
+training, teachers or cli: the two exceptions are named below. Nothing imports the ``tools/`` scripts, and
+nothing edits ``sys.path`` (pyproject.toml makes the package importable).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "instanthmr"
+FLOORS = ("core", "body", "runtime", "video", "outputs", "teachers", "training", "cli")
+RUNTIME_FLOORS = FLOORS[:5]
+TORCH_LIKE = {"torch", "torchvision", "timm", "rfdetr", "transformers", "peft"}
+# The only run-time files allowed to import torch, and why: MHR's differentiable forward (used by training),
+# and the torch RF-DETR detector (imports the rfdetr package when constructed, never at module import).
+TORCH_ALLOWED = {"body/mhr_torch.py": "anywhere", "runtime/detector.py": "lazily"}
+
+
+def _imports(path: Path) -> list[tuple[str, int, bool]]:
+    """``(module, line, at_module_level)`` for every import statement in ``path``."""
+    tree = ast.parse(path.read_text(), str(path))
+    top = {id(n) for n in tree.body}
+    for n in tree.body:  # imports under a module-level try/if still run at import time
+        if isinstance(n, (ast.Try, ast.If)):
+            top |= {id(m) for m in ast.walk(n)}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, node.lineno, id(node) in top) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "instanthmr":
+                out += [(f"instanthmr.{a.name}", node.lineno, id(node) in top) for a in node.names]
+            else:
+                out.append((node.module, node.lineno, id(node) in top))
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            out.append(("." * node.level + (node.module or ""), node.lineno, id(node) in top))
+    return out
+
+
+def _floor(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "instanthmr" or len(parts) < 2 or parts[1] not in FLOORS:
+        return None
+    return FLOORS.index(parts[1])
+
+
+def _package_files():
+    return [p for p in PKG.rglob("*.py") if p.parent != PKG]  # instanthmr/__init__.py is the lazy front door
+
+
+def test_every_package_module_sits_on_a_floor():
+    stray = [str(p.relative_to(PKG)) for p in PKG.glob("*.py") if p.name != "__init__.py"]
+    assert not stray, f"modules outside the floors: {stray}"
+    assert {p.name for p in PKG.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(FLOORS)
+
+
+def test_no_floor_imports_a_higher_one():
+    bad = []
+    for path in _package_files():
+        rel = path.relative_to(PKG)
+        mine = FLOORS.index(rel.parts[0])
+        for module, line, _ in _imports(path):
+            if module.startswith("."):
+                bad.append(f"{rel}:{line}: relative import {module} (use absolute imports)")
+                continue
+            theirs = _floor(module)
+            if theirs is not None and theirs > mine:
+                bad.append(f"{rel}:{line}: {FLOORS[mine]} imports {module} ({FLOORS[theirs]})")
+            if module == "tools" or module.startswith("tools."):
+                bad.append(f"{rel}:{line}: imports the scripts folder ({module})")
+    assert not bad, "\n".join(bad)
+
+
+def test_runtime_floors_never_import_torch():
+    bad = []
+    for path in _package_files():
+        rel = path.relative_to(PKG)
+        if rel.parts[0] not in RUNTIME_FLOORS:
+            continue
+        for module, line, top in _imports(path):
+            root = module.split(".")[0]
+            allowed = TORCH_ALLOWED.get(str(rel))
+            if root in TORCH_LIKE and allowed != "anywhere" and (top or allowed is None):
+                bad.append(f"{rel}:{line}: imports {module}{' at module level' if top else ''}")
+    assert not bad, "\n".join(bad)
+
+
+def test_nothing_edits_sys_path():
+    files = [p for p in ROOT.rglob("*.py") if not any(part.startswith(".") for part in p.relative_to(ROOT).parts)]
+    bad = [f"{p.relative_to(ROOT)}:{n}" for p in files if p != Path(__file__).resolve()
+           for n, line in enumerate(p.read_text().splitlines(), 1) if "sys.path.insert" in line or "sys.path.append" in line]
+    assert not bad, bad
+
+
+def test_tools_and_demo_are_thin_wrappers():
+    for script in [ROOT / "demo.py", *sorted((ROOT / "tools").glob("*.py"))]:
+        tree = ast.parse(script.read_text())
+        defs = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+        assert not defs, f"{script.name} defines {defs}: code belongs in instanthmr/cli"
+
+
+def test_runtime_modules_import_without_torch():
+    """A fresh interpreter imports every run-time module (and the lazy front door) and has no torch loaded."""
+    mods = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+                  for p in _package_files() if p.relative_to(PKG).parts[0] in RUNTIME_FLOORS
+                  and str(p.relative_to(PKG)) != "body/mhr_torch.py")
+    code = ("import importlib, sys\nimport instanthmr\n"
+            f"for m in {mods!r}:\n    importlib.import_module(m)\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'timm', 'rfdetr', 'transformers'})\n"
+            "print(len(sys.modules)); assert not heavy, heavy\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+@pytest.mark.parametrize("floor", FLOORS)
+def test_floor_is_a_package_with_a_docstring(floor):
+    init = PKG / floor / "__init__.py"
+    assert init.is_file() and ast.get_docstring(ast.parse(init.read_text())), f"{floor}/__init__.py needs a docstring"
