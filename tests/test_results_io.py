@@ -10,16 +10,11 @@ import numpy as np
 import pytest
 
 from instanthmr.core.skeleton import MHR70_INDEX, MHR70_NAMES
-from instanthmr.outputs.bvh import load_bvh
+from instanthmr.outputs.bvh import bvh_skeleton, bvh_track_path, format_bvh, load_bvh, solve_bvh, write_bvh
 from instanthmr.outputs.files import (
     CSV_COLUMNS,
     ResultsWriteError,
-    bvh_skeleton,
-    bvh_track_path,
-    format_bvh,
     read_npz_tracks,
-    solve_bvh,
-    write_bvh,
     write_csv,
     write_json,
     write_npz,

@@ -282,7 +282,8 @@ class TrackFileSink:
         self.frames.append(result)
 
     def close(self, summary: dict | None = None) -> None:
-        from instanthmr.outputs.files import write_bvh, write_csv, write_npz
+        from instanthmr.outputs.bvh import write_bvh
+        from instanthmr.outputs.files import write_csv, write_npz
 
         if self.kind == "csv":
             write_csv(self.path, self.frames, self.fps)

@@ -53,10 +53,19 @@ class HMRPrediction:
         cam_trans: (3,) metres, translation of the body centre in the camera frame.
         focal_length: px, focal length of the camera ``cam_trans`` refers to.
         principal_point: (2,) px, its principal point (the image centre).
-        mhr_params: (204,) MHR model parameters (0:136 pose, 136:204 bone scales).
-        shape_params: (45,) MHR identity shape coefficients.
+        mhr_params: (204,) MHR model parameters (0:136 pose, 136:204 bone scales); ``None`` when the model that
+            made this prediction does not predict them (the offline MediaPipe path).
+        shape_params: (45,) MHR identity shape coefficients; ``None`` likewise.
         joints_3d_wholebody: (133, 3) COCO-WholeBody joints, metres, body-centred, camera axes; ``None`` unless
             the model has the wholebody head.
+        joints_valid: (70,) bool, which MHR70 joints this model predicts; ``None`` means all of them. The
+            values of an invalid joint are meaningless (NaN): every consumer (files, viewer, overlays,
+            smoothing, BVH) leaves them out instead of showing numbers that look real.
+        track_id: the person's ID across frames (``None`` outside tracking; never reused within a run).
+        source: where the crop came from: ``"detector"``, ``"keypoints"`` (the track's previous joints) or
+            ``"reused_box"`` (the last detection box, detector stride).
+        confidence: in ``[0, 1]``: the detection score, or for a keypoint-driven crop the agreement between the
+            crop and the joints found in it; ``None`` means ``score``.
     """
 
     box: np.ndarray
@@ -68,8 +77,18 @@ class HMRPrediction:
     focal_length: float
     principal_point: np.ndarray
     mhr_params: np.ndarray
-    shape_params: np.ndarray
+    shape_params: np.ndarray | None
     joints_3d_wholebody: np.ndarray | None = None
+    joints_valid: np.ndarray | None = None
+    track_id: int | None = None
+    source: str = "detector"
+    confidence: float | None = None
+
+    @property
+    def valid_mask(self) -> np.ndarray:
+        """(70,) bool: the joints this prediction really has (all of them unless ``joints_valid`` says otherwise)."""
+        n = len(self.joints_2d)
+        return np.ones(n, dtype=bool) if self.joints_valid is None else np.asarray(self.joints_valid, dtype=bool)
 
 
 def _pixel_form_image_wh(pixel_aspect: float) -> tuple[float, float]:
