@@ -14,7 +14,8 @@ Input (``--input``), one person per record, pixel coordinates:
 Joints without a valid 2D position are placed at an anchor (see ``lifter.evaluate.fill_missing_2d``).
 Each person -> protocol prompt -> chat template -> greedy generation (batched) -> parser -> shards
 (``joints_3d_wholebody`` normalised, mask = parsed joints; outputs below ``--min-fraction`` get no label)
-plus ``raw-<teacher>.jsonl`` with every generated text for audit. Resumable: rerun the same command.
+plus ``raw-<teacher>.jsonl`` with every generated text for audit. Resumable: rerun the same command; Ctrl-C,
+SIGTERM and SIGHUP keep every finished person (exit 130 / 143 / 129).
 
     python tools/annotate_llm.py --input people.npz --out labels/llm --base-model <hf id or folder> \\
         --adapter <LoRA folder> --batch-size 16
@@ -137,6 +138,12 @@ def annotate(args, lm=None) -> dict:
     """Run the lifter over the input; returns the summary dict. ``lm``: an already loaded ``LifterLM``."""
     from instanthmr.training.data.shards import ShardWriter
 
+    if lm is None:  # a local folder that is not there is said now, not blamed on the network after loading
+        from instanthmr.teachers.lifter.llm import check_local_model
+
+        check_local_model(args.base_model, "base model")
+        if args.adapter:
+            check_local_model(args.adapter, "LoRA adapter")
     people = load_people(Path(args.input), args.score_threshold)
     if args.limit:
         people = people[: args.limit]
@@ -209,13 +216,25 @@ def main(argv=None) -> int:
     ap.add_argument("--shard-size", type=int, default=512)
     ap.add_argument("--limit", type=int, default=0, help="annotate only the first N people")
     args = ap.parse_args(argv)
+    for name in ("batch_size", "max_new_tokens", "shard_size"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.limit < 0 or not 0.0 <= args.min_fraction <= 1.0:
+        ap.error("--limit must be >= 0 and --min-fraction within [0, 1]")
+    from instanthmr.core.faults import interrupt_exit_code, stop_reason, stop_signals
     from instanthmr.teachers.lifter.llm import LifterLoadError
+    from instanthmr.training.data.shards import ShardFormatError
 
     try:
-        s = annotate(args)
-    except (AnnotateError, LifterLoadError) as e:
+        with stop_signals():  # SIGTERM / SIGHUP like Ctrl-C: the shard writer keeps every finished person
+            s = annotate(args)
+    except (AnnotateError, LifterLoadError, ShardFormatError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        print(f"{stop_reason(e)}: finished people are saved in {args.out}; run the same command to continue",
+              file=sys.stderr)
+        return interrupt_exit_code(e)
     print(f"samples {s['samples']}  parse rate {100 * s['parse_rate']:.1f}%  mean joints parsed "
           f"{s['mean_joints_parsed']:.1f}/133  truncated {s['truncated']}  time/sample {s['seconds_per_sample']:.2f} s  "
           f"(already done {s['skipped_done']}, unusable input {s['skipped_bad_input']})")

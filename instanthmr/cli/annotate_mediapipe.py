@@ -7,6 +7,10 @@
 Each input (an image, or one video frame: ``clip.mp4#000123``) is one resumable unit: a re-run skips what
 the shards already hold, a killed run loses at most the inputs since the last shard. ``--shard i/N`` takes
 every N-th input so N processes can share a job (each writes its own files into the same folder).
+Ctrl-C, SIGTERM and SIGHUP stop it the same way: finished inputs are in the shards, a re-run resumes (exit
+130 / 143 / 129). A video frame that fails to decode is skipped and counted, and the video is read to its
+end (it is given up only after 50 undecodable frames in a row, with a message). Exit 1 when any input,
+frame or video could not be read (the rest is labelled and saved), 2 for bad arguments.
 Per person it writes MHR70 2D/3D joints with masks, ``cam_trans``, COCO-WholeBody 2D and an embedded JPEG
 context crop (so video frames need no image files later). Runs in the main environment (numpy, OpenCV,
 ``ai-edge-litert``); the models come from ``python tools/fetch_models.py mediapipe``.
@@ -32,11 +36,19 @@ class Counts:
     no_person: int = 0
     unreadable: int = 0
     instances: int = 0
+    damaged_frames: int = 0  # video frames that failed to decode (skipped; not units of any part)
     unreadable_names: list[str] = field(default_factory=list)
+    video_notes: list[str] = field(default_factory=list)  # one line per damaged or cut-short video
 
     def line(self) -> str:
+        damaged = f", {self.damaged_frames} damaged video frames skipped" if self.damaged_frames else ""
         return (f"{self.labelled} inputs labelled ({self.instances} people), {self.done_before} already done, "
-                f"{self.no_person} with nobody, {self.unreadable} unreadable")
+                f"{self.no_person} with nobody, {self.unreadable} unreadable{damaged}")
+
+    @property
+    def faults(self) -> bool:
+        """Something could not be read: the tool exits 1 (what could be read is labelled and saved)."""
+        return bool(self.unreadable or self.damaged_frames or self.video_notes)
 
 
 def parse_shard(spec: str) -> tuple[int, int]:
@@ -70,8 +82,14 @@ def expand_inputs(paths: list[Path]) -> list[tuple[str, Path]]:
 
 
 def iter_units(inputs, every: int, max_frames: int | None, part: int, parts: int, counts: Counts):
-    """Yield ``(key, image_path, loader)`` for this part's units; ``loader()`` returns RGB or None."""
+    """Yield ``(key, image_path, loader)`` for this part's units; ``loader()`` returns RGB or None.
+
+    Video frames are keyed by their position in the container; a frame that fails to decode is skipped
+    (counted in ``counts.damaged_frames``; every part reads the same file the same way, so the split into
+    parts stays exact) and reading goes on to the container's end."""
     import cv2
+
+    from instanthmr.core.faults import FrameLog, readable_frames
 
     unit = 0
     for kind, path in inputs:
@@ -87,24 +105,27 @@ def iter_units(inputs, every: int, max_frames: int | None, part: int, parts: int
             counts.unreadable += 1
             counts.unreadable_names.append(str(path))
             continue
-        frame, taken = 0, 0
+        taken, log = 0, FrameLog()
         try:
-            while max_frames is None or taken < max_frames:
-                use = frame % every == 0
-                mine = use and unit % parts == part
-                ok = cap.grab()
-                if not ok:
+            for frame in readable_frames(cap.grab, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), log=log):
+                if max_frames is not None and taken >= max_frames:
                     break
-                if use:
-                    unit += 1
-                    taken += 1
+                if frame % every:
+                    continue
+                mine = unit % parts == part
+                unit += 1
+                taken += 1
                 if mine:
                     ok, bgr = cap.retrieve()
                     img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if ok and bgr is not None else None
                     yield f"{path.name}#{frame:06d}", "", (lambda im=img: im)
-                frame += 1
         finally:
             cap.release()
+        counts.damaged_frames += log.unreadable
+        note = log.message(str(path))
+        if note:
+            counts.video_notes.append(note)
+            print(f"[annotate_mediapipe] warning: {note}", file=sys.stderr, flush=True)
 
 
 def _read_image(path: Path):
@@ -117,9 +138,14 @@ def _read_image(path: Path):
 def annotate(inputs: list[Path], out: Path, every: int = 1, max_frames: int | None = None,
              shard: tuple[int, int] = (0, 1), hands: bool = True, tiles: bool = True, embed: bool = True,
              shard_size: int = 256, models_dir: Path | None = None, log_every: float = 10.0,
-             teacher=None) -> Counts:
-    """Label ``inputs`` into ``out`` (see the module docstring); returns the counts."""
-    from instanthmr.teachers.mediapipe import TEACHER_NAME, TEACHER_VERSION, MediaPipeTeacher
+             teacher=None, skip: frozenset[str] = frozenset()) -> Counts:
+    """Label ``inputs`` into ``out`` (see the module docstring); returns the counts. ``skip``: units already
+    labelled elsewhere (another shard folder), counted as done before."""
+    from instanthmr.teachers.mediapipe import (
+        TEACHER_NAME,
+        TEACHER_VERSION,
+        MediaPipeTeacher,
+    )
     from instanthmr.training.data.shards import ShardWriter, encode_context_crop
 
     part, parts = shard
@@ -132,7 +158,7 @@ def annotate(inputs: list[Path], out: Path, every: int = 1, max_frames: int | No
                      prefix=prefix, extra_header={"hands": hands, "tiles": tiles}) as writer:
         for key, image_path, load in iter_units(items, every, max_frames, part, parts, counts):
             counts.inputs += 1
-            if writer.is_done(key):
+            if writer.is_done(key) or key in skip:
                 counts.done_before += 1
                 continue
             img = load()
@@ -158,6 +184,45 @@ def annotate(inputs: list[Path], out: Path, every: int = 1, max_frames: int | No
     return counts
 
 
+class AnnotateWorker:
+    """A worker of the batch engine (instanthmr.cli.batch, ``--ray`` / ``--workers``): the teacher loaded once,
+    then one task (a video, or a group of photos) labelled into the task's own shard folder."""
+
+    def __init__(self, options: dict):
+        self.options, self.teacher = options, None
+
+    def load(self) -> dict:
+        import os
+
+        from instanthmr.teachers.mediapipe import MediaPipeTeacher
+
+        o = self.options
+        self.teacher = MediaPipeTeacher(o["models_dir"], hands=o["hands"], tiles=o["tiles"],
+                                        num_threads=o.get("threads"))
+        return {"pid": os.getpid(), "host": __import__("socket").gethostname()}
+
+    def run(self, task: dict) -> dict:
+        o, t0 = self.options, time.time()
+        counts = annotate([Path(p) for p in task["paths"]], Path(o["out"]) / task["folder"], o["every"],
+                          o["max_frames"], hands=o["hands"], tiles=o["tiles"], embed=o["embed"],
+                          shard_size=o["shard_size"], log_every=float("inf"), teacher=self.teacher,
+                          skip=frozenset(task["skip"]))
+        figures = {"frames": counts.labelled, "people": counts.instances, "done_before": counts.done_before,
+                   "seconds": round(time.time() - t0, 3)}
+        if counts.unreadable and not counts.labelled:
+            return {"state": "failed", "reason": f"unreadable: {', '.join(counts.unreadable_names[:3])}", **figures}
+        return {"state": "done", **figures, **({"notes": counts.video_notes} if counts.video_notes else {})}
+
+
+def task_skip(task: dict, done: set[str]) -> list[str]:
+    """The units of a batch task (see :func:`iter_units` for the keys) already labelled somewhere in the
+    shard folder."""
+    if task["kind"] == "video":
+        head = Path(task["paths"][0]).name + "#"
+        return [k for k in done if k.startswith(head)]
+    return [k for k in (f"{Path(p).parent.name}/{Path(p).name}" for p in task["paths"]) if k in done]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -172,26 +237,86 @@ def main(argv=None) -> int:
                     help="for image files, store the path instead of an embedded context crop")
     ap.add_argument("--shard-size", type=int, default=256, help="people per shard file")
     ap.add_argument("--models-dir", type=Path, default=None, help="folder of the MediaPipe .tflite files")
+    ap.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                    help="run on Ray (a local Ray without ADDRESS; 'auto' or ray://HOST:10001 for a cluster whose "
+                         "workers see --out): one teacher per worker, one video or --images-per-task photos per "
+                         "task, each task into its own shard folder OUT/tasks/<id>; a dead worker's task is resumed "
+                         "elsewhere from its shards (docs/scaling.md)")
+    ap.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="the same job on N local processes (default with --ray: what the cluster fits)")
+    ap.add_argument("--images-per-task", type=int, default=256, metavar="N", help="photos per --ray/--workers task")
+    ap.add_argument("--retry-failed", action="store_true", help="--ray/--workers: retry tasks that failed before")
     args = ap.parse_args(argv)
     if args.every < 1:
         ap.error("--every must be >= 1")
+    if args.max_frames is not None and args.max_frames < 1:
+        ap.error("--max-frames must be >= 1")
+    if args.shard_size < 1:
+        ap.error("--shard-size must be >= 1")
+    if (args.ray is not None or args.workers) and args.shard != (0, 1):
+        ap.error("--shard splits a job by hand; --ray / --workers split it themselves: give one or the other")
+    if args.ray is not None or args.workers:
+        return _engine_main(args)
 
+    from instanthmr.core.faults import (
+        interrupt_exit_code,
+        quiet_video_decoder,
+        stop_reason,
+        stop_signals,
+    )
     from instanthmr.runtime.mediapipe import MediaPipeModelError
+    from instanthmr.training.data.shards import ShardFormatError
 
+    quiet_video_decoder()  # damaged frames: our one line per video instead of FFmpeg's dozens per frame
     t0 = time.time()
     try:
-        counts = annotate(args.inputs, args.out, args.every, args.max_frames, args.shard, hands=not args.no_hands,
-                          tiles=not args.fast, embed=not args.no_embed, shard_size=args.shard_size,
-                          models_dir=args.models_dir)
-    except (FileNotFoundError, ValueError, MediaPipeModelError) as e:
+        with stop_signals():  # SIGTERM / SIGHUP like Ctrl-C: the shard writer keeps every finished input
+            counts = annotate(args.inputs, args.out, args.every, args.max_frames, args.shard,
+                              hands=not args.no_hands, tiles=not args.fast, embed=not args.no_embed,
+                              shard_size=args.shard_size, models_dir=args.models_dir)
+    except (FileNotFoundError, ValueError, MediaPipeModelError, ShardFormatError) as e:
         print(f"[annotate_mediapipe] error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("[annotate_mediapipe] interrupted: finished inputs are saved; re-run to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(f"[annotate_mediapipe] {stop_reason(e)}: finished inputs are saved in {args.out}; run the same "
+              "command to resume", file=sys.stderr)
+        return interrupt_exit_code(e)
     print(f"[annotate_mediapipe] part {args.shard[0]}/{args.shard[1]}: {counts.inputs} inputs, {counts.line()} "
           f"in {time.time() - t0:.0f} s -> {args.out}")
     if counts.unreadable_names:
         print(f"[annotate_mediapipe] unreadable: {', '.join(counts.unreadable_names[:10])}"
-              + (" ..." if len(counts.unreadable_names) > 10 else ""))
-    return 0
+              + (" ..." if len(counts.unreadable_names) > 10 else ""), file=sys.stderr)
+    return 1 if counts.faults else 0
+
+
+def _engine_main(args) -> int:
+    """``--ray`` / ``--workers``: the job on the batch engine (instanthmr.cli.batch.shard_job)."""
+    from instanthmr.cli.batch import (
+        BatchError,
+        WorkerLoadError,
+        looks_like_address,
+        shard_job,
+    )
+
+    if args.ray is not None and not looks_like_address(args.ray):  # `--ray clips/`: an input, not an address
+        args.inputs.append(Path(args.ray))
+        args.ray = "local"
+    try:
+        items = expand_inputs(args.inputs)
+        options = {"every": args.every, "max_frames": args.max_frames, "hands": not args.no_hands,
+                   "tiles": not args.fast, "embed": not args.no_embed, "shard_size": args.shard_size,
+                   "models_dir": args.models_dir, "threads": 1}
+        res = shard_job(items, args.out, AnnotateWorker, options, task_skip, label="annotate_mediapipe",
+                        ray=args.ray, workers=args.workers, images_per_task=args.images_per_task,
+                        retry_failed=args.retry_failed)
+    except WorkerLoadError as e:
+        print(f"[annotate_mediapipe] error: {e}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError, BatchError) as e:
+        print(f"[annotate_mediapipe] error: {e}", file=sys.stderr)
+        return 2
+    if res.interrupted:
+        print(f"[annotate_mediapipe] interrupted: finished tasks and shards are saved in {args.out}; run the same "
+              "command to resume", file=sys.stderr)
+        return 130
+    return 1 if res.failed else 0

@@ -3,7 +3,10 @@
 Boxes come from our own detector (RF-DETR, an exported .onnx, or a .json box file), the camera is the one
 the runtime assumes (focal = image diagonal unless --focal), and every finished input is recorded in the
 shards, so an interrupted run picks up where it stopped. ``--shard i/N`` takes every N-th input starting at
-i, for N processes or machines writing into the same folder.
+i, for N processes or machines writing into the same folder. Ctrl-C, SIGTERM and SIGHUP stop it the same way
+(finished inputs saved; exit 130 / 143 / 129). A video frame that fails to decode is skipped and the video is
+read to its end. Exit 1 when any input or frame could not be read or gave a bad teacher output (the rest is
+labelled and saved), 2 for bad arguments or a teacher/detector that cannot load.
 
 Examples::
 
@@ -55,9 +58,15 @@ def list_inputs(images: Path | None, video: Path | None, every: int) -> list[tup
     return [(f"{video.name}#{i:06d}", i, video) for i in range(0, n, max(1, every))]
 
 
-def iter_frames(todo: list[tuple[str, int, Path]], video: bool):
-    """``(key, frame_index, image_rgb or None)`` for the inputs to do, reading a video sequentially."""
+def iter_frames(todo: list[tuple[str, int, Path]], video: bool, log=None):
+    """``(key, frame_index, image_rgb or None)`` for the inputs to do, reading a video sequentially.
+
+    A video frame that fails to decode is skipped and reading goes on to the container's end (see
+    :func:`instanthmr.core.faults.readable_frames`; ``log``, a ``FrameLog``, collects what happened); wanted
+    frames that were never decoded come last, with None."""
     import cv2
+
+    from instanthmr.core.faults import FrameLog, readable_frames
 
     if not video:
         for key, idx, path in todo:
@@ -69,15 +78,18 @@ def iter_frames(todo: list[tuple[str, int, Path]], video: bool):
     cap = cv2.VideoCapture(str(todo[0][2]))
     wanted = {idx: key for key, idx, _ in todo}
     last = max(wanted)
-    frame = 0
-    while frame <= last:
-        if frame in wanted:
-            ok, img = cap.read()
-            yield wanted[frame], frame, cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if ok else None
-        elif not cap.grab():
-            break
-        frame += 1
-    cap.release()
+    log = log if log is not None else FrameLog()
+    try:
+        for frame in readable_frames(cap.grab, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), log=log):
+            if frame in wanted:
+                ok, img = cap.retrieve()
+                yield wanted.pop(frame), frame, cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if ok else None
+            if frame >= last:
+                break
+    finally:
+        cap.release()
+    for frame, key in sorted(wanted.items()):  # damaged, or past where the file could be read
+        yield key, frame, None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.no_embed and args.video:
         p.error("--no-embed needs --images (video frames have no file to point to)")
+    if min(args.every, args.shard_size, args.max_persons) < 1:
+        p.error("--every, --shard-size and --max-persons must be >= 1")
+    if not (0.0 <= args.det_conf <= 1.0 and args.min_box >= 0 and (args.focal is None or args.focal > 0)):
+        p.error("--det-conf must be within [0, 1], --min-box >= 0 and --focal > 0")
 
+    from instanthmr.core.faults import quiet_video_decoder
     from instanthmr.core.geometry import default_focal
     from instanthmr.teachers.sam3d import (
         TEACHER_NAME,
@@ -112,8 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         TeacherUnavailableError,
         sam3d_output_to_instance,
     )
-    from instanthmr.training.data.shards import ShardFormatError, ShardWriter, encode_context_crop
+    from instanthmr.training.data.shards import (
+        ShardFormatError,
+        ShardWriter,
+        encode_context_crop,
+    )
 
+    quiet_video_decoder()  # damaged frames: one line per video below instead of FFmpeg's dozens per frame
     part, nparts = args.shard
     try:
         inputs = list_inputs(args.images, args.video, args.every)
@@ -145,14 +167,23 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
+    from instanthmr.core.faults import (
+        FrameLog,
+        interrupt_exit_code,
+        stop_reason,
+        stop_signals,
+    )
+
     skipped = people = 0
     root = args.images
+    log = FrameLog()
     try:
-        with writer:
-            for key, idx, img in tqdm(iter_frames(todo, args.video is not None), total=len(todo), unit="img"):
+        with writer, stop_signals():  # SIGTERM / SIGHUP like Ctrl-C: the writer keeps every finished input
+            for key, idx, img in tqdm(iter_frames(todo, args.video is not None, log), total=len(todo), unit="img"):
                 if img is None:
                     skipped += 1
-                    print(f"warning: cannot read {key}; skipped", file=sys.stderr)
+                    if args.video is None:  # a video's damaged frames get one line below
+                        print(f"warning: cannot read {key}; skipped", file=sys.stderr)
                     continue
                 h, w = img.shape[:2]
                 focal = args.focal or default_focal((w, h))
@@ -177,10 +208,13 @@ def main(argv: list[str] | None = None) -> int:
                     writer.add(inst)
                 writer.mark_done(key)
                 people += len(insts)
-    except KeyboardInterrupt:  # the writer kept every finished input; a rerun continues from there
-        print(f"interrupted: finished inputs are saved in {args.out}; run the same command to continue",
+    except KeyboardInterrupt as e:  # the writer kept every finished input; a rerun continues from there
+        print(f"{stop_reason(e)}: finished inputs are saved in {args.out}; run the same command to continue",
               file=sys.stderr)
-        return 130
+        return interrupt_exit_code(e)
+    note = log.message(str(args.video)) if args.video is not None else None
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
     print(f"labelled {len(todo) - skipped} inputs ({people} people) into {args.out}; skipped {skipped}",
           file=sys.stderr)
-    return 0 if skipped == 0 else 1
+    return 0 if skipped == 0 and not note else 1

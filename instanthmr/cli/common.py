@@ -1,5 +1,5 @@
-"""What every benchmark shares: its ``main`` (known bad-input errors become one line + exit 1), the report's
-time stamp and the ``--json`` file."""
+"""What every benchmark shares: its ``main`` (the ``--json`` path checked before the run, known bad-input
+errors as one line, SIGTERM/SIGHUP like Ctrl-C), the report's time stamp and the ``--json`` file."""
 
 from __future__ import annotations
 
@@ -8,6 +8,15 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from instanthmr.core.faults import (
+    OutputPathError,
+    check_output_path,
+    interrupt_exit_code,
+    stop_reason,
+    stop_signals,
+    write_text_atomic,
+)
+
 
 def utc_stamp() -> str:
     """Now, as reports record it: ``2026-11-21 21:47 UTC``."""
@@ -15,26 +24,39 @@ def utc_stamp() -> str:
 
 
 def write_json_report(path: str | Path | None, report: dict) -> None:
-    """Write ``report`` to ``path`` (parent folders made; non-JSON values as strings) and say so; no-op when
-    ``path`` is None (no ``--json``)."""
+    """Write ``report`` to ``path`` atomically (parent folders made; non-JSON values as strings) and say so;
+    no-op when ``path`` is None (no ``--json``)."""
     if not path:
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1, default=str))
+    write_text_atomic(path, json.dumps(report, indent=1, default=str))
     print(f"wrote {path}")
 
 
 def run_main(parser, run, argv: list[str] | None = None) -> int:
-    """``run(parser.parse_args(argv))``; a missing or unreadable video/model or a bad value prints
-    ``error: ...`` and returns 1 (argument errors exit 2, as argparse does)."""
+    """``run(parser.parse_args(argv))``. An unwritable ``--json`` path is refused before the run (exit 2, as
+    argparse does for bad arguments); a missing or unreadable video/model or a bad value prints
+    ``error: ...`` and returns 1; Ctrl-C, SIGTERM and SIGHUP stop the run without a traceback (exit 130,
+    143, 129; no report is written)."""
     from instanthmr.runtime.session import ModelLoadError
     from instanthmr.video.sources import SourceError
 
     args = parser.parse_args(argv)
     try:
-        run(args)
+        if getattr(args, "json", None):
+            check_output_path(args.json, "--json")
+    except OutputPathError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        with stop_signals():
+            run(args)
     except (SourceError, ModelLoadError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # the --json folder vanished or the disk filled up since the check
+        print(f"error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as e:
+        print(f"{stop_reason(e)}: no report written", file=sys.stderr)
+        return interrupt_exit_code(e)
     return 0

@@ -6,7 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from instanthmr.training.export import DEFAULT_OPSET, ExportError, export_onnx, format_report
+from instanthmr.core.faults import (
+    OutputPathError,
+    check_output_path,
+    interrupt_exit_code,
+    stop_reason,
+    stop_signals,
+)
+from instanthmr.training.export import (
+    DEFAULT_OPSET,
+    ExportError,
+    export_onnx,
+    format_report,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,14 +36,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     p.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs torch check")
     args = p.parse_args(argv)
+    if args.checkpoint is not None and (args.config or args.wholebody or args.cliff_form):
+        p.error("--config/--wholebody/--cliff-form only apply to --random-init (a checkpoint has its config)")
+    try:  # before loading and exporting: an unwritable --out fails now, not after the work
+        check_output_path(args.out, "--out")
+    except OutputPathError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
-    from instanthmr.training.model import CheckpointError, build_model, list_configs, load_checkpoint
+    from instanthmr.training.model import (
+        CheckpointError,
+        build_model,
+        list_configs,
+        load_checkpoint,
+    )
     from instanthmr.training.model.random_init import randomize_
 
     try:
         if args.checkpoint is not None:
-            if args.config or args.wholebody or args.cliff_form:
-                p.error("--config/--wholebody/--cliff-form only apply to --random-init (a checkpoint has its config)")
             model = load_checkpoint(args.checkpoint)
         else:
             overrides = {"wholebody_head": True} if args.wholebody else {}
@@ -42,11 +64,18 @@ def main(argv: list[str] | None = None) -> int:
                 raise CheckpointError(f"unknown model config {name!r}; available: {', '.join(list_configs())}")
             model = randomize_(build_model(name, **overrides), seed=args.seed).eval()
             model.step = 0
-        report = export_onnx(model, args.out, fp16=args.fp16, opset=args.opset, parity=not args.no_parity,
-                             seed=args.seed)
+        with stop_signals():
+            report = export_onnx(model, args.out, fp16=args.fp16, opset=args.opset, parity=not args.no_parity,
+                                 seed=args.seed)
     except (CheckpointError, ExportError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1 if isinstance(e, ExportError) else 2
+    except OSError as e:  # the disk filled up or the folder went away during the export
+        print(f"error: cannot write {args.out}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as e:
+        print(f"{stop_reason(e)}: nothing written to {args.out}", file=sys.stderr)
+        return interrupt_exit_code(e)
     size_mb = args.out.stat().st_size / 1e6
     print(f"wrote {args.out} ({size_mb:.1f} MB, {model.config.name}, {'fp16' if args.fp16 else 'fp32'}, "
           f"outputs {', '.join(model.output_names)})")

@@ -10,6 +10,9 @@ Examples::
     python tools/train.py --config ... --resume auto --export models/instanthmr_new.onnx
     # a CPU smoke run on generated people with known labels
     python tools/train.py --config configs/train_smoke.yaml --synthetic 64
+
+Ctrl-C, SIGTERM and SIGHUP save ``last.pt`` at the current step and exit 130 / 143 / 129; ``--resume auto``
+continues from there (docs/training.md says what each kind of stop keeps).
 """
 
 from __future__ import annotations
@@ -17,6 +20,25 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+
+def _save_on_stop(trainer, stop: BaseException) -> str:
+    """Save ``last.pt`` after Ctrl-C / SIGTERM / SIGHUP; the line to print."""
+    from instanthmr.core.faults import stop_reason, stop_signals
+
+    reason = stop_reason(stop)
+    if trainer is None:
+        return f"{reason} before training started; nothing saved"
+    if trainer.step == 0:
+        return f"{reason} at step 0; nothing to save"
+    try:
+        with stop_signals():
+            path = trainer.save()
+    except KeyboardInterrupt:  # stopped again while saving: the atomic write kept the previous last.pt
+        return f"{reason} at step {trainer.step}; stopped again while saving, so last.pt is the previous checkpoint"
+    if path is None:  # not the main process of a distributed run: rank 0 saves
+        return f"{reason} at step {trainer.step}"
+    return f"{reason} at step {trainer.step}; saved {path} (continue with --resume auto)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,14 +54,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     args = p.parse_args(argv)
+    if args.synthetic < 0 or args.threads < 0:
+        p.error("--synthetic and --threads take a count >= 0")
 
     import yaml
 
+    from instanthmr.core.faults import OutputPathError, check_output_path
     from instanthmr.training.config import ConfigError, load_config
 
     try:
         cfg = load_config(args.config, args.overrides)
-    except ConfigError as e:
+        if not args.print_config:  # before any work: where the checkpoints and the ONNX go must be writable
+            check_output_path(Path(cfg.run.out_dir) / "last.pt", "run.out_dir")
+            if args.export:
+                check_output_path(args.export, "--export")
+    except (ConfigError, OutputPathError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.synthetic:
@@ -55,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from instanthmr.core.errors import first_line
+    from instanthmr.core.faults import interrupt_exit_code, stop_reason, stop_signals
     from instanthmr.training.data.shards import ShardFormatError
     from instanthmr.training.model import CheckpointError, PretrainedWeightsError
     from instanthmr.training.trainer import Trainer, TrainingError
@@ -64,18 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     # denormal floats (tiny weights/gradients late in training) made CPU steps many times slower here;
     # flushing them to zero changes nothing measurable and affects CPU kernels only
     torch.set_flush_denormal(True)
+    trainer = None
     try:
-        trainer = Trainer(cfg, resume=args.resume)
-        history = trainer.fit()
+        with stop_signals():  # SIGTERM / SIGHUP (a scheduler, `timeout`, a closed terminal) act like Ctrl-C
+            trainer = Trainer(cfg, resume=args.resume)
+            history = trainer.fit()
     except (TrainingError, ShardFormatError, CheckpointError, PretrainedWeightsError, FileNotFoundError,
             KeyError, ValueError) as e:
         print(f"error: {first_line(e, None)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        if "trainer" in locals():
-            path = trainer.save()
-            print(f"interrupted at step {trainer.step}; saved {path} (continue with --resume)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(_save_on_stop(trainer, e), file=sys.stderr)
+        return interrupt_exit_code(e)
     if trainer.dist.distributed:
         import torch.distributed as dist
 
@@ -86,10 +116,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trained {trainer.step} steps; last loss {history[-1]['loss']:.4f}; "
               f"checkpoints in {trainer.out} (last.pt, final.pt)")
     if args.export:
-        from instanthmr.training.export import export_onnx, format_report
+        from instanthmr.training.export import ExportError, export_onnx, format_report
         from instanthmr.training.model import load_checkpoint
 
-        model = load_checkpoint(trainer.out / "final.pt")
-        report = export_onnx(model, args.export, metadata={"train_data": list(cfg.data.train)})
+        try:
+            with stop_signals():
+                model = load_checkpoint(trainer.out / "final.pt")
+                report = export_onnx(model, args.export, metadata={"train_data": list(cfg.data.train)})
+        except (ExportError, CheckpointError, OSError) as e:
+            print(f"error: export: {first_line(e, None)} (final.pt is kept; retry with tools/export_onnx.py)",
+                  file=sys.stderr)
+            return 1
+        except KeyboardInterrupt as e:
+            print(f"{stop_reason(e)} during the export; nothing written to {args.export} (final.pt is kept)",
+                  file=sys.stderr)
+            return interrupt_exit_code(e)
         print(f"exported {args.export}; {format_report(report)}")
     return 0

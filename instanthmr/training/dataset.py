@@ -24,7 +24,8 @@ class ShardDataset(Dataset):
     shipping floats between processes), the float32 targets of :func:`make_crop_sample` and boolean masks.
     Augmentation randomness is a pure function of ``(seed, epoch, index)``, so runs are reproducible for
     any number of loader workers. An instance whose pixels cannot be read is replaced by the next one
-    and counted (``skipped``), with a one-line warning.
+    and counted (``skipped`` here, and ``item["skipped"]`` = 1 for an item that replaced an unreadable one),
+    with one warning line per bad file (per loader process).
     """
 
     def __init__(self, roots, augment: AugmentConfig | None = None, cliff_form: str = "pixel",
@@ -39,6 +40,7 @@ class ShardDataset(Dataset):
         self.epoch = 0
         self.input_size = int(input_size)
         self.skipped = 0
+        self._warned: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.reader)
@@ -53,17 +55,23 @@ class ShardDataset(Dataset):
         return make_crop_sample(inst, src, m, self.augment, rng, self.cliff_form, self.input_size)
 
     def __getitem__(self, index: int) -> dict:
+        skipped = 0
         for k in range(len(self)):
             j = (int(index) + k) % len(self)
             try:
                 s = self.sample(j)
                 break
             except (OSError, ValueError) as e:  # FileNotFoundError, ShardFormatError, cv2 decode failures
-                self.skipped += 1
-                print(f"warning: skipping instance {j}: {e}", file=sys.stderr)
+                skipped += 1
+                if str(e) not in self._warned:  # the message names the file: one line per bad file
+                    self._warned.add(str(e))
+                    print(f"warning: skipping unreadable instances: {e}", file=sys.stderr)
         else:
             raise RuntimeError("no readable instance in the dataset")
-        item = {"image": torch.from_numpy(np.ascontiguousarray(s["image"].transpose(2, 0, 1)))}
+        replaced = int(skipped > 0)
+        self.skipped += replaced
+        item = {"image": torch.from_numpy(np.ascontiguousarray(s["image"].transpose(2, 0, 1))),
+                "skipped": torch.tensor(replaced)}  # summed by the trainer (the count survives loader workers)
         for f in TENSOR_FIELDS:
             item[f] = torch.as_tensor(np.asarray(s[f], np.float32))
         for f in MASK_FIELDS:

@@ -63,8 +63,7 @@ def model_metadata(model, fp16: bool = False, step: int | None = None, **extra) 
         "model_name": cfg.name,
         "model_config": json.dumps(cfg.to_dict()),
         "cliff_form": cfg.cliff_form,
-        "pixel_aspect": repr(float(cfg.pixel_aspect)),
-        "cam_head": "cliff_weak_perspective",
+        **model.export_metadata(),  # per architecture: camera head, query count, the anchor's keys
         "input_size": str(cfg.input_size),
         "mean": json.dumps(list(IMAGENET_MEAN)),
         "std": json.dumps(list(IMAGENET_STD)),
@@ -148,7 +147,7 @@ def _set_output_shapes(proto, model, image, cliff) -> None:
 
 def export_onnx(model, path: str | Path, fp16: bool = False, metadata: dict | None = None,
                 opset: int = DEFAULT_OPSET, parity: bool = True, parity_batch: int = 3, seed: int = 0) -> dict:
-    """Export ``model`` (an unfused :class:`InstantHMRNet` on any device, in any mode; it is not modified) to
+    """Export ``model`` (an unfused network of any architecture, on any device, in any mode; it is not modified) to
     ``path``.
 
     The copy that is exported is fused (RepViT reparameterised) and, with ``fp16``, halved. ``metadata``
@@ -163,8 +162,9 @@ def export_onnx(model, path: str | Path, fp16: bool = False, metadata: dict | No
         raise ValueError(f"opset must be 17 or newer (LayerNormalization), got {opset}")
     if getattr(model, "fused", False):
         raise ExportError("export needs the unfused model (it fuses a copy and checks parity against the original)")
+    from instanthmr.core.faults import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # a float32 CPU eval copy (attributes such as .step come along): the trainer's model keeps its device,
     # dtype and train mode
     model = copy.deepcopy(model).cpu().float().eval()
@@ -175,26 +175,32 @@ def export_onnx(model, path: str | Path, fp16: bool = False, metadata: dict | No
     dynamic = {n: {0: "batch"} for n in ("image", "cliff_cond") + names}
     import warnings
 
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer chatter
-        torch.onnx.export(wrapper, (dummy_image, dummy_cliff), str(path), dynamo=False, input_names=["image", "cliff_cond"],
-                          output_names=list(names), dynamic_axes=dynamic, opset_version=opset,
-                          do_constant_folding=True)
-    proto = onnx.load(str(path))
-    _set_output_shapes(proto, model, dummy_image, dummy_cliff)
-    meta = model_metadata(model, fp16=fp16, **(metadata or {}))
-    del proto.metadata_props[:]
-    for k, v in meta.items():
-        proto.metadata_props.add(key=k, value=str(v))
-    proto.doc_string = f"InstantHMR {meta['model_name']} ({meta['precision']}, CLIFF form {meta['cliff_form']})"
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
-    if not parity:
-        return {"skipped": "parity check disabled", "ok": None}
-    report = check_parity(model, path, fp16=fp16, batch=parity_batch, seed=seed + 1)
-    if not fp16 and not report["ok"]:
-        raise ExportError(f"{path}: ONNX Runtime disagrees with torch beyond {FP32_TOLERANCE:g}: "
-                          f"{format_report(report)}")
+    # written under a temporary name and renamed only once it passed its checks: a failed parity check or
+    # an interrupt leaves no file (and an earlier good one at ``path`` untouched)
+    with atomic_path(path) as tmp:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer chatter
+            torch.onnx.export(wrapper, (dummy_image, dummy_cliff), str(tmp), dynamo=False,
+                              input_names=["image", "cliff_cond"], output_names=list(names), dynamic_axes=dynamic,
+                              opset_version=opset, do_constant_folding=True)
+        proto = onnx.load(str(tmp))
+        _set_output_shapes(proto, model, dummy_image, dummy_cliff)
+        meta = model_metadata(model, fp16=fp16, **(metadata or {}))
+        del proto.metadata_props[:]
+        for k, v in meta.items():
+            proto.metadata_props.add(key=k, value=str(v))
+        proto.doc_string = f"InstantHMR {meta['model_name']} ({meta['precision']}, CLIFF form {meta['cliff_form']})"
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+        if not parity:
+            return {"skipped": "parity check disabled", "ok": None}
+        try:
+            report = check_parity(model, tmp, fp16=fp16, batch=parity_batch, seed=seed + 1)
+        except ExportError as e:  # name the file the user asked for, not the temporary one
+            raise ExportError(str(e).replace(str(tmp), str(path))) from None
+        if not fp16 and not report["ok"]:
+            raise ExportError(f"{path}: ONNX Runtime disagrees with torch beyond {FP32_TOLERANCE:g}: "
+                              f"{format_report(report)}; nothing was written")
     return report
 
 
@@ -208,7 +214,7 @@ def format_report(report: dict) -> str:
 
 
 def random_init_onnx(config: str | None = None, seed: int = 0, cache_dir: str | Path | None = None) -> Path:
-    """Export a random-init InstantHMR network (``config``, default the released architecture) to ONNX and
+    """Export a random-init InstantHMR network (``config``, default ``DEFAULT_CONFIG``) to ONNX and
     return its path; cached under the temp folder so repeated runs export once. Imports torch: plumbing and
     speed measurements only, its outputs mean nothing."""
     import os

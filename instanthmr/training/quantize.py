@@ -32,9 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
+from instanthmr.core.faults import atomic_path, check_output_path
 from instanthmr.runtime.session import ModelLoadError, stamp_metadata
 
 MODES = ("static", "dynamic", "fp16")
+
+
+class CalibrationError(ValueError):
+    """``--calib-dir`` cannot supply calibration images (missing folder, no readable image)."""
 
 
 def model_kind(path: str | Path) -> str:
@@ -69,18 +74,19 @@ def _resolution(path: Path, kind: str) -> int:
 def calibration_images(calib_dir: str | Path | None = None, count: int = 32, seed: int = 0,
                        holdout: bool = False) -> list[np.ndarray]:
     """RGB uint8 images for calibration (``holdout=False``) or for the drift check (``holdout=True``, frames
-    calibration never sees). Default source: the shared photos (calibration) and video frames (both)."""
+    calibration never sees). Default source: the shared photos (calibration) and video frames (both), or
+    smooth random images without shared media. With ``calib_dir`` calibration uses that folder's readable
+    images only (:class:`CalibrationError` when there is none)."""
     import cv2
 
     from instanthmr.core.paths import shared_data_dir
     from instanthmr.video.sources import IMAGE_EXTENSIONS
 
     images: list[np.ndarray] = []
+    if not holdout and calib_dir is not None:  # the user's photos only: never topped up with other media
+        return _calib_dir_images(Path(calib_dir), count)
     if not holdout:
-        folder = Path(calib_dir) if calib_dir is not None else shared_data_dir() / "images"
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-        if calib_dir is not None and not files:
-            raise ModelLoadError(f"no images found under --calib-dir {folder}")
+        files = sorted(p for p in (shared_data_dir() / "images").rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         for p in files[:count]:
             img = cv2.imread(str(p), cv2.IMREAD_COLOR)
             if img is not None:
@@ -108,6 +114,36 @@ def calibration_images(calib_dir: str | Path | None = None, count: int = 32, see
             small = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
             images.append(cv2.resize(small, (640, 480), interpolation=cv2.INTER_CUBIC))
     return images[:count]
+
+
+def _calib_dir_images(folder: Path, count: int) -> list[np.ndarray]:
+    """Up to ``count`` readable images from ``--calib-dir``; raises :class:`CalibrationError` when the folder
+    is missing or holds no readable image, and says how many were unreadable."""
+    import cv2
+
+    from instanthmr.video.sources import IMAGE_EXTENSIONS
+
+    if not folder.is_dir():
+        raise CalibrationError(f"--calib-dir {folder}: not a folder")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise CalibrationError(f"--calib-dir {folder}: no images found (extensions {', '.join(IMAGE_EXTENSIONS)})")
+    images, bad = [], []
+    for p in files:
+        if len(images) >= count:
+            break
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            bad.append(p)
+        else:
+            images.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    if not images:
+        raise CalibrationError(f"--calib-dir {folder}: none of its {len(bad)} images could be read "
+                               f"(e.g. {bad[0].name}); give a folder of readable photos")
+    if bad:
+        print(f"note: --calib-dir {folder}: {len(bad)} unreadable images skipped (e.g. {bad[0].name}); "
+              f"calibrating on {len(images)}", file=sys.stderr)
+    return images
 
 
 def hmr_inputs(images: list[np.ndarray], size: int = 224, seed: int = 0) -> list[dict[str, np.ndarray]]:
@@ -160,7 +196,12 @@ def quantize(src: str | Path, dst: str | Path | None = None, mode: str | None = 
     static for the HMR network and dynamic for the detector (their measured best, docs/performance.md).
     """
     import onnx
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import (
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     src = Path(src)
     if not src.is_file():
@@ -170,9 +211,11 @@ def quantize(src: str | Path, dst: str | Path | None = None, mode: str | None = 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     dst = Path(dst) if dst else src.with_name(f"{src.stem}.{'fp16' if mode == 'fp16' else 'int8'}.onnx")
+    check_output_path(dst, "--out")  # before the work: an unwritable output fails now
     meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
     if mode == "fp16":
         return _to_fp16(src, dst, meta)
+    images = calibration_images(calib_dir, calib_count) if mode == "static" else []
     with tempfile.TemporaryDirectory(prefix="instanthmr_quant_") as tmp:
         prepped = Path(tmp) / "prep.onnx"
         prep_note = "ok"
@@ -190,7 +233,6 @@ def quantize(src: str | Path, dst: str | Path | None = None, mode: str | None = 
                              op_types_to_quantize=["MatMul", "Gemm"])
         else:
             res = _resolution(src, kind)
-            images = calibration_images(calib_dir, calib_count)
             feeds = hmr_inputs(images, res) if kind == "hmr" else detector_inputs(images, res)
             quantize_static(str(prepped), str(out_tmp), _Reader(feeds), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -199,8 +241,8 @@ def quantize(src: str | Path, dst: str | Path | None = None, mode: str | None = 
         model = onnx.load(str(out_tmp))
         meta.update({"precision": f"int8-{mode}", "quantized_from": src.name, "quant_preprocess": prep_note})
         stamp_metadata(model, meta)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save(model, str(dst))
+        with atomic_path(dst) as part:
+            onnx.save(model, str(part))
     return dst
 
 
@@ -212,8 +254,8 @@ def _to_fp16(src: Path, dst: Path, meta: dict) -> Path:
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     meta.update({"precision": "fp16", "quantized_from": src.name})
     stamp_metadata(model, meta)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(dst))
+    with atomic_path(dst) as part:
+        onnx.save(model, str(part))
     return dst
 
 

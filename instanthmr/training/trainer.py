@@ -8,7 +8,9 @@
   gradient clipping, optional EMA weights.
 * ``out_dir/last.pt`` holds everything needed to resume (model, optimiser, scaler, EMA, step, config) and is
   written atomically; ``out_dir/final.pt`` is the model to export (EMA weights when enabled).
-* Logs: a progress bar with loss and throughput, ``out_dir/metrics.csv`` and TensorBoard ``out_dir/tb``.
+* Logs: a progress bar with loss and throughput, ``out_dir/metrics.csv`` and TensorBoard ``out_dir/tb``. A run
+  that starts at step S (resumed, or fresh at 0) first cuts ``metrics.csv`` / ``val.csv`` back to the rows
+  up to S and purges TensorBoard events after S, so the logs never hold two histories of the same steps.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from instanthmr.core.errors import first_line
+from instanthmr.core.faults import atomic_write, write_text_atomic
 from instanthmr.training.config import TrainConfig
 from instanthmr.training.data.augment import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig
 from instanthmr.training.dataset import ShardBlockSampler, ShardDataset
@@ -136,6 +139,33 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the rows of a step-indexed CSV log up to ``step`` (the run continues from there; rows after it
+    belong to steps that will be trained again). Rewritten atomically; removed when no row is left."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or "step" not in rows[0]:
+        return
+    col = rows[0].index("step")
+
+    def keep(row):
+        try:
+            return float(row[col]) <= step
+        except (IndexError, ValueError):  # a row cut by a kill mid-write
+            return False
+
+    kept = [r for r in rows[1:] if keep(r)]
+    if len(kept) == len(rows) - 1:
+        return
+    if not kept:
+        path.unlink()
+        return
+    with atomic_write(path, "w", newline="") as f:
+        csv.writer(f).writerows([rows[0]] + kept)
+
+
 # ------------------------------------------------------------------------------------------------
 # Trainer
 # ------------------------------------------------------------------------------------------------
@@ -186,8 +216,15 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.ema = ModelEMA(self.model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
         self.step = 0
+        self.skipped = 0  # training samples replaced because their shard or image could not be read
         if resume:
             self._load_resume(resume)
+        elif self.dist.is_main and (self.out / "last.pt").is_file():
+            print(f"note: starting fresh at step 0 without --resume; the checkpoint and logs of the earlier run "
+                  f"in {self.out} will be overwritten (--resume auto continues it)", file=sys.stderr)
+        if self.dist.is_main:
+            for name in ("metrics.csv", "val.csv"):
+                _truncate_log(self.out / name, self.step)
         self.ddp = self.model
         if self.dist.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -202,7 +239,9 @@ class Trainer:
 
         path = self.out / "last.pt" if resume == "auto" else Path(resume)
         if resume == "auto" and not path.is_file():
-            return  # nothing to resume: a fresh run
+            if self.dist.is_main:
+                print(f"resume: no checkpoint at {path}; starting fresh at step 0", file=sys.stderr)
+            return
         try:
             ckpt = read_checkpoint(path)
             self.model.load_state_dict(ckpt["model"])
@@ -217,7 +256,9 @@ class Trainer:
             self.ema.updates = int(ckpt.get("ema_updates", 0))
         self.step = int(ckpt.get("step", 0))
         if self.dist.is_main:
-            print(f"resumed from {path} at step {self.step}", file=sys.stderr)
+            done = " (already at optim.steps: nothing left to train)" if self.step >= self.cfg.optim.steps else ""
+            print(f"resume: continuing from {path} at step {self.step} of {self.cfg.optim.steps}{done}",
+                  file=sys.stderr)
 
     def save(self, name: str = "last.pt") -> Path | None:
         from instanthmr.training.model import save_checkpoint
@@ -309,6 +350,7 @@ class Trainer:
         for i, batch in enumerate(loader):
             if i >= self.cfg.run.val_batches:
                 break
+            batch.pop("skipped", None)
             batch = self._to_device(batch)
             pred = model(normalize_on_device(batch["image"]), batch["cliff_cond"])
             _, terms = distillation_loss(pred, batch, self.cfg.loss, self.mhr_layer)
@@ -346,6 +388,7 @@ class Trainer:
             self.sampler.set_epoch(epoch, start=within * cfg.data.batch_size)
             self.train_set.set_epoch(epoch)
             for batch in torch.utils.data.DataLoader(self.train_set, **loader_kw):
+                self.skipped += int(batch.pop("skipped").sum())
                 rec = self.train_step(batch)
                 now = time.time()
                 rec.update(step=self.step, epoch=epoch, elapsed_s=now - t0)
@@ -374,9 +417,12 @@ class Trainer:
         if self.val_set is not None and self.dist.is_main:
             val = self.validate()
             self._log(self.out / "val.csv", tb, {"step": self.step, **val})
-            (self.out / "val_final.json").write_text(json.dumps(val, indent=2))
+            write_text_atomic(self.out / "val_final.json", json.dumps(val, indent=2))
         if tb is not None:
             tb.close()
+        if self.skipped and self.dist.is_main:
+            print(f"warning: {self.skipped} training samples were replaced by others because their shard or image "
+                  "could not be read (the warnings above name each file)", file=sys.stderr)
         if self.dist.distributed:
             import torch.distributed as dist
 
@@ -389,7 +435,7 @@ class Trainer:
         except ImportError:  # tensorboard is optional: the CSV has the same numbers
             print("warning: tensorboard not installed; logging to CSV only", file=sys.stderr)
             return None
-        return SummaryWriter(str(self.out / "tb"))
+        return SummaryWriter(str(self.out / "tb"), purge_step=self.step)  # drop events after a resumed step
 
     @staticmethod
     def _log(path: Path, tb, rec: dict) -> None:

@@ -43,6 +43,25 @@ def _short(e: Exception) -> str:
     return first_line(e, 300)
 
 
+def looks_like_path(name: str) -> bool:
+    """Whether a model name is meant as a local folder rather than a hub id (``owner/name``): absolute,
+    ``~``- or ``.``-relative, more than one ``/``, a Windows separator, or something that exists."""
+    return (name.startswith(("/", "~", ".")) or name.count("/") > 1 or "\\" in name
+            or Path(name).expanduser().exists())
+
+
+def check_local_model(name: str, what: str) -> None:
+    """Raise :class:`LifterLoadError` when ``name`` is meant as a local folder that is not one, so the
+    message names the folder instead of a failed hub download (``what``: "base model" or "LoRA adapter")."""
+    if not looks_like_path(name):
+        return
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise LifterLoadError(f"{what} folder not found: {name}")
+    if not path.is_dir():
+        raise LifterLoadError(f"{what} {name} is a file; give the folder that holds config.json and the weights")
+
+
 class LifterLM:
     """A causal LM that answers the lifter protocol's chat messages.
 
@@ -68,6 +87,9 @@ class LifterLM:
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as e:
             raise LifterLoadError(f"transformers/torch not installed ({_short(e)}); pip install transformers") from None
+        check_local_model(base_model, "base model")
+        if adapter:
+            check_local_model(adapter, "LoRA adapter")
         device, torch_dtype = _device_and_dtype(device, dtype)
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         try:

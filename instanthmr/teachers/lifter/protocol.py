@@ -192,14 +192,20 @@ def format_target(kp3d, coord_format: str = "bins", decimals: int = DEFAULT_DECI
 # Parser
 # ------------------------------------------------------------------------------------------------
 
-_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)"
+# At most 9 digits before and 9 after the point: a real coordinate has a few, and bounded runs keep the
+# regex linear in the text (an unbounded ``\d+\.?\d*`` backtracks quadratically over a long digit run) and
+# ``int()`` far below Python's 4300-digit limit. Longer numbers make the line unparsable, like any garbage.
+_NUM = r"[-+]?(?:\d{1,9}(?:\.\d{0,9})?|\.\d{1,9})"
 # Tolerant: optional list bullets/quotes/backticks around the name, ':' or '=' after it, numbers separated
 # by spaces and/or commas, optional brackets, trailing punctuation. Exactly three numbers per joint.
 _LINE = re.compile(
-    rf"^[ \t\-*>`'\"]*([A-Za-z][A-Za-z0-9_]*)[`'\"]?[ \t]*[:=][ \t]*[\[(]?[ \t]*"
-    rf"({_NUM})[ \t,]+({_NUM})[ \t,]+({_NUM})[ \t]*[\])]?[ \t,;.`]*\r?$",
-    re.MULTILINE,
+    rf"[ \t\-*>`'\"]*([A-Za-z][A-Za-z0-9_]{{0,63}})[`'\"]?[ \t]*[:=][ \t]*[\[(]?[ \t]*"
+    rf"({_NUM})[ \t,]+({_NUM})[ \t,]+({_NUM})[ \t]*[\])]?[ \t,;.`]*\r?",
+    re.ASCII,  # \d is 0-9 only: int() and float() see nothing else
 )
+#: Longer lines are never a joint line (the longest well-formed one is well under 100 characters); skipping
+#: them bounds the regex's work per line, whatever the model generated.
+MAX_LINE_CHARS = 256
 
 
 def parse_output(
@@ -210,23 +216,29 @@ def parse_output(
     """Parse the lifter's generated text into normalised 3D joints.
 
     Returns ``(kp3d_normalised (133, 3) float64, mask (133,) bool, fraction)``: joints not found are 0 with
-    mask False; ``fraction`` = found / 133. Lines with unknown names, the wrong count of numbers, or bins
-    outside [0, 255] are ignored; for a name given twice the first line wins. ``drop_last_partial``: the
-    generation was cut by the token limit, so a last line without a newline may hold a cut-off number and
-    is dropped. Use :func:`is_parsed` to apply the "counts as parsed" threshold.
+    mask False; ``fraction`` = found / 133. Lines with unknown names, the wrong count of numbers, numbers of
+    more than 9 digits before or after the point, bins outside [0, 255], decimals outside ``RANGE_3D``
+    ([-1.5, 1.5]: the normalised [-1, 1] plus its margin) or lines longer than ``MAX_LINE_CHARS`` are ignored;
+    for a name given twice the first line wins. Time is linear in the length of ``text``, whatever it holds.
+    ``drop_last_partial``: the generation was cut by the token limit, so a last line without a newline may
+    hold a cut-off number and is dropped. Use :func:`is_parsed` to apply the "counts as parsed" threshold.
     """
     _check_format(coord_format)
     if drop_last_partial and text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
     out = np.zeros((NUM_JOINTS, 3), dtype=np.float64)
     mask = np.zeros(NUM_JOINTS, dtype=bool)
-    for m in _LINE.finditer(text):
+    lo, hi = RANGE_3D
+    for line in text.split("\n"):
+        m = _LINE.fullmatch(line) if len(line) <= MAX_LINE_CHARS else None
+        if m is None:
+            continue
         j = COCO_WHOLEBODY_INDEX.get(m.group(1).lower())
         if j is None or mask[j]:
             continue
         raw = m.groups()[1:]
         if coord_format == "bins":
-            if not all(re.fullmatch(r"\d+", r) for r in raw):
+            if not all(r.isdigit() for r in raw):
                 continue
             b = np.array([int(r) for r in raw])
             if (b < 0).any() or (b >= NUM_BINS).any():
@@ -234,8 +246,8 @@ def parse_output(
             out[j] = dequantize(b, *RANGE_3D)
         else:
             v = np.array([float(r) for r in raw])
-            if not np.isfinite(v).all():
-                continue
+            if not (np.isfinite(v).all() and (v >= lo).all() and (v <= hi).all()):
+                continue  # outside the normalised range [-1, 1] plus the protocol's margin: not a joint
             out[j] = v
         mask[j] = True
     return out, mask, float(mask.mean())

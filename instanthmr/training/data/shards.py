@@ -282,7 +282,9 @@ class ShardReader:
     ``reader[i]`` is one instance dict: label fields (float32) with ``<field>_valid`` masks (all False
     when the shard lacks the field), metadata, ``teacher`` / ``teacher_version`` from the header and, when
     embedded, ``image_jpeg`` bytes. Shards are opened lazily and a few are kept in an LRU cache, so
-    shard-ordered access (see :meth:`shard_ranges`) reads each file once.
+    shard-ordered access (see :meth:`shard_ranges`) reads each file once. A shard whose arrays turn out
+    unreadable (a damaged file whose header still reads) is remembered in ``bad``: every later access to
+    its instances raises the same :class:`ShardFormatError` at once.
     """
 
     def __init__(self, roots: str | Path | Iterable[str | Path], cache_shards: int = 8):
@@ -293,6 +295,7 @@ class ShardReader:
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
         self._cache_size = max(1, int(cache_shards))
+        self.bad: dict[int, str] = {}  # shard index -> why it cannot be read (found on first access)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -314,17 +317,22 @@ class ShardReader:
         if s in self._cache:
             self._cache.move_to_end(s)
             return self._cache[s]
+        if s in self.bad:  # known bad: fail at once, without reading the file again for each instance
+            raise ShardFormatError(self.bad[s])
         path = self.paths[s]
+        n = int(self.headers[s]["num_instances"])
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files if k != HEADER_KEY}
+            rows = [k for k, v in arrays.items() if k not in (BYTES_FIELD, BYTES_FIELD + "_offsets")
+                    and v.shape[:1] != (n,)]
+            if rows:
+                raise ShardFormatError(f"{path}: arrays {rows} do not have {n} rows as the header says")
         except Exception as e:
-            raise ShardFormatError(f"{path}: unreadable shard ({type(e).__name__}: {e})") from None
-        n = int(self.headers[s]["num_instances"])
-        bad = [k for k, v in arrays.items() if k not in (BYTES_FIELD, BYTES_FIELD + "_offsets")
-               and v.shape[:1] != (n,)]
-        if bad:
-            raise ShardFormatError(f"{path}: arrays {bad} do not have {n} rows as the header says")
+            msg = str(e) if isinstance(e, ShardFormatError) else \
+                f"{path}: unreadable shard ({type(e).__name__}: {e})"
+            self.bad[s] = msg
+            raise ShardFormatError(msg) from None
         self._cache[s] = arrays
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
