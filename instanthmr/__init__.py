@@ -34,6 +34,7 @@ _LAZY = {
     "Detections": "instanthmr.runtime.detector",
     "create_detector": "instanthmr.runtime.detector",
     "ModelLoadError": "instanthmr.runtime.session",
+    "RuntimeOptions": "instanthmr.runtime.session",
     "TrackingPipeline": "instanthmr.video.tracking",
 }
 __all__ = sorted(_LAZY) + ["__version__"]

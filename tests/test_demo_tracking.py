@@ -249,14 +249,15 @@ def test_unwritable_output_is_one_line_before_any_work(tmp_path, photo, random_o
     boxes.write_text(json.dumps({"frames": [{"frame_index": 0, "boxes": [[500, 0, 900, 700]]}]}))
     for flag in ("--save-csv", "--save-npz", "--save-bvh"):
         rc = demo.main(base_args(["--image", str(photo)], random_onnx, boxes) + [flag, str(blocker / "x" / "o.out")])
-        assert rc == 1, flag
+        assert rc == 2, flag  # an output path that cannot be written is a bad argument (checked first)
         err = capsys.readouterr().err.strip().splitlines()
         assert "Traceback" not in "\n".join(err) and "cannot write" in err[-1] and str(blocker) in err[-1]
 
 
 def test_tracking_pipeline_wraps_the_real_pose_pipeline(random_onnx):
-    from instanthmr.runtime.pipeline import PosePipeline, enlarge_boxes
-    from instanthmr.video.tracking import TrackedFrame, TrackingPipeline
+    from instanthmr.runtime.hmr import HMRPrediction
+    from instanthmr.runtime.pipeline import FrameResult, PosePipeline, enlarge_boxes
+    from instanthmr.video.tracking import TrackingPipeline
 
     class Fixed(PersonDetector):
         name = "fixed"
@@ -275,8 +276,11 @@ def test_tracking_pipeline_wraps_the_real_pose_pipeline(random_onnx):
     # plain stride: the PosePipeline's own schedule (detect on 0, 2, 4; enlarged box reuse between)
     pose = PosePipeline(random_onnx, device="cpu", detector=Fixed(), detector_stride=2)
     tp = TrackingPipeline.from_pipeline(pose, keypoint_crops=False, smooth="none")
+    assert tp.detect_every == 2  # one stride, the pipeline's
     frames = [tp(img, i, i / 30.0) for i in range(5)]
-    assert all(isinstance(f, TrackedFrame) for f in frames)
+    assert all(isinstance(f, FrameResult) for f in frames)
+    assert [f.time_s for f in frames] == [i / 30.0 for i in range(5)] and frames[0].ended_tracks == []
+    assert all(type(p) is HMRPrediction and p.track_id is not None for f in frames for p in f.persons)
     assert [f.detector_ran for f in frames] == [True, False, True, False, True] and tp.detector_calls == 3
     assert [f.reused for f in frames] == [False, True, False, True, False]
     assert [len(f.persons) for f in frames] == [1] * 5  # the degenerate box never reaches the network
@@ -286,8 +290,9 @@ def test_tracking_pipeline_wraps_the_real_pose_pipeline(random_onnx):
 
     # keypoint crops with the same network: no crash when a track's joints leave the image
     det = Fixed()
-    tp = TrackingPipeline.from_pipeline(PosePipeline(random_onnx, device="cpu", detector=det),
-                                        keypoint_crops=True, detect_every=50, smooth="causal")
+    tp = TrackingPipeline.from_pipeline(PosePipeline(random_onnx, device="cpu", detector=det, detector_stride=50),
+                                        keypoint_crops=True, smooth="causal")
+    assert tp.detect_every == 50
     first = tp(img, 0)
     assert [p.source for p in first.persons] == ["detector"]
     track = tp.tracker.track(first.persons[0].track_id)

@@ -27,8 +27,14 @@ import pytest
 
 from instanthmr.runtime.detector import Detections, PersonDetector, create_detector, preprocess_rfdetr
 from instanthmr.runtime.hmr import InstantHMR
-from instanthmr.runtime.pipeline import AsyncDetector, PosePipeline
-from instanthmr.runtime.session import ModelLoadError, precision_from_flags, precision_path
+from instanthmr.runtime.pipeline import AsyncDetector, PosePipeline, load_hmr
+from instanthmr.runtime.session import (
+    RUNTIME_PRESETS,
+    ModelLoadError,
+    RuntimeOptions,
+    precision_from_flags,
+    precision_path,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BOXES = np.array([[100.0, 50.0, 300.0, 420.0], [400.0, 100.0, 480.0, 300.0], [-30.0, 200.0, 90.0, 470.0]])
@@ -84,6 +90,35 @@ def test_threads_spinning_and_io_binding_keep_outputs(random_onnx, plain, image)
         np.testing.assert_allclose(again[name], ref[name], atol=1e-4, err_msg=name)
     # results handed out earlier are copies, not views of buffers the next call overwrites
     assert not np.allclose(other["joints_3d"], first["joints_3d"])
+
+
+def test_runtime_options_presets_flags_and_checks():
+    assert RuntimeOptions.resolve() == RuntimeOptions() == RUNTIME_PRESETS["default"]
+    fast = RuntimeOptions.resolve("cpu-fast")
+    assert fast.threads == 1 and fast.spinning is False and fast.precision == "fp32"
+    # overrides given as None keep the preset's value
+    assert RuntimeOptions.resolve("cpu-fast", threads=2, spinning=None) == fast.replace(threads=2)
+    assert RuntimeOptions.from_flags(threads=2, int8=True) == RuntimeOptions(threads=2, spinning=False, precision="int8")
+    assert RuntimeOptions.from_flags() == RuntimeOptions()  # no --threads: ONNX Runtime's default spinning
+    with pytest.raises(ValueError, match="unknown runtime preset 'turbo'"):
+        RuntimeOptions.resolve("turbo")
+    with pytest.raises(ValueError, match="precision"):
+        RuntimeOptions(precision="bf16")
+    with pytest.raises(ValueError, match="padding"):
+        RuntimeOptions(padding="none")
+    with pytest.raises(ValueError, match="not both"):
+        RuntimeOptions.from_flags(int8=True, fp16=True)
+
+
+def test_one_options_object_reaches_the_network(random_onnx, plain, image):
+    hmr = load_hmr(random_onnx, "cpu", 4, runtime=RuntimeOptions(threads=1, spinning=False, io_binding=True,
+                                                                 padding="fixed"))
+    assert hmr.threads == 1 and hmr.io_binding and hmr.padding == "fixed"
+    ref, got = _outputs(plain, image), _outputs(hmr, image)
+    for name in ref:
+        np.testing.assert_allclose(got[name], ref[name], atol=1e-4, err_msg=name)
+    pipe = PosePipeline(None, detector=FixedBoxDetector(), hmr=hmr, runtime="cpu-fast")
+    assert pipe.runtime == RUNTIME_PRESETS["cpu-fast"] and not pipe.async_detector
 
 
 def test_a_first_run_failure_is_one_load_error_naming_the_levers(random_onnx, monkeypatch):
@@ -215,9 +250,10 @@ def test_pipeline_precision_uses_the_copy_beside_the_model(precision, missing, s
     net = tmp_path / "net.onnx"
     shutil.copy(random_onnx, net)
     with pytest.raises(ModelLoadError, match=missing):
-        PosePipeline(net, device="cpu", detector=FixedBoxDetector(), precision=precision)
+        PosePipeline(net, device="cpu", detector=FixedBoxDetector(), runtime=RuntimeOptions(precision=precision))
     shutil.copy(request.getfixturevalue(f"{precision}_tiny"), tmp_path / f"net.{precision}.onnx")
-    pipe = PosePipeline(net, device="cpu", detector=FixedBoxDetector(), precision=precision, max_persons=2)
+    pipe = PosePipeline(net, device="cpu", detector=FixedBoxDetector(), runtime=RuntimeOptions(precision=precision),
+                        max_persons=2)
     assert pipe.hmr.path.name == f"net.{precision}.onnx" and pipe.hmr.model_info["precision"] == stamped
     assert len(pipe.predict(image).persons) == 1
 
@@ -243,7 +279,7 @@ class FixedBoxDetector(PersonDetector):
 
 def test_async_detector_runs_on_its_thread_and_keeps_outputs(random_onnx, plain, image):
     det = FixedBoxDetector(delay_s=0.15)
-    pipe = PosePipeline(None, detector=det, hmr=plain, detector_stride=1, async_detector=True)
+    pipe = PosePipeline(None, detector=det, hmr=plain, detector_stride=1, runtime=RuntimeOptions(async_detector=True))
     sync = PosePipeline(None, detector=FixedBoxDetector(), hmr=plain, detector_stride=1)
     try:
         frames = []
@@ -268,7 +304,8 @@ def test_async_detector_runs_on_its_thread_and_keeps_outputs(random_onnx, plain,
 
 
 def test_async_detector_error_reaches_the_caller(plain, image):
-    pipe = PosePipeline(None, detector=FixedBoxDetector(fail=True), hmr=plain, async_detector=True)
+    pipe = PosePipeline(None, detector=FixedBoxDetector(fail=True), hmr=plain,
+                        runtime=RuntimeOptions(async_detector=True))
     try:
         with pytest.raises(RuntimeError, match="detector broke"):
             pipe.predict(image)
@@ -303,8 +340,10 @@ def small_detector(tmp_path_factory):
 
 def test_detector_resolution_export_and_check(small_detector):
     fp32, _ = small_detector
-    det = create_detector(str(fp32), confidence=0.0, device="cpu", resolution=128, threads=1, spinning=False)
+    det = create_detector(str(fp32), confidence=0.0, device="cpu", resolution=128,
+                          runtime=RuntimeOptions(threads=1, spinning=False, io_binding=True))
     assert det.resolution == 128 and det.metadata["native_resolution"] == "384"
+    assert det.threads == 1 and not det.io_binding  # the network-only levers are not applied to a detector
     assert det.session.get_inputs()[0].shape[-2:] == [128, 128]
     with pytest.raises(ModelLoadError, match="--resolution 256"):
         create_detector(str(fp32), device="cpu", resolution=256)
@@ -327,7 +366,7 @@ def test_fp16_detector_tracks_fp32(small_detector, image):
     half = quantize(fp32, mode="fp16")
     assert half.name == "rf-detr-nano-128.fp16.onnx"
     a = create_detector(str(fp32), confidence=0.0, device="cpu")
-    b = create_detector(str(fp32), confidence=0.0, device="cpu", precision="fp16")
+    b = create_detector(str(fp32), confidence=0.0, device="cpu", runtime=RuntimeOptions(precision="fp16"))
     assert b.path == half and b.metadata["precision"] == "fp16"
     (ba, la), (bb, lb) = a.raw_forward(image), b.raw_forward(image)
     # Random weights give near-tied proposal scores, so fp16 rounding swaps a few of the 300 queries the
@@ -346,7 +385,8 @@ def test_fp16_torch_detector_tracks_fp32(image):
     torch.manual_seed(0)
     a = create_detector("rfdetr", confidence=0.0, device="cpu", pretrained=False, resolution=128)
     torch.manual_seed(0)
-    b = create_detector("rfdetr", confidence=0.0, device="cpu", pretrained=False, resolution=128, precision="fp16")
+    b = create_detector("rfdetr", confidence=0.0, device="cpu", pretrained=False, resolution=128,
+                        runtime=RuntimeOptions(precision="fp16"))
     assert not a.half and b.half
     assert next(b.model.model.model.parameters()).dtype == torch.float16
     (ba, la), (bb, lb) = a.raw_forward(image), b.raw_forward(image)
@@ -361,7 +401,7 @@ def test_int8_detector_tracks_fp32(small_detector, image):
     fp32, q = small_detector
     assert q.name == "rf-detr-nano-128.int8.onnx"
     a = create_detector(str(fp32), confidence=0.0, device="cpu")
-    b = create_detector(str(fp32), confidence=0.0, device="cpu", precision="int8")
+    b = create_detector(str(fp32), confidence=0.0, device="cpu", runtime=RuntimeOptions(precision="int8"))
     assert b.path == q and b.metadata["precision"] == "int8-dynamic"
     (ba, la), (bb, lb) = a.raw_forward(image), b.raw_forward(image)
     assert np.abs(ba - bb).mean() < 0.25 * ba.std()

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from instanthmr.outputs.summary import summarize, timing_stats
 from instanthmr.runtime.detector import BoxFileDetector, Detections, PersonDetector, RFDETRDetector
 from instanthmr.runtime.pipeline import (
     REUSE_ENLARGE,
@@ -15,8 +16,6 @@ from instanthmr.runtime.pipeline import (
     FrameResult,
     PosePipeline,
     enlarge_boxes,
-    summarize,
-    timing_stats,
 )
 
 W, H = 160, 120
@@ -100,10 +99,28 @@ def test_schedule_reuse_rule():
         DetectorSchedule(0)
 
 
+def test_schedule_request_and_advance():
+    """The path TrackingPipeline drives: it makes its own boxes between runs and asks for early runs."""
+    s = DetectorSchedule(4)
+    ran = []
+    for f in range(12):
+        if f == 2:
+            s.request()  # e.g. a tracked person was lost: the detector looks on the next frame
+        r = s.should_detect()
+        s.advance(r)
+        ran.append(r)
+    # 0; 2 on request; then every 4 frames counted from the last run (not from frame 0)
+    assert [i for i, r in enumerate(ran) if r] == [0, 2, 6, 10] and s.calls == 4 and s.frame == 12
+    s.reset()
+    assert s.should_detect() and s.calls == 0 and s.frame == 0
+
+
 def test_pipeline_stride_timings_and_reuse(hmr):
     det = ScriptedDetector({0: [[40, 20, 100, 110]], 2: [[10, 10, 60, 100], [70, 5, 150, 115]]})
     pipe = PosePipeline(None, detector=det, detector_stride=2, hmr=hmr)
     results = [pipe.predict(frame(i)) for i in range(5)]
+    assert all(r.time_s is None and r.ended_tracks == [] for r in results)  # tracking columns stay empty
+    assert all(p.track_id is None for r in results for p in r.persons)
     assert det.calls == [0, 2, 4]
     assert [r.detector_ran for r in results] == [True, False, True, False, True]
     assert [r.reused for r in results] == [False, True, False, True, False]

@@ -87,10 +87,12 @@ def test_converter_rejects_malformed_outputs(samples):
 
 
 def test_mhr_axis_conversion_round_trip():
+    from instanthmr.body.mhr import mhr_to_product, product_to_mhr  # the one MHR -> camera-frame conversion
+
     p_cm = np.array([[10.0, 170.0, 5.0]])  # MHR: 1.7 m up, 5 cm toward the viewer
-    p = sam3d.mhr_to_camera(p_cm)
+    p = mhr_to_product(p_cm)
     np.testing.assert_allclose(p, [[0.1, -1.7, -0.05]])  # camera: y down (up is negative), metres
-    np.testing.assert_allclose(sam3d.camera_to_mhr(p), p_cm)
+    np.testing.assert_allclose(product_to_mhr(p), p_cm)
 
 
 def test_missing_package_is_one_clear_error(monkeypatch, tmp_path):

@@ -132,6 +132,7 @@ class _Pred:
     mhr_params: np.ndarray
     shape_params: np.ndarray
     score: float = 1.0
+    track_id: int | None = None
 
 
 def _pred(rng, yaw):
@@ -141,11 +142,12 @@ def _pred(rng, yaw):
     return _Pred(np.array([100, 100, 200, 400], np.float32),
                  (np.array([[150.0, 250.0]] * 70) + rng.normal(0, 3, (70, 2))).astype(np.float32),
                  rng.normal(0, 0.01, (70, 3)).astype(np.float32), np.array([0, 0, 5.0], np.float32) + rng.normal(0, 0.05, 3).astype(np.float32),
-                 mhr, np.zeros(45, np.float32))
+                 mhr, np.zeros(45, np.float32), track_id=7)
 
 
 def test_prediction_smoothers_per_track_with_angle_channels():
     assert mhr_angle_mask()[3:136].all() and not mhr_angle_mask()[136:].any() and not mhr_angle_mask()[:3].any()
+    assert not mhr_angle_mask(10).any()  # another parameter layout: no channel is taken for an angle
     rng = np.random.default_rng(4)
     truth, noisy = _angle_through_wrap(60)
     sm = OneEuroSmoother()
@@ -162,7 +164,7 @@ def test_prediction_smoothers_per_track_with_angle_channels():
     j = np.stack([o.joints_2d for o in out])
     jr = np.stack([r.joints_2d for r in raw])
     assert _jitter(j) < 0.5 * _jitter(jr)
-    assert out[-1].score == raw[-1].score  # untouched fields pass through
+    assert out[-1].score == raw[-1].score and out[-1].track_id == 7  # untouched fields (track columns) pass through
 
     off = smooth_track_offline(raw, np.arange(len(raw)), fps=FPS)
     yaws_off = np.array([o.mhr_params[4] for o in off])

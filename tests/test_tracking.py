@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from instanthmr.video.tracking import Tracker, box_from_keypoints, box_iou, keypoint_box_confidence, keypoint_similarity
+from instanthmr.core.geometry import box_iou, usable_boxes
+from instanthmr.video.tracking import Tracker, box_from_keypoints, keypoint_box_confidence, keypoint_similarity
 
 
 def _box(cx, cy, w=60.0, h=160.0):
@@ -17,6 +18,14 @@ def test_box_iou_known_values():
     a = np.array([[0, 0, 10, 10]])
     b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])
     np.testing.assert_allclose(box_iou(a, b)[0], [1.0, 50 / 150, 0.0])
+    assert box_iou(a, b).shape == (1, 3) and box_iou(b, a).shape == (3, 1)
+    # empty union (two zero-area boxes) and an inverted box: 0, never NaN or negative
+    np.testing.assert_array_equal(box_iou([[5, 5, 5, 5]], [[5, 5, 5, 5], [10, 10, 0, 0]]), [[0.0, 0.0]])
+
+
+def test_usable_boxes_drops_slivers_and_nan():
+    boxes = [[0, 0, 10, 10], [0, 0, 3.9, 50], [0, 0, 50, 4.0], [np.nan, 0, 10, 10], [10, 10, 0, 0]]
+    np.testing.assert_array_equal(usable_boxes(boxes), [True, False, True, False, False])
 
 
 def test_crossing_people_keep_their_ids():
@@ -119,7 +128,8 @@ def test_keypoint_box_confidence_drops_when_the_crop_drifts():
 
 from dataclasses import dataclass  # noqa: E402
 
-from instanthmr.video.tracking import TrackedFrame, TrackingPipeline, smooth_frames_offline  # noqa: E402
+from instanthmr.runtime.pipeline import FrameResult  # noqa: E402
+from instanthmr.video.tracking import TrackingPipeline, smooth_frames_offline  # noqa: E402
 
 W, H = 640, 360
 
@@ -141,9 +151,14 @@ class _Det:
 
 @dataclass
 class _P:
+    """The HMRPrediction fields tracking reads and sets."""
+
     box: np.ndarray
     joints_2d: np.ndarray
     cam_trans: np.ndarray
+    track_id: int | None = None
+    source: str = "detector"
+    confidence: float | None = None
 
 
 class _Scene:
@@ -182,7 +197,14 @@ def _run(n=60, **kw):
 
 def test_pipeline_keypoint_crops_save_detector_calls_and_keep_ids():
     tp, frames = _run(detect_every=10, smooth="none")
-    assert isinstance(frames[0], TrackedFrame) and frames[0].detector_ran
+    assert isinstance(frames[0], FrameResult) and frames[0].detector_ran
+    assert frames[3].time_s == pytest.approx(3 / 30.0) and frames[3].image_size == (W, H)
+    # the persons are the estimator's predictions with the track columns set (no wrapper)
+    assert all(type(p) is _P and p.track_id is not None and 0.0 <= p.confidence <= 1.0
+               for fr in frames for p in fr.persons)
+    assert [p.source for p in frames[0].persons] == ["detector", "detector"]
+    ran = [i for i, fr in enumerate(frames) if fr.detector_ran]
+    assert ran[:2] == [0, 10]  # the schedule: every detect_every frames while everybody is followed
     ids_a = {p.track_id for fr in frames for p in fr.persons if p.box[0] < 300 and fr.frame_index < 25}
     assert len(ids_a) == 1
     # Between detector runs, crops follow the people from their joints.

@@ -38,6 +38,13 @@ NPZ_FORMAT_VERSION = 1
 NUM_SHAPE = 45
 NUM_EXPR = 72
 NUM_MODEL_PARAMS = 204
+#: ``model_params`` (``mhr_params``) layout: 0:3 root translation, 3:6 root rotation (Euler), 6:136 joint
+#: angles (the pose: 3:136 are angles in radians), 136:204 bone scales.
+NUM_POSE_PARAMS = 136
+NUM_SCALE_PARAMS = NUM_MODEL_PARAMS - NUM_POSE_PARAMS
+POSE_PARAMS = slice(0, NUM_POSE_PARAMS)
+ANGLE_PARAMS = slice(3, NUM_POSE_PARAMS)
+SCALE_PARAMS = slice(NUM_POSE_PARAMS, NUM_MODEL_PARAMS)
 NUM_JOINTS = 127
 FRAMES = ("product", "mhr")
 _LN2 = 0.6931471805599453  # ln 2: 2**s as exp(_LN2 * s)
@@ -88,12 +95,14 @@ def mhr_to_product(points: np.ndarray) -> np.ndarray:
     """MHR native (cm, Y up) -> product frame (m, Y down, Z away); :mod:`~instanthmr.body.mhr_torch` has the
     torch twin."""
     points = np.asarray(points)
+    points = points if points.dtype.kind == "f" else points.astype(np.float64)  # integer input: no truncation
     return points * np.asarray(MHR_TO_PRODUCT, dtype=points.dtype)
 
 
 def product_to_mhr(points: np.ndarray) -> np.ndarray:
     """Product frame (m, Y down) -> MHR native (cm, Y up); the inverse of :func:`mhr_to_product`."""
     points = np.asarray(points)
+    points = points if points.dtype.kind == "f" else points.astype(np.float64)
     return points / np.asarray(MHR_TO_PRODUCT, dtype=points.dtype)
 
 

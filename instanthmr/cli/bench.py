@@ -21,7 +21,7 @@ from pathlib import Path
 from instanthmr.cli.common import run_main, utc_stamp, write_json_report
 from instanthmr.core.paths import DEFAULT_MODEL
 from instanthmr.runtime.detector import RFDETR_VARIANTS
-from instanthmr.runtime.session import DEVICES, ModelLoadError, precision_from_flags, precision_path
+from instanthmr.runtime.session import DEVICES, ModelLoadError, RuntimeOptions
 from instanthmr.video.sources import SourceError, VideoSource
 
 STAGES = ("detector_ms", "hmr_ms", "total_ms", "wall_ms")
@@ -42,9 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", required=True, help="video file to run on")
     p.add_argument("--model", default=None, help=f"InstantHMR ONNX (default: {DEFAULT_MODEL})")
     p.add_argument("--random-init", action="store_true",
-                   help="benchmark a random-init export of the released architecture (no weights needed; "
+                   help="benchmark a random-init export of --random-init-config (no weights needed; "
                         "speed is real, poses are not); the output says so")
-    p.add_argument("--random-init-config", default=None, help="architecture for --random-init (default: released)")
+    p.add_argument("--random-init-config", default=None,
+                   help="architecture for --random-init (default: instanthmr_repvit_m1_5; the notebook's: "
+                        "instanthmr_notebook_m2_3)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="cuda | coreml | cpu | auto (default: auto)")
     p.add_argument("--detector", default="rfdetr",
                    help="'rfdetr' (torch), an RF-DETR .onnx export, 'mediapipe' or a boxes .json (default: rfdetr)")
@@ -87,6 +89,12 @@ def load_frames(path: str, count: int) -> tuple[list, VideoSource]:
     return frames, src
 
 
+def runtime_options(args) -> RuntimeOptions:
+    """The speed levers the flags name."""
+    return RuntimeOptions.from_flags(args.threads, args.int8, args.fp16, args.io_binding, args.cuda_graph,
+                                     args.async_detector)
+
+
 def build_detector(args):
     """The detector instance, shared by every stride (the model loads once)."""
     from instanthmr.runtime.detector import RFDETRDetector, create_detector, resolve_rfdetr_weights
@@ -97,14 +105,13 @@ def build_detector(args):
     if args.detector == "rfdetr" and random_det:
         return RFDETRDetector(args.detector_variant, args.det_confidence, args.max_persons, device=args.device,
                               pretrained=False, resolution=args.detector_resolution, half=args.fp16), True
-    return create_detector(args.detector, args.detector_variant, args.det_confidence, args.max_persons,
-                           args.device, args.detector_weights, resolution=args.detector_resolution,
-                           precision=precision_from_flags(args.int8, args.fp16), threads=args.threads,
-                           spinning=False if args.threads else None), False
+    return create_detector(args.detector, variant=args.detector_variant, confidence=args.det_confidence,
+                           max_persons=args.max_persons, device=args.device, weights=args.detector_weights,
+                           resolution=args.detector_resolution, runtime=runtime_options(args)), False
 
 
 def bench_stride(pipeline, frames: list, warmup: int) -> dict:
-    from instanthmr.runtime.pipeline import summarize
+    from instanthmr.outputs.summary import summarize
 
     pipeline.reset()
     for img in frames[:warmup]:
@@ -132,8 +139,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run(args) -> dict:
-    from instanthmr.runtime.hmr import InstantHMR
-    from instanthmr.runtime.pipeline import PosePipeline
+    from instanthmr.runtime.pipeline import PosePipeline, load_hmr
     from instanthmr.training.export import random_init_onnx
 
     if args.max_frames < 1 or args.warmup < 0 or args.max_persons < 1:
@@ -151,16 +157,14 @@ def run(args) -> dict:
         if not model.is_file():
             raise ModelLoadError(f"InstantHMR model not found: {model} (see models/README.md); "
                                  "use --random-init to measure speed without weights")
-    precision = precision_from_flags(args.int8, args.fp16)
+    runtime = runtime_options(args)
+    precision = runtime.precision
     if args.random_init and precision != "fp32" and not model.with_name(f"{model.stem}.{precision}.onnx").is_file():
         from instanthmr.training.quantize import quantize
 
         quantize(model, mode="fp16" if precision == "fp16" else None)  # writes <stem>.<precision>.onnx beside it
-    model = precision_path(model, precision)
-    hmr = InstantHMR(model, device=args.device, max_persons=args.max_persons,
-                     batch_persons=not args.no_batch_persons, threads=args.threads,
-                     spinning=False if args.threads else None, io_binding=args.io_binding,
-                     cuda_graph=args.cuda_graph)
+    hmr = load_hmr(model, args.device, args.max_persons, not args.no_batch_persons, runtime)
+    model = hmr.path  # the file the precision named
     detector, random_det = build_detector(args)
     if random_det:
         print("NOTE: RANDOM RF-DETR WEIGHTS: boxes are meaningless (detector speed is real)", flush=True)
@@ -173,7 +177,7 @@ def run(args) -> dict:
     rows = []
     for stride in args.detector_stride:
         pipeline = PosePipeline(None, detector=detector, detector_stride=stride, max_persons=args.max_persons,
-                                hmr=hmr, async_detector=args.async_detector)
+                                hmr=hmr, runtime=runtime)
         st = bench_stride(pipeline, frames, args.warmup)
         pipeline.close()
         st["stride"] = stride

@@ -23,9 +23,10 @@ source is not). Variants are timed round-robin, ``--rounds`` times, so a busy ma
 alike; FPS = frames / wall time of the ``predict`` calls (``detector_ms`` of async frames is on another
 thread and inside that wall time). Ratios are per round, then the median. The load average is printed.
 
-No weights here? ``--random-init`` (default when ``models/instanthmr.onnx`` is absent) exports the released
-architecture with random weights, and an RF-DETR with random weights is exported when ``--detector`` is not
-given: the compute is the real one. A random detector's boxes are meaningless, so they are replaced by one
+No weights here? ``--random-init`` (default when ``models/instanthmr.onnx`` is absent) exports
+``--random-init-config`` (default ``instanthmr_repvit_m1_5``) with random weights, ``--config A,B`` several
+architectures timed in the same run (each row names its architecture), and an RF-DETR with random weights is
+exported when ``--detector`` is not given: the compute is the real one. A random detector's boxes are meaningless, so they are replaced by one
 fixed person box (the detector still runs in full); ``--keep-boxes`` turns that off.
 """
 
@@ -137,25 +138,52 @@ def prepare_models(args, cache: Path) -> dict:
     return out
 
 
+def _network_label(path: Path) -> str:
+    """The architecture an ONNX file names in its metadata (our exports), else its file name."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    meta = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"]) \
+        .get_modelmeta().custom_metadata_map
+    return meta.get("model_name") or f"{path.name} (no metadata)"
+
+
+def prepare_architectures(args, cache: Path) -> dict[str, dict]:
+    """``{architecture: prepare_models(...)}``: one entry per ``--config`` (random-init exports, timed in the same
+    run), else the one network of ``--model`` / ``--random-init``."""
+    import copy
+
+    from instanthmr.training.model import DEFAULT_CONFIG
+
+    if not args.config:
+        models = prepare_models(args, cache)
+        label = (args.random_init_config or DEFAULT_CONFIG) if models["random_hmr"] else _network_label(models["hmr"])
+        return {label: models}
+    out = {}
+    for name in args.config:
+        a = copy.copy(args)
+        a.random_init, a.random_init_config = True, name
+        out[name] = prepare_models(a, cache)
+    return out
+
+
 def build_pipeline(variant: str, models: dict, args, box):
     from instanthmr.runtime.detector import OnnxDetector
-    from instanthmr.runtime.hmr import InstantHMR
-    from instanthmr.runtime.pipeline import PosePipeline
+    from instanthmr.runtime.pipeline import PosePipeline, load_hmr
+    from instanthmr.runtime.session import RuntimeOptions
 
     threads_on, res_on, int8_det, int8_net, async_on = LEVERS[variant]
-    threads = args.threads if threads_on else 0
-    spinning = False if threads_on else None
+    runtime = RuntimeOptions(threads=args.threads, spinning=False) if threads_on else RuntimeOptions()
+    runtime = runtime.replace(async_detector=async_on)
     det_file = models["det_low" if res_on else "det"]
     if int8_det:
         det_file = models["det_low_int8" if res_on else "det_int8"]
-    hmr = InstantHMR(models["hmr_int8" if int8_net else "hmr"], device="cpu", max_persons=1,
-                     batch_persons=variant != "straightforward", threads=threads, spinning=spinning)
-    det = OnnxDetector(det_file, confidence=args.det_confidence, max_persons=1, device="cpu", threads=threads,
-                       spinning=spinning)
+    hmr = load_hmr(models["hmr_int8" if int8_net else "hmr"], "cpu", 1, variant != "straightforward", runtime)
+    det = OnnxDetector(det_file, confidence=args.det_confidence, max_persons=1, device="cpu", runtime=runtime)
     if box is not None:
         det = FixedBoxes(det, box)
-    return PosePipeline(None, detector=det, hmr=hmr, detector_stride=args.stride, max_persons=1,
-                        async_detector=async_on)
+    return PosePipeline(None, detector=det, hmr=hmr, detector_stride=args.stride, max_persons=1, runtime=runtime)
 
 
 def run_once(pipeline, frames: list) -> dict:
@@ -176,40 +204,50 @@ def run(args) -> dict:
     bad = [v for v in args.variants if v not in VARIANTS]
     if bad or not args.variants:
         raise ValueError(f"unknown variant(s) {bad}; choose from {', '.join(VARIANTS)}")
+    if args.config:
+        from instanthmr.training.model import list_configs
+
+        if args.model:
+            raise ValueError("--config exports random-init networks; it does not go with --model")
+        unknown = [c for c in args.config if c not in list_configs()]
+        if unknown:
+            raise ValueError(f"unknown config(s) {unknown}; available: {', '.join(list_configs())}")
     if args.frames < 1 or args.rounds < 1 or args.stride < 1:
         raise ValueError("--frames, --rounds and --stride must be >= 1")
     video = args.video or str(shared_data_dir() / "videos" / "openpose_video.avi")
     frames = load_frames(video, args.frames + args.warmup)
     h, w = frames[0].shape[:2]
-    models = prepare_models(args, Path(args.cache_dir))
+    archs = prepare_architectures(args, Path(args.cache_dir))  # label -> models
+    first = next(iter(archs.values()))
     box = None
-    if models["random_det"] and not args.keep_boxes:  # a standing person's box in the middle of the frame
+    if first["random_det"] and not args.keep_boxes:  # a standing person's box in the middle of the frame
         box = [w * 0.40, h * 0.12, w * 0.60, h * 0.92]
-    pipes = {v: build_pipeline(v, models, args, box) for v in args.variants}
+    pipes = {(a, v): build_pipeline(v, m, args, box) for a, m in archs.items() for v in args.variants}
     warm, frames = frames[:args.warmup], frames[args.warmup:]
     for p in pipes.values():  # first-run costs (allocations, thread pools) out of the measurement
         run_once(p, warm or frames[:1])
     load_before = os.getloadavg()
+    nets = ", ".join(f"{a} ({m['hmr'].name}{', RANDOM-INIT' if m['random_hmr'] else ''})" for a, m in archs.items())
     print(f"video {video} -> {w}x{h}, {len(frames)} frames per variant per round, {args.rounds} rounds, stride "
-          f"{args.stride}, 1 person; network {models['hmr'].name}{' (RANDOM-INIT)' if models['random_hmr'] else ''}; "
-          f"detector {models['det'].name}{' (RANDOM WEIGHTS, fixed box)' if box is not None else ''}; "
+          f"{args.stride}, 1 person; network {nets}; "
+          f"detector {first['det'].name}{' (RANDOM WEIGHTS, fixed box)' if box is not None else ''}; "
           f"load average {load_before[0]:.1f}", flush=True)
-    per_round: dict[str, list[dict]] = {v: [] for v in args.variants}
+    per_round: dict[tuple[str, str], list[dict]] = {k: [] for k in pipes}
+    width = max(len(f"{a} {v}") for a, v in pipes)
     for r in range(args.rounds):
-        for v, p in pipes.items():
+        for (a, v), p in pipes.items():
             res = run_once(p, frames)
-            per_round[v].append(res)
-            print(f"  round {r + 1} {v:<23} {res['fps']:6.2f} FPS  (HMR {res['hmr_ms']:6.1f} ms, detector call "
-                  f"{res['detector_call_ms']:6.1f} ms x {res['detector_calls']})", flush=True)
+            per_round[(a, v)].append(res)
+            print(f"  round {r + 1} {f'{a} {v}':<{width}} {res['fps']:6.2f} FPS  (HMR {res['hmr_ms']:6.1f} ms, "
+                  f"detector call {res['detector_call_ms']:6.1f} ms x {res['detector_calls']})", flush=True)
     for p in pipes.values():
         p.close()
     load_after = os.getloadavg()
-    base = "straightforward" if "straightforward" in per_round else args.variants[0]
+    base = "straightforward" if "straightforward" in args.variants else args.variants[0]
     rows = []
-    for v in args.variants:
-        runs = per_round[v]
-        ratios = [a["fps"] / b["fps"] for a, b in zip(runs, per_round[base])]
-        rows.append({"variant": v, "levers": dict(zip(LEVER_NAMES, LEVERS[v])),
+    for (a, v), runs in per_round.items():
+        ratios = [x["fps"] / y["fps"] for x, y in zip(runs, per_round[(a, base)])]
+        rows.append({"architecture": a, "variant": v, "levers": dict(zip(LEVER_NAMES, LEVERS[v])),
                      "fps_median": statistics.median(x["fps"] for x in runs),
                      "ratio_median": statistics.median(ratios), "ratios": ratios,
                      "hmr_ms_median": statistics.median(x["hmr_ms"] for x in runs),
@@ -222,17 +260,18 @@ def run(args) -> dict:
           f"{args.detector_resolution}; medians of {args.rounds} rounds x {len(frames)} frames")
     # async: the detector runs as often as it keeps up (at most every --stride frames), so its calls per frame
     # can be fewer than 1/stride; the column shows it
-    print(f"| variant | FPS | x {base} | HMR ms / frame | detector ms / call | detector calls / frame "
+    print(f"| architecture | variant | FPS | x {base} | HMR ms / frame | detector ms / call | detector calls / frame "
           "| persons / frame |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['variant']} | {r['fps_median']:.2f} | {r['ratio_median']:.2f} | {r['hmr_ms_median']:.1f} | "
-              f"{r['detector_call_ms_median']:.1f} | {r['detector_calls_per_frame']:.3f} | "
+        print(f"| {r['architecture']} | {r['variant']} | {r['fps_median']:.2f} | {r['ratio_median']:.2f} | "
+              f"{r['hmr_ms_median']:.1f} | {r['detector_call_ms_median']:.1f} | {r['detector_calls_per_frame']:.3f} | "
               f"{r['persons_per_frame']:.2f} |")
     report = {"video": video, "size": [w, h], "frames": len(frames), "rounds": args.rounds, "stride": args.stride,
               "threads": args.threads, "detector_resolution": args.detector_resolution,
-              "hmr": str(models["hmr"]), "random_hmr": models["random_hmr"], "detector": str(models["det"]),
-              "random_detector": models["random_det"], "fixed_box": box,
+              "hmr": str(first["hmr"]), "random_hmr": first["random_hmr"],
+              "architectures": {a: {"hmr": str(m["hmr"]), "random_hmr": m["random_hmr"]} for a, m in archs.items()},
+              "detector": str(first["det"]), "random_detector": first["random_det"], "fixed_box": box,
               "load_before": load_before, "load_after": load_after, "cpus": os.cpu_count(),
               "date": utc_stamp(), "rows": rows}
     write_json_report(args.json, report)
@@ -243,8 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--video", default=None, help="video (default: the shared openpose_video.avi, 1280x720)")
     p.add_argument("--model", default=None, help=f"InstantHMR fp32 ONNX (default: {DEFAULT_MODEL}, else random-init)")
-    p.add_argument("--random-init", action="store_true", help="random-init export of the released architecture")
+    p.add_argument("--random-init", action="store_true",
+                   help="random-init export of --random-init-config (default instanthmr_repvit_m1_5)")
     p.add_argument("--random-init-config", default=None, help="architecture for --random-init")
+    p.add_argument("--config", default=None, type=lambda v: [c.strip() for c in v.split(",") if c.strip()],
+                   help="comma list of registered configs, each exported with random weights and timed in the same "
+                        "run (e.g. instanthmr_repvit_m1_5,instanthmr_notebook_m2_3); implies --random-init")
     p.add_argument("--detector", default=None,
                    help="fp32 RF-DETR .onnx at its native resolution (default: a random-weight nano export)")
     p.add_argument("--fast-detector", default=None, help="the same detector exported at --detector-resolution")

@@ -62,8 +62,8 @@ def frames_forever(path: str, size=(1280, 720)):
 def run(args) -> dict:
     from instanthmr.cli.bench_e2e import FixedBoxes
     from instanthmr.runtime.detector import OnnxDetector
-    from instanthmr.runtime.hmr import InstantHMR
-    from instanthmr.runtime.pipeline import PosePipeline
+    from instanthmr.runtime.pipeline import PosePipeline, load_hmr
+    from instanthmr.runtime.session import RuntimeOptions
     from instanthmr.training.export import random_init_onnx
 
     if args.frames < 1 or args.every < 1:
@@ -89,15 +89,16 @@ def run(args) -> dict:
         model = quantize(model, cache / f"{model.stem}.static.int8.onnx") if not (
             cache / f"{model.stem}.static.int8.onnx").is_file() else cache / f"{model.stem}.static.int8.onnx"
     start_rss = rss_mb()[0]
-    hmr = InstantHMR(model, device="cpu", max_persons=1, threads=args.threads, spinning=False if args.threads else None)
-    det = OnnxDetector(det_path, confidence=0.0, max_persons=1, device="cpu", threads=args.threads)
+    runtime = RuntimeOptions.from_flags(args.threads, async_detector=args.async_detector)
+    hmr = load_hmr(model, "cpu", 1, runtime=runtime)
+    det = OnnxDetector(det_path, confidence=0.0, max_persons=1, device="cpu",
+                       runtime=RuntimeOptions(threads=args.threads))
     frames = frames_forever(video)
     first = next(frames)
     h, w = first.shape[:2]
     if random_det:
         det = FixedBoxes(det, [w * 0.40, h * 0.12, w * 0.60, h * 0.92])
-    pipe = PosePipeline(None, detector=det, hmr=hmr, detector_stride=args.stride, max_persons=1,
-                        async_detector=args.async_detector)
+    pipe = PosePipeline(None, detector=det, hmr=hmr, detector_stride=args.stride, max_persons=1, runtime=runtime)
     print(f"{video} looped to {args.frames} frames ({w}x{h}); network {model.name}"
           f"{' (random-init)' if random_hmr else ''}, detector {det_path.name} every {args.stride} frames"
           f"{' (async)' if args.async_detector else ''}; RSS after imports {start_rss:.0f} MB "

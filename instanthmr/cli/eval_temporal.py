@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr.core.geometry import default_focal, project_points, square_crop_box
+from instanthmr.core.geometry import box_iou, default_focal, project_points, square_crop_box
 from instanthmr.core.metrics import acceleration_error, jitter, mpjpe
 from instanthmr.core.paths import shared_data_dir
 from instanthmr.core.skeleton import COCO_WHOLEBODY_INDEX
 from instanthmr.outputs.bvh import BVHError, coco_wholebody_joints, load_bvh
 from instanthmr.video.smoothing import ONE_EURO_DEFAULTS, FieldFilter, OneEuroSmoother, smooth_track_offline
-from instanthmr.video.tracking import TrackingPipeline, box_from_keypoints, box_iou
+from instanthmr.video.tracking import TrackingPipeline, box_from_keypoints
 
 FPS = 30.0
 IMAGE_WH = (1280, 720)
@@ -77,10 +77,15 @@ def load_takes(root: Path | None = None, max_frames: int = 600) -> tuple[list[Ta
 
 @dataclass
 class _Pred:
+    """The HMRPrediction fields these evaluations read, plus the track columns tracking sets."""
+
     box: np.ndarray
     joints_2d: np.ndarray
     joints_3d_local: np.ndarray
     cam_trans: np.ndarray
+    track_id: int | None = None
+    source: str = "detector"
+    confidence: float | None = None
 
 
 def noisy_predictions(take: Take, seed: int = 0) -> list[_Pred]:

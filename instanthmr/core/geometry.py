@@ -20,7 +20,16 @@ import numpy as np
 
 CROP_SIZE = 224
 CROP_SCALE = 1.2
-CLIFF_FORMS = ("pixel", "focal")
+CLIFF_FORMS = ("pixel", "focal")  # the forms this project's networks train with
+#: Every form a network file can declare: ``"angular"`` is the public InstantHMR exporter's ``cliff_focal=true``.
+FILE_CLIFF_FORMS = CLIFF_FORMS + ("angular",)
+#: The ``angular`` form's default focal is this times the image diagonal (the public InstantHMR inference code).
+ANGULAR_FOCAL_SCALE = 1.05
+#: Per-channel RGB mean and standard deviation of ImageNet, on pixels scaled to [0, 1]: the input normalisation
+#: of the InstantHMR network (unless its file's metadata says otherwise) and of RF-DETR.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MIN_BOX_PX = 4.0  # boxes narrower or lower than this (after clipping) carry no person worth a crop
 
 
 def _as_boxes(box_xyxy) -> np.ndarray:
@@ -28,6 +37,26 @@ def _as_boxes(box_xyxy) -> np.ndarray:
     if box.shape[-1] != 4:
         raise ValueError(f"boxes must have 4 values [x1, y1, x2, y2] in the last axis, got shape {box.shape}")
     return box
+
+
+def usable_boxes(boxes_xyxy, min_px: float = MIN_BOX_PX) -> np.ndarray:
+    """``(N,)`` mask of the boxes ``(N, 4)`` that are finite and at least ``min_px`` wide and high."""
+    b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    return np.isfinite(b).all(axis=1) & (b[:, 2] - b[:, 0] >= min_px) & (b[:, 3] - b[:, 1] >= min_px)
+
+
+def box_iou(a, b) -> np.ndarray:
+    """Pairwise intersection over union of boxes ``a (N, 4)`` and ``b (M, 4)`` -> ``(N, M)`` (0 where the union
+    is empty; a box with negative width or height has no area)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0.0, None), axis=-1)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0.0, None), axis=-1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0.0, None), axis=-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def box_center_size(box_xyxy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -95,6 +124,15 @@ def default_focal(image_wh) -> float | np.ndarray:
     return float(f) if f.ndim == 0 else f
 
 
+def condition_focal(image_wh, form: str = "pixel", focal: float | None = None) -> float:
+    """The focal length (px) a CLIFF ``form`` assumes: ``focal`` when given, else :func:`default_focal` (the
+    image diagonal), or ``ANGULAR_FOCAL_SCALE`` x that for the ``angular`` form."""
+    if focal is not None:
+        return float(focal)
+    f = default_focal((float(image_wh[0]), float(image_wh[1])))
+    return ANGULAR_FOCAL_SCALE * f if form == "angular" else f
+
+
 def intrinsics(image_wh, focal: float | None = None, principal_point=None) -> np.ndarray:
     """3x3 pinhole matrix; ``focal`` defaults to :func:`default_focal`, the principal point to the centre."""
     w, h = float(image_wh[0]), float(image_wh[1])
@@ -109,19 +147,23 @@ def cliff_condition(box_xyxy, image_wh, focal=None, form: str = "pixel") -> np.n
     * ``"pixel"`` (the released ``instanthmr.onnx``): ``[2cx/W - 1, 2cy/H - 1, max(bw, bh) / max(W, H)]``.
     * ``"focal"`` (SAM 3D Body, CLIFF): ``[(cx - W/2) / f, (cy - H/2) / f, b / f]`` with ``b = max(bw, bh)``
       and ``f`` defaulting to :func:`default_focal`.
+    * ``"angular"`` (files from the public InstantHMR exporter with ``cliff_focal=true``):
+      ``[atan((cx - W/2) / f), atan((cy - H/2) / f), b / f]`` (no atan on the third), ``f`` (= fy) defaulting
+      to ``ANGULAR_FOCAL_SCALE`` x the image diagonal (:func:`condition_focal`).
 
     ``box_xyxy`` is ``(4,)`` or ``(N, 4)`` pixels, ``image_wh`` is ``(W, H)``; returns ``(3,)`` or ``(N, 3)``
     float32.
     """
-    if form not in CLIFF_FORMS:
-        raise ValueError(f"unknown CLIFF form {form!r}; expected one of {CLIFF_FORMS}")
+    if form not in FILE_CLIFF_FORMS:
+        raise ValueError(f"unknown CLIFF form {form!r}; expected one of {FILE_CLIFF_FORMS}")
     cx, cy, b = box_center_size(box_xyxy)
     w, h = float(image_wh[0]), float(image_wh[1])
     if form == "pixel":
         out = [2.0 * cx / w - 1.0, 2.0 * cy / h - 1.0, b / max(w, h)]
     else:
-        f = default_focal((w, h)) if focal is None else np.asarray(focal, dtype=np.float64)
-        out = [(cx - w / 2.0) / f, (cy - h / 2.0) / f, b / f]
+        f = condition_focal((w, h), form) if focal is None else np.asarray(focal, dtype=np.float64)
+        x, y = (cx - w / 2.0) / f, (cy - h / 2.0) / f
+        out = [np.arctan(x), np.arctan(y), b / f] if form == "angular" else [x, y, b / f]
     return np.stack(np.broadcast_arrays(*out), axis=-1).astype(np.float32)
 
 

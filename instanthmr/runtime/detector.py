@@ -34,13 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from instanthmr.core.errors import first_line
+from instanthmr.core.geometry import IMAGENET_MEAN, IMAGENET_STD
 from instanthmr.core.paths import MODELS_DIR
-from instanthmr.runtime.session import ModelLoadError, OnnxModel, precision_path
+from instanthmr.runtime.session import ModelLoadError, OnnxModel, RuntimeOptions, precision_path
 
 #: RF-DETR's COCO label space keeps the original sparse COCO category ids, where person is 1.
 COCO_PERSON_ID = 1
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+_MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32)  # float32: the preprocessing math stays in float32
+_STD = np.asarray(IMAGENET_STD, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -267,8 +268,8 @@ class RFDETRDetector(PersonDetector):
         x = x.permute(2, 0, 1)[None].float() / 255.0
         x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False,
                           antialias=False)
-        mean = torch.as_tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.as_tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+        mean = torch.as_tensor(_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.as_tensor(_STD, device=x.device).view(1, 3, 1, 1)
         x = (x - mean) / std
         return x.half() if self.half else x
 
@@ -312,8 +313,8 @@ def preprocess_rfdetr(image_rgb: np.ndarray, resolution: int) -> np.ndarray:
     x = cv2.resize(image_rgb.astype(np.float32), (resolution, resolution), interpolation=cv2.INTER_LINEAR)
     out = np.empty((1, 3, resolution, resolution), np.float32)
     for c in range(3):
-        np.multiply(x[..., c], 1.0 / (255.0 * IMAGENET_STD[c]), out=out[0, c])
-        out[0, c] -= IMAGENET_MEAN[c] / IMAGENET_STD[c]
+        np.multiply(x[..., c], 1.0 / (255.0 * _STD[c]), out=out[0, c])
+        out[0, c] -= _MEAN[c] / _STD[c]
     return out
 
 
@@ -329,25 +330,41 @@ def decode_rfdetr(boxes_cxcywh: np.ndarray, logits: np.ndarray, image_wh, class_
     return xyxy, scores
 
 
+#: Output names of RF-DETR ONNX files, ``(boxes, logits)``: the ``rfdetr`` package's own exporter (and
+#: ``tools/export_detector.py``), and the raw model's names other exporters keep (e.g. the Hub's
+#: ``PierreMarieCurie/rf-detr-onnx`` files the public InstantHMR code points to).
+RFDETR_ONNX_OUTPUTS = (("dets", "labels"), ("pred_boxes", "pred_logits"))
+
+
 class OnnxDetector(OnnxModel, PersonDetector):
-    """An RF-DETR graph exported by ``tools/export_detector.py`` (input ``input`` (1, 3, R, R); outputs
-    ``dets`` (1, Q, 4) normalised cxcywh and ``labels`` (1, Q, C) logits), run by ONNX Runtime."""
+    """An RF-DETR graph run by ONNX Runtime: one image input ``(1, 3, R, R)`` (any name; ``input`` in the
+    ``rfdetr`` export) and outputs ``dets`` / ``labels`` (``tools/export_detector.py``, the ``rfdetr`` package's
+    export) or ``pred_boxes`` / ``pred_logits`` (other exporters): ``(1, Q, 4)`` normalised cxcywh boxes and
+    ``(1, Q, C)`` class logits. The input side ``R`` comes from the graph (or its ``resolution`` metadata)."""
 
     name = "rfdetr-onnx"
-    expected_inputs = ("input",)
-    expected_outputs = ("dets", "labels")
 
     def __init__(self, onnx_path: str | Path, confidence: float = 0.5, max_persons: int | None = None,
-                 device: str = "auto", person_class_id: int = COCO_PERSON_ID, threads: int = 0,
-                 spinning: bool | None = None, io_binding: bool = False):
-        OnnxModel.__init__(self, onnx_path, device, intra_op_threads=threads, spinning=spinning,
-                           io_binding=io_binding)
+                 device: str = "auto", person_class_id: int = COCO_PERSON_ID,
+                 runtime: RuntimeOptions | str | None = None):
+        OnnxModel.__init__(self, onnx_path, device, runtime)
         PersonDetector.__init__(self, confidence, max_persons)
         self.person_class_id = int(person_class_id)
-        shape = self.session.get_inputs()[0].shape
-        res = shape[-1] if isinstance(shape[-1], int) else self.metadata.get("resolution")
+        self._outputs = next((list(pair) for pair in RFDETR_ONNX_OUTPUTS if set(pair) <= set(self.output_names)), None)
+        inputs = self.session.get_inputs()
+        if self._outputs is None or len(inputs) != 1:
+            raise ModelLoadError(f"{self.path}: not an RF-DETR export: missing inputs or outputs (expected one image "
+                                 f"input and outputs {' or '.join('/'.join(p) for p in RFDETR_ONNX_OUTPUTS)}; the "
+                                 f"file has inputs {self.input_names}, outputs {self.output_names})")
+        self._input = inputs[0].name
+        shape = inputs[0].shape
+        side = [d for d in shape[-2:] if isinstance(d, int)] if len(shape) == 4 else []
+        if len(shape) != 4 or len(set(side)) > 1 or (shape[1] != 3 and isinstance(shape[1], int)):
+            raise ModelLoadError(f"{self.path}: the detector input must be (1, 3, R, R), got {shape}")
+        res = side[0] if side else self.metadata.get("resolution")
         if res is None:
-            raise ModelLoadError(f"{self.path}: cannot tell the detector input resolution (input shape {shape})")
+            raise ModelLoadError(f"{self.path}: cannot tell the detector input resolution (input shape {shape}, no "
+                                 "'resolution' metadata); export it with a fixed input size")
         self.resolution = int(res)
         self.variant = self.metadata.get("variant", "unknown")
 
@@ -356,7 +373,7 @@ class OnnxDetector(OnnxModel, PersonDetector):
 
     def raw_forward(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(boxes (Q, 4) normalised cxcywh, logits (Q, C))`` for one image."""
-        boxes, logits = self.run({"input": self.preprocess(image_rgb)}, ["dets", "labels"])
+        boxes, logits = self.run({self._input: self.preprocess(image_rgb)}, self._outputs)
         return boxes[0], logits[0]
 
     def postprocess(self, boxes: np.ndarray, logits: np.ndarray, image_wh) -> Detections:
@@ -444,31 +461,34 @@ class BoxFileDetector(PersonDetector):
 # Factory
 # --------------------------------------------------------------------------------------------------
 
-def create_detector(detector: "str | Path | PersonDetector" = "rfdetr", variant: str = "nano",
+def create_detector(detector: "str | Path | PersonDetector" = "rfdetr", *, variant: str = "nano",
                     confidence: float = 0.5, max_persons: int | None = None, device: str = "auto",
-                    weights: str | Path | None = None, pretrained: bool = True,
-                    fallback: bool = True, resolution: int | None = None, precision: str = "fp32", threads: int = 0,
-                    spinning: bool | None = None) -> PersonDetector:
+                    weights: str | Path | None = None, resolution: int | None = None,
+                    runtime: RuntimeOptions | str | None = None, pretrained: bool = True,
+                    fallback: bool = True) -> PersonDetector:
     """A detector from a name or a file: ``"rfdetr"`` (torch), ``"mediapipe"``, a ``.onnx`` RF-DETR export, or
     a ``.json`` box file.
 
     A :class:`PersonDetector` instance is returned unchanged. With ``fallback`` (default), ``"rfdetr"`` whose
     checkpoint is absent and cannot be downloaded becomes the offline MediaPipe detector when its models are
-    installed (a warning says so); otherwise the RF-DETR error is raised.
+    installed (a warning says so); otherwise the RF-DETR error is raised. ``pretrained=False``: random RF-DETR
+    weights (tests, plumbing).
 
-    Speed levers: ``resolution`` (RF-DETR input side; the torch detector is built at it, an ``.onnx`` file
-    must have been exported at it: ``tools/export_detector.py --resolution``), ``precision`` (``fp16`` / ``int8``: the ``.onnx`` file's
-    ``<stem>.fp16.onnx`` / ``<stem>.int8.onnx`` copy from ``tools/quantize_onnx.py``; the torch RF-DETR runs in
-    float16 for ``fp16`` and ignores ``int8``; the other detectors ignore it), ``threads`` /
-    ``spinning`` (ONNX Runtime, see :mod:`instanthmr.runtime.session`).
+    ``resolution``: the RF-DETR input side (the torch detector is built at it; an ``.onnx`` file must have been
+    exported at it: ``tools/export_detector.py --resolution``). ``runtime`` (:class:`RuntimeOptions` or a preset
+    name): an ``.onnx`` detector runs its ``precision`` copy (``<stem>.fp16.onnx`` / ``<stem>.int8.onnx`` from
+    ``tools/quantize_onnx.py``) with its ``threads`` / ``spinning``; the torch RF-DETR runs in float16 for
+    ``fp16`` and ignores ``int8``; the other detectors ignore it. The network-only options (``io_binding``,
+    ``cuda_graph``, ``padding``) are not applied to detectors.
     """
     if isinstance(detector, PersonDetector):
         return detector
+    rt = RuntimeOptions.resolve(runtime).replace(io_binding=False, cuda_graph=False)
     s = str(detector)
     if s.lower() in ("rfdetr", "rf-detr"):
         try:
             return RFDETRDetector(variant, confidence, max_persons, weights=weights, device=device,
-                                  pretrained=pretrained, resolution=resolution, half=precision == "fp16")
+                                  pretrained=pretrained, resolution=resolution, half=rt.precision == "fp16")
         except ModelLoadError as e:
             if not (fallback and pretrained and weights is None):
                 raise
@@ -478,14 +498,13 @@ def create_detector(detector: "str | Path | PersonDetector" = "rfdetr", variant:
             if det is None:
                 raise
             return det
-    if s.lower() == "mediapipe":  # offline BlazePose detector (instanthmr/mp_detector.py)
+    if s.lower() == "mediapipe":  # offline BlazePose detector (runtime/mediapipe_detector.py)
         from instanthmr.runtime.mediapipe_detector import MediaPipeDetector
 
         return MediaPipeDetector(confidence, max_persons)
     suffix = Path(s).suffix.lower()
     if suffix == ".onnx":
-        det = OnnxDetector(precision_path(s, precision), confidence, max_persons, device=device, threads=threads,
-                           spinning=spinning)
+        det = OnnxDetector(precision_path(s, rt.precision), confidence, max_persons, device=device, runtime=rt)
         if resolution is not None and det.resolution != int(resolution):
             raise ModelLoadError(f"{det.path} takes {det.resolution}x{det.resolution} input, not the requested "
                                  f"{resolution}; export one with: python tools/export_detector.py --variant "

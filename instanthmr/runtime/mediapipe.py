@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instanthmr.core.geometry import box_iou
 from instanthmr.core.paths import MODELS_DIR
 
 MEDIAPIPE_VERSION = "0.10.21"  # the last release whose wheel bundles the legacy solution models
@@ -305,35 +306,42 @@ def ssd_anchors(input_size: int, strides: tuple[int, ...], num_layers: int | Non
     return np.concatenate(centres).astype(np.float32)
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
-
-
 def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou_threshold: float):
     """MediaPipe's WEIGHTED non-max suppression: each kept detection is the score-weighted mean of the
-    boxes/keypoints it suppresses (steadier than hard NMS). Returns ``(boxes, keypoints, scores)``."""
-    order = np.argsort(-scores)
+    boxes/keypoints it suppresses (steadier than hard NMS). Returns ``(boxes, keypoints, scores)``.
+
+    Terminates for any input: candidates with a score, box or keypoint that is not finite (or beyond
+    float32, the output type) are dropped, and each pass removes at least the top candidate (a degenerate
+    box has IoU 0 even with itself, so without that a zero-size box at the top was never removed and the
+    loop ran forever, e.g. at a detection threshold of 0)."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    keypoints = np.asarray(keypoints, np.float64)
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    empty = (np.zeros((0, 4), np.float32), np.zeros((0,) + keypoints.shape[1:], np.float32), np.zeros(0, np.float32))
+    if not len(scores):
+        return empty
+    big = np.finfo(np.float32).max  # NaN fails every comparison: `abs <= big` also drops NaN and inf
+    finite = ((np.abs(scores) <= big) & (np.abs(boxes) <= big).all(1)
+              & (np.abs(keypoints.reshape(len(keypoints), -1)) <= big).all(1))
+    order = np.flatnonzero(finite)[np.argsort(-scores[finite], kind="stable")]
     boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
     remaining = np.arange(len(scores))
     out_b, out_k, out_s = [], [], []
     while remaining.size:
         top = remaining[0]
-        overlap = _iou(boxes[top], boxes[remaining]) > iou_threshold
+        overlap = box_iou(boxes[top], boxes[remaining])[0] > iou_threshold
+        overlap[0] = True  # the top always goes (the loop shrinks every pass)
         members = remaining[overlap]
-        w = scores[members][:, None]
-        out_b.append((boxes[members] * w).sum(0) / w.sum())
-        out_k.append((keypoints[members] * w[:, :, None]).sum(0) / w.sum())
+        w = np.clip(scores[members], 0.0, None)[:, None]
+        total = w.sum()
+        b = (boxes[members] * w).sum(0) / total if total > 0 else boxes[top]
+        k = (keypoints[members] * w[:, :, None]).sum(0) / total if total > 0 else keypoints[top]
+        out_b.append(b)
+        out_k.append(k)
         out_s.append(scores[top])
         remaining = remaining[~overlap]
     if not out_s:
-        return np.zeros((0, 4), np.float32), np.zeros((0,) + keypoints.shape[1:], np.float32), np.zeros(0, np.float32)
+        return empty
     return np.array(out_b, np.float32), np.array(out_k, np.float32), np.array(out_s, np.float32)
 
 
@@ -445,21 +453,33 @@ class PoseLandmarks:
 
 def refine_from_heatmap(xy: np.ndarray, heatmap: np.ndarray, kernel: int = 7, min_conf: float = 0.5) -> np.ndarray:
     """MediaPipe's heatmap refinement: replace each landmark (normalised [0, 1] coords) by the
-    sigmoid-weighted mean position in a ``kernel`` window of its heatmap channel, where confident."""
+    sigmoid-weighted mean position in a ``kernel`` window of its heatmap channel, where confident.
+
+    Vectorised over landmarks (one gather, no Python loop: it runs on every frame). The heatmap is padded
+    with a very negative logit, whose sigmoid is 0, so windows at the border count in-bounds cells only."""
     hm_h, hm_w, n = heatmap.shape
-    out = xy.copy()
+    out = np.array(xy, np.float64, copy=True)
     off = (kernel - 1) // 2
-    for i in range(n):
-        col, row = int(xy[i, 0] * hm_w), int(xy[i, 1] * hm_h)
-        if not (0 <= col < hm_w and 0 <= row < hm_h):
-            continue
-        r0, r1, c0, c1 = max(0, row - off), min(hm_h, row + off + 1), max(0, col - off), min(hm_w, col + off + 1)
-        conf = sigmoid(heatmap[r0:r1, c0:c1, i])
-        total = conf.sum()
-        if conf.size and conf.max() >= min_conf and total > 0:
-            rows, cols = np.mgrid[r0:r1, c0:c1]
-            out[i, 0] = (cols * conf).sum() / hm_w / total
-            out[i, 1] = (rows * conf).sum() / hm_h / total
+    col = np.trunc(out[:n, 0] * hm_w).astype(np.int64)  # C++ int() truncation, as MediaPipe does
+    row = np.trunc(out[:n, 1] * hm_h).astype(np.int64)
+    ok = (col >= 0) & (col < hm_w) & (row >= 0) & (row < hm_h)
+    if not ok.any():
+        return out
+    ids = np.flatnonzero(ok)
+    padded = np.pad(np.asarray(heatmap, np.float32), ((off, off), (off, off), (0, 0)), constant_values=-1e4)
+    d = np.arange(kernel)
+    rr = row[ids, None] + d[None, :]  # padded coordinates: window rows row-off .. row+off
+    cc = col[ids, None] + d[None, :]
+    conf = sigmoid(padded[rr[:, :, None], cc[:, None, :], ids[:, None, None]])  # (m, k, k)
+    total = conf.sum(axis=(1, 2))
+    good = (conf.max(axis=(1, 2)) >= min_conf) & (total > 0)
+    rows = (rr - off)[:, :, None].astype(np.float64)
+    cols = (cc - off)[:, None, :].astype(np.float64)
+    safe = np.maximum(total, 1e-12)
+    x = (conf * cols).sum(axis=(1, 2)) / hm_w / safe
+    y = (conf * rows).sum(axis=(1, 2)) / hm_h / safe
+    sel = ids[good]
+    out[sel, 0], out[sel, 1] = x[good], y[good]
     return out
 
 
@@ -645,12 +665,17 @@ class BlazePosePeople:
         self.landmarker = BlazePoseLandmarker(model_path("pose_landmark_full", models_dir), num_threads=num_threads)
         self.max_people, self.tiles, self.rounds = int(max_people), bool(tiles), max(1, int(rounds))
 
-    def __call__(self, image: np.ndarray) -> list[PersonPose]:
+    def __call__(self, image: np.ndarray, known_boxes=None) -> list[PersonPose]:
+        """People in ``image``, most confident first. ``known_boxes`` ``(K, 4)`` xyxy px: people already
+        tracked (their landmarks are known): they are blanked out before detecting and detections that
+        fall on them are skipped, so only newcomers pay for the landmark model."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
         h, w = image.shape[:2]
+        known = np.zeros((0, 4), np.float32) if known_boxes is None else \
+            np.asarray(known_boxes, np.float32).reshape(-1, 4)
         people: list[PersonPose] = []
-        masked = None
+        masked = _blank(image, known) if len(known) else None
         for view in detection_views((w, h), self.tiles):
             for _ in range(self.rounds):
                 src = image if masked is None else masked
@@ -660,21 +685,40 @@ class BlazePosePeople:
                 for det in self.detector.postprocess(raw_boxes[0], raw_scores[0, :, 0], view):
                     if len(people) >= self.max_people:
                         break
+                    if len(known) and _inside(det.keypoints[0], known).any():  # a tracked person's hips
+                        continue
                     pose = self.landmarker(image, det.body_roi())
                     if pose is None:
                         continue
                     box = landmark_box(pose, (w, h))
                     if box[2] - box[0] < 4 or box[3] - box[1] < 4:
                         continue
-                    if people and _iou(box, np.stack([p.box for p in people])).max() > 0.5:
+                    others = np.concatenate([known, np.stack([p.box for p in people])]) if people else known
+                    if len(others) and box_iou(box, others).max() > 0.5:
                         continue
                     people.append(PersonPose(box, pose.score, pose, det))
                     found = True
                 if not found or len(people) >= self.max_people:
                     break
-                masked = image.copy() if masked is None else masked
-                for p in people:  # hide who we have so the next pass looks at someone else
-                    x1, y1, x2, y2 = p.box.astype(int)
-                    masked[y1:y2 + 1, x1:x2 + 1] = 0
+                # hide who we have so the next pass looks at someone else
+                masked = _blank(image if masked is None else masked, np.stack([p.box for p in people]),
+                                copy=masked is None)
         people.sort(key=lambda p: -p.score)
         return people
+
+
+def _inside(point, boxes: np.ndarray) -> np.ndarray:
+    """``(K,)`` whether ``point`` (x, y) lies in each of ``boxes`` ``(K, 4)``."""
+    x, y = float(point[0]), float(point[1])
+    return (boxes[:, 0] <= x) & (x <= boxes[:, 2]) & (boxes[:, 1] <= y) & (y <= boxes[:, 3])
+
+
+def _blank(image: np.ndarray, boxes: np.ndarray, copy: bool = True) -> np.ndarray:
+    """``image`` (a copy unless ``copy=False``) with ``boxes`` painted black."""
+    out = image.copy() if copy else image
+    h, w = out.shape[:2]
+    for x1, y1, x2, y2 in np.asarray(boxes, np.float64).reshape(-1, 4):
+        x1, y1 = max(int(x1), 0), max(int(y1), 0)
+        x2, y2 = min(int(x2), w - 1), min(int(y2), h - 1)
+        out[y1:y2 + 1, x1:x2 + 1] = 0
+    return out

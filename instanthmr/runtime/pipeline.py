@@ -6,11 +6,18 @@ boxes, enlarged by 10% of their width/height on each side (people move) with the
 run that finds nobody right after one that found people reuses the previous boxes the same way (one miss is
 tolerated, a second empty run clears them), so a person is not dropped for one missed detection.
 
-Videos: person IDs, keypoint-driven crops and smoothing are a separate wrapper one floor up (rtmlib style:
-tracking is not part of a model), :mod:`instanthmr.video.tracking`::
+Speed levers are one :class:`~instanthmr.runtime.session.RuntimeOptions` (or a preset name)::
 
-    tracked = TrackingPipeline.from_pipeline(PosePipeline("models/instanthmr.onnx"), smooth="causal")
-    frame = tracked(image_rgb, frame_index, time_s)       # TrackedFrame: persons with track_id
+    PosePipeline("models/instanthmr.onnx", runtime="cpu-fast")
+    PosePipeline("models/instanthmr.onnx", runtime=RuntimeOptions(threads=2, precision="int8"))
+
+Videos: person IDs, keypoint-driven crops and smoothing are a separate wrapper one floor up (rtmlib style:
+tracking is not part of a model), :mod:`instanthmr.video.tracking`; it returns the same :class:`FrameResult`,
+its persons with ``track_id`` set::
+
+    pose = PosePipeline("models/instanthmr.onnx", detector_stride=10)  # the one stride, for both
+    tracked = TrackingPipeline.from_pipeline(pose, smooth="causal")  # keypoint crops between detector runs
+    frame = tracked(image_rgb, frame_index, time_s)       # FrameResult: persons with track_id
     frames = smooth_frames_offline(all_raw_frames, fps)   # smooth="offline": after the whole video
 
 See docs/temporal.md.
@@ -28,25 +35,32 @@ from pathlib import Path
 
 import numpy as np
 
+from instanthmr.core.geometry import usable_boxes
 from instanthmr.runtime.detector import Detections, PersonDetector, create_detector
+from instanthmr.runtime.session import RuntimeOptions
 
 REUSE_ENLARGE = 0.10  # fraction of the box width/height added on each side when boxes are reused
 REUSE_SCORE_DECAY = 0.9
-MIN_BOX_PX = 4.0  # boxes smaller than this (after clipping) carry no person worth a crop
 
 
 @dataclass
 class FrameResult:
-    """Everything the pipeline knows about one frame.
+    """Everything known about one frame: the per-frame result of :class:`PosePipeline` and, with track
+    columns filled in, of :class:`~instanthmr.video.tracking.TrackingPipeline`.
 
     ``persons``: one :class:`~instanthmr.runtime.hmr.HMRPrediction` per person (pixels / camera metres, see
-    there). ``detector_ms`` (0 when the detector did not run), ``hmr_ms`` (crops + network + decoding, all
-    persons), ``total_ms`` (the whole :meth:`PosePipeline.predict` call): milliseconds on a monotonic clock,
-    visualisation excluded. ``detector_ran``: the detector ran on this frame. ``reused``: the boxes are the
-    previous detections (enlarged). ``frame_index``: source frame number. ``image_size``: ``(W, H)``.
-    With the asynchronous detector, ``detector_ran`` marks the frame whose boxes are a fresh detector result,
-    ``detector_ms`` is how long that run took on the detector's own thread (not part of ``total_ms``) and
-    ``detector_lag`` is how many frames older than this one the detected image was (0 when synchronous).
+    there); tracking sets their ``track_id``, ``source`` and ``confidence``. ``detector_ms`` (0 when the
+    detector did not run), ``hmr_ms`` (crops + network + decoding, all persons), ``total_ms`` (the whole call,
+    tracking and causal smoothing included when tracked): milliseconds on a monotonic clock, visualisation
+    excluded. ``detector_ran``: the detector ran on this frame. ``reused``: the boxes are the previous
+    detections (enlarged). ``frame_index``: source frame number. ``image_size``: ``(W, H)`` px.
+    ``detections``: the boxes the network ran on. With the asynchronous detector, ``detector_ran`` marks the
+    frame whose boxes are a fresh detector result, ``detector_ms`` is how long that run took on the
+    detector's own thread (not part of ``total_ms``) and ``detector_lag`` is how many frames older than this
+    one the detected image was (0 when synchronous).
+
+    Tracking columns: ``time_s``, seconds from the start of the source (``None`` untracked);
+    ``ended_tracks``, the track IDs whose tracks ended at this frame.
     """
 
     persons: list
@@ -59,6 +73,8 @@ class FrameResult:
     reused: bool = False
     detections: Detections = field(default_factory=Detections.empty, repr=False)
     detector_lag: int = 0
+    time_s: float | None = None
+    ended_tracks: list[int] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -81,10 +97,14 @@ def enlarge_boxes(boxes, frac: float = REUSE_ENLARGE, image_wh=None) -> np.ndarr
 
 
 class DetectorSchedule:
-    """The stride/reuse rule as a small state machine (pure: no models, no clocks).
+    """When the detector runs, and which boxes a frame without a run uses: the one schedule of both
+    :class:`PosePipeline` and :class:`~instanthmr.video.tracking.TrackingPipeline` (pure: no models, no clocks).
 
-    Per processed frame: ``if schedule.should_detect(): dets = schedule.after_detection(detector(...), wh)``
-    else ``dets = schedule.between(wh)``. ``reused`` tells whether the last returned boxes were reused.
+    The detector runs on the first frame, again once ``stride`` processed frames have passed since its last
+    run, and on the next frame after :meth:`request` (a tracker that lost a person asks for it). Per processed
+    frame: ``if schedule.should_detect(): dets = schedule.after_detection(detector(...), wh)`` else
+    ``dets = schedule.between(wh)`` (the reuse rule of the module docstring; ``reused`` tells whether the last
+    returned boxes were reused). A caller that makes its own boxes between runs calls :meth:`advance` instead.
     """
 
     def __init__(self, stride: int = 1):
@@ -94,14 +114,30 @@ class DetectorSchedule:
         self.reset()
 
     def reset(self) -> None:
+        """A new stream: the next frame is a detector frame; counters and reused boxes are cleared."""
         self.frame = 0  # processed frames so far
         self.calls = 0
+        self.since = self.stride  # processed frames since the last detector run (due at once)
+        self.requested = False
         self.last: Detections | None = None  # the last non-empty detector output
         self.missed = False  # the last detector run found nobody while `last` was kept
         self.reused = False
 
     def should_detect(self) -> bool:
-        return self.frame % self.stride == 0
+        return self.requested or self.since >= self.stride
+
+    def request(self) -> None:
+        """Run the detector on the next frame, whatever the stride."""
+        self.requested = True
+
+    def advance(self, ran: bool) -> None:
+        """Count one processed frame; ``ran``: the detector ran on it."""
+        self.frame += 1
+        if ran:
+            self.calls += 1
+            self.since, self.requested = 1, False
+        else:
+            self.since += 1
 
     def _reuse(self, image_wh) -> Detections:
         if self.last is None or len(self.last) == 0:
@@ -113,8 +149,7 @@ class DetectorSchedule:
 
     def after_detection(self, dets: Detections, image_wh) -> Detections:
         """Boxes to use on a frame where the detector ran and returned ``dets``."""
-        self.frame += 1
-        self.calls += 1
+        self.advance(True)
         if len(dets):
             self.last, self.missed, self.reused = dets, False, False
             return dets
@@ -126,15 +161,26 @@ class DetectorSchedule:
 
     def between(self, image_wh) -> Detections:
         """Boxes to use on a frame where the detector did not run."""
-        self.frame += 1
+        self.advance(False)
         return self._reuse(image_wh)
 
 
-def drop_tiny_boxes(dets: Detections, min_px: float = MIN_BOX_PX) -> Detections:
-    w = dets.boxes[:, 2] - dets.boxes[:, 0]
-    h = dets.boxes[:, 3] - dets.boxes[:, 1]
-    keep = (w >= min_px) & (h >= min_px) & np.isfinite(dets.boxes).all(axis=1)
+def drop_tiny_boxes(dets: Detections) -> Detections:
+    """``dets`` without the boxes :func:`~instanthmr.core.geometry.usable_boxes` rejects (slivers, NaN)."""
+    keep = usable_boxes(dets.boxes)
     return dets if keep.all() else Detections(dets.boxes[keep], dets.scores[keep])
+
+
+def load_hmr(onnx_path: str | Path, device: str = "auto", max_persons: int = 8, batch_persons: bool = True,
+             runtime: RuntimeOptions | str | None = None, providers: list | None = None, mhr=None):
+    """The :class:`~instanthmr.runtime.hmr.InstantHMR` network of ``onnx_path`` run with ``runtime``, from the
+    file its ``precision`` names (:func:`~instanthmr.runtime.hmr.network_path`); ``providers`` / ``mhr`` as
+    there (an explicit provider list; the MHR body model an ``mhr_only`` graph needs)."""
+    from instanthmr.runtime.hmr import InstantHMR, network_path
+
+    rt = RuntimeOptions.resolve(runtime)
+    return InstantHMR(network_path(onnx_path, rt.precision), device=device, max_persons=max_persons,
+                      batch_persons=batch_persons, runtime=rt, providers=providers, mhr=mhr)
 
 
 class AsyncDetector:
@@ -221,7 +267,7 @@ class PosePipeline:
     Args:
         onnx_path: the InstantHMR ``.onnx`` file.
         device: ``"auto"`` (best available), ``"cuda"``, ``"coreml"`` or ``"cpu"``, for both models.
-        detector: ``"rfdetr"`` (torch), a ``.onnx`` RF-DETR export, a ``.json`` box file, or a
+        detector: ``"rfdetr"`` (torch), ``"mediapipe"``, a ``.onnx`` RF-DETR export, a ``.json`` box file, or a
             :class:`~instanthmr.runtime.detector.PersonDetector` instance.
         detector_variant: RF-DETR size for ``detector="rfdetr"``.
         det_confidence: detection score threshold.
@@ -229,48 +275,38 @@ class PosePipeline:
         detector_stride: run the detector every N frames (see :class:`DetectorSchedule`).
         batch_persons: all persons of a frame in one network call (else one call each).
         detector_weights: RF-DETR checkpoint path (default: models/ or the rfdetr cache).
+        detector_resolution: RF-DETR input side (torch: built at it; ``.onnx``: the file must be exported at
+            it). A speed lever that changes the detector's input, so it is not a runtime option.
         hmr: an already built :class:`~instanthmr.runtime.hmr.InstantHMR` (then ``onnx_path`` may be ``None``).
-
-    Speed levers (each off by default; docs/performance.md measures them):
-        threads: ONNX Runtime intra-op threads of both models (0: its default, one per core).
-        spinning: ``False`` lets idle ONNX Runtime threads sleep instead of busy-waiting (``None``: default).
-        precision: ``"fp32"`` (the file given), ``"fp16"`` or ``"int8"``: run the ``<stem>.fp16.onnx`` /
-            ``<stem>.int8.onnx`` copies (``tools/quantize_onnx.py``) of the network and, for an ``.onnx``
-            detector, of the detector; ``fp16`` also runs the torch RF-DETR in float16 (fp16 is meant for
-            GPUs, int8 for CPUs).
-        detector_resolution: RF-DETR input side (torch: built at it; ``.onnx``: the file must be exported at it).
-        async_detector: the detector runs on its own thread on the newest frame while the network runs on the
-            latest boxes; a new detection starts when the previous one is done and at least
-            ``detector_stride`` frames have passed. Only the first frame waits for it. Results depend on
-            timing (not reproducible frame for frame); meant for live sources.
-        io_binding: bind model inputs/outputs once per shape (see :mod:`instanthmr.runtime.session`).
-        cuda_graph: the network replays a captured CUDA graph (CUDA provider only, fixed batch; implies
-            ``io_binding``; ignored elsewhere).
+        providers: the network's ONNX Runtime providers, in order, instead of the ones ``device`` names (e.g.
+            ``["TensorrtExecutionProvider", "CUDAExecutionProvider"]``; those not installed are skipped).
+        mhr: the MHR body model (path of a converted ``.npz`` or an ``MHRNumpy``) that ``mhr_only`` networks
+            take their 3D keypoints from; other networks ignore it.
+        focal_length: the camera's focal length in px, for networks that can use one (``hmr.accepts_focal``);
+            ``None``: what the network assumes (``hmr.camera_focal``). Also settable later as an attribute.
+        runtime: the speed levers, :class:`~instanthmr.runtime.session.RuntimeOptions` or a preset name from
+            ``RUNTIME_PRESETS`` (default: all off). They apply to both models (see ``create_detector`` for
+            what a detector takes). ``async_detector``: the detector runs on its own thread on the newest frame
+            while the network runs on the latest boxes; a new detection starts when the previous one is done
+            and at least ``detector_stride`` frames have passed; only the first frame waits for it.
     """
 
-    def __init__(self, onnx_path: str | Path | None, device: str = "auto",
+    def __init__(self, onnx_path: str | Path | None, *, device: str = "auto",
                  detector: str | Path | PersonDetector = "rfdetr", detector_variant: str = "nano",
                  det_confidence: float = 0.5, max_persons: int = 8, detector_stride: int = 1,
-                 batch_persons: bool = True, detector_weights: str | Path | None = None, hmr=None,
-                 threads: int = 0, spinning: bool | None = None, precision: str = "fp32",
-                 detector_resolution: int | None = None, async_detector: bool = False, io_binding: bool = False,
-                 cuda_graph: bool = False):
-        from instanthmr.runtime.hmr import InstantHMR
-        from instanthmr.runtime.session import precision_path
-
+                 batch_persons: bool = True, detector_weights: str | Path | None = None,
+                 detector_resolution: int | None = None, hmr=None, runtime: RuntimeOptions | str | None = None,
+                 providers: list | None = None, mhr=None, focal_length: float | None = None):
         self.schedule = DetectorSchedule(detector_stride)  # validates the stride before loading anything
-        if hmr is None:
-            hmr = InstantHMR(precision_path(onnx_path, precision), device=device, max_persons=max_persons,
-                             batch_persons=batch_persons, threads=threads, spinning=spinning,
-                             io_binding=io_binding, cuda_graph=cuda_graph)
-        self.hmr = hmr
+        self.runtime = rt = RuntimeOptions.resolve(runtime)
+        self.hmr = hmr if hmr is not None else load_hmr(onnx_path, device, max_persons, batch_persons, rt,
+                                                         providers, mhr)
         self.detector = create_detector(detector, variant=detector_variant, confidence=det_confidence,
                                         max_persons=max_persons, device=device, weights=detector_weights,
-                                        resolution=detector_resolution, precision=precision, threads=threads,
-                                        spinning=spinning)
+                                        resolution=detector_resolution, runtime=rt)
         self.max_persons = max_persons
-        self.focal_length: float | None = None  # px; None = image diagonal (geometry.default_focal)
-        self._async = AsyncDetector(self.detector) if async_detector else None
+        self.focal_length: float | None = focal_length  # px; None = what the network assumes (hmr.camera_focal)
+        self._async = AsyncDetector(self.detector) if rt.async_detector else None
         self._last_submit = -(10 ** 9)  # processed-frame number of the last frame handed to the async detector
 
     @property
@@ -357,40 +393,3 @@ class PosePipeline:
         return self.schedule.after_detection(found, wh), True, ms, n - done_n
 
     __call__ = predict
-
-
-def timing_stats(values) -> dict[str, float]:
-    """``mean / median / p95 / min / max`` of a list of milliseconds (zeros when empty)."""
-    v = np.asarray(list(values), dtype=np.float64)
-    if v.size == 0:
-        return {k: 0.0 for k in ("mean", "median", "p95", "min", "max")}
-    return {"mean": float(v.mean()), "median": float(np.median(v)), "p95": float(np.percentile(v, 95)),
-            "min": float(v.min()), "max": float(v.max())}
-
-
-def summarize(results: list[FrameResult], wall_ms=None) -> dict:
-    """Per-stage timing statistics over frames, detector calls, persons per frame and FPS.
-
-    ``fps`` is ``1000 / mean(total_ms)`` (the pipeline alone); with ``wall_ms`` (per-frame wall time
-    including decoding and outputs) ``wall_fps`` is ``1000 / mean(wall_ms)``. ``detector_ms`` is per frame
-    (0 on frames that reused boxes, so the strides compare); ``detector_call_ms`` is over the frames where
-    the detector ran.
-    """
-    n = len(results)
-    total = [r.total_ms for r in results]
-    out = {
-        "frames": n,
-        "detector_calls": int(sum(r.detector_ran for r in results)),
-        "frames_with_persons": int(sum(1 for r in results if r.persons)),
-        "persons_per_frame": float(np.mean([len(r.persons) for r in results])) if n else 0.0,
-        "detector_ms": timing_stats([r.detector_ms for r in results]),
-        "detector_call_ms": timing_stats([r.detector_ms for r in results if r.detector_ran]),
-        "hmr_ms": timing_stats([r.hmr_ms for r in results]),
-        "total_ms": timing_stats(total),
-        "fps": 1000.0 / float(np.mean(total)) if n and np.mean(total) > 0 else 0.0,
-    }
-    if wall_ms is not None:
-        out["wall_ms"] = timing_stats(wall_ms)
-        m = float(np.mean(wall_ms)) if len(wall_ms) else 0.0
-        out["wall_fps"] = 1000.0 / m if m > 0 else 0.0
-    return out

@@ -5,16 +5,16 @@ which opens the file, asks for the execution provider matching ``device`` with a
 provider that really runs, and turns every way a file can be wrong into one :class:`ModelLoadError` that
 names the file.
 
-Speed options (all off by default, so the plain path is what every other option is checked against):
-``intra_op_threads`` (0 = ONNX Runtime's default, one per core), ``spinning`` (``False`` stops idle worker
-threads from busy-waiting: on a loaded or oversubscribed CPU they otherwise steal time from real work),
-``io_binding`` (inputs copied into buffers bound once per input shape, outputs bound likewise; on CUDA the
-outputs stay on the device until fetched) and ``cuda_graph`` (CUDA provider only: the first run at a shape is
-captured and replayed; implies ``io_binding``; ignored on other providers, see ``self.cuda_graph``).
+Speed options live in one small object, :class:`RuntimeOptions` (or a named preset from
+:data:`RUNTIME_PRESETS`), taken by :class:`OnnxModel`, :func:`~instanthmr.runtime.detector.create_detector` and
+:class:`~instanthmr.runtime.pipeline.PosePipeline`. All are off by default, so the plain path is what every
+other option is checked against (tests/test_fast_paths.py; docs/performance.md measures them).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,20 @@ def providers_for(device: str) -> list[str]:
     return providers + ["CPUExecutionProvider"]
 
 
+def explicit_providers(providers) -> list:
+    """A caller's own provider list (names or ``(name, options)`` pairs, e.g. TensorRT first): the ones not
+    installed here are skipped, and the CPU provider closes the list."""
+    avail = set(available_providers())
+    out = []
+    for p in providers:
+        name = p[0] if isinstance(p, (tuple, list)) else p
+        if not isinstance(name, str):
+            raise ValueError(f"providers must be names or (name, options) pairs, got {p!r}")
+        if name in avail and name != "CPUExecutionProvider":
+            out.append(tuple(p) if isinstance(p, (tuple, list)) else p)
+    return out + ["CPUExecutionProvider"]
+
+
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -98,20 +112,107 @@ def precision_path(onnx_path: str | Path, precision: str = "fp32") -> Path:
     return q
 
 
+PADDINGS = ("auto", "fixed", "buckets")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How the models run: speed levers only, each off by default (the plain path).
+
+    Attributes:
+        threads: ONNX Runtime intra-op threads per model (0: ONNX Runtime's default, one per core).
+        spinning: ``False`` lets idle ONNX Runtime threads sleep instead of busy-waiting (on a loaded CPU they
+            otherwise steal time from real work); ``None``: ONNX Runtime's default.
+        io_binding: inputs copied into buffers bound once per input shape, outputs bound likewise; on CUDA the
+            outputs stay on the device until fetched. The pose network only (not the detector).
+        cuda_graph: CUDA provider only: the pose network's run at each input shape (each batch bucket) is
+            captured once as its own graph and replayed; implies ``io_binding``; ignored on other providers.
+        precision: ``"fp32"`` (the files given), ``"fp16"`` or ``"int8"``: run the ``<stem>.fp16.onnx`` /
+            ``<stem>.int8.onnx`` copies beside the network and an ``.onnx`` detector
+            (:func:`precision_path`); ``fp16`` also runs the torch RF-DETR in float16. fp16 is meant for GPUs,
+            int8 for CPUs; both move the outputs slightly (tolerances: tests/test_fast_paths.py).
+        padding: the pose network's batch padding: ``"fixed"`` (always ``max_persons``), ``"buckets"``
+            (powers of two up to ``max_persons``) or ``"auto"`` (buckets, on every device: one person never
+            runs a batch of eight); see ``InstantHMR``.
+        async_detector: :class:`~instanthmr.runtime.pipeline.PosePipeline` runs the detector on its own thread
+            while the network uses the latest boxes; results then depend on timing (meant for live sources).
+    """
+
+    threads: int = 0
+    spinning: bool | None = None
+    io_binding: bool = False
+    cuda_graph: bool = False
+    precision: str = "fp32"
+    padding: str = "auto"
+    async_detector: bool = False
+
+    def __post_init__(self):
+        if int(self.threads) < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {self.padding!r}")
+
+    def replace(self, **changes) -> "RuntimeOptions":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def resolve(cls, runtime: "RuntimeOptions | str | None" = None, **overrides) -> "RuntimeOptions":
+        """``runtime`` (options, a preset name from :data:`RUNTIME_PRESETS`, or ``None`` = ``"default"``) with
+        the ``overrides`` that are not ``None`` applied."""
+        if runtime is None:
+            runtime = "default"
+        if isinstance(runtime, str):
+            if runtime not in RUNTIME_PRESETS:
+                raise ValueError(f"unknown runtime preset {runtime!r}; expected one of {list(RUNTIME_PRESETS)}")
+            runtime = RUNTIME_PRESETS[runtime]
+        if not isinstance(runtime, RuntimeOptions):
+            raise TypeError(f"runtime must be RuntimeOptions or a preset name, got {type(runtime).__name__}")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return runtime.replace(**given) if given else runtime
+
+    @classmethod
+    def from_flags(cls, threads: int = 0, int8: bool = False, fp16: bool = False, io_binding: bool = False,
+                   cuda_graph: bool = False, async_detector: bool = False) -> "RuntimeOptions":
+        """The options the command-line speed flags name; ``--threads N`` also lets idle threads sleep."""
+        return cls(threads=int(threads), spinning=False if threads else None, io_binding=bool(io_binding),
+                   cuda_graph=bool(cuda_graph), precision=precision_from_flags(int8, fp16),
+                   async_detector=bool(async_detector))
+
+
+#: Named option sets (rtmlib / RF-DETR style). ``cpu-fast``: one thread per model, idle threads asleep: the
+#: fastest setting measured on a busy 2-core CPU, and with the asynchronous detector on a quiet one
+#: (docs/performance.md); int8 is a separate choice because it needs the ``.int8.onnx`` files. ``gpu``: I/O
+#: binding and a captured CUDA graph per batch bucket (not measured on a GPU here; falls back to the plain
+#: path on other providers).
+RUNTIME_PRESETS: dict[str, RuntimeOptions] = {
+    "default": RuntimeOptions(),
+    "cpu-fast": RuntimeOptions(threads=1, spinning=False),
+    "gpu": RuntimeOptions(io_binding=True, cuda_graph=True),
+}
+
+
 class OnnxModel:
     """An ONNX Runtime session on the best provider for ``device``, with clear load errors.
 
     Subclasses set ``expected_inputs`` / ``expected_outputs`` (names that must exist) and implement
-    ``preprocess`` / ``__call__`` / ``postprocess``.
+    ``preprocess`` / ``__call__`` / ``postprocess``. ``runtime``: :class:`RuntimeOptions` or a preset name; this
+    class applies ``threads``, ``spinning``, ``io_binding`` and ``cuda_graph`` (the keyword arguments of the
+    same meaning override it; ``None`` leaves it). ``precision`` picks the file, before this class opens it.
     """
 
     expected_inputs: tuple[str, ...] = ()
     expected_outputs: tuple[str, ...] = ()
 
-    def __init__(self, onnx_path: str | Path, device: str = "auto", intra_op_threads: int = 0,
-                 spinning: bool | None = None, io_binding: bool = False, cuda_graph: bool = False):
+    def __init__(self, onnx_path: str | Path, device: str = "auto", runtime: RuntimeOptions | str | None = None, *,
+                 intra_op_threads: int | None = None, spinning: bool | None = None, io_binding: bool | None = None,
+                 cuda_graph: bool | None = None, providers: list | None = None):
         import onnxruntime as ort
 
+        rt = RuntimeOptions.resolve(runtime, threads=intra_op_threads, spinning=spinning, io_binding=io_binding,
+                                    cuda_graph=cuda_graph)
+        intra_op_threads, spinning, io_binding, cuda_graph = rt.threads, rt.spinning, rt.io_binding, rt.cuda_graph
         self.path = Path(onnx_path)
         if not self.path.is_file():
             raise ModelLoadError(f"model file not found: {self.path}")
@@ -129,9 +230,10 @@ class OnnxModel:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
             opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
         self.requested_device = device
-        providers: list = providers_for(device)
-        if cuda_graph and providers[0] == "CUDAExecutionProvider":
-            providers[0] = ("CUDAExecutionProvider", {"enable_cuda_graph": "1"})
+        # ``providers``: the caller's own list (e.g. TensorRT first) instead of the one ``device`` names
+        providers = providers_for(device) if providers is None else explicit_providers(providers)
+        if cuda_graph and "CUDAExecutionProvider" in providers:
+            providers[providers.index("CUDAExecutionProvider")] = ("CUDAExecutionProvider", {"enable_cuda_graph": "1"})
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
         except Exception as e:  # ORT raises several exception types for bad files
@@ -142,14 +244,21 @@ class OnnxModel:
         missing_in = [n for n in self.expected_inputs if n not in self.input_names]
         missing_out = [n for n in self.expected_outputs if n not in self.output_names]
         if missing_in or missing_out:
+            kind = type(self).__name__
+            article = "an" if kind[0] in "AEIOU" else "a"
             raise ModelLoadError(
-                f"{self.path}: not a {type(self).__name__} model: missing inputs {missing_in} / outputs "
-                f"{missing_out} (file has inputs {self.input_names}, outputs {self.output_names})")
+                f"{self.path}: not {article} {kind} model: missing inputs {missing_in} / outputs {missing_out}"
+                f" (file has inputs {self.input_names}, outputs {self.output_names})")
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map or {})
         self.threads = int(intra_op_threads)
         self.cuda_graph = bool(cuda_graph) and self.provider == "CUDAExecutionProvider"
         self.io_binding = bool(io_binding) or self.cuda_graph
         self._bound: dict[tuple, tuple] = {}  # input shapes -> (binding, input buffers, output names, outputs)
+
+    @property
+    def active_provider(self) -> str:
+        """``provider`` under the public InstantHMR API's name."""
+        return self.provider
 
     @property
     def device(self) -> str:
@@ -207,12 +316,16 @@ class OnnxModel:
                 else:
                     binding.bind_ortvalue_output(name, value)
                 preallocated.append(value)
-            self.session.run_with_iobinding(binding)  # (captures the CUDA graph when enabled)
+            run_options = None
+            if self.cuda_graph:  # one graph per input shape (batch bucket), each under its own id (ids start at 1)
+                run_options = ort.RunOptions()
+                run_options.add_run_config_entry("gpu_graph_id", str(len(self._bound) + 1))
+            self.session.run_with_iobinding(binding, run_options)  # (captures the CUDA graph when enabled)
             values = binding.get_outputs()
             for name, value, pre in zip(names, values, preallocated):  # later runs write to the same tensors
                 if pre is None:
                     binding.bind_ortvalue_output(name, value)
-            entry = self._bound[key] = (binding, buffers, names, values)
+            entry = self._bound[key] = (binding, buffers, names, values, run_options)
         else:
             binding, buffers = entry[0], entry[1]
             for name, x in feeds.items():
@@ -221,6 +334,6 @@ class OnnxModel:
                     np.copyto(buf, x, casting="same_kind")
                 else:
                     value.update_inplace(np.ascontiguousarray(x))
-            self.session.run_with_iobinding(binding)
+            self.session.run_with_iobinding(binding, entry[4])  # replays this shape's graph
         # copies: the bound tensors are overwritten by the next call
         return [np.array(v.numpy(), copy=True) for v in entry[3]]

@@ -10,7 +10,7 @@ see ``docs/annotation.md``):
   ``focal_length`` and the image centre as principal point reproduces ``pred_keypoints_2d`` (full-image
   pixels) to 1e-4 px.
 * MHR itself is **Y-up centimetres**; SAM 3D Body's outputs are MHR's with y and z negated and divided by
-  100 (:func:`mhr_to_camera`).
+  100 (:func:`instanthmr.body.mhr.mhr_to_product`).
 * The first 70 keypoints are MHR70 (:data:`instanthmr.core.skeleton.MHR70_NAMES`); later releases emit more.
 
 The ``sam_3d_body`` package and its checkpoint are installed by the user; without them
@@ -45,18 +45,6 @@ class TeacherOutputError(ValueError):
 # --------------------------------------------------------------------------------------------------
 # Pure conversion (numpy only; tested on the real sample dicts)
 # --------------------------------------------------------------------------------------------------
-
-
-def mhr_to_camera(points_mhr_cm) -> np.ndarray:
-    """MHR's native frame (Y-up, Z toward the viewer, centimetres) -> SAM 3D Body's (Y-down, metres)."""
-    p = np.asarray(points_mhr_cm, dtype=np.float64)
-    return p * np.array([1.0, -1.0, -1.0]) / 100.0
-
-
-def camera_to_mhr(points_cam_m) -> np.ndarray:
-    """Inverse of :func:`mhr_to_camera`."""
-    p = np.asarray(points_cam_m, dtype=np.float64)
-    return p * np.array([1.0, -1.0, -1.0]) * 100.0
 
 
 def fit_pinhole(points_cam, points_2d) -> tuple[float, np.ndarray, float]:

@@ -28,19 +28,17 @@ from typing import Iterable
 
 import numpy as np
 
+from instanthmr.body.mhr import ANGLE_PARAMS, NUM_MODEL_PARAMS
+
 SMOOTH_MODES = ("none", "causal", "offline")
 
-#: MHR ``mhr_params`` (204) layout (see the MHR assets README): 0:3 root translation, 3:6 root rotation
-#: (Euler), 6:136 joint angles, 136:204 bone scales. Channels 3:136 are angles in radians.
-MHR_PARAM_DIM = 204
-MHR_ANGLE_SLICE = slice(3, 136)
 
-
-def mhr_angle_mask(dim: int = MHR_PARAM_DIM) -> np.ndarray:
-    """Boolean mask ``(dim,)`` of the ``mhr_params`` channels that are angles (radians)."""
+def mhr_angle_mask(dim: int = NUM_MODEL_PARAMS) -> np.ndarray:
+    """Boolean mask ``(dim,)`` of the ``mhr_params`` channels that are angles (radians; the layout is
+    :data:`instanthmr.body.mhr.ANGLE_PARAMS`); all False for another length."""
     mask = np.zeros(dim, dtype=bool)
-    if dim == MHR_PARAM_DIM:
-        mask[MHR_ANGLE_SLICE] = True
+    if dim == NUM_MODEL_PARAMS:
+        mask[ANGLE_PARAMS] = True
     return mask
 
 
@@ -97,6 +95,13 @@ class OneEuroFilter:
         dt = float(t) - self._t
         if not dt > 0:
             raise ValueError(f"One-Euro timestamps must increase (got t={t} after t={self._t})")
+        # Absent elements (NaN: a joint the model does not give on this frame) are left out: their state is
+        # forgotten, their output is NaN, and when they come back they start afresh from their new value.
+        seen, known = np.isfinite(x), np.isfinite(self._x)
+        if not (seen.all() and known.all()):
+            fresh = seen & ~known
+            self._x = np.where(seen, np.where(fresh, x, self._x), np.nan)
+            self._dx = np.where(fresh | ~seen, 0.0, self._dx)
         if self.angular is not None:
             # Bring each angle within pi of the previous output so the step never crosses the wrap.
             x = np.where(self.angular, self._x + wrap_angle(x - self._x), x)
@@ -154,8 +159,8 @@ def smooth_offline(seq, valid=None, times=None, sigma: float = 2.0, degree: int 
 
     Args:
         seq: samples, ``(T, ...)``; rows where ``valid`` is False are ignored as inputs (and returned
-            unchanged).
-        valid: ``(T,)`` booleans; default all True (NaN rows are treated as invalid too).
+            unchanged), and so is each NaN element (an absent joint; it stays NaN).
+        valid: ``(T,)`` booleans; default all True.
         times: ``(T,)`` sample times in frames (default ``0..T-1``); gaps between valid frames are honoured.
         sigma: Gaussian width in frames. ``degree``: local polynomial degree (0 = weighted moving average,
             2 = keeps peaks sharper, like Savitzky-Golay).
@@ -168,21 +173,32 @@ def smooth_offline(seq, valid=None, times=None, sigma: float = 2.0, degree: int 
         return x
     flat = x.reshape(n, -1)
     v = np.ones(n, bool) if valid is None else np.asarray(valid, dtype=bool).copy()
-    v &= np.isfinite(flat).all(axis=1)
+    # Per element: a NaN (a joint absent on that frame) is left out of its own channel's fits only, so one
+    # absent joint does not throw away the frame's other joints. Channels with the same pattern of
+    # presence share one set of weights.
+    ok = v[:, None] & np.isfinite(flat)
     t = np.arange(n, dtype=np.float64) if times is None else np.asarray(times, dtype=np.float64)
-    ang = None
+    ang = np.zeros(flat.shape[1], bool)
     if angular is not None and angular is not False:
-        ang = np.broadcast_to(np.asarray(angular, dtype=bool), x.shape[1:]).reshape(-1)
-        if ang.any() and v.sum() > 1:
-            vi = np.flatnonzero(v)
-            flat[np.ix_(vi, ang)] = np.unwrap(flat[np.ix_(vi, ang)], axis=0)
+        ang = np.broadcast_to(np.asarray(angular, dtype=bool), x.shape[1:]).reshape(-1).copy()
     r = int(np.ceil(3.0 * sigma)) if radius is None else int(radius)
-    idx, w = _local_poly_weights(t, v, sigma, degree, r)
-    src = np.where(v[:, None], flat, 0.0)
-    out = np.einsum("tw,twd->td", w, src[idx])
-    out = np.where(v[:, None], out, flat)
-    if ang is not None and ang.any():
-        out[:, ang] = wrap_angle(out[:, ang])
+    out = flat.copy()
+    patterns, group = np.unique(ok.T, axis=0, return_inverse=True)
+    for k, rows in enumerate(patterns):
+        if not rows.any():
+            continue
+        cols = np.flatnonzero(np.ravel(group) == k)
+        vals = flat[:, cols]
+        a = ang[cols]
+        if a.any() and rows.sum() > 1:
+            vi = np.flatnonzero(rows)
+            vals[np.ix_(vi, a)] = np.unwrap(vals[np.ix_(vi, a)], axis=0)
+        idx, w = _local_poly_weights(t, rows, sigma, degree, r)
+        src = np.where(rows[:, None], vals, 0.0)
+        res = np.where(rows[:, None], np.einsum("tw,twd->td", w, src[idx]), flat[:, cols])
+        if a.any():
+            res[:, a] = np.where(rows[:, None], wrap_angle(res[:, a]), res[:, a])
+        out[:, cols] = res
     return out.reshape(x.shape)
 
 

@@ -9,34 +9,28 @@ This is a wrapper around the per-frame pipeline, not part of any model (rtmlib's
   within a run.
 * :func:`box_from_keypoints` turns a person's 2D joints into the box for the next frame's crop (as
   MediaPipe and rtmlib do), so the detector need not run every frame. :class:`TrackingPipeline` runs the
-  detector only when a track's confidence drops, when nobody is tracked, or every ``max_detector_stride``
-  frames to catch newcomers.
+  detector (on :class:`~instanthmr.runtime.pipeline.DetectorSchedule`, the pipeline's one schedule) every
+  ``detect_every`` frames to catch newcomers, and sooner when a track's confidence drops or nobody is tracked.
+
+Tracking adds columns, not a wrapper: each frame is a :class:`~instanthmr.runtime.pipeline.FrameResult`
+whose persons are the predictions with ``track_id``, ``source`` and ``confidence`` set.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-# --------------------------------------------------------------------------------------------------
-# Geometry helpers
-# --------------------------------------------------------------------------------------------------
+from instanthmr.core.geometry import box_iou, usable_boxes
+from instanthmr.runtime.detector import Detections
+from instanthmr.runtime.pipeline import DetectorSchedule, FrameResult
 
-
-def box_iou(a, b) -> np.ndarray:
-    """Pairwise IoU of boxes ``a (N, 4)`` and ``b (M, 4)`` (xyxy pixels) -> ``(N, M)``."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0.0, None), axis=-1)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0.0, None), axis=-1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0.0, None), axis=-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+# --------------------------------------------------------------------------------------------------
+# Geometry helpers (box IoU: instanthmr.core.geometry.box_iou)
+# --------------------------------------------------------------------------------------------------
 
 
 def keypoint_similarity(kpts_a, kpts_b, boxes_b, kappa: float = 0.1) -> np.ndarray:
@@ -251,54 +245,22 @@ class Tracker:
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class TrackedPerson:
-    """One person in one frame: a prediction (an :class:`~instanthmr.runtime.hmr.HMRPrediction`; its fields
-    are readable directly on this object) plus its ``track_id``.
-
-    ``source``: ``"detector"`` when the crop came from a detection this frame, ``"keypoints"`` when it came
-    from the track's previous 2D joints, ``"reused_box"`` when a ``PosePipeline`` reused its last detection
-    box (plain detector stride, see :meth:`TrackingPipeline.track`). ``confidence`` in ``[0, 1]``: the detection score, or for a
-    keypoint-driven crop the agreement between the crop and the joints found in it (see
-    :func:`keypoint_box_confidence`).
-    """
-
-    track_id: int
-    prediction: Any
-    source: str = "detector"
-    confidence: float = 1.0
-
-    def __getattr__(self, name: str):
-        if name == "prediction":  # not set yet (copy/pickle): avoid recursing
-            raise AttributeError(name)
-        return getattr(self.prediction, name)
-
-
-@dataclass
-class TrackedFrame:
-    """All tracked persons of one frame. ``time_s``: seconds from the start; ``image_size``: ``(W, H)``;
-    ``ended_tracks``: IDs whose tracks ended at this frame; timings in milliseconds; ``reused``: the boxes
-    were a ``PosePipeline``'s reused detections (plain detector stride)."""
-
-    frame_index: int
-    time_s: float
-    image_size: tuple[int, int]
-    persons: list[TrackedPerson]
-    detector_ran: bool
-    detector_ms: float = 0.0
-    hmr_ms: float = 0.0
-    total_ms: float = 0.0
-    ended_tracks: list[int] = field(default_factory=list)
-    reused: bool = False
-
-
 class TrackingPipeline:
     """Video wrapper around a detector and a per-crop pose estimator: IDs, keypoint-driven crops, smoothing.
 
+    Each call returns a :class:`~instanthmr.runtime.pipeline.FrameResult` whose persons are the estimator's
+    predictions with ``track_id``, ``source`` and ``confidence`` set (``dataclasses.replace``), plus ``time_s``
+    and ``ended_tracks``. ``source``: ``"detector"`` when the crop came from a detection this frame,
+    ``"keypoints"`` when it came from the track's previous 2D joints, ``"reused_box"`` when a ``PosePipeline``
+    reused its last detection box (plain detector stride, :meth:`track`). ``confidence`` in ``[0, 1]``: the
+    detection score, or for a keypoint-driven crop the agreement between the crop and the joints found in it
+    (:func:`keypoint_box_confidence`).
+
     Args:
         detector: ``detector(image_rgb, frame_index) -> Detections`` (``.boxes (N, 4)``, ``.scores (N,)``).
-        estimator: ``estimator(image_rgb, boxes (N, 4), scores (N,)) -> list of predictions`` with at least
-            ``box`` and ``joints_2d (J, 2)`` px (an :class:`~instanthmr.runtime.hmr.HMRPrediction`).
+        estimator: ``estimator(image_rgb, boxes (N, 4), scores (N,)) -> list of predictions``: dataclasses with
+            the :class:`~instanthmr.runtime.hmr.HMRPrediction` fields this wrapper reads and sets (at least
+            ``box``, ``joints_2d (J, 2)`` px, ``track_id``, ``source``, ``confidence``).
             :meth:`from_pipeline` builds both from a ``PosePipeline``.
         frame_pipeline: optional ``predict(image_rgb, frame_index) -> FrameResult`` (a ``PosePipeline``);
             when given and ``keypoint_crops`` is False, each frame is that pipeline's result (its own
@@ -312,6 +274,8 @@ class TrackingPipeline:
         smooth: ``"none"``, ``"causal"`` (One-Euro, live) or ``"offline"`` (centred; applied by
             :func:`smooth_frames_offline` once all frames are in, so :meth:`__call__` returns raw results).
         fps: frame rate used for timestamps when ``time_s`` is not given.
+
+    ``detector_calls`` and ``frames_seen`` count the whole run (:meth:`reset` does not clear them).
     """
 
     def __init__(self, detector, estimator, tracker: Tracker | None = None, keypoint_crops: bool = True,
@@ -327,27 +291,31 @@ class TrackingPipeline:
         self.frame_pipeline = frame_pipeline
         self.tracker = tracker or Tracker()
         self.keypoint_crops = bool(keypoint_crops)
-        self.detect_every = int(detect_every)
+        self.schedule = DetectorSchedule(detect_every)
         self.refresh_below = float(refresh_below)
         self.smooth = smooth
         self.fps = float(fps)
         self.smoother = smoother or (OneEuroSmoother() if smooth == "causal" else None)
         self.detector_calls = 0
         self.frames_seen = 0
-        self._since_detect = 0
-        self._need_detect = True
-        self._confidence: dict[int, float] = {}
+
+    @property
+    def detect_every(self) -> int:
+        return self.schedule.stride
 
     @classmethod
     def from_pipeline(cls, pipeline, **kwargs) -> "TrackingPipeline":
         """Wrap a ``PosePipeline``: its ``detector`` and its crop estimator (``pipeline.estimate(image,
-        boxes, scores)``). With ``keypoint_crops=False`` the pipeline's own ``predict`` (detector stride,
-        enlarged box reuse) makes each frame and the wrapper adds IDs and smoothing."""
+        boxes, scores)``); ``detect_every`` defaults to the pipeline's ``detector_stride`` (one stride for
+        both). With ``keypoint_crops=False`` the pipeline's own ``predict`` (detector stride, enlarged box
+        reuse) makes each frame and the wrapper adds IDs and smoothing."""
         estimate = getattr(pipeline, "estimate", None)
         if estimate is None:
             raise TypeError(f"{type(pipeline).__name__} has no estimate(image, boxes, scores) method to run "
                             "the pose network on given boxes")
         kwargs.setdefault("frame_pipeline", pipeline if hasattr(pipeline, "predict") else None)
+        if hasattr(pipeline, "detector_stride"):
+            kwargs.setdefault("detect_every", pipeline.detector_stride)
         return cls(pipeline.detector, estimate, **kwargs)
 
     def reset(self) -> None:
@@ -355,61 +323,49 @@ class TrackingPipeline:
         self.tracker.reset()
         if self.smoother is not None:
             self.smoother.reset()
-        self._need_detect, self._since_detect = True, 0
-        self._confidence.clear()
+        self.schedule.reset()
         if self.frame_pipeline is not None and hasattr(self.frame_pipeline, "reset"):
             self.frame_pipeline.reset()
 
     def _live_tracks(self) -> list[Track]:
         return [t for t in self.tracker.tracks if t.missed == 0 and t.keypoints is not None]
 
-    def _should_detect(self) -> bool:
-        if not self.keypoint_crops and self.detect_every == 1:
-            return True
-        live = self._live_tracks()
-        # Tracks the detector missed stay dormant until its next scheduled run (the tracker keeps them
-        # ``max_missed`` frames), rather than forcing a detector call every frame until they end.
-        return self._need_detect or not live or self._since_detect >= self.detect_every
-
     def __call__(self, image_rgb: np.ndarray, frame_index: int | None = None,
-                 time_s: float | None = None) -> TrackedFrame:
-        import time
-
+                 time_s: float | None = None) -> FrameResult:
+        fi = self.frames_seen if frame_index is None else int(frame_index)
         if self.frame_pipeline is not None and not self.keypoint_crops:
-            fi = self.frames_seen if frame_index is None else int(frame_index)
             return self.track(self.frame_pipeline.predict(image_rgb, frame_index=fi), time_s)
         t0 = time.perf_counter()
         h, w = image_rgb.shape[:2]
-        fi = self.frames_seen if frame_index is None else int(frame_index)
         ts = fi / self.fps if time_s is None else float(time_s)
         self.frames_seen += 1
         before = set(self.tracker.active_ids)
         det_ms = hmr_ms = 0.0
-        persons: list[TrackedPerson] = []
+        persons = []
 
-        ran = self._should_detect()
+        live = self._live_tracks()
+        if not live:  # nobody to follow: only the detector can find people
+            self.schedule.request()
+        # Tracks the detector missed stay dormant until its next scheduled run (the tracker keeps them
+        # ``max_missed`` frames), rather than forcing a detector call every frame until they end.
+        ran = self.schedule.should_detect()
+        self.schedule.advance(ran)
         if ran:
             td = time.perf_counter()
             dets = self.detector(image_rgb, fi)
             det_ms = (time.perf_counter() - td) * 1e3
             self.detector_calls += 1
-            self._since_detect = 1
             boxes = np.asarray(dets.boxes, dtype=np.float64).reshape(-1, 4)
             scores = np.asarray(dets.scores, dtype=np.float64).reshape(-1)
-            keep = _usable_boxes(boxes)
+            keep = usable_boxes(boxes)
             boxes, scores = boxes[keep], scores[keep]
             th = time.perf_counter()
             preds = list(self.estimator(image_rgb, boxes, scores)) if len(boxes) else []
             hmr_ms = (time.perf_counter() - th) * 1e3
             kpts = np.stack([np.asarray(p.joints_2d, dtype=np.float64) for p in preds]) if preds else None
             ids = self.tracker.update(boxes, scores, kpts)
-            for tid, p, s in zip(ids, preds, scores):
-                self._confidence[int(tid)] = float(s)
-                persons.append(TrackedPerson(int(tid), p, "detector", float(s)))
-            self._need_detect = False
+            persons = [_tagged(p, tid, "detector", s) for tid, p, s in zip(ids, preds, scores)]
         else:
-            self._since_detect += 1
-            live = self._live_tracks()
             boxes = []
             for t in live:
                 if self.keypoint_crops:
@@ -418,9 +374,9 @@ class TrackingPipeline:
                 else:
                     boxes.append(t.box.copy())
             boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-            keep = _usable_boxes(boxes)  # e.g. joints all off the image: the box clips to nothing
+            keep = usable_boxes(boxes)  # e.g. joints all off the image: the box clips to nothing
             if not keep.all():
-                self._need_detect = True  # those tracks miss this frame; the detector looks next frame
+                self.schedule.request()  # those tracks miss this frame; the detector looks next frame
                 live = [t for t, k in zip(live, keep) if k]
                 boxes = boxes[keep]
             scores = np.array([t.score for t in live], dtype=np.float64)
@@ -432,21 +388,20 @@ class TrackingPipeline:
                 j2 = np.asarray(p.joints_2d, dtype=np.float64)
                 conf = keypoint_box_confidence(box, j2, (w, h)) if self.keypoint_crops else t.score
                 if conf < self.refresh_below:
-                    self._need_detect = True
+                    self.schedule.request()
                 new_box = box_from_keypoints(j2, (w, h)) if self.keypoint_crops and conf > 0 else box
                 updates[t.track_id] = (new_box, t.score, j2)
-                self._confidence[t.track_id] = conf
-                persons.append(TrackedPerson(t.track_id, p, "keypoints", conf))
+                persons.append(_tagged(p, t.track_id, "keypoints", conf))
             self.tracker.advance(updates)
-        return self._finish(persons, before, TrackedFrame(fi, ts, (w, h), [], ran, det_ms, hmr_ms), t0)
+        frame = FrameResult(persons=[], detector_ms=det_ms, hmr_ms=hmr_ms, total_ms=0.0, detector_ran=ran,
+                            frame_index=fi, image_size=(w, h), detections=Detections(boxes, scores), time_s=ts)
+        return self._finish(persons, before, frame, t0)
 
-    def track(self, result, time_s: float | None = None) -> TrackedFrame:
+    def track(self, result: FrameResult, time_s: float | None = None) -> FrameResult:
         """IDs and smoothing for a frame whose persons were found elsewhere: ``result`` is a
         :class:`~instanthmr.runtime.pipeline.FrameResult` (``persons`` with ``box``, ``score``, ``joints_2d``;
         ``frame_index``, ``image_size``, ``detector_ran``, ``reused`` and the timings). The detector runs
         counted are the result's; the returned ``total_ms`` adds this call's time to the result's."""
-        import time
-
         t0 = time.perf_counter()
         fi = int(result.frame_index)
         ts = fi / self.fps if time_s is None else float(time_s)
@@ -457,43 +412,32 @@ class TrackingPipeline:
         scores = np.array([float(p.score) for p in preds], np.float64)
         kpts = np.stack([np.asarray(p.joints_2d, np.float64) for p in preds]) if preds else None
         ids = self.tracker.update(boxes, scores, kpts)
-        reused = bool(getattr(result, "reused", False))
-        ran = bool(result.detector_ran)
-        self.detector_calls += int(ran)
-        source = "reused_box" if reused else "detector"
-        persons = [TrackedPerson(int(tid), p, source, float(s)) for tid, p, s in zip(ids, preds, scores)]
-        for q in persons:
-            self._confidence[q.track_id] = q.confidence
-        frame = TrackedFrame(fi, ts, tuple(result.image_size), [], ran, float(result.detector_ms),
-                             float(result.hmr_ms), reused=reused)
+        self.detector_calls += int(bool(result.detector_ran))
+        source = "reused_box" if result.reused else "detector"
+        persons = [_tagged(p, tid, source, s) for tid, p, s in zip(ids, preds, scores)]
+        frame = dataclasses.replace(result, persons=[], time_s=ts, detector_ran=bool(result.detector_ran),
+                                    reused=bool(result.reused), image_size=tuple(result.image_size))
         return self._finish(persons, before, frame, t0 - float(result.total_ms) / 1e3)
 
-    def _finish(self, persons: list[TrackedPerson], before: set[int], frame: TrackedFrame,
-                t0: float) -> TrackedFrame:
+    def _finish(self, persons: list, before: set[int], frame: FrameResult, t0: float) -> FrameResult:
         """Causal smoothing, ended tracks and the total time (since ``t0``, perf_counter seconds)."""
-        import time
-
         if self.smoother is not None:
-            persons = [dataclasses.replace(q, prediction=self.smoother(q.track_id, q.prediction, frame.time_s))
-                       for q in persons]
+            persons = [self.smoother(p.track_id, p, frame.time_s) for p in persons]
         ended = sorted(before - set(self.tracker.active_ids))
         if ended and self.smoother is not None:
             self.smoother.drop(ended)
-        for tid in ended:
-            self._confidence.pop(tid, None)
         frame.persons, frame.ended_tracks = persons, ended
         frame.total_ms = (time.perf_counter() - t0) * 1e3
         return frame
 
 
-def _usable_boxes(boxes: np.ndarray, min_px: float = 4.0) -> np.ndarray:
-    """``(N,)`` mask of finite boxes at least ``min_px`` wide and high (``PosePipeline`` drops the same)."""
-    b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    return np.isfinite(b).all(axis=1) & (b[:, 2] - b[:, 0] >= min_px) & (b[:, 3] - b[:, 1] >= min_px)
+def _tagged(pred, track_id, source: str, confidence):
+    """``pred`` with its track columns set."""
+    return dataclasses.replace(pred, track_id=int(track_id), source=source, confidence=float(confidence))
 
 
-def smooth_frames_offline(frames: list[TrackedFrame], fps: float = 30.0, sigma_frames: float | None = None,
-                          degree: int | None = None) -> list[TrackedFrame]:
+def smooth_frames_offline(frames: list[FrameResult], fps: float = 30.0, sigma_frames: float | None = None,
+                          degree: int | None = None) -> list[FrameResult]:
     """Centred smoothing of every track over a whole video (non-causal; the ``offline`` mode). Returns new
     frames; the input is not modified."""
     from instanthmr.video.smoothing import OFFLINE_DEGREE, smooth_track_offline
@@ -504,10 +448,10 @@ def smooth_frames_offline(frames: list[TrackedFrame], fps: float = 30.0, sigma_f
             where.setdefault(person.track_id, []).append((fi, pi))
     persons = [list(f.persons) for f in frames]
     for tid, slots in where.items():
-        preds = [frames[fi].persons[pi].prediction for fi, pi in slots]
+        preds = [frames[fi].persons[pi] for fi, pi in slots]
         idx = [frames[fi].frame_index for fi, _ in slots]
         smoothed = smooth_track_offline(preds, idx, fps=fps, sigma_frames=sigma_frames,
                                         degree=OFFLINE_DEGREE if degree is None else degree)
         for (fi, pi), p in zip(slots, smoothed):
-            persons[fi][pi] = dataclasses.replace(frames[fi].persons[pi], prediction=p)
+            persons[fi][pi] = p
     return [dataclasses.replace(f, persons=ps) for f, ps in zip(frames, persons)]
