@@ -46,6 +46,9 @@ PLATFORM_CHOSEN = ("torch", "torchvision", "onnxruntime")
 EXTRAS = {
     "train": ["tensorboard>=2.16", "peft==0.21.2"],  # peft: LoRA adapters of the LLM lifter teacher
     "dev": [],  # pytest is already in requirements.txt
+    # tools/batch.py --ray and annotate_mediapipe.py --ray (docs/scaling.md); ~280 MB, so not in requirements.txt:
+    # the tests that need it skip without it
+    "scale": ["ray[default]>=2.40"],
 }
 # Extras set up by a script of their own.
 ENV_EXTRAS = {
@@ -54,6 +57,9 @@ ENV_EXTRAS = {
     # already does this unless --no-models.
     "teacher": "tools/teacher_env.sh",
     "mhr": "tools/mhr_env.sh",  # the official MHR package needs Python 3.12 and an older pinned torch
+    # Blender as a Python module (bpy pins Python 3.11, numpy<2: own venv .venv-bpy) and the Khronos glTF
+    # validator (npm): the tools that check the BVH/glTF exports (docs/animation.md)
+    "animation": "tools/animation_env.sh",
 }
 
 
@@ -112,7 +118,8 @@ def main(argv=None) -> int:
     ap.add_argument("--venv", type=Path, help="create (or reuse) this virtual environment and install into it")
     ap.add_argument("--force-cpu", action="store_true", help="CPU wheels even when a GPU is present")
     ap.add_argument("--dry-run", action="store_true", help="print every command without running it")
-    ap.add_argument("--extras", default="", help="comma list: train, dev, teacher, mhr (own Python 3.12 env)")
+    ap.add_argument("--extras", default="", help="comma list: train, dev, teacher, mhr (own Python 3.12 env), "
+                    "animation (Blender + glTF validator, own env)")
     ap.add_argument("--no-models", action="store_true",
                     help="skip fetching the offline MediaPipe models (from the mediapipe wheel on PyPI)")
     ap.add_argument("--platform", choices=["cuda", "mac", "cpu"],
