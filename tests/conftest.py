@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from instanthmr.core.paths import shared_data_dir, shared_mhr_dir
+
+# Tests never touch the network: the Hugging Face Hub is offline for every test and the subprocesses they start
+# (set before anything imports huggingface_hub); tests/test_hub.py serves a fake Hub on 127.0.0.1 where needed.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -202,7 +202,7 @@ def test_device_request_falls_back_to_cpu(random_onnx, hmr, image):
         InstantHMR(random_onnx, device="tpu", warmup=False)
 
 
-def _tiny_graph(path, inputs, outputs):
+def _tiny_graph(path, inputs, outputs, meta=None):
     """An ONNX file whose outputs are all constants, with the given (name, shape) inputs and outputs."""
     nodes = [helper.make_node("ConstantOfShape", [], [name], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0]))
              for name, _ in outputs]
@@ -214,6 +214,8 @@ def _tiny_graph(path, inputs, outputs):
                               [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8  # what the exporter writes; the newest onnx IR can be ahead of ONNX Runtime
+    for k, v in (meta or {}).items():
+        model.metadata_props.add(key=k, value=str(v))
     onnx.save(model, str(path))
     return path
 
@@ -236,8 +238,13 @@ def test_bad_files_raise_one_clear_error(random_onnx, tmp_path):
     cases["names"] = (wrong_names, "missing inputs")
     wrong_shape = _tiny_graph(tmp_path / "shape.onnx", GOOD_IN, GOOD_OUT[:3] + [("joints_2d", ["N", 17, 2])] + GOOD_OUT[4:])
     cases["shape"] = (wrong_shape, r"joints_2d has shape .*17, 2\], expected \(N, 70, 2\)")
-    wrong_input = _tiny_graph(tmp_path / "input.onnx", [("image", ["N", 3, 256, 256]), GOOD_IN[1]], GOOD_OUT)
+    # the input size comes from the metadata (ours: input_size, the public exporter's: image_size) or the graph;
+    # a graph that disagrees with its metadata is refused
+    wrong_input = _tiny_graph(tmp_path / "input.onnx", [("image", ["N", 3, 256, 256]), GOOD_IN[1]], GOOD_OUT,
+                              meta={"input_size": 224})
     cases["input"] = (wrong_input, "image has shape")
+    no_3d = _tiny_graph(tmp_path / "no3d.onnx", GOOD_IN, GOOD_OUT[:4])  # mhr_only layout, no MHR model given
+    cases["mhr_only"] = (no_3d, "mhr_only graph")
     for name, (path, message) in cases.items():
         with pytest.raises(ModelLoadError, match=message) as err:
             InstantHMR(path, device="cpu")
@@ -246,6 +253,9 @@ def test_bad_files_raise_one_clear_error(random_onnx, tmp_path):
     # the well-formed constant graph is accepted (the checks are not simply rejecting everything)
     ok = InstantHMR(_tiny_graph(tmp_path / "ok.onnx", GOOD_IN, GOOD_OUT), device="cpu", warmup=False)
     assert ok.cliff_form == "pixel"
+    big = InstantHMR(_tiny_graph(tmp_path / "256.onnx", [("image", ["N", 3, 256, 256]), GOOD_IN[1]], GOOD_OUT),
+                     device="cpu", warmup=False)
+    assert big.input_size == 256
 
 
 def test_bad_inputs(hmr, image):
@@ -282,4 +292,110 @@ def test_runtime_does_not_import_torch(random_onnx):
             "assert 'torch' not in sys.modules, 'torch was imported'")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The public InstantHMR API's spellings, providers, batch buckets on every device
+# --------------------------------------------------------------------------------------------------------------
+
+def test_anchor_api_spellings(hmr, image):
+    dets = [{"bbox": BOXES[0].tolist(), "confidence": 0.9}, {"bbox": BOXES[1].tolist()}]
+    preds = hmr.predict_batch(image, dets)
+    assert [p.confidence for p in preds] == [pytest.approx(0.9), 1.0] and preds[0].score == pytest.approx(0.9)
+    np.testing.assert_array_equal(preds[1].bbox, BOXES[1].astype(np.float32))
+    ref = hmr.predict(image, BOXES[:2], [0.9, 1.0])
+    for a, b in zip(preds, ref):
+        np.testing.assert_allclose(a.joints_3d_cam, b.joints_3d_cam, atol=1e-5)
+    assert hmr.predict_batch(image, []) == []
+    assert hmr.active_provider == hmr.provider == "CPUExecutionProvider"
+    with pytest.raises(ValueError, match="bbox"):
+        hmr.predict_batch(image, [{"confidence": 0.5}])
+
+
+def test_padded_to_pads_only_when_asked(random_onnx, image, monkeypatch):
+    hmr = InstantHMR(random_onnx, device="cpu", max_persons=8, warmup=False)
+    seen = []
+    real_run = hmr.run
+    monkeypatch.setattr(hmr, "run", lambda feeds, outputs=None: seen.append(len(feeds["image"])) or
+                        real_run(feeds, outputs))
+    alone = hmr.predict(image, BOXES[1:2])[0]
+    padded = hmr.predict_batch(image, [{"bbox": BOXES[1]}], padded_to=8)[0]
+    hmr.predict(image, np.concatenate([BOXES] * 4)[:12], padded_to=16)  # one call of 16 (more than max_persons)
+    assert seen == [1, 8, 16]  # one person runs one crop unless padding is asked for
+    np.testing.assert_allclose(padded.joints_3d_cam, alone.joints_3d_cam, atol=1e-4)
+
+
+def test_buckets_are_the_default_whatever_the_device(random_onnx, monkeypatch):
+    """padding "auto" means buckets on GPUs too (the choice no longer depends on the provider); "fixed" only
+    when asked; warm-up runs every bucket (and the anchor's max_batch_size)."""
+    import onnxruntime as ort
+
+    real_session = ort.InferenceSession
+
+    class CudaLooking:  # a CPU session that says it runs on the CUDA provider, as on a GPU machine
+        def __init__(self, *args, **kwargs):
+            self._s = real_session(*args, **{**kwargs, "providers": ["CPUExecutionProvider"]})
+
+        def get_providers(self):
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+        def __getattr__(self, name):
+            return getattr(self._s, name)
+
+    with monkeypatch.context() as m:
+        m.setattr(ort, "InferenceSession", CudaLooking)
+        gpu = InstantHMR(random_onnx, device="cuda", max_persons=8, warmup=False)
+        assert gpu.provider == "CUDAExecutionProvider"
+        assert gpu.padding == "buckets" and gpu.batch_sizes() == [1, 2, 4, 8]
+        seen = []
+        real_run = gpu.run
+        m.setattr(gpu, "run", lambda feeds, outputs=None: seen.append(len(feeds["image"])) or real_run(feeds, outputs))
+        gpu.predict(np.zeros((480, 640, 3), np.uint8), BOXES[:1])
+        assert seen == [1]  # one person on a GPU runs one crop, not eight
+        assert InstantHMR(random_onnx, device="cuda", max_persons=8, padding="fixed", warmup=False).batch_sizes() == [8]
+    hmr = InstantHMR(random_onnx, device="cpu", max_persons=8, warmup=False)
+    assert hmr.padding == "buckets" and hmr.batch_sizes() == [1, 2, 4, 8]
+    seen = []
+    monkeypatch.setattr(hmr, "run", lambda feeds, outputs=None: seen.append(len(feeds["image"])))
+    hmr.warmup(max_batch_size=16)
+    assert seen == [16, 8, 4, 2, 1]
+
+
+def test_io_binding_keeps_one_binding_and_graph_id_per_bucket(random_onnx, image):
+    """With a CUDA graph every bucket is captured under its own gpu_graph_id (ONNX Runtime replays one graph
+    per id). The CPU provider ignores the id, so the bookkeeping is checked here and the results against the
+    plain path."""
+    hmr = InstantHMR(random_onnx, device="cpu", max_persons=4, io_binding=True, warmup=False)
+    hmr.cuda_graph = True  # as on the CUDA provider (the CPU provider ignores the run option)
+    hmr.warmup()
+    ids = sorted(int(e[4].get_run_config_entry("gpu_graph_id")) for e in hmr._bound.values())
+    assert ids == [1, 2, 3] and len(hmr._bound) == 3  # buckets 1, 2, 4
+    plain = InstantHMR(random_onnx, device="cpu", max_persons=4, warmup=False)
+    for n in (1, 3):
+        a, b = hmr.predict(image, BOXES[:n]), plain.predict(image, BOXES[:n])
+        np.testing.assert_allclose(a[-1].joints_3d_cam, b[-1].joints_3d_cam, atol=1e-4)
+
+
+def test_providers_override(random_onnx, image):
+    """An explicit provider list (TensorRT first, as on a GPU box): providers not installed are skipped and the
+    CPU closes the list; what really runs is reported."""
+    import onnxruntime as ort
+
+    hmr = InstantHMR(random_onnx, providers=["TensorrtExecutionProvider", "CUDAExecutionProvider"], warmup=False)
+    avail = ort.get_available_providers()
+    expected = next((p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in avail),
+                    "CPUExecutionProvider")
+    assert hmr.active_provider == expected and hmr.session.get_providers()[-1] == "CPUExecutionProvider"
+    assert len(hmr.predict(image, BOXES[:1])) == 1
+    with pytest.raises(ValueError, match="providers"):
+        InstantHMR(random_onnx, providers=[3], warmup=False)
+
+
+def test_front_door_names_load_no_torch():
+    code = ("import sys; from instanthmr import PosePipeline, InstantHMR, HMRPrediction, RFDETRDetector, FrameResult; "
+            "from instanthmr.runtime.hmr import InstantHMR as I; assert InstantHMR is I; "
+            "assert hasattr(HMRPrediction, 'bbox') and hasattr(InstantHMR, 'predict_batch') "
+            "and hasattr(InstantHMR, 'active_provider'); assert 'torch' not in sys.modules, 'torch was imported'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

@@ -12,14 +12,26 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = Path(os.environ.get("INSTANTHMR_MODELS", REPO_ROOT / "models"))
-DEFAULT_MODEL = MODELS_DIR / "instanthmr.onnx"  # the released network (download; see models/README.md)
+#: The released network and its training checkpoint live in this Hugging Face Hub repository (weights under
+#: the SAM License; runtime.hub downloads them).
+RELEASED_REPO_ID = "momolesang/InstantHMR"
+RELEASED_ONNX_NAME = "instanthmr.onnx"  # fp16 weights, float32 inputs/outputs, ~77 MB
+RELEASED_CHECKPOINT_NAME = "instanthmr.pth"  # training checkpoint {'epoch', 'model_state_dict', ...}, ~461 MB
+RELEASED_WEIGHTS_LICENSE = "SAM License (https://github.com/facebookresearch/sam-3d-body/blob/main/LICENSE)"
+DEFAULT_MODEL = MODELS_DIR / RELEASED_ONNX_NAME  # a local copy of the released network wins over the Hub's
 STARTER_MODEL = MODELS_DIR / "instanthmr-starter.onnx"  # small offline-trained network shipped in git
+#: ``--model`` names of the two offline paths (nothing to download): the starter network above, and MediaPipe's
+#: BlazePose (+ hand) landmarks as MHR70 2D + metric 3D (instanthmr.runtime.mediapipe_hmr), the default when
+#: no InstantHMR network can be had (docs/offline.md).
+STARTER_MODEL_NAME = "starter"
+MEDIAPIPE_MODEL_NAME = "mediapipe"
 SAMPLE_IMAGE_NAME = "sample"
 
 
 def default_model() -> Path:
-    """The network to run when none is given: the released ``instanthmr.onnx`` when present, else the
-    starter model; the released path when neither exists (so the error names the file to download)."""
+    """The network on this machine to run when none is given, without asking the Hub: the released
+    ``models/instanthmr.onnx`` when present, else the starter model; the released path when neither exists
+    (so the error names the file to download). ``instanthmr.runtime.hub.released_model`` adds the Hub copy."""
     for path in (DEFAULT_MODEL, STARTER_MODEL):
         if path.is_file():
             return path

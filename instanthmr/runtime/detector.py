@@ -163,16 +163,11 @@ def resolve_rfdetr_weights(variant: str, weights: str | Path | None = None) -> t
 
 
 def _reachable(url: str, timeout_s: float = 3.0) -> bool:
-    """Whether the host of ``url`` accepts a TCP connection within ``timeout_s`` (no data is sent)."""
-    import socket
-    from urllib.parse import urlparse
+    """Whether the host of ``url`` (or the proxy for it) accepts a TCP connection within ``timeout_s``, DNS
+    included (the one probe, :func:`instanthmr.runtime.hub.reachable`)."""
+    from instanthmr.runtime.hub import reachable
 
-    u = urlparse(url)
-    try:
-        with socket.create_connection((u.hostname, u.port or 443), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
+    return reachable(url, timeout_s) is None
 
 
 def missing_weights_message(variant: str, reason: str = "") -> str:
