@@ -174,8 +174,11 @@ def test_bad_inputs_give_one_line_and_exit_1(tmp_path, random_onnx, capsys):
 
 def test_bad_models(tmp_path, photo, monkeypatch, capsys):
     from instanthmr.core import paths
+    from instanthmr.runtime import mediapipe_hmr
 
-    # neither the released network nor the starter: the error names the file to download
+    # neither the released network, nor the offline MediaPipe path, nor the starter: the error names the file
+    # to download
+    monkeypatch.setattr(mediapipe_hmr, "unavailable_reason", lambda: "MediaPipe models absent (test)")
     monkeypatch.setattr(demo, "DEFAULT_MODEL", tmp_path / "models" / "instanthmr.onnx")
     monkeypatch.setattr(paths, "DEFAULT_MODEL", tmp_path / "models" / "instanthmr.onnx")
     monkeypatch.setattr(paths, "STARTER_MODEL", tmp_path / "models" / "instanthmr-starter.onnx")
@@ -285,6 +288,79 @@ def test_draw_frame_colours_parts_and_leaves_input_alone():
     assert out[100, 200].sum() == 0  # nothing drawn outside the box and the skeleton
 
 
+def _masked_person(valid):
+    """A person with every joint at a real-looking position, and ``joints_valid`` = ``valid``."""
+    from types import SimpleNamespace as NS
+
+    from instanthmr.core.skeleton import MHR70_INDEX
+
+    j2d = np.full((70, 2), 100.0)
+    j2d[MHR70_INDEX["left_shoulder"]] = (50, 50)
+    j2d[MHR70_INDEX["left_elbow"]] = (50, 150)
+    j3d = np.tile([0.0, 0.0, 3.0], (70, 1)) + np.arange(70)[:, None] * 0.01
+    return NS(box=np.array([20, 20, 120, 180.0]), score=0.8, joints_2d=j2d, joints_3d_cam=j3d, joints_valid=valid,
+              focal_length=500.0, principal_point=np.array([150.0, 100.0]), track_id=1)
+
+
+def test_absent_joints_are_not_drawn():
+    """A joint the model does not have (joints_valid False) is not drawn, nor the bones ending at it, even
+    when its numbers look real."""
+    from types import SimpleNamespace as NS
+
+    from instanthmr.core.skeleton import MHR70_INDEX
+    from instanthmr.outputs.visualizer import GROUP_COLORS, draw_frame
+
+    img = np.zeros((200, 300, 3), np.uint8)
+    valid = np.ones(70, bool)
+    result = NS(persons=[_masked_person(valid)], detector_ms=1.0, hmr_ms=2.0, total_ms=3.5, detector_ran=True)
+    drawn = draw_frame(img, result, text=False, boxes=False)
+    row = drawn[100, 47:54].astype(int)
+    assert np.abs(row - GROUP_COLORS["left_arm"]).max(axis=1).min() < 40  # the bone, when both ends exist
+    valid[MHR70_INDEX["left_elbow"]] = False
+    result.persons[0].joints_valid = valid
+    assert draw_frame(img, result, text=False, boxes=False)[60:140, 45:56].sum() == 0
+
+
+def test_rerun_logs_only_present_joints():
+    """The viewer gets no point, bone or head label for joints a person does not have."""
+    import rerun as rr
+
+    from instanthmr.core.skeleton import MHR70_NAMES
+    from instanthmr.outputs.visualizer import RerunVisualizer
+
+    class Rec:
+        def __init__(self):
+            self.logged = {}
+
+        def set_time(self, *a, **k):
+            pass
+
+        def log(self, entity, arch, **k):
+            self.logged[entity] = arch
+
+    def logged(valid):
+        viz = RerunVisualizer.__new__(RerunVisualizer)
+        viz.rr, viz.rec, viz.jpeg_quality, viz.image_plane_distance, viz._camera_key = rr, Rec(), None, 1.0, None
+        result = type("R", (), {"persons": [_masked_person(valid)], "frame_index": 0, "detector_ms": 1.0,
+                                "hmr_ms": 2.0, "total_ms": 3.0})()
+        viz.log_frame(np.zeros((200, 300, 3), np.uint8), result)
+        got = viz.rec.logged
+        return {name: len(getattr(got[name], attr).as_arrow_array()) for name, attr in (
+            ("world/camera/joints", "positions"), ("world/joints", "positions"), ("world/tracks", "positions"),
+            ("world/camera/skeleton/left_arm", "strips"), ("world/skeleton/left_arm", "strips"))}
+
+    full = logged(np.ones(70, bool))
+    valid = np.ones(70, bool)
+    head = [i for i, n in enumerate(MHR70_NAMES) if n in ("nose", "left_eye", "right_eye", "left_ear", "right_ear")]
+    valid[head + [MHR70_NAMES.index("left_elbow")]] = False
+    part = logged(valid)
+    assert full["world/camera/joints"] == full["world/joints"] == 70 and full["world/tracks"] == 1
+    assert part["world/camera/joints"] == part["world/joints"] == 70 - 6
+    assert part["world/tracks"] == 0  # no head joint: no label floating at a made-up place
+    assert part["world/camera/skeleton/left_arm"] == full["world/camera/skeleton/left_arm"] - 2  # both elbow bones
+    assert part["world/skeleton/left_arm"] == full["world/skeleton/left_arm"] - 2
+
+
 def test_folder_of_photos(tmp_path, shared_data, random_onnx, capsys):
     """--image DIR: every photo in name order, each on its own (a fresh detection, no track carried over),
     the file name in the JSON; an unreadable file is skipped with a count and the others still run."""
@@ -329,15 +405,17 @@ def test_folder_without_photos(tmp_path, random_onnx, capsys):
 def test_live_runs_keep_frame_stats_not_frames(tmp_path, clip, random_onnx, monkeypatch, capsys):
     """Without --smooth offline the run keeps only each frame's timings and track IDs (a camera may run for
     hours); offline smoothing needs the whole frames and keeps them."""
+    from instanthmr.outputs.summary import FrameStats
+
     kept = []
-    real_of = demo.FrameStats.of
+    real_of = FrameStats.of
 
     def spy(result):
         stats = real_of(result)
         kept.append(stats)
         return stats
 
-    monkeypatch.setattr(demo.FrameStats, "of", staticmethod(spy))
+    monkeypatch.setattr(FrameStats, "of", staticmethod(spy))
     boxes = box_file(tmp_path / "b.json", {i: [[300, 40, 620, 530]] for i in range(5)})
     m = ["--video", str(clip), "--model", str(random_onnx), "--detector", str(boxes), "--no-spawn", "--device", "cpu"]
     assert demo.main(m + ["--smooth", "causal"]) == 0

@@ -50,3 +50,53 @@ def test_folder_source_errors(tmp_path):
     (tmp_path / "x.jpg").write_bytes(b"broken")
     with pytest.raises(SourceError, match="no readable image in folder"):
         ImageFolderSource(tmp_path)
+
+
+def test_damaged_images_are_called_damaged(tmp_path):
+    """A file that starts like an image but does not decode is damaged or truncated, not a foreign format."""
+    from instanthmr.video.sources import read_image_rgb
+
+    img = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    for ext, kind in ((".jpg", "JPEG"), (".png", "PNG")):
+        data = cv2.imencode(ext, img)[1].tobytes()
+        (tmp_path / f"cut{ext}").write_bytes(data[: len(data) // 2])
+        with pytest.raises(SourceError, match=f"the {kind} file is damaged or truncated"):
+            read_image_rgb(tmp_path / f"cut{ext}")
+    (tmp_path / "notes.jpg").write_text("plain text with a .jpg name")
+    with pytest.raises(SourceError, match="not an image format OpenCV can read"):
+        read_image_rgb(tmp_path / "notes.jpg")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(SourceError, match="the file is empty"):
+        read_image_rgb(tmp_path / "empty.png")
+
+
+def test_video_frames_that_do_not_decode_are_skipped(tmp_path):
+    """A frame that fails to decode is counted and skipped; the frames after it keep their source index;
+    frames that fail to the end of a file cut short end the source with the reason."""
+    from instanthmr.video.sources import VideoSource, _CaptureSource
+
+    class FakeCapture:  # frames 0-9; 3 and 4 fail to grab, 6 grabs but does not decode, 8 on fail (cut short)
+        def __init__(self):
+            self.pos = -1
+
+        def grab(self):
+            self.pos += 1
+            return self.pos not in (3, 4) and self.pos < 8
+
+        def retrieve(self):
+            return (self.pos != 6), np.full((4, 4, 3), self.pos, np.uint8)
+
+        def get(self, prop):
+            return self.pos * 100.0 if prop == cv2.CAP_PROP_POS_MSEC else 0.0  # 10 fps: this frame's time
+
+        def release(self):
+            pass
+
+    src = VideoSource.__new__(VideoSource)  # a VideoSource around the fake capture, opened as __init__ does
+    _CaptureSource.__init__(src, 1, None)
+    src.path, src.name, src.fps, src.total, src.cap = tmp_path / "v.mp4", "v.mp4", 10.0, 10, FakeCapture()
+    src.log.frame_count = 10
+    src._open_first()
+    got = [(f.index, int(f.image[0, 0, 0])) for f in src]
+    assert got == [(0, 0), (1, 1), (2, 2), (5, 5), (7, 7)]  # 5 keeps its index although 3 and 4 were lost
+    assert src.damaged == 3 and "of 10" in src.stopped_early and "v.mp4" in src.stopped_early

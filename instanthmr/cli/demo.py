@@ -13,42 +13,63 @@ network turns each person crop into 70 MHR keypoints in 2D (pixels) and 3D (came
 model parameters and the camera translation. Every person gets a track ID that stays the same across
 frames; results are smoothed over time (One-Euro live, or a centred fit over the whole file). Results go to
 the Rerun viewer (or an .rrd file), JSON/CSV/NPZ/BVH files and an overlay video; MHR body meshes are drawn
-with --mhr-model. Exit status: 0 done, 1 bad input or model (message on stderr), 2 bad arguments,
-3 nobody found in any frame (outputs still written), 130 interrupted (frames done so far are saved).
+with --mhr-model. Every output is written under a temporary name and renamed into place; the data files are
+complete, valid files from the first frame on (docs/demo.md). Exit status: 0 done, 1 bad input or model
+(message on stderr), 2 bad arguments (output paths included, checked before any work), 3 nobody found in
+any frame (outputs still written), 130 / 143 / 129 stopped by Ctrl-C / SIGTERM / SIGHUP (the frames done so
+far are saved).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
-
-import numpy as np
 
 from instanthmr.core.paths import (
     DEFAULT_MODEL,
+    MEDIAPIPE_MODEL_NAME,
+    RELEASED_CHECKPOINT_NAME,
+    RELEASED_ONNX_NAME,
+    RELEASED_REPO_ID,
+    RELEASED_WEIGHTS_LICENSE,
     REPO_ROOT,
     SAMPLE_IMAGE_NAME,
     STARTER_MODEL,
+    STARTER_MODEL_NAME,
     default_model,
     sample_image,
 )
-from instanthmr.outputs.files import ResultsWriteError
+from instanthmr.outputs.atomic import ResultsWriteError
+from instanthmr.outputs.records import JOINT_ORDER, UNITS
+from instanthmr.outputs.signals import StopSignals
+from instanthmr.outputs.sinks import (
+    CsvSink,
+    JsonSink,
+    Outputs,
+    RerunSink,
+    TrackFileSink,
+    VideoSink,
+    check_output_paths,
+)
+from instanthmr.outputs.summary import Progress, print_run, source_summary
+from instanthmr.outputs.video import check_video_extension
 from instanthmr.runtime.detector import RFDETR_VARIANTS
-from instanthmr.runtime.session import DEVICES, ModelLoadError, precision_from_flags
-from instanthmr.video.sources import Frame, SourceError, VideoWriter, open_source
+from instanthmr.runtime.session import DEVICES, ModelLoadError, RuntimeOptions
+from instanthmr.video.smoothing import SMOOTH_MODES
+from instanthmr.video.sources import SourceError, open_source
 
-EXIT_OK, EXIT_ERROR, EXIT_NO_PERSONS, EXIT_INTERRUPTED = 0, 1, 3, 130
-SMOOTH_CHOICES = ("none", "causal", "offline")
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_PERSONS = 0, 1, 2, 3
 #: --detector-stride default with --keypoint-crops: the detector still runs at least this often to find
 #: newcomers (docs/temporal.md: 10 frames kept the crops as good as detecting every frame, 10x fewer calls).
 KEYPOINT_DETECT_EVERY = 10
 RANDOM_BANNER = ("WARNING: RANDOM WEIGHTS (--random-init): the network is untrained, its poses mean nothing. "
                  "This run only exercises the plumbing and measures speed.")
+#: The output options, in the order the end of a run reports them.
+OUTPUT_FLAGS = {"json": "--save-json", "csv": "--save-csv", "npz": "--save-npz", "video": "--out-video",
+                "rrd": "--save-rrd", "bvh": "--save-bvh", "gltf": "--save-gltf"}
 
 
 def _display(path: Path) -> str:
@@ -69,19 +90,30 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--camera", metavar="INDEX", type=int, help="a live camera by index (0 = default camera)")
 
     m = p.add_argument_group("models")
-    m.add_argument("--model", default=None, metavar="PATH",
-                   help=f"InstantHMR ONNX file (default: {_display(DEFAULT_MODEL)} when present, else the offline "
-                        f"starter {_display(STARTER_MODEL)}; see models/README.md)")
+    m.add_argument("--model", default=None, metavar="PATH|hf:SPEC",
+                   help=f"InstantHMR ONNX file, or a file on the Hugging Face Hub: hf:OWNER/REPO[/FILE][@REVISION] "
+                        f"(default: {_display(DEFAULT_MODEL)} when present, else the released network from the Hub, "
+                        f"hf:{RELEASED_REPO_ID}/{RELEASED_ONNX_NAME}, downloaded once into the Hub cache ($HF_HOME; "
+                        f"the repository also holds {RELEASED_CHECKPOINT_NAME}, the training checkpoint); "
+                        f"offline (or HF_HUB_OFFLINE=1) the MediaPipe path). Two offline paths by name: "
+                        f"'{MEDIAPIPE_MODEL_NAME}' = MediaPipe's BlazePose (+ hand) landmarks as MHR70 2D and metric 3D "
+                        f"(no MHR parameters; docs/offline.md), '{STARTER_MODEL_NAME}' = the small starter network "
+                        f"{_display(STARTER_MODEL)} (models/README.md)")
+    m.add_argument("--no-hands", action="store_true",
+                   help=f"--model {MEDIAPIPE_MODEL_NAME}: skip the hand landmark model (no finger joints; ~5 ms less "
+                        "per hand)")
     m.add_argument("--random-init", action="store_true",
                    help="use a random-init network exported on the fly (needs torch; no weights needed; results "
                         "are meaningless, for plumbing and speed checks)")
     m.add_argument("--random-init-config", default=None, metavar="NAME",
-                   help="architecture for --random-init (default: the released one)")
+                   help="architecture for --random-init (default: instanthmr_repvit_m1_5; the notebook's: "
+                        "instanthmr_notebook_m2_3)")
     m.add_argument("--device", default="auto", choices=DEVICES,
                    help="where both models run: cuda | coreml | cpu, or auto = best available (default: auto)")
-    m.add_argument("--detector", default="rfdetr", metavar="NAME|PATH",
+    m.add_argument("--detector", default=None, metavar="NAME|PATH",
                    help="person detector: 'rfdetr' (torch, rfdetr package), 'mediapipe', an RF-DETR .onnx from "
-                        "tools/export_detector.py (no torch), or a .json file of boxes per frame (default: rfdetr)")
+                        "tools/export_detector.py (no torch), or a .json file of boxes per frame (default: rfdetr; "
+                        f"mediapipe with --model {MEDIAPIPE_MODEL_NAME}, whose landmarks it reuses)")
     m.add_argument("--detector-variant", default="nano", choices=list(RFDETR_VARIANTS),
                    help="RF-DETR size for --detector rfdetr (default: nano)")
     m.add_argument("--detector-weights", default=None, metavar="PATH",
@@ -117,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--io-binding", action="store_true",
                     help="bind the network's inputs/outputs once per shape (GPU: outputs stay on the device)")
     sp.add_argument("--cuda-graph", action="store_true",
-                    help="CUDA provider: capture the network once and replay it (fixed batch of --max-persons)")
+                    help="CUDA provider: capture the network once per batch size (1, 2, 4, .. --max-persons) and "
+                         "replay it")
     sp.add_argument("--detector-resolution", type=int, default=None, metavar="R",
                     help="RF-DETR input side, a multiple of 32 (e.g. 256; torch: built at it; an .onnx detector "
                          "must be exported at it with tools/export_detector.py --resolution R)")
@@ -126,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "sources; not with --keypoint-crops, which drives the detector itself)")
 
     t = p.add_argument_group("tracking and smoothing (every person gets a track_id, stable across frames)")
-    t.add_argument("--smooth", default=None, choices=SMOOTH_CHOICES,
+    t.add_argument("--smooth", default=None, choices=SMOOTH_MODES,
                    help="temporal smoothing of each track: none; causal = One-Euro filter, no delay (live); "
                         "offline = centred fit over past and future frames, lower error, but outputs are written "
                         "only after the whole video is processed (default: causal for --camera and for --video "
@@ -150,11 +183,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "body-centred x/y/z_m and camera-frame cam_x/y/z_m (metres, x right, y down, z forward)")
     o.add_argument("--save-npz", default=None, metavar="PATH",
                    help="arrays per track: track_<id>/{frame_index, time_s, box, joints_2d, joints_3d_local, "
-                        "joints_3d_cam, cam_trans, mhr_params, shape_params, score, focal_length} "
+                        "joints_3d_cam, cam_trans, mhr_params, shape_params, score, focal_length, joints_valid} "
                         "(read with instanthmr.outputs.files.read_npz_tracks)")
     o.add_argument("--save-bvh", default=None, metavar="PATH",
                    help="each track's 3D skeleton motion as BVH, one file per track (out.bvh -> out_track<id>.bvh; "
                         "Y up, metres, source fps; tracks seen in fewer than 2 frames are skipped)")
+    o.add_argument("--save-gltf", default=None, metavar="PATH",
+                   help="every track's skeleton motion in one animated glTF 2.0 binary (.glb) for Blender, Unity, "
+                        "three.js: one animation per track, the video camera, and with --mhr-model the skinned MHR "
+                        "body (Y up, metres, the video's clock; docs/animation.md)")
+    o.add_argument("--rig", default="mhr70", choices=("mhr70", "mixamo"),
+                   help="bone names and rest pose of --save-bvh/--save-gltf: mhr70 (ours, the track's own rest "
+                        "pose) or mixamo (mixamorig:Hips ..., T-pose rest, to retarget onto Mixamo-named rigs) "
+                        "(default: mhr70)")
+    o.add_argument("--stream", default=None, metavar="vmc[:HOST:PORT]",
+                   help="send one person's bone rotations and root position live over the VMC protocol (OSC/UDP; "
+                        "VSeeFace-style receivers, Blender/Unity VMC plug-ins) to HOST:PORT (default "
+                        "127.0.0.1:39539); frames the receiver cannot take are dropped, never waited for")
     o.add_argument("--out-video", default=None, metavar="PATH",
                    help="write the frames with skeletons, boxes and track IDs drawn (.mp4/.avi; source fps / "
                         "--frame-skip)")
@@ -177,8 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
 # model resolution
 # --------------------------------------------------------------------------------------------------
 
-def resolve_model(args) -> Path:
-    """The InstantHMR .onnx to run: ``--model``, the default file, or a random-init export."""
+def resolve_model(args) -> Path | str:
+    """The InstantHMR .onnx to run: ``--model PATH`` or ``--model hf:OWNER/REPO[/FILE][@REV]``, a random-init
+    export, or by default ``models/instanthmr.onnx``, else the Hub copy (downloaded once), else the offline
+    MediaPipe path (``"mediapipe"``; the starter when its models cannot run either) with one line that says why
+    the released network was not used. ``--model mediapipe`` / ``--model starter`` pick an offline path."""
+    from instanthmr.runtime import hub
+
     if args.random_init:
         if args.model:
             raise ModelLoadError("give either --model or --random-init, not both")
@@ -190,190 +240,164 @@ def resolve_model(args) -> Path:
             return random_init_onnx(args.random_init_config)
         except ImportError as e:
             raise ModelLoadError(f"--random-init needs torch and the training package ({e})") from None
-    path = Path(args.model) if args.model else default_model()
-    if not args.model and path != DEFAULT_MODEL:
-        print(f"note: {_display(DEFAULT_MODEL)} not found; running the small offline starter model "
-              f"{_display(path)} (much less accurate; see models/README.md)", file=sys.stderr)
+
+    def downloading(f):
+        print(f"downloading {f} into {hub.hub_cache_dir()} (once; the released network is ~77 MB) ...",
+              file=sys.stderr, flush=True)
+
+    if args.model in (MEDIAPIPE_MODEL_NAME, STARTER_MODEL_NAME):
+        return MEDIAPIPE_MODEL_NAME if args.model == MEDIAPIPE_MODEL_NAME else STARTER_MODEL
+    if args.model and hub.is_hub_spec(args.model):
+        got = hub.fetch(hub.parse_hub_spec(args.model), on_download=downloading)
+        if got.note:
+            print(f"note: {got.note}", file=sys.stderr)
+        return got.path
+    if args.model:
+        path = Path(args.model)
+        if not path.is_file():
+            raise ModelLoadError(f"InstantHMR model not found: {path}. check the --model path; for a plumbing run "
+                                 "without weights use --random-init")
+        return path
+    found = hub.released_model(on_download=downloading)
+    if found.path is not None:
+        if found.note:
+            print(f"note: {found.note}", file=sys.stderr)
+        return found.path
+    from instanthmr.runtime.mediapipe_hmr import unavailable_reason
+
+    offline = unavailable_reason()
+    if offline is None:  # the offline default: as accurate as MediaPipe Pose (docs/offline.md)
+        print(f"note: released model not used: {found.note}; {hub.unavailable_hint()}; running the offline "
+              "MediaPipe path: BlazePose (+ hand) landmarks as MHR70 2D and metric 3D, no MHR body-model "
+              f"parameters (docs/offline.md; --model {STARTER_MODEL_NAME} runs the small starter network)",
+              file=sys.stderr)
+        return MEDIAPIPE_MODEL_NAME
+    path = default_model()
     if not path.is_file():
-        hint = ("Download the released instanthmr.onnx (see models/README.md) and put it at "
-                f"{DEFAULT_MODEL}, or pass --model PATH" if not args.model else "check the --model path")
-        raise ModelLoadError(f"InstantHMR model not found: {path}. {hint}; for a plumbing run without weights "
-                             "use --random-init")
+        raise ModelLoadError(f"InstantHMR model not found: {DEFAULT_MODEL} ({found.note}). Download the released "
+                             f"instanthmr.onnx (see models/README.md): {hub.unavailable_hint()}; for a plumbing run "
+                             "without weights use --random-init")
+    print(f"note: released model not used: {found.note}; {hub.unavailable_hint()}; the offline MediaPipe path "
+          f"cannot run either ({offline}); running the offline starter model {_display(path)} (much less "
+          "accurate; see models/README.md)", file=sys.stderr)
     return path
 
 
-# --------------------------------------------------------------------------------------------------
-# sinks: each gets every (frame, result[, meshes]) and is closed at the end, whatever happened. Data sinks
-# (JSON, CSV, NPZ, BVH) need no image; image sinks (overlay video, Rerun) do.
-# --------------------------------------------------------------------------------------------------
+def released_weights(model: Path) -> str | None:
+    """One line when ``model`` is the released network (``models/instanthmr.onnx`` or its Hub copy): which
+    file runs and that its weights are under the SAM License; ``None`` for any other file."""
+    from instanthmr.runtime.hub import released_origin
 
-def _r(a, nd: int):
-    return np.round(np.asarray(a, dtype=np.float64), nd).tolist()
-
-
-def person_record(p) -> dict:
-    """One person as JSON-ready numbers (pixels rounded to 0.01, metres to 0.1 mm). ``track_id``, ``source``
-    (detector | reused_box | keypoints: where the crop came from) and ``confidence`` when tracked."""
-    track = {}
-    if getattr(p, "track_id", None) is not None:
-        track = {"track_id": int(p.track_id), "source": str(p.source), "confidence": round(float(p.confidence), 4)}
-    return {**track, "box": _r(p.box, 2), "score": round(float(p.score), 4), "joints_2d": _r(p.joints_2d, 2),
-            "joints_3d_cam": _r(p.joints_3d_cam, 4), "cam_trans": _r(p.cam_trans, 4),
-            "focal_length": round(float(p.focal_length), 3), "mhr_params": _r(p.mhr_params, 5),
-            "shape_params": _r(p.shape_params, 5)}
+    origin = released_origin(model)
+    if origin is None:
+        return None
+    where = "models/" if origin == "local" else f"Hugging Face Hub, {RELEASED_REPO_ID}"
+    return f"weights: the released InstantHMR network ({where}), under the {RELEASED_WEIGHTS_LICENSE}"
 
 
-def frame_record(frame: Frame, result) -> dict:
-    named = {"file": frame.name} if getattr(frame, "name", "") else {}
-    return {"frame_index": int(frame.index), **named, "time_s": round(float(frame.time_s), 4),
-            "detector_ran": bool(result.detector_ran), "reused_boxes": bool(getattr(result, "reused", False)),
-            "timings": {"detector_ms": round(result.detector_ms, 3), "hmr_ms": round(result.hmr_ms, 3),
-                        "total_ms": round(result.total_ms, 3)},
-            "persons": [person_record(p) for p in result.persons]}
+def detector_stride(args, model=None) -> int:
+    """``--detector-stride``, or its default: 1, KEYPOINT_DETECT_EVERY with --keypoint-crops, or for the
+    MediaPipe path (``model`` "mediapipe") how often its detector looks for newcomers."""
+    if args.detector_stride is not None:
+        return args.detector_stride
+    if model == MEDIAPIPE_MODEL_NAME:
+        from instanthmr.runtime.mediapipe_hmr import DETECT_EVERY
+
+        return DETECT_EVERY
+    return KEYPOINT_DETECT_EVERY if args.keypoint_crops else 1
 
 
-class JsonSink:
-    """Streams ``{"meta": ..., "frames": [...], "summary": ...}``; each frame is flushed as it comes, so an
-    interrupted run keeps the frames done (the closing brackets are written by :meth:`close`)."""
+def load_pipeline(args) -> tuple:
+    """The models ``args`` ask for, as ``(network .onnx path, PosePipeline)``. :func:`run` loads them itself
+    when not given them; tools/batch.py loads them once per worker and hands them to :func:`run` per input."""
+    from instanthmr.runtime.pipeline import PosePipeline
 
-    def __init__(self, path: str | Path, meta: dict):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.f = open(self.path, "w")
-        except OSError as e:
-            raise SourceError(f"cannot write {self.path}: {e.strerror or e}") from None
-        self.f.write('{"meta": ' + json.dumps(meta) + ',\n"frames": [\n')
-        self.count = 0
+    model = resolve_model(args)
+    if model == MEDIAPIPE_MODEL_NAME:
+        from instanthmr.runtime.mediapipe_hmr import MediaPipePipeline
 
-    def write(self, frame: Frame, result, meshes=None) -> None:
-        self.f.write((",\n" if self.count else "") + json.dumps(frame_record(frame, result)))
-        self.f.flush()
-        self.count += 1
-
-    def close(self, summary: dict | None = None) -> None:
-        if self.f is None:
-            return
-        self.f.write('\n],\n"summary": ' + json.dumps(summary or {}) + "}\n")
-        self.f.close()
-        self.f = None
-
-
-class TrackFileSink:
-    """CSV, NPZ or BVH (``kind``) from :mod:`instanthmr.outputs.files`. These formats group by track or need
-    every frame, so frames are kept (results only, no images) and the file is written by :meth:`close`,
-    which also runs on Ctrl-C or an error: the frames processed so far are written."""
-
-    def __init__(self, kind: str, path: str | Path, fps: float):
-        self.kind, self.path, self.fps = kind, Path(path), float(fps)
-        self.frames: list = []
-        self.written: list[Path] = []
-        target = self.path.parent if kind == "bvh" else self.path
-        try:  # fail before any processing when the place cannot be written
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if kind != "bvh":
-                open(target, "a").close()
-            elif not os.access(target, os.W_OK):
-                raise PermissionError(13, "not writable")
-        except OSError as e:
-            raise SourceError(f"cannot write {target}: {e.strerror or e}") from None
-
-    def write(self, frame: Frame, result, meshes=None) -> None:
-        self.frames.append(result)
-
-    def close(self, summary: dict | None = None) -> None:
-        from instanthmr.outputs.bvh import write_bvh
-        from instanthmr.outputs.files import write_csv, write_npz
-
-        if self.kind == "csv":
-            write_csv(self.path, self.frames, self.fps)
-            self.written = [self.path]
-        elif self.kind == "npz":
-            write_npz(self.path, self.frames, self.fps)
-            self.written = [self.path]
-        else:
-            self.written = write_bvh(self.path, self.frames, self.fps)
+        pipeline = MediaPipePipeline(detector=args.detector or "mediapipe", hands=not args.no_hands,
+                                     detect_every=detector_stride(args, model), max_persons=args.max_persons,
+                                     det_confidence=args.det_confidence, device=args.device,
+                                     detector_variant=args.detector_variant, detector_weights=args.detector_weights,
+                                     detector_resolution=args.detector_resolution)
+        check_box_file(pipeline.detector)
+        return model, pipeline
+    pipeline = PosePipeline(model, device=args.device, detector=args.detector or "rfdetr",
+                            detector_variant=args.detector_variant, det_confidence=args.det_confidence,
+                            max_persons=args.max_persons, detector_stride=detector_stride(args),
+                            batch_persons=not args.no_batch_persons, detector_weights=args.detector_weights,
+                            detector_resolution=args.detector_resolution,
+                            runtime=RuntimeOptions.from_flags(args.threads, args.int8, args.fp16, args.io_binding,
+                                                              args.cuda_graph,
+                                                              args.async_detector and not args.keypoint_crops),
+                            mhr=mhr_for_network(args))
+    check_box_file(pipeline.detector)
+    return model, pipeline
 
 
-class VideoSink:
-    """The overlay video (skeletons, boxes, track IDs, timings; meshes with --mhr-overlay) at the source
-    fps / frame skip."""
+def mhr_for_network(args) -> Path | None:
+    """The MHR model file for networks that take their 3D keypoints from it (``mhr_only`` graphs): the
+    ``--mhr-model`` / ``--mhr-lod`` file when one is given (loaded only if the network needs it)."""
+    if args.mhr_model is None:
+        return None
+    from instanthmr.body.mesh import resolve_mhr_model
 
-    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], mesh_overlay: bool = False):
-        self.writer = VideoWriter(path, fps, size)
-        self.mesh_overlay = mesh_overlay
-
-    def write(self, frame: Frame, result, meshes=None) -> None:
-        from instanthmr.outputs.visualizer import draw_frame
-
-        self.writer.write(draw_frame(frame.image, result, meshes=meshes if self.mesh_overlay else None))
-
-    def close(self, summary: dict | None = None) -> None:
-        self.writer.close()
-
-
-class RerunSink:
-    def __init__(self, spawn: bool, save_path: str | None, mesh_overlay: bool = False):
-        self.mesh_overlay = mesh_overlay
-        from instanthmr.outputs.visualizer import RerunVisualizer
-
-        try:
-            self.viz = RerunVisualizer("instanthmr", spawn=spawn, save_path=save_path)
-        except Exception as e:  # no viewer binary / no display: say what to do instead
-            raise SourceError(f"cannot start Rerun ({str(e).strip().splitlines()[0] if str(e).strip() else e!r}); "
-                              "run headless with --no-spawn (and --save-rrd PATH to keep the recording)") from None
-
-    def write(self, frame: Frame, result, meshes=None) -> None:
-        self.viz.log_frame(frame.image, result, frame_index=frame.index, time_s=frame.time_s, meshes=meshes,
-                           mesh_overlay=self.mesh_overlay)
-
-    def close(self, summary: dict | None = None) -> None:
-        self.viz.close()
-
-
-class Progress:
-    """Frames done / total and FPS on stderr: a rewritten line on a terminal, a line every ~5 s otherwise."""
-
-    def __init__(self, total: int | None, label: str, quiet: bool = False):
-        self.total, self.label, self.quiet = total, label, quiet
-        self.tty = sys.stderr.isatty()
-        self.t0 = self.last = time.monotonic()
-        self.done = 0
-
-    def update(self, result) -> None:
-        self.done += 1
-        now = time.monotonic()
-        if self.quiet or (now - self.last < (0.5 if self.tty else 5.0) and self.done != self.total):
-            return
-        self.last = now
-        fps = self.done / max(now - self.t0, 1e-9)
-        of = f"/{self.total} ({100.0 * self.done / self.total:.0f}%)" if self.total else ""
-        line = (f"[{self.label}] {self.done}{of} frames | {fps:.1f} FPS | det {result.detector_ms:.0f} ms | "
-                f"HMR {result.hmr_ms:.0f} ms | {len(result.persons)} person(s)")
-        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
-
-    def finish(self) -> None:
-        if self.tty and not self.quiet and self.done:
-            print(file=sys.stderr)
-
-
-def print_summary(s: dict, wall_s: float, file=None) -> None:
-    file = file or sys.stdout
-    if not s["frames"]:
-        print("no frame processed", file=file)
-        return
-    d, h, t = s["detector_call_ms"], s["hmr_ms"], s["total_ms"]
-    print(f"{s['frames']} frame(s) in {wall_s:.1f} s ({s['frames'] / max(wall_s, 1e-9):.1f} FPS wall), "
-          f"{s['detector_calls']} detector run(s), {s['persons_per_frame']:.2f} person(s)/frame, "
-          f"{s['frames'] - s['frames_with_persons']} frame(s) without anybody", file=file)
-    print(f"  detector per run : mean {d['mean']:7.1f} ms  median {d['median']:7.1f}  p95 {d['p95']:7.1f}", file=file)
-    print(f"  HMR per frame    : mean {h['mean']:7.1f} ms  median {h['median']:7.1f}  p95 {h['p95']:7.1f}", file=file)
-    print(f"  total per frame  : mean {t['mean']:7.1f} ms  median {t['median']:7.1f}  p95 {t['p95']:7.1f}  "
-          f"({s['fps']:.1f} FPS, visualisation excluded)", file=file)
+    return resolve_mhr_model(args.mhr_model, args.mhr_lod)
 
 
 # --------------------------------------------------------------------------------------------------
-# main loop
+# checks before any work
+# --------------------------------------------------------------------------------------------------
+
+def output_paths(args) -> dict[str, str | None]:
+    """``{option: path}`` of every output file asked for."""
+    return {flag: getattr(args, flag[2:].replace("-", "_")) for flag in OUTPUT_FLAGS.values()}
+
+
+def check_args(args) -> None:
+    """Every argument and output path, before the models load: ``ValueError`` with one line (exit 2)."""
+    for flag in ("--frame-skip", "--max-persons", "--detector-stride", "--max-frames", "--detector-resolution"):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be 1 or more, got {value}")
+    if not 0.0 <= args.det_confidence <= 1.0:  # NaN fails both comparisons
+        raise ValueError(f"--det-confidence is a detection score in [0, 1], got {args.det_confidence}")
+    if args.threads < 0:
+        raise ValueError(f"--threads must be 0 (ONNX Runtime's choice) or more, got {args.threads}")
+    if args.camera is not None and args.camera < 0:
+        raise ValueError(f"--camera is a camera index, 0 or more (0 = the default camera), got {args.camera}")
+    if args.mhr_lod is not None and not 0 <= args.mhr_lod <= 6:
+        raise ValueError(f"--mhr-lod is a level of detail from 0 (finest) to 6 (coarsest), got {args.mhr_lod}")
+    if args.model and args.model.startswith("hf:"):
+        from instanthmr.runtime.hub import parse_hub_spec
+
+        parse_hub_spec(args.model)  # a malformed hf: spec is a bad argument
+    if args.out_video:
+        check_video_extension(args.out_video)
+    if args.stream:
+        from instanthmr.outputs.vmc import parse_target
+
+        parse_target(args.stream)  # a malformed target is a bad argument
+    check_output_paths(output_paths(args), inputs=(args.image, args.video))
+
+
+def check_box_file(detector) -> None:
+    """A box-file detector's boxes are real boxes: finite, x1 < x2 and y1 < y2 (one line naming the file
+    and the frame otherwise; the pipeline would silently drop them)."""
+    import numpy as np
+
+    for index, dets in sorted(getattr(detector, "frames", {}).items()) if detector.name == "boxes" else ():
+        b = np.asarray(dets.boxes, np.float64).reshape(-1, 4)
+        bad = ~np.isfinite(b).all(axis=1) | (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
+        if bad.any():
+            raise ModelLoadError(f"box file {detector.path}: frame {index}: box {b[bad][0].tolist()} is "
+                                 f"{'not finite' if not np.isfinite(b[bad][0]).all() else 'inverted'} (boxes are "
+                                 "[x1, y1, x2, y2] pixels with x1 < x2, y1 < y2); fix the file")
+
+
+# --------------------------------------------------------------------------------------------------
+# the run
 # --------------------------------------------------------------------------------------------------
 
 def resolve_smooth(args) -> str:
@@ -396,99 +420,71 @@ def open_meshes(args):
     return MeshRenderer.open(args.mhr_model, args.mhr_lod)
 
 
-class Emitter:
-    """Hands each (frame, tracked result) to the sinks; meshes are decoded once per frame for all image
-    sinks."""
-
-    def __init__(self, data_sinks: list, image_sinks: list, mesh=None):
-        self.data_sinks, self.image_sinks, self.mesh = data_sinks, image_sinks, mesh
-
-    @property
-    def sinks(self) -> list:
-        return self.data_sinks + self.image_sinks
-
-    def data(self, frame, result) -> None:
-        for sink in self.data_sinks:
-            sink.write(frame, result)
-
-    def images(self, frame: Frame, result) -> None:
-        if not self.image_sinks:
-            return
-        meshes = None
-        if self.mesh is not None:
-            from instanthmr.outputs.visualizer import mesh_frame
-
-            meshes = mesh_frame(self.mesh, result.persons)
-        for sink in self.image_sinks:
-            sink.write(frame, result, meshes)
-
-    def __call__(self, frame: Frame, result) -> None:
-        self.data(frame, result)
-        self.images(frame, result)
-
-
-def emit_offline(args, results: list, fps: float, emit: Emitter, quiet: bool) -> bool:
-    """``--smooth offline``: smooth every track over the frames done, write the data outputs from them, then
-    decode the source again for the image outputs (frames are not kept in memory). Returns True when
-    Ctrl-C stopped the image pass (the data outputs are complete by then)."""
-    from instanthmr.video.tracking import smooth_frames_offline
-
-    smoothed = smooth_frames_offline(results, fps=fps)
-    for r in smoothed:
-        emit.data(SimpleFrame(r.frame_index, r.time_s), r)
-    if not emit.image_sinks:
-        return False
-    by_index = {r.frame_index: r for r in smoothed}
-    last = max(by_index)
-    again = open_source(args.image, args.video, args.camera, frame_skip=args.frame_skip, max_frames=len(smoothed))
-    progress = Progress(len(smoothed), "offline outputs", quiet=quiet)
+def open_outputs(args, meta: dict, source, smooth: str, stop: StopSignals) -> Outputs:
+    """The sinks the arguments ask for (older files at their paths stay until new ones replace them)."""
+    data, images = [], []
     try:
-        for frame in again:
-            r = by_index.get(frame.index)
-            if r is not None:
-                emit.images(frame, r)
-                progress.update(r)
-            if frame.index >= last:
-                break
-    except KeyboardInterrupt:
-        return True
+        if args.save_json:
+            data.append(JsonSink(args.save_json, meta))
+        if args.save_csv:
+            data.append(CsvSink(args.save_csv))
+        if args.save_npz:
+            data.append(TrackFileSink("npz", args.save_npz, source.fps))
+        if args.save_bvh:
+            data.append(TrackFileSink("bvh", args.save_bvh, source.fps, rig=args.rig))
+        if args.save_gltf:
+            data.append(TrackFileSink("gltf", args.save_gltf, source.fps, rig=args.rig, image_size=source.size))
+        if args.out_video:
+            images.append(VideoSink(args.out_video, source.output_fps, source.size, args.mhr_overlay))
+        if args.save_rrd or not args.no_spawn:
+            images.append(RerunSink(spawn=not args.no_spawn, save_path=args.save_rrd, mesh_overlay=args.mhr_overlay))
+    except BaseException:
+        for sink in data + images:
+            sink.discard()
+        raise
+    mesh = open_meshes(args) if images or args.save_gltf else None
+    for sink in data:
+        if sink.kind == "gltf" and mesh is not None:
+            sink.options["mhr_model"] = mesh.model  # the skinned MHR body in the .glb
+    if not images and not args.save_gltf and (args.mhr_model or args.mhr_lod is not None or args.mhr_overlay):
+        print("[mhr] meshes need the viewer, --save-rrd, --out-video or --save-gltf; none of them is on",
+              file=sys.stderr)
+    # source.fps, not the output fps: frame indices count source frames (--frame-skip leaves gaps).
+    return Outputs(data, images, mesh, offline_fps=source.fps if smooth == "offline" else None, stop=stop,
+                   extra=lambda: source_summary(source))
+
+
+def open_stream(args, source):
+    """``--stream vmc[:HOST:PORT]``: the live VMC sender (its own thread; never blocks the run), or None. A video
+    file is streamed on its own clock (real time, however fast it is processed)."""
+    if not args.stream:
+        return None
+    from instanthmr.outputs.vmc import VMCStreamer, parse_target
+
+    host, port = parse_target(args.stream)
+    print(f"streaming: VMC to {host}:{port}")
+    return VMCStreamer(host, port, realtime=source.kind == "video")
+
+
+def draw_offline(args, outputs: Outputs, quiet: bool) -> None:
+    """``--smooth offline``: decode the source again and draw the image outputs from the smoothed results
+    (frames are not kept in memory)."""
+    n = outputs.frames
+    again = open_source(args.image, args.video, args.camera, frame_skip=args.frame_skip, max_frames=n)
+    progress = Progress(n, "offline outputs", quiet=quiet)
+    try:
+        outputs.replay(again, progress)
     finally:
         progress.finish()
         again.close()
-    return False
 
 
-class FrameStats(NamedTuple):
-    """What the end-of-run summary reads from a frame, without its arrays: a camera may run for hours, and
-    keeping every frame's joints would grow memory without bound. ``persons`` holds the track IDs."""
-
-    detector_ms: float
-    hmr_ms: float
-    total_ms: float
-    detector_ran: bool
-    persons: tuple
-
-    @classmethod
-    def of(cls, result) -> "FrameStats":
-        return cls(result.detector_ms, result.hmr_ms, result.total_ms, bool(result.detector_ran),
-                   tuple(p.track_id for p in result.persons))
-
-
-class SimpleFrame:
-    """Frame number and time without an image (what the data sinks read)."""
-
-    def __init__(self, index: int, time_s: float):
-        self.index, self.time_s = int(index), float(time_s)
-
-
-def run(args) -> int:
-    from instanthmr.runtime.pipeline import PosePipeline, summarize
+def run(args, stop: StopSignals, loaded: tuple | None = None, figures: dict | None = None) -> int:
+    """One source through the pipeline into the outputs; the exit status. ``loaded``: models already loaded
+    by :func:`load_pipeline` (reset here: nothing carries over from an earlier source); ``figures`` is
+    filled with ``frames`` and ``people`` (distinct track IDs)."""
     from instanthmr.video.tracking import TrackingPipeline
 
-    stride = args.detector_stride if args.detector_stride is not None else (
-        KEYPOINT_DETECT_EVERY if args.keypoint_crops else 1)
-    if stride < 1 or args.frame_skip < 1 or args.max_persons < 1:
-        raise ValueError("--detector-stride, --frame-skip and --max-persons must be >= 1")
     smooth = resolve_smooth(args)
     source = open_source(args.image, args.video, args.camera, frame_skip=args.frame_skip,
                          max_frames=args.max_frames)
@@ -496,33 +492,37 @@ def run(args) -> int:
     if photos and smooth != "none":
         print(f"smoothing: none for a folder of photos (--smooth {smooth} ignored)", file=sys.stderr)
         smooth = "none"
-    emit = Emitter([], [])
-    results: list = []  # every tracked frame, in order, for --smooth offline; else their FrameStats
+    outputs: Outputs | None = None
+    stream = None
     interrupted = False
-    offline_pending = False
     t_start = time.monotonic()
     try:
-        model = resolve_model(args)
-        pipeline = PosePipeline(model, device=args.device, detector=args.detector,
-                                detector_variant=args.detector_variant, det_confidence=args.det_confidence,
-                                max_persons=args.max_persons, detector_stride=stride,
-                                batch_persons=not args.no_batch_persons, detector_weights=args.detector_weights,
-                                threads=args.threads, spinning=False if args.threads else None,
-                                precision=precision_from_flags(args.int8, args.fp16), io_binding=args.io_binding, cuda_graph=args.cuda_graph,
-                                detector_resolution=args.detector_resolution,
-                                async_detector=args.async_detector and not args.keypoint_crops)
+        if loaded is None:
+            loaded = load_pipeline(args)
+        else:
+            loaded[1].reset()
+        model, pipeline = loaded
+        mediapipe = model == MEDIAPIPE_MODEL_NAME  # the MediaPipe path follows people with its own landmarks
+        stride = detector_stride(args, model)
         # source.fps, not the output fps: frame indices count source frames (--frame-skip leaves gaps).
-        tracking = TrackingPipeline.from_pipeline(pipeline, keypoint_crops=args.keypoint_crops, detect_every=stride,
+        tracking = TrackingPipeline.from_pipeline(pipeline, keypoint_crops=args.keypoint_crops and not mediapipe,
                                                   smooth="causal" if smooth == "causal" else "none", fps=source.fps)
         det_desc = getattr(pipeline.detector, "variant", "")
-        crops = (f"keypoint crops, detector at least every {stride} frame(s)" if args.keypoint_crops
+        crops = (f"each person's next region from their landmarks (MediaPipe's rule), detector every {stride} "
+                 "frame(s) for newcomers" if mediapipe else
+                 f"keypoint crops, detector at least every {stride} frame(s)" if args.keypoint_crops
                  else f"detector every {stride} frame(s), boxes reused between")
         print(f"source: {source.kind} {source.name} ({source.size[0]}x{source.size[1]}, "
               f"{source.expected_frames if source.expected_frames is not None else '?'} frame(s) to process)")
         levers = [n for n, on in (("io binding", pipeline.hmr.io_binding), ("CUDA graph", pipeline.hmr.cuda_graph)) if on]
-        print(f"model: {pipeline.hmr.path} ({pipeline.hmr.model_info['precision']}"
-              f"{', ' + ', '.join(levers) if levers else ''}) on {pipeline.hmr.provider}; detector: {pipeline.detector.name} {det_desc} "
+        what = (pipeline.hmr.describe() if mediapipe else
+                f"{pipeline.hmr.path} ({pipeline.hmr.model_info['precision']}"
+                f"{', ' + ', '.join(levers) if levers else ''}) on {pipeline.hmr.provider}")
+        print(f"model: {what}; detector: {pipeline.detector.name} {det_desc} "
               f"(stride {stride}, confidence {args.det_confidence})")
+        released = released_weights(model)
+        if released:
+            print(released)
         print(f"tracking: {crops}; smoothing: {smooth}"
               + (" (outputs are written after the whole video)" if smooth == "offline" else ""))
         meta = {"source": str(args.image or args.video or f"camera:{args.camera}"), "source_kind": source.kind,
@@ -531,80 +531,64 @@ def run(args) -> int:
                 "model": str(model), "random_init": bool(args.random_init), "provider": pipeline.hmr.provider,
                 "detector": pipeline.detector.name, "detector_variant": det_desc,
                 "detector_stride": stride, "det_confidence": args.det_confidence,
-                "keypoint_crops": bool(args.keypoint_crops), "smooth": smooth,
-                "units": {"box": "px xyxy", "joints_2d": "px", "joints_3d_cam": "m, camera frame x right y down "
-                          "z forward", "cam_trans": "m", "focal_length": "px", "timings": "ms",
-                          "track_id": "int, the same person keeps it across frames (never reused in a run)"},
-                "joint_order": "MHR70 (instanthmr.core.skeleton.MHR70_NAMES)"}
-        if args.save_json:
-            emit.data_sinks.append(JsonSink(args.save_json, meta))
-        for kind in ("csv", "npz", "bvh"):
-            path = getattr(args, f"save_{kind}")
-            if path:
-                emit.data_sinks.append(TrackFileSink(kind, path, source.fps))
-        if args.out_video:
-            emit.image_sinks.append(VideoSink(args.out_video, source.output_fps, source.size, args.mhr_overlay))
-        if args.save_rrd or not args.no_spawn:
-            emit.image_sinks.append(RerunSink(spawn=not args.no_spawn, save_path=args.save_rrd,
-                                              mesh_overlay=args.mhr_overlay))
-        if emit.image_sinks:
-            emit.mesh = open_meshes(args)
-        elif args.mhr_model or args.mhr_lod is not None or args.mhr_overlay:
-            print("[mhr] meshes need the viewer, --save-rrd or --out-video; none of them is on", file=sys.stderr)
+                "keypoint_crops": bool(args.keypoint_crops), "smooth": smooth, "units": UNITS,
+                "joint_order": JOINT_ORDER}
+        outputs = open_outputs(args, meta, source, smooth, stop)
+        stream = open_stream(args, source)
         quiet = args.quiet or source.kind == "image"
         progress = Progress(source.expected_frames, source.kind, quiet=quiet)
-        offline_pending = smooth == "offline"
         try:
             for frame in source:
                 if photos:
                     tracking.reset()
                 result = tracking(frame.image, frame.index, frame.time_s)
-                results.append(result if offline_pending else FrameStats.of(result))
-                if not offline_pending:
-                    emit(frame, result)
+                outputs.add(frame, result)
+                if stream is not None:
+                    stream.write(frame, result)
                 progress.update(result)
         except KeyboardInterrupt:
             interrupted = True
         progress.finish()
-        if offline_pending and results:
-            offline_pending = False
-            interrupted = emit_offline(args, results, source.fps, emit, quiet) or interrupted
+        if outputs.offline and outputs.frames:
+            try:
+                stop.arm()  # after a stop signal, a second one ends the drawing pass (the data files come first)
+                outputs.finish()
+                if outputs.image_sinks:
+                    draw_offline(args, outputs, quiet)
+            except KeyboardInterrupt:
+                interrupted = True
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
+        stop.disarm()  # from here on nothing interrupts the outputs being finished
         try:
-            if offline_pending and results:  # an error stopped the run: still write the frames done, smoothed
-                emit_offline(args, results, source.fps, emit, True)
+            summary, written = outputs.close() if outputs is not None else ({}, {})
         finally:
-            summary = summarize(results)
-            if photos:
-                summary["skipped_files"] = list(source.skipped)
-            for sink in emit.sinks:
-                sink.close(summary)
             source.close()
+            if stream is not None:
+                stream.close()
     if args.random_init:
         print(RANDOM_BANNER, file=sys.stderr)
-    print_summary(summary, time.monotonic() - t_start)
-    tracks = sorted({t if isinstance(r, FrameStats) else t.track_id for r in results for t in r.persons})
-    if tracks:
-        print(f"{len(tracks)} track(s): IDs {', '.join(str(t) for t in tracks[:20])}{' ...' if len(tracks) > 20 else ''}")
-    for kind, path in (("json", args.save_json), ("csv", args.save_csv), ("npz", args.save_npz),
-                       ("video", args.out_video), ("rrd", args.save_rrd)):
-        if path:
-            print(f"wrote {kind}: {path}")
-    for sink in emit.data_sinks:
-        if isinstance(sink, TrackFileSink) and sink.kind == "bvh":
-            if sink.written:
-                print(f"wrote bvh: {', '.join(str(p) for p in sink.written)}")
-            else:
-                print(f"bvh: nothing written to {sink.path} (no track seen in 2 or more frames)")
-    if photos and source.skipped:
-        print(f"skipped {len(source.skipped)} unreadable file(s) of {source.total} in {source.path}: "
-              f"{', '.join(source.skipped[:10])}{' ...' if len(source.skipped) > 10 else ''}", file=sys.stderr)
+    frames = outputs.frames if outputs is not None else 0
+    if figures is not None:
+        figures.update(frames=frames, people=len(outputs.track_ids()) if outputs is not None else 0)
+    if frames:
+        requested = {kind: output_paths(args)[flag] for kind, flag in OUTPUT_FLAGS.items()}
+        print_run(summary, time.monotonic() - t_start, outputs.track_ids(), requested, written, source)
+    if stream is not None:
+        print(stream.summary_line())
+    if len(stop.received) > 1:
+        print(f"{len(stop.received) - 1} more stop signal(s) ignored while the outputs were finished", file=sys.stderr)
     if interrupted:
-        print(f"interrupted after {len(results)} frame(s); outputs keep them", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if results and summary["frames_with_persons"] == 0:
-        print(f"no person found in {source.kind} {source.name} (detector {pipeline.detector.name}, "
-              f"confidence > {args.det_confidence}); try a lower --det-confidence", file=sys.stderr)
+        why = f"stopped by {stop.stopped_by}" if stop.received else "interrupted"
+        print(f"{why} after {frames} frame(s); " + ("outputs keep them" if frames else
+              "no output written (files already at the output paths are unchanged)"), file=sys.stderr)
+        return stop.exit_code
+    if frames and summary["frames_with_persons"] == 0:
+        det = pipeline.detector
+        hint = (f"the box file {det.path} has no box for these frames" if det.name == "boxes" else
+                f"detector {det.name}, confidence > {args.det_confidence}; try a lower --det-confidence")
+        print(f"no person found in {source.kind} {source.name} ({hint})", file=sys.stderr)
         return EXIT_NO_PERSONS
     return EXIT_OK
 
@@ -614,14 +598,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smooth == "offline" and args.camera is not None:
         parser.error("--smooth offline needs the whole video before any output; use causal or none with --camera")
+    if args.image == SAMPLE_IMAGE_NAME and not Path(SAMPLE_IMAGE_NAME).exists():
+        args.image = str(sample_image())
+        print(f"image: the bundled sample photo {args.image}")
     try:
-        if args.image == SAMPLE_IMAGE_NAME and not Path(SAMPLE_IMAGE_NAME).exists():
-            args.image = str(sample_image())
-            print(f"image: the bundled sample photo {args.image}")
-        return run(args)
-    except (SourceError, ModelLoadError, ResultsWriteError, ValueError, FileNotFoundError) as e:
+        check_args(args)
+    except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_USAGE
+    # Damaged video frames are counted and reported once at the end, not by libav for every broken packet.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    with StopSignals(ignore_after_stop=True) as stop:
+        try:
+            return run(args, stop)
+        except (SourceError, ModelLoadError, ResultsWriteError, ValueError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_ERROR
+        except KeyboardInterrupt:
+            print(f"stopped by {stop.stopped_by}" if stop.received else "interrupted", file=sys.stderr)
+            return stop.exit_code

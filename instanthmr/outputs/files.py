@@ -1,20 +1,25 @@
 """Writing tracked results for other tools: JSON, CSV and NPZ (BVH: :mod:`instanthmr.outputs.bvh`).
 
 Input everywhere is a sequence of *frames*; a frame has ``frame_index``, optionally ``time_s``, and
-``persons``; a person has ``track_id`` and the :class:`~instanthmr.runtime.hmr.HMRPrediction` fields, either
-directly or on a wrapped ``prediction`` (as :class:`~instanthmr.video.tracking.TrackedPerson` does). Missing
-optional fields are skipped, never invented.
+``persons``, each person an :class:`~instanthmr.runtime.hmr.HMRPrediction` (or anything with its
+attributes: ``track_id``, ``joints_valid``, ...). Missing optional fields are skipped, never invented, and a
+joint the model does not have (``joints_valid`` False) is written as absent: ``null`` in JSON, empty CSV
+cells, NaN plus a ``joints_valid`` mask in NPZ. Every file is written to a temporary name and renamed into
+place (:func:`~instanthmr.outputs.atomic.atomic_write`).
 
 Coordinate frames written (also stated in each file's metadata):
 
 * ``joints_2d``: full-image pixels, x right, y down.
 * ``joints_3d`` (= ``joints_3d_local``): metres, body-centred, camera axes (x right, y down, z forward).
 * ``joints_3d_cam``: metres, camera frame (x right, y down, z forward).
+
+The JSON schema is :mod:`instanthmr.outputs.records` (the same as ``demo.py --save-json``).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +28,14 @@ from typing import Iterable
 import numpy as np
 
 from instanthmr.core.skeleton import MHR70_NAMES
+from instanthmr.outputs.atomic import ResultsWriteError, atomic_write
+from instanthmr.outputs.records import JOINT_ORDER, UNITS, document_head, document_tail, frame_record
 
-#: Per-person array fields written to JSON/NPZ when present (name -> trailing shape, for the NPZ schema).
+__all__ = ["PERSON_FIELDS", "SCALAR_FIELDS", "JOINT_FIELDS", "CSV_COLUMNS", "ResultsWriteError", "TrackSeries",
+           "tracks_from_frames", "write_json", "csv_header", "csv_rows", "write_csv", "write_npz",
+           "read_npz_tracks"]
+
+#: Per-person array fields written to NPZ when present (name -> trailing shape).
 PERSON_FIELDS: dict[str, tuple[int, ...]] = {
     "box": (4,),
     "joints_2d": (70, 2),
@@ -35,21 +46,11 @@ PERSON_FIELDS: dict[str, tuple[int, ...]] = {
     "shape_params": (45,),
 }
 SCALAR_FIELDS = ("score", "focal_length")
+#: Fields with one row per joint: rows of joints a person does not have are NaN.
+JOINT_FIELDS = ("joints_2d", "joints_3d_local", "joints_3d_cam")
 
 CSV_COLUMNS = ("frame_index", "time_s", "track_id", "joint_index", "joint_name", "x_px", "y_px",
                "x_m", "y_m", "z_m", "cam_x_m", "cam_y_m", "cam_z_m")
-
-
-class ResultsWriteError(RuntimeError):
-    """Results could not be written (path not writable, nothing to write)."""
-
-
-def _get(person, name: str):
-    """A field of a person, looked up on the person, then on its wrapped ``prediction``."""
-    if hasattr(person, name):
-        return getattr(person, name)
-    inner = getattr(person, "prediction", None)
-    return getattr(inner, name, None) if inner is not None else None
 
 
 def _frame_time(frame, fps: float | None) -> float:
@@ -59,13 +60,10 @@ def _frame_time(frame, fps: float | None) -> float:
     return float(frame.frame_index) / fps if fps else float("nan")
 
 
-def _open_for_write(path) -> Path:
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ResultsWriteError(f"{path}: cannot create folder ({e.strerror or e})") from None
-    return path
+def valid_mask(person, n: int = 70) -> np.ndarray:
+    """(n,) bool: the joints ``person`` has (all unless its ``joints_valid`` says otherwise)."""
+    valid = getattr(person, "joints_valid", None)
+    return np.ones(n, bool) if valid is None else np.asarray(valid, bool).reshape(n)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -77,7 +75,8 @@ class TrackSeries:
     """One track's results stacked over the frames it was seen in (time order).
 
     ``frame_index (T,)`` int, ``time_s (T,)`` seconds, ``fields`` name -> ``(T, ...)`` arrays (see
-    :data:`PERSON_FIELDS` for units) plus ``score``/``focal_length`` ``(T,)``.
+    :data:`PERSON_FIELDS` for units) plus ``score``/``focal_length`` ``(T,)`` and ``joints_valid (T, 70)``
+    bool (the joints each frame really has; the rows of the others are NaN in the joint fields).
     """
 
     track_id: int
@@ -92,18 +91,23 @@ def tracks_from_frames(frames: Iterable, fps: float | None = None) -> dict[int, 
     for frame in frames:
         t = _frame_time(frame, fps)
         for p in frame.persons:
-            tid = _get(p, "track_id")
+            tid = getattr(p, "track_id", None)
             if tid is None or int(tid) < 0:
                 continue
             rows.setdefault(int(tid), []).append((int(frame.frame_index), t, p))
     out = {}
     for tid, items in sorted(rows.items()):
         items.sort(key=lambda r: r[0])
+        valid = np.stack([valid_mask(p) for _, _, p in items])
         fields = {}
         for name in list(PERSON_FIELDS) + list(SCALAR_FIELDS):
-            vals = [_get(p, name) for _, _, p in items]
+            vals = [getattr(p, name, None) for _, _, p in items]
             if all(v is not None for v in vals):
-                fields[name] = np.stack([np.asarray(v, dtype=np.float32) for v in vals])
+                arr = np.stack([np.asarray(v, dtype=np.float32) for v in vals])
+                if name in JOINT_FIELDS and not valid.all():
+                    arr[~valid] = np.nan  # never a number that looks real for a joint the model lacks
+                fields[name] = arr
+        fields["joints_valid"] = valid
         out[tid] = TrackSeries(tid, np.array([r[0] for r in items], np.int64),
                                np.array([r[1] for r in items], np.float64), fields)
     return out
@@ -113,82 +117,62 @@ def tracks_from_frames(frames: Iterable, fps: float | None = None) -> dict[int, 
 # JSON
 # --------------------------------------------------------------------------------------------------
 
-def _round(a, nd: int = 5):
-    return np.round(np.asarray(a, dtype=np.float64), nd).tolist()
-
-
-def person_record(person) -> dict:
-    """A JSON-ready dict of one person (``track_id`` first; arrays as nested lists)."""
-    rec: dict = {}
-    tid = _get(person, "track_id")
-    if tid is not None:
-        rec["track_id"] = int(tid)
-    for name in SCALAR_FIELDS:
-        v = _get(person, name)
-        if v is not None:
-            rec[name] = round(float(v), 5)
-    for name in PERSON_FIELDS:
-        v = _get(person, name)
-        if v is not None:
-            rec[name] = _round(v)
-    return rec
-
-
-def write_json(path, frames: Iterable, fps: float | None = None, meta: dict | None = None) -> Path:
-    """All frames as one JSON document ``{"meta": ..., "frames": [{frame_index, time_s, persons}]}``."""
-    path = _open_for_write(path)
-    doc = {
-        "meta": {
-            "joint_names": list(MHR70_NAMES),
-            "units": {"joints_2d": "px (x right, y down)", "joints_3d_local": "m, body-centred, camera axes",
-                      "joints_3d_cam": "m, camera frame (x right, y down, z forward)", "cam_trans": "m"},
-            "fps": fps,
-            **(meta or {}),
-        },
-        "frames": [
-            {"frame_index": int(f.frame_index), "time_s": _frame_time(f, fps),
-             "persons": [person_record(p) for p in f.persons]}
-            for f in frames
-        ],
-    }
-    try:
-        path.write_text(json.dumps(doc, allow_nan=False, default=float).replace("NaN", "null"))
-    except (OSError, ValueError) as e:
-        raise ResultsWriteError(f"{path}: cannot write JSON ({e})") from None
-    return path
+def write_json(path, frames: Iterable, fps: float | None = None, meta: dict | None = None,
+               summary: dict | None = None) -> Path:
+    """All frames as one JSON document in the :mod:`~instanthmr.outputs.records` schema:
+    ``{"meta": {fps, units, joint_order, **meta}, "frames": [...], "summary": summary}``."""
+    head = document_head({"fps": fps, "units": UNITS, "joint_order": JOINT_ORDER, **(meta or {})})
+    body = ",\n".join(json.dumps(frame_record(f.frame_index, _frame_time(f, fps), f, getattr(f, "name", "")))
+                      for f in frames)
+    with atomic_write(path, "w", what="JSON", encoding="utf-8") as fh:
+        fh.write(head + body + document_tail(summary))
+    return Path(path)
 
 
 # --------------------------------------------------------------------------------------------------
 # CSV
 # --------------------------------------------------------------------------------------------------
 
+def _cells(arr, j: int, dims: int, ok: bool) -> list[str]:
+    if arr is None or not ok:
+        return [""] * dims
+    return [f"{float(v):.6g}" if np.isfinite(v) else "" for v in np.asarray(arr)[j]]
+
+
+def csv_header() -> str:
+    buf = io.StringIO()
+    csv.writer(buf).writerow(CSV_COLUMNS)
+    return buf.getvalue()
+
+
+def csv_rows(frame_index: int, time_s: float, persons) -> str:
+    """The CSV text of one frame: a row per person x joint (columns :data:`CSV_COLUMNS`); a joint the person
+    does not have, or a field it lacks, leaves its cells empty."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    for p in persons:
+        tid = getattr(p, "track_id", None)
+        j2, j3, jc = (getattr(p, name, None) for name in JOINT_FIELDS)
+        valid = valid_mask(p)
+        for j, name in enumerate(MHR70_NAMES):
+            row = [int(frame_index), f"{time_s:.6f}", -1 if tid is None else int(tid), j, name]
+            row += _cells(j2, j, 2, valid[j]) + _cells(j3, j, 3, valid[j]) + _cells(jc, j, 3, valid[j])
+            w.writerow(row)
+    return buf.getvalue()
+
+
 def write_csv(path, frames: Iterable, fps: float | None = None) -> int:
     """One row per frame x person x joint (columns :data:`CSV_COLUMNS`); returns the number of rows.
 
     ``x_m, y_m, z_m`` are the body-centred 3D joints, ``cam_*_m`` the camera-frame ones; a column whose
-    field a person lacks is left empty.
+    field a person lacks, or whose joint it does not have, is left empty.
     """
-    path = _open_for_write(path)
     n = 0
-    try:
-        with path.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(CSV_COLUMNS)
-            for f in frames:
-                t = _frame_time(f, fps)
-                for p in f.persons:
-                    tid = _get(p, "track_id")
-                    j2 = _get(p, "joints_2d")
-                    j3 = _get(p, "joints_3d_local")
-                    jc = _get(p, "joints_3d_cam")
-                    for j, name in enumerate(MHR70_NAMES):
-                        row = [int(f.frame_index), f"{t:.6f}", -1 if tid is None else int(tid), j, name]
-                        for arr, dims in ((j2, 2), (j3, 3), (jc, 3)):
-                            row += [""] * dims if arr is None else [f"{float(v):.6g}" for v in np.asarray(arr)[j]]
-                        w.writerow(row)
-                        n += 1
-    except OSError as e:
-        raise ResultsWriteError(f"{path}: cannot write CSV ({e.strerror or e})") from None
+    with atomic_write(path, "w", what="CSV", newline="", encoding="utf-8") as fh:
+        fh.write(csv_header())
+        for f in frames:
+            fh.write(csv_rows(f.frame_index, _frame_time(f, fps), f.persons))
+            n += 70 * len(f.persons)
     return n
 
 
@@ -200,10 +184,10 @@ def write_npz(path, frames: Iterable, fps: float | None = None) -> Path:
     """Arrays per track, in one compressed ``.npz``.
 
     Keys: ``track_ids (K,)``, ``joint_names (70,)``, ``fps ()`` and per track ``track_<id>/<field>`` with
-    ``frame_index (T,)``, ``time_s (T,)`` and every field present (see :data:`PERSON_FIELDS`) stacked
-    ``(T, ...)``. Read back with :func:`read_npz_tracks`.
+    ``frame_index (T,)``, ``time_s (T,)``, ``joints_valid (T, 70)`` bool and every field present (see
+    :data:`PERSON_FIELDS`) stacked ``(T, ...)`` (joints a frame does not have are NaN). Read back with
+    :func:`read_npz_tracks`.
     """
-    path = _open_for_write(path)
     tracks = tracks_from_frames(frames, fps)
     arrays = {"track_ids": np.array(sorted(tracks), np.int64), "joint_names": np.array(MHR70_NAMES),
               "fps": np.array(np.nan if fps is None else fps, np.float64)}
@@ -212,12 +196,9 @@ def write_npz(path, frames: Iterable, fps: float | None = None) -> Path:
         arrays[f"track_{tid}/time_s"] = s.time_s
         for name, arr in s.fields.items():
             arrays[f"track_{tid}/{name}"] = arr
-    try:
-        with path.open("wb") as fh:
-            np.savez_compressed(fh, **arrays)
-    except OSError as e:
-        raise ResultsWriteError(f"{path}: cannot write NPZ ({e.strerror or e})") from None
-    return path
+    with atomic_write(path, "wb", what="NPZ") as fh:
+        np.savez_compressed(fh, **arrays)
+    return Path(path)
 
 
 def read_npz_tracks(path) -> dict[int, dict[str, np.ndarray]]:

@@ -8,21 +8,25 @@
   ``frame`` timeline, and a blueprint that lays the panels out.
 
 Persons are read by attribute (``box``, ``score``, ``joints_2d`` pixels, ``joints_3d_cam`` metres,
-``focal_length``, ``principal_point``, and ``track_id`` when tracked), so anything shaped like
-``HMRPrediction`` or :class:`~instanthmr.video.tracking.TrackedPerson` can be drawn. A tracked person keeps one
-colour and an ``ID n`` label for the whole run (:func:`track_color`); untracked persons are ``#i``.
+``focal_length``, ``principal_point``, ``joints_valid``, and ``track_id`` when tracked), so anything shaped
+like ``HMRPrediction`` can be drawn. Joints a person does not have (``joints_valid`` False) are not drawn,
+nor the bones that end at them. A tracked person keeps one colour and an ``ID n`` label for the whole run
+(:func:`track_color`); untracked persons are ``#i``.
 """
 
 from __future__ import annotations
 
 import colorsys
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from instanthmr.core.faults import temp_path_for
 from instanthmr.core.geometry import default_focal
 from instanthmr.core.skeleton import MHR70_EDGE_GROUPS, MHR70_NAMES, MHR70_PARTS
+from instanthmr.outputs.atomic import ResultsWriteError
 
 #: RGB colour of each drawing-edge group (left side cool, right side warm).
 GROUP_COLORS: dict[str, tuple[int, int, int]] = {
@@ -52,6 +56,16 @@ for _part, _idx in MHR70_PARTS.items():
 
 _PERSON_COLORS = [(0, 255, 0), (0, 200, 255), (255, 0, 255), (255, 255, 0), (255, 128, 0), (128, 128, 255),
                   (0, 255, 160), (255, 80, 120)]
+
+
+def joints_or_nan(p, name: str) -> np.ndarray:
+    """``p.<name>`` as float64 with the joints ``p`` does not have (``joints_valid`` False) set to NaN, so
+    every drawing skips them."""
+    j = np.array(getattr(p, name), dtype=np.float64)
+    valid = getattr(p, "joints_valid", None)
+    if valid is not None:
+        j[~np.asarray(valid, bool)] = np.nan
+    return j
 
 
 def person_color(i: int) -> tuple[int, int, int]:
@@ -87,9 +101,10 @@ class MeshFrame:
 def mesh_frame(renderer, persons) -> MeshFrame:
     """Decode ``persons`` (``mhr_params``, ``shape_params``, ``cam_trans``) with an
     :class:`~instanthmr.body.mesh.MeshRenderer` into a :class:`MeshFrame` coloured like their boxes."""
-    persons = list(persons)
-    colors = np.array([person_label(p, i)[1] for i, p in enumerate(persons)], np.uint8).reshape(-1, 3)
-    return MeshFrame(renderer.vertices_cam(persons), renderer.faces, colors)
+    tagged = [(p, person_label(p, i)[1]) for i, p in enumerate(persons)
+              if getattr(p, "mhr_params", None) is not None and getattr(p, "shape_params", None) is not None]
+    colors = np.array([c for _, c in tagged], np.uint8).reshape(-1, 3)  # persons without MHR parameters: no mesh
+    return MeshFrame(renderer.vertices_cam([p for p, _ in tagged]), renderer.faces, colors)
 
 
 def overlay_mesh_frame(image_rgb: np.ndarray, persons, meshes: MeshFrame, alpha: float = 0.6) -> np.ndarray:
@@ -125,7 +140,7 @@ def draw_frame(image_rgb: np.ndarray, result, boxes: bool = True, skeletons: boo
     radius = max(1, thick + 1)
     for i, p in enumerate(result.persons):
         if skeletons and getattr(p, "joints_2d", None) is not None:
-            j = np.asarray(p.joints_2d, dtype=np.float64)
+            j = joints_or_nan(p, "joints_2d")
             for group, edges in MHR70_EDGE_GROUPS.items():
                 color = GROUP_COLORS[group]
                 lw = max(1, thick - 1) if group in ("left_hand", "right_hand", "extra") else thick
@@ -157,7 +172,9 @@ _HEAD = [i for i, n in enumerate(MHR70_NAMES) if n in ("nose", "left_eye", "righ
 
 
 def _group_strips(joints: list[np.ndarray], group: str) -> list[np.ndarray]:
-    return [j[[a, b]] for j in joints for a, b in MHR70_EDGE_GROUPS[group]]
+    """The bones of ``group`` whose two ends are both present (finite)."""
+    return [j[[a, b]] for j in joints for a, b in MHR70_EDGE_GROUPS[group]
+            if np.isfinite(j[a]).all() and np.isfinite(j[b]).all()]
 
 
 class RerunVisualizer:
@@ -180,14 +197,17 @@ class RerunVisualizer:
         self.jpeg_quality = jpeg_quality
         self.image_plane_distance = float(image_plane_distance)
         self.save_path = Path(save_path) if save_path is not None else None
+        # The recording streams to a temporary file, renamed onto save_path by close(): an older .rrd there
+        # stays until the new one is complete.
+        self._file = temp_path_for(self.save_path) if self.save_path is not None else None
         bp = self.blueprint()
         if self.save_path is not None:
             self.save_path.parent.mkdir(parents=True, exist_ok=True)
-        if spawn and self.save_path is not None:  # viewer and file both get everything
+        if spawn and self._file is not None:  # viewer and file both get everything
             rr.spawn(connect=False)
-            self.rec.set_sinks(rr.FileSink(str(self.save_path)), rr.GrpcSink(), default_blueprint=bp)
-        elif self.save_path is not None:
-            self.rec.save(str(self.save_path), default_blueprint=bp)
+            self.rec.set_sinks(rr.FileSink(str(self._file)), rr.GrpcSink(), default_blueprint=bp)
+        elif self._file is not None:
+            self.rec.save(str(self._file), default_blueprint=bp)
         else:
             self.rec.spawn(default_blueprint=bp)
         self._log_static()
@@ -261,8 +281,8 @@ class RerunVisualizer:
         colors = [c for _, c in tags]
         rec.log("world/camera/boxes", rr.Boxes2D(array=boxes, array_format=rr.Box2DFormat.XYXY, labels=labels,
                                                  colors=colors, show_labels=True))
-        j2d = [np.asarray(p.joints_2d, np.float32) for p in persons]
-        j3d = [np.asarray(p.joints_3d_cam, np.float32) for p in persons]
+        j2d = [joints_or_nan(p, "joints_2d").astype(np.float32) for p in persons]
+        j3d = [joints_or_nan(p, "joints_3d_cam").astype(np.float32) for p in persons]
         for group, color in GROUP_COLORS.items():
             rec.log(f"world/camera/skeleton/{group}", rr.LineStrips2D(_group_strips(j2d, group), colors=[color]))
             rec.log(f"world/skeleton/{group}",
@@ -270,12 +290,20 @@ class RerunVisualizer:
         pts2 = np.concatenate(j2d) if j2d else np.zeros((0, 2), np.float32)
         pts3 = np.concatenate(j3d) if j3d else np.zeros((0, 3), np.float32)
         cols = np.tile(JOINT_COLORS, (len(persons), 1))
-        rec.log("world/camera/joints", rr.Points2D(pts2, colors=cols, radii=[max(1.0, min(w, h) / 300)]))
-        rec.log("world/joints", rr.Points3D(pts3, colors=cols, radii=[0.015]))
-        # The ID floats 25 cm above the head (Y down), so it reads in the 3D view like the 2D box label.
-        heads = np.array([j[_HEAD].mean(axis=0) - [0.0, 0.25, 0.0] for j in j3d], np.float32).reshape(-1, 3)
-        rec.log("world/tracks", rr.Points3D(heads, colors=colors, labels=[label for label, _ in tags],
-                                            radii=[0.03], show_labels=True))
+        ok2, ok3 = np.isfinite(pts2).all(axis=1), np.isfinite(pts3).all(axis=1)  # absent joints: no point
+        rec.log("world/camera/joints", rr.Points2D(pts2[ok2], colors=cols[ok2], radii=[max(1.0, min(w, h) / 300)]))
+        rec.log("world/joints", rr.Points3D(pts3[ok3], colors=cols[ok3], radii=[0.015]))
+        # The ID floats 25 cm above the head (Y down), so it reads in the 3D view like the 2D box label; a
+        # person without any head joint gets no 3D label.
+        heads, head_colors, head_labels = [], [], []
+        for j, (label, color) in zip(j3d, tags):
+            head = j[_HEAD][np.isfinite(j[_HEAD]).all(axis=1)]
+            if len(head):
+                heads.append(head.mean(axis=0) - [0.0, 0.25, 0.0])
+                head_colors.append(color)
+                head_labels.append(label)
+        rec.log("world/tracks", rr.Points3D(np.array(heads, np.float32).reshape(-1, 3), colors=head_colors,
+                                            labels=head_labels, radii=[0.03], show_labels=True))
         if meshes is not None:
             self.log_meshes(meshes)
 
@@ -291,12 +319,24 @@ class RerunVisualizer:
 
         log_mhr_meshes(self.rec, entity, meshes.vertices, meshes.faces, colors=meshes.colors)
 
-    def close(self) -> None:
-        """Flush everything to the sinks (the .rrd file is complete after this)."""
+    def close(self, keep: bool = True) -> None:
+        """Flush everything to the sinks; the .rrd file is complete and at ``save_path`` after this (with
+        ``keep=False`` it is dropped instead and ``save_path`` keeps whatever it held)."""
+        if self.rec is None:
+            return
         try:
             self.rec.flush()
         finally:
             self.rec.disconnect()
+            self.rec = None
+        if self._file is not None and self._file.exists():
+            if keep:
+                try:
+                    os.replace(self._file, self.save_path)
+                except OSError as e:
+                    raise ResultsWriteError(f"cannot write {self.save_path}: {e.strerror or e}") from None
+            else:
+                self._file.unlink(missing_ok=True)
 
     def __enter__(self):
         return self

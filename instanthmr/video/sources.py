@@ -1,24 +1,67 @@
-"""Frame sources (image, folder of images, video file, camera) and the overlay video writer, with one-line errors.
+"""Frame sources (image, folder of images, video file, camera), with one-line errors.
 
 Every source is an iterable of :class:`Frame` (RGB uint8, source frame index, timestamp in seconds) with
 ``fps``, ``total`` (frame count, ``None`` for a camera) and ``size`` ``(W, H)``. Anything that cannot be
-opened or decoded raises :class:`SourceError` naming the path or the camera index, except a bad file inside a
-folder of images: that one is skipped, named in ``skipped`` and reported, and the other photos still run.
+opened raises :class:`SourceError` naming the path or the camera index. Damage met later is skipped and
+counted, never silently fatal: a bad file inside a folder of images is named in ``skipped`` and the other
+photos still run; a video frame that does not decode is skipped (``damaged`` counts them) and decoding goes
+on to the container's end, unless ``core.faults.MAX_CONSECUTIVE_FAILURES`` fail in a row (a file cut
+short), which ends the source with the reason in ``stopped_early``. (The overlay video writer is an output:
+:mod:`instanthmr.outputs.video`.)
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from instanthmr.core.faults import MAX_CONSECUTIVE_FAILURES, FrameLog
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+#: A camera ends after this many failed reads in a row (a video after ``MAX_CONSECUTIVE_FAILURES`` frames
+#: in a row that fail to decode before its announced end).
+MAX_BAD_CAMERA_READS = 10
+# File signatures: a file that starts like an image/video but does not decode is damaged, not foreign.
+_IMAGE_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF",
+                b"GIF8": "GIF"}
 
 
 class SourceError(RuntimeError):
-    """An input (image, video, camera) or output video that cannot be opened, read or written."""
+    """An input (image, video, camera) that cannot be opened or read."""
+
+
+@contextlib.contextmanager
+def _quiet_opencv():
+    """OpenCV's own warnings off (our error says it once, in one line)."""
+    import cv2
+
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def _image_kind(data: np.ndarray) -> str | None:
+    head = data[:12].tobytes()
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in _IMAGE_MAGIC.items() if head.startswith(magic)), None)
+
+
+def _looks_like_video(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp" or head[:4] in (b"RIFF", b"\x1aE\xdf\xa3")  # MP4/MOV, AVI, MKV/WebM
 
 
 @dataclass
@@ -85,8 +128,14 @@ def read_image_rgb(path: str | Path) -> np.ndarray:
     if not p.is_file():
         raise SourceError(f"not a file: {p}")
     data = np.fromfile(str(p), dtype=np.uint8)  # fromfile + imdecode also handles non-ASCII paths
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if not data.size:
+        raise SourceError(f"cannot decode image {p}: the file is empty")
+    with _quiet_opencv():
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if img is None:
+        kind = _image_kind(data)
+        if kind:
+            raise SourceError(f"cannot decode image {p}: the {kind} file is damaged or truncated")
         raise SourceError(f"cannot decode image {p}: not an image format OpenCV can read")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
@@ -167,28 +216,74 @@ class ImageFolderSource(FrameSource):
 
 
 class _CaptureSource(FrameSource):
+    """A cv2.VideoCapture, decoded in one pass by :meth:`_decode`. ``log`` (a ``core.faults.FrameLog``)
+    counts the frames that failed to decode and were skipped (``damaged``) and where decoding gave up
+    (``stopped_early``: the reason, None when it did not)."""
+
+    max_bad = MAX_CONSECUTIVE_FAILURES
+
     def __init__(self, frame_skip: int = 1, max_frames: int | None = None):
         super().__init__(frame_skip, max_frames)
         self.cap = None
-        self._first = None  # read at open time to prove the source decodes; yielded as frame 0
+        self.log = FrameLog(consecutive_limit=self.max_bad)
+        self._decoder: Iterator[tuple[int, np.ndarray]] | None = None
+        self._first = None  # decoded at open time to prove the source works; yielded first
 
-    def _read_frames(self) -> Iterator[tuple[int, np.ndarray]]:
-        """(index, BGR frame) of kept frames; skipped frames are grabbed without decoding. Single pass."""
-        index = 0
-        first, self._first = self._first, None
-        if first is not None:
-            yield 0, first
-            index = 1
+    @property
+    def damaged(self) -> int:
+        """Frames that failed to decode and were skipped (decoding went on after them)."""
+        return self.log.unreadable
+
+    @property
+    def stopped_early(self) -> str | None:
+        return self.log.message(self.name) if self.log.stopped_at is not None else None
+
+    def _open_first(self) -> bool:
+        """Start decoding and keep the first frame; False when there is none."""
+        self._decoder = self._decode()
+        self._first = next(self._decoder, None)
+        return self._first is not None
+
+    def _ended(self, index: int) -> bool:
+        """A failed grab after frame ``index``: the normal end?"""
+        return False
+
+    def _index_after(self, index: int, lost: int) -> int:
+        """Source index of a frame just grabbed after ``index``, ``lost`` failed grabs later."""
+        return index + 1 + lost
+
+    def _decode(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(source index, BGR frame) of the kept frames; frames dropped by ``frame_skip`` are grabbed without
+        decoding. A frame that fails is skipped and counted; :attr:`max_bad` failures in a row end it."""
+        index, bad, lost = -1, 0, 0  # bad: failures in a row; lost: failed grabs since the last good one
         while True:
-            if index % self.frame_skip:
-                if not self.cap.grab():
-                    return
+            if self.cap.grab():
+                index, lost = self._index_after(index, lost), 0
+                if index % self.frame_skip:
+                    bad = 0
+                    continue
+                ok, bgr = self.cap.retrieve()
+                ok = ok and bgr is not None
+            elif self._ended(index):
+                return
             else:
-                ok, bgr = self.cap.read()
-                if not ok or bgr is None:
+                ok, lost = False, lost + 1
+            if not ok:
+                bad += 1
+                self.log.unreadable += 1
+                if bad >= self.max_bad:
+                    self.log.unreadable -= bad  # not skipped over: the source ends here
+                    self.log.stopped_at = index + 1
                     return
-                yield index, bgr
-            index += 1
+                continue
+            bad = 0
+            yield index, bgr
+
+    def _frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        if self.cap is None or self._decoder is None:
+            raise SourceError(f"{self.kind} {self.name} is closed")
+        first, self._first = self._first, None
+        return chain([first], self._decoder) if first is not None else self._decoder
 
     def close(self) -> None:
         if self.cap is not None:
@@ -197,7 +292,9 @@ class _CaptureSource(FrameSource):
 
 
 class VideoSource(_CaptureSource):
-    """A video file decoded by OpenCV. ``fps`` falls back to 30 when the container does not say."""
+    """A video file decoded by OpenCV. ``fps`` falls back to 30 when the container does not say. A frame
+    that fails to decode before the container's announced end is skipped (``damaged``); the index of the
+    next good frame comes from its timestamp, so ``index`` and ``time_s`` stay those of the source."""
 
     kind = "video"
 
@@ -211,28 +308,43 @@ class VideoSource(_CaptureSource):
             raise SourceError(f"video not found: {self.path}")
         if not self.path.is_file():
             raise SourceError(f"not a file: {self.path}")
-        self.cap = cv2.VideoCapture(str(self.path))
+        with _quiet_opencv():
+            self.cap = cv2.VideoCapture(str(self.path))
         if not self.cap.isOpened():
             self.close()
+            if _looks_like_video(self.path):
+                raise SourceError(f"cannot open video {self.path}: the file is damaged or truncated (a video cut "
+                                  "short loses the index at its end)")
             raise SourceError(f"cannot open video {self.path}: not a format OpenCV can decode")
-        ok, first = self.cap.read()
-        if not ok or first is None:
-            self.close()
-            raise SourceError(f"cannot decode video {self.path}: no readable frame")
-        self._first = first
         fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0.0 < fps < 1000.0 else 30.0
         n = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.total = n if n > 0 else None
-        self.size = (first.shape[1], first.shape[0])
+        self.log.frame_count = self.total or 0
+        if not self._open_first():
+            self.close()
+            raise SourceError(f"cannot decode video {self.path}: no readable frame")
+        self.size = (self._first[1].shape[1], self._first[1].shape[0])
+
+    def _ended(self, index: int) -> bool:
+        return self.total is None or index + 1 >= self.total
+
+    def _index_after(self, index: int, lost: int) -> int:
+        if self.damaged or lost:
+            # Frames were lost, and the decoder reports its failures ahead of the frames it drops: from the
+            # first failure on, each frame's timestamp says which frame it is.
+            import cv2
+
+            at = round(float(self.cap.get(cv2.CAP_PROP_POS_MSEC)) * self.fps / 1000.0)
+            if index < at and (self.total is None or at < self.total):
+                return at
+        return index + 1 + lost
 
     def __iter__(self) -> Iterator[Frame]:
         import cv2
 
-        if self.cap is None:
-            raise SourceError(f"video {self.path} is closed")
         count = 0
-        for index, bgr in self._read_frames():
+        for index, bgr in self._frames():
             if self.max_frames is not None and count >= self.max_frames:
                 return
             yield Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), index, index / self.fps)
@@ -240,9 +352,11 @@ class VideoSource(_CaptureSource):
 
 
 class CameraSource(_CaptureSource):
-    """A live camera by index. Stops when the camera stops delivering frames (unplugged, closed)."""
+    """A live camera by index (0 or more). Stops when the camera stops delivering frames (unplugged, closed:
+    :data:`MAX_BAD_CAMERA_READS` failed reads in a row, said in ``stopped_early``)."""
 
     kind = "camera"
+    max_bad = MAX_BAD_CAMERA_READS
 
     def __init__(self, index: int, frame_skip: int = 1, max_frames: int | None = None):
         import cv2
@@ -250,27 +364,36 @@ class CameraSource(_CaptureSource):
         super().__init__(frame_skip, max_frames)
         self.index = int(index)
         self.name = f"camera {self.index}"
-        self.cap = cv2.VideoCapture(self.index)
-        ok, first = (self.cap.read() if self.cap.isOpened() else (False, None))
-        if not ok or first is None:
+        if self.index < 0:  # OpenCV crashes the process on a negative index
+            raise SourceError(f"camera index must be 0 or more, got {self.index}")
+        try:
+            with _quiet_opencv():
+                self.cap = cv2.VideoCapture(self.index)
+        except (cv2.error, OverflowError):  # an index beyond a C int
+            self.cap = None
+        if self.cap is None or not self.cap.isOpened() or not self._open_first():
             self.close()
             raise SourceError(f"cannot open camera {self.index}: no such device, or it is in use or gives no "
                               "frames (try another --camera index)")
-        self._first = first
         fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0.0 < fps < 1000.0 else 30.0
-        self.size = (first.shape[1], first.shape[0])
+        self.size = (self._first[1].shape[1], self._first[1].shape[0])
+
+    @property
+    def stopped_early(self) -> str | None:
+        if self.log.stopped_at is None:
+            return None
+        return (f"camera {self.index} stopped delivering frames at frame {self.log.stopped_at} "
+                f"({self.max_bad} failed reads in a row)")
 
     def __iter__(self) -> Iterator[Frame]:
         import time
 
         import cv2
 
-        if self.cap is None:
-            raise SourceError(f"camera {self.index} is closed")
         t0 = time.monotonic()
         count = 0
-        for index, bgr in self._read_frames():
+        for index, bgr in self._frames():
             if self.max_frames is not None and count >= self.max_frames:
                 return
             yield Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), index, time.monotonic() - t0)
@@ -291,49 +414,6 @@ def open_source(image: str | Path | None = None, video: str | Path | None = None
     if video is not None:
         return VideoSource(video, frame_skip, max_frames)
     return CameraSource(int(camera), frame_skip, max_frames)
-
-
-_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
-
-
-class VideoWriter:
-    """Writes RGB frames to a video file (codec chosen from the extension: mp4v for .mp4/.mov, MJPG for
-    .avi/.mkv). Frames of another size are resized to the first frame's size."""
-
-    def __init__(self, path: str | Path, fps: float, size: tuple[int, int]):
-        import cv2
-
-        self.path = Path(path)
-        ext = self.path.suffix.lower()
-        if ext not in _FOURCC:
-            raise SourceError(f"cannot write video {self.path}: use one of {sorted(_FOURCC)}")
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.size = (int(size[0]), int(size[1]))
-        self.fps = float(fps) if fps and fps > 0 else 30.0
-        self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*_FOURCC[ext]), self.fps, self.size)
-        if not self.writer.isOpened():
-            raise SourceError(f"cannot open {self.path} for writing (codec {_FOURCC[ext]} unavailable?)")
-        self.frames = 0
-
-    def write(self, image_rgb: np.ndarray) -> None:
-        import cv2
-
-        if (image_rgb.shape[1], image_rgb.shape[0]) != self.size:
-            image_rgb = cv2.resize(image_rgb, self.size, interpolation=cv2.INTER_AREA)
-        self.writer.write(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
-        self.frames += 1
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-            self.writer = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def count_video_frames(path: str | Path) -> int:
