@@ -18,8 +18,11 @@ from instanthmr.training.model import (
     PretrainedWeightsError,
     build_model,
     count_parameters,
+    get_config,
     list_configs,
     load_checkpoint,
+    output_names_for,
+    query_count,
     save_checkpoint,
 )
 from instanthmr.training.model.random_init import randomize_
@@ -50,6 +53,22 @@ def test_registry_has_named_configs():
         build_model(TINY, not_a_field=1)
     with pytest.raises(ValueError, match="cliff_form"):
         build_model(TINY, cliff_form="weird")
+
+
+def test_config_summaries_agree_with_the_built_networks():
+    """query_count / output_names_for (used by tools/model_info.py without building) say what the network of
+    every registered config has; each config builds the architecture it names."""
+    archs = set()
+    for name in list_configs():
+        cfg = get_config(name)
+        with torch.device("meta"):  # nothing allocated
+            net = build_model(cfg)
+        assert type(net).arch == cfg.arch and net.config.name == name
+        assert query_count(cfg) == net.num_queries and output_names_for(cfg) == net.output_names
+        archs.add(cfg.arch)
+    assert archs == {"query9", "notebook"}
+    assert query_count(get_config("instanthmr_repvit_m1_5")) == 9
+    assert query_count(get_config("instanthmr_notebook_m2_3")) == 141
 
 
 def test_default_model_builds_without_download():

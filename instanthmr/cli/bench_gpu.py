@@ -19,10 +19,10 @@ device named.
    default; ``--detector rf-detr-nano.onnx`` for the exported one, which then also runs in fp16 when fp16 won
    step 1). The table states whether decoding or the models bound the frame rate.
 
-Without ``--model`` the released architecture (``--config``) is exported with random weights: speed is real,
-poses are meaningless. Without an RF-DETR checkpoint the detector runs with random weights too, at
-``--det-confidence 0`` and one person per frame (so the network always has a person to run on); both are
-printed. Benchmark tool, not a test: run it on an otherwise idle machine.
+Without ``--model`` the architecture ``--config`` (default ``instanthmr_repvit_m1_5``) is exported with random
+weights: speed is real, poses are meaningless. Without an RF-DETR checkpoint the detector runs with random
+weights too, at ``--det-confidence 0`` and one person per frame (so the network always has a person to run
+on); both are printed. Benchmark tool, not a test: run it on an otherwise idle machine.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
     python tools/bench_model.py                                   # repvit_m1_5, batches 1/2/4/8, CPU
     python tools/bench_model.py --config instanthmr_repvit_m0_9 --runs 50 --threads 2
+    python tools/bench_model.py --config instanthmr_repvit_m1_5 instanthmr_notebook_m2_3   # both, one run
     python tools/bench_model.py --device cuda --fp16              # adds the fp16 graph (GPU)
     python tools/bench_model.py --onnx models/instanthmr.onnx     # an existing file (ONNX Runtime only)
     python tools/bench_model.py --threads 2 --no-torch --batches 1 4 8 --pipeline --int8 --peak
@@ -14,7 +15,8 @@ Runtime MatMul, ``--threads``) and prints the fraction of it the network reaches
 ``tools/model_info.py``).
 
 Rows: the whole network in ONNX Runtime and in torch eager (fused, no_grad), and the bare fused backbone in
-both, so the cost of the decoder and heads is visible. Random-init weights: latency does not depend on them.
+both, so the cost of the decoder and heads is visible; each row names the architecture (config) it measured,
+and several ``--config`` are timed together in one round-robin. Random-init weights: latency does not depend on them.
 Each figure is the median (and min) of ``--runs`` timed calls after ``--warmup`` untimed ones; the variants
 are timed round-robin in blocks of 10 consecutive calls, so a busy machine slows all of them alike while each
 variant's weights stay in cache during its block. This is a benchmark
@@ -88,11 +90,12 @@ def _export_backbone(model, path: Path) -> None:
             self.net = net
 
         def forward(self, image):
-            return self.net(image)[-1]
+            return self.net.image_features(image)
 
+    size = model.config.input_size
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Backbone(model.backbone).eval(), (torch.zeros(2, 3, 224, 224),), str(path), dynamo=False,
+        torch.onnx.export(Backbone(model).eval(), (torch.zeros(2, 3, size, size),), str(path), dynamo=False,
                           input_names=["image"], output_names=["features"], opset_version=17,
                           dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}})
 
@@ -140,74 +143,112 @@ def _predict_call(hmr, batch: int):
     return lambda: hmr.predict(frame, boxes)
 
 
-def run_benchmark(config: str, batches, runs: int, warmup: int, device: str = "cpu", threads: int = 0,
+def _onnx_label(path: Path) -> str:
+    """The architecture an ONNX file names in its metadata (our exports), else its file name."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    meta = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"]) \
+        .get_modelmeta().custom_metadata_map
+    return meta.get("model_name") or f"{path.name} (no metadata)"
+
+
+def run_benchmark(config: str | list[str], batches, runs: int, warmup: int, device: str = "cpu", threads: int = 0,
                   fp16: bool = False, onnx_path: Path | None = None, torch_eager: bool = True,
                   pipeline: bool = False, int8: bool = False) -> list[dict]:
-    """``[{"variant", "batch", "ms", "ms_per_person", "min_ms", "provider"}]`` for every variant and batch size."""
+    """``[{"architecture", "variant", "batch", "ms", "ms_per_person", "min_ms", "provider", "x_backbone"}]`` for
+    every architecture (``config``: one registered config or several, each exported with random weights),
+    variant and batch size. All of them are timed in the same blocked round-robin, so a busy machine slows
+    every architecture alike."""
+    configs = [config] if isinstance(config, str) else list(config)
     rows = []
-    sessions: dict[str, object] = {}
-    eager: dict[str, object] = {}
+    calls: dict[tuple[str, str], tuple] = {}  # (architecture, variant) -> (make_call(batch) -> fn, provider)
+    sizes: dict[str, int] = {}  # architecture -> input size
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if onnx_path is not None:
-            sessions["network ORT fp32" if "fp16" not in onnx_path.name else "network ORT"] = \
-                _ort_session(onnx_path, device, threads)
+            label = _onnx_label(onnx_path)
+            sess = _ort_session(onnx_path, device, threads)
+            shape = sess.get_inputs()[0].shape
+            sizes[label] = shape[2] if isinstance(shape[2], int) else 224
+            variant = "network ORT fp32" if "fp16" not in onnx_path.name else "network ORT"
+            calls[(label, variant)] = _session_call(sess, sizes[label])
         else:
             import torch
 
-            from instanthmr.training.export import export_onnx
-            from instanthmr.training.model import build_model
-            from instanthmr.training.model.random_init import randomize_
-
             if threads:
                 torch.set_num_threads(threads)
-            model = randomize_(build_model(config)).eval()
-            export_onnx(model, tmp / "net.onnx", parity=False)
-            sessions["network ORT fp32"] = _ort_session(tmp / "net.onnx", device, threads)
-            if fp16:
-                export_onnx(model, tmp / "net16.onnx", fp16=True, parity=False)
-                sessions["network ORT fp16"] = _ort_session(tmp / "net16.onnx", device, threads)
-            fused = model.fuse()
-            _export_backbone(fused, tmp / "backbone.onnx")
-            sessions["backbone ORT fp32"] = _ort_session(tmp / "backbone.onnx", device, threads)
-            if int8:
-                from instanthmr.training.quantize import quantize
+            for cfg in configs:
+                sizes[cfg] = _add_config_calls(calls, cfg, tmp / cfg, device, threads, fp16, int8, pipeline,
+                                               torch_eager, max(batches))
+        for batch in batches:
+            fns = {key: make(batch) for key, (make, _) in calls.items()}
+            times = blocked_round_robin_ms(fns, runs, warmup)
+            for (arch, name), ts in times.items():
+                base = times.get((arch, "backbone ORT fp32"))
+                med = statistics.median(ts)
+                rows.append({"architecture": arch, "variant": name, "batch": batch, "ms": med,
+                             "ms_per_person": med / batch, "min_ms": min(ts), "provider": calls[(arch, name)][1],
+                             "x_backbone": med / statistics.median(base) if base else None})
+    return rows
 
-                sessions["network ORT int8"] = _ort_session(quantize(tmp / "net.onnx", tmp / "net.int8.onnx"),
-                                                            device, threads)
-            if pipeline:
-                from instanthmr.runtime.hmr import InstantHMR
 
-                max_b = max(batches)
-                hmrs = {"predict fp32 (crop+net+decode)": InstantHMR(tmp / "net.onnx", device=device,
-                                                                     max_persons=max_b, threads=threads,
-                                                                     spinning=False, padding="buckets")}
-                if int8:
-                    hmrs["predict int8 (crop+net+decode)"] = InstantHMR(tmp / "net.int8.onnx", device=device,
-                                                                        max_persons=max_b, threads=threads,
-                                                                        spinning=False, padding="buckets")
-            if torch_eager:
-                dev = "cuda" if device == "cuda" and torch.cuda.is_available() else "cpu"
-                fused = fused.to(dev)
-                eager["network torch eager fp32"] = (lambda im, c: fused(im, c), dev)
-                eager["backbone torch eager fp32"] = (lambda im, c: fused.backbone(im), dev)
+def _session_call(sess, size: int) -> tuple:
+    def make(batch):
+        image, cliff = _inputs(batch, size)
+        feeds = {"image": image}
+        if "cliff_cond" in [i.name for i in sess.get_inputs()]:
+            feeds["cliff_cond"] = cliff
+        return lambda: sess.run(None, feeds)
+    return make, sess.get_providers()[0]
 
-        calls: dict[str, tuple] = {}  # variant -> (make_call(batch) -> fn, provider)
-        for name, hmr in (hmrs.items() if onnx_path is None and pipeline else []):
-            calls[name] = (lambda batch, hmr=hmr: _predict_call(hmr, batch), hmr.provider)
-        for name, sess in sessions.items():
-            def make(batch, sess=sess):
-                image, cliff = _inputs(batch)
-                feeds = {"image": image}
-                if "cliff_cond" in [i.name for i in sess.get_inputs()]:
-                    feeds["cliff_cond"] = cliff
-                return lambda: sess.run(None, feeds)
-            calls[name] = (make, sess.get_providers()[0])
-        for name, (fn, dev) in eager.items():
+
+def _add_config_calls(calls: dict, config: str, folder: Path, device: str, threads: int, fp16: bool, int8: bool,
+                      pipeline: bool, torch_eager: bool, max_batch: int) -> int:
+    """Export random-init ``config`` (and its bare backbone) into ``folder`` and add its timed variants to
+    ``calls``; returns its input size."""
+    import torch
+
+    from instanthmr.training.export import export_onnx
+    from instanthmr.training.model import build_model
+    from instanthmr.training.model.random_init import randomize_
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = randomize_(build_model(config)).eval()
+    size = model.config.input_size
+    export_onnx(model, folder / "net.onnx", parity=False)
+    sessions = {"network ORT fp32": _ort_session(folder / "net.onnx", device, threads)}
+    if fp16:
+        export_onnx(model, folder / "net16.onnx", fp16=True, parity=False)
+        sessions["network ORT fp16"] = _ort_session(folder / "net16.onnx", device, threads)
+    fused = model.fuse()
+    _export_backbone(fused, folder / "backbone.onnx")
+    sessions["backbone ORT fp32"] = _ort_session(folder / "backbone.onnx", device, threads)
+    if int8:
+        from instanthmr.training.quantize import quantize
+
+        sessions["network ORT int8"] = _ort_session(quantize(folder / "net.onnx", folder / "net.int8.onnx"),
+                                                    device, threads)
+    if pipeline:
+        from instanthmr.runtime.hmr import InstantHMR
+
+        files = {"predict fp32 (crop+net+decode)": folder / "net.onnx"}
+        if int8:
+            files["predict int8 (crop+net+decode)"] = folder / "net.int8.onnx"
+        for name, path in files.items():
+            hmr = InstantHMR(path, device=device, max_persons=max_batch, threads=threads, spinning=False,
+                             padding="buckets")
+            calls[(config, name)] = (lambda batch, hmr=hmr: _predict_call(hmr, batch), hmr.provider)
+    for name, sess in sessions.items():
+        calls[(config, name)] = _session_call(sess, size)
+    if torch_eager:
+        dev = "cuda" if device == "cuda" and torch.cuda.is_available() else "cpu"
+        fused = fused.to(dev)
+        for name, fn in (("network torch eager fp32", lambda im, c: fused(im, c)),
+                         ("backbone torch eager fp32", lambda im, c: fused.image_features(im))):
             def make(batch, fn=fn, dev=dev):
-                import torch
-
-                image, cliff = _inputs(batch)
+                image, cliff = _inputs(batch, size)
                 im, c = torch.from_numpy(image).to(dev), torch.from_numpy(cliff).to(dev)
 
                 def call():
@@ -216,24 +257,17 @@ def run_benchmark(config: str, batches, runs: int, warmup: int, device: str = "c
                     if dev == "cuda":
                         torch.cuda.synchronize()
                 return call
-            calls[name] = (make, f"torch {dev}")
-        for batch in batches:
-            fns = {name: make(batch) for name, (make, _) in calls.items()}
-            times = blocked_round_robin_ms(fns, runs, warmup)
-            base = statistics.median(times["backbone ORT fp32"]) if "backbone ORT fp32" in times else None
-            for name, ts in times.items():
-                med = statistics.median(ts)
-                rows.append({"variant": name, "batch": batch, "ms": med, "ms_per_person": med / batch,
-                             "min_ms": min(ts), "provider": calls[name][1],
-                             "x_backbone": med / base if base else None})
-    return rows
+            calls[(config, name)] = (make, f"torch {dev}")
+    return size
 
 
 def main(argv: list[str] | None = None) -> int:
     # torch's OpenMP workers otherwise busy-wait between calls and slow the ONNX Runtime rows timed beside them
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     p = argparse.ArgumentParser(description="HMR network latency (ORT vs torch eager, network vs bare backbone)")
-    p.add_argument("--config", default="instanthmr_repvit_m1_5")
+    p.add_argument("--config", nargs="+", default=["instanthmr_repvit_m1_5"],
+                   help="registered config(s), each exported with random weights and timed in the same run "
+                        "(e.g. instanthmr_repvit_m1_5 instanthmr_notebook_m2_3)")
     p.add_argument("--onnx", type=Path, help="benchmark this ONNX file instead of a random-init export")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--runs", type=int, default=30)
@@ -251,6 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.onnx is not None and not args.onnx.is_file():
         print(f"error: ONNX file not found: {args.onnx}", file=sys.stderr)
         return 2
+    if args.onnx is None:
+        from instanthmr.training.model import list_configs
+
+        unknown = [c for c in args.config if c not in list_configs()]
+        if unknown:
+            print(f"error: unknown config(s) {unknown}; available: {', '.join(list_configs())}", file=sys.stderr)
+            return 2
     load_before = os.getloadavg()[0]  # other processes on the machine skew every figure; say how busy it was
     rows = run_benchmark(args.config, args.batches, args.runs, args.warmup, args.device, args.threads, args.fp16,
                          args.onnx, not args.no_torch, args.pipeline and args.onnx is None,
@@ -259,28 +300,32 @@ def main(argv: list[str] | None = None) -> int:
 
     import onnxruntime
 
-    print(f"# {args.onnx or args.config}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"onnxruntime {onnxruntime.__version__}; threads {args.threads or 'default'}; median of {args.runs} runs; "
+    archs = list(dict.fromkeys(r["architecture"] for r in rows))
+    print(f"# {args.onnx or ', '.join(archs)} (random weights unless --onnx); "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, onnxruntime "
+          f"{onnxruntime.__version__}; threads {args.threads or 'default'}; median of {args.runs} runs; "
           f"load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}")
-    print("| variant | provider | batch | median ms / call | median ms / person | min ms / call | x backbone |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for r in sorted(rows, key=lambda r: (r["variant"], r["batch"])):
+    print("| architecture | variant | provider | batch | median ms / call | median ms / person | min ms / call "
+          "| x backbone |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    order = {a: i for i, a in enumerate(archs)}
+    for r in sorted(rows, key=lambda r: (r["variant"], r["batch"], order[r["architecture"]])):
         xb = f"{r['x_backbone']:.2f}" if r.get("x_backbone") else "-"
-        print(f"| {r['variant']} | {r['provider']} | {r['batch']} | {r['ms']:.1f} | {r['ms_per_person']:.1f} "
-              f"| {r['min_ms']:.1f} | {xb} |")
-    if args.peak:
+        print(f"| {r['architecture']} | {r['variant']} | {r['provider']} | {r['batch']} | {r['ms']:.1f} "
+              f"| {r['ms_per_person']:.1f} | {r['min_ms']:.1f} | {xb} |")
+    if args.peak and args.onnx is None:
         from instanthmr.cli.model_info import model_stats
 
         peak = matmul_peak_gflops(args.threads)
-        gflops = model_stats(args.config)["gflops"]
+        gflops = {c: model_stats(c)["gflops"] for c in args.config}
         best = max(peak.values())
         print(f"\n# fp32 square matmul n = 512/768/1536, best of 15 each, ORT threads {args.threads or 'default'}: "
-              + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items())
-              + f"; {args.config}: {gflops:.3f} GFLOPs / person")
-        print("| variant | batch | GFLOP/s reached (min ms) | fraction of the best matmul |")
-        print("|---|---:|---:|---:|")
-        for r in sorted(rows, key=lambda r: (r["variant"], r["batch"])):
+              + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items()) + "; "
+              + ", ".join(f"{c}: {g:.3f} GFLOPs / person" for c, g in gflops.items()))
+        print("| architecture | variant | batch | GFLOP/s reached (min ms) | fraction of the best matmul |")
+        print("|---|---|---:|---:|---:|")
+        for r in sorted(rows, key=lambda r: (r["variant"], r["batch"], order[r["architecture"]])):
             if r["variant"].startswith(("network ORT", "predict")):
-                reached = gflops * r["batch"] / (r["min_ms"] * 1e-3)
-                print(f"| {r['variant']} | {r['batch']} | {reached:.1f} | {reached / best:.0%} |")
+                reached = gflops[r["architecture"]] * r["batch"] / (r["min_ms"] * 1e-3)
+                print(f"| {r['architecture']} | {r['variant']} | {r['batch']} | {reached:.1f} | {reached / best:.0%} |")
     return 0

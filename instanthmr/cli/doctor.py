@@ -1,6 +1,7 @@
 """Self-check: ``python -m instanthmr.cli.doctor`` prints versions, ONNX Runtime providers, and which model files
-are present or missing (with where to get each). Exits 0 when the runtime can work (imports succeed), even
-when weights are missing: that is reported, not fatal.
+are present or missing (with where to get each), and what each InstantHMR ONNX file holds (parameters, weight
+dtype, query count, input size, which registered architecture it matches: see tools/model_info.py). Exits 0
+when the runtime can work (imports succeed), even when weights are missing: that is reported, not fatal.
 """
 
 from __future__ import annotations
@@ -43,6 +44,19 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def network_summary(path) -> str:
+    """What an InstantHMR ONNX file holds (parameters, weight dtype, queries, input size, matching architecture;
+    see tools/model_info.py), or why that cannot be said."""
+    try:
+        from instanthmr.cli.model_info import describe_onnx
+
+        return describe_onnx(path)
+    except ImportError as e:  # the onnx package belongs to the training extra
+        return f"not inspected ({e.name or 'onnx'} not installed: pip install onnx)"
+    except Exception as e:  # a damaged file must not stop the report
+        return f"not inspected ({first_line(e, 120)})"
+
+
 def report() -> tuple[list[str], bool]:
     """Lines of the report and whether the runtime imports work."""
     lines = [f"InstantHMR {__version__} | Python {platform.python_version()} | {platform.system()} "
@@ -73,11 +87,17 @@ def report() -> tuple[list[str], bool]:
         path = MODELS_DIR / name
         if path.exists():
             lines.append(f"  [present] {name} ({path.stat().st_size / 1e6:.1f} MB): {what}")
+            if name.startswith("instanthmr") and path.suffix == ".onnx":
+                lines.append(f"            holds: {network_summary(path)}")
             if path.suffix == ".onnx":  # the --fp16 / --int8 copies demo.py and tools/bench.py look for
                 copies = [f"{prec} {'present' if path.with_name(f'{path.stem}.{prec}.onnx').exists() else 'absent'}"
                           for prec in ("fp16", "int8")]
                 lines.append(f"            copies: {', '.join(copies)} (python tools/quantize_onnx.py "
                              f"models/{name} [--mode fp16])")
+                for prec in ("fp16", "int8") if name.startswith("instanthmr") else ():
+                    copy = path.with_name(f"{path.stem}.{prec}.onnx")
+                    if copy.exists():
+                        lines.append(f"            {copy.name} holds: {network_summary(copy)}")
         else:
             lines.append(f"  [missing] {name}: {what}; {where}")
     data = shared_data_dir()

@@ -86,7 +86,10 @@ class QueryDecoder(nn.Module):
     def forward(self, tokens: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """``tokens (N, T, D)`` image tokens (position already added), ``condition (N, D)`` added to every
         query; returns ``(N, Q, D)``."""
-        x = self.queries[None].to(tokens.dtype) + condition[:, None, :]
+        # (N, 1, D) + (Q, D): no op on the parameter itself, so the exported initializer keeps its name
+        # (decoder.queries: tools/model_info.py reads the query count from it)
+        queries = self.queries if self.queries.dtype == tokens.dtype else self.queries.to(tokens.dtype)
+        x = condition[:, None, :] + queries
         for layer in self.layers:
             x = layer(x, tokens)
         return self.norm(x)

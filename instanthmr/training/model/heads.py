@@ -27,11 +27,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from instanthmr.body.mhr import NUM_POSE_PARAMS, NUM_SCALE_PARAMS  # the mhr_params layout
 from instanthmr.core.geometry import CROP_SCALE
 from instanthmr.core.skeleton import COCO_WHOLEBODY_NAMES, MHR70_INDEX, MHR70_NAMES
 
-NUM_POSE_PARAMS = 136  # MHR model params 0:136: root translation, root rotation, joint angles
-NUM_SCALE_PARAMS = 68  # MHR model params 136:204: bone scales
 NUM_SHAPE_PARAMS = 45
 NUM_JOINTS = len(MHR70_NAMES)
 NUM_WHOLEBODY_JOINTS = len(COCO_WHOLEBODY_NAMES)

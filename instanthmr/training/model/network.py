@@ -1,4 +1,7 @@
-"""``InstantHMRNet``: RepViT backbone -> 9-query cross-attention decoder -> heads.
+"""``InstantHMRNet`` (architecture ``query9``): RepViT backbone -> 9-query cross-attention decoder -> heads.
+
+This project's own design (the one the public InstantHMR model card describes: "RepViT-M1.5 + 9-token decoder").
+The network the public training notebook builds is a different one: :mod:`instanthmr.training.model.notebook`.
 
 ::
 
@@ -18,7 +21,7 @@ import torch
 from torch import nn
 
 from instanthmr.training.model.backbone import create_backbone, feature_channels
-from instanthmr.training.model.config import ModelConfig
+from instanthmr.training.model.config import ModelConfig, register_arch, register_config
 from instanthmr.training.model.decoder import QueryDecoder, sincos_pos_embed_2d
 from instanthmr.training.model.heads import (
     NUM_POSE_PARAMS,
@@ -39,7 +42,60 @@ INPUT_NAMES: tuple[str, ...] = ("image", "cliff_cond")
 PRED_CAM = "pred_cam"
 
 
-class InstantHMRNet(nn.Module):
+class HMRNetBase(nn.Module):
+    """What every architecture shares: ``config``, ``output_names``, ``image_features``, RepViT fusion for
+    export, ``export_metadata`` (architecture-specific ONNX metadata) and ``num_queries``."""
+
+    arch = "?"  # set by register_arch
+    config: ModelConfig
+    fused = False
+
+    @staticmethod
+    def query_count(config: ModelConfig) -> int:
+        """Learned query tokens of the network ``config`` builds."""
+        raise NotImplementedError
+
+    @staticmethod
+    def output_names_for(config: ModelConfig) -> tuple[str, ...]:
+        """Exported outputs, in order, of the network ``config`` builds."""
+        return OUTPUT_NAMES + ((WHOLEBODY_OUTPUT,) if config.wholebody_head else ())
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self.output_names_for(self.config)
+
+    @property
+    def num_queries(self) -> int:
+        return self.query_count(self.config)
+
+    def image_features(self, image: torch.Tensor) -> torch.Tensor:
+        """The backbone's last feature map ``(N, C, S/32, S/32)``."""
+        raise NotImplementedError
+
+    def export_metadata(self) -> dict[str, str]:
+        """Architecture-specific ONNX metadata (added to :func:`instanthmr.training.export.model_metadata`)."""
+        return {"num_queries": str(self.num_queries)}
+
+    @torch.no_grad()
+    def fuse(self):
+        """Reparameterise the RepViT blocks (fold BatchNorms and parallel branches into single convs) in place,
+        for inference and export. Irreversible: a fused model must not be trained or checkpointed."""
+        if not self.fused:
+            from timm.models import reparameterize_model
+
+            self.eval()
+            self.backbone = reparameterize_model(self.backbone, inplace=True)
+            self.fused = True
+        return self
+
+    def train(self, mode: bool = True):
+        if mode and self.fused:
+            raise RuntimeError(f"a fused (reparameterised) {type(self).__name__} cannot be trained; rebuild it")
+        return super().train(mode)
+
+
+@register_arch("query9")
+class InstantHMRNet(HMRNetBase):
     """The fast network. ``forward(image, cliff_cond)`` returns a dict of tensors:
 
     * ``mhr_params`` (N, 204): MHR model parameters (0:136 pose, 136:204 bone scales).
@@ -74,12 +130,19 @@ class InstantHMRNet(nn.Module):
         self.wholebody_head = WholebodyHead(d, len(QUERY_NAMES) - 4) if config.wholebody_head else None
         self.fused = False
 
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return OUTPUT_NAMES + ((WHOLEBODY_OUTPUT,) if self.wholebody_head is not None else ())
+    @staticmethod
+    def query_count(config: ModelConfig) -> int:
+        return len(QUERY_NAMES)
+
+    def image_features(self, image: torch.Tensor) -> torch.Tensor:
+        return self.backbone(image)[-1]
+
+    def export_metadata(self) -> dict[str, str]:
+        return {**super().export_metadata(), "pixel_aspect": repr(float(self.config.pixel_aspect)),
+                "cam_head": "cliff_weak_perspective"}
 
     def forward(self, image: torch.Tensor, cliff_cond: torch.Tensor) -> dict[str, torch.Tensor]:
-        feat = self.backbone(image)[-1]  # (N, C, g, g)
+        feat = self.image_features(image)  # (N, C, g, g)
         tokens = self.token_proj(feat.flatten(2).transpose(1, 2)) + self.pos_embed.to(feat.dtype)
         q = self.decoder(tokens, self.cliff_embed(cliff_cond.to(feat.dtype)))
         pred_cam = self.camera_head(q[:, 0], cliff_cond)
@@ -96,23 +159,40 @@ class InstantHMRNet(nn.Module):
         out[PRED_CAM] = pred_cam
         return out
 
-    @torch.no_grad()
-    def fuse(self) -> "InstantHMRNet":
-        """Reparameterise the RepViT blocks (fold BatchNorms and parallel branches into single convs) in place,
-        for inference and export. Irreversible: a fused model must not be trained or checkpointed."""
-        if not self.fused:
-            from timm.models import reparameterize_model
-
-            self.eval()
-            self.backbone = reparameterize_model(self.backbone, inplace=True)
-            self.fused = True
-        return self
-
-    def train(self, mode: bool = True):
-        if mode and self.fused:
-            raise RuntimeError("a fused (reparameterised) InstantHMRNet cannot be trained; rebuild it")
-        return super().train(mode)
-
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+# -- named configs of this architecture ----------------------------------------------------------------------
+
+
+@register_config
+def instanthmr_repvit_m1_5() -> ModelConfig:
+    """This project's training default: RepViT-M1.5 (512 x 7 x 7 last stage), 256-wide 2-layer 9-query decoder
+    (the design the anchor's model card describes)."""
+    return ModelConfig(backbone="repvit_m1_5")
+
+
+@register_config
+def instanthmr_repvit_m1_1() -> ModelConfig:
+    return ModelConfig(backbone="repvit_m1_1")
+
+
+@register_config
+def instanthmr_repvit_m0_9() -> ModelConfig:
+    return ModelConfig(backbone="repvit_m0_9")
+
+
+@register_config
+def instanthmr_repvit_m2_3() -> ModelConfig:
+    """The 9-query design on a RepViT-M2.3 backbone (not the notebook network: see instanthmr_notebook_m2_3)."""
+    return ModelConfig(backbone="repvit_m2_3")
+
+
+@register_config
+def instanthmr_tiny_test() -> ModelConfig:
+    """A few-hundred-thousand-parameter model for tests and CI: same graph structure, tiny widths."""
+    return ModelConfig(backbone="repvit_m0_9",
+                       backbone_kwargs={"embed_dim": [16, 32, 48, 64], "depth": [1, 1, 1, 1]},
+                       d_model=64, num_heads=2, num_layers=1, mlp_ratio=2.0)

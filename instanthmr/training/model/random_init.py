@@ -19,7 +19,8 @@ _HEAD_STD = {"pose_head": 0.5, "scale_head": 0.2, "shape_head": 1.0}
 
 @torch.no_grad()
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Re-draw BatchNorm statistics and output-layer weights of an (unfused) :class:`InstantHMRNet` in place."""
+    """Re-draw BatchNorm statistics and output-layer weights of an (unfused) network in place (either
+    architecture)."""
     if getattr(model, "fused", False):
         raise RuntimeError("randomize_ needs an unfused model (fused BatchNorms are folded into convs)")
     g = torch.Generator().manual_seed(seed)
@@ -41,6 +42,9 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
         normal_(lin.weight, std / math.sqrt(lin.in_features))
         normal_(lin.bias, std * 0.2)
 
+    if model.config.arch == "notebook":
+        _notebook_heads_(model, normal_, head_)
+        return model
     for name, std in _HEAD_STD.items():
         head_(getattr(model, name), std)
     for lin in model.joint_heads.head_3d:
@@ -53,3 +57,35 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
     if model.wholebody_head is not None:
         head_(model.wholebody_head.linear, 0.4)
     return model
+
+
+def _notebook_heads_(model: nn.Module, normal_, head_) -> None:
+    """The notebook network's heads. Its decoder has no final norm, so the token scale is measured first (one
+    forward of a grey image) and each head is scaled to it."""
+    from instanthmr.training.model.notebook import GLOBAL_OUTPUTS
+
+    size = model.config.input_size
+    feats = {}
+    hook = model.transformer.register_forward_hook(lambda m, i, o: feats.setdefault("x", o))
+    was_training = model.training
+    model.eval()
+    model(torch.zeros(1, 3, size, size), torch.tensor([[0.0, 0.0, 0.5]]))
+    hook.remove()
+    model.train(was_training)
+    token_std = float(feats["x"].std().clamp_min(1e-3))
+
+    lin = model.head_global
+    stds = {"mhr_params": 0.5, "shape_params": 1.0, "cam_trans": 0.1}
+    start = 0
+    for name, n in GLOBAL_OUTPUTS:
+        normal_(lin.weight[start:start + n], stds[name] / (token_std * math.sqrt(lin.in_features)))
+        normal_(lin.bias[start:start + n], stds[name] * 0.2)
+        start += n
+    lin.bias[-3:] = torch.tensor([0.0, 0.2, 3.0])  # a person about 3 m in front of the camera
+    # the hidden GELU layers keep their default init; only the output layers get a spread like a trained model's
+    if model.config.head_2d == "simcc":
+        head_(model.head_2d_logits, 3.0)
+    else:
+        head_(model.head_2d_xy[0], 0.5)
+    if model.head_3d is not None:
+        head_(model.head_3d[-1], 0.4)
