@@ -406,3 +406,13 @@ def test_int8_detector_tracks_fp32(small_detector, image):
     (ba, la), (bb, lb) = a.raw_forward(image), b.raw_forward(image)
     assert np.abs(ba - bb).mean() < 0.25 * ba.std()
     assert np.abs(la - lb).mean() < 0.25 * la.std()
+
+
+def test_quantize_refuses_a_file_that_already_has_fp16_weights(fp16_tiny, tmp_path):
+    """An fp16 file (like the released instanthmr.onnx) is never converted again, to fp16 or to int8."""
+    from instanthmr.training.quantize import quantize
+
+    for mode in ("fp16", "dynamic", "static"):
+        with pytest.raises(ValueError, match="already has fp16 weights"):
+            quantize(fp16_tiny, tmp_path / f"again.{mode}.onnx", mode=mode)
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -18,7 +18,7 @@ from instanthmr.core.paths import MODELS_DIR, shared_data_dir
 #: (file in models/, what it is, where it comes from)
 MODEL_FILES = (
     ("instanthmr.onnx", "the released InstantHMR network",
-     "download from the InstantHMR release page (see models/README.md)"),
+     "fetched on first use from Hugging Face (momolesang/InstantHMR), or: python tools/fetch_models.py instanthmr"),
     ("instanthmr-starter.onnx", "small, weak starter network trained offline by this project's own tools",
      "shipped in git; or rebuild it with the commands in models/README.md"),
     ("mediapipe/pose_detection.tflite", "MediaPipe BlazePose person detector (offline detector and teacher)",

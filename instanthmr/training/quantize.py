@@ -210,6 +210,12 @@ def quantize(src: str | Path, dst: str | Path | None = None, mode: str | None = 
     mode = mode or ("static" if kind == "hmr" else "dynamic")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    from instanthmr.runtime.hmr import onnx_weight_stats
+
+    if onnx_weight_stats(src)["dtype"] == "fp16":  # e.g. the released instanthmr.onnx
+        raise ValueError(
+            f"{src.name} already has fp16 weights: run it as it is (--fp16 is not needed); an int8 copy must be made "
+            "from an fp32 file (export one from the checkpoint: tools/export_onnx.py --checkpoint instanthmr.pth)")
     dst = Path(dst) if dst else src.with_name(f"{src.stem}.{'fp16' if mode == 'fp16' else 'int8'}.onnx")
     check_output_path(dst, "--out")  # before the work: an unwritable output fails now
     meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
