@@ -37,8 +37,9 @@ def test_demo_sample_image_runs_offline(tmp_path):
                          capture_output=True, text=True, timeout=600, cwd=paths.REPO_ROOT)
     assert res.returncode == 0, res.stderr
     assert "bundled sample photo" in res.stdout and "grace_hopper.jpg" in res.stdout
-    if not paths.DEFAULT_MODEL.is_file() and paths.STARTER_MODEL.is_file():  # says which network ran
-        assert "offline starter model" in res.stderr and "instanthmr-starter.onnx" in res.stdout
+    offline = not paths.DEFAULT_MODEL.is_file() and "released model not used" in res.stderr
+    if offline:  # no released network: the MediaPipe path runs, and the demo says so and why
+        assert "running the offline MediaPipe path" in res.stderr and "model: MediaPipe BlazePose" in res.stdout
     from instanthmr.runtime.detector import resolve_rfdetr_weights
 
     if not resolve_rfdetr_weights("nano")[1]:  # offline: RF-DETR has no weights, the fallback says so
@@ -47,3 +48,10 @@ def test_demo_sample_image_runs_offline(tmp_path):
     assert len(persons) == 1 and len(persons[0]["joints_3d_cam"]) == 70
     x1, y1, x2, y2 = persons[0]["box"]
     assert x2 - x1 > 200 and y2 - y1 > 300  # the portrait fills most of the 512x600 photo
+    if offline:  # shoulders apart across the chest, the joints MediaPipe lacks are null, no MHR parameters
+        from instanthmr.core.skeleton import MHR70_INDEX as J
+
+        j2 = persons[0]["joints_2d"]
+        assert j2[J["left_shoulder"]][0] - j2[J["right_shoulder"]][0] > 256
+        assert j2[J["neck"]] == [None, None] and j2[J["left_hip"]] == [None, None]
+        assert "mhr_params" not in persons[0]

@@ -54,7 +54,7 @@ def test_roi_crop_and_back_projection_agree():
     crop = crop_roi(img, roi, 96)
     ys, xs = np.nonzero(crop[..., 0] > 60)
     w = crop[ys, xs, 0].astype(float)
-    found = np.array([(xs * w).sum() / w.sum(), (ys * w).sum() / w.sum()]) + 0.5  # index -> continuous
+    found = np.array([(xs * w).sum() / w.sum(), (ys * w).sum() / w.sum()])  # indices are coordinates (MediaPipe's)
     np.testing.assert_allclose(roi.to_image(found, 96), dot, atol=1.0)
 
 

@@ -10,7 +10,9 @@
 
 A person detector (RF-DETR by default) finds people every --detector-stride frames; the InstantHMR ONNX
 network turns each person crop into 70 MHR keypoints in 2D (pixels) and 3D (camera space, metres), body
-model parameters and the camera translation. Every person gets a track ID that stays the same across
+model parameters and the camera translation. Without the released network (offline) the per-person model is
+the MediaPipe path instead (--model mediapipe: BlazePose + hand landmarks as the same 70 keypoints, no body
+model parameters; docs/offline.md). Every person gets a track ID that stays the same across
 frames; results are smoothed over time (One-Euro live, or a centred fit over the whole file). Results go to
 the Rerun viewer (or an .rrd file), JSON/CSV/NPZ/BVH files and an overlay video; MHR body meshes are drawn
 with --mhr-model. Every output is written under a temporary name and renamed into place; the data files are
@@ -126,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--detector-stride", type=int, default=None, metavar="N",
                    help="run the detector on every Nth processed frame; frames between reuse its boxes enlarged "
                         "by 10%% a side, or with --keypoint-crops follow each person's joints (default: 1 = every "
-                        f"frame; {KEYPOINT_DETECT_EVERY} with --keypoint-crops)")
+                        f"frame; {KEYPOINT_DETECT_EVERY} with --keypoint-crops). The MediaPipe path follows each person "
+                        "with their landmarks and looks for newcomers every N frames (default: 10)")
     m.add_argument("--frame-skip", type=int, default=1, metavar="K",
                    help="process every Kth frame of a video/camera, drop the others (default: 1 = all)")
     m.add_argument("--no-batch-persons", action="store_true",
@@ -308,7 +311,8 @@ def detector_stride(args, model=None) -> int:
 
 
 def load_pipeline(args) -> tuple:
-    """The models ``args`` ask for, as ``(network .onnx path, PosePipeline)``. :func:`run` loads them itself
+    """The models ``args`` ask for, as ``(network .onnx path, PosePipeline)``, or ``("mediapipe",
+    MediaPipePipeline)`` for the MediaPipe path (a PosePipeline too). :func:`run` loads them itself
     when not given them; tools/batch.py loads them once per worker and hands them to :func:`run` per input."""
     from instanthmr.runtime.pipeline import PosePipeline
 

@@ -1,14 +1,17 @@
 """An offline person detector from MediaPipe's bundled BlazePose models, behind the detector interface.
 
 Used when no RF-DETR checkpoint can be had (``create_detector("mediapipe")``, ``--detector mediapipe``, or
-automatically when RF-DETR's weights are absent). It needs only numpy, OpenCV and the ``ai-edge-litert``
-interpreter; the model files come from PyPI's ``mediapipe==0.10.21`` wheel (``python tools/fetch_models.py
-mediapipe``). Boxes are tight full-body boxes derived from the 33 BlazePose landmarks, like a person
-detector's; crowded scenes with many small people are best-effort (see ``docs/offline.md``).
+automatically when RF-DETR's weights are absent), and by the offline MediaPipe path
+(:mod:`instanthmr.runtime.mediapipe_hmr`), which reuses the landmarks it computes for every person. It
+needs only numpy, OpenCV and the ``ai-edge-litert`` interpreter; the model files come from PyPI's
+``mediapipe==0.10.21`` wheel (``python tools/fetch_models.py mediapipe``). Boxes are tight full-body boxes
+derived from the 33 BlazePose landmarks, like a person detector's; crowded scenes with many small people are
+best-effort (see ``docs/offline.md``).
 """
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,8 @@ class MediaPipeDetector(PersonDetector):
 
     ``fast=True`` looks once at the whole letterboxed image (one person, ~10-30 ms on a laptop CPU);
     the default also scans overlapping tiles and re-detects with found people blanked out, for several
-    people. The landmarks of the last call stay in ``last_people`` (the offline teacher reuses them).
+    people. The landmarks of the last call stay in ``last_people`` and the image they came from in
+    ``last_image`` (a weak reference), so the MediaPipe model reuses them instead of running again.
     """
 
     name = "mediapipe"
@@ -34,13 +38,33 @@ class MediaPipeDetector(PersonDetector):
                                       rounds=1 if fast else 2, det_threshold=confidence,
                                       num_threads=num_threads)
         self.last_people: list[PersonPose] = []
+        self.last_image = None
+
+    def _remember(self, image_rgb: np.ndarray, people: list[PersonPose]) -> list[PersonPose]:
+        self.last_people = people
+        try:
+            self.last_image = weakref.ref(image_rgb)
+        except TypeError:  # not weak-referenceable (a view of a foreign buffer): nothing to share
+            self.last_image = None
+        return people
 
     def detect(self, image_rgb: np.ndarray, frame_index: int | None = None) -> Detections:
-        self.last_people = self.people(image_rgb)
-        if not self.last_people:
+        people = self._remember(image_rgb, self.people(image_rgb))
+        if not people:
             return Detections.empty()
-        return Detections(np.stack([p.box for p in self.last_people]),
-                          np.array([p.score for p in self.last_people], np.float32))
+        return Detections(np.stack([p.box for p in people]), np.array([p.score for p in people], np.float32))
+
+    def detect_new(self, image_rgb: np.ndarray, known_boxes) -> list[PersonPose]:
+        """People not already in ``known_boxes`` (``(K, 4)`` xyxy px, the people tracked): those are blanked
+        out and skipped, so only newcomers get the landmark model. Score threshold and ``max_persons``
+        apply as in :meth:`__call__`."""
+        found = [p for p in self.people(image_rgb, known_boxes) if p.score > self.confidence]
+        if self.max_persons is not None:
+            found = found[:max(0, int(self.max_persons))]
+        return self._remember(image_rgb, found)
+
+    def reset(self) -> None:
+        self.last_people, self.last_image = [], None
 
 
 def offline_fallback(reason: str, confidence: float = 0.5, max_persons: int | None = None

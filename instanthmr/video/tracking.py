@@ -413,8 +413,10 @@ class TrackingPipeline:
         kpts = np.stack([np.asarray(p.joints_2d, np.float64) for p in preds]) if preds else None
         ids = self.tracker.update(boxes, scores, kpts)
         self.detector_calls += int(bool(result.detector_ran))
-        source = "reused_box" if result.reused else "detector"
-        persons = [_tagged(p, tid, source, s) for tid, p, s in zip(ids, preds, scores)]
+        # a frame pipeline that follows people itself (the MediaPipe path's landmark regions) says so per person
+        persons = [_tagged(p, tid, "reused_box" if result.reused else
+                           "keypoints" if getattr(p, "source", "") == "keypoints" else "detector", s)
+                   for tid, p, s in zip(ids, preds, scores)]
         frame = dataclasses.replace(result, persons=[], time_s=ts, detector_ran=bool(result.detector_ran),
                                     reused=bool(result.reused), image_size=tuple(result.image_size))
         return self._finish(persons, before, frame, t0 - float(result.total_ms) / 1e3)

@@ -1,0 +1,105 @@
+"""tools/eval_offline.py (the accuracy table of the offline paths) and tools/bench_mediapipe.py (the side-by-side
+speed tool): their scoring and statistics on made-up predictions, the ground-truth loaders on the shared data.
+Nothing here is timed and nothing builds the MediaPipe venv."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from instanthmr.cli import eval_offline as ev
+from instanthmr.cli.bench_mediapipe import per_person_ms
+from instanthmr.core.skeleton import MHR70_INDEX
+
+
+def _sample_3d(rng) -> ev.Sample:
+    j = rng.normal(0, 0.3, (len(ev.LIMBS), 3)) + [0, 0, 4]
+    return ev.Sample("h36m", None, ev.LIMBS, j, np.ones(len(ev.LIMBS), bool), np.array([0, 0, 100, 200.0]), 1000.0,
+                     "3d")
+
+
+def _as_mhr70(sample, joints) -> np.ndarray:
+    out = np.full((70, joints.shape[1]), np.nan)
+    for n, p in zip(sample.names, joints):
+        out[MHR70_INDEX[n]] = p
+    return out
+
+
+class Fixed:
+    def __init__(self, name):
+        self.name = name
+
+
+def test_3d_scores_are_zero_for_the_truth_and_count_missing_joints():
+    rng = np.random.default_rng(0)
+    samples = [_sample_3d(rng) for _ in range(3)]
+    truth, partial, none = Fixed("truth"), Fixed("partial"), Fixed("none")
+    for s in samples:
+        j3 = _as_mhr70(s, s.joints + [0.5, -0.2, 1.0])  # anywhere in the camera: pelvis-aligned anyway
+        valid = np.isfinite(j3).all(1)
+        s.results["truth"] = (np.zeros((70, 2)), j3, valid)
+        v2 = valid.copy()
+        v2[MHR70_INDEX["left_wrist"]] = False
+        s.results["partial"] = (np.zeros((70, 2)), np.where(v2[:, None], j3, np.nan), v2)
+        s.results["none"] = None
+    r = ev.score_3d(samples, truth)
+    assert r["mpjpe_mm"] == pytest.approx(0.0, abs=1e-6) and r["pa_mpjpe_mm"] == pytest.approx(0.0, abs=1e-6)
+    assert r["joints"] == r["of_joints"] == 36 and r["missed"] == 0
+    p = ev.score_3d(samples, partial)
+    assert p["joints"] == 33 and p["mpjpe_mm"] == pytest.approx(0.0, abs=1e-6)  # NaN wrist left out, not scored
+    n = ev.score_3d(samples, none)
+    assert n["missed"] == 3 and n["joints"] == 0 and np.isnan(n["mpjpe_mm"])
+    # a pose that is off by a rotation: PA-MPJPE forgives it, MPJPE does not
+    c, s_ = np.cos(0.5), np.sin(0.5)
+    rot = np.array([[c, 0, s_], [0, 1, 0], [-s_, 0, c]])
+    for s in samples:
+        hips = (s.joints[0] + s.joints[1]) / 2
+        s.results["turned"] = (np.zeros((70, 2)), _as_mhr70(s, (s.joints - hips) @ rot.T), np.isfinite(
+            _as_mhr70(s, s.joints)).all(1))
+    t = ev.score_3d(samples, Fixed("turned"))
+    assert t["pa_mpjpe_mm"] < 1e-3 < 50 < t["mpjpe_mm"]
+
+
+def test_pck_counts_absent_joints_as_wrong():
+    names = ("left_wrist", "right_wrist", "nose", "left_knee")
+    s = ev.Sample("coco", None, names, np.array([[10, 10], [50, 10], [30, 0], [30, 80.0]]), np.array([1, 1, 1, 0], bool),
+                  np.array([0, 0, 60, 100.0]))
+    j2 = _as_mhr70(s, s.joints + [[5, 0], [11, 0], [0, 0], [0, 0]])  # threshold: 0.1 x 100 px = 10 px
+    valid = np.isfinite(j2).all(1)
+    valid[MHR70_INDEX["nose"]] = False  # not predicted
+    s.results["m"] = (j2, None, valid)
+    r = ev.score_2d([s], Fixed("m"))
+    assert r["joints"] == 3 and r["pck"] == pytest.approx(1 / 3)  # wrist ok, wrist 11 px off, nose absent
+
+
+def test_average_pose_faces_the_camera():
+    j = np.zeros((70, 3))
+    j[MHR70_INDEX["left_hip"]], j[MHR70_INDEX["right_hip"]] = [0, 0, 0.1], [0, 0, -0.1]  # side-on
+    out = ev.facing_camera(j)
+    np.testing.assert_allclose(out[MHR70_INDEX["left_hip"]], [0.1, 0, 0], atol=1e-9)
+    back = np.zeros((70, 3))
+    back[MHR70_INDEX["left_hip"]], back[MHR70_INDEX["right_hip"]] = [-0.1, 0, 0], [0.1, 0, 0]  # seen from behind
+    np.testing.assert_allclose(ev.facing_camera(back)[MHR70_INDEX["left_hip"]], [0.1, 0, 0], atol=1e-9)
+
+
+def test_ground_truth_loaders_read_the_shared_data(shared_data):
+    s3 = ev.load_gt3d(shared_data / "gt3d")
+    assert len(s3) == 4 and {s.dataset for s in s3} == {"h36m", "mpi_inf_3dhp"}
+    for s in s3:
+        assert s.joints.shape == (12, 3) and 1.0 < np.median(s.joints[:, 2]) < 10.0 and s.focal > 500  # metres
+        hip_width = np.linalg.norm(s.joints[0] - s.joints[1])
+        assert 0.15 < hip_width < 0.4
+    s2 = ev.load_annotated_2d(shared_data / "annotated_2d")
+    assert {s.dataset for s in s2} == {"coco", "mpii"} and len(s2) >= 7
+    for s in s2:
+        inside, tol = s.joints[s.visible], 0.1 * (s.box[2:] - s.box[:2])  # (COCO's boxes miss a foot at times)
+        assert ((inside >= s.box[:2] - tol) & (inside <= s.box[2:] + tol)).all()  # labels lie in the person's box
+
+
+def test_per_person_cost_is_the_slope_without_detector_frames():
+    persons = [1, 2, 3, 1, 2, 3, 2]
+    ms = [20 + 15 * (n - 1) for n in persons]
+    detected = [False] * 7
+    ms[6], detected[6] = 500, True  # a detector frame: left out
+    assert per_person_ms(ms, persons, detected) == pytest.approx(15.0)
+    assert per_person_ms([20, 21, 22], [1, 1, 1], [False] * 3) is None
