@@ -127,3 +127,16 @@ def test_runtime_modules_import_without_torch():
 def test_floor_is_a_package_with_a_docstring(floor):
     init = PKG / floor / "__init__.py"
     assert init.is_file() and ast.get_docstring(ast.parse(init.read_text())), f"{floor}/__init__.py needs a docstring"
+
+
+def test_console_scripts_point_at_cli_mains():
+    """Every console script in pyproject.toml names a ``main`` that exists in instanthmr/cli."""
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts
+    for name, target in scripts.items():
+        module, func = target.split(":")
+        source = PKG / "cli" / (module.removeprefix("instanthmr.cli.") + ".py")
+        assert module.startswith("instanthmr.cli.") and source.is_file(), f"{name}: {target}"
+        assert func == "main" and "\ndef main(" in source.read_text(), f"{name}: {target}"

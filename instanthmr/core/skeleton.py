@@ -81,6 +81,8 @@ _L, _R = _mhr_side_pairs("left"), _mhr_side_pairs("right")
 _MHR70_EDGE_PAIRS: dict[str, list[tuple[str, str]]] = {
     "torso": [
         ("neck", "nose"), ("neck", "left_shoulder"), ("neck", "right_shoulder"),
+        # drawn directly too: a model without a neck point (the MediaPipe path) still shows the shoulder line
+        ("left_shoulder", "right_shoulder"),
         ("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"), ("left_hip", "right_hip"),
     ],
     "face": _L["face"] + _R["face"],
