@@ -176,6 +176,10 @@ def test_int8_hmr_tracks_fp32(int8_tiny, plain, image):
     model = onnx.load(str(int8_tiny))
     ops = {n.op_type for n in model.graph.node}
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    # Conv only (STATIC_OPS): no MatMul / Gemm of the attention and heads reads a dequantised tensor
+    dequantised = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    readers = {n.op_type for n in model.graph.node if set(n.input) & dequantised}
+    assert "Conv" in readers and not readers & {"MatMul", "Gemm"}, readers
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["precision"] == "int8-static" and meta["cliff_form"] == plain.cliff_form, meta
     q = InstantHMR(int8_tiny, device="cpu", max_persons=4)
