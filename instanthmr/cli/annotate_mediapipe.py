@@ -193,13 +193,16 @@ class AnnotateWorker:
 
     def load(self) -> dict:
         import os
+        import socket
 
+        from instanthmr.core.faults import quiet_video_decoder
         from instanthmr.teachers.mediapipe import MediaPipeTeacher
 
+        quiet_video_decoder()
         o = self.options
         self.teacher = MediaPipeTeacher(o["models_dir"], hands=o["hands"], tiles=o["tiles"],
                                         num_threads=o.get("threads"))
-        return {"pid": os.getpid(), "host": __import__("socket").gethostname()}
+        return {"pid": os.getpid(), "host": socket.gethostname()}
 
     def run(self, task: dict) -> dict:
         o, t0 = self.options, time.time()
@@ -316,7 +319,7 @@ def _engine_main(args) -> int:
         print(f"[annotate_mediapipe] error: {e}", file=sys.stderr)
         return 2
     if res.interrupted:
-        print(f"[annotate_mediapipe] interrupted: finished tasks and shards are saved in {args.out}; run the same "
+        print(f"[annotate_mediapipe] stopped: finished inputs are saved in the shards in {args.out}; run the same "
               "command to resume", file=sys.stderr)
-        return 130
+        return res.exit_code or 130
     return 1 if res.failed else 0
