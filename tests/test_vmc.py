@@ -3,6 +3,7 @@ clock, rotations that rebuild the pose in Unity's axes, held bones, and a sender
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 import threading
@@ -210,10 +211,17 @@ def test_demo_streams_one_bundle_per_frame(shared_data, tmp_path, capsys):
     rx = receiver()
     port = rx.getsockname()[1]
     assert mediapipe_demo(shared_data, tmp_path, "--stream", f"vmc:127.0.0.1:{port}", frames=8) == 0
-    assert f"vmc: 8 bundle(s) sent to 127.0.0.1:{port}, 0 frame(s) dropped" in capsys.readouterr().out
-    bundles = [decode_bundle(rx.recv(65536)) for _ in range(8)]
+    # Real-time streaming: a clip processed faster than its 12 fps drops frames rather than send them early,
+    # so how many go out depends on this machine's speed; every frame is either sent or counted as dropped.
+    m = re.search(rf"vmc: (\d+) bundle\(s\) sent to 127\.0\.0\.1:{port}, (\d+) frame\(s\) dropped",
+                  capsys.readouterr().out)
+    assert m, "no vmc summary line"
+    sent, dropped = int(m.group(1)), int(m.group(2))
+    assert sent + dropped == 8 and sent >= 2, (sent, dropped)
+    bundles = [decode_bundle(rx.recv(65536)) for _ in range(sent)]
     rx.close()
-    times = [b[1][1][0] for b in bundles]
-    np.testing.assert_allclose(np.diff(times), 1 / 12.0, atol=1e-5)  # the 12 fps clip's clock
+    steps = np.diff([b[1][1][0] for b in bundles]) * 12.0  # the 12 fps clip's clock, in frames
+    np.testing.assert_allclose(steps, np.round(steps), atol=1e-4)
+    assert (np.round(steps) >= 1).all() and np.round(steps).sum() <= 7
     bones = {a[0] for addr, a in bundles[-1] if addr == "/VMC/Ext/Bone/Pos"}
     assert BODY_BONES <= bones
