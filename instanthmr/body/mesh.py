@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr.body.mhr import MHRAssetError, MHRNumpy
+from instanthmr.body.mhr import NUM_MODEL_PARAMS, NUM_SHAPE, MHRAssetError, MHRNumpy
 from instanthmr.core.paths import MODELS_DIR
 
 DEFAULT_LOD = 3
@@ -79,11 +79,11 @@ class MeshRenderer:
 
     def vertices_local(self, mhr_params, shape_params) -> np.ndarray:
         """(N,204), (N,45) -> (N,V,3) body-centred vertices (m, Y down); root translation dropped."""
-        params = np.array(mhr_params, dtype=np.float32, copy=True).reshape(-1, 204)
+        params = np.array(mhr_params, dtype=np.float32, copy=True).reshape(-1, NUM_MODEL_PARAMS)
         if len(params) == 0:
             return np.zeros((0, self.model.assets.num_vertices, 3), np.float32)
         params[:, :3] = 0.0
-        return self.model(np.asarray(shape_params, np.float32).reshape(-1, 45), params).vertices
+        return self.model(np.asarray(shape_params, np.float32).reshape(-1, NUM_SHAPE), params).vertices
 
     def vertices_cam(self, persons) -> np.ndarray:
         """Camera-frame vertices (N,V,3), metres, for objects with ``mhr_params``, ``shape_params`` and

@@ -77,7 +77,8 @@ class Sample:
 
 
 def load_gt3d(root: Path) -> list[Sample]:
-    from instanthmr.training.data.gt3d import dataset_to_names, load_gt3d as load
+    from instanthmr.training.data.gt3d import dataset_to_names
+    from instanthmr.training.data.gt3d import load_gt3d as load
 
     out = []
     for ds in ("h36m", "mpi_inf_3dhp"):

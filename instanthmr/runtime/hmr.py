@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instanthmr.body.mhr import NUM_MODEL_PARAMS, NUM_SHAPE
 from instanthmr.core.errors import first_line
 from instanthmr.core.geometry import (
     CROP_SCALE,
@@ -59,7 +60,7 @@ WHOLEBODY_OUTPUT = "joints_3d_wholebody"
 #: ``arch`` values the public InstantHMR exporter stamps (others are kept as they are, for information).
 ANCHOR_ARCHS = ("legacy", "optimized", "correctives", "mhr_only")
 # Per-person shapes every InstantHMR file must have (the batch axis is checked separately).
-_OUTPUT_SHAPES = {"mhr_params": (204,), "shape_params": (45,), "cam_trans": (3,), "joints_2d": (70, 2),
+_OUTPUT_SHAPES = {"mhr_params": (NUM_MODEL_PARAMS,), "shape_params": (NUM_SHAPE,), "cam_trans": (3,), "joints_2d": (70, 2),
                   "joints_3d": (70, 3), WHOLEBODY_OUTPUT: (133, 3)}
 
 

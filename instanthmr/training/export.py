@@ -53,8 +53,8 @@ def _export_module(model, output_names: tuple[str, ...], fp16: bool):
 def model_metadata(model, fp16: bool = False, step: int | None = None, **extra) -> dict[str, str]:
     """The metadata stamped into the ONNX file (all values are strings; lists/dicts are JSON)."""
     from instanthmr import __version__
+    from instanthmr.core.geometry import IMAGENET_MEAN, IMAGENET_STD
     from instanthmr.core.skeleton import COCO_WHOLEBODY_NAMES, MHR70_NAMES
-    from instanthmr.runtime.hmr import IMAGENET_MEAN, IMAGENET_STD
 
     cfg = model.config
     wholebody = model.wholebody_head is not None

@@ -149,8 +149,7 @@ def _calib_dir_images(folder: Path, count: int) -> list[np.ndarray]:
 def hmr_inputs(images: list[np.ndarray], size: int = 224, seed: int = 0) -> list[dict[str, np.ndarray]]:
     """One ``{"image", "cliff_cond"}`` feed per image: a person-sized box near the centre (jittered), cut and
     normalised exactly as :class:`~instanthmr.runtime.hmr.InstantHMR` does (ImageNet, pixel-form CLIFF)."""
-    from instanthmr.core.geometry import cliff_condition, crop_person
-    from instanthmr.runtime.hmr import IMAGENET_MEAN, IMAGENET_STD
+    from instanthmr.core.geometry import IMAGENET_MEAN, IMAGENET_STD, cliff_condition, crop_person
 
     rng = np.random.default_rng(seed)
     mean, std = np.float32(IMAGENET_MEAN), np.float32(IMAGENET_STD)

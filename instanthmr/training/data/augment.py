@@ -26,12 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from instanthmr.core import geometry
+from instanthmr.core.geometry import IMAGENET_MEAN as _MEAN
+from instanthmr.core.geometry import IMAGENET_STD as _STD
 from instanthmr.core.skeleton import COCO_WHOLEBODY_FLIP_PERM, MHR70_FLIP_PERM
-from instanthmr.runtime import hmr as inference
 
-# the network's input normalisation, as float32 arrays (one definition: instanthmr.runtime.hmr)
-IMAGENET_MEAN = np.asarray(inference.IMAGENET_MEAN, np.float32)
-IMAGENET_STD = np.asarray(inference.IMAGENET_STD, np.float32)
+# the network's input normalisation (core.geometry), as float32 arrays so normalised crops stay float32
+IMAGENET_MEAN = np.asarray(_MEAN, np.float32)
+IMAGENET_STD = np.asarray(_STD, np.float32)
 
 
 @dataclass

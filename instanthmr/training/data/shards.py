@@ -31,6 +31,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from instanthmr.body.mhr import NUM_MODEL_PARAMS, NUM_SHAPE
+
 FORMAT_NAME = "instanthmr-shard"
 FORMAT_VERSION = 1
 HEADER_KEY = "__header__"
@@ -51,8 +53,8 @@ LABEL_FIELDS: dict[str, LabelField] = {
     "joints_3d": LabelField((70, 3), (70,), "MHR70, metres, camera axes (x right, y down, z forward), "
                                             "body-centred (origin = body-model root, not the camera)"),
     "joints_2d": LabelField((70, 2), (70,), "MHR70, full-image pixels"),
-    "mhr_params": LabelField((204,), (), "MHR model parameters (SAM 3D Body mhr_model_params)"),
-    "shape_params": LabelField((45,), (), "MHR identity/shape coefficients"),
+    "mhr_params": LabelField((NUM_MODEL_PARAMS,), (), "MHR model parameters (SAM 3D Body mhr_model_params)"),
+    "shape_params": LabelField((NUM_SHAPE,), (), "MHR identity/shape coefficients"),
     "cam_trans": LabelField((3,), (), "metres, camera frame: camera-space joints = joints_3d + cam_trans"),
     "joints_3d_wholebody": LabelField((133, 3), (133,), "COCO-WholeBody, root-relative, scale-normalised "
                                                         "(the LLM lifter's normalisation)"),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instanthmr.body.mhr import NUM_MODEL_PARAMS, NUM_SHAPE
 from instanthmr.core import geometry
 from instanthmr.core.skeleton import MHR70_EDGE_GROUPS, MHR70_INDEX
 
@@ -124,10 +125,10 @@ def synthetic_person(rng: np.random.Generator, image_wh=(320, 240)) -> tuple[np.
     render_person(img, j2d)
     lo, hi = j2d.min(0), j2d.max(0)
     pad = (hi - lo) * 0.08
-    mhr = np.zeros(204)
+    mhr = np.zeros(NUM_MODEL_PARAMS)
     mhr[3:6] = (0.0, yaw, 0.0)
     mhr[6:8] = (la, ra)
-    shape = np.zeros(45)
+    shape = np.zeros(NUM_SHAPE)
     shape[0] = scale - 1.0
     inst = {
         "box": np.concatenate([lo - pad, hi + pad]), "image_size": (w, h),

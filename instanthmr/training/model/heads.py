@@ -27,11 +27,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from instanthmr.body.mhr import NUM_POSE_PARAMS, NUM_SCALE_PARAMS  # the mhr_params layout
+from instanthmr.body.mhr import NUM_SHAPE
 from instanthmr.core.geometry import CROP_SCALE
 from instanthmr.core.skeleton import COCO_WHOLEBODY_NAMES, MHR70_INDEX, MHR70_NAMES
 
-NUM_SHAPE_PARAMS = 45
+NUM_SHAPE_PARAMS = NUM_SHAPE
 NUM_JOINTS = len(MHR70_NAMES)
 NUM_WHOLEBODY_JOINTS = len(COCO_WHOLEBODY_NAMES)
 _MIN_BOX = 1e-4  # smallest box/size ratio used in the camera formula (padding rows have zeros)

@@ -20,12 +20,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from instanthmr.body.mhr import NUM_POSE_PARAMS, NUM_SCALE_PARAMS
 from instanthmr.training.model.backbone import create_backbone, feature_channels
 from instanthmr.training.model.config import ModelConfig, register_arch, register_config
 from instanthmr.training.model.decoder import QueryDecoder, sincos_pos_embed_2d
 from instanthmr.training.model.heads import (
-    NUM_POSE_PARAMS,
-    NUM_SCALE_PARAMS,
     NUM_SHAPE_PARAMS,
     QUERY_NAMES,
     BodyPartJointHeads,
