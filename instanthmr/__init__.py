@@ -37,12 +37,17 @@ _LAZY = {
     "RuntimeOptions": "instanthmr.runtime.session",
     "TrackingPipeline": "instanthmr.video.tracking",
 }
-__all__ = sorted(_LAZY) + ["__version__"]
+# The reference implementation's module-level names for the keypoint set (MHR70), as aliases.
+_ALIASES = {"JOINT_NAMES": ("instanthmr.core.skeleton", "MHR70_NAMES"),
+            "SKELETON_EDGES": ("instanthmr.core.skeleton", "MHR70_EDGES"),
+            "NUM_JOINTS": ("instanthmr.core.skeleton", "NUM_MHR70")}
+__all__ = sorted([*_LAZY, *_ALIASES]) + ["__version__"]
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _LAZY or name in _ALIASES:
+        module, attr = _ALIASES.get(name, (_LAZY.get(name), name))
+        value = getattr(importlib.import_module(module), attr)
         globals()[name] = value  # later lookups skip this function
         return value
     raise AttributeError(f"module 'instanthmr' has no attribute {name!r}")

@@ -140,3 +140,18 @@ def test_console_scripts_point_at_cli_mains():
         source = PKG / "cli" / (module.removeprefix("instanthmr.cli.") + ".py")
         assert module.startswith("instanthmr.cli.") and source.is_file(), f"{name}: {target}"
         assert func == "main" and "\ndef main(" in source.read_text(), f"{name}: {target}"
+
+
+def test_front_door_has_the_reference_api_names():
+    """``from instanthmr import ...`` with the reference implementation's spellings, lazily (no torch)."""
+    code = ("import sys\nfrom instanthmr import (FrameResult, HMRPrediction, InstantHMR, JOINT_NAMES, NUM_JOINTS,\n"
+            "    PosePipeline, RFDETRDetector, SKELETON_EDGES)\n"
+            "from instanthmr.core.skeleton import MHR70_EDGES, MHR70_NAMES\n"
+            "assert NUM_JOINTS == 70 and JOINT_NAMES == MHR70_NAMES and SKELETON_EDGES == MHR70_EDGES\n"
+            "assert 'torch' not in sys.modules, 'the front door loaded torch'\n"
+            "from instanthmr.runtime.detector import Detections\n"
+            "d = Detections([[0, 0, 10, 20], [5, 5, 9, 9]], [0.9, 0.4])\n"
+            "got = [(x['bbox'].tolist(), round(x['confidence'], 2)) for x in d]\n"
+            "assert got == [([0, 0, 10, 20], 0.9), ([5, 5, 9, 9], 0.4)], got\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]

@@ -42,7 +42,8 @@ MHR70_NAMES: tuple[str, ...] = tuple(
         "left_acromion", "right_acromion", "neck",
     ]
 )
-assert len(MHR70_NAMES) == 70
+NUM_MHR70 = len(MHR70_NAMES)
+assert NUM_MHR70 == 70
 MHR70_INDEX: dict[str, int] = {n: i for i, n in enumerate(MHR70_NAMES)}
 
 

@@ -86,6 +86,11 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def __iter__(self):
+        """The reference implementation's form, one dict per person: ``{"bbox": (4,) float32 xyxy px,
+        "confidence": float}`` (``for d in detector.detect(image)`` works as it does there)."""
+        return iter([{"bbox": b, "confidence": float(s)} for b, s in zip(self.boxes, self.scores)])
+
     @classmethod
     def empty(cls) -> "Detections":
         return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
