@@ -28,6 +28,9 @@ print(libs[0] if libs else "")
 EOF
 )"
     export LD_PRELOAD="${LIB}${LD_PRELOAD:+:$LD_PRELOAD}"
+    # instanthmr is not installed in this environment (its pins would clash); tools/*.py import it from the repo.
+    # PYTHONSAFEPATH: keep the script's folder off sys.path, or tools/mhr.py shadows the official `mhr` package.
+    export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONSAFEPATH=1
     cd "$REPO"
     exec "$PY" "$@"
 fi

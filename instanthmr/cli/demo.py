@@ -538,6 +538,9 @@ def run(args, stop: StopSignals, loaded: tuple | None = None, figures: dict | No
                 "keypoint_crops": bool(args.keypoint_crops), "smooth": smooth, "units": UNITS,
                 "joint_order": JOINT_ORDER}
         outputs = open_outputs(args, meta, source, smooth, stop)
+        if mediapipe and outputs.mesh is not None:  # asked for meshes, but nothing to draw them from
+            print(f"[mhr] no meshes: the MediaPipe path predicts no MHR body-model parameters (--model "
+                  f"{STARTER_MODEL_NAME} or the released network does)", file=sys.stderr)
         stream = open_stream(args, source)
         quiet = args.quiet or source.kind == "image"
         progress = Progress(source.expected_frames, source.kind, quiet=quiet)
