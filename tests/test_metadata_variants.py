@@ -250,7 +250,7 @@ def test_weight_stats_count_initializers_and_constants(tmp_path):
     s32 = onnx_weight_stats(echo_graph(tmp_path / "b.onnx", weights="fp32"))
     assert s16["by_dtype"] == {"float16": 3000} and s16["dtype"] == "fp16"
     assert s32["by_dtype"] == {"float32": 3000} and s32["dtype"] == "fp32"
-    with pytest.raises(Exception):
+    with pytest.raises(FileNotFoundError):
         onnx_weight_stats(tmp_path / "missing.onnx")
 
 

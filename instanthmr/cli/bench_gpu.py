@@ -111,7 +111,7 @@ def hmr_latency(files: dict[str, Path], batches: list[int], device: str, runs: i
                     print(f"{prec} + {lever} at batch {batch}: not measured ({msg})", file=sys.stderr, flush=True)
                     rows.append({"precision": prec, "lever": lever, "batch": batch, "error": msg})
                     continue
-                fns[(prec, lever)] = lambda hmr=hmr, x=x: hmr(x, cliff)
+                fns[(prec, lever)] = lambda hmr=hmr, x=x, cliff=cliff: hmr(x, cliff)
                 providers[(prec, lever)] = hmr.provider
         times = blocked_round_robin_ms(fns, runs, warmup)
         for (prec, lever), ms in times.items():
