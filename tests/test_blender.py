@@ -150,6 +150,39 @@ def test_blender_skins_the_mhr_mesh_like_mhr(tmp_path):
     print(f"\nMHR mesh: worst Blender vertex vs MHR forward {worst * 1000:.4f} mm")
 
 
+REAL_MHR_TOL_M = 1e-4  # 0.1 mm; measured worst 0.0094 mm at LOD 6, 0.0095 mm at LOD 3 (float32 in the file)
+
+
+def test_blender_skins_the_real_mhr_mesh_like_mhr(mhr_dir, tmp_path):
+    """The converted MHR model (LOD 6; skips without it) driven by SAM 3D Body's four real outputs, one per
+    frame: Blender's skinned vertices against the numpy MHR forward."""
+    if blender_python() is None:
+        pytest.skip("no Python with bpy (python install.py --extras animation, or set INSTANTHMR_BPY_PYTHON)")
+    from test_mhr_layer import _converted
+
+    from instanthmr.body.mhr import MHRNumpy
+
+    model = MHRNumpy.from_npz(_converted(6, mhr_dir)[0])
+    samples = sorted((mhr_dir / "samples").glob("*.npz"))
+    assert len(samples) == 4
+    frames = motion_frames(len(samples))
+    for f, sample in zip(frames, samples):
+        with np.load(sample) as z:
+            f.persons[0].mhr_params = z["mhr_model_params"].astype(np.float64)
+            f.persons[0].shape_params = z["shape_params"].astype(np.float64)
+    path = tmp_path / "real_mhr.glb"
+    (rep,) = write_gltf(path, frames, FPS, mhr_model=model)
+    assert rep.mhr_mesh
+    res = blender(path, list(range(len(frames))), tmp_path, mesh_suffix="_mhr_mesh")
+    got = res["meshes"]["track1_mhr_mesh"]
+    want = expected_mhr_vertices(model, frames, 1)
+    assert sorted(map(int, got)) == list(range(len(frames))) and np.shape(got["0"]) == want.shape[1:]
+    err = np.stack([np.abs(to_y_up(got[str(t)]) - want[t]) for t in range(len(frames))])
+    print(f"\nreal MHR LOD 6 ({want.shape[1]} vertices, {len(frames)} bodies): worst Blender vertex coordinate vs "
+          f"MHR forward {err.max() * 1000:.4f} mm")
+    assert err.max() < REAL_MHR_TOL_M
+
+
 def test_demo_video_into_blender(shared_data, tmp_path):
     """A real clip through ``demo.py --save-gltf --save-npz`` (MediaPipe path), imported by Blender: its bone
     heads against the keypoints the same run wrote to the NPZ (on real data the bones are not rigid, so this

@@ -426,3 +426,32 @@ def test_live_runs_keep_frame_stats_not_frames(tmp_path, clip, random_onnx, monk
     kept.clear()
     assert demo.main(m + ["--smooth", "offline"]) == 0
     assert kept == []
+
+
+def test_mediapipe_with_an_mhr_model_says_why_there_are_no_meshes(photo, mhr_dir, tmp_path, capsys):
+    """``--model mediapipe --mhr-model``: the MediaPipe path has no MHR parameters to pose the body with, so the
+    run goes on without meshes and says so in one line (only where meshes would have been shown: without a
+    viewer, .rrd, video or .glb the usual "meshes need ..." line comes instead)."""
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (TFLite interpreter) not installed")
+    from test_mhr_layer import _converted
+
+    from instanthmr.runtime.mediapipe import mediapipe_models_present
+
+    if not mediapipe_models_present():
+        pytest.skip("MediaPipe models not fetched (python tools/fetch_models.py mediapipe)")
+    m = ["--model", "mediapipe", "--mhr-model", str(_converted(6, mhr_dir)[0]), "--image", str(photo), "--no-spawn",
+         "--threads", "1"]
+
+    def mhr_lines() -> list[str]:
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return [line for line in err.splitlines() if line.startswith("[mhr]")]
+
+    assert demo.main(m) == 0
+    assert mhr_lines() == ["[mhr] meshes need the viewer, --save-rrd, --out-video or --save-gltf; none of them is on"]
+    rrd = tmp_path / "run.rrd"
+    assert demo.main(m + ["--save-rrd", str(rrd)]) == 0
+    assert rrd.is_file()
+    lines = mhr_lines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("[mhr] no meshes: the MediaPipe path predicts no MHR body-model parameters (--model ")
