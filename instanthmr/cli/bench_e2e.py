@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr.cli.common import run_main, utc_stamp, write_json_report
+from instanthmr.cli.common import network_label, run_main, utc_stamp, write_json_report
 from instanthmr.core.paths import DEFAULT_MODEL, shared_data_dir
 from instanthmr.runtime.detector import Detections, PersonDetector
 from instanthmr.runtime.session import ModelLoadError
@@ -138,17 +138,6 @@ def prepare_models(args, cache: Path) -> dict:
     return out
 
 
-def _network_label(path: Path) -> str:
-    """The architecture an ONNX file names in its metadata (our exports), else its file name."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    meta = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"]) \
-        .get_modelmeta().custom_metadata_map
-    return meta.get("model_name") or f"{path.name} (no metadata)"
-
-
 def prepare_architectures(args, cache: Path) -> dict[str, dict]:
     """``{architecture: prepare_models(...)}``: one entry per ``--config`` (random-init exports, timed in the same
     run), else the one network of ``--model`` / ``--random-init``."""
@@ -158,7 +147,7 @@ def prepare_architectures(args, cache: Path) -> dict[str, dict]:
 
     if not args.config:
         models = prepare_models(args, cache)
-        label = (args.random_init_config or DEFAULT_CONFIG) if models["random_hmr"] else _network_label(models["hmr"])
+        label = (args.random_init_config or DEFAULT_CONFIG) if models["random_hmr"] else network_label(models["hmr"])
         return {label: models}
     out = {}
     for name in args.config:

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from instanthmr.cli.common import network_label
+
 
 def blocked_round_robin_ms(fns: dict, runs: int, warmup: int, block: int = 10) -> dict:
     """Each callable ``runs`` timed calls (ms), taken in rounds of ``block`` consecutive calls per callable,
@@ -143,17 +145,6 @@ def _predict_call(hmr, batch: int):
     return lambda: hmr.predict(frame, boxes)
 
 
-def _onnx_label(path: Path) -> str:
-    """The architecture an ONNX file names in its metadata (our exports), else its file name."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    meta = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"]) \
-        .get_modelmeta().custom_metadata_map
-    return meta.get("model_name") or f"{path.name} (no metadata)"
-
-
 def run_benchmark(config: str | list[str], batches, runs: int, warmup: int, device: str = "cpu", threads: int = 0,
                   fp16: bool = False, onnx_path: Path | None = None, torch_eager: bool = True,
                   pipeline: bool = False, int8: bool = False) -> list[dict]:
@@ -168,7 +159,7 @@ def run_benchmark(config: str | list[str], batches, runs: int, warmup: int, devi
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if onnx_path is not None:
-            label = _onnx_label(onnx_path)
+            label = network_label(onnx_path)
             sess = _ort_session(onnx_path, device, threads)
             shape = sess.get_inputs()[0].shape
             sizes[label] = shape[2] if isinstance(shape[2], int) else 224
