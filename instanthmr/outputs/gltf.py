@@ -167,6 +167,24 @@ class GLTFTrack:
     mhr_mesh: bool = False
 
 
+class _Animation:
+    """One glTF animation being built: linear channels sharing one time accessor (written when made)."""
+
+    def __init__(self, b: GLBBuilder, times: np.ndarray):
+        self.b = b
+        self.t_in = b.accessor(times, "SCALAR", minmax=True)
+        self.samplers: list[dict] = []
+        self.channels: list[dict] = []
+
+    def channel(self, node: int, path: str, values: np.ndarray, type_: str) -> None:
+        self.samplers.append({"input": self.t_in, "output": self.b.accessor(values, type_), "interpolation": "LINEAR"})
+        self.channels.append({"sampler": len(self.samplers) - 1, "target": {"node": node, "path": path}})
+
+    def finish(self, name: str, extras: dict) -> None:
+        self.b.add("animations", {"name": name, "samplers": self.samplers, "channels": self.channels,
+                                  "extras": extras})
+
+
 def add_skeleton_track(b: GLBBuilder, motion: TrackMotion, times: np.ndarray, lift: float,
                        material: int) -> None:
     """Joint nodes, skin, bone mesh and animation of one solved track (world lifted by ``lift`` metres)."""
@@ -206,12 +224,8 @@ def add_skeleton_track(b: GLBBuilder, motion: TrackMotion, times: np.ndarray, li
         mesh = b.add("meshes", {"name": f"track{tid}_bones", "primitives": [prim]})
         b.doc["scenes"][0]["nodes"].append(b.add("nodes", {"name": f"track{tid}_bones", "mesh": mesh, "skin": skin}))
 
-    t_in = b.accessor(times, "SCALAR", minmax=True)
-    samplers, channels = [], []
-
-    def channel(node: int, path: str, values: np.ndarray, type_: str) -> None:
-        samplers.append({"input": t_in, "output": b.accessor(values, type_), "interpolation": "LINEAR"})
-        channels.append({"sampler": len(samplers) - 1, "target": {"node": node, "path": path}})
+    anim = _Animation(b, times)
+    channel = anim.channel
 
     channel(roots[0], "translation", translation, "VEC3")
     quats = quaternion_from_matrix(sol.rotations)  # (T, K, 4) x y z w
@@ -220,8 +234,7 @@ def add_skeleton_track(b: GLBBuilder, motion: TrackMotion, times: np.ndarray, li
         if np.abs(q - [0.0, 0.0, 0.0, 1.0]).max() < 1e-7:
             continue  # never turns (end points): the rest pose says it all
         channel(node0 + i, "rotation", _continuous(q), "VEC4")
-    b.add("animations", {"name": f"track{tid}", "samplers": samplers, "channels": channels,
-                         "extras": {"track_id": tid, "fps": motion.fps, "first_frame": int(motion.frame_index[0])}})
+    anim.finish(f"track{tid}", {"track_id": tid, "fps": motion.fps, "first_frame": int(motion.frame_index[0])})
 
 
 def add_mhr_track(b: GLBBuilder, model, motion: TrackMotion, times: np.ndarray, lift: float) -> bool:
@@ -295,12 +308,8 @@ def add_mhr_track(b: GLBBuilder, model, motion: TrackMotion, times: np.ndarray, 
     mesh = b.add("meshes", {"name": f"track{tid}_mhr", "primitives": [prim]})
     b.doc["scenes"][0]["nodes"].append(b.add("nodes", {"name": f"track{tid}_mhr_mesh", "mesh": mesh, "skin": skin}))
 
-    t_in = b.accessor(times, "SCALAR", minmax=True)
-    samplers, channels = [], []
-
-    def channel(node: int, path: str, values: np.ndarray, type_: str) -> None:
-        samplers.append({"input": t_in, "output": b.accessor(values, type_), "interpolation": "LINEAR"})
-        channels.append({"sampler": len(samplers) - 1, "target": {"node": node, "path": path}})
+    anim = _Animation(b, times)
+    channel = anim.channel
 
     world = f["cam_trans"].astype(np.float64) * [1.0, -1.0, -1.0] + [0.0, lift, 0.0]
     channel(place, "translation", world, "VEC3")
@@ -318,8 +327,7 @@ def add_mhr_track(b: GLBBuilder, model, motion: TrackMotion, times: np.ndarray, 
             channel(node0 + i, "scale", np.repeat(loc_s[:, i, None], 3, axis=1), "VEC3")
         elif abs(loc_s[0, i] - 1.0) > 1e-7:
             b.doc["nodes"][node0 + i]["scale"] = [float(loc_s[0, i])] * 3
-    b.add("animations", {"name": f"track{tid}_mhr", "samplers": samplers, "channels": channels,
-                         "extras": {"track_id": tid, "fps": motion.fps, "shape_params": "median of the track"}})
+    anim.finish(f"track{tid}_mhr", {"track_id": tid, "fps": motion.fps, "shape_params": "median of the track"})
     return True
 
 
