@@ -23,6 +23,19 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def mp_models() -> Path:
+    """The folder of MediaPipe's TFLite models; skips without them (python tools/fetch_models.py mediapipe) or
+    without the LiteRT interpreter that runs them."""
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (TFLite interpreter) not installed")
+    from instanthmr.runtime import mediapipe as mpm
+
+    if not mpm.mediapipe_models_present():
+        pytest.skip(f"MediaPipe models not fetched into {mpm.mediapipe_models_dir()} "
+                    "(python tools/fetch_models.py mediapipe)")
+    return mpm.mediapipe_models_dir()
+
+
+@pytest.fixture(scope="session")
 def mhr_dir() -> Path:
     d = shared_mhr_dir()
     if not (d / "samples").exists():

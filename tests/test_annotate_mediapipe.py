@@ -103,12 +103,7 @@ def test_cli_reports_bad_inputs_in_one_line(tmp_path):
     assert main([str(tmp_path / "x.txt"), "--out", str(tmp_path / "o")]) == 2  # not an image or video
 
 
-def test_real_teacher_on_a_real_video(shared_data, tmp_path):
-    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (TFLite interpreter) not installed")
-    from instanthmr.runtime import mediapipe as mpm
-
-    if not mpm.mediapipe_models_present():
-        pytest.skip("MediaPipe models not fetched (python tools/fetch_models.py mediapipe)")
+def test_real_teacher_on_a_real_video(shared_data, mp_models, tmp_path):
     rc = main([str(shared_data / "videos" / "mmpose_demo_5frames.mp4"), "--out", str(tmp_path / "o"),
                "--max-frames", "2", "--no-hands"])
     assert rc == 0

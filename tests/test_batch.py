@@ -261,16 +261,8 @@ def test_ray_job_matches_the_local_one_and_survives_a_killed_worker(ray_local, l
     assert "0 to run, 3 done before" in capsys.readouterr().out
 
 
-def _teacher_ready():
-    from instanthmr.runtime.mediapipe import mediapipe_models_present
-
-    if not mediapipe_models_present():
-        pytest.skip("MediaPipe models not installed (python tools/fetch_models.py mediapipe)")
-    pytest.importorskip("ai_edge_litert")
-
-
-def test_teacher_annotation_on_ray_resumes_a_dead_workers_task_without_duplicates(ray_local, clips, tmp_path):
-    _teacher_ready()
+def test_teacher_annotation_on_ray_resumes_a_dead_workers_task_without_duplicates(ray_local, clips, mp_models,
+                                                                                  tmp_path):
     from instanthmr.cli.annotate_mediapipe import AnnotateWorker, annotate, expand_inputs, task_skip
     from instanthmr.training.data.shards import ShardReader
 

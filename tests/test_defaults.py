@@ -4,8 +4,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from instanthmr.core import paths
 from instanthmr.video.sources import read_image_rgb
 
@@ -26,11 +24,7 @@ def test_sample_image_is_a_real_photo():
     assert img.shape == (600, 512, 3) and img.std() > 20  # a real picture, not a flat fill
 
 
-def test_demo_sample_image_runs_offline(tmp_path):
-    from instanthmr.runtime.mediapipe import mediapipe_models_present
-
-    if not mediapipe_models_present():
-        pytest.skip("offline MediaPipe models not fetched (python tools/fetch_models.py mediapipe)")
+def test_demo_sample_image_runs_offline(mp_models, tmp_path):
     out = tmp_path / "s.json"
     res = subprocess.run([sys.executable, str(paths.REPO_ROOT / "demo.py"), "--image", "sample", "--no-spawn",
                           "--save-json", str(out)],

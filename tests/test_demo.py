@@ -428,17 +428,12 @@ def test_live_runs_keep_frame_stats_not_frames(tmp_path, clip, random_onnx, monk
     assert kept == []
 
 
-def test_mediapipe_with_an_mhr_model_says_why_there_are_no_meshes(photo, mhr_dir, tmp_path, capsys):
+def test_mediapipe_with_an_mhr_model_says_why_there_are_no_meshes(photo, mhr_dir, mp_models, tmp_path, capsys):
     """``--model mediapipe --mhr-model``: the MediaPipe path has no MHR parameters to pose the body with, so the
     run goes on without meshes and says so in one line (only where meshes would have been shown: without a
     viewer, .rrd, video or .glb the usual "meshes need ..." line comes instead)."""
-    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (TFLite interpreter) not installed")
     from test_mhr_layer import _converted
 
-    from instanthmr.runtime.mediapipe import mediapipe_models_present
-
-    if not mediapipe_models_present():
-        pytest.skip("MediaPipe models not fetched (python tools/fetch_models.py mediapipe)")
     m = ["--model", "mediapipe", "--mhr-model", str(_converted(6, mhr_dir)[0]), "--image", str(photo), "--no-spawn",
          "--threads", "1"]
 

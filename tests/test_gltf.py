@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_results_io import _rot  # the same rotation helper the BVH tests pose their skeletons with
 
 from instanthmr.core.skeleton import MHR70_INDEX, MHR70_NAMES
 from instanthmr.outputs.bvh import RIGS, load_bvh, solve_bvh, write_bvh
@@ -31,14 +32,6 @@ FEET = [MHR70_INDEX[f"{s}_{n}"] for s in ("left", "right") for n in ("ankle", "h
 
 
 # ---------------------------------------------------------------------------------------------- a moving person
-def _rot(axis: int, a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    i, j = [(1, 2), (2, 0), (0, 1)][axis]
-    r = np.eye(3)
-    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
-    return r
-
-
 def _rest_body() -> dict[str, np.ndarray]:
     """Every MHR70 point of a standing adult, metres, Y up, facing +Z, left = +X, mid-hip at the origin."""
     p = {"neck": np.array([0.0, 0.52, -0.02]), "nose": np.array([0.0, 0.72, 0.08])}

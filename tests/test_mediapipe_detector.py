@@ -130,15 +130,6 @@ def test_missing_or_bad_model_files_give_one_line_errors(tmp_path, monkeypatch):
 # Real pretrained models (skipped when not fetched)
 # --------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def mp_models() -> Path:
-    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (TFLite interpreter) not installed")
-    if not mpm.mediapipe_models_present():
-        pytest.skip(f"MediaPipe models not fetched into {mpm.mediapipe_models_dir()} "
-                    "(python tools/fetch_models.py mediapipe)")
-    return mpm.mediapipe_models_dir()
-
-
 def _rgb(path) -> np.ndarray:
     import cv2
 

@@ -239,15 +239,6 @@ def test_smoothing_leaves_absent_joints_out_and_restarts_them():
 # Real models
 # --------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def mp_models() -> Path:
-    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (TFLite interpreter) not installed")
-    if not mpm.mediapipe_models_present():
-        pytest.skip(f"MediaPipe models not fetched into {mpm.mediapipe_models_dir()} "
-                    "(python tools/fetch_models.py mediapipe)")
-    return mpm.mediapipe_models_dir()
-
-
 def _rgb(path) -> np.ndarray:
     from instanthmr.video.sources import read_image_rgb
 
