@@ -17,19 +17,9 @@ BPY_VERSION="${BPY_VERSION:-5.0.1}"
 BPY_PYTHON_MINOR="${BPY_PYTHON_MINOR:-3.11}"
 VALIDATOR_VERSION="${VALIDATOR_VERSION:-2.0.0-dev.3.10}"
 
-find_python() {
-    if [[ -n "${PYTHON:-}" ]]; then echo "$PYTHON"; return; fi
-    if "python$BPY_PYTHON_MINOR" -V >/dev/null 2>&1; then command -v "python$BPY_PYTHON_MINOR"; return; fi
-    if command -v pyenv >/dev/null 2>&1; then
-        for v in $(pyenv versions --bare 2>/dev/null | grep -E "^${BPY_PYTHON_MINOR//./\\.}\\." || true); do
-            p="$(pyenv root)/versions/$v/bin/python"
-            [[ -x "$p" ]] && { echo "$p"; return; }
-        done
-    fi
-    echo ""
-}
+source "$REPO/tools/find_python.sh"
 
-PY="$(find_python)"
+PY="$(find_python "$BPY_PYTHON_MINOR")"
 if [[ -z "$PY" ]]; then
     echo "error: bpy $BPY_VERSION needs Python $BPY_PYTHON_MINOR; none found (set PYTHON=/path/to/python$BPY_PYTHON_MINOR)" >&2
     exit 2

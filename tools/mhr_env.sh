@@ -38,22 +38,9 @@ fi
 ENV_DIR="${1:-$REPO/.venv-mhr}"
 MHR_VERSION="${MHR_VERSION:-1.0.1}"
 
-find_python() {
-    if [[ -n "${PYTHON:-}" ]]; then echo "$PYTHON"; return; fi
-    for cand in python3.12 python3.13; do
-        # pyenv shims exist even when the version is not selected: check the interpreter really runs
-        if "$cand" -V >/dev/null 2>&1; then command -v "$cand"; return; fi
-    done
-    if command -v pyenv >/dev/null 2>&1; then
-        for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[23]\.' || true); do
-            p="$(pyenv root)/versions/$v/bin/python"
-            [[ -x "$p" ]] && { echo "$p"; return; }
-        done
-    fi
-    echo ""
-}
+source "$REPO/tools/find_python.sh"
 
-PY="$(find_python)"
+PY="$(find_python 3.12 3.13)"
 if [[ -z "$PY" ]]; then
     echo "error: Python 3.12 or 3.13 is needed for pymomentum-cpu; none found (set PYTHON=/path/to/python3.12)" >&2
     exit 2
