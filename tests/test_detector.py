@@ -197,3 +197,14 @@ def test_create_detector_dispatch(tmp_path, rfdetr_random_onnx):
     assert create_detector(onnx_det) is onnx_det
     with pytest.raises(ValueError, match="unknown detector"):
         create_detector("yolo")
+
+
+@pytest.mark.parametrize("box, what", [([50, 80, 10, 120], "inverted"), ([10, float("nan"), 50, 90], "not finite")])
+def test_box_file_refuses_boxes_that_are_not_boxes(tmp_path, box, what):
+    """Checked where the file is read, so every user of BoxFileDetector (not only the demo) gets one line
+    naming the file and the frame instead of boxes the pipeline would silently drop."""
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps({"frames": [{"frame_index": 0, "boxes": [[1, 1, 5, 8]]},
+                                           {"frame_index": 7, "boxes": [[0, 0, 9, 9], box]}]}))
+    with pytest.raises(ModelLoadError, match=rf"box file .*b\.json: frame 7: box .* is {what}"):
+        BoxFileDetector(path)

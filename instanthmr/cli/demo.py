@@ -325,7 +325,6 @@ def load_pipeline(args) -> tuple:
                                      det_confidence=args.det_confidence, device=args.device,
                                      detector_variant=args.detector_variant, detector_weights=args.detector_weights,
                                      detector_resolution=args.detector_resolution)
-        check_box_file(pipeline.detector)
         return model, pipeline
     pipeline = PosePipeline(model, device=args.device, detector=args.detector or "rfdetr",
                             detector_variant=args.detector_variant, det_confidence=args.det_confidence,
@@ -336,7 +335,6 @@ def load_pipeline(args) -> tuple:
                                                               args.cuda_graph,
                                                               args.async_detector and not args.keypoint_crops),
                             mhr=mhr_for_network(args))
-    check_box_file(pipeline.detector)
     return model, pipeline
 
 
@@ -384,20 +382,6 @@ def check_args(args) -> None:
 
         parse_target(args.stream)  # a malformed target is a bad argument
     check_output_paths(output_paths(args), inputs=(args.image, args.video))
-
-
-def check_box_file(detector) -> None:
-    """A box-file detector's boxes are real boxes: finite, x1 < x2 and y1 < y2 (one line naming the file
-    and the frame otherwise; the pipeline would silently drop them)."""
-    import numpy as np
-
-    for index, dets in sorted(getattr(detector, "frames", {}).items()) if detector.name == "boxes" else ():
-        b = np.asarray(dets.boxes, np.float64).reshape(-1, 4)
-        bad = ~np.isfinite(b).all(axis=1) | (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
-        if bad.any():
-            raise ModelLoadError(f"box file {detector.path}: frame {index}: box {b[bad][0].tolist()} is "
-                                 f"{'not finite' if not np.isfinite(b[bad][0]).all() else 'inverted'} (boxes are "
-                                 "[x1, y1, x2, y2] pixels with x1 < x2, y1 < y2); fix the file")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -442,10 +442,21 @@ class BoxFileDetector(PersonDetector):
                     raise ValueError(f"frame {idx}: boxes need 4 numbers (or 5 with a score), got {b.shape[1]}")
                 if scores is None:
                     scores = b[:, 4] if b.shape[1] == 5 else np.ones(len(b), np.float32)
+                BoxFileDetector._check_boxes(path, idx, b[:, :4])
                 frames[idx] = Detections(b[:, :4], scores)
         except (TypeError, ValueError, KeyError) as e:
             raise ModelLoadError(f"{path}: malformed box file ({first_line(e)})") from None
         return frames
+
+    @staticmethod
+    def _check_boxes(path: Path, index: int, boxes: np.ndarray) -> None:
+        """Real boxes only: finite, x1 < x2 and y1 < y2 (the pipeline would silently drop the others)."""
+        b = np.asarray(boxes, np.float64)
+        bad = ~np.isfinite(b).all(axis=1) | (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
+        if bad.any():
+            raise ModelLoadError(f"box file {path}: frame {index}: box {b[bad][0].tolist()} is "
+                                 f"{'not finite' if not np.isfinite(b[bad][0]).all() else 'inverted'} (boxes are "
+                                 "[x1, y1, x2, y2] pixels with x1 < x2, y1 < y2); fix the file")
 
     def reset(self) -> None:
         self._next = 0
