@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from instanthmr.core.skeleton import COCO_WHOLEBODY_INDEX as CI
-from instanthmr.outputs.bvh import BVHError, coco_wholebody_joints, detect_profile, load_bvh
+from instanthmr.core.mocap import BVHError, coco_wholebody_joints, detect_profile, load_bvh
 
 TINY = """HIERARCHY
 ROOT Hips

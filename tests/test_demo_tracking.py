@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from instanthmr.cli import demo
-from instanthmr.outputs.bvh import load_bvh
+from instanthmr.core.mocap import load_bvh
 from instanthmr.outputs.files import CSV_COLUMNS, read_npz_tracks
 from instanthmr.runtime.detector import Detections, PersonDetector
 from instanthmr.video.sources import count_video_frames

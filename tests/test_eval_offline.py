@@ -9,6 +9,7 @@ import pytest
 
 from instanthmr.cli import eval_offline as ev
 from instanthmr.cli.bench_mediapipe import per_person_ms
+from instanthmr.core.rotations import axis_rotation
 from instanthmr.core.skeleton import MHR70_INDEX
 
 
@@ -50,8 +51,7 @@ def test_3d_scores_are_zero_for_the_truth_and_count_missing_joints():
     n = ev.score_3d(samples, none)
     assert n["missed"] == 3 and n["joints"] == 0 and np.isnan(n["mpjpe_mm"])
     # a pose that is off by a rotation: PA-MPJPE forgives it, MPJPE does not
-    c, s_ = np.cos(0.5), np.sin(0.5)
-    rot = np.array([[c, 0, s_], [0, 1, 0], [-s_, 0, c]])
+    rot = axis_rotation(1, 0.5)
     for s in samples:
         hips = (s.joints[0] + s.joints[1]) / 2
         s.results["turned"] = (np.zeros((70, 2)), _as_mhr70(s, (s.joints - hips) @ rot.T), np.isfinite(

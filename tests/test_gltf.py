@@ -16,11 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_results_io import _rot  # the same rotation helper the BVH tests pose their skeletons with
 
+from instanthmr.core.mocap import load_bvh
+from instanthmr.core.rotations import axis_rotation as _rot
+from instanthmr.core.rotations import quaternion_to_matrix
 from instanthmr.core.skeleton import MHR70_INDEX, MHR70_NAMES
-from instanthmr.outputs.bvh import RIGS, load_bvh, solve_bvh, write_bvh
+from instanthmr.outputs.bvh import write_bvh
 from instanthmr.outputs.gltf import accessor_array, read_glb, write_gltf
+from instanthmr.outputs.rig import RIGS, solve_bvh
 from instanthmr.runtime.hmr import HMRPrediction
 
 REPO = Path(__file__).resolve().parent.parent
@@ -371,7 +374,7 @@ def toy_mhr(seed: int = 0):
     """A small MHR-format model: 127 joints in a branching tree with random pre-rotations; per joint a
     tetrahedron around it, skinned 70/30 to the joint and its parent; model parameters drive the root, the
     rotations of 20 joints and the scale of 5 (all in MHR's cm, Y-up frame)."""
-    from instanthmr.body.mhr import MHRAssets, MHRNumpy, quaternion_to_matrix_np
+    from instanthmr.body.mhr import MHRAssets, MHRNumpy
 
     rng = np.random.default_rng(seed)
     j = 127
@@ -380,7 +383,7 @@ def toy_mhr(seed: int = 0):
     offsets[0] = 0.0
     pre = rng.normal(0, 1, (j, 4))
     pre = (pre / np.linalg.norm(pre, axis=1, keepdims=True)).astype(np.float32)
-    rot = quaternion_to_matrix_np(pre)
+    rot = quaternion_to_matrix(pre)
     g_r, g_t = np.zeros((j, 3, 3)), np.zeros((j, 3))
     for i, p in enumerate(parents):
         g_r[i], g_t[i] = (rot[i], offsets[i]) if p < 0 else (g_r[p] @ rot[i], g_t[p] + g_r[p] @ offsets[i])

@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_mhr_layer import _converted, toy_assets
 
-from instanthmr.body.mhr import MHRNumpy, _euler_xyz_matrix_np
+from instanthmr.body.mhr import MHRNumpy
 from instanthmr.body.mhr_torch import MHRModel
 from instanthmr.cli.mhr import check_main as main
 from instanthmr.core.skeleton import MHR70_FLIP_PERM
@@ -16,7 +16,6 @@ from instanthmr.training.data.shards import ShardWriter
 from instanthmr.training.mhr_losses import (
     check_param_keypoint_agreement,
     check_shards,
-    euler_xyz_from_matrix,
     keypoints_from_params,
     mhr_consistency_loss,
     rotate_root,
@@ -59,12 +58,6 @@ def test_loss_masks_and_ignores_root_translation():
     per_sample = mhr_consistency_loss(layer, params, torch.zeros(2, 45), wrong, mask=torch.tensor([True, False]),
                                       align="none")
     assert abs(per_sample.item() - 1.0) < 1e-5
-
-
-def test_euler_round_trip():
-    rng = np.random.default_rng(0)
-    e = rng.uniform(-1.2, 1.2, (50, 3))
-    np.testing.assert_allclose(euler_xyz_from_matrix(_euler_xyz_matrix_np(e)), e, atol=1e-9)
 
 
 def test_rotate_root_matches_rotating_keypoints(lod6_model):

@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 
 from instanthmr.core.skeleton import MHR70_INDEX, MHR70_NAMES
-from instanthmr.outputs.bvh import bvh_skeleton, bvh_track_path, format_bvh, load_bvh, solve_bvh, write_bvh
+from instanthmr.core.mocap import load_bvh
+from instanthmr.core.rotations import axis_rotation as _rot
+from instanthmr.outputs.bvh import bvh_track_path, format_bvh, write_bvh
+from instanthmr.outputs.rig import bvh_skeleton, solve_bvh
 from instanthmr.outputs.files import (
     CSV_COLUMNS,
     ResultsWriteError,
@@ -23,14 +26,6 @@ from instanthmr.outputs.files import (
 from instanthmr.runtime.hmr import HMRPrediction
 
 FLIP = np.array([1.0, -1.0, -1.0])  # camera axes (y down, z forward) -> BVH axes (y up, z to camera)
-
-
-def _rot(axis: int, a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    i, j = [(1, 2), (2, 0), (0, 1)][axis]
-    r = np.eye(3)
-    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
-    return r
 
 
 def _base_pose(seed=0) -> np.ndarray:

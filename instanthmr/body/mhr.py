@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from instanthmr.core.rotations import euler_xyz_to_matrix, quaternion_to_matrix
+
 NPZ_FORMAT_VERSION = 1
 NUM_SHAPE = 45
 NUM_EXPR = 72
@@ -252,18 +254,6 @@ def load_mhr_assets(path: str | Path) -> MHRAssets:
     return assets
 
 
-def quaternion_to_matrix_np(q: np.ndarray) -> np.ndarray:
-    """(...,4) quaternions (x, y, z, w), normalised here -> (...,3,3) rotation matrices."""
-    q = np.asarray(q, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    x, y, z, w = np.moveaxis(q, -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
-
-
 def joint_levels(parents: np.ndarray) -> list[np.ndarray]:
     """Joint indices grouped by depth in the tree (level 0 = roots). FK runs one batched step per level,
     so an exported graph has ~depth steps instead of 127."""
@@ -271,17 +261,6 @@ def joint_levels(parents: np.ndarray) -> list[np.ndarray]:
     for i, p in enumerate(parents):
         depth[i] = 0 if p < 0 else depth[p] + 1
     return [np.flatnonzero(depth == d) for d in range(int(depth.max()) + 1)]
-
-
-def _euler_xyz_matrix_np(e: np.ndarray) -> np.ndarray:
-    """(...,3) angles (rx, ry, rz) -> Rz(rz) @ Ry(ry) @ Rx(rx), momentum's 'Euler XYZ' convention."""
-    cx, cy, cz = np.cos(e[..., 0]), np.cos(e[..., 1]), np.cos(e[..., 2])
-    sx, sy, sz = np.sin(e[..., 0]), np.sin(e[..., 1]), np.sin(e[..., 2])
-    return np.stack([
-        np.stack([cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx], -1),
-        np.stack([sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx], -1),
-        np.stack([-sy, cy * sx, cy * cx], -1),
-    ], -2)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -298,7 +277,7 @@ class MHRNumpy:
         self.frame = frame
         self.faces = assets.faces
         self._levels = joint_levels(assets.joint_parents)
-        self._prerot = quaternion_to_matrix_np(assets.joint_prerotations)
+        self._prerot = quaternion_to_matrix(assets.joint_prerotations)
         self._ibp = assets.inverse_bind_pose.astype(np.float64)
         self._shape_dirs = assets.identity_blendshapes.reshape(NUM_SHAPE, -1).astype(np.float64)
         self._expr_dirs = assets.expression_blendshapes.reshape(NUM_EXPR, -1).astype(np.float64)
@@ -332,7 +311,7 @@ class MHRNumpy:
 
         jp = (params @ a.parameter_transform.T.astype(np.float64)).reshape(n, -1, 7)
         loc_t = jp[..., :3] + a.joint_offsets
-        euler_r = _euler_xyz_matrix_np(jp[..., 3:6])
+        euler_r = euler_xyz_to_matrix(jp[..., 3:6])
         loc_r = self._prerot[None] @ euler_r
         if apply_correctives and self.has_correctives:
             # features: first two columns of each non-root joint's Euler rotation, minus identity

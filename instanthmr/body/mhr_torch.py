@@ -23,8 +23,8 @@ from instanthmr.body.mhr import (
     MHROutput,
     joint_levels,
     load_mhr_assets,
-    quaternion_to_matrix_np,
 )
+from instanthmr.core.rotations import euler_xyz_to_matrix, quaternion_to_matrix
 
 
 def mhr_to_product(points: torch.Tensor) -> torch.Tensor:
@@ -37,15 +37,6 @@ def product_to_mhr(points: torch.Tensor) -> torch.Tensor:
     sx, sy, sz = MHR_TO_PRODUCT
     return torch.stack([points[..., 0] / sx, points[..., 1] / sy, points[..., 2] / sz], -1)
 
-
-
-def _euler_xyz_matrix(e: "torch.Tensor") -> "torch.Tensor":
-    cx, cy, cz = torch.cos(e[..., 0]), torch.cos(e[..., 1]), torch.cos(e[..., 2])
-    sx, sy, sz = torch.sin(e[..., 0]), torch.sin(e[..., 1]), torch.sin(e[..., 2])
-    row0 = torch.stack([cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx], -1)
-    row1 = torch.stack([sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx], -1)
-    row2 = torch.stack([-sy, cy * sx, cy * cx], -1)
-    return torch.stack([row0, row1, row2], -2)
 
 class MHRModel(torch.nn.Module):
     """Differentiable MHR forward; exports to ONNX (``export_onnx``).
@@ -69,7 +60,7 @@ class MHRModel(torch.nn.Module):
         buf("expr_dirs", a.expression_blendshapes.reshape(NUM_EXPR, -1))
         buf("parameter_transform", a.parameter_transform)
         buf("joint_offsets", a.joint_offsets)
-        buf("prerotations", quaternion_to_matrix_np(a.joint_prerotations).astype(np.float32))
+        buf("prerotations", quaternion_to_matrix(a.joint_prerotations).astype(np.float32))
         buf("ibp_linear", a.inverse_bind_pose[:, :3, :3].copy())
         buf("ibp_offset", a.inverse_bind_pose[:, :3, 3].copy())
         buf("skin_indices", a.skin_indices)
@@ -112,7 +103,7 @@ class MHRModel(torch.nn.Module):
         jp = self.joint_parameters(model_params)
         loc_t = jp[..., :3] + self.joint_offsets
         if euler_r is None:
-            euler_r = _euler_xyz_matrix(jp[..., 3:6])
+            euler_r = euler_xyz_to_matrix(jp[..., 3:6], torch)
         loc_r = self.prerotations @ euler_r
         loc_s = torch.exp(_LN2 * jp[..., 6])
         ts, rs, ss = [], [], []
@@ -138,7 +129,7 @@ class MHRModel(torch.nn.Module):
         rest = self.rest_vertices + (shape @ self.shape_dirs).reshape(n, -1, 3)
         if expr is not None:
             rest = rest + (expr.expand(n, -1) @ self.expr_dirs).reshape(n, -1, 3)
-        euler_r = _euler_xyz_matrix(self.joint_parameters(model_params)[..., 3:6])
+        euler_r = euler_xyz_to_matrix(self.joint_parameters(model_params)[..., 3:6], torch)
         if apply_correctives and self.has_correctives:
             feat = torch.cat([euler_r[:, 2:, :, 0], euler_r[:, 2:, :, 1]], -1)
             feat = feat - feat.new_tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])

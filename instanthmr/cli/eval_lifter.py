@@ -30,7 +30,7 @@ import numpy as np
 
 from instanthmr.core.paths import shared_data_dir
 from instanthmr.core.skeleton import COCO_WHOLEBODY_INDEX as CI
-from instanthmr.outputs.bvh import BVHError, coco_wholebody_joints, detect_profile, load_bvh
+from instanthmr.core.mocap import BVHError, coco_wholebody_joints, detect_profile, load_bvh
 from instanthmr.teachers.lifter import protocol
 from instanthmr.teachers.lifter.evaluate import (
     evaluate_lifter,

@@ -42,6 +42,7 @@ import numpy as np
 from instanthmr.cli.common import run_main, utc_stamp, write_json_report
 from instanthmr.core.metrics import mpjpe, pa_mpjpe, root_align
 from instanthmr.core.paths import STARTER_MODEL, shared_data_dir
+from instanthmr.core.rotations import axis_rotation
 from instanthmr.core.skeleton import MHR70_EDGES, MHR70_INDEX
 
 #: Joints scored in 3D (pelvis = the hips' mid-point is the alignment root, not scored).
@@ -155,10 +156,8 @@ def facing_camera(joints_3d: np.ndarray) -> np.ndarray:
     """Pelvis-centred joints (70, 3) turned about the vertical (y) axis so the hips face the camera (left
     hip towards +x): averaging people who face different ways would otherwise cancel their widths out."""
     v = joints_3d[MHR70_INDEX["left_hip"]] - joints_3d[MHR70_INDEX["right_hip"]]
-    a = np.arctan2(v[2], v[0])  # rotate by -a about y: v -> +x
-    c, s = np.cos(a), np.sin(a)
-    rot = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-    return joints_3d @ rot.T
+    a = np.arctan2(v[2], v[0])  # rotating by a about y takes v to +x
+    return joints_3d @ axis_rotation(1, a).T
 
 
 class AveragePoseMethod:

@@ -6,7 +6,7 @@ by keypoint-driven crops, on real motion capture seen through a virtual camera.
     python tools/eval_temporal.py stride               # detector calls vs crop quality
 
 Method (pure numpy, no network weights needed): each BVH take in ``<shared data>/mocap`` is read with
-:mod:`instanthmr.outputs.bvh`, resampled to 30 fps and placed 5 m in front of a virtual 1280x720 camera (focal =
+:mod:`instanthmr.core.mocap`, resampled to 30 fps and placed 5 m in front of a virtual 1280x720 camera (focal =
 image diagonal). The true joints give
 
 * 2D: projected joints plus detector-like noise (1 % of the person's height per joint, 2 % of joints
@@ -33,7 +33,7 @@ from instanthmr.core.geometry import box_iou, default_focal, project_points, squ
 from instanthmr.core.metrics import acceleration_error, jitter, mpjpe
 from instanthmr.core.paths import shared_data_dir
 from instanthmr.core.skeleton import COCO_WHOLEBODY_INDEX
-from instanthmr.outputs.bvh import BVHError, coco_wholebody_joints, load_bvh
+from instanthmr.core.mocap import BVHError, coco_wholebody_joints, load_bvh
 from instanthmr.video.smoothing import ONE_EURO_DEFAULTS, FieldFilter, OneEuroSmoother, smooth_track_offline
 from instanthmr.video.tracking import TrackingPipeline, box_from_keypoints
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from instanthmr.core.rotations import kabsch
+
 
 def _masked_mean(err: np.ndarray, mask) -> np.ndarray:
     """Mean over the joint axis of ``err (..., J)``, counting only ``mask`` joints."""
@@ -54,16 +56,11 @@ def procrustes_align(pred, gt, mask=None) -> np.ndarray:
     mu_p = (p * w).sum(axis=-2, keepdims=True) / n
     mu_g = (g * w).sum(axis=-2, keepdims=True) / n
     p0, g0 = p - mu_p, g - mu_g
-    cov = np.swapaxes(g0 * w, -1, -2) @ p0 / n  # (..., 3, 3) = sum g p^T
-    u, s, vt = np.linalg.svd(cov)
-    d = np.sign(np.linalg.det(u @ vt))
-    d = np.where(d == 0, 1.0, d)
-    fix = np.ones(s.shape)
-    fix[..., -1] = d
-    rot = u @ (fix[..., :, None] * vt)  # R = U diag(1, 1, d) V^T
+    rot = kabsch(p0, g0, w[..., 0])
+    turned = p0 @ np.swapaxes(rot, -1, -2)
     var_p = ((p0 ** 2) * w).sum(axis=(-1, -2)) / n[..., 0, 0]
-    scale = (s * fix).sum(axis=-1) / np.maximum(var_p, 1e-12)
-    return scale[..., None, None] * p0 @ np.swapaxes(rot, -1, -2) + mu_g
+    scale = ((turned * g0) * w).sum(axis=(-1, -2)) / n[..., 0, 0] / np.maximum(var_p, 1e-12)  # trace(R^T cov) / var
+    return scale[..., None, None] * turned + mu_g
 
 
 def pa_mpjpe(pred, gt, mask=None) -> np.ndarray:

@@ -2,11 +2,11 @@
 
 One file holds all tracks of a run. Per track:
 
-- a joint hierarchy (the skeleton of :func:`~instanthmr.outputs.bvh.bvh_skeleton`, named by the chosen
-  :class:`~instanthmr.outputs.bvh.Rig`), rest pose from the track's median bone lengths, and a skin over it
+- a joint hierarchy (the skeleton of :func:`~instanthmr.outputs.rig.bvh_skeleton`, named by the chosen
+  :class:`~instanthmr.outputs.rig.Rig`), rest pose from the track's median bone lengths, and a skin over it
   with a small bone-shaped mesh (so viewers that draw no skeletons still show the person);
 - one animation named ``track<id>``: per-frame joint rotations solved from the 3D keypoints by
-  :func:`~instanthmr.outputs.bvh.solve_bvh` (the BVH writer's solver) and the root translation from the
+  :func:`~instanthmr.outputs.rig.solve_bvh` (the rig solver, as for BVH) and the root translation from the
   camera-frame pelvis (``joints_3d_cam`` = body + ``cam_trans``), key times ``frame_index / fps`` (the
   source video's clock);
 - with an MHR body model (:class:`~instanthmr.body.mhr.MHRNumpy`) and predicted ``mhr_params``: the MHR mesh
@@ -33,16 +33,10 @@ from typing import Iterable
 import numpy as np
 
 from instanthmr.body.mesh import vertex_normals
-from instanthmr.body.mhr import _euler_xyz_matrix_np, quaternion_to_matrix_np  # MHR's own rotation conventions
+from instanthmr.core.rotations import euler_xyz_to_matrix, quaternion_from_matrix, quaternion_to_matrix
 from instanthmr.core.skeleton import MHR70_INDEX
 from instanthmr.outputs.atomic import ResultsWriteError, atomic_write
-from instanthmr.outputs.bvh import (
-    BVHSolution,
-    TrackMotion,
-    get_rig,
-    quaternion_from_matrix,
-    track_motions,
-)
+from instanthmr.outputs.rig import BVHSolution, TrackMotion, get_rig, track_motions
 
 _FLOAT, _UBYTE, _USHORT, _UINT = 5126, 5121, 5123, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
@@ -259,7 +253,7 @@ def add_mhr_track(b: GLBBuilder, model, motion: TrackMotion, times: np.ndarray, 
     loc_t = jp[..., :3] + a.joint_offsets
     prerot = a.joint_prerotations.astype(np.float64)
     prerot = prerot / np.linalg.norm(prerot, axis=-1, keepdims=True)
-    loc_r = quaternion_to_matrix_np(prerot)[None] @ _euler_xyz_matrix_np(jp[..., 3:6])
+    loc_r = quaternion_to_matrix(prerot)[None] @ euler_xyz_to_matrix(jp[..., 3:6])
     loc_s = np.exp(np.log(2.0) * jp[..., 6])
 
     names = list(a.joint_names) if len(a.joint_names) == len(a.joint_parents) else [f"mhr_{i}" for i in
@@ -267,7 +261,7 @@ def add_mhr_track(b: GLBBuilder, model, motion: TrackMotion, times: np.ndarray, 
     node0 = len(b.doc["nodes"]) + 1  # after the track's MHR root node
     place = b.add("nodes", {"name": f"track{tid}_mhr", "scale": [0.01, 0.01, 0.01], "translation": [0.0, 0.0, 0.0],
                             "children": [node0 + i for i, p in enumerate(a.joint_parents) if p < 0]})
-    rest_q = quaternion_from_matrix(quaternion_to_matrix_np(prerot))
+    rest_q = quaternion_from_matrix(quaternion_to_matrix(prerot))
     for i, name in enumerate(names):
         node = {"name": f"track{tid}_{name}", "translation": [float(v) for v in a.joint_offsets[i]],
                 "rotation": [float(v) for v in rest_q[i]]}

@@ -15,7 +15,7 @@ One bundle per frame for one person (the lowest track ID in view; kept while it 
   height above the floor (the lowest foot point of the first frame streamed).
 
 Axes: Unity's (left-handed, Y up, Z forward, metres): the solver's right-handed world with X negated. The
-rotations come from the one skeleton solver (:func:`~instanthmr.outputs.bvh.solve_bvh`, rig ``unity``),
+rotations come from the one skeleton solver (:func:`~instanthmr.outputs.rig.solve_bvh`, rig ``unity``),
 solved per frame; a bone the model did not predict in a frame keeps its last rotation.
 
 The pipeline never waits for the network: frames go through a bounded queue to a sender thread (which
@@ -35,8 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from instanthmr.core.rotations import quaternion_from_matrix
 from instanthmr.core.skeleton import MHR70_INDEX
-from instanthmr.outputs.bvh import UNITY_HUMAN_BONES, bvh_skeleton, quaternion_from_matrix, solve_bvh
+from instanthmr.outputs.rig import UNITY_HUMAN_BONES, bvh_skeleton, solve_bvh
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 39539
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr.body.mhr import MHRNumpy, _euler_xyz_matrix_np
+from instanthmr.body.mhr import MHRNumpy
+from instanthmr.core.rotations import euler_xyz_from_matrix, euler_xyz_to_matrix
 from instanthmr.core.skeleton import MHR70_FLIP_PERM, MHR70_INDEX
 
 try:
@@ -77,22 +78,13 @@ def mhr_consistency_loss(layer, mhr_params, shape_params, joints_3d, mask=None, 
 
 
 # ------------------------------------------------------------------------------------------------ numpy
-def euler_xyz_from_matrix(r: np.ndarray) -> np.ndarray:
-    """(...,3,3) rotation -> (...,3) angles with ``R = Rz Ry Rx`` (MHR's Euler XYZ); inverse of the layer's."""
-    r = np.asarray(r, dtype=np.float64)
-    ry = np.arcsin(np.clip(-r[..., 2, 0], -1.0, 1.0))
-    rx = np.arctan2(r[..., 2, 1], r[..., 2, 2])
-    rz = np.arctan2(r[..., 1, 0], r[..., 0, 0])
-    return np.stack([rx, ry, rz], -1)
-
-
 def rotate_root(mhr_params: np.ndarray, rotation_cam: np.ndarray) -> np.ndarray:
     """Apply a product-frame rotation (3,3) (e.g. an in-plane crop rotation about the camera axis) to the
     body's global orientation ``mhr_params[..., 3:6]``. The body turns about its root joint (pelvis height),
     so hip-centred decoded keypoints equal ``rotation_cam @`` the original hip-centred keypoints."""
     p = np.array(mhr_params, dtype=np.float32, copy=True)
     a_mhr = _FLIP_YZ @ np.asarray(rotation_cam, np.float64) @ _FLIP_YZ    # same rotation in MHR's axes
-    p[..., 3:6] = euler_xyz_from_matrix(a_mhr @ _euler_xyz_matrix_np(p[..., 3:6].astype(np.float64)))
+    p[..., 3:6] = euler_xyz_from_matrix(a_mhr @ euler_xyz_to_matrix(p[..., 3:6].astype(np.float64)))
     return p
 
 

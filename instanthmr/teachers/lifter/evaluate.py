@@ -13,6 +13,7 @@ import numpy as np
 
 from instanthmr.core import metrics
 from instanthmr.core.geometry import default_focal, project_points
+from instanthmr.core.rotations import axis_rotation
 from instanthmr.core.skeleton import COCO_WHOLEBODY_INDEX as CI
 from instanthmr.core.skeleton import COCO_WHOLEBODY_PARTS
 from instanthmr.teachers.lifter.protocol import DEFAULT_MIN_FRACTION, NUM_JOINTS, ROOT_JOINTS
@@ -20,16 +21,6 @@ from instanthmr.teachers.lifter.protocol import DEFAULT_MIN_FRACTION, NUM_JOINTS
 # ------------------------------------------------------------------------------------------------
 # Virtual camera
 # ------------------------------------------------------------------------------------------------
-
-
-def _rot_y(deg: float) -> np.ndarray:
-    a = np.radians(deg)
-    return np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-
-
-def _rot_x(deg: float) -> np.ndarray:
-    a = np.radians(deg)
-    return np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
 
 
 def world_to_camera(joints_world, up_axis: int = 1, azimuth_deg: float = 0.0, elevation_deg: float = 10.0,
@@ -45,10 +36,10 @@ def world_to_camera(joints_world, up_axis: int = 1, azimuth_deg: float = 0.0, el
         raise ValueError(f"up_axis must be 1 (Y) or 2 (Z), got {up_axis}")
     root = w[..., list(ROOT_JOINTS), :].mean(axis=-2, keepdims=True) if w.shape[-2] == NUM_JOINTS \
         else w.mean(axis=-2, keepdims=True)
-    y_up = (w - root) @ _rot_y(azimuth_deg).T
+    y_up = (w - root) @ axis_rotation(1, np.radians(azimuth_deg)).T
     # Y-up, camera on +Z looking at -Z -> camera axes (x right, y down, z forward): a 180 deg turn about X.
     cam = y_up * np.array([1.0, -1.0, -1.0])
-    cam = cam @ _rot_x(elevation_deg).T  # seen from above: the upper body comes closer to the camera
+    cam = cam @ axis_rotation(0, np.radians(elevation_deg)).T  # seen from above: the upper body comes closer to the camera
     return cam + np.array([0.0, 0.0, distance])
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from instanthmr.core import geometry
 from instanthmr.core.geometry import IMAGENET_MEAN as _MEAN
 from instanthmr.core.geometry import IMAGENET_STD as _STD
+from instanthmr.core.rotations import axis_rotation
 from instanthmr.core.skeleton import COCO_WHOLEBODY_FLIP_PERM, MHR70_FLIP_PERM
 
 # the network's input normalisation (core.geometry), as float32 arrays so normalised crops stay float32
@@ -157,14 +158,12 @@ def make_crop_sample(inst: dict, source_rgb: np.ndarray, src_to_image: np.ndarra
         valid["shape_params"] = np.zeros_like(valid["shape_params"])
     if rng.random() < cfg.rot_prob and cfg.rot_max_deg > 0:
         theta = np.deg2rad(np.clip(rng.normal(0, cfg.rot_max_deg / 2), -cfg.rot_max_deg, cfg.rot_max_deg))
-        c, s = np.cos(theta), np.sin(theta)
-        rot2 = np.array([[c, -s], [s, c]])
+        rot3 = axis_rotation(2, theta)  # about the optical axis: the image turns about the principal point
+        rot2 = rot3[:2, :2]
         rot = np.eye(3)
         rot[:2, :2] = rot2
         rot[:2, 2] = pp - rot2 @ pp
         aug = rot @ aug
-        rot3 = np.eye(3)
-        rot3[:2, :2] = rot2
         j3d, wb3, cam = j3d @ rot3.T, wb3 @ rot3.T, rot3 @ cam
         valid["mhr_params"] = np.zeros_like(valid["mhr_params"])
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from instanthmr.body.mhr import NUM_MODEL_PARAMS, NUM_SHAPE
 from instanthmr.core import geometry
+from instanthmr.core.rotations import axis_rotation
 from instanthmr.core.skeleton import MHR70_EDGE_GROUPS, MHR70_INDEX
 
 _FINGERS = ("thumb", "index", "middle", "ring", "pinky")
@@ -62,16 +63,6 @@ def _place_hand(joints: np.ndarray, side: str) -> np.ndarray:
     return joints
 
 
-def _rot_y(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-
-
-def _rot_z(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-
-
 def posed_mhr70(yaw: float, left_arm: float, right_arm: float, scale: float) -> np.ndarray:
     """The canonical figure with arms raised by the given angles (radians) about the shoulders, turned by
     ``yaw`` about the vertical axis and uniformly scaled."""
@@ -80,8 +71,8 @@ def posed_mhr70(yaw: float, left_arm: float, right_arm: float, scale: float) -> 
         idx = [i for n, i in MHR70_INDEX.items() if n.startswith(side) and any(
             k in n for k in ("elbow", "wrist", "olecranon", "cubital", *_FINGERS))]
         sh = j[MHR70_INDEX[f"{side}_shoulder"]]
-        j[idx] = (j[idx] - sh) @ _rot_z(sgn * ang).T + sh
-    return (j @ _rot_y(yaw).T) * scale
+        j[idx] = (j[idx] - sh) @ axis_rotation(2, sgn * ang).T + sh
+    return (j @ axis_rotation(1, yaw).T) * scale
 
 
 _PART_COLOURS = {"left": (255, 80, 40), "right": (40, 120, 255), "mid": (240, 240, 60)}
