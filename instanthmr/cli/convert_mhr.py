@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from instanthmr.core.paths import REPO_ROOT as REPO
+from instanthmr.core.paths import user_cache_dir
 
 NUM_SHAPE, NUM_EXPR = 45, 72
 
@@ -194,8 +195,8 @@ def verify(assets: Path, lod: int, out_npz: Path, n: int, reference_out: Path | 
 
 def cache_dir() -> Path:
     """Where converted models for tests and tools are cached, outside git
-    (``$INSTANTHMR_MHR_CACHE``, default ``~/.cache/instanthmr/mhr``)."""
-    return Path(os.environ.get("INSTANTHMR_MHR_CACHE", Path.home() / ".cache" / "instanthmr" / "mhr"))
+    (``$INSTANTHMR_MHR_CACHE``, default ``mhr`` in :func:`~instanthmr.core.paths.user_cache_dir`)."""
+    return Path(os.environ.get("INSTANTHMR_MHR_CACHE", user_cache_dir() / "mhr"))
 
 
 def mhr_env_python() -> Path:

@@ -1,4 +1,10 @@
-"""Where things live: the repository, its models folder, and the shared test media.
+"""Where things live: the models folder (:func:`models_dir`), the per-user cache (:func:`user_cache_dir`), and
+the shared test media.
+
+Model files are looked up and downloaded in one folder: ``$INSTANTHMR_MODELS`` when set, else the checkout's
+``models/`` when the package runs from a checkout (an editable install), else ``models`` in the per-user
+cache: an installed wheel never looks inside (or writes to) site-packages. Files from the Hugging Face Hub
+stay in the Hub's own cache (:mod:`instanthmr.runtime.hub`).
 
 The shared media (real photos, videos, 3D ground truth, motion capture) and MHR assets are never part of
 the repository; they are found at ``../shared/data`` and ``../shared/mhr`` beside the checkout, or wherever
@@ -10,8 +16,32 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODELS_DIR = Path(os.environ.get("INSTANTHMR_MODELS", REPO_ROOT / "models"))
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout (in an installed wheel: site-packages)
+
+
+def is_checkout(root: Path = REPO_ROOT) -> bool:
+    """True when the package runs from a source checkout (``pyproject.toml`` and ``models/`` beside it)."""
+    return (root / "pyproject.toml").is_file() and (root / "models").is_dir()
+
+
+def user_cache_dir() -> Path:
+    """The per-user cache of downloaded files: ``$INSTANTHMR_CACHE``, else ``$XDG_CACHE_HOME/instanthmr``, else
+    ``~/.cache/instanthmr``; may not exist yet."""
+    if os.environ.get("INSTANTHMR_CACHE"):
+        return Path(os.environ["INSTANTHMR_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "instanthmr"
+
+
+def models_dir() -> Path:
+    """The one folder where model files are found and fetched into (see the module docstring):
+    ``$INSTANTHMR_MODELS``, else the checkout's ``models/``, else ``<user cache>/models``."""
+    if os.environ.get("INSTANTHMR_MODELS"):
+        return Path(os.environ["INSTANTHMR_MODELS"]).expanduser()
+    return REPO_ROOT / "models" if is_checkout() else user_cache_dir() / "models"
+
+
+MODELS_DIR = models_dir()
 #: The released network and its training checkpoint live in this Hugging Face Hub repository (weights under
 #: the SAM License; runtime.hub downloads them).
 RELEASED_REPO_ID = "momolesang/InstantHMR"

@@ -33,6 +33,7 @@ associates are the landmark-driven ones, so an ID stays with the person the land
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -575,16 +576,29 @@ class MediaPipePipeline(PosePipeline):
 
 
 
-def unavailable_reason(models_dir: str | Path | None = None) -> str | None:
-    """``None`` when the MediaPipe path can run here, else one line saying why not (the models are not
-    fetched, or the LiteRT interpreter is not installed) and how to fix it."""
-    from instanthmr.runtime.mediapipe import LITERT_REQUIREMENT, mediapipe_models_present
+def unavailable_reason(models_dir: str | Path | None = None, fetch: bool = True) -> str | None:
+    """``None`` when the MediaPipe path can run here, else one line saying why not (the LiteRT interpreter is
+    not installed, or the models are not fetched) and how to fix it. With ``fetch``, missing models are
+    fetched first (the first use: the ``mediapipe`` wheel from PyPI, a note on stderr)."""
+    from instanthmr.runtime.mediapipe import (
+        LITERT_REQUIREMENT,
+        MediaPipeModelError,
+        fetch_mediapipe_models,
+        mediapipe_models_present,
+    )
 
-    if not mediapipe_models_present(models_dir):
-        return (f"the MediaPipe models are not in {Path(models_dir or mediapipe_models_dir())} (get them with: "
-                "python tools/fetch_models.py mediapipe)")
     try:
         import ai_edge_litert.interpreter  # noqa: F401
     except ImportError:
         return f"the TFLite interpreter is not installed (pip install '{LITERT_REQUIREMENT}')"
+    where = Path(models_dir or mediapipe_models_dir())
+    if not mediapipe_models_present(models_dir) and fetch:
+        print(f"fetching the MediaPipe models into {where} (once; from the mediapipe=={MEDIAPIPE_VERSION} wheel "
+              "on PyPI) ...", file=sys.stderr, flush=True)
+        try:
+            fetch_mediapipe_models(models_dir)
+        except MediaPipeModelError as e:
+            return f"the MediaPipe models are not in {where} and could not be fetched: {e}"
+    if not mediapipe_models_present(models_dir):
+        return f"the MediaPipe models are not in {where} (get them with: python tools/fetch_models.py mediapipe)"
     return None
