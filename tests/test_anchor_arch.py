@@ -408,6 +408,7 @@ def test_doctor_describes_present_networks(tiny_onnx, tmp_path, monkeypatch):
 
     shutil.copy(tiny_onnx, tmp_path / "instanthmr.onnx")
     monkeypatch.setattr(doctor, "MODELS_DIR", tmp_path)
+    monkeypatch.setattr(doctor, "STARTER_MODEL", tmp_path / "instanthmr-starter.onnx")
     lines, _ = doctor.report()
     holds = [ln for ln in lines if "holds:" in ln]
     assert len(holds) == 1 and "141 queries" in holds[0] and f"architecture: {TINY}" in holds[0]

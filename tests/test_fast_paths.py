@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import pytest
 
+from instanthmr.core.paths import STARTER_MODEL
 from instanthmr.runtime.detector import Detections, PersonDetector, create_detector, preprocess_rfdetr
 from instanthmr.runtime.hmr import InstantHMR
 from instanthmr.runtime.pipeline import AsyncDetector, PosePipeline, load_hmr
@@ -197,7 +198,7 @@ def test_int8_hmr_tracks_fp32(int8_tiny, plain, image):
 
 
 def test_int8_hmr_on_the_trained_starter_model(tmp_path, image):
-    model = ROOT / "models" / "instanthmr-starter.onnx"
+    model = STARTER_MODEL
     if not model.is_file():
         pytest.skip(f"{model} not present (trained starter model)")
     from instanthmr.training.quantize import quantize
@@ -232,7 +233,7 @@ def test_fp16_hmr_is_a_drop_in_within_tolerance(fp16_tiny, plain, image):
 
 
 def test_fp16_on_the_trained_starter_model(tmp_path, image):
-    model = ROOT / "models" / "instanthmr-starter.onnx"
+    model = STARTER_MODEL
     if not model.is_file():
         pytest.skip(f"{model} not present (trained starter model)")
     from instanthmr.training.quantize import quantize

@@ -31,6 +31,7 @@ from instanthmr.core.faults import (
     stop_signals,
     write_text_atomic,
 )
+from instanthmr.core.paths import STARTER_MODEL
 from instanthmr.training.data.shards import ShardReader
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -279,7 +280,7 @@ def test_export_failing_parity_leaves_no_file(tmp_path, monkeypatch):
 
 
 def test_quantize_refuses_an_unwritable_out(tmp_path):
-    r = run_tool("tools/quantize_onnx.py", "models/instanthmr-starter.onnx", "--out", unwritable(tmp_path, "q.onnx"),
+    r = run_tool("tools/quantize_onnx.py", str(STARTER_MODEL), "--out", unwritable(tmp_path, "q.onnx"),
                  "--mode", "dynamic")
     assert r.returncode == 2 and r.stdout == ""
     assert one_error_line(r.stderr).startswith("error: cannot write --out ")
@@ -292,7 +293,7 @@ def test_quantize_calib_dir_with_only_unreadable_images(tmp_path):
     for i in range(3):
         (calib / f"p{i}.jpg").write_bytes(np.random.default_rng(i).integers(0, 256, 2000, np.uint8).tobytes())
     out = tmp_path / "q.onnx"
-    r = run_tool("tools/quantize_onnx.py", "models/instanthmr-starter.onnx", "--out", out, "--calib-dir", calib)
+    r = run_tool("tools/quantize_onnx.py", str(STARTER_MODEL), "--out", out, "--calib-dir", calib)
     assert r.returncode == 2
     line = one_error_line(r.stderr)
     assert "--calib-dir" in line and "none of its 3 images could be read" in line

@@ -81,4 +81,4 @@ def test_doctor_reports_models_and_providers():
     assert "ONNX Runtime providers:" in out.stdout and "CPUExecutionProvider" in out.stdout
     assert "instanthmr.onnx" in out.stdout and "doctor: OK" in out.stdout
     if "[present] instanthmr-starter.onnx" in out.stdout:  # an .onnx model also lists its --fp16/--int8 copies
-        assert "copies: fp16 " in out.stdout and "quantize_onnx.py models/instanthmr-starter.onnx" in out.stdout
+        assert "copies: fp16 " in out.stdout and "instanthmr-starter.onnx [--mode fp16]" in out.stdout

@@ -85,6 +85,7 @@ def test_the_wheel_declares_huggingface_hub_and_ships_no_checkout_files(wheel):
     base = [ln for ln in meta.splitlines() if ln.startswith("Requires-Dist:") and "extra ==" not in ln]
     assert any("huggingface_hub" in ln or "huggingface-hub" in ln for ln in base), base
     assert all(n.startswith(("instanthmr/", "instanthmr-")) for n in names), [n for n in names if "instanthmr" not in n]
+    assert "instanthmr/runtime/models/instanthmr-starter.onnx" in names  # the offline fallback, as package data
 
 
 def test_installed_demo_runs_the_offline_path_on_a_photo(venv_bin, mp_models, tmp_path):
@@ -113,6 +114,12 @@ def test_installed_demo_runs_the_offline_path_on_a_photo(venv_bin, mp_models, tm
     seen = [MHR70_INDEX[n] for n in ("nose", "left_eye", "right_eye", "left_shoulder", "right_shoulder")]
     assert np.isfinite(j3d[seen]).all() and np.isfinite(j2d[seen]).all()  # a portrait: head and shoulders
     assert 0.2 < np.nanmean(j3d[seen, 2]) < 20  # metres in front of the camera
+
+    # the starter network (the last fallback) ships inside the package
+    res = subprocess.run([str(demo), "--image", "sample", "--model", "starter", "--no-spawn", "--save-json", "s.json",
+                          "--threads", "1"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and str(site_packages / "instanthmr") in res.stdout + res.stderr, res.stderr[-3000:]
+    assert json.loads((elsewhere / "s.json").read_text())["frames"][0]["persons"]
 
 
 def test_models_live_in_the_checkout_or_the_user_cache(monkeypatch, tmp_path):

@@ -23,7 +23,7 @@ ratio to MediaPipe Pose's median:
 * ``hands``: one person with the hand model (its extra cost);
 * ``people``: up to ``--people`` persons, no hands: the extra cost of each extra person tracked (slope of
   the per-frame time over the number of persons, frames where the detector ran left out);
-* ``starter``: the previous offline default, ``models/instanthmr-starter.onnx`` with the MediaPipe person
+* ``starter``: the previous offline default, ``instanthmr/runtime/models/instanthmr-starter.onnx`` with the MediaPipe person
   detector on every frame, one person.
 """
 

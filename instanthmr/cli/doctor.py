@@ -13,14 +13,14 @@ import sys
 
 from instanthmr import __version__
 from instanthmr.core.errors import first_line
-from instanthmr.core.paths import MODELS_DIR, shared_data_dir
+from instanthmr.core.paths import MODELS_DIR, STARTER_MODEL, shared_data_dir
 
-#: (file in models/, what it is, where it comes from)
+#: (file in models/, what it is, where it comes from); the starter ships inside the package (STARTER_MODEL)
 MODEL_FILES = (
     ("instanthmr.onnx", "the released InstantHMR network",
      "fetched on first use from Hugging Face (momolesang/InstantHMR), or: python tools/fetch_models.py instanthmr"),
     ("instanthmr-starter.onnx", "small, weak starter network trained offline by this project's own tools",
-     "shipped in git; or rebuild it with the commands in models/README.md"),
+     "shipped in the package; or rebuild it with the commands in models/README.md"),
     ("mediapipe/pose_detection.tflite", "MediaPipe BlazePose person detector (offline detector and teacher)",
      "python tools/fetch_models.py mediapipe (run by install.py)"),
     ("mediapipe/pose_landmark_full.tflite", "MediaPipe BlazePose landmarks (offline detector and teacher)",
@@ -84,7 +84,7 @@ def report() -> tuple[list[str], bool]:
         pass
     lines.append(f"Models folder: {MODELS_DIR}")
     for name, what, where in MODEL_FILES:
-        path = MODELS_DIR / name
+        path = STARTER_MODEL if name == STARTER_MODEL.name else MODELS_DIR / name
         if path.exists():
             lines.append(f"  [present] {name} ({path.stat().st_size / 1e6:.1f} MB): {what}")
             if name.startswith("instanthmr") and path.suffix == ".onnx":
@@ -93,7 +93,7 @@ def report() -> tuple[list[str], bool]:
                 copies = [f"{prec} {'present' if path.with_name(f'{path.stem}.{prec}.onnx').exists() else 'absent'}"
                           for prec in ("fp16", "int8")]
                 lines.append(f"            copies: {', '.join(copies)} (python tools/quantize_onnx.py "
-                             f"models/{name} [--mode fp16])")
+                             f"{path} [--mode fp16])")
                 for prec in ("fp16", "int8") if name.startswith("instanthmr") else ():
                     copy = path.with_name(f"{path.stem}.{prec}.onnx")
                     if copy.exists():

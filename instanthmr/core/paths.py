@@ -49,7 +49,9 @@ RELEASED_ONNX_NAME = "instanthmr.onnx"  # fp16 weights, float32 inputs/outputs, 
 RELEASED_CHECKPOINT_NAME = "instanthmr.pth"  # training checkpoint {'epoch', 'model_state_dict', ...}, ~461 MB
 RELEASED_WEIGHTS_LICENSE = "SAM License (https://github.com/facebookresearch/sam-3d-body/blob/main/LICENSE)"
 DEFAULT_MODEL = MODELS_DIR / RELEASED_ONNX_NAME  # a local copy of the released network wins over the Hub's
-STARTER_MODEL = MODELS_DIR / "instanthmr-starter.onnx"  # small offline-trained network shipped in git
+#: The small offline-trained network, in git and in the wheel (package data of instanthmr.runtime): the fallback when
+#: neither the released network nor the MediaPipe path can run.
+STARTER_MODEL = Path(__file__).resolve().parents[1] / "runtime" / "models" / "instanthmr-starter.onnx"
 #: ``--model`` names of the two offline paths (nothing to download): the starter network above, and MediaPipe's
 #: BlazePose (+ hand) landmarks as MHR70 2D + metric 3D (instanthmr.runtime.mediapipe_hmr), the default when
 #: no InstantHMR network can be had (docs/offline.md).

@@ -188,7 +188,7 @@ class _Reader:
 
 #: Ops the static (calibrated) int8 mode quantises. The HMR network: Conv only. The reference implementation
 #: warns that quantising MatMul / Softmax / LayerNorm destroys accuracy; on the starter network (12 held-out
-#: frames, `tools/quantize_onnx.py models/instanthmr-starter.onnx --check`) Conv + MatMul + Gemm drifted max 50 mm / mean 8.6 mm in
+#: frames, `tools/quantize_onnx.py instanthmr/runtime/models/instanthmr-starter.onnx --check`) Conv + MatMul + Gemm drifted max 50 mm / mean 8.6 mm in
 #: joints_3d and 86 mm in cam_trans, Conv only 23 mm / 2.7 mm and 22 mm, at the same CPU speed (14.4-14.9 vs
 #: 14.7-14.8 ms per batch of 4, 1 thread; fp32 15.3). The detector keeps its MatMuls (not re-measured).
 STATIC_OPS = {"hmr": ("Conv",), "detector": ("Conv", "MatMul", "Gemm")}
