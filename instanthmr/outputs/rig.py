@@ -241,8 +241,8 @@ def _bvh_positions(joints_mhr70: np.ndarray, skeleton) -> np.ndarray:
 
 @dataclass
 class BVHSolution:
-    """A skeleton motion, what both writers (BVH here, glTF in :mod:`instanthmr.outputs.gltf`) and the VMC
-    stream read. Axes: Y up, Z towards the camera (right-handed), metres.
+    """A skeleton motion, what both writers (BVH :mod:`instanthmr.outputs.bvh`, glTF :mod:`instanthmr.outputs.gltf`)
+    and the VMC stream read. Axes: Y up, Z towards the camera (right-handed), metres.
 
     ``names`` joint names (the rig's), ``source_names`` the same joints in :func:`bvh_skeleton`'s naming,
     ``parents`` (-1 root), rest ``offsets (K, 3)`` from the parent (the rest pose has no rotations), root
