@@ -3,12 +3,14 @@ outside any checkout, runs ``instanthmr-demo`` on a photo offline (the MediaPipe
 per-user cache) and writes a person's joints; nothing is looked for or written inside site-packages.
 
 The environment gets its dependencies from this interpreter's site-packages (one ``.pth`` line: nothing is
-downloaded, not even from the package registry); the wheel itself is built with ``--no-build-isolation``.
-Skips where pip cannot build a wheel here or the MediaPipe models / LiteRT are absent (``mp_models``).
+downloaded); the wheel is built with this interpreter's setuptools, or, when that is missing or too old, in
+pip's build environment (setuptools from the package registry). Skips where pip cannot build a wheel or create
+a virtual environment here, or the MediaPipe models / LiteRT are absent (``mp_models``).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -35,6 +37,13 @@ def _outside_env(**extra) -> dict:
     return {**env, **extra}
 
 
+def _setuptools_major() -> int:
+    try:
+        return int(importlib.metadata.version("setuptools").split(".")[0])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return 0
+
+
 def _last_line(text: str) -> str:
     lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
     return lines[-1].strip() if lines else "no output"
@@ -51,8 +60,11 @@ def wheel(tmp_path_factory) -> Path:
         else:
             src.mkdir(exist_ok=True)
             shutil.copy2(ROOT / name, src / name)
-    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                          "-w", str(tmp / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    # with a new enough setuptools here, build with it (nothing downloaded); else pip's build environment
+    # (setuptools from the package registry)
+    here = ["--no-build-isolation", "--no-index"] if _setuptools_major() >= 77 else []
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *here, "-w", str(tmp / "dist"), str(src)],
+                         capture_output=True, text=True, timeout=300)
     found = sorted((tmp / "dist").glob("instanthmr-*.whl"))
     if res.returncode != 0 or not found:
         pytest.skip(f"pip cannot build the wheel here: {_last_line(res.stderr or res.stdout)}")
@@ -63,8 +75,10 @@ def wheel(tmp_path_factory) -> Path:
 def venv_bin(wheel, tmp_path_factory) -> Path:
     """``bin`` of a fresh virtual environment holding the wheel (not editable, no checkout on its path)."""
     venv = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120,
-                   env=_outside_env())
+    made = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True, timeout=120,
+                          env=_outside_env())
+    if made.returncode != 0:  # e.g. Debian's python without python3-venv (no ensurepip)
+        pytest.skip(f"cannot create a virtual environment here: {_last_line(made.stderr or made.stdout)}")
     bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
     py = bin_dir / ("python.exe" if os.name == "nt" else "python")
     purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
