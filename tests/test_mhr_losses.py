@@ -11,6 +11,7 @@ from test_mhr_layer import _converted, toy_assets
 from instanthmr.body.mhr import MHRNumpy
 from instanthmr.body.mhr_torch import MHRModel
 from instanthmr.cli.mhr import check_main as main
+from instanthmr.core.rotations import axis_rotation
 from instanthmr.core.skeleton import MHR70_FLIP_PERM
 from instanthmr.training.data.shards import ShardWriter
 from instanthmr.training.mhr_losses import (
@@ -67,7 +68,7 @@ def test_rotate_root_matches_rotating_keypoints(lod6_model):
     p[:, 6:130] = rng.uniform(-0.3, 0.3, (3, 124))
     shape = rng.normal(0, 0.5, (3, 45)).astype(np.float32)
     th = np.deg2rad(30.0)
-    rot_cam = np.array([[np.cos(th), -np.sin(th), 0], [np.sin(th), np.cos(th), 0], [0, 0, 1]])  # about the optical axis
+    rot_cam = axis_rotation(2, th)  # about the optical axis
     k0 = lod6_model(shape, p).keypoints.astype(np.float64)
     k1 = lod6_model(shape, rotate_root(p, rot_cam)).keypoints.astype(np.float64)
     hip = lambda k: k - k[:, [9, 10]].mean(1, keepdims=True)  # noqa: E731

@@ -600,5 +600,6 @@ def unavailable_reason(models_dir: str | Path | None = None, fetch: bool = True)
         except MediaPipeModelError as e:
             return f"the MediaPipe models are not in {where} and could not be fetched: {e}"
     if not mediapipe_models_present(models_dir):
-        return f"the MediaPipe models are not in {where} (get them with: python tools/fetch_models.py mediapipe)"
+        return (f"the MediaPipe models are not in {where} (get them with: python tools/fetch_models.py mediapipe, or "
+                "instanthmr-fetch mediapipe where the package is installed)")
     return None
