@@ -279,19 +279,6 @@ def test_export_failing_parity_leaves_no_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
 
 
-def test_batch_refuses_an_out_that_is_a_file(tmp_path):
-    """Issue 25 item 9: it used to end in a FileExistsError traceback."""
-    out = tmp_path / "results.txt"
-    out.write_text("not a folder")
-    photo = tmp_path / "p.jpg"
-    photo.write_bytes(b"")
-    r = run_tool("tools/batch.py", photo, "--out", out)
-    assert r.returncode == 2
-    assert one_error_line(r.stderr) == f"error: --out {out} is a file; name a folder (new, or a previous job's) or an " \
-                                       "object-store URL"
-    assert out.read_text() == "not a folder"
-
-
 def test_quantize_refuses_an_unwritable_out(tmp_path):
     r = run_tool("tools/quantize_onnx.py", str(STARTER_MODEL), "--out", unwritable(tmp_path, "q.onnx"),
                  "--mode", "dynamic")

@@ -1084,10 +1084,6 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
         parser.error("--workers and --max-attempts must be >= 1")
     if args.gpus_per_worker < 0 or args.cpus_per_worker <= 0:
         parser.error("--cpus-per-worker must be > 0 and --gpus-per-worker >= 0")
-    if not is_url(args.out) and Path(args.out).exists() and not Path(args.out).is_dir():
-        print(f"error: --out {args.out} is a file; name a folder (new, or a previous job's) or an object-store URL",
-              file=sys.stderr)
-        return 2
     demo_options = {d: getattr(args, d) for d in demo_dests}
     from instanthmr.cli import demo
 
