@@ -40,6 +40,7 @@ import numpy as np
 
 from instanthmr.core.geometry import box_iou
 from instanthmr.core.paths import MODELS_DIR
+from instanthmr.runtime.session import ModelLoadError
 
 MEDIAPIPE_VERSION = "0.10.21"  # the last release whose wheel bundles the legacy solution models
 LITERT_REQUIREMENT = "ai-edge-litert>=2.0"
@@ -58,8 +59,9 @@ MODEL_FILES: dict[str, tuple[str, str]] = {
 _WHEEL_PLATFORM = ("manylinux_2_28_x86_64", "3.11")
 
 
-class MediaPipeModelError(RuntimeError):
-    """A MediaPipe model file is missing or corrupt, or the TFLite interpreter is not installed."""
+class MediaPipeModelError(ModelLoadError):
+    """A MediaPipe model file is missing or corrupt, or the TFLite interpreter is not installed (a
+    :class:`~instanthmr.runtime.session.ModelLoadError`, as for every model file)."""
 
 
 def mediapipe_models_dir() -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr.runtime.detector import Detections, PersonDetector
+from instanthmr.runtime.detector import Detections, PersonDetector, register_detector
 from instanthmr.runtime.mediapipe import BlazePosePeople, PersonPose
 
 
@@ -67,21 +67,6 @@ class MediaPipeDetector(PersonDetector):
         self.last_people, self.last_image = [], None
 
 
-def offline_fallback(reason: str, confidence: float = 0.5, max_persons: int | None = None
-                     ) -> MediaPipeDetector | None:
-    """The MediaPipe detector to use when RF-DETR cannot be loaded (``reason``), or None when the MediaPipe
-    models or the LiteRT interpreter are not installed either. Says loudly which detector runs."""
-    import logging
-
-    from instanthmr.runtime.mediapipe import MediaPipeModelError, mediapipe_models_present
-
-    if not mediapipe_models_present():
-        return None
-    try:
-        det = MediaPipeDetector(confidence, max_persons)
-    except MediaPipeModelError:
-        return None
-    first = reason.split(". ")[0]
-    logging.getLogger("instanthmr").warning(
-        "%s; using the offline MediaPipe person detector instead (weaker; see docs/offline.md)", first)
-    return det
+@register_detector("mediapipe")
+def _build(source, *, confidence, max_persons, **_):
+    return MediaPipeDetector(confidence, max_persons)
