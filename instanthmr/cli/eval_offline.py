@@ -172,10 +172,10 @@ class AveragePoseMethod:
     def from_clips(cls, clips, every: int = 10) -> "AveragePoseMethod":
         """Per-joint means of the MediaPipe path's pelvis-centred 3D and of its 2D in box units ([0, 1] of
         the box's width/height) over every ``every``-th frame of ``clips``."""
-        from instanthmr.runtime.mediapipe_hmr import MediaPipePipeline
+        from instanthmr.runtime.mediapipe_hmr import mediapipe_pipeline
         from instanthmr.video.sources import open_source
 
-        pipe = MediaPipePipeline(hands=False, track=False)
+        pipe = mediapipe_pipeline(hands=False, crops="boxes")
         hips = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
         j3, j2, vs = [], [], []
         for clip in clips:

@@ -38,10 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from instanthmr.core.errors import first_line
-from instanthmr.core.geometry import IMAGENET_MEAN, IMAGENET_STD
+from instanthmr.core.geometry import IMAGENET_MEAN, IMAGENET_STD, box_iou, usable_boxes
 from instanthmr.core.paths import MODELS_DIR
 from instanthmr.runtime.session import ModelLoadError, OnnxModel, RuntimeOptions, precision_path
 
+#: A detection overlapping a followed person's box by more than this IoU is that person, not a newcomer.
+NEWCOMER_IOU = 0.5
 #: RF-DETR's COCO label space keeps the original sparse COCO category ids, where person is 1.
 COCO_PERSON_ID = 1
 _MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32)  # float32: the preprocessing math stays in float32
@@ -75,17 +77,30 @@ class Detections:
     """Persons found in one image.
 
     ``boxes``: ``(N, 4)`` float32 ``[x1, y1, x2, y2]`` in full-image pixels. ``scores``: ``(N,)`` float32 in
-    ``[0, 1]``. Rows are sorted by descending score.
+    ``[0, 1]``. Rows are sorted by descending score. ``landmarks``: ``None``, or one entry per box of what the
+    detector found besides it, handed to the estimator with the boxes (the MediaPipe detector: each person's
+    BlazePose landmarks, so they are not computed twice; an entry may be ``None``).
     """
 
     boxes: np.ndarray
     scores: np.ndarray
+    landmarks: list | None = None
 
     def __post_init__(self):
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
         self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
         if len(self.boxes) != len(self.scores):
             raise ValueError(f"{len(self.boxes)} boxes but {len(self.scores)} scores")
+        if self.landmarks is not None:
+            self.landmarks = list(self.landmarks)
+            if len(self.landmarks) != len(self.scores):
+                raise ValueError(f"{len(self.boxes)} boxes but {len(self.landmarks)} landmark entries")
+
+    def take(self, index) -> "Detections":
+        """The rows ``index`` (a slice, integer indices or a boolean mask), landmarks kept with their boxes."""
+        rows = np.arange(len(self))[index]
+        lms = None if self.landmarks is None else [self.landmarks[i] for i in rows]
+        return Detections(self.boxes[rows], self.scores[rows], lms)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -100,15 +115,15 @@ class Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
 
     @classmethod
-    def select(cls, boxes, scores, confidence: float = 0.0, max_persons: int | None = None) -> "Detections":
+    def select(cls, boxes, scores, confidence: float = 0.0, max_persons: int | None = None,
+               landmarks: list | None = None) -> "Detections":
         """Keep ``score > confidence``, sort by descending score (stable), keep the first ``max_persons``."""
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        scores = np.asarray(scores, dtype=np.float32).reshape(-1)
-        keep = np.flatnonzero(scores > confidence)
-        keep = keep[np.argsort(-scores[keep], kind="stable")]
+        dets = cls(boxes, scores, landmarks)
+        keep = np.flatnonzero(dets.scores > confidence)
+        keep = keep[np.argsort(-dets.scores[keep], kind="stable")]
         if max_persons is not None:
             keep = keep[:max(0, int(max_persons))]
-        return cls(boxes[keep], scores[keep])
+        return dets.take(keep)
 
 
 class PersonDetector(ABC):
@@ -130,7 +145,18 @@ class PersonDetector(ABC):
 
     def __call__(self, image_rgb: np.ndarray, frame_index: int | None = None) -> Detections:
         det = self.detect(image_rgb, frame_index)
-        return Detections.select(det.boxes, det.scores, self.confidence, self.max_persons)
+        return Detections.select(det.boxes, det.scores, self.confidence, self.max_persons, det.landmarks)
+
+    def detect_new(self, image_rgb: np.ndarray, known_boxes, frame_index: int | None = None) -> Detections:
+        """Persons not already followed: ``known_boxes`` ``(K, 4)`` xyxy px are the people tracked; a usable
+        detection overlapping one of them by IoU > :data:`NEWCOMER_IOU` is theirs and left out. A detector that
+        can skip known people itself (MediaPipe's blanks them out) overrides this."""
+        dets = self(image_rgb, frame_index)
+        known = np.asarray(known_boxes, np.float32).reshape(-1, 4)
+        keep = usable_boxes(dets.boxes)
+        if len(known):
+            keep &= box_iou(dets.boxes, known).max(axis=1) <= NEWCOMER_IOU
+        return dets if keep.all() else dets.take(keep)
 
     def reset(self) -> None:
         """Forget per-stream state (a new video starts)."""

@@ -2,7 +2,8 @@
 
 Used when no RF-DETR checkpoint can be had (``create_detector("mediapipe")``, ``--detector mediapipe``, or
 automatically when RF-DETR's weights are absent), and by the offline MediaPipe path
-(:mod:`instanthmr.runtime.mediapipe_hmr`), which reuses the landmarks it computes for every person. It
+(:mod:`instanthmr.runtime.mediapipe_hmr`), which reuses the landmarks it computes for every person (they
+travel with the boxes, ``Detections.landmarks``). It
 needs only numpy, OpenCV and the ``ai-edge-litert`` interpreter; the model files come from PyPI's
 ``mediapipe==0.10.21`` wheel (``python tools/fetch_models.py mediapipe``). Boxes are tight full-body boxes
 derived from the 33 BlazePose landmarks, like a person detector's; crowded scenes with many small people are
@@ -11,7 +12,6 @@ best-effort (see ``docs/offline.md``).
 
 from __future__ import annotations
 
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +21,12 @@ from instanthmr.runtime.mediapipe import BlazePosePeople, PersonPose
 
 
 class MediaPipeDetector(PersonDetector):
-    """BlazePose person detector: ``detector(image_rgb) -> Detections`` (boxes in full-image pixels).
+    """BlazePose person detector: ``detector(image_rgb) -> Detections`` (boxes in full-image pixels), each
+    person's BlazePose landmarks (:class:`~instanthmr.runtime.mediapipe.PoseLandmarks`) in ``landmarks``.
 
     ``fast=True`` looks once at the whole letterboxed image (one person, ~10-30 ms on a laptop CPU);
     the default also scans overlapping tiles and re-detects with found people blanked out, for several
-    people. The landmarks of the last call stay in ``last_people`` and the image they came from in
-    ``last_image`` (a weak reference), so the MediaPipe model reuses them instead of running again.
+    people.
     """
 
     name = "mediapipe"
@@ -37,34 +37,26 @@ class MediaPipeDetector(PersonDetector):
         self.people = BlazePosePeople(models_dir, max_people=max_persons or 10, tiles=not fast,
                                       rounds=1 if fast else 2, det_threshold=confidence,
                                       num_threads=num_threads)
-        self.last_people: list[PersonPose] = []
-        self.last_image = None
 
-    def _remember(self, image_rgb: np.ndarray, people: list[PersonPose]) -> list[PersonPose]:
-        self.last_people = people
-        try:
-            self.last_image = weakref.ref(image_rgb)
-        except TypeError:  # not weak-referenceable (a view of a foreign buffer): nothing to share
-            self.last_image = None
-        return people
-
-    def detect(self, image_rgb: np.ndarray, frame_index: int | None = None) -> Detections:
-        people = self._remember(image_rgb, self.people(image_rgb))
+    @staticmethod
+    def detections(people: list[PersonPose]) -> Detections:
+        """People found by :class:`~instanthmr.runtime.mediapipe.BlazePosePeople` as boxes + landmarks."""
         if not people:
             return Detections.empty()
-        return Detections(np.stack([p.box for p in people]), np.array([p.score for p in people], np.float32))
+        return Detections(np.stack([p.box for p in people]), np.array([p.score for p in people], np.float32),
+                          [p.pose for p in people])
 
-    def detect_new(self, image_rgb: np.ndarray, known_boxes) -> list[PersonPose]:
+    def detect(self, image_rgb: np.ndarray, frame_index: int | None = None) -> Detections:
+        return self.detections(self.people(image_rgb))
+
+    def detect_new(self, image_rgb: np.ndarray, known_boxes, frame_index: int | None = None) -> Detections:
         """People not already in ``known_boxes`` (``(K, 4)`` xyxy px, the people tracked): those are blanked
         out and skipped, so only newcomers get the landmark model. Score threshold and ``max_persons``
         apply as in :meth:`__call__`."""
         found = [p for p in self.people(image_rgb, known_boxes) if p.score > self.confidence]
         if self.max_persons is not None:
             found = found[:max(0, int(self.max_persons))]
-        return self._remember(image_rgb, found)
-
-    def reset(self) -> None:
-        self.last_people, self.last_image = [], None
+        return self.detections(found)
 
 
 @register_detector("mediapipe")

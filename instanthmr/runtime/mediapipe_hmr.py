@@ -6,9 +6,9 @@ network, so the exporters, the viewer and tracking work unchanged::
 
     hmr = MediaPipeHMR()                                 # BlazePose full + hand landmarks, LiteRT CPU
     preds = hmr.predict(image_rgb, boxes, scores)        # one HMRPrediction per box
-    pipe = MediaPipePipeline()                           # + MediaPipe's person detector and tracking rule
-    result = pipe.predict(image_rgb)                     # FrameResult (PosePipeline's)
-    video = TrackingPipeline.from_pipeline(pipe, keypoint_crops=False)   # + track IDs and smoothing
+    pipe = mediapipe_pipeline()                          # a PosePipeline: + MediaPipe's person detector
+    result = pipe.predict(image_rgb)                     # FrameResult
+    video = TrackingPipeline.from_pipeline(pipe)         # + MediaPipe's tracking rule, track IDs, smoothing
 
 What it predicts (see :func:`mhr70_from_landmarks`): the MHR70 body joints BlazePose has (face points,
 shoulders, elbows, wrists, hips, knees, ankles, heels, big-toe tips from BlazePose's "foot index") and,
@@ -24,16 +24,16 @@ Frames and units: ``joints_2d`` full-image pixels; ``joints_3d_local`` BlazePose
 that best projects them onto ``joints_2d`` with a pinhole of focal ``focal_length`` (default: the image
 diagonal) and the principal point at the image centre; ``joints_3d_cam = joints_3d_local + cam_trans``.
 
-:class:`MediaPipePipeline` adds MediaPipe's tracking rule on video: once a person is found, the next
-frame's crop is the rotated region from this frame's landmarks (one landmark pass per person per frame);
-the person detector runs only to find newcomers (every ``detect_every`` frames, or when a person is lost).
-Track IDs come from :class:`~instanthmr.video.tracking.TrackingPipeline` as for the network; the boxes it
-associates are the landmark-driven ones, so an ID stays with the person the landmarks follow.
+:func:`mediapipe_pipeline` composes the estimator with a detector; on video, its ``crops="landmarks"`` is
+MediaPipe's tracking rule, a crop strategy of :class:`~instanthmr.video.tracking.TrackingPipeline`: once a
+person is found, the next frame's crop is the rotated region from this frame's landmarks (one landmark pass
+per person per frame, :meth:`MediaPipeHMR.follow`); the person detector runs only to find newcomers (every
+``detect_every`` frames, or when a person is lost). Track IDs come from the same tracker as for the network;
+the boxes it associates are the landmark-driven ones, so an ID stays with the person the landmarks follow.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +41,7 @@ import numpy as np
 
 from instanthmr.core import geometry
 from instanthmr.core.skeleton import COCO_WHOLEBODY_INDEX, COCO_WHOLEBODY_TO_MHR70, MHR70_INDEX, MHR70_NAMES
-from instanthmr.runtime.detector import Detections, PersonDetector
+from instanthmr.runtime.detector import PersonDetector, create_detector
 from instanthmr.runtime.hmr import HMRPrediction
 from instanthmr.runtime.mediapipe import (
     BLAZEPOSE33_INDEX,
@@ -59,7 +59,8 @@ from instanthmr.runtime.mediapipe import (
     mediapipe_models_dir,
     model_path,
 )
-from instanthmr.runtime.pipeline import FrameResult, PosePipeline, drop_tiny_boxes
+from instanthmr.runtime.mediapipe_detector import MediaPipeDetector
+from instanthmr.runtime.pipeline import PosePipeline
 
 MODEL_NAME = "mediapipe"
 MODEL_VERSION = f"blazepose_full+hand_full@mediapipe{MEDIAPIPE_VERSION}"
@@ -249,15 +250,14 @@ def find_hands(hand_model: HandLandmarker, image: np.ndarray, pose: PoseLandmark
 
 
 # --------------------------------------------------------------------------------------------------
-# The model
+# The estimator
 # --------------------------------------------------------------------------------------------------
 
 @dataclass
-class MediaPipePerson:
-    """What the model found for one person: the HMR ``prediction`` and the raw ``pose`` / ``hands`` (the next
-    video frame's crops come from them)."""
+class PersonLandmarks:
+    """What the MediaPipe path found for one person (``HMRPrediction.landmarks``): BlazePose's ``pose`` and the
+    ``hands`` (``{"left": HandLandmarks | None, "right": ...}``); the next video frame's regions come from them."""
 
-    prediction: HMRPrediction
     pose: PoseLandmarks
     hands: dict
 
@@ -270,14 +270,14 @@ def box_roi(box, scale: float = 1.25) -> Roi:
 
 
 class MediaPipeHMR:
-    """BlazePose full (+ hand landmark full) on LiteRT: ``predict(image_rgb, boxes) -> list[HMRPrediction]``.
+    """BlazePose full (+ hand landmark full) on LiteRT, a :class:`~instanthmr.runtime.pipeline.PoseEstimator`:
+    ``predict(image_rgb, boxes, scores, focal_length, landmarks=None) -> list[HMRPrediction]``.
 
-    The interface is :class:`~instanthmr.runtime.hmr.InstantHMR`'s, so it plugs into
-    :class:`~instanthmr.runtime.pipeline.PosePipeline` as ``hmr=``. A box found by the
-    :class:`~instanthmr.runtime.mediapipe_detector.MediaPipeDetector` in the same image reuses the landmarks
-    the detector already computed (:meth:`share_landmarks`); any other box goes through
-    :meth:`landmarks_in_box`. Each prediction's ``box`` is the person's full-body box from the landmarks (the
-    MediaPipe detector's kind of box), ``confidence`` BlazePose's pose presence.
+    A box that comes with the MediaPipe detector's landmarks (``landmarks[i]``, a ``PoseLandmarks``) uses them
+    (no second landmark pass); any other box goes through :meth:`landmarks_in_box`. Each prediction's ``box``
+    is the person's full-body box from the landmarks (the MediaPipe detector's kind of box), ``confidence``
+    BlazePose's pose presence, ``landmarks`` a :class:`PersonLandmarks`, from which :meth:`follow` finds the
+    person on the next frame (MediaPipe's tracking rule, the ``"landmarks"`` crop strategy).
 
     Args:
         models_dir: folder of the ``.tflite`` files (default ``models/mediapipe``).
@@ -306,7 +306,6 @@ class MediaPipeHMR:
         self.min_presence = float(min_presence)
         self.model_info = {"precision": "fp32", "model_name": MODEL_NAME, "version": MODEL_VERSION,
                            "hands": self.hands, "has_metadata": False}
-        self._seed_source = None  # the MediaPipeDetector whose landmarks are reused (share_landmarks)
 
     @property
     def box_detector(self) -> BlazePoseDetector:
@@ -329,20 +328,6 @@ class MediaPipeHMR:
                 f"from mediapipe=={MEDIAPIPE_VERSION} ({self.models_dir}) on {self.provider}")
 
     # ------------------------------------------------------------------ landmarks
-    def share_landmarks(self, detector) -> None:
-        """Reuse the landmarks ``detector`` (a MediaPipeDetector) computes for each person it finds instead
-        of computing them again for its boxes."""
-        self._seed_source = detector
-
-    def _seeded(self, image: np.ndarray, box) -> PoseLandmarks | None:
-        src = self._seed_source
-        if src is None or getattr(src, "last_image", None) is None or src.last_image() is not image:
-            return None
-        for person in src.last_people:
-            if np.abs(np.asarray(person.box, np.float64) - np.asarray(box, np.float64)).max() < 0.5:
-                return person.pose
-        return None
-
     def landmarks_in_box(self, image: np.ndarray, box) -> PoseLandmarks | None:
         """BlazePose on a person box from elsewhere, the way MediaPipe itself starts: its person detector on
         the square around the box gives the body's alignment points, whose rotated crop goes to the landmark
@@ -378,43 +363,50 @@ class MediaPipeHMR:
             box=landmark_box(pose, image_wh), score=float(pose.score if score is None else score),
             joints_3d_local=local, joints_3d_cam=local + m.cam_trans[None], joints_2d=j2, cam_trans=m.cam_trans,
             focal_length=float(m.focal_length), principal_point=m.principal_point.astype(np.float64),
-            mhr_params=None, shape_params=None, joints_valid=valid, source=source, confidence=float(pose.score))
+            mhr_params=None, shape_params=None, joints_valid=valid, source=source, confidence=float(pose.score),
+            landmarks=PersonLandmarks(pose, hands or {}))
 
-    def people(self, image: np.ndarray, poses, scores=None, focal_length: float | None = None,
-               sources=None, previous_hands=None) -> list[MediaPipePerson]:
-        """Predictions for landmarks already found (hands added here)."""
+    def person(self, image: np.ndarray, pose: PoseLandmarks, score: float | None = None,
+               focal_length: float | None = None, source: str = "detector",
+               previous_hands: dict | None = None) -> HMRPrediction:
+        """The prediction for landmarks already found (hands looked for here, from ``previous_hands`` when
+        the last frame had them)."""
         h, w = image.shape[:2]
-        out = []
-        for i, pose in enumerate(poses):
-            prev = previous_hands[i] if previous_hands is not None else None
-            hands = find_hands(self.hand, image, pose, prev, self.min_presence) if self.hand is not None else {}
-            pred = self.prediction((w, h), pose, hands, None if scores is None else float(scores[i]), focal_length,
-                                   "detector" if sources is None else sources[i])
-            out.append(MediaPipePerson(pred, pose, hands))
-        return out
+        hands = find_hands(self.hand, image, pose, previous_hands, self.min_presence) if self.hand is not None else {}
+        return self.prediction((w, h), pose, hands, score, focal_length, source)
 
-    def predict_people(self, image_rgb: np.ndarray, boxes, scores=None, focal_length: float | None = None
-                       ) -> list[MediaPipePerson]:
-        """Like :meth:`predict`, keeping the landmarks. Boxes where BlazePose finds nobody are left out."""
+    def predict(self, image_rgb: np.ndarray, boxes, scores=None, focal_length: float | None = None, *,
+                landmarks: list | None = None) -> list[HMRPrediction]:
+        """3D pose of every person box in one RGB frame (``boxes`` (N, 4) xyxy px; empty -> ``[]``); a box
+        where BlazePose finds nobody gives no prediction. ``landmarks``: per box, the detector's
+        ``PoseLandmarks`` (used as they are) or ``None``. ``focal_length`` (px) defaults to the image
+        diagonal; the principal point is the image centre."""
         image = _check_image(image_rgb)
         boxes = np.asarray(boxes if boxes is not None else np.zeros((0, 4)), np.float64).reshape(-1, 4)
         scores = np.ones(len(boxes)) if scores is None else np.asarray(scores, np.float64).reshape(-1)
-        poses, kept = [], []
+        out = []
         for i, box in enumerate(boxes):
-            pose = self._seeded(image, box)
+            pose = landmarks[i] if landmarks is not None else None
             if pose is None:
                 pose = self.landmarks_in_box(image, box)
             if pose is not None:
-                poses.append(pose)
-                kept.append(i)
-        return self.people(image, poses, scores[kept], focal_length)
+                out.append(self.person(image, pose, float(scores[i]), focal_length))
+        return out
 
-    def predict(self, image_rgb: np.ndarray, boxes, scores=None, focal_length: float | None = None
-                ) -> list[HMRPrediction]:
-        """3D pose of every person box in one RGB frame (``boxes`` (N, 4) xyxy px; empty -> ``[]``); a box
-        where BlazePose finds nobody gives no prediction. ``focal_length`` (px) defaults to the image
-        diagonal; the principal point is the image centre."""
-        return [p.prediction for p in self.predict_people(image_rgb, boxes, scores, focal_length)]
+    def follow(self, image_rgb: np.ndarray, people: list[HMRPrediction], focal_length: float | None = None
+               ) -> list[HMRPrediction | None]:
+        """MediaPipe's tracking rule: each of last frame's ``people`` (this estimator's predictions) looked for
+        in the rotated region its landmarks give (:meth:`PoseLandmarks.tracking_roi`), one landmark pass each,
+        its hands from where they were; ``None`` where the landmark model finds no pose there (lost).
+        Predictions come with ``source="keypoints"`` and BlazePose's pose presence as ``score``."""
+        image = _check_image(image_rgb)
+        out: list[HMRPrediction | None] = []
+        for prev in people:
+            lm: PersonLandmarks = prev.landmarks
+            pose = self.landmarker(image, lm.pose.tracking_roi())
+            out.append(None if pose is None else
+                       self.person(image, pose, None, focal_length, "keypoints", lm.hands))
+        return out
 
 
 def _check_image(image_rgb) -> np.ndarray:
@@ -425,154 +417,40 @@ def _check_image(image_rgb) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
-# Frames and video: MediaPipe's tracking rule
+# The composed pipeline
 # --------------------------------------------------------------------------------------------------
 
-#: Default for how often the person detector looks for newcomers while people are tracked (frames).
+#: Default for how often the person detector looks for newcomers while people are followed (frames).
 DETECT_EVERY = 10
-#: Two followed people whose landmark boxes overlap more than this are the same person: the newer goes.
-DUPLICATE_IOU = 0.5
 
 
-@dataclass
-class _Followed:
-    """A person followed from frame to frame: where to look next, their hands, their last box."""
+def mediapipe_pipeline(detector: str | Path | PersonDetector = "mediapipe", hands: bool = True,
+                       detect_every: int = DETECT_EVERY, max_persons: int = 8, det_confidence: float = 0.5,
+                       models_dir: str | Path | None = None, num_threads: int | None = None, device: str = "auto",
+                       crops: str = "landmarks", detector_variant: str = "nano",
+                       detector_weights: str | Path | None = None, detector_resolution: int | None = None
+                       ) -> PosePipeline:
+    """The offline MediaPipe path as a :class:`~instanthmr.runtime.pipeline.PosePipeline`: a person detector
+    (``"mediapipe"``, its landmarks reused, or anything
+    :func:`~instanthmr.runtime.detector.create_detector` takes, with ``detector_variant`` /
+    ``detector_weights`` / ``detector_resolution`` / ``device``) and :class:`MediaPipeHMR` (``hands``,
+    ``models_dir``, ``num_threads``).
 
-    roi: Roi
-    hands: dict
-    box: np.ndarray
-
-
-class MediaPipePipeline(PosePipeline):
-    """Person detector + :class:`MediaPipeHMR`, with MediaPipe's tracking rule across frames.
-
-    ``predict(image_rgb, frame_index) -> FrameResult`` as :class:`PosePipeline`. With ``track=True``
-    (default) a person found on one frame is looked for on the next one in the rotated region from this
-    frame's landmarks (BlazePose's alignment points, :meth:`PoseLandmarks.tracking_roi`); a person whose
-    landmark model reports no pose there is lost. The detector runs on the first frame, whenever nobody is
-    tracked, on a frame where somebody was lost, and every ``detect_every`` frames to find newcomers (never
-    while ``max_persons`` people are followed); people already followed are blanked out for it and never
-    re-detected. (Track IDs: wrap it in
-    :class:`~instanthmr.video.tracking.TrackingPipeline` with ``keypoint_crops=False``, which adds them over
-    the landmark-driven boxes.) ``track=False``: each frame on its own (detector every ``detect_every``
-    frames, boxes reused between, like the network path).
-
-    Args:
-        detector: ``"mediapipe"`` (default; its landmarks are reused, not computed twice) or anything
-            :func:`~instanthmr.runtime.detector.create_detector` takes.
-        hands: run the hand model (see :class:`MediaPipeHMR`).
-        hmr: an already built :class:`MediaPipeHMR` (then ``hands``/``models_dir`` are ignored).
-        Other arguments as :class:`PosePipeline`.
+    On video (:class:`~instanthmr.video.tracking.TrackingPipeline`), ``crops="landmarks"`` is MediaPipe's
+    tracking rule: a person found on one frame is looked for on the next in the region from this frame's
+    landmarks; the detector runs on the first frame, whenever nobody is followed, on a frame where somebody
+    was lost, and every ``detect_every`` frames to find newcomers (never while ``max_persons`` people are
+    followed), with the people followed blanked out. ``crops="boxes"``: each frame on its own (detector
+    every ``detect_every`` frames, boxes reused between, like the network path).
     """
-
-    def __init__(self, detector: str | Path | PersonDetector = "mediapipe", hands: bool = True, track: bool = True,
-                 detect_every: int = DETECT_EVERY, max_persons: int = 8, det_confidence: float = 0.5,
-                 models_dir: str | Path | None = None, num_threads: int | None = None, hmr: MediaPipeHMR | None = None,
-                 device: str = "auto", **detector_options):
-        if int(detect_every) < 1:
-            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
-        hmr = hmr or MediaPipeHMR(models_dir, hands=hands, num_threads=num_threads)
-        if isinstance(detector, str) and detector.lower() == "mediapipe":
-            from instanthmr.runtime.mediapipe_detector import MediaPipeDetector
-
-            detector = MediaPipeDetector(det_confidence, max_persons, models_dir=models_dir, num_threads=num_threads)
-        super().__init__(None, device=device, detector=detector, det_confidence=det_confidence,
-                         max_persons=max_persons, detector_stride=1 if track else detect_every, hmr=hmr,
-                         **detector_options)
-        if hasattr(self.detector, "last_people"):
-            hmr.share_landmarks(self.detector)
-        self.track = bool(track)
-        self.detect_every = int(detect_every)
-        self._followed: list[_Followed] = []
-        self._since_detect = 0
-        self._frames = 0
-        self._calls = 0
-
-    @property
-    def detector_calls(self) -> int:
-        return self._calls if self.track else self.schedule.calls
-
-    def reset(self) -> None:
-        """Start a new stream: tracked people are forgotten (IDs keep increasing)."""
-        super().reset()
-        self._followed, self._since_detect, self._frames = [], 0, 0
-
-    def predict(self, image_rgb: np.ndarray, frame_index: int | None = None) -> FrameResult:
-        if not self.track:
-            return super().predict(image_rgb, frame_index)
-        t0 = time.perf_counter()
-        image = _check_image(image_rgb)
-        h, w = image.shape[:2]
-        fi = self._frames if frame_index is None else int(frame_index)
-        self._frames += 1
-
-        # 1. everybody tracked: one landmark pass in the region their last landmarks give
-        th = time.perf_counter()
-        kept: list[_Followed] = []
-        people: list[MediaPipePerson] = []
-        lost = False
-        for tr in self._followed:
-            pose = self.hmr.landmarker(image, tr.roi)
-            if pose is None:
-                lost = True
-                continue
-            box = landmark_box(pose, (w, h))
-            if kept and geometry.box_iou(box, np.stack([k.box for k in kept])).max() > DUPLICATE_IOU:
-                continue  # two regions converged on one person: the one followed longer keeps them
-            people.extend(self.hmr.people(image, [pose], None, self.focal_length, ["keypoints"], [tr.hands]))
-            tr.box = box
-            kept.append(tr)
-        hmr_ms = (time.perf_counter() - th) * 1e3
-
-        # 2. the detector, for newcomers (none when max_persons are followed already: one person costs one
-        # landmark pass per frame, as in MediaPipe Pose)
-        self._since_detect += 1
-        ran = len(kept) < self.max_persons and (not kept or lost or self._since_detect >= self.detect_every)
-        detector_ms = 0.0
-        dets = Detections.empty()
-        if ran:
-            td = time.perf_counter()
-            known = np.stack([k.box for k in kept]) if kept else np.zeros((0, 4), np.float32)
-            new_poses, new_scores, dets = self._detect_new(image, fi, known)
-            detector_ms = (time.perf_counter() - td) * 1e3
-            self._calls += 1
-            self._since_detect = 0
-            th = time.perf_counter()
-            room = max(0, self.max_persons - len(kept))
-            for p in self.hmr.people(image, new_poses[:room], new_scores[:room], self.focal_length):
-                kept.append(_Followed(p.pose.roi, {}, p.prediction.box))
-                people.append(p)
-            hmr_ms += (time.perf_counter() - th) * 1e3
-
-        for tr, p in zip(kept, people):
-            tr.roi, tr.hands = p.pose.tracking_roi(), p.hands
-        self._followed = kept
-        total_ms = (time.perf_counter() - t0) * 1e3
-        return FrameResult(persons=[p.prediction for p in people], detector_ms=detector_ms, hmr_ms=hmr_ms,
-                           total_ms=total_ms, detector_ran=ran, frame_index=fi, image_size=(w, h),
-                           detections=dets)
-
-    __call__ = predict
-
-    def _detect_new(self, image: np.ndarray, fi: int, known: np.ndarray):
-        """``(poses, scores, detections)`` of people not in ``known`` boxes."""
-        from instanthmr.runtime.mediapipe_detector import MediaPipeDetector
-
-        if isinstance(self.detector, MediaPipeDetector):
-            found = self.detector.detect_new(image, known)
-            return [p.pose for p in found], np.array([p.score for p in found]), Detections(
-                np.array([p.box for p in found]).reshape(-1, 4), np.array([p.score for p in found]))
-        dets = drop_tiny_boxes(self.detector(image, fi))
-        poses, scores = [], []
-        for box, score in zip(dets.boxes, dets.scores):
-            if len(known) and geometry.box_iou(box, known).max() > DUPLICATE_IOU:
-                continue
-            pose = self.hmr.landmarks_in_box(image, box)
-            if pose is not None:
-                poses.append(pose)
-                scores.append(float(score))
-        return poses, np.array(scores), dets
-
+    if int(detect_every) < 1:
+        raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+    estimator = MediaPipeHMR(models_dir, hands=hands, num_threads=num_threads)
+    if isinstance(detector, (str, Path)) and str(detector).lower() == "mediapipe":
+        detector = MediaPipeDetector(det_confidence, max_persons, models_dir=models_dir, num_threads=num_threads)
+    det = create_detector(detector, variant=detector_variant, confidence=det_confidence, max_persons=max_persons,
+                          device=device, weights=detector_weights, resolution=detector_resolution)
+    return PosePipeline(det, estimator, detector_stride=detect_every, max_persons=max_persons, crops=crops)
 
 
 def unavailable_reason(models_dir: str | Path | None = None) -> str | None:
