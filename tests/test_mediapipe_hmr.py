@@ -1,4 +1,4 @@
-"""The offline MediaPipe path (runtime/mediapipe_hmr.py): landmarks -> MHR70 HMRPrediction, honest validity,
+"""The offline MediaPipe path (runtime/mediapipe/: conversion.py, estimator.py): landmarks -> MHR70 HMRPrediction, honest validity,
 MediaPipe's tracking rule, smoothing that skips absent joints. Model-free units always run (stub landmarks);
 the real BlazePose models run on real photos/clips when fetched (else skip)."""
 
@@ -11,17 +11,18 @@ import pytest
 
 from instanthmr.core.skeleton import MHR70_INDEX
 from instanthmr.runtime import mediapipe as mpm
-from instanthmr.runtime.mediapipe import BLAZEPOSE33_INDEX, PersonPose, PoseLandmarks, Roi
 from instanthmr.runtime.detector import Detections
-from instanthmr.runtime.mediapipe_detector import MediaPipeDetector
-from instanthmr.runtime.mediapipe_hmr import (
+from instanthmr.runtime.mediapipe import (
+    BLAZEPOSE33_INDEX,
     PREDICTED_MHR70,
     UNLABELLED_MHR70,
-    MediaPipeHMR,
-    PersonLandmarks,
-    mediapipe_pipeline,
+    PersonPose,
+    PoseLandmarks,
+    Roi,
     mhr70_from_landmarks,
 )
+from instanthmr.runtime.mediapipe.detector import MediaPipeDetector
+from instanthmr.runtime.mediapipe.estimator import MediaPipeHMR, PersonLandmarks, mediapipe_pipeline
 from instanthmr.runtime.pipeline import PosePipeline
 from instanthmr.video.tracking import TrackingPipeline
 
@@ -297,7 +298,13 @@ def test_teacher_labels_are_the_runtime_predictions(mp_models):
     from instanthmr.teachers.mediapipe import MediaPipeTeacher
 
     img = _rgb(GRACE_HOPPER)
-    lab = MediaPipeTeacher(hands=False)(img)[0]
+    teacher = MediaPipeTeacher(hands=False)
+    # one copy of each model: the teacher's person search runs on its estimator's detector and landmarks
+    assert teacher.people.landmarker is teacher.estimator.landmarker
+    assert teacher.people.detector is teacher.estimator.box_detector
+    pipe = mediapipe_pipeline(hands=False)
+    assert pipe.detector.people.landmarker is pipe.estimator.landmarker
+    lab = teacher(img)[0]
     hmr = MediaPipeHMR(hands=False)
     p = hmr.prediction((img.shape[1], img.shape[0]), lab.person.pose, lab.hands)
     v = p.valid_mask

@@ -198,7 +198,7 @@ class Ours:
     network path with the MediaPipe person detector on every frame (the previous offline default)."""
 
     def __init__(self, frames, max_persons: int, hands: bool, fps: float = 30.0, network: Path | None = None):
-        from instanthmr.runtime.mediapipe_hmr import mediapipe_pipeline
+        from instanthmr.runtime.mediapipe.estimator import mediapipe_pipeline
         from instanthmr.runtime.pipeline import PosePipeline
         from instanthmr.video.tracking import TrackingPipeline
 

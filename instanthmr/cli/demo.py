@@ -266,7 +266,7 @@ def resolve_model(args) -> Path | str:
         if found.note:
             print(f"note: {found.note}", file=sys.stderr)
         return found.path
-    from instanthmr.runtime.mediapipe_hmr import unavailable_reason
+    from instanthmr.runtime.mediapipe.files import unavailable_reason
 
     offline = unavailable_reason()
     if offline is None:  # the offline default: as accurate as MediaPipe Pose (docs/offline.md)
@@ -304,7 +304,7 @@ def detector_stride(args, model=None) -> int:
     if args.detector_stride is not None:
         return args.detector_stride
     if model == MEDIAPIPE_MODEL_NAME:
-        from instanthmr.runtime.mediapipe_hmr import DETECT_EVERY
+        from instanthmr.runtime.mediapipe.estimator import DETECT_EVERY
 
         return DETECT_EVERY
     return KEYPOINT_DETECT_EVERY if args.keypoint_crops else 1
@@ -318,7 +318,7 @@ def load_pipeline(args) -> tuple:
 
     model = resolve_model(args)
     if model == MEDIAPIPE_MODEL_NAME:
-        from instanthmr.runtime.mediapipe_hmr import mediapipe_pipeline
+        from instanthmr.runtime.mediapipe.estimator import mediapipe_pipeline
 
         pipeline = mediapipe_pipeline(detector=args.detector or "mediapipe", hands=not args.no_hands,
                                       detect_every=detector_stride(args, model), max_persons=args.max_persons,

@@ -21,7 +21,7 @@ RELEASED_WEIGHTS_LICENSE = "SAM License (https://github.com/facebookresearch/sam
 DEFAULT_MODEL = MODELS_DIR / RELEASED_ONNX_NAME  # a local copy of the released network wins over the Hub's
 STARTER_MODEL = MODELS_DIR / "instanthmr-starter.onnx"  # small offline-trained network shipped in git
 #: ``--model`` names of the two offline paths (nothing to download): the starter network above, and MediaPipe's
-#: BlazePose (+ hand) landmarks as MHR70 2D + metric 3D (instanthmr.runtime.mediapipe_hmr), the default when
+#: BlazePose (+ hand) landmarks as MHR70 2D + metric 3D (instanthmr.runtime.mediapipe.estimator), the default when
 #: no InstantHMR network can be had (docs/offline.md).
 STARTER_MODEL_NAME = "starter"
 MEDIAPIPE_MODEL_NAME = "mediapipe"

@@ -172,7 +172,7 @@ DetectorBuilder = Callable[..., PersonDetector]
 _DETECTORS: dict[str, DetectorBuilder] = {}
 #: Registered names whose implementation lives in another module, imported on first use: this base module
 #: never imports an implementation (they import it to register themselves).
-DETECTOR_MODULES: dict[str, str] = {"mediapipe": "instanthmr.runtime.mediapipe_detector"}
+DETECTOR_MODULES: dict[str, str] = {"mediapipe": "instanthmr.runtime.mediapipe.detector"}
 
 
 def register_detector(*names: str) -> Callable[[DetectorBuilder], DetectorBuilder]:

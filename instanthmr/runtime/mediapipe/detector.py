@@ -2,7 +2,7 @@
 
 Used when no RF-DETR checkpoint can be had (``create_detector("mediapipe")``, ``--detector mediapipe``, or
 automatically when RF-DETR's weights are absent), and by the offline MediaPipe path
-(:mod:`instanthmr.runtime.mediapipe_hmr`), which reuses the landmarks it computes for every person (they
+(:mod:`instanthmr.runtime.mediapipe.estimator`), which reuses the landmarks it computes for every person (they
 travel with the boxes, ``Detections.landmarks``). It
 needs only numpy, OpenCV and the ``ai-edge-litert`` interpreter; the model files come from PyPI's
 ``mediapipe==0.10.21`` wheel (``python tools/fetch_models.py mediapipe``). Boxes are tight full-body boxes
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from instanthmr.runtime.detector import Detections, PersonDetector, register_detector
-from instanthmr.runtime.mediapipe import BlazePosePeople, PersonPose
+from instanthmr.runtime.mediapipe.blazepose import BlazePoseLandmarker, BlazePosePeople, PersonPose
 
 
 class MediaPipeDetector(PersonDetector):
@@ -26,17 +26,18 @@ class MediaPipeDetector(PersonDetector):
 
     ``fast=True`` looks once at the whole letterboxed image (one person, ~10-30 ms on a laptop CPU);
     the default also scans overlapping tiles and re-detects with found people blanked out, for several
-    people.
+    people. ``landmarker``: a BlazePose landmark model already loaded (the estimator's), used instead of a
+    second copy.
     """
 
     name = "mediapipe"
 
     def __init__(self, confidence: float = 0.5, max_persons: int | None = None, models_dir: str | Path | None = None,
-                 fast: bool = False, num_threads: int | None = None):
+                 fast: bool = False, num_threads: int | None = None, landmarker: BlazePoseLandmarker | None = None):
         super().__init__(confidence, max_persons)
         self.people = BlazePosePeople(models_dir, max_people=max_persons or 10, tiles=not fast,
                                       rounds=1 if fast else 2, det_threshold=confidence,
-                                      num_threads=num_threads)
+                                      num_threads=num_threads, landmarker=landmarker)
 
     @staticmethod
     def detections(people: list[PersonPose]) -> Detections:
