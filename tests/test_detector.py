@@ -200,6 +200,20 @@ def test_create_detector_dispatch(tmp_path, rfdetr_random_onnx):
         create_detector("yolo")
 
 
+def test_detect_new_leaves_out_the_people_followed():
+    """The default newcomer search (a detector that cannot blank people out): a usable detection overlapping a
+    followed person's box (IoU > NEWCOMER_IOU) is theirs; slivers are no one."""
+    class Three(PersonDetector):
+        def detect(self, image_rgb, frame_index=None):
+            return Detections([[0, 0, 50, 100], [100, 0, 150, 100], [200, 0, 201, 100]], [0.9, 0.8, 0.7])
+
+    det = Three(0.5, None)
+    image = np.zeros((120, 240, 3), np.uint8)
+    assert len(det.detect_new(image, np.zeros((0, 4)))) == 2  # the 1 px sliver is dropped
+    new = det.detect_new(image, [[2, 0, 52, 100]])
+    np.testing.assert_allclose(new.boxes, [[100, 0, 150, 100]])
+
+
 def test_a_registered_detector_is_created_by_name(monkeypatch):
     """Registry (timm style): an implementation registers a builder; create_detector passes it the options."""
     class Nobody(PersonDetector):

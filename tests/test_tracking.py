@@ -250,3 +250,7 @@ def test_pipeline_smoothing_modes():
     assert all(np.array_equal(a, c) and np.array_equal(b, d) for (a, b), (c, d) in zip(before, after))
     with pytest.raises(ValueError, match="smooth"):
         TrackingPipeline(None, None, smooth="later")
+    with pytest.raises(ValueError, match="crops must be one of"):
+        TrackingPipeline(None, None, crops="joints")
+    with pytest.raises(ValueError, match="crops='landmarks' needs follow"):
+        TrackingPipeline(None, None, crops="landmarks")
