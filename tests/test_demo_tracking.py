@@ -290,8 +290,8 @@ def test_tracking_pipeline_wraps_the_real_pose_pipeline(random_onnx):
 
     # keypoint crops with the same network: no crash when a track's joints leave the image
     det = Fixed()
-    tp = TrackingPipeline.from_pipeline(PosePipeline.from_files(random_onnx, device="cpu", detector=det, detector_stride=50),
-                                        crops="keypoints", smooth="causal")
+    pose = PosePipeline.from_files(random_onnx, device="cpu", detector=det, detector_stride=50)
+    tp = TrackingPipeline.from_pipeline(pose, crops="keypoints", smooth="causal")
     assert tp.detect_every == 50
     first = tp(img, 0)
     assert [p.source for p in first.persons] == ["detector"]

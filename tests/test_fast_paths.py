@@ -254,10 +254,11 @@ def test_pipeline_precision_uses_the_copy_beside_the_model(precision, missing, s
     net = tmp_path / "net.onnx"
     shutil.copy(random_onnx, net)
     with pytest.raises(ModelLoadError, match=missing):
-        PosePipeline.from_files(net, device="cpu", detector=FixedBoxDetector(), runtime=RuntimeOptions(precision=precision))
+        PosePipeline.from_files(net, device="cpu", detector=FixedBoxDetector(),
+                                runtime=RuntimeOptions(precision=precision))
     shutil.copy(request.getfixturevalue(f"{precision}_tiny"), tmp_path / f"net.{precision}.onnx")
-    pipe = PosePipeline.from_files(net, device="cpu", detector=FixedBoxDetector(), runtime=RuntimeOptions(precision=precision),
-                        max_persons=2)
+    pipe = PosePipeline.from_files(net, device="cpu", detector=FixedBoxDetector(),
+                                   runtime=RuntimeOptions(precision=precision), max_persons=2)
     assert pipe.hmr.path.name == f"net.{precision}.onnx" and pipe.hmr.model_info["precision"] == stamped
     assert len(pipe.predict(image).persons) == 1
 

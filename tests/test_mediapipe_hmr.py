@@ -1,6 +1,6 @@
-"""The offline MediaPipe path (runtime/mediapipe/: conversion.py, estimator.py): landmarks -> MHR70 HMRPrediction, honest validity,
-MediaPipe's tracking rule, smoothing that skips absent joints. Model-free units always run (stub landmarks);
-the real BlazePose models run on real photos/clips when fetched (else skip)."""
+"""The offline MediaPipe path (runtime/mediapipe/: conversion.py, estimator.py): landmarks -> MHR70 HMRPrediction,
+honest validity, MediaPipe's tracking rule, smoothing that skips absent joints. Model-free units always run
+(stub landmarks); the real BlazePose models run on real photos/clips when fetched (else skip)."""
 
 from __future__ import annotations
 

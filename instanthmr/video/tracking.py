@@ -259,9 +259,9 @@ class TrackingPipeline:
     predictions with ``track_id``, ``source`` and ``confidence`` set (``dataclasses.replace``), plus ``time_s``
     and ``ended_tracks``. ``source``: ``"detector"`` when the crop came from a detection this frame,
     ``"keypoints"`` when it came from the track's previous 2D joints or landmarks, ``"reused_box"`` when a
-    ``PosePipeline`` reused its last detection box (plain detector stride, :meth:`track`). ``confidence`` in ``[0, 1]``: the
-    detection score, or for a keypoint-driven crop the agreement between the crop and the joints found in it
-    (:func:`keypoint_box_confidence`).
+    ``PosePipeline`` reused its last detection box (plain detector stride, :meth:`track`). ``confidence`` in
+    ``[0, 1]``: the detection score, or for a keypoint-driven crop the agreement between the crop and the joints
+    found in it (:func:`keypoint_box_confidence`).
 
     Args:
         detector: ``detector(image_rgb, frame_index) -> Detections`` (``.boxes (N, 4)``, ``.scores (N,)``).

@@ -61,7 +61,14 @@ from instanthmr.runtime.mediapipe.hands import (
     hand_roi_from_landmarks,
     hand_roi_from_pose,
 )
-from instanthmr.runtime.mediapipe.regions import Roi, crop_roi, normalize_radians, roi_from_alignment, sigmoid, weighted_nms
+from instanthmr.runtime.mediapipe.regions import (
+    Roi,
+    crop_roi,
+    normalize_radians,
+    roi_from_alignment,
+    sigmoid,
+    weighted_nms,
+)
 from instanthmr.runtime.mediapipe.tflite import TFLiteModel
 
 __all__ = [

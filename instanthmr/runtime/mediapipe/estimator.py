@@ -10,14 +10,14 @@ network, so the exporters, the viewer and tracking work unchanged::
     result = pipe.predict(image_rgb)                     # FrameResult
     video = TrackingPipeline.from_pipeline(pipe)         # + MediaPipe's tracking rule, track IDs, smoothing
 
-What it predicts (see :func:`~instanthmr.runtime.mediapipe.conversion.mhr70_from_landmarks`): the MHR70 body joints BlazePose has (face points,
-shoulders, elbows, wrists, hips, knees, ankles, heels, big-toe tips from BlazePose's "foot index") and,
-with ``hands=True``, the 20 finger joints of each hand the hand model finds. Never predicted, so always
-marked invalid (``joints_valid`` False, NaN values): small-toe tips, olecranon, cubital fossa, acromion,
-neck; nor any ``mhr_params`` / ``shape_params`` (BlazePose has no body model: both are ``None``). A body
-joint is also invalid where BlazePose's presence (the point is inside the image) is below ``min_presence``
-and the point is not just outside the picture (e.g. the hips and legs of a head-and-shoulders portrait; its
-elbows just below the bottom edge stay), and hand joints where no hand was found.
+What it predicts (see :func:`~instanthmr.runtime.mediapipe.conversion.mhr70_from_landmarks`): the MHR70 body
+joints BlazePose has (face points, shoulders, elbows, wrists, hips, knees, ankles, heels, big-toe tips from
+BlazePose's "foot index") and, with ``hands=True``, the 20 finger joints of each hand the hand model finds.
+Never predicted, so always marked invalid (``joints_valid`` False, NaN values): small-toe tips, olecranon,
+cubital fossa, acromion, neck; nor any ``mhr_params`` / ``shape_params`` (BlazePose has no body model: both are
+``None``). A body joint is also invalid where BlazePose's presence (the point is inside the image) is below
+``min_presence`` and the point is not just outside the picture (e.g. the hips and legs of a head-and-shoulders
+portrait; its elbows just below the bottom edge stay), and hand joints where no hand was found.
 
 Frames and units: ``joints_2d`` full-image pixels; ``joints_3d_local`` BlazePose's metric world landmarks
 (metres, origin between the hips, camera axes x right, y down, z forward); ``cam_trans`` the translation
