@@ -16,6 +16,10 @@ enforces it)::
 The main names are importable from here, lazily (``import instanthmr`` loads no torch and no ONNX Runtime)::
 
     from instanthmr import PosePipeline, InstantHMR, HMRPrediction, FrameResult, RFDETRDetector
+
+    pipe = PosePipeline.from_files("models/instanthmr.onnx", detector="rfdetr")   # parts built from files
+    pipe = PosePipeline(create_detector("mediapipe"), load_hmr("models/instanthmr.onnx"))  # or composed
+    pipe = mediapipe_pipeline()                                                    # the offline path
 """
 
 from __future__ import annotations
@@ -26,13 +30,18 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "PosePipeline": "instanthmr.runtime.pipeline",
+    "PoseEstimator": "instanthmr.runtime.pipeline",
     "FrameResult": "instanthmr.runtime.pipeline",
+    "load_hmr": "instanthmr.runtime.pipeline",
     "InstantHMR": "instanthmr.runtime.hmr",
     "HMRPrediction": "instanthmr.runtime.hmr",
     "RFDETRDetector": "instanthmr.runtime.detector",
     "OnnxDetector": "instanthmr.runtime.detector",
     "Detections": "instanthmr.runtime.detector",
     "create_detector": "instanthmr.runtime.detector",
+    "register_detector": "instanthmr.runtime.detector",
+    "MediaPipeHMR": "instanthmr.runtime.mediapipe.estimator",
+    "mediapipe_pipeline": "instanthmr.runtime.mediapipe.estimator",
     "ModelLoadError": "instanthmr.runtime.session",
     "RuntimeOptions": "instanthmr.runtime.session",
     "TrackingPipeline": "instanthmr.video.tracking",

@@ -174,11 +174,11 @@ def test_bad_inputs_give_one_line_and_exit_1(tmp_path, random_onnx, capsys):
 
 def test_bad_models(tmp_path, photo, monkeypatch, capsys):
     from instanthmr.core import paths
-    from instanthmr.runtime import mediapipe_hmr
+    from instanthmr.runtime.mediapipe import files as mediapipe_files
 
     # neither the released network, nor the offline MediaPipe path, nor the starter: the error names the file
     # to download
-    monkeypatch.setattr(mediapipe_hmr, "unavailable_reason", lambda: "MediaPipe models absent (test)")
+    monkeypatch.setattr(mediapipe_files, "unavailable_reason", lambda: "MediaPipe models absent (test)")
     monkeypatch.setattr(demo, "DEFAULT_MODEL", tmp_path / "models" / "instanthmr.onnx")
     monkeypatch.setattr(paths, "DEFAULT_MODEL", tmp_path / "models" / "instanthmr.onnx")
     monkeypatch.setattr(paths, "STARTER_MODEL", tmp_path / "models" / "instanthmr-starter.onnx")

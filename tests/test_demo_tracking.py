@@ -274,8 +274,8 @@ def test_tracking_pipeline_wraps_the_real_pose_pipeline(random_onnx):
     img = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
 
     # plain stride: the PosePipeline's own schedule (detect on 0, 2, 4; enlarged box reuse between)
-    pose = PosePipeline(random_onnx, device="cpu", detector=Fixed(), detector_stride=2)
-    tp = TrackingPipeline.from_pipeline(pose, keypoint_crops=False, smooth="none")
+    pose = PosePipeline.from_files(random_onnx, device="cpu", detector=Fixed(), detector_stride=2)
+    tp = TrackingPipeline.from_pipeline(pose, crops="boxes", smooth="none")
     assert tp.detect_every == 2  # one stride, the pipeline's
     frames = [tp(img, i, i / 30.0) for i in range(5)]
     assert all(isinstance(f, FrameResult) for f in frames)
@@ -290,8 +290,8 @@ def test_tracking_pipeline_wraps_the_real_pose_pipeline(random_onnx):
 
     # keypoint crops with the same network: no crash when a track's joints leave the image
     det = Fixed()
-    tp = TrackingPipeline.from_pipeline(PosePipeline(random_onnx, device="cpu", detector=det, detector_stride=50),
-                                        keypoint_crops=True, smooth="causal")
+    pose = PosePipeline.from_files(random_onnx, device="cpu", detector=det, detector_stride=50)
+    tp = TrackingPipeline.from_pipeline(pose, crops="keypoints", smooth="causal")
     assert tp.detect_every == 50
     first = tp(img, 0)
     assert [p.source for p in first.persons] == ["detector"]

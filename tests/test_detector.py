@@ -15,6 +15,7 @@ from instanthmr.runtime.detector import (
     BoxFileDetector,
     Detections,
     OnnxDetector,
+    PersonDetector,
     RFDETRDetector,
     create_detector,
     decode_rfdetr,
@@ -195,8 +196,35 @@ def test_create_detector_dispatch(tmp_path, rfdetr_random_onnx):
     onnx_det = create_detector(str(rfdetr_random_onnx), confidence=0.3, max_persons=2)
     assert isinstance(onnx_det, OnnxDetector) and onnx_det.confidence == 0.3 and onnx_det.max_persons == 2
     assert create_detector(onnx_det) is onnx_det
-    with pytest.raises(ValueError, match="unknown detector"):
+    with pytest.raises(ValueError, match="unknown detector 'yolo'.*'mediapipe', 'rf-detr', 'rfdetr'"):
         create_detector("yolo")
+
+
+def test_detect_new_leaves_out_the_people_followed():
+    """The default newcomer search (a detector that cannot blank people out): a usable detection overlapping a
+    followed person's box (IoU > NEWCOMER_IOU) is theirs; slivers are no one."""
+    class Three(PersonDetector):
+        def detect(self, image_rgb, frame_index=None):
+            return Detections([[0, 0, 50, 100], [100, 0, 150, 100], [200, 0, 201, 100]], [0.9, 0.8, 0.7])
+
+    det = Three(0.5, None)
+    image = np.zeros((120, 240, 3), np.uint8)
+    assert len(det.detect_new(image, np.zeros((0, 4)))) == 2  # the 1 px sliver is dropped
+    new = det.detect_new(image, [[2, 0, 52, 100]])
+    np.testing.assert_allclose(new.boxes, [[100, 0, 150, 100]])
+
+
+def test_a_registered_detector_is_created_by_name(monkeypatch):
+    """Registry (timm style): an implementation registers a builder; create_detector passes it the options."""
+    class Nobody(PersonDetector):
+        def detect(self, image_rgb, frame_index=None):
+            return Detections.empty()
+
+    monkeypatch.setattr(det_mod, "_DETECTORS", dict(det_mod._DETECTORS))  # leave the real registry as it was
+    det_mod.register_detector("Nobody")(lambda source, *, confidence, max_persons, **_: Nobody(confidence, max_persons))
+    assert "nobody" in det_mod.list_detectors()
+    det = create_detector("nobody", confidence=0.7, max_persons=2)
+    assert isinstance(det, Nobody) and (det.confidence, det.max_persons) == (0.7, 2)
 
 
 @pytest.mark.parametrize("box, what", [([50, 80, 10, 120], "inverted"), ([10, float("nan"), 50, 90], "not finite")])

@@ -118,8 +118,8 @@ def test_one_options_object_reaches_the_network(random_onnx, plain, image):
     ref, got = _outputs(plain, image), _outputs(hmr, image)
     for name in ref:
         np.testing.assert_allclose(got[name], ref[name], atol=1e-4, err_msg=name)
-    pipe = PosePipeline(None, detector=FixedBoxDetector(), hmr=hmr, runtime="cpu-fast")
-    assert pipe.runtime == RUNTIME_PRESETS["cpu-fast"] and not pipe.async_detector
+    pipe = PosePipeline(FixedBoxDetector(), hmr)
+    assert pipe.estimator is hmr and not pipe.async_detector
 
 
 def test_a_first_run_failure_is_one_load_error_naming_the_levers(random_onnx, monkeypatch):
@@ -255,10 +255,11 @@ def test_pipeline_precision_uses_the_copy_beside_the_model(precision, missing, s
     net = tmp_path / "net.onnx"
     shutil.copy(random_onnx, net)
     with pytest.raises(ModelLoadError, match=missing):
-        PosePipeline(net, device="cpu", detector=FixedBoxDetector(), runtime=RuntimeOptions(precision=precision))
+        PosePipeline.from_files(net, device="cpu", detector=FixedBoxDetector(),
+                                runtime=RuntimeOptions(precision=precision))
     shutil.copy(request.getfixturevalue(f"{precision}_tiny"), tmp_path / f"net.{precision}.onnx")
-    pipe = PosePipeline(net, device="cpu", detector=FixedBoxDetector(), runtime=RuntimeOptions(precision=precision),
-                        max_persons=2)
+    pipe = PosePipeline.from_files(net, device="cpu", detector=FixedBoxDetector(),
+                                   runtime=RuntimeOptions(precision=precision), max_persons=2)
     assert pipe.hmr.path.name == f"net.{precision}.onnx" and pipe.hmr.model_info["precision"] == stamped
     assert len(pipe.predict(image).persons) == 1
 
@@ -284,8 +285,8 @@ class FixedBoxDetector(PersonDetector):
 
 def test_async_detector_runs_on_its_thread_and_keeps_outputs(random_onnx, plain, image):
     det = FixedBoxDetector(delay_s=0.15)
-    pipe = PosePipeline(None, detector=det, hmr=plain, detector_stride=1, runtime=RuntimeOptions(async_detector=True))
-    sync = PosePipeline(None, detector=FixedBoxDetector(), hmr=plain, detector_stride=1)
+    pipe = PosePipeline(det, plain, detector_stride=1, async_detector=True)
+    sync = PosePipeline(FixedBoxDetector(), plain, detector_stride=1)
     try:
         frames = []
         for _ in range(8):  # ~60 ms frames: a 150 ms detector finishes every few frames
@@ -309,8 +310,7 @@ def test_async_detector_runs_on_its_thread_and_keeps_outputs(random_onnx, plain,
 
 
 def test_async_detector_error_reaches_the_caller(plain, image):
-    pipe = PosePipeline(None, detector=FixedBoxDetector(fail=True), hmr=plain,
-                        runtime=RuntimeOptions(async_detector=True))
+    pipe = PosePipeline(FixedBoxDetector(fail=True), plain, async_detector=True)
     try:
         with pytest.raises(RuntimeError, match="detector broke"):
             pipe.predict(image)

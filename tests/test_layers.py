@@ -155,3 +155,81 @@ def test_front_door_has_the_reference_api_names():
             "assert got == [([0, 0, 10, 20], 0.9), ([5, 5, 9, 9], 0.4)], got\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """``module -> package modules it imports`` (module level or inside functions), from the source.
+    ``from a.b import c`` points at ``a.b.c`` when that is a module, else at ``a.b``; importing a submodule
+    is not counted as importing its parent packages (Python runs their ``__init__`` first, but that order
+    cannot deadlock on a name)."""
+    files = {_module_name(p): p for p in PKG.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        edges = graph.setdefault(name, set())
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in files else node.module
+                           for a in node.names]
+            else:
+                continue
+            edges |= {t for t in targets if t in files and t != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles():
+    """No two package modules import each other, directly or through others, at module level or inside a
+    function: each concept's home is below its users (a factory looks implementations up by name)."""
+    cycles = _cycles(_import_graph())
+    # The batch job framework is moving out of cli/batch.py (issue 25 item 2, another change): until then its
+    # circle with the MediaPipe teacher's command is the one expected; any other circle fails.
+    expected = [["instanthmr.cli.annotate_mediapipe", "instanthmr.cli.batch"]]
+    others = [c for c in cycles if c not in expected]
+    assert not others, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in others)
+    if cycles:
+        pytest.xfail("cli/batch.py <-> cli/annotate_mediapipe.py: removed when the job framework leaves cli/")

@@ -24,7 +24,7 @@ from instanthmr.runtime.mediapipe import (
     ssd_anchors,
     weighted_nms,
 )
-from instanthmr.runtime.mediapipe_hmr import MHR70_FROM_BLAZEPOSE, UNLABELLED_MHR70, solve_translation
+from instanthmr.runtime.mediapipe.conversion import MHR70_FROM_BLAZEPOSE, UNLABELLED_MHR70, solve_translation
 from instanthmr.teachers.mediapipe import MediaPipeTeacher
 
 GRACE_HOPPER = Path(__import__("matplotlib").get_data_path()) / "sample_data" / "grace_hopper.jpg"
@@ -146,7 +146,7 @@ def test_a_non_tflite_file_is_rejected(mp_models, tmp_path):
 
 
 def test_detector_finds_grace_hopper_and_nobody_in_a_blank_image(mp_models):
-    from instanthmr.runtime.mediapipe_detector import MediaPipeDetector
+    from instanthmr.runtime.mediapipe.detector import MediaPipeDetector
 
     img = _rgb(GRACE_HOPPER)  # 512x600 portrait, head and shoulders
     for det in (MediaPipeDetector(), MediaPipeDetector(fast=True)):
@@ -161,7 +161,7 @@ def test_detector_finds_grace_hopper_and_nobody_in_a_blank_image(mp_models):
 
 
 def test_detector_finds_several_people(mp_models, shared_data):
-    from instanthmr.runtime.mediapipe_detector import MediaPipeDetector
+    from instanthmr.runtime.mediapipe.detector import MediaPipeDetector
 
     img = _rgb(shared_data / "images" / "romp_demo" / "3dpw_sit_on_street.jpg")  # several people on steps
     d = MediaPipeDetector()(img)
@@ -230,7 +230,7 @@ def test_rfdetr_without_weights_offline_falls_back_to_mediapipe(mp_models, tmp_p
     import rfdetr.detr
 
     from instanthmr.runtime import detector as det_mod
-    from instanthmr.runtime.mediapipe_detector import MediaPipeDetector
+    from instanthmr.runtime.mediapipe.detector import MediaPipeDetector
     from instanthmr.runtime.session import ModelLoadError
 
     monkeypatch.setenv("RF_HOME", str(tmp_path / "cache"))

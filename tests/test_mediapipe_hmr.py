@@ -1,6 +1,6 @@
-"""The offline MediaPipe path (runtime/mediapipe_hmr.py): landmarks -> MHR70 HMRPrediction, honest validity,
-MediaPipe's tracking rule, smoothing that skips absent joints. Model-free units always run (stub landmarks);
-the real BlazePose models run on real photos/clips when fetched (else skip)."""
+"""The offline MediaPipe path (runtime/mediapipe/: conversion.py, estimator.py): landmarks -> MHR70 HMRPrediction,
+honest validity, MediaPipe's tracking rule, smoothing that skips absent joints. Model-free units always run
+(stub landmarks); the real BlazePose models run on real photos/clips when fetched (else skip)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,20 @@ import pytest
 
 from instanthmr.core.skeleton import MHR70_INDEX
 from instanthmr.runtime import mediapipe as mpm
-from instanthmr.runtime.mediapipe import BLAZEPOSE33_INDEX, PersonPose, PoseLandmarks, Roi
-from instanthmr.runtime.mediapipe_detector import MediaPipeDetector
-from instanthmr.runtime.mediapipe_hmr import (
+from instanthmr.runtime.detector import Detections
+from instanthmr.runtime.mediapipe import (
+    BLAZEPOSE33_INDEX,
     PREDICTED_MHR70,
     UNLABELLED_MHR70,
-    MediaPipeHMR,
-    MediaPipePipeline,
+    PersonPose,
+    PoseLandmarks,
+    Roi,
     mhr70_from_landmarks,
 )
+from instanthmr.runtime.mediapipe.detector import MediaPipeDetector
+from instanthmr.runtime.mediapipe.estimator import MediaPipeHMR, PersonLandmarks, mediapipe_pipeline
+from instanthmr.runtime.pipeline import PosePipeline
+from instanthmr.video.tracking import TrackingPipeline
 
 GRACE_HOPPER = Path(__import__("matplotlib").get_data_path()) / "sample_data" / "grace_hopper.jpg"
 ABSENT = ("left_small_toe_tip", "right_small_toe_tip", "left_olecranon", "right_olecranon", "left_cubital_fossa",
@@ -135,24 +140,22 @@ class StubHMR(MediaPipeHMR):
     def __init__(self, landmarker):
         self.landmarker, self.hand, self.min_presence = landmarker, None, 0.5
         self.model_info = {"precision": "fp32"}
-        self._seed_source = None
 
 
 class StubDetector(MediaPipeDetector):
     def __init__(self, landmarker):
         super(MediaPipeDetector, self).__init__(0.5, None)
         self.landmarker, self.calls, self.known = landmarker, 0, []
-        self.last_people, self.last_image = [], None
 
-    def detect_new(self, image, known_boxes):
+    def detect_new(self, image, known_boxes, frame_index=None):
         self.calls += 1
         self.known.append(np.asarray(known_boxes).reshape(-1, 4))
         lm = self.landmarker
         pose = stub_pose(t=(lm.person_x[lm.frame], -0.05, 4.5))
         box = mpm.landmark_box(pose, (W, H))
         if len(self.known[-1]) and (self.known[-1][:, 0] < box[2]).any():
-            return []  # already followed: nobody new
-        return [PersonPose(box, 0.95, pose, None)]
+            return Detections.empty()  # already followed: nobody new
+        return self.detections([PersonPose(box, 0.95, pose, None)])
 
     def detect(self, image, frame_index=None):
         raise AssertionError("the tracking pipeline asks for newcomers only")
@@ -162,44 +165,65 @@ def test_the_next_region_comes_from_the_landmarks_and_the_detector_only_looks_fo
     xs = list(np.linspace(-0.3, 0.3, 12)) + [5.0] * 3  # walks right, then jumps out of every region
     lm = StubLandmarker(xs)
     det = StubDetector(lm)
-    pipe = MediaPipePipeline(detector=det, hmr=StubHMR(lm), detect_every=5)
-    ran, n_persons = [], []
+    pipe = PosePipeline(det, StubHMR(lm), detector_stride=5, crops="landmarks")
+    video = TrackingPipeline.from_pipeline(pipe, smooth="none")
+    assert video.crops == "landmarks" and video.detect_every == 5
+    ran, n_persons, ids = [], [], set()
     for i in range(12):
         lm.frame = i
-        r = pipe.predict(np.zeros((H, W, 3), np.uint8), i)
+        r = video(np.zeros((H, W, 3), np.uint8), i)
         ran.append(r.detector_ran)
         n_persons.append(len(r.persons))
+        ids.update(p.track_id for p in r.persons)
     # detector: first frame, then every 5th frame to look for newcomers; the tracked person is known to it
     assert ran == [True, False, False, False, False, True, False, False, False, False, True, False]
     assert det.calls == 3 and all(len(k) == 1 for k in det.known[1:])
-    assert n_persons == [1] * 12
+    assert n_persons == [1] * 12 and len(ids) == 1 and video.detector_calls == 3
     # one landmark pass per frame after the first, each in the region the previous frame's landmarks gave
     assert len(lm.rois) == 11
     prev = stub_pose(t=(xs[0], -0.05, 4.5))
     assert lm.rois[0].cx == pytest.approx(prev.tracking_roi().cx)
     p = r.persons[0]
-    assert p.source == "keypoints" and p.track_id is None  # IDs come from the tracking wrapper
+    assert p.source == "keypoints" and isinstance(p.landmarks, PersonLandmarks)  # the landmarks travel as data
     # the person leaves every region: lost, and the detector runs on that very frame
     lm.frame = 12
-    r = pipe.predict(np.zeros((H, W, 3), np.uint8), 12)
+    r = video(np.zeros((H, W, 3), np.uint8), 12)
     assert r.detector_ran and det.calls == 4
-    pipe.reset()
+    video.reset()
     lm.frame = 13
-    assert pipe.predict(np.zeros((H, W, 3), np.uint8), 13).detector_ran  # a new stream starts with a detection
+    assert video(np.zeros((H, W, 3), np.uint8), 13).detector_ran  # a new stream starts with a detection
 
 
 def test_detector_landmarks_are_reused_not_computed_twice():
     lm = StubLandmarker([0.0])
     det = StubDetector(lm)
     hmr = StubHMR(lm)
-    hmr.share_landmarks(det)
     image = np.zeros((H, W, 3), np.uint8)
     pose = stub_pose()
     box = mpm.landmark_box(pose, (W, H))
-    det._remember(image, [PersonPose(box, 0.9, pose, None)])
-    preds = hmr.predict(image, box[None], [0.9])
+    dets = det.detections([PersonPose(box, 0.9, pose, None)])
+    preds = PosePipeline(det, hmr).estimate(image, dets.boxes, dets.scores, dets.landmarks)
     assert len(preds) == 1 and lm.rois == []  # no landmark pass: the detector's landmarks were used
     np.testing.assert_allclose(preds[0].joints_2d[MHR70_INDEX["nose"]], pose.points[0])
+    assert preds[0].landmarks.pose is pose
+
+
+def test_landmark_crops_need_an_estimator_that_follows():
+    lm = StubLandmarker([0.0])
+
+    class BoxesOnly:
+        name, provider = "boxes-only", "cpu"
+
+        def predict(self, image_rgb, boxes, scores=None, focal_length=None, *, landmarks=None):
+            return []
+
+        def describe(self):
+            return "boxes only"
+
+    with pytest.raises(ValueError, match="crops='landmarks' needs an estimator that follows"):
+        PosePipeline(StubDetector(lm), BoxesOnly(), crops="landmarks")
+    with pytest.raises(ValueError, match="crops must be one of"):
+        PosePipeline(StubDetector(lm), StubHMR(lm), crops="regions")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -247,7 +271,7 @@ def _rgb(path) -> np.ndarray:
 
 def test_sample_portrait_face_and_shoulders_where_they_are(mp_models):
     img = _rgb(GRACE_HOPPER)  # 512x600: head and shoulders, arms and legs out of the picture
-    r = MediaPipePipeline().predict(img)
+    r = mediapipe_pipeline().predict(img)
     assert len(r.persons) == 1
     p = r.persons[0]
     v = p.valid_mask
@@ -274,7 +298,13 @@ def test_teacher_labels_are_the_runtime_predictions(mp_models):
     from instanthmr.teachers.mediapipe import MediaPipeTeacher
 
     img = _rgb(GRACE_HOPPER)
-    lab = MediaPipeTeacher(hands=False)(img)[0]
+    teacher = MediaPipeTeacher(hands=False)
+    # one copy of each model: the teacher's person search runs on its estimator's detector and landmarks
+    assert teacher.people.landmarker is teacher.estimator.landmarker
+    assert teacher.people.detector is teacher.estimator.box_detector
+    pipe = mediapipe_pipeline(hands=False)
+    assert pipe.detector.people.landmarker is pipe.estimator.landmarker
+    lab = teacher(img)[0]
     hmr = MediaPipeHMR(hands=False)
     p = hmr.prediction((img.shape[1], img.shape[0]), lab.person.pose, lab.hands)
     v = p.valid_mask
@@ -288,9 +318,8 @@ def test_a_box_from_another_detector_gets_the_same_landmarks(mp_models):
     img = _rgb(GRACE_HOPPER)
     det = MediaPipeDetector()
     d = det(img)
-    seeded = MediaPipeHMR(hands=False)
-    seeded.share_landmarks(det)
-    a = seeded.predict(img, d.boxes, d.scores)[0]
+    assert d.landmarks is not None and len(d.landmarks) == len(d)
+    a = MediaPipeHMR(hands=False).predict(img, d.boxes, d.scores, landmarks=d.landmarks)[0]
     b = MediaPipeHMR(hands=False).predict(img.copy(), d.boxes, d.scores)[0]  # not seeded: its own passes
     both = a.valid_mask & b.valid_mask
     assert both[[MHR70_INDEX["left_shoulder"], MHR70_INDEX["right_shoulder"], MHR70_INDEX["nose"]]].all()
@@ -299,23 +328,22 @@ def test_a_box_from_another_detector_gets_the_same_landmarks(mp_models):
 
 def test_hands_add_finger_joints(mp_models, shared_data):
     img = _rgb(shared_data / "images" / "4dhumans" / "pexels-anete-lusina-4793258.jpg")  # hands up on a bar
-    r = MediaPipePipeline(hands=True).predict(img)
+    r = mediapipe_pipeline(hands=True).predict(img)
     p = r.persons[0]
     tips = [MHR70_INDEX[f"{s}_{f}_tip"] for s in ("left", "right") for f in ("thumb", "index", "middle")]
     assert p.valid_mask[tips].all()
-    body = MediaPipePipeline(hands=False).predict(img).persons[0]
+    body = mediapipe_pipeline(hands=False).predict(img).persons[0]
     assert not body.valid_mask[tips].any()
 
 
 def test_one_person_video_costs_one_landmark_pass_per_frame(mp_models, shared_data):
     from instanthmr.video.sources import open_source
-    from instanthmr.video.tracking import TrackingPipeline
 
-    pipe = MediaPipePipeline(hands=False, max_persons=1, detect_every=10)
+    pipe = mediapipe_pipeline(hands=False, max_persons=1, detect_every=10)
     calls = []
     inner = pipe.hmr.landmarker
     pipe.hmr.landmarker = lambda image, roi: calls.append(roi) or inner(image, roi)
-    video = TrackingPipeline.from_pipeline(pipe, keypoint_crops=False, smooth="causal")
+    video = TrackingPipeline.from_pipeline(pipe, smooth="causal")
     src = open_source(None, str(shared_data / "videos" / "sports2d_demo.mp4"), None, max_frames=30)
     ids, ran = set(), 0
     for fr in src:

@@ -155,7 +155,7 @@ def test_anchor_focal_file_through_the_pipeline(tmp_path, image):
     path = echo_graph(tmp_path / "focal.onnx", meta={"cliff_focal": "true", "arch": "legacy"})
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"frames": [{"frame_index": 0, "boxes": BOXES[:2].tolist(), "scores": [0.9, 0.8]}]}))
-    pipe = PosePipeline(path, device="cpu", detector=str(boxes), det_confidence=0.1)
+    pipe = PosePipeline.from_files(path, device="cpu", detector=str(boxes), det_confidence=0.1)
     pipe.focal_length = 900.0
     res = pipe.predict(image, frame_index=0)
     assert len(res.persons) == 2

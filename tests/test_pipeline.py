@@ -117,7 +117,7 @@ def test_schedule_request_and_advance():
 
 def test_pipeline_stride_timings_and_reuse(hmr):
     det = ScriptedDetector({0: [[40, 20, 100, 110]], 2: [[10, 10, 60, 100], [70, 5, 150, 115]]})
-    pipe = PosePipeline(None, detector=det, detector_stride=2, hmr=hmr)
+    pipe = PosePipeline(det, hmr, detector_stride=2)
     results = [pipe.predict(frame(i)) for i in range(5)]
     assert all(r.time_s is None and r.ended_tracks == [] for r in results)  # tracking columns stay empty
     assert all(p.track_id is None for r in results for p in r.persons)
@@ -141,7 +141,7 @@ def test_pipeline_stride_timings_and_reuse(hmr):
 
 def test_pipeline_without_people_and_tiny_boxes(hmr):
     det = ScriptedDetector({"default": []})
-    pipe = PosePipeline(None, detector=det, hmr=hmr)
+    pipe = PosePipeline(det, hmr)
     r = pipe.predict(frame())
     assert r.persons == [] and r.detector_ran and len(r.detections) == 0
     det.script = {"default": [[150, 5, 200, 50], [0, 0, 2, 80], [20, 20, 80, 100]]}  # 2nd: 2 px wide
@@ -156,7 +156,7 @@ def test_pipeline_box_file_and_estimate(hmr, tmp_path):
 
     p = tmp_path / "boxes.json"
     p.write_text(json.dumps({"frames": [{"frame_index": 4, "boxes": [[30, 10, 90, 110]], "scores": [0.6]}]}))
-    pipe = PosePipeline(None, detector=BoxFileDetector(p), hmr=hmr)
+    pipe = PosePipeline(BoxFileDetector(p), hmr)
     assert pipe.predict(frame(), frame_index=3).persons == []
     r = pipe.predict(frame(), frame_index=4)
     np.testing.assert_allclose(r.persons[0].box, [30, 10, 90, 110])
@@ -164,6 +164,64 @@ def test_pipeline_box_file_and_estimate(hmr, tmp_path):
     # the estimator hook the tracking wrapper uses
     preds = pipe.estimate(frame(), np.array([[30, 10, 90, 110.0]]), np.array([0.5]))
     assert len(preds) == 1 and preds[0].joints_3d_cam.shape == (70, 3)
+
+
+class RecordingEstimator:
+    """A PoseEstimator that records what it is given (boxes, landmarks, focal) and predicts nothing."""
+
+    name, provider = "recorder", "none"
+
+    def __init__(self):
+        self.calls = []
+
+    def predict(self, image_rgb, boxes, scores=None, focal_length=None, *, landmarks=None):
+        self.calls.append((np.asarray(boxes).copy(), landmarks, focal_length))
+        return []
+
+    def describe(self):
+        return "records its inputs"
+
+
+class LandmarkDetector(ScriptedDetector):
+    def detect(self, image_rgb, frame_index=None):
+        d = super().detect(image_rgb, frame_index)
+        return Detections(d.boxes, d.scores, [f"landmarks of box {i}" for i in range(len(d))])
+
+
+def test_a_pipeline_is_composed_from_parts_and_landmarks_travel_with_boxes():
+    est = RecordingEstimator()
+    det = LandmarkDetector({0: [[40, 20, 100, 110], [5, 5, 60, 60], [10, 10, 1, 1]]})  # 3rd: inverted
+    pipe = PosePipeline(det, est, detector_stride=2, max_persons=1, focal_length=900.0)
+    assert pipe.estimator is est and pipe.hmr is est and pipe.crops == "keypoints"
+    pipe.predict(frame(), 0)
+    pipe.predict(frame(), 1)
+    (boxes0, lms0, f0), (boxes1, lms1, _) = est.calls
+    # the detector's landmarks reach the estimator with their box; max_persons keeps the best one
+    assert lms0 == ["landmarks of box 0"] and len(boxes0) == 1 and f0 == 900.0
+    assert lms1 is None and len(boxes1) == 1  # reused (enlarged) boxes on a new image: no landmarks
+    with pytest.raises(TypeError, match="PersonDetector"):
+        PosePipeline(lambda image, fi: Detections.empty(), est)
+
+
+def test_detections_keep_landmarks_aligned_through_select_and_take():
+    d = Detections.select([[0, 0, 10, 10], [0, 0, 20, 20], [0, 0, 30, 30]], [0.2, 0.9, 0.5], 0.3, None,
+                          ["a", "b", "c"])
+    assert d.landmarks == ["b", "c"] and d.scores.tolist() == pytest.approx([0.9, 0.5])
+    assert d.take(np.array([False, True])).landmarks == ["c"]
+    with pytest.raises(ValueError, match="landmark entries"):
+        Detections([[0, 0, 1, 1]], [0.5], ["a", "b"])
+
+
+def test_from_files_builds_the_parts(random_onnx):
+    from instanthmr.runtime.hmr import InstantHMR
+
+    det = ScriptedDetector()
+    pipe = PosePipeline.from_files(random_onnx, device="cpu", detector=det, max_persons=2, detector_stride=3,
+                                   runtime="cpu-fast", crops="boxes")
+    assert isinstance(pipe.estimator, InstantHMR) and pipe.detector is det and pipe.detector_stride == 3
+    assert pipe.crops == "boxes" and pipe.estimator.describe().endswith("on CPUExecutionProvider")
+    with pytest.raises(ValueError, match="detector_stride must be >= 1"):
+        PosePipeline.from_files("absent.onnx", detector_stride=0)  # before any model loads
 
 
 def test_summarize_statistics():
@@ -188,7 +246,7 @@ def test_end_to_end_with_rfdetr_random_weights(random_onnx, shared_data):
     from instanthmr.video.sources import VideoSource
 
     det = RFDETRDetector("nano", confidence=0.0, max_persons=2, pretrained=False, device="cpu")
-    pipe = PosePipeline(random_onnx, device="cpu", detector=det, max_persons=2, detector_stride=2)
+    pipe = PosePipeline.from_files(random_onnx, device="cpu", detector=det, max_persons=2, detector_stride=2)
     with VideoSource(shared_data / "videos" / "mmpose_demo_5frames.mp4", max_frames=3) as src:
         results = [pipe.predict(cv2.resize(f.image, (320, 180)), f.index) for f in src]
     assert [r.detector_ran for r in results] == [True, False, True]

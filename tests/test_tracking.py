@@ -212,7 +212,7 @@ def test_pipeline_keypoint_crops_save_detector_calls_and_keep_ids():
     late = frames[45]
     assert len(late.persons) == 1 and late.persons[0].track_id in ids_a  # B left; A still tracked
     assert box_iou(late.persons[0].box, box_from_keypoints(_scene_joints(45)["A"], (W, H)))[0, 0] > 0.7
-    every = _run(detect_every=1, keypoint_crops=False, smooth="none")[0]
+    every = _run(detect_every=1, crops="boxes", smooth="none")[0]
     assert every.detector_calls == 60
 
 
@@ -250,3 +250,7 @@ def test_pipeline_smoothing_modes():
     assert all(np.array_equal(a, c) and np.array_equal(b, d) for (a, b), (c, d) in zip(before, after))
     with pytest.raises(ValueError, match="smooth"):
         TrackingPipeline(None, None, smooth="later")
+    with pytest.raises(ValueError, match="crops must be one of"):
+        TrackingPipeline(None, None, crops="joints")
+    with pytest.raises(ValueError, match="crops='landmarks' needs follow"):
+        TrackingPipeline(None, None, crops="landmarks")

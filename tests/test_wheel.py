@@ -151,8 +151,9 @@ def test_models_live_in_the_checkout_or_the_user_cache(monkeypatch, tmp_path):
 
 def test_first_use_fetches_the_mediapipe_models(monkeypatch, tmp_path, capsys):
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (TFLite interpreter) not installed")
-    from instanthmr.runtime import mediapipe as mpm
-    from instanthmr.runtime.mediapipe_hmr import unavailable_reason
+    from instanthmr.runtime.mediapipe import files as mpm
+
+    unavailable_reason = mpm.unavailable_reason
 
     asked = []
 

@@ -176,8 +176,8 @@ def run(args) -> dict:
 
     rows = []
     for stride in args.detector_stride:
-        pipeline = PosePipeline(None, detector=detector, detector_stride=stride, max_persons=args.max_persons,
-                                hmr=hmr, runtime=runtime)
+        pipeline = PosePipeline(detector, hmr, detector_stride=stride, max_persons=args.max_persons,
+                                async_detector=runtime.async_detector)
         st = bench_stride(pipeline, frames, args.warmup)
         pipeline.close()
         st["stride"] = stride

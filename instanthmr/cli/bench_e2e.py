@@ -172,7 +172,8 @@ def build_pipeline(variant: str, models: dict, args, box):
     det = OnnxDetector(det_file, confidence=args.det_confidence, max_persons=1, device="cpu", runtime=runtime)
     if box is not None:
         det = FixedBoxes(det, box)
-    return PosePipeline(None, detector=det, hmr=hmr, detector_stride=args.stride, max_persons=1, runtime=runtime)
+    return PosePipeline(det, hmr, detector_stride=args.stride, max_persons=1,
+                        async_detector=runtime.async_detector)
 
 
 def run_once(pipeline, frames: list) -> dict:

@@ -12,7 +12,7 @@ default ``.venv-mp``), built from the package registry the first time (``pip ins
 video and times ``pose.process`` on each.
 
 Timed on our side: one call of the tracking wrapper per frame (``TrackingPipeline`` around
-``MediaPipePipeline``: landmarks in the region the last frame gave, MHR70 2D + metric 3D + camera
+``mediapipe_pipeline``: landmarks in the region the last frame gave, MHR70 2D + metric 3D + camera
 translation, track IDs, One-Euro smoothing), i.e. what the demo does per frame without drawing. Decoding
 and the BGR->RGB conversion are not timed on either side. MediaPipe Pose runs in a long-lived worker process;
 the sides take turns every ``--chunk`` frames (so a busy machine slows both alike), ``--rounds`` times from
@@ -194,18 +194,18 @@ def read_frames(video: Path, n: int) -> list[np.ndarray]:
 
 class Ours:
     """One of our paths as the demo runs it per frame (TrackingPipeline, causal smoothing), timed chunk by
-    chunk: the MediaPipe path (``MediaPipePipeline``), or with ``network`` (an InstantHMR ``.onnx``) the
+    chunk: the MediaPipe path (``mediapipe_pipeline``), or with ``network`` (an InstantHMR ``.onnx``) the
     network path with the MediaPipe person detector on every frame (the previous offline default)."""
 
     def __init__(self, frames, max_persons: int, hands: bool, fps: float = 30.0, network: Path | None = None):
-        from instanthmr.runtime.mediapipe_hmr import MediaPipePipeline
+        from instanthmr.runtime.mediapipe.estimator import mediapipe_pipeline
         from instanthmr.runtime.pipeline import PosePipeline
         from instanthmr.video.tracking import TrackingPipeline
 
         self.frames, self.fps, self.i = frames, fps, 0
-        pipe = (PosePipeline(network, detector="mediapipe", max_persons=max_persons) if network else
-                MediaPipePipeline(hands=hands, max_persons=max_persons))
-        self.tracking = TrackingPipeline.from_pipeline(pipe, keypoint_crops=False, smooth="causal", fps=fps)
+        pipe = (PosePipeline.from_files(network, detector="mediapipe", max_persons=max_persons, crops="boxes")
+                if network else mediapipe_pipeline(hands=hands, max_persons=max_persons))
+        self.tracking = TrackingPipeline.from_pipeline(pipe, smooth="causal", fps=fps)
 
     def next(self, k: int):
         """``(ms, persons, detector_ran)`` lists for the next ``k`` frames."""

@@ -98,7 +98,8 @@ def run(args) -> dict:
     h, w = first.shape[:2]
     if random_det:
         det = FixedBoxes(det, [w * 0.40, h * 0.12, w * 0.60, h * 0.92])
-    pipe = PosePipeline(None, detector=det, hmr=hmr, detector_stride=args.stride, max_persons=1, runtime=runtime)
+    pipe = PosePipeline(det, hmr, detector_stride=args.stride, max_persons=1,
+                        async_detector=runtime.async_detector)
     print(f"{video} looped to {args.frames} frames ({w}x{h}); network {model.name}"
           f"{' (random-init)' if random_hmr else ''}, detector {det_path.name} every {args.stride} frames"
           f"{' (async)' if args.async_detector else ''}; RSS after imports {start_rss:.0f} MB "

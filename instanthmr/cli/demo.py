@@ -266,7 +266,7 @@ def resolve_model(args) -> Path | str:
         if found.note:
             print(f"note: {found.note}", file=sys.stderr)
         return found.path
-    from instanthmr.runtime.mediapipe_hmr import unavailable_reason
+    from instanthmr.runtime.mediapipe.files import unavailable_reason
 
     offline = unavailable_reason()
     if offline is None:  # the offline default: as accurate as MediaPipe Pose (docs/offline.md)
@@ -304,7 +304,7 @@ def detector_stride(args, model=None) -> int:
     if args.detector_stride is not None:
         return args.detector_stride
     if model == MEDIAPIPE_MODEL_NAME:
-        from instanthmr.runtime.mediapipe_hmr import DETECT_EVERY
+        from instanthmr.runtime.mediapipe.estimator import DETECT_EVERY
 
         return DETECT_EVERY
     return KEYPOINT_DETECT_EVERY if args.keypoint_crops else 1
@@ -312,29 +312,28 @@ def detector_stride(args, model=None) -> int:
 
 def load_pipeline(args) -> tuple:
     """The models ``args`` ask for, as ``(network .onnx path, PosePipeline)``, or ``("mediapipe",
-    MediaPipePipeline)`` for the MediaPipe path (a PosePipeline too). :func:`run` loads them itself
+    PosePipeline)`` for the MediaPipe path (``mediapipe_pipeline``). :func:`run` loads them itself
     when not given them; tools/batch.py loads them once per worker and hands them to :func:`run` per input."""
     from instanthmr.runtime.pipeline import PosePipeline
 
     model = resolve_model(args)
     if model == MEDIAPIPE_MODEL_NAME:
-        from instanthmr.runtime.mediapipe_hmr import MediaPipePipeline
+        from instanthmr.runtime.mediapipe.estimator import mediapipe_pipeline
 
-        pipeline = MediaPipePipeline(detector=args.detector or "mediapipe", hands=not args.no_hands,
-                                     detect_every=detector_stride(args, model), max_persons=args.max_persons,
-                                     det_confidence=args.det_confidence, device=args.device,
-                                     detector_variant=args.detector_variant, detector_weights=args.detector_weights,
-                                     detector_resolution=args.detector_resolution)
+        pipeline = mediapipe_pipeline(detector=args.detector or "mediapipe", hands=not args.no_hands,
+                                      detect_every=detector_stride(args, model), max_persons=args.max_persons,
+                                      det_confidence=args.det_confidence, device=args.device,
+                                      detector_variant=args.detector_variant, detector_weights=args.detector_weights,
+                                      detector_resolution=args.detector_resolution)
         return model, pipeline
-    pipeline = PosePipeline(model, device=args.device, detector=args.detector or "rfdetr",
-                            detector_variant=args.detector_variant, det_confidence=args.det_confidence,
-                            max_persons=args.max_persons, detector_stride=detector_stride(args),
-                            batch_persons=not args.no_batch_persons, detector_weights=args.detector_weights,
-                            detector_resolution=args.detector_resolution,
-                            runtime=RuntimeOptions.from_flags(args.threads, args.int8, args.fp16, args.io_binding,
-                                                              args.cuda_graph,
-                                                              args.async_detector and not args.keypoint_crops),
-                            mhr=mhr_for_network(args))
+    pipeline = PosePipeline.from_files(
+        model, device=args.device, detector=args.detector or "rfdetr", detector_variant=args.detector_variant,
+        det_confidence=args.det_confidence, max_persons=args.max_persons, detector_stride=detector_stride(args),
+        batch_persons=not args.no_batch_persons, detector_weights=args.detector_weights,
+        detector_resolution=args.detector_resolution,
+        runtime=RuntimeOptions.from_flags(args.threads, args.int8, args.fp16, args.io_binding, args.cuda_graph,
+                                          args.async_detector and not args.keypoint_crops),
+        mhr=mhr_for_network(args), crops="keypoints" if args.keypoint_crops else "boxes")
     return model, pipeline
 
 
@@ -493,8 +492,8 @@ def run(args, stop: StopSignals, loaded: tuple | None = None, figures: dict | No
         mediapipe = model == MEDIAPIPE_MODEL_NAME  # the MediaPipe path follows people with its own landmarks
         stride = detector_stride(args, model)
         # source.fps, not the output fps: frame indices count source frames (--frame-skip leaves gaps).
-        tracking = TrackingPipeline.from_pipeline(pipeline, keypoint_crops=args.keypoint_crops and not mediapipe,
-                                                  smooth="causal" if smooth == "causal" else "none", fps=source.fps)
+        tracking = TrackingPipeline.from_pipeline(pipeline, smooth="causal" if smooth == "causal" else "none",
+                                                  fps=source.fps)  # crops: the pipeline's (load_pipeline)
         det_desc = getattr(pipeline.detector, "variant", "")
         crops = (f"each person's next region from their landmarks (MediaPipe's rule), detector every {stride} "
                  "frame(s) for newcomers" if mediapipe else

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from instanthmr.runtime.mediapipe import MediaPipeModelError
-from instanthmr.runtime.mediapipe_detector import MediaPipeDetector
+from instanthmr.runtime.mediapipe.detector import MediaPipeDetector
 
 
 def main(argv=None) -> int:

@@ -17,7 +17,7 @@ detector's) and, for 3D, the dataset's focal length. A joint a method does not p
 False) or a person it does not find counts as a miss: it is left out of the 3D errors (the ``joints``
 column says how many were scored) and counts as wrong in PCK.
 
-Methods: ``mediapipe`` (the offline default: :class:`~instanthmr.runtime.mediapipe_hmr.MediaPipeHMR`, hands
+Methods: ``mediapipe`` (the offline default: :class:`~instanthmr.runtime.mediapipe.estimator.MediaPipeHMR`, hands
 on), ``starter`` (``instanthmr/runtime/models/instanthmr-starter.onnx`` through :class:`~instanthmr.runtime.hmr.InstantHMR`),
 ``average`` (one constant pose: the per-joint mean of the MediaPipe path's pelvis-centred 3D turned to face
 the camera, and of its 2D in box coordinates (back views mirrored), over every 10th frame of the starter's
@@ -128,7 +128,7 @@ class MediaPipeMethod:
     label = "MediaPipe path (offline default)"
 
     def __init__(self, hands: bool = True):
-        from instanthmr.runtime.mediapipe_hmr import MediaPipeHMR
+        from instanthmr.runtime.mediapipe.estimator import MediaPipeHMR
 
         self.hmr = MediaPipeHMR(hands=hands)
 
@@ -171,10 +171,10 @@ class AveragePoseMethod:
     def from_clips(cls, clips, every: int = 10) -> "AveragePoseMethod":
         """Per-joint means of the MediaPipe path's pelvis-centred 3D and of its 2D in box units ([0, 1] of
         the box's width/height) over every ``every``-th frame of ``clips``."""
-        from instanthmr.runtime.mediapipe_hmr import MediaPipePipeline
+        from instanthmr.runtime.mediapipe.estimator import mediapipe_pipeline
         from instanthmr.video.sources import open_source
 
-        pipe = MediaPipePipeline(hands=False, track=False)
+        pipe = mediapipe_pipeline(hands=False, crops="boxes")
         hips = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
         j3, j2, vs = [], [], []
         for clip in clips:
@@ -264,7 +264,7 @@ print(json.dumps({"results": out}))
 
     def __call__(self, image, sample: Sample):
         from instanthmr.runtime.mediapipe import BLAZEPOSE33_INDEX
-        from instanthmr.runtime.mediapipe_hmr import MHR70_FROM_BLAZEPOSE
+        from instanthmr.runtime.mediapipe.conversion import MHR70_FROM_BLAZEPOSE
 
         r = self._cache.get((str(sample.image_path), tuple(float(v) for v in sample.box)))
         if r is None:

@@ -217,11 +217,11 @@ class _SimScene:
 def cmd_stride(args) -> None:
     takes, _ = load_takes(max_frames=args.max_frames)
     configs = [
-        ("detector every frame", dict(keypoint_crops=False, detect_every=1)),
-        ("reuse box, detect every 5", dict(keypoint_crops=False, detect_every=5)),
-        ("reuse box, detect every 10", dict(keypoint_crops=False, detect_every=10)),
-        ("keypoint crops, detect every 10", dict(keypoint_crops=True, detect_every=10)),
-        ("keypoint crops, detect every 30", dict(keypoint_crops=True, detect_every=30)),
+        ("detector every frame", dict(crops="boxes", detect_every=1)),
+        ("reuse box, detect every 5", dict(crops="boxes", detect_every=5)),
+        ("reuse box, detect every 10", dict(crops="boxes", detect_every=10)),
+        ("keypoint crops, detect every 10", dict(crops="keypoints", detect_every=10)),
+        ("keypoint crops, detect every 30", dict(crops="keypoints", detect_every=30)),
     ]
     img = np.zeros((IMAGE_WH[1], IMAGE_WH[0], 3), np.uint8)
     print("| config | detector calls / frames | mean crop IoU vs true box | frames with all joints in crop | 2D MPJPE px |")

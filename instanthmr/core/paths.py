@@ -53,7 +53,7 @@ DEFAULT_MODEL = MODELS_DIR / RELEASED_ONNX_NAME  # a local copy of the released 
 #: neither the released network nor the MediaPipe path can run.
 STARTER_MODEL = Path(__file__).resolve().parents[1] / "runtime" / "models" / "instanthmr-starter.onnx"
 #: ``--model`` names of the two offline paths (nothing to download): the starter network above, and MediaPipe's
-#: BlazePose (+ hand) landmarks as MHR70 2D + metric 3D (instanthmr.runtime.mediapipe_hmr), the default when
+#: BlazePose (+ hand) landmarks as MHR70 2D + metric 3D (instanthmr.runtime.mediapipe.estimator), the default when
 #: no InstantHMR network can be had (docs/offline.md).
 STARTER_MODEL_NAME = "starter"
 MEDIAPIPE_MODEL_NAME = "mediapipe"

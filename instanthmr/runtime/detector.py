@@ -10,8 +10,10 @@ implementations ship:
   Runtime with numpy/OpenCV pre- and post-processing, so a deployed pipeline needs no torch.
 * :class:`BoxFileDetector`: precomputed boxes read from a JSON file, one entry per frame.
 
-:func:`create_detector` picks one from a name or a file path. Another detector plugs in by subclassing
-:class:`PersonDetector` and implementing ``detect``.
+:func:`create_detector` picks one from a name or a file path in a registry (timm style): an implementation
+subclasses :class:`PersonDetector` (``detect``) and registers a builder with :func:`register_detector` in its own
+module; a name whose module is elsewhere is listed in :data:`DETECTOR_MODULES` and imported on first use
+(``"mediapipe"``), so this base never imports an implementation.
 
 RF-DETR weights
 ---------------
@@ -23,21 +25,25 @@ repository, and the ``rfdetr`` cache folder ``$RF_HOME`` (default ``~/.roboflow/
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from instanthmr.core.errors import first_line
-from instanthmr.core.geometry import IMAGENET_MEAN, IMAGENET_STD
+from instanthmr.core.geometry import IMAGENET_MEAN, IMAGENET_STD, box_iou, usable_boxes
 from instanthmr.core.paths import MODELS_DIR
 from instanthmr.runtime.session import ModelLoadError, OnnxModel, RuntimeOptions, precision_path
 
+#: A detection overlapping a followed person's box by more than this IoU is that person, not a newcomer.
+NEWCOMER_IOU = 0.5
 #: RF-DETR's COCO label space keeps the original sparse COCO category ids, where person is 1.
 COCO_PERSON_ID = 1
 _MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32)  # float32: the preprocessing math stays in float32
@@ -71,17 +77,30 @@ class Detections:
     """Persons found in one image.
 
     ``boxes``: ``(N, 4)`` float32 ``[x1, y1, x2, y2]`` in full-image pixels. ``scores``: ``(N,)`` float32 in
-    ``[0, 1]``. Rows are sorted by descending score.
+    ``[0, 1]``. Rows are sorted by descending score. ``landmarks``: ``None``, or one entry per box of what the
+    detector found besides it, handed to the estimator with the boxes (the MediaPipe detector: each person's
+    BlazePose landmarks, so they are not computed twice; an entry may be ``None``).
     """
 
     boxes: np.ndarray
     scores: np.ndarray
+    landmarks: list | None = None
 
     def __post_init__(self):
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
         self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
         if len(self.boxes) != len(self.scores):
             raise ValueError(f"{len(self.boxes)} boxes but {len(self.scores)} scores")
+        if self.landmarks is not None:
+            self.landmarks = list(self.landmarks)
+            if len(self.landmarks) != len(self.scores):
+                raise ValueError(f"{len(self.boxes)} boxes but {len(self.landmarks)} landmark entries")
+
+    def take(self, index) -> "Detections":
+        """The rows ``index`` (a slice, integer indices or a boolean mask), landmarks kept with their boxes."""
+        rows = np.arange(len(self))[index]
+        lms = None if self.landmarks is None else [self.landmarks[i] for i in rows]
+        return Detections(self.boxes[rows], self.scores[rows], lms)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -96,15 +115,15 @@ class Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
 
     @classmethod
-    def select(cls, boxes, scores, confidence: float = 0.0, max_persons: int | None = None) -> "Detections":
+    def select(cls, boxes, scores, confidence: float = 0.0, max_persons: int | None = None,
+               landmarks: list | None = None) -> "Detections":
         """Keep ``score > confidence``, sort by descending score (stable), keep the first ``max_persons``."""
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        scores = np.asarray(scores, dtype=np.float32).reshape(-1)
-        keep = np.flatnonzero(scores > confidence)
-        keep = keep[np.argsort(-scores[keep], kind="stable")]
+        dets = cls(boxes, scores, landmarks)
+        keep = np.flatnonzero(dets.scores > confidence)
+        keep = keep[np.argsort(-dets.scores[keep], kind="stable")]
         if max_persons is not None:
             keep = keep[:max(0, int(max_persons))]
-        return cls(boxes[keep], scores[keep])
+        return dets.take(keep)
 
 
 class PersonDetector(ABC):
@@ -126,10 +145,57 @@ class PersonDetector(ABC):
 
     def __call__(self, image_rgb: np.ndarray, frame_index: int | None = None) -> Detections:
         det = self.detect(image_rgb, frame_index)
-        return Detections.select(det.boxes, det.scores, self.confidence, self.max_persons)
+        return Detections.select(det.boxes, det.scores, self.confidence, self.max_persons, det.landmarks)
+
+    def detect_new(self, image_rgb: np.ndarray, known_boxes, frame_index: int | None = None) -> Detections:
+        """Persons not already followed: ``known_boxes`` ``(K, 4)`` xyxy px are the people tracked; a usable
+        detection overlapping one of them by IoU > :data:`NEWCOMER_IOU` is theirs and left out. A detector that
+        can skip known people itself (MediaPipe's blanks them out) overrides this."""
+        dets = self(image_rgb, frame_index)
+        known = np.asarray(known_boxes, np.float32).reshape(-1, 4)
+        keep = usable_boxes(dets.boxes)
+        if len(known):
+            keep &= box_iou(dets.boxes, known).max(axis=1) <= NEWCOMER_IOU
+        return dets if keep.all() else dets.take(keep)
 
     def reset(self) -> None:
         """Forget per-stream state (a new video starts)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Registry (timm style): implementations register a builder under a name or a file suffix
+# --------------------------------------------------------------------------------------------------
+
+#: ``builder(source, *, variant, confidence, max_persons, device, weights, resolution, runtime, pretrained)``
+#: -> :class:`PersonDetector`; ``source`` is the name or file path asked for, ``runtime`` a RuntimeOptions.
+DetectorBuilder = Callable[..., PersonDetector]
+_DETECTORS: dict[str, DetectorBuilder] = {}
+#: Registered names whose implementation lives in another module, imported on first use: this base module
+#: never imports an implementation (they import it to register themselves).
+DETECTOR_MODULES: dict[str, str] = {"mediapipe": "instanthmr.runtime.mediapipe.detector"}
+
+
+def register_detector(*names: str) -> Callable[[DetectorBuilder], DetectorBuilder]:
+    """Decorator: register a builder under ``names`` (lower case; a file suffix such as ``".onnx"`` counts)."""
+
+    def add(builder: DetectorBuilder) -> DetectorBuilder:
+        for n in names:
+            _DETECTORS[n.lower()] = builder
+        return builder
+
+    return add
+
+
+def list_detectors() -> list[str]:
+    """The registered detector names (file suffixes left out)."""
+    return sorted(n for n in {*_DETECTORS, *DETECTOR_MODULES} if not n.startswith("."))
+
+
+def detector_builder(name: str) -> DetectorBuilder | None:
+    """The builder registered under ``name``, importing its module first when it lives elsewhere."""
+    if name not in _DETECTORS and name in DETECTOR_MODULES:
+        importlib.import_module(DETECTOR_MODULES[name])
+    return _DETECTORS.get(name)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -477,8 +543,8 @@ def create_detector(detector: "str | Path | PersonDetector" = "rfdetr", *, varia
                     weights: str | Path | None = None, resolution: int | None = None,
                     runtime: RuntimeOptions | str | None = None, pretrained: bool = True,
                     fallback: bool = True) -> PersonDetector:
-    """A detector from a name or a file: ``"rfdetr"`` (torch), ``"mediapipe"``, a ``.onnx`` RF-DETR export, or
-    a ``.json`` box file.
+    """A detector from a registered name or a file: ``"rfdetr"`` (torch), ``"mediapipe"``, a ``.onnx`` RF-DETR
+    export, or a ``.json`` box file (:func:`list_detectors`; the registry looks names up, file paths by suffix).
 
     A :class:`PersonDetector` instance is returned unchanged. With ``fallback`` (default), ``"rfdetr"`` whose
     checkpoint is absent and cannot be downloaded becomes the offline MediaPipe detector when its models are
@@ -494,33 +560,46 @@ def create_detector(detector: "str | Path | PersonDetector" = "rfdetr", *, varia
     """
     if isinstance(detector, PersonDetector):
         return detector
-    rt = RuntimeOptions.resolve(runtime).replace(io_binding=False, cuda_graph=False)
     s = str(detector)
-    if s.lower() in ("rfdetr", "rf-detr"):
-        try:
-            return RFDETRDetector(variant, confidence, max_persons, weights=weights, device=device,
-                                  pretrained=pretrained, resolution=resolution, half=rt.precision == "fp16")
-        except ModelLoadError as e:
-            if not (fallback and pretrained and weights is None):
-                raise
-            from instanthmr.runtime.mediapipe_detector import offline_fallback
-
-            det = offline_fallback(str(e), confidence, max_persons)
-            if det is None:
-                raise
-            return det
-    if s.lower() == "mediapipe":  # offline BlazePose detector (runtime/mediapipe_detector.py)
-        from instanthmr.runtime.mediapipe_detector import MediaPipeDetector
-
-        return MediaPipeDetector(confidence, max_persons)
-    suffix = Path(s).suffix.lower()
-    if suffix == ".onnx":
-        det = OnnxDetector(precision_path(s, rt.precision), confidence, max_persons, device=device, runtime=rt)
-        if resolution is not None and det.resolution != int(resolution):
-            raise ModelLoadError(f"{det.path} takes {det.resolution}x{det.resolution} input, not the requested "
-                                 f"{resolution}; export one with: python tools/export_detector.py --variant "
-                                 f"{det.variant if det.variant != 'unknown' else variant} --resolution {resolution}")
+    key = s.lower() if s.lower() in list_detectors() else Path(s).suffix.lower()
+    build = detector_builder(key)
+    if build is None:
+        raise ValueError(f"unknown detector {s!r}: expected one of {list_detectors()} (names), a .onnx export or a "
+                         ".json box file")
+    rt = RuntimeOptions.resolve(runtime).replace(io_binding=False, cuda_graph=False)
+    try:
+        return build(s, variant=variant, confidence=confidence, max_persons=max_persons, device=device,
+                     weights=weights, resolution=resolution, runtime=rt, pretrained=pretrained)
+    except ModelLoadError as e:
+        if not (key == "rfdetr" and fallback and pretrained and weights is None):
+            raise
+        try:  # RF-DETR's checkpoint cannot be had: the offline detector, when its models are here
+            det = create_detector("mediapipe", confidence=confidence, max_persons=max_persons, fallback=False)
+        except ModelLoadError:
+            raise e from None
+        logging.getLogger("instanthmr").warning(
+            "%s; using the offline MediaPipe person detector instead (weaker; see docs/offline.md)",
+            str(e).split(". ")[0])
         return det
-    if suffix == ".json":
-        return BoxFileDetector(s, confidence, max_persons)
-    raise ValueError(f"unknown detector {s!r}: expected 'rfdetr', 'mediapipe', a .onnx export or a .json box file")
+
+
+@register_detector("rfdetr", "rf-detr")
+def _build_rfdetr(source, *, variant, confidence, max_persons, device, weights, resolution, runtime, pretrained):
+    return RFDETRDetector(variant, confidence, max_persons, weights=weights, device=device, pretrained=pretrained,
+                          resolution=resolution, half=runtime.precision == "fp16")
+
+
+@register_detector(".onnx")
+def _build_onnx(source, *, variant, confidence, max_persons, device, resolution, runtime, **_):
+    det = OnnxDetector(precision_path(source, runtime.precision), confidence, max_persons, device=device,
+                       runtime=runtime)
+    if resolution is not None and det.resolution != int(resolution):
+        raise ModelLoadError(f"{det.path} takes {det.resolution}x{det.resolution} input, not the requested "
+                             f"{resolution}; export one with: python tools/export_detector.py --variant "
+                             f"{det.variant if det.variant != 'unknown' else variant} --resolution {resolution}")
+    return det
+
+
+@register_detector(".json")
+def _build_box_file(source, *, confidence, max_persons, **_):
+    return BoxFileDetector(source, confidence, max_persons)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import mmap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +90,8 @@ class HMRPrediction:
             ``"reused_box"`` (the last detection box, detector stride).
         confidence: in ``[0, 1]``: the detection score (what :class:`InstantHMR` sets), or for a keypoint-driven
             crop the agreement between the crop and the joints found in it; ``None`` means ``score``.
+        landmarks: what an estimator that follows people by its own landmarks (the MediaPipe path) found for
+            this person, from which it cuts the next video frame's region; ``None`` for the network.
     """
 
     box: np.ndarray
@@ -107,6 +109,7 @@ class HMRPrediction:
     track_id: int | None = None
     source: str = "detector"
     confidence: float | None = None
+    landmarks: object | None = field(default=None, repr=False, compare=False)
 
     @property
     def bbox(self) -> np.ndarray:
@@ -331,6 +334,17 @@ class InstantHMR(OnnxModel):
                 raise ModelLoadError(f"{self.path}: the first run failed on {self.provider}"
                                      f"{' with ' + ' + '.join(levers) if levers else ''}: {first_line(e)}"
                                      f"{' (try without those flags)' if levers else ''}") from None
+
+    @property
+    def name(self) -> str:
+        """The network's name: its ``model_name`` metadata, else the file name."""
+        return self.model_info.get("model_name") or self.path.name
+
+    def describe(self) -> str:
+        """One line for banners: which file runs, in which precision, with which levers, on which provider."""
+        levers = [n for n, on in (("io binding", self.io_binding), ("CUDA graph", self.cuda_graph)) if on]
+        return (f"{self.path} ({self.model_info['precision']}{', ' + ', '.join(levers) if levers else ''}) on "
+                f"{self.provider}")
 
     def __repr__(self) -> str:
         return (f"InstantHMR({self.path.name}, provider={self.provider}, cliff_form={self.cliff_form}, "
@@ -592,12 +606,13 @@ class InstantHMR(OnnxModel):
         return self.mhr(outputs["shape_params"], outputs["mhr_params"]).keypoints.astype(np.float32)
 
     def predict(self, image_rgb: np.ndarray, boxes, scores=None, focal_length: float | None = None,
-                padded_to: int | None = None) -> list[HMRPrediction]:
+                padded_to: int | None = None, *, landmarks: list | None = None) -> list[HMRPrediction]:
         """3D pose of every person box in one RGB frame (``boxes`` (N, 4) xyxy pixels; empty -> ``[]``).
 
         ``focal_length`` (px): the camera's, for files that can use it (:attr:`accepts_focal`; others raise
         ``ValueError``); default: what the file assumes (:meth:`camera_focal`). The principal point is the
-        image centre. ``padded_to``: run at least this batch size (fixed padding, when asked).
+        image centre. ``padded_to``: run at least this batch size (fixed padding, when asked). ``landmarks``
+        (a detector's, per box): the network crops from the boxes alone and does not use them.
         """
         boxes = self._check_boxes(boxes)
         if len(boxes) == 0:

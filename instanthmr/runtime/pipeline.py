@@ -1,21 +1,26 @@
-"""Detector + InstantHMR on whole frames: ``PosePipeline(...).predict(image_rgb) -> FrameResult``.
+"""A person detector and a pose estimator on whole frames: ``PosePipeline(detector, estimator).predict(image_rgb)
+-> FrameResult``.
+
+The pipeline is composed from built parts (a :class:`~instanthmr.runtime.detector.PersonDetector` and a
+:class:`PoseEstimator`: the InstantHMR network or the MediaPipe path's estimator); :meth:`PosePipeline.from_files`
+builds them from an ``.onnx`` file and a detector name::
+
+    pose = PosePipeline.from_files("models/instanthmr.onnx", detector="rfdetr", runtime="cpu-fast")
+    pose = PosePipeline(create_detector("mediapipe"), load_hmr("models/instanthmr.onnx"), detector_stride=3)
 
 The detector is by far the slowest stage, so it can run on every ``detector_stride``-th frame only
 (:class:`DetectorSchedule`): frames 0, N, 2N, ... are detected; the frames between reuse the last detected
 boxes, enlarged by 10% of their width/height on each side (people move) with their score x 0.9. A detector
 run that finds nobody right after one that found people reuses the previous boxes the same way (one miss is
-tolerated, a second empty run clears them), so a person is not dropped for one missed detection.
+tolerated, a second empty run clears them), so a person is not dropped for one missed detection. What a
+detector finds besides the boxes (the MediaPipe detector's landmarks) travels with them to the estimator
+(``Detections.landmarks``).
 
-Speed levers are one :class:`~instanthmr.runtime.session.RuntimeOptions` (or a preset name)::
+Videos: person IDs, the crops between detector runs (``crops``: keypoints, boxes, or the estimator's own
+landmarks) and smoothing are a separate wrapper one floor up (rtmlib style: tracking is not part of a model),
+:mod:`instanthmr.video.tracking`; it returns the same :class:`FrameResult`, its persons with ``track_id`` set::
 
-    PosePipeline("models/instanthmr.onnx", runtime="cpu-fast")
-    PosePipeline("models/instanthmr.onnx", runtime=RuntimeOptions(threads=2, precision="int8"))
-
-Videos: person IDs, keypoint-driven crops and smoothing are a separate wrapper one floor up (rtmlib style:
-tracking is not part of a model), :mod:`instanthmr.video.tracking`; it returns the same :class:`FrameResult`,
-its persons with ``track_id`` set::
-
-    pose = PosePipeline("models/instanthmr.onnx", detector_stride=10)  # the one stride, for both
+    pose = PosePipeline.from_files("models/instanthmr.onnx", detector_stride=10)  # the one stride, for both
     tracked = TrackingPipeline.from_pipeline(pose, smooth="causal")  # keypoint crops between detector runs
     frame = tracked(image_rgb, frame_index, time_s)       # FrameResult: persons with track_id
     frames = smooth_frames_offline(all_raw_frames, fps)   # smooth="offline": after the whole video
@@ -32,6 +37,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -168,7 +174,33 @@ class DetectorSchedule:
 def drop_tiny_boxes(dets: Detections) -> Detections:
     """``dets`` without the boxes :func:`~instanthmr.core.geometry.usable_boxes` rejects (slivers, NaN)."""
     keep = usable_boxes(dets.boxes)
-    return dets if keep.all() else Detections(dets.boxes[keep], dets.scores[keep])
+    return dets if keep.all() else dets.take(keep)
+
+
+#: How a video follows a person between detector runs (see PosePipeline ``crops``).
+CROP_STRATEGIES = ("keypoints", "boxes", "landmarks")
+
+
+class PoseEstimator(Protocol):
+    """What a per-person pose model gives a pipeline: the InstantHMR network
+    (:class:`~instanthmr.runtime.hmr.InstantHMR`) and the MediaPipe path implement it.
+
+    ``predict(image_rgb, boxes, scores=None, focal_length=None, *, landmarks=None)``: ``image_rgb`` (H, W, 3)
+    uint8, ``boxes`` (N, 4) xyxy px, ``scores`` (N,), ``focal_length`` px (``None``: the model's default),
+    ``landmarks`` what the detector found per box (``Detections.landmarks``; a model that cannot use them
+    ignores them) -> one :class:`~instanthmr.runtime.hmr.HMRPrediction` per person found (pixels / camera
+    metres). ``name``: the model's name; ``provider``: what runs it; ``describe()``: one line for banners.
+    An estimator that follows people by its own landmarks also has ``follow(image_rgb, people, focal_length)
+    -> list[HMRPrediction | None]`` (the ``"landmarks"`` crop strategy).
+    """
+
+    name: str
+    provider: str
+
+    def predict(self, image_rgb: np.ndarray, boxes, scores=None, focal_length: float | None = None, *,
+                landmarks: list | None = None) -> list: ...
+
+    def describe(self) -> str: ...
 
 
 def load_hmr(onnx_path: str | Path, device: str = "auto", max_persons: int = 8, batch_persons: bool = True,
@@ -262,52 +294,81 @@ class AsyncDetector:
 
 
 class PosePipeline:
-    """Person detector + InstantHMR network, frame by frame.
+    """A person detector and a per-person pose estimator, frame by frame, composed from built parts.
 
     Args:
-        onnx_path: the InstantHMR ``.onnx`` file.
-        device: ``"auto"`` (best available), ``"cuda"``, ``"coreml"`` or ``"cpu"``, for both models.
-        detector: ``"rfdetr"`` (torch), ``"mediapipe"``, a ``.onnx`` RF-DETR export, a ``.json`` box file, or a
-            :class:`~instanthmr.runtime.detector.PersonDetector` instance.
-        detector_variant: RF-DETR size for ``detector="rfdetr"``.
-        det_confidence: detection score threshold.
-        max_persons: persons per frame (the highest scores) and the network's padded batch.
+        detector: a :class:`~instanthmr.runtime.detector.PersonDetector` (``create_detector`` builds one from a
+            name or a file).
+        estimator: a :class:`PoseEstimator`: the InstantHMR network (:class:`~instanthmr.runtime.hmr.InstantHMR`,
+            :func:`load_hmr`) or the MediaPipe path's estimator.
         detector_stride: run the detector every N frames (see :class:`DetectorSchedule`).
-        batch_persons: all persons of a frame in one network call (else one call each).
-        detector_weights: RF-DETR checkpoint path (default: models/ or the rfdetr cache).
-        detector_resolution: RF-DETR input side (torch: built at it; ``.onnx``: the file must be exported at
-            it). A speed lever that changes the detector's input, so it is not a runtime option.
-        hmr: an already built :class:`~instanthmr.runtime.hmr.InstantHMR` (then ``onnx_path`` may be ``None``).
-        providers: the network's ONNX Runtime providers, in order, instead of the ones ``device`` names (e.g.
-            ``["TensorrtExecutionProvider", "CUDAExecutionProvider"]``; those not installed are skipped).
-        mhr: the MHR body model (path of a converted ``.npz`` or an ``MHRNumpy``) that ``mhr_only`` networks
-            take their 3D keypoints from; other networks ignore it.
-        focal_length: the camera's focal length in px, for networks that can use one (``hmr.accepts_focal``);
-            ``None``: what the network assumes (``hmr.camera_focal``). Also settable later as an attribute.
-        runtime: the speed levers, :class:`~instanthmr.runtime.session.RuntimeOptions` or a preset name from
-            ``RUNTIME_PRESETS`` (default: all off). They apply to both models (see ``create_detector`` for
-            what a detector takes). ``async_detector``: the detector runs on its own thread on the newest frame
-            while the network runs on the latest boxes; a new detection starts when the previous one is done
-            and at least ``detector_stride`` frames have passed; only the first frame waits for it.
+        max_persons: persons per frame (the highest scores), and the most a video follows.
+        crops: how :class:`~instanthmr.video.tracking.TrackingPipeline` cuts a followed person's crop between
+            detector runs (:data:`CROP_STRATEGIES`): ``"keypoints"`` the box of their previous 2D joints,
+            ``"boxes"`` this pipeline's own reuse of the last detection boxes, ``"landmarks"`` the region the
+            estimator's own landmarks give (MediaPipe's rule; the estimator must have ``follow``).
+        focal_length: the camera's focal length in px, for estimators that can use one; ``None``: what the
+            estimator assumes. Also settable later as an attribute.
+        async_detector: the detector runs on its own thread on the newest frame while the estimator runs on the
+            latest boxes; a new detection starts when the previous one is done and at least ``detector_stride``
+            frames have passed; only the first frame waits for it.
+
+    :meth:`from_files` builds the parts from an ``.onnx`` file and a detector name (the old constructor's
+    arguments).
     """
 
-    def __init__(self, onnx_path: str | Path | None, *, device: str = "auto",
-                 detector: str | Path | PersonDetector = "rfdetr", detector_variant: str = "nano",
-                 det_confidence: float = 0.5, max_persons: int = 8, detector_stride: int = 1,
-                 batch_persons: bool = True, detector_weights: str | Path | None = None,
-                 detector_resolution: int | None = None, hmr=None, runtime: RuntimeOptions | str | None = None,
-                 providers: list | None = None, mhr=None, focal_length: float | None = None):
-        self.schedule = DetectorSchedule(detector_stride)  # validates the stride before loading anything
-        self.runtime = rt = RuntimeOptions.resolve(runtime)
-        self.hmr = hmr if hmr is not None else load_hmr(onnx_path, device, max_persons, batch_persons, rt,
-                                                         providers, mhr)
-        self.detector = create_detector(detector, variant=detector_variant, confidence=det_confidence,
-                                        max_persons=max_persons, device=device, weights=detector_weights,
-                                        resolution=detector_resolution, runtime=rt)
-        self.max_persons = max_persons
-        self.focal_length: float | None = focal_length  # px; None = what the network assumes (hmr.camera_focal)
-        self._async = AsyncDetector(self.detector) if rt.async_detector else None
+    def __init__(self, detector: PersonDetector, estimator: PoseEstimator, *, detector_stride: int = 1,
+                 max_persons: int = 8, crops: str = "keypoints", focal_length: float | None = None,
+                 async_detector: bool = False):
+        self.schedule = DetectorSchedule(detector_stride)
+        if crops not in CROP_STRATEGIES:
+            raise ValueError(f"crops must be one of {CROP_STRATEGIES}, got {crops!r}")
+        if crops == "landmarks" and not callable(getattr(estimator, "follow", None)):
+            raise ValueError(f"crops='landmarks' needs an estimator that follows people by its own landmarks "
+                             f"(follow(image, people)); {type(estimator).__name__} has none: use 'keypoints'")
+        if not isinstance(detector, PersonDetector):
+            raise TypeError(f"detector must be a PersonDetector (create_detector builds one from a name or a "
+                            f"file), got {type(detector).__name__}; PosePipeline.from_files builds both parts")
+        self.detector, self.estimator = detector, estimator
+        self.max_persons = int(max_persons)
+        self.crops = crops
+        self.focal_length: float | None = focal_length  # px; None = what the estimator assumes
+        self._async = AsyncDetector(self.detector) if async_detector else None
         self._last_submit = -(10 ** 9)  # processed-frame number of the last frame handed to the async detector
+
+    @classmethod
+    def from_files(cls, onnx_path: str | Path, *, device: str = "auto",
+                   detector: str | Path | PersonDetector = "rfdetr", detector_variant: str = "nano",
+                   det_confidence: float = 0.5, max_persons: int = 8, detector_stride: int = 1,
+                   batch_persons: bool = True, detector_weights: str | Path | None = None,
+                   detector_resolution: int | None = None, runtime: RuntimeOptions | str | None = None,
+                   providers: list | None = None, mhr=None, focal_length: float | None = None,
+                   crops: str = "keypoints") -> "PosePipeline":
+        """The InstantHMR network of ``onnx_path`` and a detector, built and composed.
+
+        ``device``: ``"auto"`` (best available), ``"cuda"``, ``"coreml"`` or ``"cpu"``, for both models.
+        ``detector``: a name or file :func:`~instanthmr.runtime.detector.create_detector` takes (``"rfdetr"``,
+        ``"mediapipe"``, a ``.onnx`` RF-DETR export, a ``.json`` box file) or a built detector;
+        ``detector_variant`` / ``detector_weights`` / ``detector_resolution`` / ``det_confidence``: its RF-DETR
+        size, checkpoint, input side and score threshold. ``max_persons``: also the detector's cap and the
+        network's padded batch; ``batch_persons``: all persons of a frame in one network call. ``runtime``: the
+        speed levers, :class:`~instanthmr.runtime.session.RuntimeOptions` or a preset name (both models;
+        ``async_detector`` is the pipeline's). ``providers``: the network's ONNX Runtime providers in order,
+        instead of the ones ``device`` names. ``mhr``: the MHR body model ``mhr_only`` networks take their 3D
+        keypoints from. The rest as the constructor.
+        """
+        DetectorSchedule(detector_stride)  # a bad stride fails before any model loads
+        rt = RuntimeOptions.resolve(runtime)
+        estimator = load_hmr(onnx_path, device, max_persons, batch_persons, rt, providers, mhr)
+        det = create_detector(detector, variant=detector_variant, confidence=det_confidence, max_persons=max_persons,
+                              device=device, weights=detector_weights, resolution=detector_resolution, runtime=rt)
+        return cls(det, estimator, detector_stride=detector_stride, max_persons=max_persons, crops=crops,
+                   focal_length=focal_length, async_detector=rt.async_detector)
+
+    @property
+    def hmr(self) -> PoseEstimator:
+        """The estimator, under the name the network had here (``pipeline.hmr.provider``)."""
+        return self.estimator
 
     @property
     def async_detector(self) -> bool:
@@ -341,9 +402,15 @@ class PosePipeline:
         self.schedule.reset()
         self.detector.reset()
 
-    def estimate(self, image_rgb: np.ndarray, boxes, scores=None) -> list:
-        """The network on given boxes (``(N, 4)`` xyxy px) -> ``HMRPrediction`` list (no detector)."""
-        return self.hmr.predict(image_rgb, boxes, scores, focal_length=self.focal_length)
+    def estimate(self, image_rgb: np.ndarray, boxes, scores=None, landmarks: list | None = None) -> list:
+        """The estimator on given boxes (``(N, 4)`` xyxy px; ``landmarks`` a detector's, per box) ->
+        ``HMRPrediction`` list (no detector)."""
+        return self.estimator.predict(image_rgb, boxes, scores, self.focal_length, landmarks=landmarks)
+
+    def follow(self, image_rgb: np.ndarray, people: list) -> list:
+        """Each of ``people`` (last frame's predictions) found again in the region its landmarks give, or
+        ``None`` where lost (the ``"landmarks"`` crop strategy; the estimator's ``follow``)."""
+        return self.estimator.follow(image_rgb, people, self.focal_length)
 
     def predict(self, image_rgb: np.ndarray, frame_index: int | None = None) -> FrameResult:
         """Detect (or reuse) person boxes and run the network on them. ``frame_index`` is the source frame
@@ -367,9 +434,9 @@ class PosePipeline:
                 dets = self.schedule.after_detection(found, (w, h))
             else:
                 dets = self.schedule.between((w, h))
-        dets = drop_tiny_boxes(dets)
+        dets = drop_tiny_boxes(dets).take(slice(0, self.max_persons))
         th = time.perf_counter()
-        persons = self.estimate(image_rgb, dets.boxes, dets.scores) if len(dets) else []
+        persons = self.estimate(image_rgb, dets.boxes, dets.scores, dets.landmarks) if len(dets) else []
         hmr_ms = (time.perf_counter() - th) * 1e3
         total_ms = (time.perf_counter() - t0) * 1e3
         return FrameResult(persons=persons, detector_ms=detector_ms, hmr_ms=hmr_ms, total_ms=total_ms,

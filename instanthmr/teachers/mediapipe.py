@@ -27,15 +27,10 @@ import numpy as np
 
 from instanthmr.core import geometry
 from instanthmr.core.skeleton import COCO_WHOLEBODY_TO_MHR70
-from instanthmr.runtime.mediapipe import BlazePosePeople, HandLandmarker, HandLandmarks, PersonPose, model_path
-from instanthmr.runtime.mediapipe_hmr import (  # noqa: F401  (re-exported: the conversion lives in the runtime)
-    MHR70_FROM_BLAZEPOSE,
-    MODEL_VERSION,
-    UNLABELLED_MHR70,
-    find_hands,
-    mhr70_from_landmarks,
-    solve_translation,
-)
+from instanthmr.runtime.mediapipe.blazepose import BlazePosePeople, PersonPose
+from instanthmr.runtime.mediapipe.conversion import mhr70_from_landmarks
+from instanthmr.runtime.mediapipe.estimator import MODEL_VERSION, MediaPipeHMR
+from instanthmr.runtime.mediapipe.hands import HandLandmarks
 
 TEACHER_NAME = "mediapipe"
 TEACHER_VERSION = MODEL_VERSION
@@ -77,17 +72,19 @@ class MediaPipeTeacher:
     """``teacher(image_rgb) -> list[MediaPipeLabel]``, most confident person first.
 
     ``hands=False`` skips the hand model (hands then stay unlabelled). ``focal`` (pixels) overrides the
-    default focal used for ``cam_trans`` and the stored intrinsics. The landmarks -> MHR70 conversion is the
-    run-time MediaPipe path's (:func:`instanthmr.runtime.mediapipe_hmr.mhr70_from_landmarks`): the teacher's
-    labels and the offline default's predictions are the same numbers.
+    default focal used for ``cam_trans`` and the stored intrinsics. The teacher is the run-time MediaPipe path's
+    steps: its estimator (:class:`~instanthmr.runtime.mediapipe.estimator.MediaPipeHMR`: the landmark and hand
+    models, loaded once, and how hands are found) and the landmarks -> MHR70 conversion
+    (:func:`~instanthmr.runtime.mediapipe.conversion.mhr70_from_landmarks`), so the teacher's labels and the
+    offline default's predictions are the same numbers; the multi-person search runs on the estimator's models.
     """
 
     def __init__(self, models_dir: str | Path | None = None, hands: bool = True, max_people: int = 10,
                  tiles: bool = True, num_threads: int | None = None, min_presence: float = 0.5):
-        self.people = BlazePosePeople(models_dir, max_people=max_people, tiles=tiles, num_threads=num_threads)
-        self.hand = HandLandmarker(model_path("hand_landmark_full", models_dir), num_threads=num_threads) \
-            if hands else None
-        self.min_presence = float(min_presence)
+        self.estimator = MediaPipeHMR(models_dir, hands=hands, min_presence=min_presence, num_threads=num_threads)
+        self.people = BlazePosePeople(max_people=max_people, tiles=tiles, detector=self.estimator.box_detector,
+                                      landmarker=self.estimator.landmarker)
+        self.min_presence = self.estimator.min_presence
 
     def __call__(self, image_rgb: np.ndarray, focal: float | None = None) -> list[MediaPipeLabel]:
         return [self.label(image_rgb, p, focal) for p in self.people(image_rgb)]
@@ -95,8 +92,7 @@ class MediaPipeTeacher:
     def label(self, image_rgb: np.ndarray, person: PersonPose, focal: float | None = None) -> MediaPipeLabel:
         """Labels for one person already found by :class:`BlazePosePeople`."""
         h, w = image_rgb.shape[:2]
-        hands = find_hands(self.hand, image_rgb, person.pose, min_presence=self.min_presence) \
-            if self.hand is not None else {"left": None, "right": None}
+        hands = self.estimator.find_hands(image_rgb, person.pose)
         m = mhr70_from_landmarks(person.pose, hands, (w, h), focal, self.min_presence)
         wb = np.zeros((133, 2), np.float32)
         wbv = np.zeros(133, bool)

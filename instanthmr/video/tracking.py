@@ -7,10 +7,13 @@ This is a wrapper around the per-frame pipeline, not part of any model (rtmlib's
   constant-velocity prediction) and keypoint similarity (OKS, when 2D keypoints are known). Unmatched
   tracks live on for ``max_missed`` frames; unmatched detections open new tracks; IDs are never reused
   within a run.
-* :func:`box_from_keypoints` turns a person's 2D joints into the box for the next frame's crop (as
-  MediaPipe and rtmlib do), so the detector need not run every frame. :class:`TrackingPipeline` runs the
-  detector (on :class:`~instanthmr.runtime.pipeline.DetectorSchedule`, the pipeline's one schedule) every
-  ``detect_every`` frames to catch newcomers, and sooner when a track's confidence drops or nobody is tracked.
+* Between detector runs a followed person's crop comes from one of three strategies (``crops``):
+  ``"keypoints"``, :func:`box_from_keypoints` of their previous 2D joints (as rtmlib does); ``"boxes"``, the
+  last detection box (the per-frame pipeline's stride and box reuse); ``"landmarks"``, the region the
+  estimator's own landmarks give (MediaPipe's rule: the estimator's ``follow``; the detector then looks for
+  newcomers only, with the people followed left out). :class:`TrackingPipeline` runs the detector (on
+  :class:`~instanthmr.runtime.pipeline.DetectorSchedule`, the pipeline's one schedule) every ``detect_every``
+  frames to catch newcomers, and sooner when a track's confidence drops, a person is lost or nobody is tracked.
 
 Tracking adds columns, not a wrapper: each frame is a :class:`~instanthmr.runtime.pipeline.FrameResult`
 whose persons are the predictions with ``track_id``, ``source`` and ``confidence`` set.
@@ -26,7 +29,11 @@ import numpy as np
 
 from instanthmr.core.geometry import box_iou, usable_boxes
 from instanthmr.runtime.detector import Detections
-from instanthmr.runtime.pipeline import DetectorSchedule, FrameResult
+from instanthmr.runtime.pipeline import CROP_STRATEGIES, DetectorSchedule, FrameResult
+
+#: Two people followed by their landmarks whose boxes overlap more than this are one person: the one followed
+#: longer keeps them (two regions converged).
+DUPLICATE_IOU = 0.5
 
 # --------------------------------------------------------------------------------------------------
 # Geometry helpers (box IoU: instanthmr.core.geometry.box_iou)
@@ -251,46 +258,60 @@ class TrackingPipeline:
     Each call returns a :class:`~instanthmr.runtime.pipeline.FrameResult` whose persons are the estimator's
     predictions with ``track_id``, ``source`` and ``confidence`` set (``dataclasses.replace``), plus ``time_s``
     and ``ended_tracks``. ``source``: ``"detector"`` when the crop came from a detection this frame,
-    ``"keypoints"`` when it came from the track's previous 2D joints, ``"reused_box"`` when a ``PosePipeline``
-    reused its last detection box (plain detector stride, :meth:`track`). ``confidence`` in ``[0, 1]``: the
-    detection score, or for a keypoint-driven crop the agreement between the crop and the joints found in it
-    (:func:`keypoint_box_confidence`).
+    ``"keypoints"`` when it came from the track's previous 2D joints or landmarks, ``"reused_box"`` when a
+    ``PosePipeline`` reused its last detection box (plain detector stride, :meth:`track`). ``confidence`` in
+    ``[0, 1]``: the detection score, or for a keypoint-driven crop the agreement between the crop and the joints
+    found in it (:func:`keypoint_box_confidence`).
 
     Args:
         detector: ``detector(image_rgb, frame_index) -> Detections`` (``.boxes (N, 4)``, ``.scores (N,)``).
         estimator: ``estimator(image_rgb, boxes (N, 4), scores (N,)) -> list of predictions``: dataclasses with
             the :class:`~instanthmr.runtime.hmr.HMRPrediction` fields this wrapper reads and sets (at least
-            ``box``, ``joints_2d (J, 2)`` px, ``track_id``, ``source``, ``confidence``).
+            ``box``, ``joints_2d (J, 2)`` px, ``track_id``, ``source``, ``confidence``); with
+            ``crops="landmarks"`` it also takes the detector's ``landmarks=`` (``Detections.landmarks``).
             :meth:`from_pipeline` builds both from a ``PosePipeline``.
         frame_pipeline: optional ``predict(image_rgb, frame_index) -> FrameResult`` (a ``PosePipeline``);
-            when given and ``keypoint_crops`` is False, each frame is that pipeline's result (its own
+            when given and ``crops`` is ``"boxes"``, each frame is that pipeline's result (its own
             detector schedule: stride, enlarged box reuse) and this wrapper only adds IDs and smoothing
             (:meth:`track`); ``detect_every`` then does not apply.
-        keypoint_crops: between detector runs, cut each tracked person's crop from the box of their
-            previous 2D joints; when False the previous box is reused (plain detector stride).
+        crops: between detector runs, cut each tracked person's crop from the box of their previous 2D joints
+            (``"keypoints"``), reuse the previous box (``"boxes"``, plain detector stride), or find them in
+            the region their landmarks give (``"landmarks"``: needs ``follow`` and a detector with
+            ``detect_new``, a :class:`~instanthmr.runtime.detector.PersonDetector`).
         detect_every: the detector runs at least every this many frames (to find newcomers).
         refresh_below: a keypoint-driven crop whose confidence falls below this makes the detector run on
             the next frame (1.0 = the detector runs every frame).
         smooth: ``"none"``, ``"causal"`` (One-Euro, live) or ``"offline"`` (centred; applied by
             :func:`smooth_frames_offline` once all frames are in, so :meth:`__call__` returns raw results).
         fps: frame rate used for timestamps when ``time_s`` is not given.
+        follow: ``follow(image_rgb, people) -> list[prediction | None]``, each of last frame's predictions
+            found again from its own landmarks or ``None`` (lost): the ``"landmarks"`` strategy's step.
+        max_persons: ``"landmarks"``: the most people followed (the detector does not run while they are).
 
     ``detector_calls`` and ``frames_seen`` count the whole run (:meth:`reset` does not clear them).
     """
 
-    def __init__(self, detector, estimator, tracker: Tracker | None = None, keypoint_crops: bool = True,
+    def __init__(self, detector, estimator, tracker: Tracker | None = None, crops: str = "keypoints",
                  detect_every: int = 10, refresh_below: float = 0.5, smooth: str = "causal",
-                 fps: float = 30.0, smoother=None, frame_pipeline=None):
+                 fps: float = 30.0, smoother=None, frame_pipeline=None, follow=None, max_persons: int = 8):
         from instanthmr.video.smoothing import SMOOTH_MODES, OneEuroSmoother
 
         if smooth not in SMOOTH_MODES:
             raise ValueError(f"smooth must be one of {SMOOTH_MODES}, got {smooth!r}")
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        if crops not in CROP_STRATEGIES:
+            raise ValueError(f"crops must be one of {CROP_STRATEGIES}, got {crops!r}")
+        if crops == "landmarks" and follow is None:
+            raise ValueError("crops='landmarks' needs follow(image, people): an estimator that follows people by "
+                             "its own landmarks (TrackingPipeline.from_pipeline passes the pipeline's)")
         self.detector, self.estimator = detector, estimator
         self.frame_pipeline = frame_pipeline
         self.tracker = tracker or Tracker()
-        self.keypoint_crops = bool(keypoint_crops)
+        self.crops = crops
+        self.follow = follow
+        self.max_persons = int(max_persons)
+        self._followed: list = []  # "landmarks": last frame's raw predictions, each found again from its own
         self.schedule = DetectorSchedule(detect_every)
         self.refresh_below = float(refresh_below)
         self.smooth = smooth
@@ -305,22 +326,20 @@ class TrackingPipeline:
 
     @classmethod
     def from_pipeline(cls, pipeline, **kwargs) -> "TrackingPipeline":
-        """Wrap a ``PosePipeline``: its ``detector`` and its crop estimator (``pipeline.estimate(image,
-        boxes, scores)``); ``detect_every`` defaults to the pipeline's ``detector_stride`` (one stride for
-        both). With ``keypoint_crops=False`` the pipeline's own ``predict`` (detector stride, enlarged box
-        reuse) makes each frame and the wrapper adds IDs and smoothing."""
-        estimate = getattr(pipeline, "estimate", None)
-        if estimate is None:
-            raise TypeError(f"{type(pipeline).__name__} has no estimate(image, boxes, scores) method to run "
-                            "the pose network on given boxes")
-        kwargs.setdefault("frame_pipeline", pipeline if hasattr(pipeline, "predict") else None)
-        if hasattr(pipeline, "detector_stride"):
-            kwargs.setdefault("detect_every", pipeline.detector_stride)
-        return cls(pipeline.detector, estimate, **kwargs)
+        """Wrap a :class:`~instanthmr.runtime.pipeline.PosePipeline`: its ``detector``, its crop estimator
+        (``pipeline.estimate``) and ``follow``; ``crops``, ``detect_every`` (the pipeline's ``detector_stride``:
+        one stride for both) and ``max_persons`` default to the pipeline's. With ``crops="boxes"`` the
+        pipeline's own ``predict`` (detector stride, enlarged box reuse) makes each frame and the wrapper adds
+        IDs and smoothing."""
+        kwargs.setdefault("crops", pipeline.crops)
+        kwargs.setdefault("detect_every", pipeline.detector_stride)
+        kwargs.setdefault("max_persons", pipeline.max_persons)
+        return cls(pipeline.detector, pipeline.estimate, frame_pipeline=pipeline, follow=pipeline.follow, **kwargs)
 
     def reset(self) -> None:
         """Start a new video (tracks and filters forgotten; IDs keep increasing)."""
         self.tracker.reset()
+        self._followed = []
         if self.smoother is not None:
             self.smoother.reset()
         self.schedule.reset()
@@ -333,7 +352,9 @@ class TrackingPipeline:
     def __call__(self, image_rgb: np.ndarray, frame_index: int | None = None,
                  time_s: float | None = None) -> FrameResult:
         fi = self.frames_seen if frame_index is None else int(frame_index)
-        if self.frame_pipeline is not None and not self.keypoint_crops:
+        if self.crops == "landmarks":
+            return self.track(self._landmark_frame(image_rgb, fi), time_s)
+        if self.frame_pipeline is not None and self.crops == "boxes":
             return self.track(self.frame_pipeline.predict(image_rgb, frame_index=fi), time_s)
         t0 = time.perf_counter()
         h, w = image_rgb.shape[:2]
@@ -368,7 +389,7 @@ class TrackingPipeline:
         else:
             boxes = []
             for t in live:
-                if self.keypoint_crops:
+                if self.crops == "keypoints":
                     shift = np.tile(t.velocity.reshape(2, 2).mean(axis=0), 2)  # move with the person
                     boxes.append(box_from_keypoints(t.keypoints, (w, h)) + shift)
                 else:
@@ -386,16 +407,56 @@ class TrackingPipeline:
             updates = {}
             for t, box, p in zip(live, boxes, preds):
                 j2 = np.asarray(p.joints_2d, dtype=np.float64)
-                conf = keypoint_box_confidence(box, j2, (w, h)) if self.keypoint_crops else t.score
+                conf = keypoint_box_confidence(box, j2, (w, h)) if self.crops == "keypoints" else t.score
                 if conf < self.refresh_below:
                     self.schedule.request()
-                new_box = box_from_keypoints(j2, (w, h)) if self.keypoint_crops and conf > 0 else box
+                new_box = box_from_keypoints(j2, (w, h)) if self.crops == "keypoints" and conf > 0 else box
                 updates[t.track_id] = (new_box, t.score, j2)
                 persons.append(_tagged(p, t.track_id, "keypoints", conf))
             self.tracker.advance(updates)
         frame = FrameResult(persons=[], detector_ms=det_ms, hmr_ms=hmr_ms, total_ms=0.0, detector_ran=ran,
                             frame_index=fi, image_size=(w, h), detections=Detections(boxes, scores), time_s=ts)
         return self._finish(persons, before, frame, t0)
+
+    def _landmark_frame(self, image_rgb: np.ndarray, fi: int) -> FrameResult:
+        """One frame by MediaPipe's rule (``crops="landmarks"``), persons without IDs (:meth:`track` adds
+        them): everybody followed is looked for in the region their last landmarks give (one ``follow`` pass
+        each); the detector runs when nobody is followed, somebody was lost, or ``detect_every`` frames have
+        passed, never while ``max_persons`` people are followed, and only for newcomers (``detect_new``: the
+        people followed are left out)."""
+        t0 = time.perf_counter()
+        h, w = image_rgb.shape[:2]
+        kept: list = []
+        lost = False
+        for prev in self._followed:
+            (p,) = self.follow(image_rgb, [prev])
+            if p is None:
+                lost = True
+                continue
+            if kept and box_iou(p.box, np.stack([k.box for k in kept])).max() > DUPLICATE_IOU:
+                continue  # two regions converged on one person: the one followed longer keeps them
+            kept.append(p)
+        hmr_ms = (time.perf_counter() - t0) * 1e3
+        if not kept or lost:
+            self.schedule.request()
+        ran = self.schedule.should_detect() and len(kept) < self.max_persons
+        self.schedule.advance(ran)
+        det_ms = 0.0
+        dets = Detections.empty()
+        if ran:
+            td = time.perf_counter()
+            known = np.stack([k.box for k in kept]) if kept else np.zeros((0, 4), np.float32)
+            dets = self.detector.detect_new(image_rgb, known, fi)
+            det_ms = (time.perf_counter() - td) * 1e3
+            th = time.perf_counter()
+            new = list(self.estimator(image_rgb, dets.boxes, dets.scores, landmarks=dets.landmarks)) if len(dets) \
+                else []
+            kept += new[:max(0, self.max_persons - len(kept))]
+            hmr_ms += (time.perf_counter() - th) * 1e3
+        self._followed = kept
+        return FrameResult(persons=list(kept), detector_ms=det_ms, hmr_ms=hmr_ms,
+                           total_ms=(time.perf_counter() - t0) * 1e3, detector_ran=ran, frame_index=fi,
+                           image_size=(w, h), detections=dets)
 
     def track(self, result: FrameResult, time_s: float | None = None) -> FrameResult:
         """IDs and smoothing for a frame whose persons were found elsewhere: ``result`` is a
@@ -413,7 +474,7 @@ class TrackingPipeline:
         kpts = np.stack([np.asarray(p.joints_2d, np.float64) for p in preds]) if preds else None
         ids = self.tracker.update(boxes, scores, kpts)
         self.detector_calls += int(bool(result.detector_ran))
-        # a frame pipeline that follows people itself (the MediaPipe path's landmark regions) says so per person
+        # people followed by their landmarks say so per person (source "keypoints")
         persons = [_tagged(p, tid, "reused_box" if result.reused else
                            "keypoints" if getattr(p, "source", "") == "keypoints" else "detector", s)
                    for tid, p, s in zip(ids, preds, scores)]
