@@ -198,19 +198,21 @@ def test_keypoint_crops_follow_tracks_between_detector_runs(tmp_path, clip, rand
 
 
 def test_offline_smoothing_is_refused_for_a_camera(capsys):
-    with pytest.raises(SystemExit) as e:
-        demo.main(["--camera", "0", "--smooth", "offline", "--no-spawn"])
-    assert e.value.code == 2
+    assert demo.main(["--camera", "0", "--smooth", "offline", "--no-spawn"]) == 2
     assert "--smooth offline" in capsys.readouterr().err
 
 
 def test_default_smoothing_per_source():
     p = demo.build_parser()
-    assert demo.resolve_smooth(p.parse_args(["--camera", "0"])) == "causal"
-    assert demo.resolve_smooth(p.parse_args(["--video", "a.mp4", "--no-spawn"])) == "offline"
-    assert demo.resolve_smooth(p.parse_args(["--video", "a.mp4"])) == "causal"  # a live viewer never waits
-    assert demo.resolve_smooth(p.parse_args(["--image", "a.jpg"])) == "none"
-    assert demo.resolve_smooth(p.parse_args(["--video", "a.mp4", "--smooth", "none"])) == "none"
+
+    def smoothing(argv):
+        return demo.run_config(p.parse_args(argv)).smoothing()
+
+    assert smoothing(["--camera", "0"]) == "causal"
+    assert smoothing(["--video", "a.mp4", "--no-spawn"]) == "offline"
+    assert smoothing(["--video", "a.mp4"]) == "causal"  # a live viewer never waits
+    assert smoothing(["--image", "a.jpg"]) == "none"
+    assert smoothing(["--video", "a.mp4", "--smooth", "none"]) == "none"
 
 
 def test_interrupted_offline_run_writes_every_output_for_the_frames_done(tmp_path, clip, random_onnx, monkeypatch,

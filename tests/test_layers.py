@@ -1,11 +1,12 @@
 """The package's floors (docs/architecture.md): what may import what, enforced on the source.
 
-    core < body < runtime < video < outputs < teachers < training < cli
+    core < body < runtime < video < outputs < runner < teachers < training < cli
 
 A module may import package modules from its own floor or a lower one, never a higher one (lazy imports
-inside functions count too). The run-time floors (core, body, runtime, video, outputs) never import torch,
-training, teachers or cli: the two exceptions are named below. Nothing imports the ``tools/`` scripts, and
-nothing edits ``sys.path`` (pyproject.toml makes the package importable).
+inside functions count too). The run-time floors (core, body, runtime, video, outputs, runner) never import
+torch, training, teachers or cli: the two exceptions are named below. Nothing imports the ``tools/`` scripts,
+nothing edits ``sys.path`` (pyproject.toml makes the package importable), and only ``cli`` parses arguments
+(argparse).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "instanthmr"
-FLOORS = ("core", "body", "runtime", "video", "outputs", "teachers", "training", "cli")
-RUNTIME_FLOORS = FLOORS[:5]
+FLOORS = ("core", "body", "runtime", "video", "outputs", "runner", "teachers", "training", "cli")
+RUNTIME_FLOORS = FLOORS[:6]
 TORCH_LIKE = {"torch", "torchvision", "timm", "rfdetr", "transformers", "peft"}
 # The only run-time files allowed to import torch, and why: MHR's differentiable forward (used by training),
 # and the torch RF-DETR detector (imports the rfdetr package when constructed, never at module import).
@@ -94,6 +95,13 @@ def test_runtime_floors_never_import_torch():
             if root in TORCH_LIKE and allowed != "anywhere" and (top or allowed is None):
                 bad.append(f"{rel}:{line}: imports {module}{' at module level' if top else ''}")
     assert not bad, "\n".join(bad)
+
+
+def test_only_the_command_line_parses_arguments():
+    """argparse lives in ``cli/``: the library takes configurations (dataclasses), never a Namespace or argv."""
+    bad = [f"{p.relative_to(PKG)}:{line}" for p in _package_files() if p.relative_to(PKG).parts[0] != "cli"
+           for module, line, _ in _imports(p) if module.split(".")[0] == "argparse"]
+    assert not bad, f"argparse outside instanthmr/cli: {bad}"
 
 
 def test_nothing_edits_sys_path():

@@ -1,5 +1,6 @@
-"""What every benchmark shares: its ``main`` (the ``--json`` path checked before the run, known bad-input
-errors as one line, SIGTERM/SIGHUP like Ctrl-C), the report's time stamp and the ``--json`` file."""
+"""What the commands share: library field names as flags, the ``--random-init`` export, and for every
+benchmark its ``main`` (the ``--json`` path checked before the run, known bad-input errors as one line,
+SIGTERM/SIGHUP like Ctrl-C), its common flags, the report's time stamp and the ``--json`` file."""
 
 from __future__ import annotations
 
@@ -16,6 +17,29 @@ from instanthmr.core.faults import (
     stop_signals,
     write_text_atomic,
 )
+
+
+def flag_name(field: str) -> str:
+    """A configuration field as the command line spells it: ``save_json`` -> ``--save-json``."""
+    return "--" + field.replace("_", "-")
+
+
+def random_init_model(model: str | None, config: str | None = None) -> Path:
+    """``--random-init``: a network of architecture ``config`` with random weights, exported to ONNX (cached;
+    first time ~30 s; needs torch). Raises ``ModelLoadError`` (one line) with ``--model`` too or without torch."""
+    from instanthmr.runtime.factory import RANDOM_BANNER
+    from instanthmr.runtime.session import ModelLoadError
+
+    if model:
+        raise ModelLoadError("give either --model or --random-init, not both")
+    print(RANDOM_BANNER, file=sys.stderr)
+    print("exporting a random-init network (first time: ~30 s) ...", file=sys.stderr)
+    try:
+        from instanthmr.training.export import random_init_onnx
+
+        return random_init_onnx(config)
+    except ImportError as e:
+        raise ModelLoadError(f"--random-init needs torch and the training package ({e})") from None
 
 
 def utc_stamp() -> str:
