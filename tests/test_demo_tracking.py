@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from instanthmr.cli import demo
+from instanthmr.runtime.factory import KEYPOINT_DETECT_EVERY
 from instanthmr.outputs.bvh import load_bvh
 from instanthmr.outputs.files import CSV_COLUMNS, read_npz_tracks
 from instanthmr.runtime.detector import Detections, PersonDetector
@@ -186,7 +187,7 @@ def test_keypoint_crops_follow_tracks_between_detector_runs(tmp_path, clip, rand
         "--keypoint-crops", "--smooth", "causal", "--save-json", str(tmp_path / "k.json")])
     assert rc == 0
     data = json.loads((tmp_path / "k.json").read_text())
-    assert data["meta"]["keypoint_crops"] is True and data["meta"]["detector_stride"] == demo.KEYPOINT_DETECT_EVERY
+    assert data["meta"]["keypoint_crops"] is True and data["meta"]["detector_stride"] == KEYPOINT_DETECT_EVERY
     frames = data["frames"]
     assert frames[0]["detector_ran"] and frames[0]["persons"][0]["source"] == "detector"
     between = [i for i, f in enumerate(frames) if not f["detector_ran"]]
@@ -206,7 +207,7 @@ def test_default_smoothing_per_source():
     p = demo.build_parser()
 
     def smoothing(argv):
-        return demo.run_config(p.parse_args(argv)).smoothing()
+        return demo.config_from_flags(p.parse_args(argv)).smoothing()
 
     assert smoothing(["--camera", "0"]) == "causal"
     assert smoothing(["--video", "a.mp4", "--no-spawn"]) == "offline"

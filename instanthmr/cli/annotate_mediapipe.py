@@ -24,8 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+from instanthmr.video.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, media_kind
 
 
 @dataclass
@@ -70,14 +69,12 @@ def expand_inputs(paths: list[Path]) -> list[tuple[str, Path]]:
             raise FileNotFoundError(f"input not found: {p}")
         files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
         for f in files:
-            ext = f.suffix.lower()
-            if ext in IMAGE_EXTS:
-                out.append(("image", f))
-            elif ext in VIDEO_EXTS:
-                out.append(("video", f))
+            kind = media_kind(f)
+            if kind is not None:
+                out.append((kind, f))
             elif not p.is_dir():
                 raise ValueError(f"{f}: not an image or video file (extensions: "
-                                 f"{sorted(IMAGE_EXTS | VIDEO_EXTS)})")
+                                 f"{sorted(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)})")
     return out
 
 
@@ -185,7 +182,7 @@ def annotate(inputs: list[Path], out: Path, every: int = 1, max_frames: int | No
 
 
 class AnnotateWorker:
-    """A worker of the batch engine (instanthmr.cli.batch, ``--ray`` / ``--workers``): the teacher loaded once,
+    """A worker of the batch engine (instanthmr.runner.engines, ``--ray`` / ``--workers``): the teacher loaded once,
     then one task (a video, or a group of photos) labelled into the task's own shard folder."""
 
     def __init__(self, options: dict):
@@ -293,13 +290,10 @@ def main(argv=None) -> int:
 
 
 def _engine_main(args) -> int:
-    """``--ray`` / ``--workers``: the job on the batch engine (instanthmr.cli.batch.shard_job)."""
-    from instanthmr.cli.batch import (
-        BatchError,
-        WorkerLoadError,
-        looks_like_address,
-        shard_job,
-    )
+    """``--ray`` / ``--workers``: the job on the batch engine (instanthmr.training.shard_job)."""
+    from instanthmr.cli.common import looks_like_address
+    from instanthmr.runner.engines import BatchError, EngineConfig, WorkerLoadError
+    from instanthmr.training.shard_job import shard_job
 
     if args.ray is not None and not looks_like_address(args.ray):  # `--ray clips/`: an input, not an address
         args.inputs.append(Path(args.ray))
@@ -309,9 +303,10 @@ def _engine_main(args) -> int:
         options = {"every": args.every, "max_frames": args.max_frames, "hands": not args.no_hands,
                    "tiles": not args.fast, "embed": not args.no_embed, "shard_size": args.shard_size,
                    "models_dir": args.models_dir, "threads": 1}
+        engine = EngineConfig(workers=args.workers, ray=args.ray is not None,
+                              address=None if args.ray in (None, "local") else args.ray)
         res = shard_job(items, args.out, AnnotateWorker, options, task_skip, label="annotate_mediapipe",
-                        ray=args.ray, workers=args.workers, images_per_task=args.images_per_task,
-                        retry_failed=args.retry_failed)
+                        engine=engine, images_per_task=args.images_per_task, retry_failed=args.retry_failed)
     except WorkerLoadError as e:
         print(f"[annotate_mediapipe] error: {e}", file=sys.stderr)
         return 1

@@ -42,6 +42,11 @@ def random_init_model(model: str | None, config: str | None = None) -> Path:
         raise ModelLoadError(f"--random-init needs torch and the training package ({e})") from None
 
 
+def looks_like_address(value: str) -> bool:
+    """``--ray ADDRESS``: ``auto``, ``local`` or ``HOST:PORT`` / ``ray://HOST:10001``, else an input path."""
+    return value in ("auto", "local") or ":" in value
+
+
 def utc_stamp() -> str:
     """Now, as reports record it: ``2026-11-21 21:47 UTC``."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

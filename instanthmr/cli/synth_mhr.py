@@ -29,9 +29,9 @@ import numpy as np
 from instanthmr.body.mesh import overlay_meshes
 from instanthmr.body.mhr import MHRAssetError, MHRNumpy
 from instanthmr.core import geometry
+from instanthmr.video.sources import media_kind
 
 TEACHER = "synthetic_mhr"
-IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
 # Colour by the joint that moves a vertex most (clothing-like regions, varied per sample).
 _PART_KEYWORDS = {
@@ -112,7 +112,7 @@ def part_colors(model: MHRNumpy, rng: np.random.Generator) -> np.ndarray:
 def list_backgrounds(root: Path | None) -> list[Path]:
     if root is None or not root.is_dir():
         return []
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+    return sorted(p for p in root.rglob("*") if media_kind(p) == "image")
 
 
 def background(rng: np.random.Generator, photos: list[Path], size: tuple[int, int]) -> tuple[np.ndarray, str]:

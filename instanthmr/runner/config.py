@@ -91,27 +91,13 @@ class RunConfig:
         if len(sources) != 1:
             raise ValueError(f"give exactly one source: {label('image')}, {label('video')} or {label('camera')}"
                              + (f" (got {', '.join(label(s) for s in sources)})" if sources else ""))
-        self.pipeline.validate(label)
-        for name in ("frame_skip", "max_frames"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{label(name)} must be 1 or more, got {value}")
+        self.validate_options(label)
         if self.camera is not None and self.camera < 0:
             raise ValueError(f"{label('camera')} is a camera index, 0 or more (0 = the default camera), "
                              f"got {self.camera}")
-        if self.smooth is not None and self.smooth not in SMOOTH_MODES:
-            raise ValueError(f"{label('smooth')} is one of {', '.join(SMOOTH_MODES)}, got {self.smooth!r}")
         if self.smooth == "offline" and self.camera is not None:
             raise ValueError(f"{label('smooth')} offline needs the whole video before any output; use causal or "
                              f"none with {label('camera')}")
-        if self.rig not in RIGS:
-            raise ValueError(f"{label('rig')} is one of {', '.join(RIGS)}, got {self.rig!r}")
-        if self.mhr_lod is not None and not 0 <= self.mhr_lod <= 6:
-            raise ValueError(f"{label('mhr_lod')} is a level of detail from 0 (finest) to 6 (coarsest), "
-                             f"got {self.mhr_lod}")
-        if self.focal_length is not None and not self.focal_length > 0:  # NaN fails too
-            raise ValueError(f"{label('focal_length')} is a focal length in pixels, more than 0, "
-                             f"got {self.focal_length}")
         if self.out_video:
             from instanthmr.outputs.video import check_video_extension
 
@@ -123,3 +109,21 @@ class RunConfig:
         from instanthmr.outputs.sinks import check_output_paths
 
         check_output_paths(self.output_paths(label), inputs=(self.image, self.video))
+
+    def validate_options(self, label: Callable[[str], str] = str) -> None:
+        """The checks that need no source or output path (a batch job's shared options): ``ValueError``."""
+        self.pipeline.validate(label)
+        for name in ("frame_skip", "max_frames"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{label(name)} must be 1 or more, got {value}")
+        if self.smooth is not None and self.smooth not in SMOOTH_MODES:
+            raise ValueError(f"{label('smooth')} is one of {', '.join(SMOOTH_MODES)}, got {self.smooth!r}")
+        if self.rig not in RIGS:
+            raise ValueError(f"{label('rig')} is one of {', '.join(RIGS)}, got {self.rig!r}")
+        if self.mhr_lod is not None and not 0 <= self.mhr_lod <= 6:
+            raise ValueError(f"{label('mhr_lod')} is a level of detail from 0 (finest) to 6 (coarsest), "
+                             f"got {self.mhr_lod}")
+        if self.focal_length is not None and not self.focal_length > 0:  # NaN fails too
+            raise ValueError(f"{label('focal_length')} is a focal length in pixels, more than 0, "
+                             f"got {self.focal_length}")
