@@ -36,7 +36,8 @@ class RunConfig:
     Meshes: ``mhr_model`` (a converted ``.npz`` or a folder), ``mhr_lod`` (0 finest .. 6), ``mhr_overlay``
     (paint them on the images). ``focal_length``: the camera's focal length in pixels (``None``: what the
     network assumes). ``stages``: :data:`Stage` callables applied in order to every frame's tracked result.
-    ``quiet``: no progress lines.
+    ``quiet``: no progress lines; ``verbose`` False: no lines at all from the loop (what runs, warnings, the
+    end-of-run summary; a batch worker's report is its manifest record).
     """
 
     image: str | None = None
@@ -63,6 +64,7 @@ class RunConfig:
     focal_length: float | None = None
     stages: tuple[Stage, ...] = ()
     quiet: bool = False
+    verbose: bool = True
 
     @property
     def source_name(self) -> str:

@@ -15,11 +15,9 @@ the reason / skipped) and figures (frames, people, seconds); running the same jo
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import glob
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -45,7 +43,8 @@ FORMATS = {"json": ("save_json", ".json"), "npz": ("save_npz", ".npz"), "csv": (
 #: RunConfig fields a job sets itself per input (source, outputs, viewer, live stream, messages), and
 #: PipelineSpec / RuntimeOptions fields that change speed, not results (a resumed job may change them): neither
 #: is in the job's record
-JOB_OWNED = {"image", "video", "camera", *OUTPUT_FIELDS.values(), "viewer", "stream", "stages", "quiet"}
+JOB_OWNED = {"image", "video", "camera", *OUTPUT_FIELDS.values(), "viewer", "stream", "stages", "quiet",
+             "verbose"}
 SPEED_ONLY = {"device", "threads", "spinning", "io_binding", "cuda_graph", "async_detector", "padding"}
 __all__ = ["BatchConfig", "BatchError", "JobManifest", "PoseWorker", "WorkerLoadError", "collect_inputs",
            "run_batch", "run_job"]
@@ -358,12 +357,11 @@ class PoseWorker:
                 return {"state": "failed", "reason": f"not found: {path}", "seconds": time.monotonic() - t0}
             outputs = {FORMATS[f][0]: str(staging / (path.name + FORMATS[f][1])) for f in self.options["formats"]}
             source = {"image": str(path)} if task.get("kind") == "image" else {"video": str(path)}
-            config = replace(self.options["run"], **source, **outputs, viewer=False, quiet=True)
+            # The per-input lines (what runs, what was written) are not the job's output, the manifest is. A
+            # failure is the exception run() raises, recorded by its first line below.
+            config = replace(self.options["run"], **source, **outputs, viewer=False, quiet=True, verbose=False)
             config.validate()
-            # The per-input lines (what runs, what was written) are not the job's output, the manifest is: they
-            # are dropped. A failure is the exception run() raises, recorded by its first line below.
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                report = run(config, self.pipeline)  # no stop signals of its own: a worker is stopped by its driver
+            report = run(config, self.pipeline)  # no stop signals of its own: a worker is stopped by its driver
             if report.status == "stopped":  # the job is stopping, this input is not done
                 raise KeyboardInterrupt
             files = target.commit(staging, task["key"])

@@ -48,6 +48,12 @@ class RunReport:
     summary: dict = field(default_factory=dict)
 
 
+def _say(config: RunConfig, *line, **kw) -> None:
+    """``print`` unless ``config.verbose`` is off (a batch worker: the manifest is its report)."""
+    if config.verbose:
+        print(*line, **kw)
+
+
 def open_meshes(config: RunConfig):
     """The MHR mesh renderer when meshes were asked for, else None (one stderr line when the file is off)."""
     if config.mhr_model is None and config.mhr_lod is None and not config.mhr_overlay:
@@ -84,8 +90,8 @@ def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopS
         if sink.kind == "gltf" and mesh is not None:
             sink.options["mhr_model"] = mesh.model  # the skinned MHR body in the .glb
     if not images and not config.save_gltf and (config.mhr_model or config.mhr_lod is not None or config.mhr_overlay):
-        print("[mhr] meshes need the viewer, --save-rrd, --out-video or --save-gltf; none of them is on",
-              file=sys.stderr)
+        _say(config, "[mhr] meshes need the viewer, --save-rrd, --out-video or --save-gltf; none of them is on",
+                     file=sys.stderr)
     # source.fps, not the output fps: frame indices count source frames (frame_skip leaves gaps).
     return Outputs(data, images, mesh, offline_fps=source.fps if smooth == "offline" else None, stop=stop,
                    extra=lambda: source_summary(source))
@@ -99,7 +105,7 @@ def open_stream(config: RunConfig, source):
     from instanthmr.outputs.vmc import VMCStreamer, parse_target
 
     host, port = parse_target(config.stream)
-    print(f"streaming: VMC to {host}:{port}")
+    _say(config, f"streaming: VMC to {host}:{port}")
     return VMCStreamer(host, port, realtime=source.kind == "video")
 
 
@@ -128,18 +134,18 @@ def _describe(config: RunConfig, source, pipeline, facts: dict, smooth: str) -> 
              "frame(s) for newcomers" if facts["mediapipe"] else
              f"keypoint crops, detector at least every {stride} frame(s)" if config.keypoint_crops
              else f"detector every {stride} frame(s), boxes reused between")
-    print(f"source: {source.kind} {source.name} ({source.size[0]}x{source.size[1]}, "
-          f"{source.expected_frames if source.expected_frames is not None else '?'} frame(s) to process)")
+    _say(config, f"source: {source.kind} {source.name} ({source.size[0]}x{source.size[1]}, "
+                 f"{source.expected_frames if source.expected_frames is not None else '?'} frame(s) to process)")
     hmr = pipeline.hmr
     levers = [n for n, on in (("io binding", hmr.io_binding), ("CUDA graph", hmr.cuda_graph)) if on]
     what = (hmr.describe() if facts["mediapipe"] else
             f"{hmr.path} ({hmr.model_info['precision']}{', ' + ', '.join(levers) if levers else ''}) on {hmr.provider}")
-    print(f"model: {what}; detector: {pipeline.detector.name} {det_desc} "
-          f"(stride {stride}, confidence {facts['confidence']})")
+    _say(config, f"model: {what}; detector: {pipeline.detector.name} {det_desc} "
+                 f"(stride {stride}, confidence {facts['confidence']})")
     if facts["released"]:
-        print(facts["released"])
-    print(f"tracking: {crops}; smoothing: {smooth}"
-          + (" (outputs are written after the whole video)" if smooth == "offline" else ""))
+        _say(config, facts["released"])
+    _say(config, f"tracking: {crops}; smoothing: {smooth}"
+                 + (" (outputs are written after the whole video)" if smooth == "offline" else ""))
     return {"source": config.source_name, "source_kind": source.kind,
             "image_size": list(source.size), "fps": source.output_fps, "source_fps": source.fps,
             "frame_skip": config.frame_skip,
@@ -171,7 +177,7 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
     source = open_config_source(config, config.max_frames)
     photos = source.kind == "images"  # unrelated photos: no boxes, tracks or smoothing carried between them
     if photos and smooth != "none":
-        print(f"smoothing: none for a folder of photos (--smooth {smooth} ignored)", file=sys.stderr)
+        _say(config, f"smoothing: none for a folder of photos (--smooth {smooth} ignored)", file=sys.stderr)
         smooth = "none"
     outputs: Outputs | None = None
     stream = None
@@ -194,8 +200,8 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
         meta = _describe(config, source, pipeline, facts, smooth)
         outputs = open_outputs(config, meta, source, smooth, signals)
         if facts["mediapipe"] and outputs.mesh is not None:  # asked for meshes, but nothing to draw them from
-            print(f"[mhr] no meshes: the MediaPipe path predicts no MHR body-model parameters (--model "
-                  f"{STARTER_MODEL_NAME} or the released network does)", file=sys.stderr)
+            _say(config, f"[mhr] no meshes: the MediaPipe path predicts no MHR body-model parameters (--model "
+                         f"{STARTER_MODEL_NAME} or the released network does)", file=sys.stderr)
         stream = open_stream(config, source)
         quiet = config.quiet or source.kind == "image"
         progress = Progress(source.expected_frames, source.kind, quiet=quiet)
@@ -238,29 +244,29 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
             if owned and pipeline is not None and hasattr(pipeline, "close"):
                 pipeline.close()
     if facts.get("random_init"):
-        print(RANDOM_BANNER, file=sys.stderr)
+        _say(config, RANDOM_BANNER, file=sys.stderr)
     tracks = outputs.track_ids() if outputs is not None else []
     report = RunReport(frames=outputs.frames if outputs is not None else 0, people=len(tracks), tracks=list(tracks),
                        files={k: list(v) for k, v in written.items()}, model=str(facts.get("model", "")),
                        summary=summary)
-    if report.frames:
+    if report.frames and config.verbose:
         requested = {kind: getattr(config, f) for kind, f in OUTPUT_FIELDS.items()}
         print_run(summary, time.monotonic() - t_start, tracks, requested, written, source)
     if stream is not None:
-        print(stream.summary_line())
+        _say(config, stream.summary_line())
     if len(signals.received) > 1:
-        print(f"{len(signals.received) - 1} more stop signal(s) ignored while the outputs were finished",
-              file=sys.stderr)
+        _say(config, f"{len(signals.received) - 1} more stop signal(s) ignored while the outputs were finished",
+                     file=sys.stderr)
     if interrupted:
         report.status, report.exit_code = "stopped", signals.exit_code
         report.stopped_by = signals.stopped_by if signals.received else "stop event" if by_event else ""
         why = f"stopped by {report.stopped_by}" if report.stopped_by else "interrupted"
-        print(f"{why} after {report.frames} frame(s); " + ("outputs keep them" if report.frames else
-              "no output written (files already at the output paths are unchanged)"), file=sys.stderr)
+        _say(config, f"{why} after {report.frames} frame(s); " + ("outputs keep them" if report.frames else
+                     "no output written (files already at the output paths are unchanged)"), file=sys.stderr)
     elif report.frames and summary["frames_with_persons"] == 0:
         det = pipeline.detector
         hint = (f"the box file {det.path} has no box for these frames" if det.name == "boxes" else
                 f"detector {det.name}, confidence > {facts['confidence']}; try a lower --det-confidence")
-        print(f"no person found in {source.kind} {source.name} ({hint})", file=sys.stderr)
+        _say(config, f"no person found in {source.kind} {source.name} ({hint})", file=sys.stderr)
         report.status, report.exit_code = "no_persons", EXIT_NO_PERSONS
     return report
