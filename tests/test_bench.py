@@ -129,7 +129,7 @@ def test_bench_gpu_bad_input(tmp_path, random_onnx, capsys):
 
 
 def test_blocked_round_robin_times_every_variant_in_blocks():
-    from instanthmr.cli.bench_model import blocked_round_robin_ms
+    from instanthmr.runner.speed import blocked_round_robin_ms
 
     order = []
     fns = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}

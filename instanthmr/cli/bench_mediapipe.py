@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr.cli.common import run_main, utc_stamp, write_json_report
+from instanthmr.cli.common import add_bench_flags, run_main, utc_stamp, write_json_report
 from instanthmr.core.paths import REPO_ROOT, STARTER_MODEL, shared_data_dir
 
 MEDIAPIPE_PIN = "mediapipe==0.10.21"
@@ -239,8 +239,8 @@ def per_person_ms(ms, persons, detected) -> float | None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--video", type=Path, default=None,
-                   help="video to time on (default: the shared openpose_video.avi, 1280x720, one dancer in front)")
+    add_bench_flags(p, video="video to time on (default: the shared openpose_video.avi, 1280x720, one dancer in "
+                             "front)", video_type=Path, json_help="also write the report here")
     p.add_argument("--frames", type=int, default=100, help="frames per round (default: 100)")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds of both sides (default: 3)")
     p.add_argument("--warmup", type=int, default=5, help="frames left out at the start of each round (default: 5)")
@@ -248,7 +248,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--people", type=int, default=4, help="max persons for the per-person cost (default: 4)")
     p.add_argument("--venv", type=Path, default=DEFAULT_VENV,
                    help=f"virtual environment with {MEDIAPIPE_PIN} (built when missing; default: .venv-mp)")
-    p.add_argument("--json", default=None, help="also write the report here")
     return p
 
 

@@ -30,34 +30,12 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from instanthmr.cli.common import network_label
-
-
-def blocked_round_robin_ms(fns: dict, runs: int, warmup: int, block: int = 10) -> dict:
-    """Each callable ``runs`` timed calls (ms), taken in rounds of ``block`` consecutive calls per callable,
-    each block after one untimed call. Rounds spread machine-load drift over all variants; blocks keep each
-    variant's weights in cache (alternating call by call measured 49.8 ms against 27.5 ms alone for the same
-    RepViT-M1.5 session on the 2-core CPU)."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {name: [] for name in fns}
-    while any(len(t) < runs for t in times.values()):
-        for name, fn in fns.items():
-            n = min(block, runs - len(times[name]))
-            if n <= 0:
-                continue
-            fn()
-            for _ in range(n):
-                t0 = time.perf_counter()
-                fn()
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    return times
+from instanthmr.cli.common import add_bench_flags, network_label
+from instanthmr.runner.speed import blocked_round_robin_ms
 
 
 def _inputs(batch: int, size: int = 224):
@@ -263,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for ORT and torch (0: their default)")
+    add_bench_flags(p, threads=0, threads_help="CPU threads for ORT and torch", json_help=None)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "coreml", "auto"))
     p.add_argument("--fp16", action="store_true", help="also time the fp16 graph (meant for GPUs)")
     p.add_argument("--no-torch", action="store_true", help="skip the torch eager rows")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+import tempfile
 from pathlib import Path
 
 from instanthmr.core.faults import (
@@ -17,6 +17,7 @@ from instanthmr.core.faults import (
     stop_signals,
     write_text_atomic,
 )
+from instanthmr.runner.speed import utc_stamp  # noqa: F401 - the benchmarks' time stamp, one copy
 
 
 def flag_name(field: str) -> str:
@@ -47,9 +48,29 @@ def looks_like_address(value: str) -> bool:
     return value in ("auto", "local") or ":" in value
 
 
-def utc_stamp() -> str:
-    """Now, as reports record it: ``2026-11-21 21:47 UTC``."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def add_bench_flags(p, *, video: str | None = None, video_required: bool = False, video_type=str,
+                    model: str | None = None, threads: int | None = None, threads_help: str = "",
+                    cache_dir: str | None = None, cache_help: str = "",
+                    json_help: str | None = "write the report to this JSON file") -> None:
+    """The flags every benchmark spells the same way: ``--video`` (``video``: its help; None = no such flag),
+    ``--model`` (help), ``--threads`` (``threads``: its default; 0 = ONNX Runtime's choice), ``--cache-dir``
+    (``cache_dir``: a folder name under the system's temporary folder, the default) and ``--json``
+    (``json_help`` None: none)."""
+    if video is not None:
+        p.add_argument("--video", required=video_required, default=None, type=video_type, metavar="PATH", help=video)
+    if model is not None:
+        p.add_argument("--model", default=None, metavar="PATH", help=model)
+    if threads is not None:
+        p.add_argument("--threads", type=int, default=threads, metavar="N",
+                       help=(threads_help or "ONNX Runtime intra-op threads per model, idle threads sleep")
+                       + f" (default: {threads}{' = its choice' if threads == 0 else ''})")
+    if cache_dir is not None:
+        default = Path(tempfile.gettempdir()) / cache_dir
+        p.add_argument("--cache-dir", default=str(default), metavar="DIR",
+                       help=(cache_help or "where exported, quantised and re-encoded files are kept between runs")
+                       + f" (default: {default})")
+    if json_help is not None:
+        p.add_argument("--json", default=None, metavar="PATH", help=json_help)
 
 
 def network_label(path: str | Path) -> str:
