@@ -97,7 +97,7 @@ def prepare_models(args, cache: Path) -> dict:
         return dst
 
     def detector_at(res: int | None) -> Path:
-        from instanthmr.cli.export_detector import export_detector
+        from instanthmr.training.export_detector import export_detector
 
         dst = cache / f"rf-detr-{args.detector_variant}-{res or 'native'}-random.onnx"
         if not dst.is_file():

@@ -80,7 +80,7 @@ def run(args) -> dict:
     det_path, random_det = (Path(args.detector), False) if args.detector else (
         cache / "rf-detr-nano-native-random.onnx", True)
     if random_det and not det_path.is_file():
-        from instanthmr.cli.export_detector import export_detector
+        from instanthmr.training.export_detector import export_detector
 
         export_detector("nano", det_path, pretrained=False)
     if args.int8:

@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['architecture']} | {r['variant']} | {r['provider']} | {r['batch']} | {r['ms']:.1f} "
               f"| {r['ms_per_person']:.1f} | {r['min_ms']:.1f} | {xb} |")
     if args.peak and args.onnx is None:
-        from instanthmr.cli.model_info import model_stats
+        from instanthmr.training.model_info import model_stats
 
         peak = matmul_peak_gflops(args.threads)
         gflops = {c: model_stats(c)["gflops"] for c in args.config}
