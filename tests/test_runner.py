@@ -99,7 +99,10 @@ def test_run_as_a_library_call_with_a_pipeline_stages_and_a_stop_event(clip, sta
     assert report.people == len(report.tracks) >= 1
     assert "stopped by stop event after 3 frame(s)" in capsys.readouterr().err
 
-    again = run(RunConfig(video=str(clip), max_frames=2, smooth="none", quiet=True, verbose=False), pipeline=pipe)
+    focal = pipe.focal_length
+    again = run(RunConfig(video=str(clip), max_frames=2, smooth="none", quiet=True, verbose=False,
+                          focal_length=900.0), pipeline=pipe)
+    assert pipe.focal_length == focal  # the run's focal length was for that run only
     assert (again.frames, again.status, again.exit_code, again.files) == (2, "done", 0, {})  # reset and reused
     assert capsys.readouterr() == ("", "")  # verbose off: not a line
     pipe.close()

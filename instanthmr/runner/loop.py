@@ -168,7 +168,8 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
     ``threading.Event`` (checked between frames; when set the run ends with the frames done so far, status
     "stopped"), an ``outputs.signals.StopSignals`` (the demo's signal handling), or None. Raises the one-line
     errors of a bad source, model or output (``SourceError``, ``ModelLoadError``, ``ResultsWriteError``,
-    ``ValueError``) and does not validate ``config`` (call ``config.validate()`` first)."""
+    ``ValueError``) and does not validate ``config`` (call ``config.validate()`` first). ``config.focal_length``
+    is set on the pipeline for this run only."""
     from instanthmr.video.tracking import TrackingPipeline
 
     event = stop if stop is not None and hasattr(stop, "is_set") else None
@@ -184,6 +185,7 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
     interrupted, by_event = False, False
     owned = pipeline is None
     facts: dict = {}
+    focal_before = getattr(pipeline, "focal_length", None)  # a caller's pipeline gets its own focal back
     t_start = time.monotonic()
     try:
         if owned:
@@ -243,6 +245,8 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
                 stream.close()
             if owned and pipeline is not None and hasattr(pipeline, "close"):
                 pipeline.close()
+            elif not owned and config.focal_length is not None:
+                pipeline.focal_length = focal_before
     if facts.get("random_init"):
         _say(config, RANDOM_BANNER, file=sys.stderr)
     tracks = outputs.track_ids() if outputs is not None else []
