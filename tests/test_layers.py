@@ -104,6 +104,20 @@ def test_only_the_command_line_parses_arguments():
     assert not bad, f"argparse outside instanthmr/cli: {bad}"
 
 
+#: What commands share: helpers, not commands (a command importing another makes import circles and argv glue).
+CLI_SHARED = {"instanthmr.cli.common", "instanthmr.cli.run_flags"}
+
+
+def test_commands_never_import_each_other():
+    bad = [f"{p.relative_to(PKG)}:{line}: imports {module}" for p in sorted((PKG / "cli").glob("*.py"))
+           for module, line, _ in _imports(p)
+           if module.startswith("instanthmr.cli") and module not in CLI_SHARED and module != "instanthmr.cli"]
+    bad += [f"{p.relative_to(PKG)}: imports instanthmr.cli" for p in sorted((PKG / "cli").glob("*.py"))
+            if any(m == "instanthmr.cli" for m, _, _ in _imports(p))]
+    assert not bad, "a command imports another command; move what they share into the library or cli/common:\n" \
+        + "\n".join(bad)
+
+
 def test_nothing_edits_sys_path():
     files = [p for p in ROOT.rglob("*.py") if not any(part.startswith(".") for part in p.relative_to(ROOT).parts)]
     bad = [f"{p.relative_to(ROOT)}:{n}" for p in files if p != Path(__file__).resolve()
