@@ -275,7 +275,7 @@ def test_ray_job_matches_the_local_one_and_survives_a_killed_worker(ray_local, l
 
 def test_teacher_annotation_on_ray_resumes_a_dead_workers_task_without_duplicates(ray_local, clips, mp_models,
                                                                                   tmp_path):
-    from instanthmr.training.annotate import AnnotateWorker, annotate, expand_inputs, task_skip
+    from instanthmr.training.annotate_mediapipe import AnnotateWorker, annotate, expand_inputs, task_skip
     from instanthmr.training.data.shards import ShardReader
 
     inputs = [clips / "a.mp4", clips / "sub"]

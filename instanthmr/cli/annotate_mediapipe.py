@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from instanthmr.training.annotate import AnnotateWorker, annotate, expand_inputs, task_skip
+from instanthmr.training.annotate_mediapipe import AnnotateWorker, annotate, expand_inputs, task_skip
 
 
 def parse_shard(spec: str) -> tuple[int, int]:
