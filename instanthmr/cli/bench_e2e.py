@@ -41,10 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr.cli.common import add_bench_flags, network_label, run_main, utc_stamp, write_json_report
+from instanthmr.cli.common import add_bench_flags, run_main, utc_stamp, write_json_report
 from instanthmr.core.paths import DEFAULT_MODEL, shared_data_dir
 from instanthmr.runner.speed import FixedBoxes
 from instanthmr.runtime.session import ModelLoadError
+from instanthmr.training.model_info import network_label
 from instanthmr.video.sources import SourceError
 
 LEVER_NAMES = ("threads", "resolution", "int8_detector", "int8_network", "async")

@@ -73,15 +73,6 @@ def add_bench_flags(p, *, video: str | None = None, video_required: bool = False
         p.add_argument("--json", default=None, metavar="PATH", help=json_help)
 
 
-def network_label(path: str | Path) -> str:
-    """The architecture an ONNX file names in its metadata (our exports write ``model_name``), else its file
-    name: what the benchmark tables print in their architecture column. Reads the file's metadata only."""
-    import onnx
-
-    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    return meta.get("model_name") or f"{Path(path).name} (no metadata)"
-
-
 def write_json_report(path: str | Path | None, report: dict) -> None:
     """Write ``report`` to ``path`` atomically (parent folders made; non-JSON values as strings) and say so;
     no-op when ``path`` is None (no ``--json``)."""

@@ -24,6 +24,15 @@ _FLOAT_TYPES = {1: "fp32", 10: "fp16", 16: "bf16", 11: "fp64"}  # onnx.TensorPro
 _INT8_TYPES = {2: "uint8", 3: "int8"}
 
 
+def network_label(path: str | Path) -> str:
+    """The architecture an ONNX file names in its metadata (our exports write ``model_name``), else its file
+    name: what the benchmark tables print in their architecture column. Reads the file's metadata only."""
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return meta.get("model_name") or f"{Path(path).name} (no metadata)"
+
+
 def model_stats(name: str, wholebody: bool = False) -> dict:
     """``{"config", "arch", "backbone", "queries", "params", "params_fused", "params_backbone",
     "params_decoder_heads", "gflops", "gflops_backbone"}`` of one registered config (fused figures are what
