@@ -5,6 +5,7 @@
 
 ``config`` (:class:`RunConfig`, its checks in ``validate``), ``loop`` (:func:`run`: one source through a
 pipeline into the outputs), ``jobs`` (inputs, output storage, the manifest, the batch job and its worker),
-``engines`` (the same job in this process, on local processes or on Ray). The command line (``cli/demo.py``,
-``cli/batch.py``) only turns flags into these configurations; nothing here parses arguments.
+``engines`` (the same job in this process, on local processes or on Ray), ``speed`` (what the benchmarks
+share: the stride benchmark, the round-robin timer). The command line (``cli/demo.py``, ``cli/batch.py``,
+``cli/bench*.py``) only turns flags into these configurations; nothing here parses arguments.
 """
