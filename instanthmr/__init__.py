@@ -9,6 +9,7 @@ enforces it)::
     runtime   numpy + OpenCV + ONNX Runtime: sessions, the HMR network, detectors, the frame pipeline
     video     sources, tracking, smoothing
     outputs   JSON / CSV / NPZ / BVH, the Rerun viewer, overlays
+    runner    the run loop (RunConfig, run) and batch jobs, as library calls
     teachers  MediaPipe, SAM 3D Body, the LLM lifter
     training  torch: network, data, losses, trainer, export, quantisation
     cli       demo, doctor and every tool
@@ -16,7 +17,9 @@ enforces it)::
 The main names are importable from here, lazily (``import instanthmr`` loads no torch and no ONNX Runtime)::
 
     from instanthmr import PosePipeline, InstantHMR, HMRPrediction, FrameResult, RFDETRDetector
+    from instanthmr import create_pipeline, PipelineSpec, run, RunConfig     # the model policy, the run loop
 
+    pipe = create_pipeline("auto")                                                # local -> Hub -> offline
     pipe = PosePipeline.from_files("models/instanthmr.onnx", detector="rfdetr")   # parts built from files
     pipe = PosePipeline(create_detector("mediapipe"), load_hmr("models/instanthmr.onnx"))  # or composed
     pipe = mediapipe_pipeline()                                                    # the offline path
@@ -45,6 +48,11 @@ _LAZY = {
     "ModelLoadError": "instanthmr.runtime.session",
     "RuntimeOptions": "instanthmr.runtime.session",
     "TrackingPipeline": "instanthmr.video.tracking",
+    "create_pipeline": "instanthmr.runtime.factory",
+    "PipelineSpec": "instanthmr.runtime.factory",
+    "run": "instanthmr.runner.loop",
+    "RunConfig": "instanthmr.runner.config",
+    "RunReport": "instanthmr.runner.loop",
 }
 # The reference implementation's module-level names for the keypoint set (MHR70), as aliases.
 _ALIASES = {"JOINT_NAMES": ("instanthmr.core.skeleton", "MHR70_NAMES"),

@@ -418,7 +418,7 @@ def test_bench_tools_time_both_architectures_in_one_run(tmp_path, shared_data, c
     """tools/bench_model.py --config A B and tools/bench_e2e.py --config A,B: every row names its
     architecture, and both are measured in the same run."""
     from instanthmr.cli import bench_e2e, bench_model
-    from instanthmr.cli.export_detector import export_detector
+    from instanthmr.training.export_detector import export_detector
 
     archs = ["instanthmr_tiny_test", TINY]
     rows = bench_model.run_benchmark(archs, [1], runs=2, warmup=1, threads=1, torch_eager=False)

@@ -14,9 +14,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in this file may touch the network
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from instanthmr.cli import annotate_llm  # noqa: E402
+from instanthmr.cli.annotate_llm import main  # noqa: E402
 from instanthmr.teachers.lifter import format_target, normalize_3d  # noqa: E402
 from instanthmr.teachers.lifter.llm import Generation  # noqa: E402
+from instanthmr.training import annotate_llm  # noqa: E402
+from instanthmr.training.annotate_llm import LifterJob  # noqa: E402
 from instanthmr.training.data.shards import ShardReader, ShardWriter  # noqa: E402
 
 
@@ -42,15 +44,10 @@ class CannedLM:
         return out
 
 
-def parse_args(argv):
-    import argparse
-
-    ns = argparse.Namespace(input=None, out=None, base_model="unused", adapter=None, coord_format="bins",
-                            batch_size=2, max_new_tokens=2048, device="cpu", dtype="float32", min_fraction=0.5,
-                            score_threshold=0.3, shard_size=512, limit=0)
-    for k, v in argv.items():
-        setattr(ns, k, v)
-    return ns
+def parse_args(fields) -> LifterJob:
+    """The job these tests run: a small batch on the CPU, ``fields`` over it."""
+    return LifterJob(**{"base_model": "unused", "batch_size": 2, "device": "cpu", "dtype": "float32",
+                        "min_fraction": 0.5, **fields})
 
 
 def test_canned_outputs_to_shards(tmp_path):
@@ -117,16 +114,16 @@ def test_input_formats(tmp_path):
 
 
 def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
-    assert annotate_llm.main(["--input", str(tmp_path / "none.npz"), "--out", str(tmp_path / "o"),
+    assert main(["--input", str(tmp_path / "none.npz"), "--out", str(tmp_path / "o"),
                               "--base-model", "x"]) == 2
     assert "input not found" in capsys.readouterr().err
     np.savez(tmp_path / "bad.npz", kp2d=np.zeros((2, 17, 2)))
-    assert annotate_llm.main(["--input", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "o"),
+    assert main(["--input", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "o"),
                               "--base-model", "x"]) == 2
     err = capsys.readouterr().err
     assert "133" in err and err.count("\n") == 1
     inp, _ = people_npz(tmp_path / "people.npz", 1)
-    assert annotate_llm.main(["--input", str(inp), "--out", str(tmp_path / "o"),
+    assert main(["--input", str(inp), "--out", str(tmp_path / "o"),
                               "--base-model", "someone/not-downloaded-model"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot load base model 'someone/not-downloaded-model'") and err.count("\n") == 1
@@ -142,7 +139,7 @@ def tiny_lm(tmp_path_factory):
 def test_tiny_lm_generation_path(tiny_lm, tmp_path, capsys):
     inp, _ = people_npz(tmp_path / "people.npz", 3)
     out = tmp_path / "labels"
-    rc = annotate_llm.main(["--input", str(inp), "--out", str(out), "--base-model", str(tiny_lm),
+    rc = main(["--input", str(inp), "--out", str(out), "--base-model", str(tiny_lm),
                             "--max-new-tokens", "6", "--batch-size", "2", "--device", "cpu"])
     assert rc == 0
     summary = capsys.readouterr().out

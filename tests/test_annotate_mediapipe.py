@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from instanthmr.cli.annotate_mediapipe import annotate, main
+from instanthmr.cli.annotate_mediapipe import main
+from instanthmr.training.annotate_mediapipe import annotate
 from instanthmr.teachers.mediapipe import MediaPipeLabel
 from instanthmr.training.data.shards import ShardReader
 

@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 
 from instanthmr.cli import batch
-from instanthmr.cli.batch import BatchError, JobManifest, collect_inputs, common_root, input_key
+from instanthmr.runner import jobs
+from instanthmr.runner.engines import EngineConfig
+from instanthmr.runner.jobs import BatchError, JobManifest, collect_inputs, common_root, input_key
+from instanthmr.training.shard_job import SHARD_MANIFEST_NAME, shard_job, shard_tasks
 
 BOXES = {0: [[300, 40, 620, 530]], 2: [[300, 40, 620, 530], [650, 60, 900, 500]], 4: [[310, 40, 630, 530]]}
 FRAMES = {"a.mp4": 5, "sub/b.mp4": 8, "sub/c.jpg": 1}  # --max-frames 8
@@ -57,7 +60,7 @@ def local_run(clips, boxes, random_onnx, tmp_path_factory) -> Path:
 
 
 def _files(out: Path) -> dict[str, Path]:
-    return {p.relative_to(out).as_posix(): p for p in out.rglob("*") if p.is_file() and p.name != batch.MANIFEST_NAME}
+    return {p.relative_to(out).as_posix(): p for p in out.rglob("*") if p.is_file() and p.name != jobs.MANIFEST_NAME}
 
 
 def _without_timings(doc: dict) -> dict:
@@ -78,7 +81,7 @@ def assert_same_outputs(a: Path, b: Path) -> None:
 
 
 def _records(out: Path) -> dict[str, dict]:
-    return JobManifest(out / batch.MANIFEST_NAME).records
+    return JobManifest(out / jobs.MANIFEST_NAME).records
 
 
 def _kill_worker_of(nth: int, killed: list):
@@ -152,7 +155,7 @@ def test_local_job_mirrors_inputs_records_figures_and_matches_the_demo(local_run
     for key in FRAMES:
         assert {f"{key}.json", f"{key}.npz", f"{key}.csv"} <= names, key
     assert {"a.mp4_track1.bvh", "sub/b.mp4_track1.bvh"} <= names
-    assert not (local_run / batch.STAGING_DIR).exists()
+    assert not (local_run / jobs.STAGING_DIR).exists()
 
     recs = _records(local_run)
     assert {k: (r["state"], r["frames"]) for k, r in recs.items()} == {k: ("done", n) for k, n in FRAMES.items()}
@@ -201,12 +204,21 @@ def test_rerun_skips_done_records_failures_and_retries_them_on_request(clips, bo
 
 
 def test_bad_arguments_exit_2(tmp_path, capsys):
-    for argv in (["x.mp4", "--out", str(tmp_path), "--formats", "json,gif"],
-                 [str(tmp_path), "--out", str(tmp_path), "--det-confidence", "2"],
-                 [str(tmp_path), "--out", str(tmp_path), "--save-json", "x.json"]):  # outputs are the job's
-        with pytest.raises(SystemExit) as e:
-            batch.main(argv)
-        assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:  # outputs are the job's: no such flag
+        batch.main([str(tmp_path), "--out", str(tmp_path), "--save-json", "x.json"])
+    assert e.value.code == 2
+    capsys.readouterr()
+    taken = tmp_path / "taken.txt"
+    taken.write_text("a file")
+    for argv, message in ((["x.mp4", "--out", str(tmp_path), "--formats", "json,gif"], "--formats: unknown ['gif']"),
+                          ([str(tmp_path), "--out", str(tmp_path), "--det-confidence", "2"],
+                           "--det-confidence is a detection score in [0, 1], got 2.0"),
+                          ([str(tmp_path), "--out", str(tmp_path), "--workers", "0"], "--workers must be >= 1"),
+                          ([str(tmp_path), "--out", str(taken)], f"--out {taken} is a file; give a folder")):
+        assert batch.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err  # one line, no usage, no traceback
+    assert taken.read_text() == "a file"
     assert batch.main([str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.strip().endswith(f"input not found: {tmp_path / 'none'}")
 
@@ -221,7 +233,7 @@ def test_an_object_store_url_is_an_output_folder(local_run, clips, boxes, random
         assert fs.exists(f"/instanthmr-test/poses/{name}"), name
     with fs.open("/instanthmr-test/poses/a.mp4.npz", "rb") as f:
         assert f.read() == (local_run / "a.mp4.npz").read_bytes()
-    uploaded = fs.cat("/instanthmr-test/poses/" + batch.MANIFEST_NAME).decode().splitlines()
+    uploaded = fs.cat("/instanthmr-test/poses/" + jobs.MANIFEST_NAME).decode().splitlines()
     assert len(uploaded) == 1 + len(FRAMES)  # the job line and one line per input
     fs.rm("/instanthmr-test", recursive=True)
 
@@ -263,7 +275,7 @@ def test_ray_job_matches_the_local_one_and_survives_a_killed_worker(ray_local, l
 
 def test_teacher_annotation_on_ray_resumes_a_dead_workers_task_without_duplicates(ray_local, clips, mp_models,
                                                                                   tmp_path):
-    from instanthmr.cli.annotate_mediapipe import AnnotateWorker, annotate, expand_inputs, task_skip
+    from instanthmr.training.annotate_mediapipe import AnnotateWorker, annotate, expand_inputs, task_skip
     from instanthmr.training.data.shards import ShardReader
 
     inputs = [clips / "a.mp4", clips / "sub"]
@@ -273,13 +285,13 @@ def test_teacher_annotation_on_ray_resumes_a_dead_workers_task_without_duplicate
     out = tmp_path / "ray"
     items = expand_inputs(inputs)
     # a worker died half-way through a.mp4: its task folder holds the first 2 frames
-    folder = next(t["folder"] for t in batch.shard_tasks(items) if t["paths"] == [str(clips / "a.mp4")])
+    folder = next(t["folder"] for t in shard_tasks(items) if t["paths"] == [str(clips / "a.mp4")])
     annotate([clips / "a.mp4"], out / folder, max_frames=2, shard_size=1)
     options = {"every": 1, "max_frames": 3, "hands": True, "tiles": True, "embed": True, "shard_size": 2,
                "models_dir": None, "threads": 1}
     killed = []
-    res = batch.shard_job(items, out, AnnotateWorker, options, task_skip, label="annotate", ray="local", workers=2,
-                          quiet=True, on_event=_kill_worker_of(1, killed))
+    res = shard_job(items, out, AnnotateWorker, options, task_skip, label="annotate",
+                    engine=EngineConfig(ray=True, workers=2), quiet=True, on_event=_kill_worker_of(1, killed))
     assert killed and res.failed == 0 and res.worker_deaths == 1 and res.done == 3  # a.mp4, b.mp4, the photo
 
     got = ShardReader(out)
@@ -290,9 +302,33 @@ def test_teacher_annotation_on_ray_resumes_a_dead_workers_task_without_duplicate
     for i in range(len(got)):
         ref = by_source[got[i]["source"]]
         assert any(np.allclose(got[i]["joints_2d"], r, atol=0.05) for r in ref), got[i]["source"]
-    manifest = JobManifest(out / batch.SHARD_MANIFEST_NAME).records
+    manifest = JobManifest(out / SHARD_MANIFEST_NAME).records
     a = next(r for r in manifest.values() if r["input"].endswith("a.mp4"))
     assert a["done_before"] == 2 and a["frames"] == 1  # resumed: only frame 2 was labelled again
 
-    again = batch.shard_job(items, out, AnnotateWorker, options, task_skip, label="annotate", ray="local", quiet=True)
+    again = shard_job(items, out, AnnotateWorker, options, task_skip, label="annotate", engine=EngineConfig(ray=True),
+                      quiet=True)
     assert again.done_before == 3 and again.done == 0 and len(ShardReader(out)) == len(got)
+
+
+class _CountingWorker:
+    """A worker for the engine that labels nothing: each task is done with its input count as frames."""
+
+    def __init__(self, options: dict):
+        self.options = options
+
+    def load(self) -> dict:
+        return {"host": "here", "pid": os.getpid()}
+
+    def run(self, task: dict) -> dict:
+        return {"state": "done", "frames": len(task["paths"]), "people": 0}
+
+
+def test_shard_job_on_one_in_process_worker_records_and_resumes(tmp_path):
+    items = [("video", tmp_path / "a.mp4"), ("image", tmp_path / "p" / "x.jpg"), ("image", tmp_path / "p" / "y.jpg")]
+    run = dict(label="test", engine=EngineConfig(workers=1), quiet=True)
+    res = shard_job(items, tmp_path / "out", _CountingWorker, {}, lambda task, done: [], **run)
+    assert (res.total, res.done, res.failed, res.frames) == (2, 2, 0, 3)  # the video, the photos' folder
+    again = shard_job(items, tmp_path / "out", _CountingWorker, {}, lambda task, done: [], **run)
+    assert (again.done_before, again.done) == (2, 0)
+    assert set(JobManifest(tmp_path / "out" / SHARD_MANIFEST_NAME).records) == {t["key"] for t in shard_tasks(items)}

@@ -129,7 +129,7 @@ def test_bench_gpu_bad_input(tmp_path, random_onnx, capsys):
 
 
 def test_blocked_round_robin_times_every_variant_in_blocks():
-    from instanthmr.cli.bench_model import blocked_round_robin_ms
+    from instanthmr.runner.speed import blocked_round_robin_ms
 
     order = []
     fns = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
@@ -147,7 +147,7 @@ def test_bench_e2e_variants_and_levers(tmp_path, shared_data, capsys):
     import torch
 
     from instanthmr.cli import bench_e2e
-    from instanthmr.cli.export_detector import export_detector
+    from instanthmr.training.export_detector import export_detector
 
     torch.manual_seed(0)
     det = export_detector("nano", tmp_path / "rf-detr-nano-128.onnx", pretrained=False, resolution=128)
@@ -181,7 +181,7 @@ def test_bench_gpu_fp16_end_to_end_with_an_exported_detector(tmp_path, shared_da
     import torch
 
     from instanthmr.cli import bench_gpu
-    from instanthmr.cli.export_detector import export_detector
+    from instanthmr.training.export_detector import export_detector
 
     torch.manual_seed(0)
     det = export_detector("nano", tmp_path / "det.onnx", pretrained=False, resolution=128)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from instanthmr.cli import demo
+from instanthmr.runtime import factory
 from instanthmr.video.sources import count_video_frames
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,12 +175,13 @@ def test_bad_inputs_give_one_line_and_exit_1(tmp_path, random_onnx, capsys):
 
 def test_bad_models(tmp_path, photo, monkeypatch, capsys):
     from instanthmr.core import paths
+    from instanthmr.runtime import factory
     from instanthmr.runtime.mediapipe import files as mediapipe_files
 
     # neither the released network, nor the offline MediaPipe path, nor the starter: the error names the file
     # to download
     monkeypatch.setattr(mediapipe_files, "unavailable_reason", lambda: "MediaPipe models absent (test)")
-    monkeypatch.setattr(demo, "DEFAULT_MODEL", tmp_path / "models" / "instanthmr.onnx")
+    monkeypatch.setattr(factory, "DEFAULT_MODEL", tmp_path / "models" / "instanthmr.onnx")
     monkeypatch.setattr(paths, "DEFAULT_MODEL", tmp_path / "models" / "instanthmr.onnx")
     monkeypatch.setattr(paths, "STARTER_MODEL", tmp_path / "models" / "instanthmr-starter.onnx")
     assert demo.main(["--image", str(photo), "--no-spawn"]) == 1

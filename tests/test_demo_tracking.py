@@ -18,6 +18,7 @@ import pytest
 
 from instanthmr.cli import demo
 from instanthmr.core.mocap import load_bvh
+from instanthmr.runtime.factory import KEYPOINT_DETECT_EVERY
 from instanthmr.outputs.files import CSV_COLUMNS, read_npz_tracks
 from instanthmr.runtime.detector import Detections, PersonDetector
 from instanthmr.video.sources import count_video_frames
@@ -186,7 +187,7 @@ def test_keypoint_crops_follow_tracks_between_detector_runs(tmp_path, clip, rand
         "--keypoint-crops", "--smooth", "causal", "--save-json", str(tmp_path / "k.json")])
     assert rc == 0
     data = json.loads((tmp_path / "k.json").read_text())
-    assert data["meta"]["keypoint_crops"] is True and data["meta"]["detector_stride"] == demo.KEYPOINT_DETECT_EVERY
+    assert data["meta"]["keypoint_crops"] is True and data["meta"]["detector_stride"] == KEYPOINT_DETECT_EVERY
     frames = data["frames"]
     assert frames[0]["detector_ran"] and frames[0]["persons"][0]["source"] == "detector"
     between = [i for i, f in enumerate(frames) if not f["detector_ran"]]
@@ -198,19 +199,21 @@ def test_keypoint_crops_follow_tracks_between_detector_runs(tmp_path, clip, rand
 
 
 def test_offline_smoothing_is_refused_for_a_camera(capsys):
-    with pytest.raises(SystemExit) as e:
-        demo.main(["--camera", "0", "--smooth", "offline", "--no-spawn"])
-    assert e.value.code == 2
+    assert demo.main(["--camera", "0", "--smooth", "offline", "--no-spawn"]) == 2
     assert "--smooth offline" in capsys.readouterr().err
 
 
 def test_default_smoothing_per_source():
     p = demo.build_parser()
-    assert demo.resolve_smooth(p.parse_args(["--camera", "0"])) == "causal"
-    assert demo.resolve_smooth(p.parse_args(["--video", "a.mp4", "--no-spawn"])) == "offline"
-    assert demo.resolve_smooth(p.parse_args(["--video", "a.mp4"])) == "causal"  # a live viewer never waits
-    assert demo.resolve_smooth(p.parse_args(["--image", "a.jpg"])) == "none"
-    assert demo.resolve_smooth(p.parse_args(["--video", "a.mp4", "--smooth", "none"])) == "none"
+
+    def smoothing(argv):
+        return demo.config_from_flags(p.parse_args(argv)).smoothing()
+
+    assert smoothing(["--camera", "0"]) == "causal"
+    assert smoothing(["--video", "a.mp4", "--no-spawn"]) == "offline"
+    assert smoothing(["--video", "a.mp4"]) == "causal"  # a live viewer never waits
+    assert smoothing(["--image", "a.jpg"]) == "none"
+    assert smoothing(["--video", "a.mp4", "--smooth", "none"]) == "none"
 
 
 def test_interrupted_offline_run_writes_every_output_for_the_frames_done(tmp_path, clip, random_onnx, monkeypatch,

@@ -33,7 +33,7 @@ def rfdetr_random():
 
 @pytest.fixture(scope="session")
 def rfdetr_random_onnx(rfdetr_random, tmp_path_factory) -> Path:
-    from instanthmr.cli.export_detector import export_detector
+    from instanthmr.training.export_detector import export_detector
 
     return export_detector(out_path=tmp_path_factory.mktemp("det") / "rf-detr-nano-random.onnx", detector=rfdetr_random)
 

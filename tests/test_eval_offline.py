@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from instanthmr.cli import eval_offline as ev
-from instanthmr.cli.bench_mediapipe import per_person_ms
 from instanthmr.core.rotations import axis_rotation
 from instanthmr.core.skeleton import MHR70_INDEX
+from instanthmr.teachers.mediapipe_pose import per_person_ms
+from instanthmr.training import eval_offline as ev
 
 
 def _sample_3d(rng) -> ev.Sample:

@@ -334,7 +334,7 @@ def small_detector(tmp_path_factory):
     """RF-DETR nano, random weights, exported at 128x128 (a --detector-resolution export) and its int8 copy."""
     import torch
 
-    from instanthmr.cli.export_detector import export_detector
+    from instanthmr.training.export_detector import export_detector
     from instanthmr.training.quantize import quantize
 
     torch.manual_seed(0)  # the same random detector whatever ran before

@@ -442,7 +442,7 @@ def test_annotate_mediapipe_reads_a_damaged_video_to_the_end(damaged_clip, share
     import cv2
     from test_annotate_mediapipe import StubTeacher
 
-    from instanthmr.cli.annotate_mediapipe import annotate
+    from instanthmr.training.annotate_mediapipe import annotate
 
     cap = cv2.VideoCapture(str(damaged_clip))
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))

@@ -22,7 +22,7 @@ import pytest
 
 from instanthmr.cli import demo
 from instanthmr.core import paths
-from instanthmr.runtime import hub
+from instanthmr.runtime import factory, hub
 from instanthmr.runtime.hub import HubError, HubFile, fetch, parse_hub_spec, released_model
 
 COMMIT = "3504446fc31e7f76fdb1cd7e463189e7cf0fdd0f"
@@ -112,7 +112,7 @@ def online(monkeypatch, tmp_path):
 def no_local_model(monkeypatch, tmp_path):
     """No models/instanthmr.onnx (the released file is looked for on the Hub)."""
     monkeypatch.setattr(paths, "DEFAULT_MODEL", tmp_path / "models" / "instanthmr.onnx")
-    monkeypatch.setattr(demo, "DEFAULT_MODEL", tmp_path / "models" / "instanthmr.onnx")
+    monkeypatch.setattr(factory, "DEFAULT_MODEL", tmp_path / "models" / "instanthmr.onnx")
 
 
 def closed_port() -> int:

@@ -1,11 +1,12 @@
 """The package's floors (docs/architecture.md): what may import what, enforced on the source.
 
-    core < body < runtime < video < outputs < teachers < training < cli
+    core < body < runtime < video < outputs < runner < teachers < training < cli
 
 A module may import package modules from its own floor or a lower one, never a higher one (lazy imports
-inside functions count too). The run-time floors (core, body, runtime, video, outputs) never import torch,
-training, teachers or cli: the two exceptions are named below. Nothing imports the ``tools/`` scripts, and
-nothing edits ``sys.path`` (pyproject.toml makes the package importable).
+inside functions count too). The run-time floors (core, body, runtime, video, outputs, runner) never import
+torch, training, teachers or cli: the two exceptions are named below. Nothing imports the ``tools/`` scripts,
+nothing edits ``sys.path`` (pyproject.toml makes the package importable), and only ``cli`` parses arguments
+(argparse).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "instanthmr"
-FLOORS = ("core", "body", "runtime", "video", "outputs", "teachers", "training", "cli")
-RUNTIME_FLOORS = FLOORS[:5]
+FLOORS = ("core", "body", "runtime", "video", "outputs", "runner", "teachers", "training", "cli")
+RUNTIME_FLOORS = FLOORS[:6]
 TORCH_LIKE = {"torch", "torchvision", "timm", "rfdetr", "transformers", "peft"}
 # The only run-time files allowed to import torch, and why: MHR's differentiable forward (used by training),
 # and the torch RF-DETR detector (imports the rfdetr package when constructed, never at module import).
@@ -94,6 +95,27 @@ def test_runtime_floors_never_import_torch():
             if root in TORCH_LIKE and allowed != "anywhere" and (top or allowed is None):
                 bad.append(f"{rel}:{line}: imports {module}{' at module level' if top else ''}")
     assert not bad, "\n".join(bad)
+
+
+def test_only_the_command_line_parses_arguments():
+    """argparse lives in ``cli/``: the library takes configurations (dataclasses), never a Namespace or argv."""
+    bad = [f"{p.relative_to(PKG)}:{line}" for p in _package_files() if p.relative_to(PKG).parts[0] != "cli"
+           for module, line, _ in _imports(p) if module.split(".")[0] == "argparse"]
+    assert not bad, f"argparse outside instanthmr/cli: {bad}"
+
+
+#: What commands share: helpers, not commands (a command importing another makes import circles and argv glue).
+CLI_SHARED = {"instanthmr.cli.common", "instanthmr.cli.run_flags"}
+
+
+def test_commands_never_import_each_other():
+    bad = [f"{p.relative_to(PKG)}:{line}: imports {module}" for p in sorted((PKG / "cli").glob("*.py"))
+           for module, line, _ in _imports(p)
+           if module.startswith("instanthmr.cli") and module not in CLI_SHARED and module != "instanthmr.cli"]
+    bad += [f"{p.relative_to(PKG)}: imports instanthmr.cli" for p in sorted((PKG / "cli").glob("*.py"))
+            if any(m == "instanthmr.cli" for m, _, _ in _imports(p))]
+    assert not bad, "a command imports another command; move what they share into the library or cli/common:\n" \
+        + "\n".join(bad)
 
 
 def test_nothing_edits_sys_path():
@@ -226,10 +248,4 @@ def test_no_import_cycles():
     """No two package modules import each other, directly or through others, at module level or inside a
     function: each concept's home is below its users (a factory looks implementations up by name)."""
     cycles = _cycles(_import_graph())
-    # The batch job framework is moving out of cli/batch.py (issue 25 item 2, another change): until then its
-    # circle with the MediaPipe teacher's command is the one expected; any other circle fails.
-    expected = [["instanthmr.cli.annotate_mediapipe", "instanthmr.cli.batch"]]
-    others = [c for c in cycles if c not in expected]
-    assert not others, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in others)
-    if cycles:
-        pytest.xfail("cli/batch.py <-> cli/annotate_mediapipe.py: removed when the job framework leaves cli/")
+    assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)

@@ -7,8 +7,9 @@ import pytest
 from test_mhr_layer import _converted
 
 from instanthmr.body.mhr import MHRNumpy
-from instanthmr.cli import synth_mhr
-from instanthmr.cli.synth_mhr import ParamPrior, main, synth_sample, write_synth_shards
+from instanthmr.cli.synth_mhr import main
+from instanthmr.training.data import synth_mhr
+from instanthmr.training.data.synth_mhr import ParamPrior, synth_sample, write_synth_shards
 from instanthmr.core import geometry
 from instanthmr.core.skeleton import MHR70_INDEX
 from instanthmr.training.data.shards import ShardReader

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+from instanthmr.video.sources import media_kind
 
 
 def parse_part(text: str) -> tuple[int, int]:
@@ -46,7 +46,7 @@ def list_inputs(images: Path | None, video: Path | None, every: int) -> list[tup
     if images is not None:
         if not images.is_dir():
             raise FileNotFoundError(f"image folder not found: {images}")
-        files = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+        files = sorted(p for p in images.rglob("*") if media_kind(p) == "image")
         return [(str(p.relative_to(images)), i, p) for i, p in enumerate(files)]
     if not video.is_file():
         raise FileNotFoundError(f"video not found: {video}")

@@ -36,16 +36,16 @@ import argparse
 import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from instanthmr.cli.common import network_label, run_main, utc_stamp, write_json_report
+from instanthmr.cli.common import add_bench_flags, run_main, utc_stamp, write_json_report
 from instanthmr.core.paths import DEFAULT_MODEL, shared_data_dir
-from instanthmr.runtime.detector import Detections, PersonDetector
+from instanthmr.runner.speed import FixedBoxes
 from instanthmr.runtime.session import ModelLoadError
+from instanthmr.training.model_info import network_label
 from instanthmr.video.sources import SourceError
 
 LEVER_NAMES = ("threads", "resolution", "int8_detector", "int8_network", "async")
@@ -61,20 +61,6 @@ LEVERS = {  # variant -> which levers are on, in LEVER_NAMES order
     "optimised": (True, True, True, True, True),
 }
 VARIANTS = tuple(LEVERS)
-
-
-class FixedBoxes(PersonDetector):
-    """Runs ``inner`` (its full cost) and answers one fixed box: random-weight detectors find nobody real."""
-
-    def __init__(self, inner: PersonDetector, box):
-        super().__init__(0.0, 1)
-        self.inner, self.box = inner, np.asarray(box, np.float32).reshape(1, 4)
-        self.name = f"{inner.name} (fixed box)"
-        self.variant = getattr(inner, "variant", "")
-
-    def detect(self, image_rgb, frame_index=None):
-        self.inner.detect(image_rgb, frame_index)
-        return Detections(self.box, np.array([0.9], np.float32))
 
 
 def load_frames(path: str, count: int, size=(1280, 720)) -> list[np.ndarray]:
@@ -112,7 +98,7 @@ def prepare_models(args, cache: Path) -> dict:
         return dst
 
     def detector_at(res: int | None) -> Path:
-        from instanthmr.cli.export_detector import export_detector
+        from instanthmr.training.export_detector import export_detector
 
         dst = cache / f"rf-detr-{args.detector_variant}-{res or 'native'}-random.onnx"
         if not dst.is_file():
@@ -270,8 +256,10 @@ def run(args) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--video", default=None, help="video (default: the shared openpose_video.avi, 1280x720)")
-    p.add_argument("--model", default=None, help=f"InstantHMR fp32 ONNX (default: {DEFAULT_MODEL}, else random-init)")
+    add_bench_flags(p, video="video (default: the shared openpose_video.avi, 1280x720)",
+                    model=f"InstantHMR fp32 ONNX (default: {DEFAULT_MODEL}, else random-init)",
+                    threads=1, threads_help="threads lever: intra-op threads per model", cache_dir="instanthmr_perf",
+                    json_help="write every figure to this JSON file")
     p.add_argument("--random-init", action="store_true",
                    help="random-init export of --random-init-config (default instanthmr_repvit_m1_5)")
     p.add_argument("--random-init-config", default=None, help="architecture for --random-init")
@@ -285,15 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector-resolution", type=int, default=256, help="resolution lever (default: 256)")
     p.add_argument("--det-confidence", type=float, default=0.0, help="detection threshold (default: 0)")
     p.add_argument("--keep-boxes", action="store_true", help="use a random detector's own boxes")
-    p.add_argument("--threads", type=int, default=1, help="threads lever: intra-op threads per model (default: 1)")
     p.add_argument("--stride", type=int, default=3, help="detector stride (default: 3)")
     p.add_argument("--frames", type=int, default=30, help="measured frames per variant per round (default: 30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed frames per variant (default: 3)")
     p.add_argument("--rounds", type=int, default=3, help="round-robin rounds (default: 3)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
-    p.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "instanthmr_perf"),
-                   help="where exported/quantised files are kept between runs")
-    p.add_argument("--json", default=None, help="write every figure to this JSON file")
     return p
 
 

@@ -34,13 +34,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from instanthmr.cli.common import run_main, utc_stamp, write_json_report
+from instanthmr.cli.common import add_bench_flags, run_main, utc_stamp, write_json_report
 from instanthmr.core.errors import first_line
 from instanthmr.runtime.session import DEVICES, ModelLoadError, providers_for
 from instanthmr.video.sources import SourceError
@@ -90,7 +89,7 @@ def hmr_latency(files: dict[str, Path], batches: list[int], device: str, runs: i
     """One row per (precision, lever, batch): median / min ms per call and per person. A variant the runtime
     refuses (a CUDA graph needs every node on the GPU, say) gets a row with ``error`` and no times; the
     others are still measured."""
-    from instanthmr.cli.bench_model import blocked_round_robin_ms
+    from instanthmr.runner.speed import blocked_round_robin_ms
     from instanthmr.runtime.hmr import InstantHMR
 
     levers = [lv for lv in LEVERS if lv != "cuda_graph" or providers_for(device)[0] == "CUDAExecutionProvider"]
@@ -174,34 +173,29 @@ def decode_fps(path: Path, rounds: int = 3) -> dict:
 
 
 def end_to_end(video: Path, files: dict[str, Path], best: dict, args) -> dict:
-    """tools/bench.py on ``video`` with the fastest network variant; returns bench.run's report."""
-    from instanthmr.cli import bench
+    """The stride benchmark (``instanthmr.runner.speed``) on ``video`` with the fastest network variant."""
+    from instanthmr.runner.speed import StrideBenchmark, stride_benchmark
     from instanthmr.runtime.detector import resolve_rfdetr_weights
+    from instanthmr.runtime.session import RuntimeOptions
 
-    argv = ["--video", str(video), "--device", args.device, "--detector-stride", args.strides,
-            "--max-frames", str(args.frames - args.warmup), "--warmup", str(args.warmup),
-            "--detector-variant", args.detector_variant, "--threads", str(args.threads)]
-    argv += ["--model", str(files["fp32"])]  # the random-init export too: its fp16 copy lies beside it
-    argv += ["--detector", args.detector]
     random_det = args.detector == "rfdetr" and (args.random_detector or
                                                 not resolve_rfdetr_weights(args.detector_variant)[1])
-    if random_det:
-        argv += ["--random-detector", "--det-confidence", "0", "--max-persons", "1"]
-    else:
-        argv += ["--max-persons", str(args.max_persons)]
-    if best["precision"] == "fp16":
-        argv.append("--fp16")  # bench.py then runs <detector>.fp16.onnx too, for an exported detector
+    if best["precision"] == "fp16":  # an exported detector then runs its fp16 copy too
         det = Path(args.detector)
         if det.suffix.lower() == ".onnx" and not det.with_name(f"{det.stem}.fp16.onnx").is_file():
             from instanthmr.training.quantize import quantize
 
             print(f"wrote the detector's fp16 copy {quantize(det, mode='fp16')}", flush=True)
-    if best["lever"] != "plain":
-        argv.append("--io-binding")
-    if best["lever"] == "cuda_graph":
-        argv.append("--cuda-graph")
-    print("+ tools/bench.py " + " ".join(argv), flush=True)
-    return bench.run(bench.build_parser().parse_args(argv))
+    runtime = RuntimeOptions.from_flags(args.threads, fp16=best["precision"] == "fp16",
+                                        io_binding=best["lever"] != "plain", cuda_graph=best["lever"] == "cuda_graph")
+    print(f"+ stride benchmark: {best['precision']} + {best['lever']}, strides {args.strides}", flush=True)
+    # the random-init export too: its fp16 copy lies beside it
+    return stride_benchmark(StrideBenchmark(
+        video=str(video), model=str(files["fp32"]), device=args.device, detector=args.detector,
+        detector_variant=args.detector_variant, random_detector=random_det,
+        det_confidence=0.0 if random_det else 0.5, max_persons=1 if random_det else args.max_persons,
+        strides=tuple(int(v) for v in args.strides.split(",") if v.strip()),
+        max_frames=args.frames - args.warmup, warmup=args.warmup, runtime=runtime))
 
 
 def format_report(report: dict) -> str:
@@ -275,8 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     from instanthmr.training.model import DEFAULT_CONFIG
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--video", required=True, help="a clip with people (re-encoded at --height, looped)")
-    p.add_argument("--model", default=None, help="InstantHMR ONNX (default: random-init --config export)")
+    add_bench_flags(p, video="a clip with people (re-encoded at --height, looped)", video_required=True,
+                    model="InstantHMR ONNX (default: random-init --config export)", threads=0,
+                    cache_dir="instanthmr_bench_gpu",
+                    cache_help="where the random-init export, fp16 copy and re-encoded video are kept",
+                    json_help="write every figure to this JSON file")
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"architecture without --model (default: {DEFAULT_CONFIG})")
     p.add_argument("--device", default="cuda", choices=DEVICES, help="default: cuda")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8], help="network batches (default: 1 4 8)")
@@ -293,10 +290,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector-variant", default="nano", choices=list(RFDETR_VARIANTS))
     p.add_argument("--random-detector", action="store_true", help="RF-DETR with random weights even if a checkpoint exists")
     p.add_argument("--max-persons", type=int, default=8, help="persons per frame with a real detector (default: 8)")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (default: 0 = its choice)")
-    p.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "instanthmr_bench_gpu"),
-                   help="where the random-init export, fp16 copy and re-encoded video are kept")
-    p.add_argument("--json", default=None, help="write every figure to this JSON file")
     return p
 
 

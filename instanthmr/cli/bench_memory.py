@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr.cli.common import run_main, utc_stamp, write_json_report
+from instanthmr.cli.common import add_bench_flags, run_main, utc_stamp, write_json_report
 from instanthmr.core.paths import DEFAULT_MODEL, shared_data_dir
 from instanthmr.video.sources import SourceError
 
@@ -60,7 +60,7 @@ def frames_forever(path: str, size=(1280, 720)):
 
 
 def run(args) -> dict:
-    from instanthmr.cli.bench_e2e import FixedBoxes
+    from instanthmr.runner.speed import FixedBoxes
     from instanthmr.runtime.detector import OnnxDetector
     from instanthmr.runtime.pipeline import PosePipeline, load_hmr
     from instanthmr.runtime.session import RuntimeOptions
@@ -80,7 +80,7 @@ def run(args) -> dict:
     det_path, random_det = (Path(args.detector), False) if args.detector else (
         cache / "rf-detr-nano-native-random.onnx", True)
     if random_det and not det_path.is_file():
-        from instanthmr.cli.export_detector import export_detector
+        from instanthmr.training.export_detector import export_detector
 
         export_detector("nano", det_path, pretrained=False)
     if args.int8:
@@ -137,17 +137,16 @@ def run(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--video", default=None, help="clip to loop (default: the shared openpose_video.avi)")
-    p.add_argument("--model", default=None, help=f"InstantHMR ONNX (default: {DEFAULT_MODEL}, else random-init)")
+    add_bench_flags(p, video="clip to loop (default: the shared openpose_video.avi)",
+                    model=f"InstantHMR ONNX (default: {DEFAULT_MODEL}, else random-init)", threads=1,
+                    threads_help="intra-op threads per model (0 = ORT default)", cache_dir="instanthmr_perf",
+                    json_help="write the checkpoints and summary to this JSON file")
     p.add_argument("--random-init-config", default=None, help="architecture when no model is found")
     p.add_argument("--detector", default=None, help="RF-DETR .onnx (default: a random-weight nano export)")
     p.add_argument("--frames", type=int, default=2400, help="frames to run (default: 2400)")
     p.add_argument("--every", type=int, default=200, help="print RSS every N frames (default: 200)")
     p.add_argument("--settle", type=int, default=200, help="growth is measured from this frame (default: 200)")
     p.add_argument("--stride", type=int, default=30, help="detector stride (default: 30)")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads per model (default: 1; 0 = ORT default)")
     p.add_argument("--int8", action="store_true", help="int8 network (quantised once into --cache-dir)")
     p.add_argument("--async-detector", action="store_true", help="detector on its own thread")
-    p.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "instanthmr_perf"))
-    p.add_argument("--json", default=None, help="write the checkpoints and summary to this JSON file")
     return run_main(p, run, argv)

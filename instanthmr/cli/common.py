@@ -1,11 +1,12 @@
-"""What every benchmark shares: its ``main`` (the ``--json`` path checked before the run, known bad-input
-errors as one line, SIGTERM/SIGHUP like Ctrl-C), the report's time stamp and the ``--json`` file."""
+"""What the commands share: library field names as flags, the ``--random-init`` export, and for every
+benchmark its ``main`` (the ``--json`` path checked before the run, known bad-input errors as one line,
+SIGTERM/SIGHUP like Ctrl-C), its common flags, the report's time stamp and the ``--json`` file."""
 
 from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+import tempfile
 from pathlib import Path
 
 from instanthmr.core.faults import (
@@ -16,20 +17,60 @@ from instanthmr.core.faults import (
     stop_signals,
     write_text_atomic,
 )
+from instanthmr.runner.speed import utc_stamp  # noqa: F401 - the benchmarks' time stamp, one copy
 
 
-def utc_stamp() -> str:
-    """Now, as reports record it: ``2026-11-21 21:47 UTC``."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def flag_name(field: str) -> str:
+    """A configuration field as the command line spells it: ``save_json`` -> ``--save-json``."""
+    return "--" + field.replace("_", "-")
 
 
-def network_label(path: str | Path) -> str:
-    """The architecture an ONNX file names in its metadata (our exports write ``model_name``), else its file
-    name: what the benchmark tables print in their architecture column. Reads the file's metadata only."""
-    import onnx
+def random_init_model(model: str | None, config: str | None = None) -> Path:
+    """``--random-init``: a network of architecture ``config`` with random weights, exported to ONNX (cached;
+    first time ~30 s; needs torch). Raises ``ModelLoadError`` (one line) with ``--model`` too or without torch."""
+    from instanthmr.runtime.factory import RANDOM_BANNER
+    from instanthmr.runtime.session import ModelLoadError
 
-    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    return meta.get("model_name") or f"{Path(path).name} (no metadata)"
+    if model:
+        raise ModelLoadError("give either --model or --random-init, not both")
+    print(RANDOM_BANNER, file=sys.stderr)
+    print("exporting a random-init network (first time: ~30 s) ...", file=sys.stderr)
+    try:
+        from instanthmr.training.export import random_init_onnx
+
+        return random_init_onnx(config)
+    except ImportError as e:
+        raise ModelLoadError(f"--random-init needs torch and the training package ({e})") from None
+
+
+def looks_like_address(value: str) -> bool:
+    """``--ray ADDRESS``: ``auto``, ``local`` or ``HOST:PORT`` / ``ray://HOST:10001``, else an input path."""
+    return value in ("auto", "local") or ":" in value
+
+
+def add_bench_flags(p, *, video: str | None = None, video_required: bool = False, video_type=str,
+                    model: str | None = None, threads: int | None = None, threads_help: str = "",
+                    cache_dir: str | None = None, cache_help: str = "",
+                    json_help: str | None = "write the report to this JSON file") -> None:
+    """The flags every benchmark spells the same way: ``--video`` (``video``: its help; None = no such flag),
+    ``--model`` (help), ``--threads`` (``threads``: its default; 0 = ONNX Runtime's choice), ``--cache-dir``
+    (``cache_dir``: a folder name under the system's temporary folder, the default) and ``--json``
+    (``json_help`` None: none)."""
+    if video is not None:
+        p.add_argument("--video", required=video_required, default=None, type=video_type, metavar="PATH", help=video)
+    if model is not None:
+        p.add_argument("--model", default=None, metavar="PATH", help=model)
+    if threads is not None:
+        p.add_argument("--threads", type=int, default=threads, metavar="N",
+                       help=(threads_help or "ONNX Runtime intra-op threads per model, idle threads sleep")
+                       + f" (default: {threads}{' = its choice' if threads == 0 else ''})")
+    if cache_dir is not None:
+        default = Path(tempfile.gettempdir()) / cache_dir
+        p.add_argument("--cache-dir", default=str(default), metavar="DIR",
+                       help=(cache_help or "where exported, quantised and re-encoded files are kept between runs")
+                       + f" (default: {default})")
+    if json_help is not None:
+        p.add_argument("--json", default=None, metavar="PATH", help=json_help)
 
 
 def write_json_report(path: str | Path | None, report: dict) -> None:

@@ -48,7 +48,7 @@ def network_summary(path) -> str:
     """What an InstantHMR ONNX file holds (parameters, weight dtype, queries, input size, matching architecture;
     see tools/model_info.py), or why that cannot be said."""
     try:
-        from instanthmr.cli.model_info import describe_onnx
+        from instanthmr.training.model_info import describe_onnx
 
         return describe_onnx(path)
     except ImportError as e:  # the onnx package belongs to the training extra

@@ -22,7 +22,17 @@ import numpy as np
 
 from instanthmr.core.faults import MAX_CONSECUTIVE_FAILURES, FrameLog
 
+#: The media kinds by file extension (lower case): every photo and video reader in the package uses these.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def media_kind(path: str | Path) -> str | None:
+    """``"image"``, ``"video"`` or None, from the file extension alone (no file access)."""
+    ext = Path(path).suffix.lower()
+    return "image" if ext in IMAGE_EXTENSIONS else "video" if ext in VIDEO_EXTENSIONS else None
+
+
 #: A camera ends after this many failed reads in a row (a video after ``MAX_CONSECUTIVE_FAILURES`` frames
 #: in a row that fail to decode before its announced end).
 MAX_BAD_CAMERA_READS = 10

@@ -1,0 +1,272 @@
+"""One source through a pipeline into the outputs: :func:`run`, the loop the demo, batch jobs and user code share.
+
+    from instanthmr import RunConfig, create_pipeline, run
+    report = run(RunConfig(video="clip.mp4", save_json="out.json"))           # builds the pipeline it names
+    report = run(RunConfig(image="photo.jpg"), pipeline=create_pipeline("starter"), stop=threading.Event())
+
+Every output is written under a temporary name and renamed into place; the data files are complete, valid
+files from the first frame on (docs/demo.md). Progress and the end-of-run lines go to stdout, warnings to
+stderr, as the demo prints them.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from instanthmr.core.paths import STARTER_MODEL_NAME
+from instanthmr.outputs.records import JOINT_ORDER, UNITS
+from instanthmr.outputs.signals import StopSignals
+from instanthmr.outputs.sinks import CsvSink, JsonSink, Outputs, RerunSink, TrackFileSink, VideoSink
+from instanthmr.outputs.summary import Progress, print_run, source_summary
+from instanthmr.runner.config import OUTPUT_FIELDS, RunConfig
+from instanthmr.runtime.factory import RANDOM_BANNER, create_pipeline, pipeline_facts
+from instanthmr.video.sources import open_source
+
+#: Exit statuses (the demo's): done, bad input or model, bad arguments, nobody found in any frame; a run
+#: stopped by a signal ends with 128 + its number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; a stop event: 130).
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_PERSONS = 0, 1, 2, 3
+
+
+@dataclass
+class RunReport:
+    """What :func:`run` did. ``frames``: processed frames; ``people``: distinct track IDs (``tracks``);
+    ``files``: output kind (json, csv, npz, video, rrd, bvh, gltf) -> paths written; ``status``: done |
+    no_persons | stopped; ``exit_code``: the demo's (module constants); ``stopped_by``: the signal's name,
+    ``"stop event"`` or ``""``; ``model``: what ran (``"mediapipe"`` or the ``.onnx`` path)."""
+
+    frames: int = 0
+    people: int = 0
+    tracks: list[int] = field(default_factory=list)
+    files: dict[str, list[Path]] = field(default_factory=dict)
+    status: str = "done"
+    exit_code: int = EXIT_OK
+    stopped_by: str = ""
+    model: str = ""
+    summary: dict = field(default_factory=dict)
+
+
+def _say(config: RunConfig, *line, **kw) -> None:
+    """``print`` unless ``config.verbose`` is off (a batch worker: the manifest is its report)."""
+    if config.verbose:
+        print(*line, **kw)
+
+
+def open_meshes(config: RunConfig):
+    """The MHR mesh renderer when meshes were asked for, else None (one stderr line when the file is off)."""
+    if config.mhr_model is None and config.mhr_lod is None and not config.mhr_overlay:
+        return None
+    from instanthmr.body.mesh import MeshRenderer
+
+    return MeshRenderer.open(config.mhr_model, config.mhr_lod)
+
+
+def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopSignals) -> Outputs:
+    """The sinks ``config`` asks for (older files at their paths stay until new ones replace them)."""
+    data, images = [], []
+    try:
+        if config.save_json:
+            data.append(JsonSink(config.save_json, meta))
+        if config.save_csv:
+            data.append(CsvSink(config.save_csv))
+        if config.save_npz:
+            data.append(TrackFileSink("npz", config.save_npz, source.fps))
+        if config.save_bvh:
+            data.append(TrackFileSink("bvh", config.save_bvh, source.fps, rig=config.rig))
+        if config.save_gltf:
+            data.append(TrackFileSink("gltf", config.save_gltf, source.fps, rig=config.rig, image_size=source.size))
+        if config.out_video:
+            images.append(VideoSink(config.out_video, source.output_fps, source.size, config.mhr_overlay))
+        if config.save_rrd or config.viewer:
+            images.append(RerunSink(spawn=config.viewer, save_path=config.save_rrd, mesh_overlay=config.mhr_overlay))
+    except BaseException:
+        for sink in data + images:
+            sink.discard()
+        raise
+    mesh = open_meshes(config) if images or config.save_gltf else None
+    for sink in data:
+        if sink.kind == "gltf" and mesh is not None:
+            sink.options["mhr_model"] = mesh.model  # the skinned MHR body in the .glb
+    if not images and not config.save_gltf and (config.mhr_model or config.mhr_lod is not None or config.mhr_overlay):
+        _say(config, "[mhr] meshes need the viewer, --save-rrd, --out-video or --save-gltf; none of them is on",
+                     file=sys.stderr)
+    # source.fps, not the output fps: frame indices count source frames (frame_skip leaves gaps).
+    return Outputs(data, images, mesh, offline_fps=source.fps if smooth == "offline" else None, stop=stop,
+                   extra=lambda: source_summary(source))
+
+
+def open_stream(config: RunConfig, source):
+    """``stream="vmc[:HOST:PORT]"``: the live VMC sender (its own thread; never blocks the run), or None. A
+    video file is streamed on its own clock (real time, however fast it is processed)."""
+    if not config.stream:
+        return None
+    from instanthmr.outputs.vmc import VMCStreamer, parse_target
+
+    host, port = parse_target(config.stream)
+    _say(config, f"streaming: VMC to {host}:{port}")
+    return VMCStreamer(host, port, realtime=source.kind == "video")
+
+
+def open_config_source(config: RunConfig, max_frames: int | None):
+    return open_source(config.image, config.video, config.camera, frame_skip=config.frame_skip, max_frames=max_frames)
+
+
+def draw_offline(config: RunConfig, outputs: Outputs, quiet: bool) -> None:
+    """Offline smoothing: decode the source again and draw the image outputs from the smoothed results
+    (frames are not kept in memory)."""
+    n = outputs.frames
+    again = open_config_source(config, n)
+    progress = Progress(n, "offline outputs", quiet=quiet)
+    try:
+        outputs.replay(again, progress)
+    finally:
+        progress.finish()
+        again.close()
+
+
+def _describe(config: RunConfig, source, pipeline, facts: dict, smooth: str) -> dict:
+    """Print what runs (source, model, tracking) and return the JSON's ``meta``."""
+    det_desc = getattr(pipeline.detector, "variant", "")
+    stride = facts["stride"]
+    crops = (f"each person's next region from their landmarks (MediaPipe's rule), detector every {stride} "
+             "frame(s) for newcomers" if facts["mediapipe"] else
+             f"keypoint crops, detector at least every {stride} frame(s)" if pipeline.crops == "keypoints"
+             else f"detector every {stride} frame(s), boxes reused between")
+    _say(config, f"source: {source.kind} {source.name} ({source.size[0]}x{source.size[1]}, "
+                 f"{source.expected_frames if source.expected_frames is not None else '?'} frame(s) to process)")
+    what = pipeline.estimator.describe()
+    _say(config, f"model: {what}; detector: {pipeline.detector.name} {det_desc} "
+                 f"(stride {stride}, confidence {facts['confidence']})")
+    if facts["released"]:
+        _say(config, facts["released"])
+    _say(config, f"tracking: {crops}; smoothing: {smooth}"
+                 + (" (outputs are written after the whole video)" if smooth == "offline" else ""))
+    return {"source": config.source_name, "source_kind": source.kind,
+            "image_size": list(source.size), "fps": source.output_fps, "source_fps": source.fps,
+            "frame_skip": config.frame_skip,
+            "model": str(facts["model"]), "random_init": facts["random_init"], "provider": pipeline.estimator.provider,
+            "detector": pipeline.detector.name, "detector_variant": det_desc,
+            "detector_stride": stride, "det_confidence": facts["confidence"],
+            "keypoint_crops": pipeline.crops == "keypoints", "smooth": smooth, "units": UNITS,
+            "joint_order": JOINT_ORDER}
+
+
+class _StopEvent(Exception):
+    """The caller's stop event was set: the run ends like an interruption (frames done so far are kept)."""
+
+
+def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
+    """Run ``config``'s source through ``pipeline`` into its outputs; the :class:`RunReport`.
+
+    ``pipeline``: a built pipeline (reset here: nothing carries over from an earlier source; left open), else
+    the one ``config.pipeline`` names is built (after the source opens; closed at the end). ``stop``: a
+    ``threading.Event`` (checked between frames; when set the run ends with the frames done so far, status
+    "stopped"), an ``outputs.signals.StopSignals`` (the demo's signal handling), or None. Raises the one-line
+    errors of a bad source, model or output (``SourceError``, ``ModelLoadError``, ``ResultsWriteError``,
+    ``ValueError``) and does not validate ``config`` (call ``config.validate()`` first). ``config.focal_length``
+    is set on the pipeline for this run only."""
+    from instanthmr.video.tracking import TrackingPipeline
+
+    event = stop if stop is not None and hasattr(stop, "is_set") else None
+    signals = stop if isinstance(stop, StopSignals) else StopSignals(signals=())  # no handlers of its own
+    smooth = config.smoothing()
+    source = open_config_source(config, config.max_frames)
+    photos = source.kind == "images"  # unrelated photos: no boxes, tracks or smoothing carried between them
+    if photos and smooth != "none":
+        _say(config, f"smoothing: none for a folder of photos (--smooth {smooth} ignored)", file=sys.stderr)
+        smooth = "none"
+    outputs: Outputs | None = None
+    stream = None
+    interrupted, by_event = False, False
+    owned = pipeline is None
+    facts: dict = {}
+    focal_before = getattr(pipeline, "focal_length", None)  # a caller's pipeline gets its own focal back
+    t_start = time.monotonic()
+    try:
+        if owned:
+            pipeline = create_pipeline(replace(config.pipeline, keypoint_crops=config.keypoint_crops))
+        else:
+            pipeline.reset()
+        if config.focal_length is not None:
+            pipeline.focal_length = float(config.focal_length)
+        facts = pipeline_facts(pipeline)
+        # source.fps, not the output fps: frame indices count source frames (frame_skip leaves gaps).
+        tracking = TrackingPipeline.from_pipeline(pipeline, smooth="causal" if smooth == "causal" else "none",
+                                                  fps=source.fps)
+        meta = _describe(config, source, pipeline, facts, smooth)
+        outputs = open_outputs(config, meta, source, smooth, signals)
+        if facts["mediapipe"] and outputs.mesh is not None:  # asked for meshes, but nothing to draw them from
+            _say(config, f"[mhr] no meshes: the MediaPipe path predicts no MHR body-model parameters (--model "
+                         f"{STARTER_MODEL_NAME} or the released network does)", file=sys.stderr)
+        stream = open_stream(config, source)
+        quiet = config.quiet or source.kind == "image"
+        progress = Progress(source.expected_frames, source.kind, quiet=quiet)
+        try:
+            for frame in source:
+                if event is not None and event.is_set():
+                    raise _StopEvent
+                if photos:
+                    tracking.reset()
+                result = tracking(frame.image, frame.index, frame.time_s)
+                for stage in config.stages:
+                    result = stage(frame, result)
+                outputs.add(frame, result)
+                if stream is not None:
+                    stream.write(frame, result)
+                progress.update(result)
+        except KeyboardInterrupt:
+            interrupted = True
+        except _StopEvent:
+            interrupted = by_event = True
+        progress.finish()
+        if outputs.offline and outputs.frames:
+            try:
+                signals.arm()  # after a stop signal, a second one ends the drawing pass (the data files come first)
+                outputs.finish()
+                if outputs.image_sinks:
+                    draw_offline(config, outputs, quiet)
+            except KeyboardInterrupt:
+                interrupted = True
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        signals.disarm()  # from here on nothing interrupts the outputs being finished
+        try:
+            summary, written = outputs.close() if outputs is not None else ({}, {})
+        finally:
+            source.close()
+            if stream is not None:
+                stream.close()
+            if owned and pipeline is not None and hasattr(pipeline, "close"):
+                pipeline.close()
+            elif not owned and config.focal_length is not None:
+                pipeline.focal_length = focal_before
+    if facts.get("random_init"):
+        _say(config, RANDOM_BANNER, file=sys.stderr)
+    tracks = outputs.track_ids() if outputs is not None else []
+    report = RunReport(frames=outputs.frames if outputs is not None else 0, people=len(tracks), tracks=list(tracks),
+                       files={k: list(v) for k, v in written.items()}, model=str(facts.get("model", "")),
+                       summary=summary)
+    if report.frames and config.verbose:
+        requested = {kind: getattr(config, f) for kind, f in OUTPUT_FIELDS.items()}
+        print_run(summary, time.monotonic() - t_start, tracks, requested, written, source)
+    if stream is not None:
+        _say(config, stream.summary_line())
+    if len(signals.received) > 1:
+        _say(config, f"{len(signals.received) - 1} more stop signal(s) ignored while the outputs were finished",
+                     file=sys.stderr)
+    if interrupted:
+        report.status, report.exit_code = "stopped", signals.exit_code
+        report.stopped_by = signals.stopped_by if signals.received else "stop event" if by_event else ""
+        why = f"stopped by {report.stopped_by}" if report.stopped_by else "interrupted"
+        _say(config, f"{why} after {report.frames} frame(s); " + ("outputs keep them" if report.frames else
+                     "no output written (files already at the output paths are unchanged)"), file=sys.stderr)
+    elif report.frames and summary["frames_with_persons"] == 0:
+        det = pipeline.detector
+        hint = (f"the box file {det.path} has no box for these frames" if det.name == "boxes" else
+                f"detector {det.name}, confidence > {facts['confidence']}; try a lower --det-confidence")
+        _say(config, f"no person found in {source.kind} {source.name} ({hint})", file=sys.stderr)
+        report.status, report.exit_code = "no_persons", EXIT_NO_PERSONS
+    return report

@@ -1,0 +1,211 @@
+"""MediaPipe Pose itself (``mediapipe==0.10.21``'s legacy tracking solution, the reference the offline path is
+compared with) run in its own small virtual environment (it needs numpy<2), and our paths timed the same way:
+what ``tools/bench_mediapipe.py`` and ``tools/eval_offline.py`` share. Times are milliseconds per frame.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from instanthmr.core.paths import REPO_ROOT
+
+MEDIAPIPE_PIN = "mediapipe==0.10.21"
+DEFAULT_VENV = REPO_ROOT / ".venv-mp"
+
+#: Runs inside the MediaPipe venv: decodes frames [0, n) of a video (RGB), prints "ready", then for each
+#: number k read from stdin times ``pose.process`` on the next k frames and prints their ms as one JSON line
+#: (0 ends). One Pose object for the whole run: its tracking carries over from chunk to chunk.
+MEDIAPIPE_WORKER = r'''
+import json, sys, time
+import cv2
+import mediapipe as mp
+
+video, n, complexity = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+cap = cv2.VideoCapture(video)
+frames = []
+while len(frames) < n:
+    ok, f = cap.read()
+    if not ok:
+        break
+    frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+pose = mp.solutions.pose.Pose(static_image_mode=False, model_complexity=complexity)
+print("ready", len(frames), flush=True)
+i = 0
+for line in sys.stdin:
+    k = int(line)
+    if k <= 0:
+        break
+    ms, found = [], []
+    for rgb in frames[i:i + k]:
+        t0 = time.perf_counter()
+        res = pose.process(rgb)
+        ms.append((time.perf_counter() - t0) * 1e3)
+        found.append(res.pose_landmarks is not None)
+    i += k
+    print(json.dumps({"ms": ms, "found": found}), flush=True)
+pose.close()
+'''
+
+
+class MediaPipeVenvError(RuntimeError):
+    """The MediaPipe venv could not be built or does not run."""
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def ensure_mediapipe_venv(venv: str | Path = DEFAULT_VENV, quiet: bool = False) -> Path:
+    """The python of a virtual environment with ``mediapipe==0.10.21``; built (from the package registry)
+    when missing. Raises :class:`MediaPipeVenvError` with one line when it cannot be had."""
+    venv = Path(venv)
+    py = venv_python(venv)
+    check = [str(py), "-c", "import mediapipe, numpy; print(mediapipe.__version__)"]
+    if py.is_file():
+        res = subprocess.run(check, capture_output=True, text=True, timeout=120)
+        if res.returncode == 0 and res.stdout.strip() == MEDIAPIPE_PIN.split("==")[1]:
+            return py
+    if not quiet:
+        print(f"building {venv} with {MEDIAPIPE_PIN} (numpy<2) from the package registry (once, ~1-3 min) ...",
+              file=sys.stderr)
+    steps = [[sys.executable, "-m", "venv", str(venv)],
+             [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", MEDIAPIPE_PIN, "numpy<2"]]
+    for cmd in steps:
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise MediaPipeVenvError(f"could not run {cmd[0]}: {e}") from None
+        if res.returncode != 0:
+            lines = [ln for ln in (res.stderr or res.stdout).splitlines() if ln.strip()]
+            raise MediaPipeVenvError(f"building {venv} failed: {lines[-1] if lines else f'exit {res.returncode}'} "
+                                     f"(MediaPipe Pose needs {MEDIAPIPE_PIN}, which has wheels for Python 3.9-3.12)")
+    res = subprocess.run(check, capture_output=True, text=True, timeout=120)
+    if res.returncode != 0:
+        raise MediaPipeVenvError(f"{venv}: mediapipe does not import: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
+    return py
+
+
+def run_worker(py: Path, script: str, args: list[str], timeout: float = 1800) -> dict:
+    """Run ``script`` with the venv's python; its last stdout line is JSON."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(script)
+        path = f.name
+    try:
+        env = {**os.environ, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        res = subprocess.run([str(py), path, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    finally:
+        os.unlink(path)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    if res.returncode != 0 or not lines:
+        err = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        raise MediaPipeVenvError(f"MediaPipe worker failed: {err[-1] if err else f'exit {res.returncode}'}")
+    return json.loads(lines[-1])
+
+
+class MediaPipePoseWorker:
+    """MediaPipe Pose in the venv's python as a long-lived process, timed chunk by chunk (see
+    :data:`MEDIAPIPE_WORKER`), so both sides can alternate every few frames."""
+
+    def __init__(self, py: Path, video: Path, n: int, complexity: int = 1):
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+            f.write(MEDIAPIPE_WORKER)
+            self._script = f.name
+        env = {**os.environ, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        self.proc = subprocess.Popen([str(py), self._script, str(video), str(n), str(complexity)], env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        line = self.proc.stdout.readline()
+        if not line.startswith("ready"):
+            self.close()
+            raise MediaPipeVenvError(f"MediaPipe worker did not start (exit {self.proc.poll()})")
+
+    def next(self, k: int) -> dict:
+        self.proc.stdin.write(f"{k}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line.startswith("{"):
+            raise MediaPipeVenvError(f"MediaPipe worker stopped (exit {self.proc.poll()})")
+        return json.loads(line)
+
+    def close(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.proc.stdin.write("0\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+        finally:
+            os.unlink(self._script)
+
+
+def read_frames(video: Path, n: int) -> list[np.ndarray]:
+    """The first ``n`` frames, RGB (OpenCV decodes both sides' frames the same way)."""
+    import cv2
+
+    from instanthmr.video.sources import SourceError
+
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while len(frames) < n:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+    cap.release()
+    if not frames:
+        raise SourceError(f"cannot decode any frame of {video}")
+    return frames
+
+
+class Ours:
+    """One of our paths as the demo runs it per frame (TrackingPipeline, causal smoothing), timed chunk by
+    chunk: the MediaPipe path (``mediapipe_pipeline``), or with ``network`` (an InstantHMR ``.onnx``) the
+    network path with the MediaPipe person detector on every frame (the previous offline default)."""
+
+    def __init__(self, frames, max_persons: int, hands: bool, fps: float = 30.0, network: Path | None = None):
+        from instanthmr.runtime.mediapipe.estimator import mediapipe_pipeline
+        from instanthmr.runtime.pipeline import PosePipeline
+        from instanthmr.video.tracking import TrackingPipeline
+
+        self.frames, self.fps, self.i = frames, fps, 0
+        pipe = (PosePipeline.from_files(network, detector="mediapipe", max_persons=max_persons, crops="boxes")
+                if network else mediapipe_pipeline(hands=hands, max_persons=max_persons))
+        self.tracking = TrackingPipeline.from_pipeline(pipe, smooth="causal", fps=fps)
+
+    def next(self, k: int):
+        """``(ms, persons, detector_ran)`` lists for the next ``k`` frames."""
+        ms, persons, detected = [], [], []
+        for img in self.frames[self.i:self.i + k]:
+            t0 = time.perf_counter()
+            r = self.tracking(img, self.i, self.i / self.fps)
+            ms.append((time.perf_counter() - t0) * 1e3)
+            persons.append(len(r.persons))
+            detected.append(bool(r.detector_ran))
+            self.i += 1
+        return ms, persons, detected
+
+
+def frame_stats(ms) -> dict:
+    """Median / mean / p90 of per-frame ms, and the frame count."""
+    v = np.asarray(ms, np.float64)
+    return {"median": float(np.median(v)), "mean": float(v.mean()), "p90": float(np.percentile(v, 90)),
+            "frames": int(v.size)}
+
+
+def per_person_ms(ms, persons, detected) -> float | None:
+    """Slope of per-frame ms over persons per frame (least squares), frames where the detector ran left out;
+    None when the number of persons never changes."""
+    m = ~np.asarray(detected, bool)
+    x = np.asarray(persons, np.float64)[m]
+    y = np.asarray(ms, np.float64)[m]
+    if x.size < 3 or np.ptp(x) == 0:
+        return None
+    return float(np.polyfit(x, y, 1)[0])
