@@ -90,6 +90,11 @@ class HMRPrediction:
             ``"reused_box"`` (the last detection box, detector stride).
         confidence: in ``[0, 1]``: the detection score (what :class:`InstantHMR` sets), or for a keypoint-driven
             crop the agreement between the crop and the joints found in it; ``None`` means ``score``.
+        joints_3d_world: (70, 3) the joints in the world frame (metres, Y up, the floor at y = 0, root motion
+            and foot lock applied); ``None`` unless :class:`~instanthmr.video.ground_stage.GroundStage` ran.
+        contacts: ``{foot point: {"contact": bool, "confidence": float}}`` for ``left_heel``,
+            ``left_big_toe``, ``left_ankle`` and the right ones (confidence in the state given, [0, 1]);
+            ``None`` likewise.
     """
 
     box: np.ndarray
@@ -107,6 +112,8 @@ class HMRPrediction:
     track_id: int | None = None
     source: str = "detector"
     confidence: float | None = None
+    joints_3d_world: np.ndarray | None = None
+    contacts: dict | None = None
 
     @property
     def bbox(self) -> np.ndarray:

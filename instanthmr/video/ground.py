@@ -1,0 +1,721 @@
+"""The floor, gravity, foot contacts and root motion, from the people themselves (numpy only).
+
+Frames and units used everywhere here:
+
+* **camera frame**: metres, x right, y down, z forward (the frame of ``joints_3d_cam``).
+* **a floor** (:class:`Floor`): ``normal`` a unit vector pointing *up*, in the camera frame, and
+  ``camera_height`` metres, the camera centre's height above the floor. The height of a camera-frame point
+  ``X`` above the floor is ``normal . X + camera_height``.
+* **world frame** (:class:`WorldFrame`): metres, Y up, the floor at y = 0, the origin on the floor under the
+  first position of the first track; +Z points from the scene towards the camera (the camera's forward
+  direction laid on the floor, reversed) and +X = Y x Z (the camera's right, laid on the floor).
+
+The pieces are small and pure; :mod:`instanthmr.video.ground_stage` puts them together per frame (live,
+causal) or over a whole file (two-sided).
+
+* :func:`contact_probability`, :class:`ContactDetector` (causal) and :func:`contacts_offline` (two-sided):
+  foot contact per foot point from its height above the floor and its speed over a few frames, with
+  hysteresis, a minimum duration and a confidence.
+* :class:`FloorEstimator`: collects stationary-foot episodes of every track, fits the floor (RANSAC on
+  episode medians, then a weighted refinement whose normal is pulled towards the bodies' up direction),
+  freezes it when stable and re-estimates it when the residuals say the camera moved or the shot cut.
+  Before that, :func:`provisional_floor` (body up + a low percentile of foot height), flagged provisional.
+* :class:`FootLock` (causal) and :func:`lock_track_offline` (two-sided): root motion with the horizontal
+  drift taken out by the contacting feet (pulled back towards the measured root slowly), feet held in place
+  during contact by a two-bone leg IK (:func:`two_bone_ik`), blended in and out, no foot below the floor.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from instanthmr.core.skeleton import MHR70_INDEX
+
+# --------------------------------------------------------------------------------------------------
+# Data: the foot points, their height above the floor when the foot stands flat, their legs
+# --------------------------------------------------------------------------------------------------
+
+#: The foot points contacts are reported for: output name -> MHR70 joint name.
+FOOT_POINTS: dict[str, str] = {
+    "left_heel": "left_heel", "left_big_toe": "left_big_toe_tip", "left_ankle": "left_ankle",
+    "right_heel": "right_heel", "right_big_toe": "right_big_toe_tip", "right_ankle": "right_ankle",
+}
+CONTACT_NAMES: tuple[str, ...] = tuple(FOOT_POINTS)
+FOOT_JOINTS = np.array([MHR70_INDEX[j] for j in FOOT_POINTS.values()])
+#: Height (m) of each foot point above the floor when the foot stands flat on it (MHR70's heel and big-toe
+#: tip sit on the sole's surface, the ankle joint about 8 cm up).
+REST_HEIGHT_M = np.array([0.02, 0.02, 0.08, 0.02, 0.02, 0.08])
+#: The foot points whose resting positions the floor is fitted to (heels, big toes: the sole).
+FLOOR_POINTS = np.array([0, 1, 3, 4])
+#: Which foot (0 left, 1 right) each foot point belongs to.
+FOOT_SIDE = np.array([0, 0, 0, 1, 1, 1])
+#: Leg chains per side as MHR70 indices: (hip, knee, ankle), and the foot points moved with the ankle.
+LEGS = ((MHR70_INDEX["left_hip"], MHR70_INDEX["left_knee"], MHR70_INDEX["left_ankle"]),
+        (MHR70_INDEX["right_hip"], MHR70_INDEX["right_knee"], MHR70_INDEX["right_ankle"]))
+FOOT_MEMBERS = tuple(np.array([MHR70_INDEX[f"{s}_{n}"] for n in ("heel", "big_toe_tip", "small_toe_tip")])
+                     for s in ("left", "right"))
+_HIPS = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
+_SHOULDERS = [MHR70_INDEX["left_shoulder"], MHR70_INDEX["right_shoulder"]]
+
+
+@dataclass(frozen=True)
+class ContactConfig:
+    """Contact thresholds. Heights are above the point's resting height (:data:`REST_HEIGHT_M`), metres;
+    speeds metres per second over ``speed_window_s``. A contact starts below both ``*_on`` values and ends
+    above either ``*_off`` value (hysteresis); a new state must hold ``min_frames`` frames to be taken."""
+
+    height_on: float = 0.06
+    height_off: float = 0.11
+    speed_on: float = 0.35
+    speed_off: float = 0.7
+    speed_window_s: float = 0.2
+    depth_weight: float = 0.3  # share of the camera-frame depth in a displacement (depth jitters most)
+    min_frames: int = 3
+
+
+# --------------------------------------------------------------------------------------------------
+# Small geometry
+# --------------------------------------------------------------------------------------------------
+
+def _unit(v: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    v = np.asarray(v, np.float64)
+    return v / max(float(np.linalg.norm(v)), eps)
+
+
+def body_up(joints: np.ndarray) -> np.ndarray | None:
+    """The body's up direction (unit, same frame as ``joints (70, 3)``): from the middle of the soles (heels
+    and big toes; the ankles when those are missing) to the middle of hips and shoulders, a stand-in for the
+    centre of mass, which balance keeps above the feet; ``None`` when those joints are missing. The
+    estimator's 3D is metric and camera-aligned, so in the camera frame this points against gravity whatever
+    the focal length: on the mocap takes of tools/eval_ground.py its mean over a take is within 1.2 degrees of
+    the true up (mid-hip to mid-shoulder alone: up to 13.5 degrees, on a bowing take)."""
+    j = np.asarray(joints, np.float64)
+    sole = j[FOOT_JOINTS[FLOOR_POINTS]]
+    sole = sole[np.isfinite(sole).all(1)]
+    if len(sole) == 0:
+        sole = j[FOOT_JOINTS[[2, 5]]]
+    v = np.concatenate([j[_SHOULDERS], j[_HIPS]]).mean(0) - sole.mean(0)
+    n = float(np.linalg.norm(v))
+    return v / n if np.isfinite(n) and n > 1e-6 else None
+
+
+class WindowSpeed:
+    """Speed (m/s) of a few points over about ``window_s`` seconds, causally: each call gives the positions
+    ``(n, 3)`` of one frame at ``time_s``; the speed is the displacement since the oldest frame of the
+    window (the previous frame when the window holds no older one), 0 on the first call. Averaging over a
+    few frames keeps per-frame jitter from reading as motion. ``depth_weight`` scales the camera-frame z
+    (depth) part of each displacement: a monocular estimate's depth jitters several times more than its x, y."""
+
+    def __init__(self, window_s: float, depth_weight: float = 1.0):
+        self.window_s = float(window_s)
+        self.scale = np.array([1.0, 1.0, float(depth_weight)])
+        self.history: deque = deque(maxlen=64)  # (time_s, positions)
+
+    def __call__(self, time_s: float, positions: np.ndarray) -> np.ndarray:
+        positions = np.asarray(positions, np.float64)
+        older = [(t, p) for t, p in self.history if t < time_s]
+        self.history.append((float(time_s), positions))
+        if not older:
+            return np.zeros(len(positions))
+        inside = [(t, p) for t, p in older if time_s - t <= self.window_s + 1e-9]
+        t_old, p_old = inside[0] if inside else older[-1]
+        return np.linalg.norm((positions - p_old) * self.scale, axis=-1) / (time_s - t_old)
+
+
+def angle_deg(a, b) -> float:
+    """Angle between two vectors, degrees."""
+    c = float(np.dot(_unit(a), _unit(b)))
+    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+
+
+@dataclass(frozen=True)
+class Floor:
+    """A floor plane in the camera frame: ``normal`` (3,) unit, pointing up; ``camera_height`` metres (the
+    camera centre's height above it); ``provisional`` while it is the fallback, not a fit."""
+
+    normal: np.ndarray
+    camera_height: float
+    provisional: bool = False
+
+    def height(self, points: np.ndarray) -> np.ndarray:
+        """Height (m) above the floor of camera-frame points ``(..., 3)``."""
+        return np.asarray(points, np.float64) @ self.normal + self.camera_height
+
+    def record(self) -> dict:
+        """The per-frame ``ground`` JSON record."""
+        return {"normal_cam": [round(float(x), 5) for x in self.normal],
+                "camera_height_m": round(float(self.camera_height), 4), "provisional": bool(self.provisional)}
+
+    @classmethod
+    def parse(cls, text: str) -> "Floor":
+        """``"nx,ny,nz,h"`` (camera frame, the normal pointing up, h the camera height in metres; ``--floor``).
+        Raises ``ValueError`` with one line."""
+        try:
+            v = [float(x) for x in str(text).split(",")]
+        except ValueError:
+            v = []
+        if len(v) != 4 or not np.all(np.isfinite(v)) or np.linalg.norm(v[:3]) < 1e-6:
+            raise ValueError(f"--floor takes 'nx,ny,nz,h': the floor's up normal in the camera frame (x right, y "
+                             f"down, z forward; level camera: 0,-1,0) and the camera height in metres, got {text!r}")
+        return cls(_unit(v[:3]), float(v[3]))
+
+
+def plane_from_points(p: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """The plane through 3 points as ``(unit normal, d)`` with ``normal . X + d = 0``; None if degenerate."""
+    n = np.cross(p[1] - p[0], p[2] - p[0])
+    s = float(np.linalg.norm(n))
+    if s < 1e-9:
+        return None
+    n = n / s
+    return n, -float(n @ p[0])
+
+
+def fit_plane_weighted(points: np.ndarray, weights: np.ndarray, up: np.ndarray,
+                       prior: float = 0.0) -> tuple[np.ndarray, float]:
+    """Weighted least-squares plane through ``points (N, 3)`` whose normal is pulled towards ``up`` (unit):
+    minimises ``sum w (n.p + d)^2 + prior * sum(w) * (1 - (n.up)^2)``. The prior fixes what the points leave
+    free (one person walking on a line leaves the roll about that line free). Returns ``(n, d)``, n pointing
+    along ``up``."""
+    w = np.asarray(weights, np.float64)
+    w = w / max(w.sum(), 1e-12)
+    c = (w[:, None] * points).sum(0)
+    q = points - c
+    cov = (w[:, None] * q).T @ q + prior * (np.eye(3) - np.outer(up, up))
+    n = np.linalg.eigh(cov)[1][:, 0]
+    if n @ up < 0:
+        n = -n
+    return n, -float(n @ c)
+
+
+# --------------------------------------------------------------------------------------------------
+# Contacts
+# --------------------------------------------------------------------------------------------------
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -40, 40)))
+
+
+def contact_probability(height: np.ndarray, speed: np.ndarray, cfg: ContactConfig = ContactConfig()) -> np.ndarray:
+    """How likely each foot point touches the floor, in [0, 1], from ``height`` (m above its resting height)
+    and ``speed`` (m/s): a soft version of the thresholds, 0.5 in the middle of each hysteresis band."""
+    h_mid, v_mid = (cfg.height_on + cfg.height_off) / 2, (cfg.speed_on + cfg.speed_off) / 2
+    h_s, v_s = (cfg.height_off - cfg.height_on) / 4, (cfg.speed_off - cfg.speed_on) / 4
+    return _sigmoid((h_mid - np.asarray(height)) / h_s) * _sigmoid((v_mid - np.asarray(speed)) / v_s)
+
+
+def _candidate(state: np.ndarray, height: np.ndarray, speed: np.ndarray, cfg: ContactConfig) -> np.ndarray:
+    """The hysteresis rule: what each point's state would be now, given its current ``state``."""
+    on = (height < cfg.height_on) & (speed < cfg.speed_on)
+    off = (height > cfg.height_off) | (speed > cfg.speed_off)
+    return np.where(state, ~off, on)
+
+
+class ContactDetector:
+    """Causal foot contact of one track: :meth:`update` per frame with the foot points' heights above their
+    resting heights (m) and camera-frame positions (m, for the speed). Speeds are over the last
+    ``cfg.speed_window_s`` seconds; a state change is taken after ``cfg.min_frames`` frames agree (so it
+    comes that many frames late). NaN heights (no floor, or a missing joint) leave the state as it is."""
+
+    def __init__(self, cfg: ContactConfig = ContactConfig(), n: int = len(FOOT_POINTS)):
+        self.cfg = cfg
+        self.state = np.zeros(n, bool)
+        self.pending = np.zeros(n, int)  # frames the other state has been the candidate
+        self.speed = WindowSpeed(cfg.speed_window_s, cfg.depth_weight)
+
+    def update(self, time_s: float, heights: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(contact (n,) bool, confidence (n,))``: confidence in the state reported (P(contact) for a
+        contact, 1 - P(contact) otherwise; :func:`contact_probability`)."""
+        speed = self.speed(time_s, positions)
+        known = np.isfinite(heights) & np.isfinite(speed)
+        h = np.where(known, heights, np.inf)
+        cand = _candidate(self.state, h, np.where(known, speed, np.inf), self.cfg)
+        differ = known & (cand != self.state)
+        self.pending = np.where(differ, self.pending + 1, 0)
+        flip = self.pending >= self.cfg.min_frames
+        self.state = np.where(flip, ~self.state, self.state)
+        self.pending[flip] = 0
+        p = np.where(known, contact_probability(h, speed, self.cfg), 0.0)
+        return self.state.copy(), np.where(self.state, p, 1.0 - p)
+
+
+def speeds_centred(times: np.ndarray, positions: np.ndarray, window_s: float, depth_weight: float = 1.0) -> np.ndarray:
+    """Two-sided speed (m/s) of ``positions (T, n, 3)`` at ``times (T,)``: the displacement over about
+    ``window_s`` centred on each frame (one-sided at the ends); ``depth_weight`` as :class:`WindowSpeed`."""
+    t = np.asarray(times, np.float64)
+    n = len(t)
+    lo = np.searchsorted(t, t - window_s / 2, "left")
+    hi = np.searchsorted(t, t + window_s / 2, "right") - 1
+    lo, hi = np.minimum(lo, np.arange(n)), np.maximum(hi, np.arange(n))
+    same = hi == lo
+    lo = np.where(same, np.maximum(np.arange(n) - 1, 0), lo)
+    hi = np.where(same, np.minimum(np.arange(n) + 1, n - 1), hi)
+    dt = np.maximum(t[hi] - t[lo], 1e-9)
+    v = np.linalg.norm((positions[hi] - positions[lo]) * [1.0, 1.0, depth_weight], axis=-1) / dt[:, None]
+    return np.where((hi > lo)[:, None], v, 0.0)
+
+
+def _drop_short_runs(x: np.ndarray, min_len: int) -> np.ndarray:
+    """``x (T,)`` bool with runs (of either value) shorter than ``min_len`` flipped to their neighbours'."""
+    x = x.copy()
+    if len(x) == 0 or min_len <= 1:
+        return x
+    for value in (True, False):  # short contacts go first, then short gaps between contacts
+        edges = np.flatnonzero(np.diff(np.r_[False, x == value, False].astype(int)))
+        for a, b in zip(edges[::2], edges[1::2]):
+            if b - a < min_len and a > 0 and b < len(x):
+                x[a:b] = not value
+            elif b - a < min_len and value and (a == 0 or b == len(x)):
+                x[a:b] = False
+    return x
+
+
+def contacts_offline(times: np.ndarray, heights: np.ndarray, positions: np.ndarray,
+                     cfg: ContactConfig = ContactConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided contacts of one track over a whole file: ``heights (T, n)`` above the resting heights (m),
+    ``positions (T, n, 3)`` camera frame (m). Centred speeds, the same hysteresis, then runs shorter than
+    ``min_frames`` removed on both sides (no delay). Returns ``(contact (T, n), confidence (T, n))``."""
+    speed = speeds_centred(times, positions, cfg.speed_window_s, cfg.depth_weight)
+    known = np.isfinite(heights) & np.isfinite(speed)
+    h = np.where(known, heights, np.inf)
+    v = np.where(known, speed, np.inf)
+    state = np.zeros(heights.shape, bool)
+    cur = np.zeros(heights.shape[1], bool)
+    for i in range(len(times)):
+        cur = _candidate(cur, h[i], v[i], cfg)
+        state[i] = cur
+    for k in range(state.shape[1]):
+        state[:, k] = _drop_short_runs(state[:, k], cfg.min_frames)
+    p = np.where(known, contact_probability(h, v, cfg), 0.0)
+    return state, np.where(state, p, 1.0 - p)
+
+
+# --------------------------------------------------------------------------------------------------
+# The floor
+# --------------------------------------------------------------------------------------------------
+
+def provisional_floor(ups: np.ndarray, foot_points: np.ndarray, percentile: float = 5.0) -> Floor | None:
+    """The fallback floor before a fit converges: the normal is the mean body up direction (:func:`body_up`) (``ups (N, 3)``,
+    camera frame), the height puts a low ``percentile`` of the sole points ``(M, 3)`` (camera frame, metres)
+    at their resting height. ``provisional=True``; None without data."""
+    ups = np.asarray(ups, np.float64).reshape(-1, 3)
+    pts = np.asarray(foot_points, np.float64).reshape(-1, 3)
+    ups, pts = ups[np.isfinite(ups).all(1)], pts[np.isfinite(pts).all(1)]
+    if len(ups) == 0 or len(pts) == 0:
+        return None
+    n = _unit(ups.mean(0))
+    s = pts @ n  # up-coordinate of each sole point; the floor is below the lowest ones
+    return Floor(n, float(-np.percentile(s, percentile) + REST_HEIGHT_M[0]), provisional=True)
+
+
+@dataclass(frozen=True)
+class FloorConfig:
+    """How the floor is fitted. Distances in metres, angles in degrees, durations in seconds."""
+
+    stationary_speed: float = 0.3  # a sole point slower than this (m/s) ...
+    speed_window_s: float = 0.2  # ... over this long may be standing
+    lowest_margin: float = 0.1  # ... and no higher than this above its body's lowest sole point (along up)
+    min_episode_s: float = 0.2  # an episode shorter than this is not used
+    max_episode_s: float = 1.0  # a long stand is cut into episodes of this length (each one a sample)
+    min_episodes: int = 6  # episodes before the first fit
+    min_spread: float = 0.3  # m: the episodes must cover at least this much floor
+    ransac_iters: int = 200
+    inlier_m: float = 0.05
+    max_tilt_deg: float = 30.0  # a plane this far from the bodies' up direction is rejected
+    prior: float = 0.05  # fit_plane_weighted's pull towards the bodies' up (m^2 per unit of 1 - cos^2)
+    stable_deg: float = 1.0  # fits within this angle ...
+    stable_m: float = 0.03  # ... and this camera height of the previous one count as stable
+    stable_fits: int = 3  # this many stable fits in a row freeze the floor
+    moved_m: float = 0.12  # a frozen floor is re-estimated when new episodes sit this far off it ...
+    moved_count: int = 4  # ... this many in a row
+    keep: int = 400  # episodes kept (the oldest go)
+    refit_every_s: float = 1.0  # fit at most this often until frozen
+
+
+@dataclass
+class _Episode:
+    points: list = field(default_factory=list)  # camera-frame positions (m)
+    start: float = 0.0
+
+
+class FloorEstimator:
+    """The floor from every track's standing feet (causal; a static camera).
+
+    :meth:`observe` per person per frame with their joints in the camera frame; :attr:`floor` is the current
+    estimate: ``None``, then :func:`provisional_floor` (``provisional=True``), then a fit (RANSAC on episode
+    medians within ``max_tilt_deg`` of the bodies' up, then :func:`fit_plane_weighted` on the inliers),
+    frozen after ``stable_fits`` agreeing fits. A frozen floor that ``moved_count`` new episodes in a row
+    sit ``moved_m`` off is dropped and re-fitted from those episodes on (the camera moved, or the shot cut).
+    :meth:`fit_all` fits a whole file at once (two-sided).
+    """
+
+    def __init__(self, cfg: FloorConfig = FloorConfig(), seed: int = 0):
+        self.cfg = cfg
+        self.rng = np.random.default_rng(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        self.episodes: deque = deque(maxlen=self.cfg.keep)  # (median point (3,), weight, time_s)
+        self.open: dict[tuple[int, int], _Episode] = {}
+        self.speeds: dict[int, WindowSpeed] = {}  # per track, of its sole points
+        self.ups: deque = deque(maxlen=600)
+        self.lows: deque = deque(maxlen=600)
+        self.floor: Floor | None = None
+        self.frozen = False
+        self.stable = 0
+        self.off = 0
+        self.next_fit = -np.inf
+        self.fits = 0
+        self.refits = 0  # times a frozen floor was dropped
+
+    # ---- evidence -------------------------------------------------------------------------------
+    def observe(self, track_id: int, time_s: float, joints_cam: np.ndarray) -> None:
+        """One person on one frame: ``joints_cam (70, 3)`` camera frame, metres (NaN for missing joints)."""
+        j = np.asarray(joints_cam, np.float64)
+        up = body_up(j)
+        sole = j[FOOT_JOINTS[FLOOR_POINTS]]
+        if up is None or not np.isfinite(sole).any():
+            return
+        self.ups.append(up)
+        self.lows.append(sole[np.isfinite(sole).all(1)])
+        speed = self.speeds.setdefault(track_id, WindowSpeed(self.cfg.speed_window_s, 0.3))(time_s, sole)
+        if len(self.speeds[track_id].history) < 2:
+            return
+        s = sole @ up
+        lowest = np.nanmin(s) if np.isfinite(s).any() else np.nan
+        still = np.isfinite(speed) & (speed < self.cfg.stationary_speed) & (s < lowest + self.cfg.lowest_margin)
+        for k in range(len(FLOOR_POINTS)):
+            key = (track_id, k)
+            ep = self.open.get(key)
+            if still[k]:
+                if ep is None:
+                    ep = self.open[key] = _Episode(start=time_s)
+                ep.points.append(sole[k])
+                if time_s - ep.start >= self.cfg.max_episode_s:
+                    self._close(key, time_s)
+            elif ep is not None:
+                self._close(key, time_s)
+        if time_s >= self.next_fit:
+            self.update(time_s)
+
+    def end_track(self, track_id: int, time_s: float) -> None:
+        """A track ended: its open episodes are closed."""
+        for key in [k for k in self.open if k[0] == track_id]:
+            self._close(key, time_s)
+        self.speeds.pop(track_id, None)
+
+    def _close(self, key, time_s: float) -> None:
+        ep = self.open.pop(key)
+        if time_s - ep.start >= self.cfg.min_episode_s and len(ep.points) >= 2:
+            pts = np.array(ep.points)
+            self._add(np.median(pts, 0), float(len(pts)), time_s)
+
+    def _add(self, point: np.ndarray, weight: float, time_s: float) -> None:
+        self.episodes.append((point, weight, time_s))
+        if self.frozen and self.floor is not None:
+            if abs(float(self.floor.height(point)) - REST_HEIGHT_M[0]) > self.cfg.moved_m:
+                self.off += 1
+            else:
+                self.off = 0
+            if self.off >= self.cfg.moved_count:  # the camera moved or the shot cut: start again from here
+                recent = list(self.episodes)[-self.off:]
+                self.episodes.clear()
+                self.episodes.extend(recent)
+                self.frozen, self.stable, self.off, self.next_fit = False, 0, 0, -np.inf
+                self.refits += 1
+
+    # ---- fitting ---------------------------------------------------------------------------------
+    def up(self) -> np.ndarray | None:
+        """The bodies' mean up direction (camera frame, unit), or None."""
+        return _unit(np.mean(self.ups, 0)) if self.ups else None
+
+    def fit(self, points: np.ndarray, weights: np.ndarray, up: np.ndarray) -> Floor | None:
+        """RANSAC then the weighted, up-pulled refinement on episode medians ``points (N, 3)`` (camera frame);
+        None when there are too few, too clustered or no plane near ``up``."""
+        cfg = self.cfg
+        n_pts = len(points)
+        if n_pts < cfg.min_episodes:
+            return None
+        spread = np.linalg.norm(points - np.median(points, 0), axis=1)
+        if np.percentile(spread, 90) < cfg.min_spread / 2:
+            return None
+        cos_max = np.cos(np.radians(cfg.max_tilt_deg))
+        best, best_score = None, -1.0
+        for _ in range(cfg.ransac_iters):
+            plane = plane_from_points(points[self.rng.choice(n_pts, 3, replace=False)])
+            if plane is None:
+                continue
+            n, d = plane
+            if abs(n @ up) < cos_max:
+                continue
+            inl = np.abs(points @ n + d) < cfg.inlier_m
+            score = weights[inl].sum()
+            if score > best_score:
+                best, best_score = inl, score
+        if best is None or best.sum() < 3:  # no 3 points span a plausible plane: the up direction and all points
+            best = np.abs(points @ up - np.median(points @ up)) < 2 * cfg.inlier_m
+        if best.sum() < 3:
+            return None
+        n, d = fit_plane_weighted(points[best], weights[best], up, cfg.prior)
+        if angle_deg(n, up) > cfg.max_tilt_deg:
+            return None
+        return Floor(n, d + REST_HEIGHT_M[0])  # the sole points rest REST_HEIGHT_M above the floor
+
+    def update(self, time_s: float) -> Floor | None:
+        """Fit again now (until frozen; at most every ``refit_every_s``) or fall back to the provisional
+        floor; returns :attr:`floor`."""
+        self.next_fit = time_s + self.cfg.refit_every_s
+        if self.frozen:
+            return self.floor
+        up = self.up()
+        fitted = None
+        if up is not None and len(self.episodes) >= self.cfg.min_episodes:
+            pts = np.array([e[0] for e in self.episodes])
+            w = np.array([e[1] for e in self.episodes])
+            fitted = self.fit(pts, w, up)
+        if fitted is None:
+            if self.floor is None or self.floor.provisional:
+                self.floor = provisional_floor(np.array(self.ups), np.concatenate(list(self.lows) or [np.zeros((0, 3))]))
+            return self.floor
+        self.fits += 1
+        prev = self.floor
+        if prev is not None and not prev.provisional and angle_deg(prev.normal, fitted.normal) < self.cfg.stable_deg \
+                and abs(prev.camera_height - fitted.camera_height) < self.cfg.stable_m:
+            self.stable += 1
+        else:
+            self.stable = 0
+        self.floor = fitted
+        self.frozen = self.stable + 1 >= self.cfg.stable_fits
+        return self.floor
+
+    def fit_all(self) -> Floor | None:
+        """Everything observed so far in one fit (two-sided use: call after observing a whole file)."""
+        for key in list(self.open):
+            self._close(key, np.inf)
+        up = self.up()
+        if up is not None and len(self.episodes) >= self.cfg.min_episodes:
+            pts = np.array([e[0] for e in self.episodes])
+            f = self.fit(pts, np.array([e[1] for e in self.episodes]), up)
+            if f is not None:
+                self.floor, self.frozen = f, True
+                return f
+        self.floor = provisional_floor(np.array(self.ups), np.concatenate(list(self.lows) or [np.zeros((0, 3))]))
+        return self.floor
+
+
+# --------------------------------------------------------------------------------------------------
+# The world frame
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WorldFrame:
+    """Camera frame -> world frame (Y up, the floor at y = 0, metres; see the module docstring):
+    ``world = rotation @ (cam - origin)``. ``rotation`` rows are the world X, Y, Z axes in the camera frame;
+    ``origin`` is the world origin in the camera frame (on the floor)."""
+
+    rotation: np.ndarray
+    origin: np.ndarray
+
+    @classmethod
+    def from_floor(cls, floor: Floor, anchor_cam: np.ndarray) -> "WorldFrame":
+        """The world frame of ``floor`` with its origin on the floor under ``anchor_cam`` (camera frame, m:
+        the first position of the first track) and +Z the camera's forward direction laid on the floor,
+        reversed (towards the camera)."""
+        y = _unit(floor.normal)
+        fwd = np.array([0.0, 0.0, 1.0]) - y[2] * y
+        if np.linalg.norm(fwd) < 1e-6:  # looking straight down: the image's up is the heading
+            fwd = np.array([0.0, -1.0, 0.0]) - y[1] * y
+        z = -_unit(fwd)
+        x = np.cross(y, z)
+        a = np.asarray(anchor_cam, np.float64)
+        origin = a - floor.height(a) * y
+        return cls(np.stack([x, y, z]), origin)
+
+    def to_world(self, points_cam: np.ndarray) -> np.ndarray:
+        return (np.asarray(points_cam, np.float64) - self.origin) @ self.rotation.T
+
+    def to_camera(self, points_world: np.ndarray) -> np.ndarray:
+        return np.asarray(points_world, np.float64) @ self.rotation + self.origin
+
+    @property
+    def camera_position(self) -> np.ndarray:
+        """The camera centre in the world frame (m); its y is the camera height."""
+        return self.to_world(np.zeros(3))
+
+
+# --------------------------------------------------------------------------------------------------
+# Root motion and foot lock
+# --------------------------------------------------------------------------------------------------
+
+def two_bone_ik(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """New ``(knee, ankle)`` that bring the ankle to ``target`` (or as near as the leg reaches) with the hip
+    fixed, both bone lengths kept and the knee bending in the plane it bends in now. Any frame, metres."""
+    l1, l2 = float(np.linalg.norm(knee - hip)), float(np.linalg.norm(ankle - knee))
+    to = target - hip
+    d_raw = float(np.linalg.norm(to))
+    if l1 < 1e-6 or l2 < 1e-6 or d_raw < 1e-6:
+        return knee, ankle
+    u = to / d_raw
+    d = float(np.clip(d_raw, abs(l1 - l2) + 1e-4, l1 + l2 - 1e-4))
+    a = (l1 * l1 - l2 * l2 + d * d) / (2 * d)
+    r = np.sqrt(max(l1 * l1 - a * a, 0.0))
+    bend = (knee - hip) - ((knee - hip) @ u) * u
+    if np.linalg.norm(bend) < 1e-6:  # a straight leg: bend forward-ish, the way the foot points
+        bend = np.cross(u, np.cross(ankle - hip, u)) if np.linalg.norm(np.cross(ankle - hip, u)) > 1e-6 else \
+            np.array([0.0, 0.0, 1.0]) - u[2] * u
+    bend = _unit(bend)
+    return hip + a * u + r * bend, hip + d * u
+
+
+def _lock_legs(world: np.ndarray, deltas: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Move each foot by ``weights[s] * deltas[s]`` (world, m) through the leg IK: knee and ankle from
+    :func:`two_bone_ik`, the foot points shifted with the ankle."""
+    out = world.copy()
+    for s, (h, k, a) in enumerate(LEGS):
+        if weights[s] <= 0 or not np.isfinite(deltas[s]).all() or not np.isfinite(world[[h, k, a]]).all():
+            continue
+        target = world[a] + weights[s] * deltas[s]
+        out[k], out[a] = two_bone_ik(world[h], world[k], world[a], target)
+        shift = out[a] - world[a]
+        members = FOOT_MEMBERS[s]
+        out[members] = world[members] + shift
+    return out
+
+
+def _no_penetration(world: np.ndarray) -> np.ndarray:
+    """Raise each foot (through its leg) so that no foot point is below the floor (y < 0)."""
+    out = world
+    for s, (_, _, a) in enumerate(LEGS):
+        y = out[np.r_[a, FOOT_MEMBERS[s]], 1]
+        low = float(np.nanmin(y)) if np.isfinite(y).any() else 0.0
+        if low < 0:
+            deltas, weights = np.zeros((2, 3)), np.zeros(2)
+            deltas[s, 1], weights[s] = -low, 1.0
+            out = _lock_legs(out, deltas, weights)
+    return out
+
+
+@dataclass(frozen=True)
+class LockConfig:
+    """Foot lock and drift correction. ``blend_frames``: frames to blend the lock in and out;
+    ``pullback_s``: time constant (s) of the pull of the corrected root back to the measured one."""
+
+    blend_frames: int = 4
+    pullback_s: float = 2.0
+
+
+class FootLock:
+    """Causal root motion and foot lock of one track, in the world frame.
+
+    :meth:`update` per frame with the world joints (70, 3) and the contacts: while a foot point touches the
+    floor, its horizontal motion is taken out of the whole body (the root's drift, TransPose-style: the body
+    moves about its standing foot), an offset pulled back towards the measured root with time constant
+    ``pullback_s``; each contacting foot is then held where it landed (on the floor) by the leg IK, blended in
+    and out over ``blend_frames``; no foot ends below the floor."""
+
+    def __init__(self, fps: float, cfg: LockConfig = LockConfig()):
+        self.cfg, self.fps = cfg, float(fps)
+        self.offset = np.zeros(3)  # world, horizontal: added to the whole body
+        self.prev: np.ndarray | None = None  # last frame's measured foot points (world)
+        self.prev_contact = np.zeros(len(FOOT_POINTS), bool)
+        self.anchor = np.full((len(FOOT_POINTS), 3), np.nan)  # where each contacting point stays (world)
+        self.weight = np.zeros(2)
+        self.last_delta = np.zeros((2, 3))
+
+    def update(self, world: np.ndarray, contact: np.ndarray, dt: float | None = None) -> np.ndarray:
+        """The corrected world joints (70, 3) of this frame; ``world`` is the measured ones (m, Y up)."""
+        dt = 1.0 / self.fps if dt is None else float(dt)
+        feet = world[FOOT_JOINTS]
+        both = contact & self.prev_contact
+        if self.prev is not None and both.any():
+            step = feet[both] - self.prev[both]
+            step = step[np.isfinite(step).all(1)]
+            if len(step):
+                self.offset[[0, 2]] -= np.median(step, 0)[[0, 2]]
+        self.offset *= np.exp(-dt / self.cfg.pullback_s)
+        self.prev, self.prev_contact = feet.copy(), contact.copy()
+        out = world + self.offset
+        return self._lock(out, contact)
+
+    def _lock(self, out: np.ndarray, contact: np.ndarray) -> np.ndarray:
+        feet = out[FOOT_JOINTS]
+        landing = contact & ~np.isfinite(self.anchor).all(1)
+        self.anchor[landing] = feet[landing]  # a point that lands stays here, on the floor
+        self.anchor[landing, 1] = REST_HEIGHT_M[landing]
+        self.anchor[~contact] = np.nan
+        deltas = _foot_deltas(self.anchor - feet, contact)
+        step = 1.0 / max(self.cfg.blend_frames, 1)
+        for s in range(2):
+            if np.isfinite(deltas[s]).all():
+                self.weight[s] = min(1.0, self.weight[s] + step)
+                self.last_delta[s] = deltas[s]
+            else:
+                self.weight[s] = max(0.0, self.weight[s] - step)
+                deltas[s] = self.last_delta[s]  # blend out the last correction, not a new one
+        return _no_penetration(_lock_legs(out, deltas, self.weight))
+
+
+def _foot_deltas(pull: np.ndarray, contact: np.ndarray) -> np.ndarray:
+    """Per foot (2, 3): the mean pull (anchor - current, world m) of its contacting points; NaN when none."""
+    out = np.full((2, 3), np.nan)
+    for s in range(2):
+        m = contact & (FOOT_SIDE == s) & np.isfinite(pull).all(1)
+        if m.any():
+            out[s] = pull[m].mean(0)
+    return out
+
+
+def _gaussian_lowpass(x: np.ndarray, times: np.ndarray, sigma_s: float) -> np.ndarray:
+    """Centred Gaussian smoothing of ``x (T, ...)`` sampled at ``times`` (s)."""
+    t = np.asarray(times, np.float64)
+    w = np.exp(-0.5 * ((t[:, None] - t[None, :]) / sigma_s) ** 2)
+    w /= w.sum(1, keepdims=True)
+    return np.tensordot(w, x, axes=(1, 0))
+
+
+def lock_track_offline(times: np.ndarray, world: np.ndarray, contact: np.ndarray,
+                       cfg: LockConfig = LockConfig()) -> np.ndarray:
+    """Two-sided root motion and foot lock of one track over a whole file: ``world (T, 70, 3)`` measured
+    world joints (m), ``contact (T, n)`` per foot point. The drift offset is integrated over the contacts
+    as :class:`FootLock` does, and its slow part (a centred Gaussian of ``pullback_s``) taken off, so the root
+    follows the measurement on both sides; the lock blends in before a contact and out after it."""
+    t_count = len(times)
+    feet = world[:, FOOT_JOINTS]
+    offset = np.zeros((t_count, 3))
+    for i in range(1, t_count):
+        offset[i] = offset[i - 1]
+        both = contact[i] & contact[i - 1]
+        if both.any():
+            step = feet[i, both] - feet[i - 1, both]
+            step = step[np.isfinite(step).all(1)]
+            if len(step):
+                offset[i, [0, 2]] -= np.median(step, 0)[[0, 2]]
+    if t_count > 1:
+        offset = offset - _gaussian_lowpass(offset, times, cfg.pullback_s)
+    out = world + offset[:, None, :]
+    # each contact segment of each foot point is held at its median (corrected) position, on the floor
+    fe = out[:, FOOT_JOINTS]
+    anchor = np.full(fe.shape, np.nan)
+    for k in range(contact.shape[1]):
+        edges = np.flatnonzero(np.diff(np.r_[False, contact[:, k], False].astype(int)))
+        for start, end in zip(edges[::2], edges[1::2]):
+            anchor[start:end, k] = np.nanmedian(fe[start:end, k], 0)
+            anchor[start:end, k, 1] = REST_HEIGHT_M[k]
+    deltas = np.stack([_foot_deltas(anchor[i] - fe[i], contact[i]) for i in range(t_count)]) \
+        if t_count else np.zeros((0, 2, 3))
+    weights = np.isfinite(deltas).all(2).astype(float)  # (T, 2)
+    n_blend = max(cfg.blend_frames, 1)
+    for s in range(2):
+        on = weights[:, s] > 0
+        edges = np.flatnonzero(np.diff(np.r_[False, on, False].astype(int)))
+        for start, end in zip(edges[::2], edges[1::2]):
+            for k in range(1, n_blend):  # blend in before the contact and out after it
+                w = 1.0 - k / n_blend
+                for i, d0 in ((start - k, deltas[start, s]), (end - 1 + k, deltas[end - 1, s])):
+                    if 0 <= i < t_count and w > weights[i, s]:
+                        weights[i, s], deltas[i, s] = w, d0
+    deltas = np.nan_to_num(deltas)
+    result = np.stack([_lock_legs(out[i], deltas[i], weights[i]) for i in range(t_count)]) if t_count else out
+    return np.stack([_no_penetration(r) for r in result])
