@@ -161,6 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run the detector on its own thread while the network uses the latest boxes (live "
                          "sources; not with --keypoint-crops, which drives the detector itself)")
 
+    g = p.add_argument_group("camera and ground (docs/ground.md)")
+    foc = g.add_mutually_exclusive_group()
+    foc.add_argument("--focal-length", type=float, default=None, metavar="PX",
+                     help="the camera's focal length in pixels (default: the image diagonal, a guess: phones are "
+                          "often 0.7-0.9 of it; every depth scales with it). Networks whose input carries no focal "
+                          "(the released file) refuse it")
+    foc.add_argument("--fov", type=float, default=None, metavar="DEG",
+                     help="the camera's horizontal field of view in degrees, instead of --focal-length")
+    g.add_argument("--no-ground", action="store_true",
+                   help="no grounded motion: no floor, world-frame joints, contacts or foot lock (default: on for "
+                        "videos and cameras: joints_3d_world, contacts and the floor in --save-json/--save-csv/"
+                        "--save-npz and the viewer)")
+    g.add_argument("--floor", default=None, metavar="NX,NY,NZ,H",
+                   help="give the floor instead of estimating it: its up normal in the camera frame (x right, y "
+                        "down, z forward; a level camera: 0,-1,0) and the camera's height above it in metres, "
+                        "e.g. from a calibration")
+
     t = p.add_argument_group("tracking and smoothing (every person gets a track_id, stable across frames)")
     t.add_argument("--smooth", default=None, choices=SMOOTH_MODES,
                    help="temporal smoothing of each track: none; causal = One-Euro filter, no delay (live); "
@@ -381,6 +398,16 @@ def check_args(args) -> None:
         from instanthmr.outputs.vmc import parse_target
 
         parse_target(args.stream)  # a malformed target is a bad argument
+    if args.focal_length is not None and not (args.focal_length > 0 and args.focal_length < float("inf")):
+        raise ValueError(f"--focal-length is a positive number of pixels, got {args.focal_length}")
+    if args.fov is not None:
+        from instanthmr.core.geometry import focal_from_fov
+
+        focal_from_fov(args.fov, (1, 1))  # range check
+    if args.floor is not None:
+        from instanthmr.video.ground import Floor
+
+        Floor.parse(args.floor)
     check_output_paths(output_paths(args), inputs=(args.image, args.video))
 
 
@@ -408,14 +435,15 @@ def open_meshes(args):
     return MeshRenderer.open(args.mhr_model, args.mhr_lod)
 
 
-def open_outputs(args, meta: dict, source, smooth: str, stop: StopSignals) -> Outputs:
-    """The sinks the arguments ask for (older files at their paths stay until new ones replace them)."""
+def open_outputs(args, meta: dict, source, smooth: str, stop: StopSignals, ground=None) -> Outputs:
+    """The sinks the arguments ask for (older files at their paths stay until new ones replace them);
+    ``ground``: the grounded-motion stage, run over the smoothed frames when smoothing is offline."""
     data, images = [], []
     try:
         if args.save_json:
             data.append(JsonSink(args.save_json, meta))
         if args.save_csv:
-            data.append(CsvSink(args.save_csv))
+            data.append(CsvSink(args.save_csv, ground=ground is not None))
         if args.save_npz:
             data.append(TrackFileSink("npz", args.save_npz, source.fps))
         if args.save_bvh:
@@ -439,7 +467,31 @@ def open_outputs(args, meta: dict, source, smooth: str, stop: StopSignals) -> Ou
               file=sys.stderr)
     # source.fps, not the output fps: frame indices count source frames (--frame-skip leaves gaps).
     return Outputs(data, images, mesh, offline_fps=source.fps if smooth == "offline" else None, stop=stop,
-                   extra=lambda: source_summary(source))
+                   extra=lambda: source_summary(source),
+                   after_smoothing=ground.offline if ground is not None and smooth == "offline" else None)
+
+
+def camera_focal(args, pipeline, image_wh) -> tuple[float | None, float, str]:
+    """``(focal given to the pipeline or None, focal used px, source)`` from ``--focal-length`` / ``--fov``;
+    source "given" or "default" (the model's assumption, the image diagonal: a guess, not estimated). A focal
+    the network cannot use raises ``ValueError`` (one line) before any frame."""
+    from instanthmr.core.geometry import default_focal, focal_from_fov
+
+    given = args.focal_length if args.focal_length is not None else (
+        focal_from_fov(args.fov, image_wh) if args.fov is not None else None)
+    used = pipeline.hmr.camera_focal(image_wh, given) if hasattr(pipeline.hmr, "camera_focal") else (
+        default_focal(image_wh) if given is None else float(given))
+    return given, float(used), "given" if given is not None else "default"
+
+
+def ground_stage(args, source, photos: bool):
+    """The grounded-motion stage (video/ground_stage.py), or None for photos and with --no-ground."""
+    if args.no_ground or photos or source.kind == "image":
+        return None
+    from instanthmr.video.ground import Floor
+    from instanthmr.video.ground_stage import GroundStage
+
+    return GroundStage(source.fps, floor=Floor.parse(args.floor) if args.floor else None)
 
 
 def open_stream(args, source):
@@ -490,6 +542,8 @@ def run(args, stop: StopSignals, loaded: tuple | None = None, figures: dict | No
         else:
             loaded[1].reset()
         model, pipeline = loaded
+        pipeline.focal_length, focal_used, focal_source = camera_focal(args, pipeline, source.size)
+        ground = ground_stage(args, source, photos)
         mediapipe = model == MEDIAPIPE_MODEL_NAME  # the MediaPipe path follows people with its own landmarks
         stride = detector_stride(args, model)
         # source.fps, not the output fps: frame indices count source frames (--frame-skip leaves gaps).
@@ -513,6 +567,10 @@ def run(args, stop: StopSignals, loaded: tuple | None = None, figures: dict | No
             print(released)
         print(f"tracking: {crops}; smoothing: {smooth}"
               + (" (outputs are written after the whole video)" if smooth == "offline" else ""))
+        print(f"camera: focal {focal_used:.0f} px ({focal_source}"
+              + (", the image diagonal: a guess; --focal-length or --fov if known)" if focal_source == "default" else ")")
+              + "; ground: " + ("off" if ground is None else "floor given (--floor)" if args.floor else
+                                "floor estimated from the people's feet" + (", two-sided" if smooth == "offline" else "")))
         meta = {"source": str(args.image or args.video or f"camera:{args.camera}"), "source_kind": source.kind,
                 "image_size": list(source.size), "fps": source.output_fps, "source_fps": source.fps,
                 "frame_skip": args.frame_skip,
@@ -520,8 +578,9 @@ def run(args, stop: StopSignals, loaded: tuple | None = None, figures: dict | No
                 "detector": pipeline.detector.name, "detector_variant": det_desc,
                 "detector_stride": stride, "det_confidence": args.det_confidence,
                 "keypoint_crops": bool(args.keypoint_crops), "smooth": smooth, "units": UNITS,
-                "joint_order": JOINT_ORDER}
-        outputs = open_outputs(args, meta, source, smooth, stop)
+                "joint_order": JOINT_ORDER, "focal_length_px": round(focal_used, 3), "focal_source": focal_source,
+                "ground": None if ground is None else {"floor_source": "given" if args.floor else "estimated"}}
+        outputs = open_outputs(args, meta, source, smooth, stop, ground)
         if mediapipe and outputs.mesh is not None:  # asked for meshes, but nothing to draw them from
             print(f"[mhr] no meshes: the MediaPipe path predicts no MHR body-model parameters (--model "
                   f"{STARTER_MODEL_NAME} or the released network does)", file=sys.stderr)
@@ -533,6 +592,8 @@ def run(args, stop: StopSignals, loaded: tuple | None = None, figures: dict | No
                 if photos:
                     tracking.reset()
                 result = tracking(frame.image, frame.index, frame.time_s)
+                if ground is not None and not outputs.offline:  # offline: two-sided, after smoothing
+                    result = ground(result)
                 outputs.add(frame, result)
                 if stream is not None:
                     stream.write(frame, result)

@@ -654,7 +654,17 @@ class FootLock:
             else:
                 self.weight[s] = max(0.0, self.weight[s] - step)
                 deltas[s] = self.last_delta[s]  # blend out the last correction, not a new one
-        return _no_penetration(_lock_legs(out, deltas, self.weight))
+        return _no_penetration(_pin(_lock_legs(out, deltas, self.weight), self.anchor, contact, self.weight))
+
+
+def _pin(world: np.ndarray, anchor: np.ndarray, contact: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Each contacting foot point moved onto its anchor (world, m), by its foot's weight: the rigid shift
+    of :func:`_lock_legs` leaves each point's own jitter, this takes it out."""
+    out = world.copy()
+    m = contact & np.isfinite(anchor).all(1)
+    w = weights[FOOT_SIDE[m]][:, None]
+    out[FOOT_JOINTS[m]] += w * (anchor[m] - out[FOOT_JOINTS[m]])
+    return out
 
 
 def _foot_deltas(pull: np.ndarray, contact: np.ndarray) -> np.ndarray:
@@ -717,5 +727,6 @@ def lock_track_offline(times: np.ndarray, world: np.ndarray, contact: np.ndarray
                     if 0 <= i < t_count and w > weights[i, s]:
                         weights[i, s], deltas[i, s] = w, d0
     deltas = np.nan_to_num(deltas)
-    result = np.stack([_lock_legs(out[i], deltas[i], weights[i]) for i in range(t_count)]) if t_count else out
+    result = np.stack([_pin(_lock_legs(out[i], deltas[i], weights[i]), anchor[i], contact[i], weights[i])
+                       for i in range(t_count)]) if t_count else out
     return np.stack([_no_penetration(r) for r in result])
