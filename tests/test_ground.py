@@ -222,7 +222,7 @@ def test_world_frame_is_y_up_with_feet_on_the_floor():
 
 def test_ground_fields_in_json_csv_npz(tmp_path):
     frames, _ = walk(frames=90)
-    stage = GroundStage(FPS, floor=Floor.parse(f"0,{-np.cos(TILT)},{np.sin(TILT)},{CAM_HEIGHT}"))
+    stage = GroundStage(FPS, floor=Floor.parse(f"0,{-np.cos(TILT)},{-np.sin(TILT)},{CAM_HEIGHT}"))
     out = [stage(f) for f in frames]
     write_json(tmp_path / "g.json", out, fps=FPS)
     doc = json.loads((tmp_path / "g.json").read_text())
@@ -250,3 +250,21 @@ def test_floor_and_fov_arguments():
     assert focal_from_fov(90.0, (1920, 1080)) == pytest.approx(960.0)
     with pytest.raises(ValueError, match="--fov"):
         focal_from_fov(180.0, (1920, 1080))
+
+
+def test_rerun_draws_the_floor_and_contacts(tmp_path):
+    pytest.importorskip("rerun")
+    from instanthmr.outputs.visualizer import RerunVisualizer
+    from instanthmr.video.ground import floor_grid
+
+    frames, _ = walk(frames=20)
+    stage = GroundStage(FPS, floor=Floor.parse(f"0,{-np.cos(TILT)},{-np.sin(TILT)},{CAM_HEIGHT}"))
+    out = [stage(f) for f in frames]
+    grid = floor_grid(stage.floor, np.array([0.0, 1.0, 4.0]))
+    assert np.abs(stage.floor.height(np.concatenate(grid))).max() < 1e-9  # every grid line lies on the floor
+    viz = RerunVisualizer("test", spawn=False, save_path=tmp_path / "g.rrd")
+    image = np.zeros((48, 64, 3), np.uint8)
+    for f in out[:3] + [frames[3]]:  # the last frame has no floor: the grid is cleared
+        viz.log_frame(image, f)
+    viz.close()
+    assert (tmp_path / "g.rrd").stat().st_size > 0

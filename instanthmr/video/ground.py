@@ -545,6 +545,21 @@ class WorldFrame:
         return self.to_world(np.zeros(3))
 
 
+def floor_grid(floor: Floor, centre_cam: np.ndarray, half_size: float = 3.0, step: float = 0.5) -> list[np.ndarray]:
+    """Line strips (each (2, 3), camera frame, m) of a square grid on ``floor``, ``2 half_size`` metres a side
+    with lines every ``step`` metres, centred under ``centre_cam`` (camera frame): for drawing the floor."""
+    n = _unit(floor.normal)
+    c = np.asarray(centre_cam, np.float64)
+    c = c - floor.height(c) * n
+    e1 = np.array([1.0, 0.0, 0.0]) - n[0] * n
+    e1 = _unit(e1)
+    e2 = np.cross(n, e1)
+    ticks = np.arange(-half_size, half_size + 1e-9, step)
+    lines = [np.stack([c + t * e1 - half_size * e2, c + t * e1 + half_size * e2]) for t in ticks]
+    lines += [np.stack([c + t * e2 - half_size * e1, c + t * e2 + half_size * e1]) for t in ticks]
+    return lines
+
+
 # --------------------------------------------------------------------------------------------------
 # Root motion and foot lock
 # --------------------------------------------------------------------------------------------------
