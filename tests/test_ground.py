@@ -153,7 +153,7 @@ def test_provisional_floor_before_any_fit():
 
 
 def test_contacts_hysteresis_and_minimum_duration():
-    cfg = ContactConfig(min_frames=3)
+    cfg = ContactConfig(min_frames=3, on_frames=3, off_frames=3)
     det = ContactDetector(cfg, n=1)
     pos = np.zeros((1, 3))
     states = []
@@ -162,9 +162,9 @@ def test_contacts_hysteresis_and_minimum_duration():
         c, conf = det.update(i / FPS, np.array([h]), pos)
         states.append(bool(c[0]))
         assert 0.0 <= conf[0] <= 1.0
-    assert not any(states[:2]) and all(states[3:10])  # on after min_frames
+    assert not any(states[:2]) and all(states[3:10])  # on after on_frames
     assert all(states[10:20])  # 0.08 m is between on (0.06) and off (0.11): the contact holds
-    assert all(states[20:])  # a 2-frame lift is shorter than the minimum duration
+    assert all(states[20:])  # a 2-frame lift is shorter than off_frames
     moving = ContactDetector(cfg, n=1)
     got = [moving.update(i / FPS, np.array([0.0]), np.array([[i * 0.05, 0, 0]]))[0][0] for i in range(10)]
     assert not any(got)  # 1.5 m/s on the floor is no contact

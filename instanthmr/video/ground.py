@@ -65,7 +65,9 @@ _SHOULDERS = [MHR70_INDEX["left_shoulder"], MHR70_INDEX["right_shoulder"]]
 class ContactConfig:
     """Contact thresholds. Heights are above the point's resting height (:data:`REST_HEIGHT_M`), metres;
     speeds metres per second over ``speed_window_s``. A contact starts below both ``*_on`` values and ends
-    above either ``*_off`` value (hysteresis); a new state must hold ``min_frames`` frames to be taken."""
+    above either ``*_off`` value (hysteresis). Live, a contact is taken after ``on_frames`` frames agree and
+    dropped after ``off_frames`` (each waiting frame is a frame of lag, and lag costs the first frames of a
+    stance); over a file, runs shorter than ``min_frames`` are removed on both sides."""
 
     height_on: float = 0.06
     height_off: float = 0.11
@@ -74,6 +76,8 @@ class ContactConfig:
     speed_window_s: float = 0.2
     depth_weight: float = 0.3  # share of the camera-frame depth in a displacement (depth jitters most)
     min_frames: int = 3
+    on_frames: int = 1  # 1 / 1: the least foot sliding live on tools/eval_ground.py (2 or 3 frames: more)
+    off_frames: int = 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -216,8 +220,8 @@ def _candidate(state: np.ndarray, height: np.ndarray, speed: np.ndarray, cfg: Co
 class ContactDetector:
     """Causal foot contact of one track: :meth:`update` per frame with the foot points' heights above their
     resting heights (m) and camera-frame positions (m, for the speed). Speeds are over the last
-    ``cfg.speed_window_s`` seconds; a state change is taken after ``cfg.min_frames`` frames agree (so it
-    comes that many frames late). NaN heights (no floor, or a missing joint) leave the state as it is."""
+    ``cfg.speed_window_s`` seconds; a contact starts after ``cfg.on_frames`` frames agree and ends after
+    ``cfg.off_frames`` (so it comes that many frames late). NaN heights (no floor, or a missing joint) leave the state as it is."""
 
     def __init__(self, cfg: ContactConfig = ContactConfig(), n: int = len(FOOT_POINTS)):
         self.cfg = cfg
@@ -234,7 +238,7 @@ class ContactDetector:
         cand = _candidate(self.state, h, np.where(known, speed, np.inf), self.cfg)
         differ = known & (cand != self.state)
         self.pending = np.where(differ, self.pending + 1, 0)
-        flip = self.pending >= self.cfg.min_frames
+        flip = self.pending >= np.where(self.state, self.cfg.off_frames, self.cfg.on_frames)
         self.state = np.where(flip, ~self.state, self.state)
         self.pending[flip] = 0
         p = np.where(known, contact_probability(h, speed, self.cfg), 0.0)
