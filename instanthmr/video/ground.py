@@ -84,6 +84,11 @@ class ContactConfig:
 # Small geometry
 # --------------------------------------------------------------------------------------------------
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cross product of two 3-vectors (np.cross costs ~20 us a call; this runs per leg per frame)."""
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+
+
 def _unit(v: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     v = np.asarray(v, np.float64)
     return v / max(float(np.linalg.norm(v)), eps)
@@ -116,7 +121,7 @@ class WindowSpeed:
     def __init__(self, window_s: float, depth_weight: float = 1.0):
         self.window_s = float(window_s)
         self.scale = np.array([1.0, 1.0, float(depth_weight)])
-        self.history: deque = deque(maxlen=64)  # (time_s, positions)
+        self.history: deque = deque(maxlen=16)  # (time_s, positions)
 
     def __call__(self, time_s: float, positions: np.ndarray) -> np.ndarray:
         positions = np.asarray(positions, np.float64)
@@ -165,16 +170,6 @@ class Floor:
             raise ValueError(f"--floor takes 'nx,ny,nz,h': the floor's up normal in the camera frame (x right, y "
                              f"down, z forward; level camera: 0,-1,0) and the camera height in metres, got {text!r}")
         return cls(_unit(v[:3]), float(v[3]))
-
-
-def plane_from_points(p: np.ndarray) -> tuple[np.ndarray, float] | None:
-    """The plane through 3 points as ``(unit normal, d)`` with ``normal . X + d = 0``; None if degenerate."""
-    n = np.cross(p[1] - p[0], p[2] - p[0])
-    s = float(np.linalg.norm(n))
-    if s < 1e-9:
-        return None
-    n = n / s
-    return n, -float(n @ p[0])
 
 
 def fit_plane_weighted(points: np.ndarray, weights: np.ndarray, up: np.ndarray,
@@ -384,7 +379,9 @@ class FloorEstimator:
             return
         self.ups.append(up)
         self.lows.append(sole[np.isfinite(sole).all(1)])
-        speed = self.speeds.setdefault(track_id, WindowSpeed(self.cfg.speed_window_s, 0.3))(time_s, sole)
+        if track_id not in self.speeds:
+            self.speeds[track_id] = WindowSpeed(self.cfg.speed_window_s, 0.3)
+        speed = self.speeds[track_id](time_s, sole)
         if len(self.speeds[track_id].history) < 2:
             return
         s = sole @ up
@@ -445,19 +442,18 @@ class FloorEstimator:
         spread = np.linalg.norm(points - np.median(points, 0), axis=1)
         if np.percentile(spread, 90) < cfg.min_spread / 2:
             return None
-        cos_max = np.cos(np.radians(cfg.max_tilt_deg))
-        best, best_score = None, -1.0
-        for _ in range(cfg.ransac_iters):
-            plane = plane_from_points(points[self.rng.choice(n_pts, 3, replace=False)])
-            if plane is None:
-                continue
-            n, d = plane
-            if abs(n @ up) < cos_max:
-                continue
-            inl = np.abs(points @ n + d) < cfg.inlier_m
-            score = weights[inl].sum()
-            if score > best_score:
-                best, best_score = inl, score
+        # every RANSAC hypothesis at once: (iters, 3) normals of random triples, those near the bodies' up kept
+        tri = points[np.argsort(self.rng.random((cfg.ransac_iters, n_pts)), axis=1)[:, :3]]
+        normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        size = np.linalg.norm(normals, axis=1)
+        ok = size > 1e-9
+        normals = normals[ok] / size[ok, None]
+        d = -(normals * tri[ok, 0]).sum(1)
+        plausible = np.abs(normals @ up) >= np.cos(np.radians(cfg.max_tilt_deg))
+        best = None
+        if plausible.any():
+            inl = np.abs(points @ normals[plausible].T + d[plausible]) < cfg.inlier_m  # (N, hypotheses)
+            best = inl[:, np.argmax(weights @ inl)]
         if best is None or best.sum() < 3:  # no 3 points span a plausible plane: the up direction and all points
             best = np.abs(points @ up - np.median(points @ up)) < 2 * cfg.inlier_m
         if best.sum() < 3:
@@ -582,7 +578,7 @@ def two_bone_ik(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, target: np
     r = np.sqrt(max(l1 * l1 - a * a, 0.0))
     bend = (knee - hip) - ((knee - hip) @ u) * u
     if np.linalg.norm(bend) < 1e-6:  # a straight leg: bend forward-ish, the way the foot points
-        bend = np.cross(u, np.cross(ankle - hip, u)) if np.linalg.norm(np.cross(ankle - hip, u)) > 1e-6 else \
+        bend = _cross(u, _cross(ankle - hip, u)) if np.linalg.norm(_cross(ankle - hip, u)) > 1e-6 else \
             np.array([0.0, 0.0, 1.0]) - u[2] * u
     bend = _unit(bend)
     return hip + a * u + r * bend, hip + d * u

@@ -135,8 +135,10 @@ class GroundStage:
 
     def _person(self, p, j: np.ndarray, t: float, floor: Floor, world: WorldFrame):
         tid = -1 if p.track_id is None else int(p.track_id)
-        det = self.detectors.setdefault(tid, ContactDetector(self.contact_cfg))
-        lock = self.locks.setdefault(tid, FootLock(self.fps, self.lock_cfg))
+        if tid not in self.detectors:
+            self.detectors[tid] = ContactDetector(self.contact_cfg)
+            self.locks[tid] = FootLock(self.fps, self.lock_cfg)
+        det, lock = self.detectors[tid], self.locks[tid]
         feet = j[FOOT_JOINTS]
         contact, conf = det.update(t, floor.height(feet) - REST_HEIGHT_M, feet)
         dt = t - self.last_time.get(tid, t - 1.0 / self.fps)
