@@ -3,6 +3,7 @@ virtual cameras of known height, tilt and focal length.
 
     python tools/eval_ground.py                        # every take x camera x focal, live and two-sided
     python tools/eval_ground.py --focal 0.76 --json out.json
+    python tools/eval_ground.py --from-npz run.npz       # a real video: demo.py ... --save-npz run.npz
 
 Method (pure numpy, no network weights): each BVH take in ``<shared data>/mocap`` (:mod:`instanthmr.outputs.bvh`)
 is resampled to 30 fps and its body joints put in MHR70 order (heels, which the takes lack, are placed rigidly
@@ -10,7 +11,8 @@ on each foot 6 cm below the ankle). A virtual 1920x1080 camera stands ``--distan
 take's path at a known height, pitched down to look at a point 1 m above the floor there; its true focal is a
 fraction of the image diagonal (``--focal``). The "estimator" sees what a single-frame network would: the true
 root-relative joints plus 15 mm per-joint noise, and a camera translation with 1 cm (x, y) and 5 cm (depth)
-per-frame noise, computed, like InstantHMR, with the default focal (the image diagonal) unless
+per-frame noise, and the true 2D projection with 1 % of the person's height of noise per joint; the
+translation is computed, like InstantHMR, with the default focal (the image diagonal) unless
 ``--given-focal``: a wrong focal scales every depth by f_assumed / f_true and leaves x, y as they are. Those
 are smoothed as the demo does (One-Euro live, the centred fit for the two-sided run) and handed to
 :class:`~instanthmr.video.ground_stage.GroundStage`.
@@ -131,10 +133,14 @@ def estimator_frames(take: Take, rot: np.ndarray, centre: np.ndarray, focal_rati
     valid = np.isfinite(cam).all(-1)
     frames = []
     f_px = assumed_ratio * float(np.hypot(*IMAGE_WH))
+    f_true = focal_ratio * float(np.hypot(*IMAGE_WH))
+    pp = np.array(IMAGE_WH, np.float64) / 2
+    uv = f_true * cam[..., :2] / cam[..., 2:3] + pp  # what the camera sees: the true focal
+    height_px = f_true * 1.7 / root[:, 2]
+    uv += rng.normal(0, 1, uv.shape) * 0.01 * height_px[:, None, None]
     for i in range(t):
         p = HMRPrediction(box=np.zeros(4), score=1.0, joints_3d_local=local[i], joints_3d_cam=local[i] + trans[i],
-                          joints_2d=np.zeros((70, 2)), cam_trans=trans[i], focal_length=f_px,
-                          principal_point=np.array(IMAGE_WH) / 2, mhr_params=None, shape_params=None,
+                          joints_2d=uv[i], cam_trans=trans[i], focal_length=f_px, principal_point=pp, mhr_params=None, shape_params=None,
                           joints_valid=valid[i], track_id=1)
         frames.append(FrameResult(persons=[p], detector_ms=0, hmr_ms=0, total_ms=0, detector_ran=True,
                                   frame_index=i, time_s=i / FPS))
@@ -255,6 +261,46 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def video_metrics(npz_path, planted_px: float = 2.0, min_frames: int = 3) -> dict:
+    """Foot sliding on a real video, from a demo run's ``--save-npz`` (with the grounded-motion stage): where
+    a heel or big toe stands still *in the image* (its 2D point moves under ``planted_px`` px per frame for
+    ``min_frames`` frames or more; the camera is static, so the foot is planted), the horizontal displacement
+    per frame (mm) of the estimator's joints in the run's world frame ("before") and of ``joints_3d_world``
+    ("after"), over all tracks; also the floor's last state."""
+    from instanthmr.outputs.files import read_npz_tracks
+    from instanthmr.video.ground import Floor, WorldFrame
+
+    with np.load(npz_path) as z:
+        if "ground_normal_cam" not in z.files:
+            raise ValueError(f"{npz_path}: no ground arrays; run the demo without --no-ground")
+        n, h = z["ground_normal_cam"][-1], float(z["ground_camera_height_m"][-1])
+        provisional = bool(z["ground_provisional"][-1])
+    rot = WorldFrame.from_floor(Floor(n, h), np.zeros(3)).rotation  # displacements do not need the origin
+    before, after = [], []
+    for tid, t in read_npz_tracks(npz_path).items():
+        if "joints_3d_world" not in t or len(t["frame_index"]) < min_frames + 1:
+            continue
+        consecutive = np.diff(t["frame_index"]) == 1
+        uv = t["joints_2d"][:, _SOLE]
+        still = (np.linalg.norm(np.diff(uv, axis=0), axis=-1) < planted_px) & consecutive[:, None]
+        for k in range(still.shape[1]):  # keep runs of min_frames or more
+            edges = np.flatnonzero(np.diff(np.r_[False, still[:, k], False].astype(int)))
+            for a, b in zip(edges[::2], edges[1::2]):
+                if b - a < min_frames:
+                    still[a:b, k] = False
+        cam = t["joints_3d_cam"][:, _SOLE] @ rot.T
+        world = t["joints_3d_world"][:, _SOLE]
+        for arr, out in ((cam, before), (world, after)):
+            step = np.linalg.norm(np.diff(arr, axis=0)[..., [0, 2]], axis=-1) * 1000
+            out.extend(step[still & np.isfinite(step)].tolist())
+    b, a = np.array(before), np.array(after)
+    return {"file": str(npz_path), "planted_pairs": len(b), "before_slide_mm": float(np.mean(b)) if len(b) else None,
+            "after_slide_mm": float(np.mean(a)) if len(a) else None,
+            "before_skate_pct": float(100 * (b > SKATE_MM).mean()) if len(b) else None,
+            "after_skate_pct": float(100 * (a > SKATE_MM).mean()) if len(a) else None,
+            "normal_cam": [round(float(x), 4) for x in n], "camera_height_m": round(h, 3), "provisional": provisional}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mocap", default=None, help="folder of BVH takes (default: <shared data>/mocap)")
@@ -265,7 +311,14 @@ def main(argv=None) -> int:
     ap.add_argument("--max-frames", type=int, default=600, help="frames per take at 30 fps (default: 600)")
     ap.add_argument("--json", default=None, help="also write every row to this JSON file")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--from-npz", nargs="+", default=None, metavar="NPZ",
+                    help="instead: foot sliding on real videos, from demo runs' --save-npz files (feet planted in "
+                         "the image; see video_metrics)")
     args = ap.parse_args(argv)
+    if args.from_npz:
+        for path in args.from_npz:
+            print(json.dumps(video_metrics(path)))
+        return 0
     takes, skipped = load_takes(args.mocap, args.max_frames)
     for s in skipped:
         print(f"skipped {s}")

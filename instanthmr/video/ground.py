@@ -111,16 +111,32 @@ def body_up(joints: np.ndarray) -> np.ndarray | None:
     return v / n if np.isfinite(n) and n > 1e-6 else None
 
 
+def motion_points(points_cam: np.ndarray, pixels: np.ndarray | None, depth_ref: float, focal: float,
+                  depth_weight: float) -> np.ndarray:
+    """Foot points ``(n, 3)`` in the space their speed is measured in (metres): across the view from the 2D
+    joints when given (``pixels (n, 2)``, px: ``u * depth_ref / focal``; a static camera sees a planted foot
+    stand still in the image, and 2D keypoints jitter far less than a monocular depth), else from the camera
+    frame x, y; along the view the camera-frame depth times ``depth_weight`` (depth jitters most).
+    ``depth_ref`` (m) is the person's slowly smoothed depth, ``focal`` px."""
+    p = np.asarray(points_cam, np.float64)
+    out = np.empty_like(p)
+    out[:, :2] = p[:, :2]
+    if pixels is not None and focal > 0 and np.isfinite(depth_ref):
+        uv = np.asarray(pixels, np.float64)
+        ok = np.isfinite(uv).all(1)
+        out[ok, :2] = uv[ok] * (depth_ref / focal)
+    out[:, 2] = p[:, 2] * depth_weight
+    return out
+
+
 class WindowSpeed:
     """Speed (m/s) of a few points over about ``window_s`` seconds, causally: each call gives the positions
     ``(n, 3)`` of one frame at ``time_s``; the speed is the displacement since the oldest frame of the
     window (the previous frame when the window holds no older one), 0 on the first call. Averaging over a
-    few frames keeps per-frame jitter from reading as motion. ``depth_weight`` scales the camera-frame z
-    (depth) part of each displacement: a monocular estimate's depth jitters several times more than its x, y."""
+    few frames keeps per-frame jitter from reading as motion. Positions are best :func:`motion_points`."""
 
-    def __init__(self, window_s: float, depth_weight: float = 1.0):
+    def __init__(self, window_s: float):
         self.window_s = float(window_s)
-        self.scale = np.array([1.0, 1.0, float(depth_weight)])
         self.history: deque = deque(maxlen=16)  # (time_s, positions)
 
     def __call__(self, time_s: float, positions: np.ndarray) -> np.ndarray:
@@ -131,7 +147,7 @@ class WindowSpeed:
             return np.zeros(len(positions))
         inside = [(t, p) for t, p in older if time_s - t <= self.window_s + 1e-9]
         t_old, p_old = inside[0] if inside else older[-1]
-        return np.linalg.norm((positions - p_old) * self.scale, axis=-1) / (time_s - t_old)
+        return np.linalg.norm(positions - p_old, axis=-1) / (time_s - t_old)
 
 
 def angle_deg(a, b) -> float:
@@ -214,7 +230,7 @@ def _candidate(state: np.ndarray, height: np.ndarray, speed: np.ndarray, cfg: Co
 
 class ContactDetector:
     """Causal foot contact of one track: :meth:`update` per frame with the foot points' heights above their
-    resting heights (m) and camera-frame positions (m, for the speed). Speeds are over the last
+    resting heights (m) and their :func:`motion_points` (m, for the speed). Speeds are over the last
     ``cfg.speed_window_s`` seconds; a contact starts after ``cfg.on_frames`` frames agree and ends after
     ``cfg.off_frames`` (so it comes that many frames late). NaN heights (no floor, or a missing joint) leave the state as it is."""
 
@@ -222,7 +238,7 @@ class ContactDetector:
         self.cfg = cfg
         self.state = np.zeros(n, bool)
         self.pending = np.zeros(n, int)  # frames the other state has been the candidate
-        self.speed = WindowSpeed(cfg.speed_window_s, cfg.depth_weight)
+        self.speed = WindowSpeed(cfg.speed_window_s)
 
     def update(self, time_s: float, heights: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(contact (n,) bool, confidence (n,))``: confidence in the state reported (P(contact) for a
@@ -240,9 +256,9 @@ class ContactDetector:
         return self.state.copy(), np.where(self.state, p, 1.0 - p)
 
 
-def speeds_centred(times: np.ndarray, positions: np.ndarray, window_s: float, depth_weight: float = 1.0) -> np.ndarray:
+def speeds_centred(times: np.ndarray, positions: np.ndarray, window_s: float) -> np.ndarray:
     """Two-sided speed (m/s) of ``positions (T, n, 3)`` at ``times (T,)``: the displacement over about
-    ``window_s`` centred on each frame (one-sided at the ends); ``depth_weight`` as :class:`WindowSpeed`."""
+    ``window_s`` centred on each frame (one-sided at the ends)."""
     t = np.asarray(times, np.float64)
     n = len(t)
     lo = np.searchsorted(t, t - window_s / 2, "left")
@@ -252,7 +268,7 @@ def speeds_centred(times: np.ndarray, positions: np.ndarray, window_s: float, de
     lo = np.where(same, np.maximum(np.arange(n) - 1, 0), lo)
     hi = np.where(same, np.minimum(np.arange(n) + 1, n - 1), hi)
     dt = np.maximum(t[hi] - t[lo], 1e-9)
-    v = np.linalg.norm((positions[hi] - positions[lo]) * [1.0, 1.0, depth_weight], axis=-1) / dt[:, None]
+    v = np.linalg.norm(positions[hi] - positions[lo], axis=-1) / dt[:, None]
     return np.where((hi > lo)[:, None], v, 0.0)
 
 
@@ -274,9 +290,9 @@ def _drop_short_runs(x: np.ndarray, min_len: int) -> np.ndarray:
 def contacts_offline(times: np.ndarray, heights: np.ndarray, positions: np.ndarray,
                      cfg: ContactConfig = ContactConfig()) -> tuple[np.ndarray, np.ndarray]:
     """Two-sided contacts of one track over a whole file: ``heights (T, n)`` above the resting heights (m),
-    ``positions (T, n, 3)`` camera frame (m). Centred speeds, the same hysteresis, then runs shorter than
+    ``positions (T, n, 3)`` their :func:`motion_points` (m). Centred speeds, the same hysteresis, then runs shorter than
     ``min_frames`` removed on both sides (no delay). Returns ``(contact (T, n), confidence (T, n))``."""
-    speed = speeds_centred(times, positions, cfg.speed_window_s, cfg.depth_weight)
+    speed = speeds_centred(times, positions, cfg.speed_window_s)
     known = np.isfinite(heights) & np.isfinite(speed)
     h = np.where(known, heights, np.inf)
     v = np.where(known, speed, np.inf)
@@ -370,8 +386,10 @@ class FloorEstimator:
         self.refits = 0  # times a frozen floor was dropped
 
     # ---- evidence -------------------------------------------------------------------------------
-    def observe(self, track_id: int, time_s: float, joints_cam: np.ndarray) -> None:
-        """One person on one frame: ``joints_cam (70, 3)`` camera frame, metres (NaN for missing joints)."""
+    def observe(self, track_id: int, time_s: float, joints_cam: np.ndarray, motion: np.ndarray | None = None) -> None:
+        """One person on one frame: ``joints_cam (70, 3)`` camera frame, metres (NaN for missing joints);
+        ``motion``: the foot points' :func:`motion_points` (:data:`FOOT_POINTS` order; default: from the
+        camera frame with the depth weighted 0.3)."""
         j = np.asarray(joints_cam, np.float64)
         up = body_up(j)
         sole = j[FOOT_JOINTS[FLOOR_POINTS]]
@@ -379,9 +397,11 @@ class FloorEstimator:
             return
         self.ups.append(up)
         self.lows.append(sole[np.isfinite(sole).all(1)])
+        if motion is None:
+            motion = j[FOOT_JOINTS] * [1.0, 1.0, 0.3]
         if track_id not in self.speeds:
-            self.speeds[track_id] = WindowSpeed(self.cfg.speed_window_s, 0.3)
-        speed = self.speeds[track_id](time_s, sole)
+            self.speeds[track_id] = WindowSpeed(self.cfg.speed_window_s)
+        speed = self.speeds[track_id](time_s, np.asarray(motion)[FLOOR_POINTS])
         if len(self.speeds[track_id].history) < 2:
             return
         s = sole @ up
@@ -692,7 +712,7 @@ def _foot_deltas(pull: np.ndarray, contact: np.ndarray) -> np.ndarray:
     return out
 
 
-def _gaussian_lowpass(x: np.ndarray, times: np.ndarray, sigma_s: float) -> np.ndarray:
+def gaussian_lowpass(x: np.ndarray, times: np.ndarray, sigma_s: float) -> np.ndarray:
     """Centred Gaussian smoothing of ``x (T, ...)`` sampled at ``times`` (s)."""
     t = np.asarray(times, np.float64)
     w = np.exp(-0.5 * ((t[:, None] - t[None, :]) / sigma_s) ** 2)
@@ -718,7 +738,7 @@ def lock_track_offline(times: np.ndarray, world: np.ndarray, contact: np.ndarray
             if len(step):
                 offset[i, [0, 2]] -= np.median(step, 0)[[0, 2]]
     if t_count > 1:
-        offset = offset - _gaussian_lowpass(offset, times, cfg.pullback_s)
+        offset = offset - gaussian_lowpass(offset, times, cfg.pullback_s)
     out = world + offset[:, None, :]
     # each contact segment of each foot point is held at its median (corrected) position, on the floor
     fe = out[:, FOOT_JOINTS]

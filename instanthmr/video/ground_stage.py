@@ -34,8 +34,13 @@ from instanthmr.video.ground import (
     LockConfig,
     WorldFrame,
     contacts_offline,
+    gaussian_lowpass,
     lock_track_offline,
+    motion_points,
 )
+
+#: Time constant (s) of the person's depth that converts their 2D foot motion to metres (motion_points).
+DEPTH_REF_S = 1.0
 
 _HIPS = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
 
@@ -47,6 +52,18 @@ def _joints(p) -> np.ndarray:
     if valid is not None:
         j[~np.asarray(valid, bool)] = np.nan
     return j
+
+
+def _pixels(p) -> np.ndarray | None:
+    """A person's 2D foot points (6, 2) px, NaN where it lacks them; None without 2D joints."""
+    uv = getattr(p, "joints_2d", None)
+    if uv is None:
+        return None
+    uv = np.array(uv, np.float64)[FOOT_JOINTS]
+    valid = getattr(p, "joints_valid", None)
+    if valid is not None:
+        uv[~np.asarray(valid, bool)[FOOT_JOINTS]] = np.nan
+    return uv
 
 
 def _root(j: np.ndarray) -> np.ndarray:
@@ -81,6 +98,7 @@ class GroundStage:
         self.detectors: dict[int, ContactDetector] = {}
         self.locks: dict[int, FootLock] = {}
         self.last_time: dict[int, float] = {}
+        self.depth_ref: dict[int, float] = {}  # per track: its smoothed depth (m), for motion_points
         self.person_ms: list[float] = []
         self.fit_ms: list[float] = []
 
@@ -106,16 +124,17 @@ class GroundStage:
         ``contacts`` (causal: only this and earlier frames are used)."""
         t = result.time_s if getattr(result, "time_s", None) is not None else result.frame_index / self.fps
         joints = [_joints(p) for p in result.persons]
+        motion = [self._motion(p, j, t) for p, j in zip(result.persons, joints)]
         t0 = time.perf_counter()
         if self.given is None:
-            for p, j in zip(result.persons, joints):
+            for p, j, m in zip(result.persons, joints, motion):
                 if p.track_id is not None:
-                    self.estimator.observe(int(p.track_id), t, j)
+                    self.estimator.observe(int(p.track_id), t, j, m)
             for tid in getattr(result, "ended_tracks", ()) or ():
                 self.estimator.end_track(int(tid), t)
         self.fit_ms.append((time.perf_counter() - t0) * 1e3)
         for tid in getattr(result, "ended_tracks", ()) or ():
-            for table in (self.detectors, self.locks, self.last_time):
+            for table in (self.detectors, self.locks, self.last_time, self.depth_ref):
                 table.pop(int(tid), None)
         if self.anchor is None:
             for j in joints:
@@ -127,20 +146,34 @@ class GroundStage:
             return result
         world = self._world_for(floor)
         persons = []
-        for p, j in zip(result.persons, joints):
+        for p, j, m in zip(result.persons, joints, motion):
             t1 = time.perf_counter()
-            persons.append(self._person(p, j, t, floor, world))
+            persons.append(self._person(p, j, m, t, floor, world))
             self.person_ms.append((time.perf_counter() - t1) * 1e3)
         return dataclasses.replace(result, persons=persons, ground=floor.record())
 
-    def _person(self, p, j: np.ndarray, t: float, floor: Floor, world: WorldFrame):
+    def _motion(self, p, j: np.ndarray, t: float) -> np.ndarray:
+        """The person's foot points for speeds (:func:`motion_points`), with their causally smoothed depth."""
+        tid = -1 if p.track_id is None else int(p.track_id)
+        z = float(_root(j)[2])
+        ref = self.depth_ref.get(tid)
+        if ref is None or not np.isfinite(ref):
+            ref = z
+        elif np.isfinite(z):
+            dt = t - self.last_time.get(tid, t - 1.0 / self.fps)
+            ref += (1.0 - np.exp(-max(dt, 0.0) / DEPTH_REF_S)) * (z - ref)
+        self.depth_ref[tid] = ref
+        return motion_points(j[FOOT_JOINTS], _pixels(p), ref, float(getattr(p, "focal_length", 0.0) or 0.0),
+                             self.contact_cfg.depth_weight)
+
+    def _person(self, p, j: np.ndarray, motion: np.ndarray, t: float, floor: Floor, world: WorldFrame):
         tid = -1 if p.track_id is None else int(p.track_id)
         if tid not in self.detectors:
             self.detectors[tid] = ContactDetector(self.contact_cfg)
             self.locks[tid] = FootLock(self.fps, self.lock_cfg)
         det, lock = self.detectors[tid], self.locks[tid]
         feet = j[FOOT_JOINTS]
-        contact, conf = det.update(t, floor.height(feet) - REST_HEIGHT_M, feet)
+        contact, conf = det.update(t, floor.height(feet) - REST_HEIGHT_M, motion)
         dt = t - self.last_time.get(tid, t - 1.0 / self.fps)
         self.last_time[tid] = t
         w = lock.update(world.to_world(j), contact, dt if dt > 0 else 1.0 / self.fps)
@@ -154,27 +187,40 @@ class GroundStage:
         self.reset()
         times = [f.time_s if getattr(f, "time_s", None) is not None else f.frame_index / self.fps for f in frames]
         where: dict[int, list[tuple[int, int]]] = {}
-        cam: dict[tuple[int, int], np.ndarray] = {}
-        for fi, (f, t) in enumerate(zip(frames, times)):
+        for fi, f in enumerate(frames):
             for pi, p in enumerate(f.persons):
-                if p.track_id is None:
-                    continue
-                j = cam[fi, pi] = _joints(p)
-                where.setdefault(int(p.track_id), []).append((fi, pi))
+                if p.track_id is not None:
+                    where.setdefault(int(p.track_id), []).append((fi, pi))
+        tracks = {}  # per track: times (T,), camera-frame joints (T, 70, 3), foot motion points (T, 6, 3)
+        for tid, slots in where.items():
+            ts = np.array([times[fi] for fi, _ in slots])
+            ps = [frames[fi].persons[pi] for fi, pi in slots]
+            j = np.stack([_joints(p) for p in ps])
+            z = j[:, _HIPS, 2].mean(1)
+            ok = np.isfinite(z)
+            ref = gaussian_lowpass(z[ok], ts[ok], DEPTH_REF_S)
+            ref = np.interp(ts, ts[ok], ref) if ok.any() else z
+            m = np.stack([motion_points(j[k, FOOT_JOINTS], _pixels(p), ref[k], float(p.focal_length or 0.0),
+                                        self.contact_cfg.depth_weight) for k, p in enumerate(ps)])
+            tracks[tid] = (ts, j, m)
+            for k in range(len(ts)):
                 if self.given is None:
-                    self.estimator.observe(int(p.track_id), t, j)
-                if self.anchor is None and np.isfinite(_root(j)).all():
-                    self.anchor = _root(j)
+                    self.estimator.observe(tid, ts[k], j[k], m[k])
+            self.estimator.end_track(tid, ts[-1])
+        for f in frames:  # the first position of the first track: the earliest frame's first person
+            roots = [r for r in (_root(_joints(p)) for p in f.persons if p.track_id is not None) if np.isfinite(r).all()]
+            if roots:
+                self.anchor = roots[0]
+                break
         floor = self.given if self.given is not None else self.estimator.fit_all()
         if floor is None or self.anchor is None:
             return list(frames)
         world = WorldFrame.from_floor(floor, self.anchor)
         persons = [list(f.persons) for f in frames]
         for tid, slots in where.items():
-            ts = np.array([times[fi] for fi, _ in slots])
-            j = np.stack([cam[s] for s in slots])
+            ts, j, m = tracks[tid]
             feet = j[:, FOOT_JOINTS]
-            contact, conf = contacts_offline(ts, floor.height(feet) - REST_HEIGHT_M, feet, self.contact_cfg)
+            contact, conf = contacts_offline(ts, floor.height(feet) - REST_HEIGHT_M, m, self.contact_cfg)
             locked = lock_track_offline(ts, world.to_world(j), contact, self.lock_cfg)
             for k, (fi, pi) in enumerate(slots):
                 persons[fi][pi] = dataclasses.replace(
