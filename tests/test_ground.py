@@ -268,3 +268,19 @@ def test_rerun_draws_the_floor_and_contacts(tmp_path):
         viz.log_frame(image, f)
     viz.close()
     assert (tmp_path / "g.rrd").stat().st_size > 0
+
+
+def test_a_person_at_the_wrong_depth_is_slid_along_the_rays_onto_the_floor():
+    frames, _ = walk(frames=120)
+    hips = [I["left_hip"], I["right_hip"]]
+    for f in frames:  # the second person's depth is 25 % too far (their size misjudged): they sink
+        p = f.persons[1]
+        p.joints_3d_cam = p.joints_3d_cam + 0.25 * p.joints_3d_cam[hips].mean(0)
+    floor = Floor.parse(f"0,{-np.cos(TILT)},{-np.sin(TILT)},{CAM_HEIGHT}")
+    assert np.median([floor.height(f.persons[1].joints_3d_cam[I["right_heel"]]) for f in frames]) < -0.15
+    for mode in ("causal", "offline"):
+        stage = GroundStage(FPS, floor=floor)
+        out = [stage(f) for f in frames] if mode == "causal" else stage.offline(frames)
+        assert stage.scales[2] == pytest.approx(1 / 1.25, abs=0.03) and stage.scales[1] == pytest.approx(1, abs=0.02)
+        heel = [f.persons[1].joints_3d_world[I["right_heel"], 1] for f in out[60:]]
+        assert abs(np.median(heel) - 0.02) < 0.02

@@ -565,6 +565,35 @@ class WorldFrame:
         return self.to_world(np.zeros(3))
 
 
+def depth_scale(floor: Floor, lowest: np.ndarray, roots: np.ndarray, prior: float = 0.01) -> float:
+    """How far one person should slide along the camera rays so that their feet stand on ``floor``: the
+    factor ``s`` that moves every joint ``X`` to ``X + (s - 1) root``, from frames of their lowest sole point
+    ``lowest (N, 3)`` and root (mid-hip) ``roots (N, 3)``, camera frame, m. A monocular estimate gets each
+    person's size, hence their depth, a little wrong (people float or sink); the floor under everybody's feet
+    measures it. Least squares of ``height(lowest + (s - 1) root) = rest height`` with a pull towards 1
+    (``prior``, m^2 per frame): from a camera at hip height, moving along the ray does not change the height,
+    so nothing is learned and ``s`` stays 1. NaN rows are skipped."""
+    low, r = np.asarray(lowest, np.float64), np.asarray(roots, np.float64)
+    ok = np.isfinite(low).all(1) & np.isfinite(r).all(1)
+    if not ok.any():
+        return 1.0
+    a = r[ok] @ floor.normal  # d height / d s
+    b = REST_HEIGHT_M[0] - floor.height(low[ok])  # the lowest point's height still to go
+    a_med, b_med = np.median(a), np.median(b)  # robust: jumps and mis-detections are a minority
+    return float(1.0 + a_med * b_med / (a_med * a_med + prior))
+
+
+def lowest_sole(floor: Floor, joints: np.ndarray) -> np.ndarray:
+    """The sole point (heel or big toe, camera frame, m) nearest the floor of each ``joints (..., 70, 3)``:
+    ``(..., 3)``, NaN where a pose has none."""
+    sole = np.asarray(joints, np.float64)[..., FOOT_JOINTS[FLOOR_POINTS], :]
+    h = floor.height(sole)
+    h = np.where(np.isfinite(h), h, np.inf)
+    k = np.argmin(h, axis=-1)
+    low = np.take_along_axis(sole, k[..., None, None], axis=-2)[..., 0, :]
+    return np.where(np.isfinite(np.min(h, axis=-1))[..., None], low, np.nan)
+
+
 def floor_grid(floor: Floor, centre_cam: np.ndarray, half_size: float = 3.0, step: float = 0.5) -> list[np.ndarray]:
     """Line strips (each (2, 3), camera frame, m) of a square grid on ``floor``, ``2 half_size`` metres a side
     with lines every ``step`` metres, centred under ``centre_cam`` (camera frame): for drawing the floor."""

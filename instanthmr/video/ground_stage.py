@@ -34,13 +34,18 @@ from instanthmr.video.ground import (
     LockConfig,
     WorldFrame,
     contacts_offline,
+    depth_scale,
     gaussian_lowpass,
     lock_track_offline,
+    lowest_sole,
     motion_points,
 )
 
 #: Time constant (s) of the person's depth that converts their 2D foot motion to metres (motion_points).
 DEPTH_REF_S = 1.0
+#: Frames of a track's recent feet that its depth_scale is measured on (live).
+SCALE_FRAMES = 300
+SCALE_EVERY = 10  # frames between two measurements
 
 _HIPS = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
 
@@ -99,6 +104,8 @@ class GroundStage:
         self.locks: dict[int, FootLock] = {}
         self.last_time: dict[int, float] = {}
         self.depth_ref: dict[int, float] = {}  # per track: its smoothed depth (m), for motion_points
+        self.feet_log: dict[int, list] = {}  # per track: rings of its lowest sole points and roots, frames written
+        self.scales: dict[int, float] = {}  # per track: the last depth_scale
         self.person_ms: list[float] = []
         self.fit_ms: list[float] = []
 
@@ -134,7 +141,7 @@ class GroundStage:
                 self.estimator.end_track(int(tid), t)
         self.fit_ms.append((time.perf_counter() - t0) * 1e3)
         for tid in getattr(result, "ended_tracks", ()) or ():
-            for table in (self.detectors, self.locks, self.last_time, self.depth_ref):
+            for table in (self.detectors, self.locks, self.last_time, self.depth_ref, self.feet_log, self.scales):
                 table.pop(int(tid), None)
         if self.anchor is None:
             for j in joints:
@@ -171,7 +178,15 @@ class GroundStage:
         if tid not in self.detectors:
             self.detectors[tid] = ContactDetector(self.contact_cfg)
             self.locks[tid] = FootLock(self.fps, self.lock_cfg)
+            self.feet_log[tid] = [np.full((SCALE_FRAMES, 3), np.nan), np.full((SCALE_FRAMES, 3), np.nan), 0]
         det, lock = self.detectors[tid], self.locks[tid]
+        log = self.feet_log[tid]
+        log[0][log[2] % SCALE_FRAMES], log[1][log[2] % SCALE_FRAMES] = lowest_sole(floor, j), _root(j)
+        log[2] += 1
+        if log[2] % SCALE_EVERY == 1 or tid not in self.scales:  # it changes slowly: not every frame
+            self.scales[tid] = depth_scale(floor, log[0], log[1])  # NaN rows (not yet filled) are skipped
+        scale = self.scales[tid]
+        j = j + (scale - 1.0) * _root(j)  # the person slid along the camera rays onto the floor
         feet = j[FOOT_JOINTS]
         contact, conf = det.update(t, floor.height(feet) - REST_HEIGHT_M, motion)
         dt = t - self.last_time.get(tid, t - 1.0 / self.fps)
@@ -219,6 +234,9 @@ class GroundStage:
         persons = [list(f.persons) for f in frames]
         for tid, slots in where.items():
             ts, j, m = tracks[tid]
+            roots = j[:, _HIPS].mean(1)
+            scale = self.scales[tid] = depth_scale(floor, lowest_sole(floor, j), roots)
+            j = j + (scale - 1.0) * roots[:, None]  # the person slid along the camera rays onto the floor
             feet = j[:, FOOT_JOINTS]
             contact, conf = contacts_offline(ts, floor.height(feet) - REST_HEIGHT_M, m, self.contact_cfg)
             locked = lock_track_offline(ts, world.to_world(j), contact, self.lock_cfg)
