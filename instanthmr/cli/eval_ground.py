@@ -276,7 +276,7 @@ def video_metrics(npz_path, planted_px: float = 2.0, min_frames: int = 3) -> dic
         n, h = z["ground_normal_cam"][-1], float(z["ground_camera_height_m"][-1])
         provisional = bool(z["ground_provisional"][-1])
     rot = WorldFrame.from_floor(Floor(n, h), np.zeros(3)).rotation  # displacements do not need the origin
-    before, after = [], []
+    before, after, per_track = [], [], {}
     for tid, t in read_npz_tracks(npz_path).items():
         if "joints_3d_world" not in t or len(t["frame_index"]) < min_frames + 1:
             continue
@@ -290,15 +290,24 @@ def video_metrics(npz_path, planted_px: float = 2.0, min_frames: int = 3) -> dic
                     still[a:b, k] = False
         cam = t["joints_3d_cam"][:, _SOLE] @ rot.T
         world = t["joints_3d_world"][:, _SOLE]
+        steps = []
         for arr, out in ((cam, before), (world, after)):
             step = np.linalg.norm(np.diff(arr, axis=0)[..., [0, 2]], axis=-1) * 1000
-            out.extend(step[still & np.isfinite(step)].tolist())
+            steps.append(step[still & np.isfinite(step)])
+            out.extend(steps[-1].tolist())
+        if len(steps[0]):
+            per_track[int(tid)] = {"frames": len(t["frame_index"]), "planted_pairs": len(steps[0]),
+                                   "before_median_mm": round(float(np.median(steps[0])), 1),
+                                   "after_median_mm": round(float(np.median(steps[1])), 1)}
     b, a = np.array(before), np.array(after)
     return {"file": str(npz_path), "planted_pairs": len(b), "before_slide_mm": float(np.mean(b)) if len(b) else None,
             "after_slide_mm": float(np.mean(a)) if len(a) else None,
+            "before_median_mm": float(np.median(b)) if len(b) else None,
+            "after_median_mm": float(np.median(a)) if len(a) else None,
             "before_skate_pct": float(100 * (b > SKATE_MM).mean()) if len(b) else None,
             "after_skate_pct": float(100 * (a > SKATE_MM).mean()) if len(a) else None,
-            "normal_cam": [round(float(x), 4) for x in n], "camera_height_m": round(h, 3), "provisional": provisional}
+            "normal_cam": [round(float(x), 4) for x in n], "camera_height_m": round(h, 3), "provisional": provisional,
+            "tracks": per_track}
 
 
 def main(argv=None) -> int:

@@ -565,6 +565,11 @@ class WorldFrame:
         return self.to_world(np.zeros(3))
 
 
+#: The depth_scale range: a body-size misjudgment of more than this is more likely a bad estimate (a far,
+#: grazing view turns centimetres of foot height into metres of depth) than a person of that size.
+DEPTH_SCALE_RANGE = (0.75, 1.33)
+
+
 def depth_scale(floor: Floor, lowest: np.ndarray, roots: np.ndarray, prior: float = 0.01) -> float:
     """How far one person should slide along the camera rays so that their feet stand on ``floor``: the
     factor ``s`` that moves every joint ``X`` to ``X + (s - 1) root``, from frames of their lowest sole point
@@ -572,7 +577,7 @@ def depth_scale(floor: Floor, lowest: np.ndarray, roots: np.ndarray, prior: floa
     person's size, hence their depth, a little wrong (people float or sink); the floor under everybody's feet
     measures it. Least squares of ``height(lowest + (s - 1) root) = rest height`` with a pull towards 1
     (``prior``, m^2 per frame): from a camera at hip height, moving along the ray does not change the height,
-    so nothing is learned and ``s`` stays 1. NaN rows are skipped."""
+    so nothing is learned and ``s`` stays 1; clipped to :data:`DEPTH_SCALE_RANGE`. NaN rows are skipped."""
     low, r = np.asarray(lowest, np.float64), np.asarray(roots, np.float64)
     ok = np.isfinite(low).all(1) & np.isfinite(r).all(1)
     if not ok.any():
@@ -580,7 +585,7 @@ def depth_scale(floor: Floor, lowest: np.ndarray, roots: np.ndarray, prior: floa
     a = r[ok] @ floor.normal  # d height / d s
     b = REST_HEIGHT_M[0] - floor.height(low[ok])  # the lowest point's height still to go
     a_med, b_med = np.median(a), np.median(b)  # robust: jumps and mis-detections are a minority
-    return float(1.0 + a_med * b_med / (a_med * a_med + prior))
+    return float(np.clip(1.0 + a_med * b_med / (a_med * a_med + prior), *DEPTH_SCALE_RANGE))
 
 
 def lowest_sole(floor: Floor, joints: np.ndarray) -> np.ndarray:

@@ -46,6 +46,7 @@ DEPTH_REF_S = 1.0
 #: Frames of a track's recent feet that its depth_scale is measured on (live).
 SCALE_FRAMES = 300
 SCALE_EVERY = 10  # frames between two measurements
+SCALE_EASE_S = 1.0  # time constant (s) of the eased scale
 
 _HIPS = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
 
@@ -105,7 +106,8 @@ class GroundStage:
         self.last_time: dict[int, float] = {}
         self.depth_ref: dict[int, float] = {}  # per track: its smoothed depth (m), for motion_points
         self.feet_log: dict[int, list] = {}  # per track: rings of its lowest sole points and roots, frames written
-        self.scales: dict[int, float] = {}  # per track: the last depth_scale
+        self.scales: dict[int, float] = {}  # per track: the depth_scale applied (eased)
+        self.targets: dict[int, float] = {}  # per track: the last depth_scale measured
         self.person_ms: list[float] = []
         self.fit_ms: list[float] = []
 
@@ -141,7 +143,8 @@ class GroundStage:
                 self.estimator.end_track(int(tid), t)
         self.fit_ms.append((time.perf_counter() - t0) * 1e3)
         for tid in getattr(result, "ended_tracks", ()) or ():
-            for table in (self.detectors, self.locks, self.last_time, self.depth_ref, self.feet_log, self.scales):
+            for table in (self.detectors, self.locks, self.last_time, self.depth_ref, self.feet_log, self.scales,
+                          self.targets):
                 table.pop(int(tid), None)
         if self.anchor is None:
             for j in joints:
@@ -183,9 +186,11 @@ class GroundStage:
         log = self.feet_log[tid]
         log[0][log[2] % SCALE_FRAMES], log[1][log[2] % SCALE_FRAMES] = lowest_sole(floor, j), _root(j)
         log[2] += 1
-        if log[2] % SCALE_EVERY == 1 or tid not in self.scales:  # it changes slowly: not every frame
-            self.scales[tid] = depth_scale(floor, log[0], log[1])  # NaN rows (not yet filled) are skipped
-        scale = self.scales[tid]
+        if log[2] % SCALE_EVERY == 1 or tid not in self.targets:  # it changes slowly: not every frame
+            self.targets[tid] = depth_scale(floor, log[0], log[1])  # NaN rows (not yet filled) are skipped
+        # eased towards the measurement (a jump in depth would be a jump of the whole body)
+        prev = self.scales.get(tid, 1.0)
+        scale = self.scales[tid] = prev + (1.0 - np.exp(-(1.0 / self.fps) / SCALE_EASE_S)) * (self.targets[tid] - prev)
         j = j + (scale - 1.0) * _root(j)  # the person slid along the camera rays onto the floor
         feet = j[FOOT_JOINTS]
         contact, conf = det.update(t, floor.height(feet) - REST_HEIGHT_M, motion)
