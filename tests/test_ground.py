@@ -284,3 +284,27 @@ def test_a_person_at_the_wrong_depth_is_slid_along_the_rays_onto_the_floor():
         assert stage.scales[2] == pytest.approx(1 / 1.25, abs=0.03) and stage.scales[1] == pytest.approx(1, abs=0.02)
         heel = [f.persons[1].joints_3d_world[I["right_heel"], 1] for f in out[60:]]
         assert abs(np.median(heel) - 0.02) < 0.02
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--floor", "0,-1,0"], "--floor takes"), (["--fov", "200"], "--fov is the horizontal"),
+    (["--focal-length", "-3"], "--focal-length is a positive"),
+])
+def test_demo_refuses_bad_camera_and_floor_flags(flags, message, capsys):
+    from instanthmr.cli.demo import EXIT_USAGE, main
+
+    assert main(["--video", "missing.mp4", "--no-spawn", *flags]) == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+def test_demo_focal_comes_from_the_flags():
+    from types import SimpleNamespace
+
+    from instanthmr.cli.demo import camera_focal
+
+    hmr = SimpleNamespace(camera_focal=lambda wh, f: 2203.0 if f is None else f)
+    args = SimpleNamespace(focal_length=None, fov=None)
+    assert camera_focal(args, SimpleNamespace(hmr=hmr), (1920, 1080)) == (None, 2203.0, "default")
+    args.fov = 90.0
+    given, used, source = camera_focal(args, SimpleNamespace(hmr=hmr), (1920, 1080))
+    assert given == pytest.approx(960.0) and used == pytest.approx(960.0) and source == "given"
