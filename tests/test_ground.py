@@ -308,3 +308,18 @@ def test_demo_focal_comes_from_the_flags():
     args.fov = 90.0
     given, used, source = camera_focal(args, SimpleNamespace(hmr=hmr), (1920, 1080))
     assert given == pytest.approx(960.0) and used == pytest.approx(960.0) and source == "given"
+
+
+def test_depth_stretch_of_a_wrong_focal_is_measured_from_feet_spread_in_depth():
+    from instanthmr.video.ground import depth_stretch
+
+    rng = np.random.default_rng(3)
+    up = np.array([0.0, -np.cos(TILT), -np.sin(TILT)])
+    basis = np.linalg.svd(up[None])[2][1:]
+    pts = rng.uniform(-3, 3, (30, 2)) @ basis - CAM_HEIGHT * up + [0, 0, 6.0]  # floor points 3-9 m away
+    k = 1 / 0.76  # the true focal is 0.76 of the one assumed: every depth 1.32x too far
+    seen = pts * [1, 1, k] + rng.normal(0, 0.01, pts.shape)
+    assert depth_stretch(seen, np.ones(30), up) == pytest.approx(k, rel=0.03)
+    side_on = seen.copy()
+    side_on[:, 2] = 6.0 * k  # every foot at one depth: nothing to measure
+    assert depth_stretch(side_on, np.ones(30), up) is None

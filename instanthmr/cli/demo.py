@@ -473,8 +473,9 @@ def open_outputs(args, meta: dict, source, smooth: str, stop: StopSignals, groun
 
 def camera_focal(args, pipeline, image_wh) -> tuple[float | None, float, str]:
     """``(focal given to the pipeline or None, focal used px, source)`` from ``--focal-length`` / ``--fov``;
-    source "given" or "default" (the model's assumption, the image diagonal: a guess, not estimated). A focal
-    the network cannot use raises ``ValueError`` (one line) before any frame."""
+    source "given" or "default" (the model's assumption, the image diagonal: a guess; the ground stage may
+    then measure it: ``focal_estimate_px`` in the frames' ``ground``). A focal the network cannot use raises
+    ``ValueError`` (one line) before any frame."""
     from instanthmr.core.geometry import default_focal, focal_from_fov
 
     given = args.focal_length if args.focal_length is not None else (
@@ -484,14 +485,16 @@ def camera_focal(args, pipeline, image_wh) -> tuple[float | None, float, str]:
     return given, float(used), "given" if given is not None else "default"
 
 
-def ground_stage(args, source, photos: bool):
-    """The grounded-motion stage (video/ground_stage.py), or None for photos and with --no-ground."""
+def ground_stage(args, source, photos: bool, focal_given: bool):
+    """The grounded-motion stage (video/ground_stage.py), or None for photos and with --no-ground; it
+    estimates the focal length's depth stretch unless the focal or the floor was given."""
     if args.no_ground or photos or source.kind == "image":
         return None
     from instanthmr.video.ground import Floor
     from instanthmr.video.ground_stage import GroundStage
 
-    return GroundStage(source.fps, floor=Floor.parse(args.floor) if args.floor else None)
+    return GroundStage(source.fps, floor=Floor.parse(args.floor) if args.floor else None,
+                       estimate_focal=not focal_given)
 
 
 def open_stream(args, source):
@@ -543,7 +546,7 @@ def run(args, stop: StopSignals, loaded: tuple | None = None, figures: dict | No
             loaded[1].reset()
         model, pipeline = loaded
         pipeline.focal_length, focal_used, focal_source = camera_focal(args, pipeline, source.size)
-        ground = ground_stage(args, source, photos)
+        ground = ground_stage(args, source, photos, pipeline.focal_length is not None)
         mediapipe = model == MEDIAPIPE_MODEL_NAME  # the MediaPipe path follows people with its own landmarks
         stride = detector_stride(args, model)
         # source.fps, not the output fps: frame indices count source frames (--frame-skip leaves gaps).
@@ -579,7 +582,8 @@ def run(args, stop: StopSignals, loaded: tuple | None = None, figures: dict | No
                 "detector_stride": stride, "det_confidence": args.det_confidence,
                 "keypoint_crops": bool(args.keypoint_crops), "smooth": smooth, "units": UNITS,
                 "joint_order": JOINT_ORDER, "focal_length_px": round(focal_used, 3), "focal_source": focal_source,
-                "ground": None if ground is None else {"floor_source": "given" if args.floor else "estimated"}}
+                "ground": None if ground is None else {"floor_source": "given" if args.floor else "estimated",
+                                                       "focal_estimation": ground.estimate_focal}}
         outputs = open_outputs(args, meta, source, smooth, stop, ground)
         if mediapipe and outputs.mesh is not None:  # asked for meshes, but nothing to draw them from
             print(f"[mhr] no meshes: the MediaPipe path predicts no MHR body-model parameters (--model "

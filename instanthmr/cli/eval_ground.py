@@ -46,8 +46,9 @@ from instanthmr.video.smoothing import OneEuroSmoother, smooth_track_offline
 
 FPS = 30.0
 IMAGE_WH = (1920, 1080)
-#: The virtual cameras: (name, height m, distance m).
-CAMERAS = (("tripod 1.6 m", 1.6, 5.0), ("high 2.5 m", 2.5, 5.0), ("low 1.0 m", 1.0, 4.0))
+#: The virtual cameras: (height m, distance m, view): "side" = side-on to the take's main direction of
+#: travel, "front" = along it (people walk towards or away from the camera: feet spread in depth).
+CAMERAS = ((1.6, 5.0, "side"), (2.5, 5.0, "side"), (1.0, 4.0, "side"), (1.6, 6.0, "front"), (2.5, 6.0, "front"))
 FOCALS = (0.76, 0.9, 1.0)  # true focal, fractions of the image diagonal
 STATIC_SPEED = 0.15  # m/s: the truth's foot point stands still below this
 SKATE_MM = 10.0  # mm per frame (0.3 m/s at 30 fps): a static point moving more than this skates
@@ -100,15 +101,15 @@ def load_takes(root: Path | None = None, max_frames: int = 900) -> tuple[list[Ta
     return takes, skipped
 
 
-def camera_pose(take: Take, height: float, distance: float) -> tuple[np.ndarray, np.ndarray]:
+def camera_pose(take: Take, height: float, distance: float, view: str = "side") -> tuple[np.ndarray, np.ndarray]:
     """``(R, c)``: world -> camera rotation (rows: camera x, y, z axes in world; y down) and the camera
-    centre (world), ``distance`` m from the middle of the take's path, side-on to it, ``height`` m up,
-    pitched to look at 1 m above the floor there."""
+    centre (world), ``distance`` m from the middle of the take's path, side-on to it (``view`` "side") or
+    along it ("front"), ``height`` m up, pitched to look at 1 m above the floor there."""
     root = np.nanmean(take.world[:, [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]], 1)
     xz = root[:, [0, 2]]
     mid = xz.mean(0)
     _, _, vt = np.linalg.svd(xz - mid)
-    side = np.array([-vt[0, 1], vt[0, 0]])  # perpendicular to the main direction of travel
+    side = np.array([-vt[0, 1], vt[0, 0]]) if view == "side" else vt[0]  # across or along the main direction
     c = np.array([mid[0] + distance * side[0], height, mid[1] + distance * side[1]])
     look = np.array([mid[0], 1.0, mid[1]]) - c
     z = look / np.linalg.norm(look)
@@ -178,13 +179,13 @@ def foot_metrics(world_out: np.ndarray, world_true: np.ndarray) -> dict[str, flo
 
 
 def evaluate(take: Take, height: float, distance: float, focal_ratio: float, given_focal: bool,
-             mode: str, seed: int = 0) -> dict:
+             mode: str, seed: int = 0, view: str = "side") -> dict:
     """One take, camera and focal through the stage (``mode``: ``causal`` live or ``offline`` two-sided)."""
-    rot, centre = camera_pose(take, height, distance)
+    rot, centre = camera_pose(take, height, distance, view)
     assumed = focal_ratio if given_focal else 1.0
     frames, _ = estimator_frames(take, rot, centre, focal_ratio, assumed, seed)
     frames = _smoothed(frames, mode)
-    stage = GroundStage(FPS)
+    stage = GroundStage(FPS, estimate_focal=not given_focal)
     t0 = time.perf_counter()
     if mode == "causal":
         out = [stage(f) for f in frames]
@@ -192,15 +193,16 @@ def evaluate(take: Take, height: float, distance: float, focal_ratio: float, giv
         out = stage.offline(frames)
     total_ms = (time.perf_counter() - t0) * 1e3
     last = out[-1].ground
-    true_up_cam = rot @ np.array([0.0, 1.0, 0.0]) * np.array([1.0, 1.0, 1.0])
     true_up_cam = rot @ np.array([0.0, 1.0, 0.0])
-    row = {"take": take.name, "camera": f"{height:.1f} m", "focal": focal_ratio, "given_focal": given_focal,
+    row = {"take": take.name, "camera": f"{height:.1f} m {view}", "focal": focal_ratio, "given_focal": given_focal,
            "mode": mode, "frames": len(frames)}
     if last is None:
         return {**row, "floor": "none"}
     n = np.array(last["normal_cam"])
     row.update(normal_err_deg=angle_deg(n, true_up_cam), height_err_m=abs(last["camera_height_m"] - height),
-               provisional=last["provisional"])
+               provisional=last["provisional"],
+               focal_estimate=(last["focal_estimate_px"] / float(np.hypot(*IMAGE_WH))
+                               if "focal_estimate_px" in last else None))
     done = [f for f in out if f.ground is not None]
     first = next(i for i, f in enumerate(out) if f.ground is not None and not f.ground["provisional"]) \
         if any(f.ground is not None and not f.ground["provisional"] for f in out) else None
@@ -208,10 +210,14 @@ def evaluate(take: Take, height: float, distance: float, focal_ratio: float, giv
     # before: the estimator's joints in the same (final) world frame; after: the stage's output
     from instanthmr.video.ground import Floor, WorldFrame
 
-    wf = WorldFrame.from_floor(Floor(n, last["camera_height_m"]), stage.anchor)
+    from instanthmr.video.ground_stage import _unstretched
+
+    floor = Floor(n, last["camera_height_m"], depth_stretch=last.get("depth_stretch"))
+    wf = WorldFrame.from_floor(floor, _unstretched(stage.anchor, floor))
     idx = [i for i, f in enumerate(out) if f.ground is not None]
-    before = np.stack([wf.to_world(np.where(np.asarray(frames[i].persons[0].joints_valid)[:, None],
-                                            frames[i].persons[0].joints_3d_cam, np.nan)) for i in idx])
+    before = np.stack([wf.to_world(_unstretched(np.where(np.asarray(frames[i].persons[0].joints_valid)[:, None],
+                                                         frames[i].persons[0].joints_3d_cam, np.nan), floor))
+                       for i in idx])
     after = np.stack([f.persons[0].joints_3d_world for f in done]).astype(np.float64)
     truth = take.world[idx]
     b, a = foot_metrics(before, truth), foot_metrics(after, truth)
@@ -224,7 +230,7 @@ def evaluate(take: Take, height: float, distance: float, focal_ratio: float, giv
     return row
 
 
-KEYS = ("normal_err_deg", "height_err_m", "before_slide_mm", "after_slide_mm", "truth_slide_mm",
+KEYS = ("normal_err_deg", "height_err_m", "focal_estimate", "before_slide_mm", "after_slide_mm", "truth_slide_mm",
         "before_skate_pct", "after_skate_pct", "before_penetration_mm", "after_penetration_mm",
         "before_float_mm", "after_float_mm", "ms_per_person")
 
@@ -336,10 +342,10 @@ def main(argv=None) -> int:
         return 1
     rows = []
     for take in takes:
-        for _, height, distance in CAMERAS:
+        for height, distance, view in CAMERAS:
             for f in args.focal:
                 for mode in args.modes:
-                    rows.append(evaluate(take, height, distance, f, args.given_focal, mode, args.seed))
+                    rows.append(evaluate(take, height, distance, f, args.given_focal, mode, args.seed, view))
     print(table(rows))
     print()
     print(summary(rows))

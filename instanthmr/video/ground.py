@@ -111,20 +111,21 @@ def body_up(joints: np.ndarray) -> np.ndarray | None:
     return v / n if np.isfinite(n) and n > 1e-6 else None
 
 
-def motion_points(points_cam: np.ndarray, pixels: np.ndarray | None, depth_ref: float, focal: float,
+def motion_points(points_cam: np.ndarray, pixels: np.ndarray | None, principal_point, focal: float,
                   depth_weight: float) -> np.ndarray:
-    """Foot points ``(n, 3)`` in the space their speed is measured in (metres): across the view from the 2D
-    joints when given (``pixels (n, 2)``, px: ``u * depth_ref / focal``; a static camera sees a planted foot
-    stand still in the image, and 2D keypoints jitter far less than a monocular depth), else from the camera
-    frame x, y; along the view the camera-frame depth times ``depth_weight`` (depth jitters most).
-    ``depth_ref`` (m) is the person's slowly smoothed depth, ``focal`` px."""
+    """Foot points ``(n, 3)`` as their speed is measured: across the view in pixels from the principal point
+    (the 2D joints ``pixels (n, 2)`` where given: a static camera sees a planted foot stand still in the
+    image, and 2D keypoints jitter far less than a monocular depth; else the projection of the camera-frame
+    point with ``focal`` px), along the view the camera-frame depth (m) times ``depth_weight`` (depth
+    jitters most). The speed functions take ``xy_scale`` = the person's smoothed depth / focal (m per px)."""
     p = np.asarray(points_cam, np.float64)
     out = np.empty_like(p)
-    out[:, :2] = p[:, :2]
-    if pixels is not None and focal > 0 and np.isfinite(depth_ref):
-        uv = np.asarray(pixels, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[:, :2] = focal * p[:, :2] / p[:, 2:3]
+    if pixels is not None:
+        uv = np.asarray(pixels, np.float64) - np.asarray(principal_point, np.float64)
         ok = np.isfinite(uv).all(1)
-        out[ok, :2] = uv[ok] * (depth_ref / focal)
+        out[ok, :2] = uv[ok]
     out[:, 2] = p[:, 2] * depth_weight
     return out
 
@@ -139,7 +140,9 @@ class WindowSpeed:
         self.window_s = float(window_s)
         self.history: deque = deque(maxlen=16)  # (time_s, positions)
 
-    def __call__(self, time_s: float, positions: np.ndarray) -> np.ndarray:
+    def __call__(self, time_s: float, positions: np.ndarray, xy_scale: float = 1.0) -> np.ndarray:
+        """m/s; ``xy_scale`` multiplies the first two coordinates of each displacement (m per px for
+        :func:`motion_points`)."""
         positions = np.asarray(positions, np.float64)
         older = [(t, p) for t, p in self.history if t < time_s]
         self.history.append((float(time_s), positions))
@@ -147,7 +150,9 @@ class WindowSpeed:
             return np.zeros(len(positions))
         inside = [(t, p) for t, p in older if time_s - t <= self.window_s + 1e-9]
         t_old, p_old = inside[0] if inside else older[-1]
-        return np.linalg.norm(positions - p_old, axis=-1) / (time_s - t_old)
+        d = positions - p_old
+        d[:, :2] *= xy_scale
+        return np.linalg.norm(d, axis=-1) / (time_s - t_old)
 
 
 def angle_deg(a, b) -> float:
@@ -159,11 +164,14 @@ def angle_deg(a, b) -> float:
 @dataclass(frozen=True)
 class Floor:
     """A floor plane in the camera frame: ``normal`` (3,) unit, pointing up; ``camera_height`` metres (the
-    camera centre's height above it); ``provisional`` while it is the fallback, not a fit."""
+    camera centre's height above it); ``provisional`` while it is the fallback, not a fit; ``depth_stretch``
+    when the fit measured how much the estimator's depths are stretched by a wrong focal length: then the
+    plane is in the corrected camera frame (:func:`unstretch`)."""
 
     normal: np.ndarray
     camera_height: float
     provisional: bool = False
+    depth_stretch: float | None = None  # estimated f_assumed / f_true (:func:`depth_stretch`), or None
 
     def height(self, points: np.ndarray) -> np.ndarray:
         """Height (m) above the floor of camera-frame points ``(..., 3)``."""
@@ -171,8 +179,11 @@ class Floor:
 
     def record(self) -> dict:
         """The per-frame ``ground`` JSON record."""
-        return {"normal_cam": [round(float(x), 5) for x in self.normal],
-                "camera_height_m": round(float(self.camera_height), 4), "provisional": bool(self.provisional)}
+        rec = {"normal_cam": [round(float(x), 5) for x in self.normal],
+               "camera_height_m": round(float(self.camera_height), 4), "provisional": bool(self.provisional)}
+        if self.depth_stretch is not None:
+            rec["depth_stretch"] = round(float(self.depth_stretch), 4)
+        return rec
 
     @classmethod
     def parse(cls, text: str) -> "Floor":
@@ -230,7 +241,7 @@ def _candidate(state: np.ndarray, height: np.ndarray, speed: np.ndarray, cfg: Co
 
 class ContactDetector:
     """Causal foot contact of one track: :meth:`update` per frame with the foot points' heights above their
-    resting heights (m) and their :func:`motion_points` (m, for the speed). Speeds are over the last
+    resting heights (m) and their :func:`motion_points` (for the speed). Speeds are over the last
     ``cfg.speed_window_s`` seconds; a contact starts after ``cfg.on_frames`` frames agree and ends after
     ``cfg.off_frames`` (so it comes that many frames late). NaN heights (no floor, or a missing joint) leave the state as it is."""
 
@@ -240,10 +251,11 @@ class ContactDetector:
         self.pending = np.zeros(n, int)  # frames the other state has been the candidate
         self.speed = WindowSpeed(cfg.speed_window_s)
 
-    def update(self, time_s: float, heights: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def update(self, time_s: float, heights: np.ndarray, positions: np.ndarray,
+               xy_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """``(contact (n,) bool, confidence (n,))``: confidence in the state reported (P(contact) for a
-        contact, 1 - P(contact) otherwise; :func:`contact_probability`)."""
-        speed = self.speed(time_s, positions)
+        contact, 1 - P(contact) otherwise; :func:`contact_probability`). ``xy_scale``: see :class:`WindowSpeed`."""
+        speed = self.speed(time_s, positions, xy_scale)
         known = np.isfinite(heights) & np.isfinite(speed)
         h = np.where(known, heights, np.inf)
         cand = _candidate(self.state, h, np.where(known, speed, np.inf), self.cfg)
@@ -256,9 +268,9 @@ class ContactDetector:
         return self.state.copy(), np.where(self.state, p, 1.0 - p)
 
 
-def speeds_centred(times: np.ndarray, positions: np.ndarray, window_s: float) -> np.ndarray:
+def speeds_centred(times: np.ndarray, positions: np.ndarray, window_s: float, xy_scale=None) -> np.ndarray:
     """Two-sided speed (m/s) of ``positions (T, n, 3)`` at ``times (T,)``: the displacement over about
-    ``window_s`` centred on each frame (one-sided at the ends)."""
+    ``window_s`` centred on each frame (one-sided at the ends); ``xy_scale (T,)`` as :class:`WindowSpeed`."""
     t = np.asarray(times, np.float64)
     n = len(t)
     lo = np.searchsorted(t, t - window_s / 2, "left")
@@ -268,7 +280,10 @@ def speeds_centred(times: np.ndarray, positions: np.ndarray, window_s: float) ->
     lo = np.where(same, np.maximum(np.arange(n) - 1, 0), lo)
     hi = np.where(same, np.minimum(np.arange(n) + 1, n - 1), hi)
     dt = np.maximum(t[hi] - t[lo], 1e-9)
-    v = np.linalg.norm(positions[hi] - positions[lo], axis=-1) / dt[:, None]
+    d = positions[hi] - positions[lo]
+    if xy_scale is not None:
+        d[..., :2] *= np.asarray(xy_scale, np.float64)[:, None, None]
+    v = np.linalg.norm(d, axis=-1) / dt[:, None]
     return np.where((hi > lo)[:, None], v, 0.0)
 
 
@@ -288,11 +303,11 @@ def _drop_short_runs(x: np.ndarray, min_len: int) -> np.ndarray:
 
 
 def contacts_offline(times: np.ndarray, heights: np.ndarray, positions: np.ndarray,
-                     cfg: ContactConfig = ContactConfig()) -> tuple[np.ndarray, np.ndarray]:
+                     cfg: ContactConfig = ContactConfig(), xy_scale=None) -> tuple[np.ndarray, np.ndarray]:
     """Two-sided contacts of one track over a whole file: ``heights (T, n)`` above the resting heights (m),
     ``positions (T, n, 3)`` their :func:`motion_points` (m). Centred speeds, the same hysteresis, then runs shorter than
     ``min_frames`` removed on both sides (no delay). Returns ``(contact (T, n), confidence (T, n))``."""
-    speed = speeds_centred(times, positions, cfg.speed_window_s)
+    speed = speeds_centred(times, positions, cfg.speed_window_s, xy_scale)
     known = np.isfinite(heights) & np.isfinite(speed)
     h = np.where(known, heights, np.inf)
     v = np.where(known, speed, np.inf)
@@ -310,6 +325,43 @@ def contacts_offline(times: np.ndarray, heights: np.ndarray, positions: np.ndarr
 # --------------------------------------------------------------------------------------------------
 # The floor
 # --------------------------------------------------------------------------------------------------
+
+def depth_stretch(points: np.ndarray, weights: np.ndarray, up: np.ndarray, min_depth_spread: float = 0.75,
+                  min_tilt: float = 0.05, max_rel_error: float = 0.2) -> float | None:
+    """How much a wrong focal length stretched the depths of floor points ``points (N, 3)`` (camera frame, m;
+    weights ``(N,)``): ``k = f_assumed / f_true``, from the bodies' ``up`` (unit, camera frame). A body of
+    known size seen with focal f_assumed is put at depth z k, with x and y right; the estimator's metric,
+    camera-aligned 3D (and so ``up``) does not depend on the focal. The true floor has normal ``up``:
+    ``up_x x + up_y y = -h - (up_z / k) z``, a straight line in z whose slope gives k. It needs the points
+    spread in depth (``min_depth_spread`` m, weighted std) and a tilted view (``|up_z| >= min_tilt``); None
+    when those lack or the slope's relative standard error exceeds ``max_rel_error``, or k is outside 0.5-2."""
+    up = np.asarray(up, np.float64)
+    if abs(up[2]) < min_tilt or len(points) < 4:
+        return None
+    w = np.asarray(weights, np.float64) / max(float(np.sum(weights)), 1e-12)
+    z, s = points[:, 2], points[:, :2] @ up[:2]
+    dz, ds = z - w @ z, s - w @ s
+    var_z = float(w @ dz ** 2)
+    if var_z < min_depth_spread ** 2:
+        return None
+    beta = float(w @ (dz * ds)) / var_z
+    n_eff = 1.0 / float(w @ w)
+    se = np.sqrt(float(w @ (ds - beta * dz) ** 2) / (var_z * max(n_eff - 2.0, 1.0)))
+    if beta == 0 or se / abs(beta) > max_rel_error:
+        return None
+    k = -up[2] / beta
+    return float(k) if 0.5 < k < 2.0 else None
+
+
+def unstretch(points: np.ndarray, root_depth, stretch: float) -> np.ndarray:
+    """Camera-frame points ``(..., 3)`` of a person whose root is at depth ``root_depth`` (m; broadcast over
+    the points' leading axes) with the depth stretch ``stretch`` taken out: the person moved along z to
+    ``root_depth / stretch``, their own shape unchanged (only the translation came from the focal)."""
+    out = np.array(points, np.float64)
+    rd = np.asarray(root_depth, np.float64)
+    out[..., 2] += rd.reshape(rd.shape + (1,) * (out.ndim - 1 - rd.ndim)) * (1.0 / stretch - 1.0)
+    return out
+
 
 def provisional_floor(ups: np.ndarray, foot_points: np.ndarray, percentile: float = 5.0) -> Floor | None:
     """The fallback floor before a fit converges: the normal is the mean body up direction (:func:`body_up`) (``ups (N, 3)``,
@@ -366,8 +418,9 @@ class FloorEstimator:
     :meth:`fit_all` fits a whole file at once (two-sided).
     """
 
-    def __init__(self, cfg: FloorConfig = FloorConfig(), seed: int = 0):
+    def __init__(self, cfg: FloorConfig = FloorConfig(), seed: int = 0, stretch: bool = False):
         self.cfg = cfg
+        self.stretch = bool(stretch)  # measure the depth stretch of a wrong focal (depth_stretch)
         self.rng = np.random.default_rng(seed)
         self.reset()
 
@@ -386,10 +439,11 @@ class FloorEstimator:
         self.refits = 0  # times a frozen floor was dropped
 
     # ---- evidence -------------------------------------------------------------------------------
-    def observe(self, track_id: int, time_s: float, joints_cam: np.ndarray, motion: np.ndarray | None = None) -> None:
+    def observe(self, track_id: int, time_s: float, joints_cam: np.ndarray, motion: np.ndarray | None = None,
+                xy_scale: float = 1.0) -> None:
         """One person on one frame: ``joints_cam (70, 3)`` camera frame, metres (NaN for missing joints);
-        ``motion``: the foot points' :func:`motion_points` (:data:`FOOT_POINTS` order; default: from the
-        camera frame with the depth weighted 0.3)."""
+        ``motion``: the foot points' :func:`motion_points` (:data:`FOOT_POINTS` order) and its ``xy_scale``
+        (default: the camera frame with the depth weighted 0.3)."""
         j = np.asarray(joints_cam, np.float64)
         up = body_up(j)
         sole = j[FOOT_JOINTS[FLOOR_POINTS]]
@@ -401,7 +455,7 @@ class FloorEstimator:
             motion = j[FOOT_JOINTS] * [1.0, 1.0, 0.3]
         if track_id not in self.speeds:
             self.speeds[track_id] = WindowSpeed(self.cfg.speed_window_s)
-        speed = self.speeds[track_id](time_s, np.asarray(motion)[FLOOR_POINTS])
+        speed = self.speeds[track_id](time_s, np.asarray(motion)[FLOOR_POINTS], xy_scale)
         if len(self.speeds[track_id].history) < 2:
             return
         s = sole @ up
@@ -478,10 +532,13 @@ class FloorEstimator:
             best = np.abs(points @ up - np.median(points @ up)) < 2 * cfg.inlier_m
         if best.sum() < 3:
             return None
+        k = depth_stretch(points[best], weights[best], up) if self.stretch else None
+        if k is not None:
+            points = points * [1.0, 1.0, 1.0 / k]  # feet near their root: the stretch moves them alike
         n, d = fit_plane_weighted(points[best], weights[best], up, cfg.prior)
         if angle_deg(n, up) > cfg.max_tilt_deg:
             return None
-        return Floor(n, d + REST_HEIGHT_M[0])  # the sole points rest REST_HEIGHT_M above the floor
+        return Floor(n, d + REST_HEIGHT_M[0], depth_stretch=k)  # the sole points rest REST_HEIGHT_M above it
 
     def update(self, time_s: float) -> Floor | None:
         """Fit again now (until frozen; at most every ``refit_every_s``) or fall back to the provisional

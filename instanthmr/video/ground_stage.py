@@ -39,6 +39,7 @@ from instanthmr.video.ground import (
     lock_track_offline,
     lowest_sole,
     motion_points,
+    unstretch,
 )
 
 #: Time constant (s) of the person's depth that converts their 2D foot motion to metres (motion_points).
@@ -77,6 +78,21 @@ def _root(j: np.ndarray) -> np.ndarray:
     return j[_HIPS].mean(0)
 
 
+def _unstretched(j: np.ndarray, floor: Floor) -> np.ndarray:
+    """Camera-frame joints (70, 3) or a point (3,) with the floor's depth stretch taken out (as they are without one)."""
+    if floor.depth_stretch is None:
+        return j
+    root = _root(j) if j.ndim == 2 else j
+    return unstretch(j, root[2], floor.depth_stretch)
+
+
+def _ground_record(floor: Floor, persons) -> dict:
+    rec = floor.record()
+    if floor.depth_stretch is not None and persons:
+        rec["focal_estimate_px"] = round(float(persons[0].focal_length) / floor.depth_stretch, 1)
+    return rec
+
+
 def contacts_record(contact: np.ndarray, confidence: np.ndarray, known: np.ndarray) -> dict:
     """``{name: {"contact": bool, "confidence": float}}`` for the foot points the person has (``known``)."""
     return {n: {"contact": bool(c), "confidence": round(float(q), 3)}
@@ -86,18 +102,22 @@ def contacts_record(contact: np.ndarray, confidence: np.ndarray, known: np.ndarr
 class GroundStage:
     """The grounded-motion stage (see the module docstring). ``floor``: a given floor (e.g. ``--floor``, from a
     calibration): used as it is, never re-estimated. ``timing``: :attr:`ms_per_person` keeps the cost of the
-    per-person work (contacts, world frame, lock) and :attr:`fit_ms` the floor estimator's."""
+    per-person work (contacts, world frame, lock) and :attr:`fit_ms` the floor estimator's. ``estimate_focal``:
+    let the floor fit measure the depth stretch of a wrong focal length (:func:`~instanthmr.video.ground.depth_stretch`;
+    only where the feet spread in depth under a tilted camera) and take it out of the world joints; the
+    frame's ``ground`` then holds ``depth_stretch`` and ``focal_estimate_px``. Off when the focal was given."""
 
     def __init__(self, fps: float, floor: Floor | None = None, contact: ContactConfig = ContactConfig(),
-                 floor_cfg: FloorConfig = FloorConfig(), lock: LockConfig = LockConfig()):
+                 floor_cfg: FloorConfig = FloorConfig(), lock: LockConfig = LockConfig(), estimate_focal: bool = True):
         self.fps = float(fps) if fps and fps > 0 else 30.0
         self.given = floor
+        self.estimate_focal = bool(estimate_focal) and floor is None
         self.contact_cfg, self.floor_cfg, self.lock_cfg = contact, floor_cfg, lock
         self.reset()
 
     def reset(self) -> None:
         """A new source: nothing carries over."""
-        self.estimator = FloorEstimator(self.floor_cfg)
+        self.estimator = FloorEstimator(self.floor_cfg, stretch=self.estimate_focal)
         self.anchor: np.ndarray | None = None  # the first position of the first track (camera frame)
         self.world: WorldFrame | None = None
         self._world_floor: Floor | None = None
@@ -122,7 +142,7 @@ class GroundStage:
 
     def _world_for(self, floor: Floor) -> WorldFrame:
         if self.world is None or floor is not self._world_floor:
-            self.world, self._world_floor = WorldFrame.from_floor(floor, self.anchor), floor
+            self.world, self._world_floor = WorldFrame.from_floor(floor, _unstretched(self.anchor, floor)), floor
             for lock in self.locks.values():  # anchors of another world frame mean nothing in this one
                 lock.anchor[:] = np.nan
         return self.world
@@ -136,9 +156,9 @@ class GroundStage:
         motion = [self._motion(p, j, t) for p, j in zip(result.persons, joints)]
         t0 = time.perf_counter()
         if self.given is None:
-            for p, j, m in zip(result.persons, joints, motion):
+            for p, j, (m, c) in zip(result.persons, joints, motion):
                 if p.track_id is not None:
-                    self.estimator.observe(int(p.track_id), t, j, m)
+                    self.estimator.observe(int(p.track_id), t, j, m, c)
             for tid in getattr(result, "ended_tracks", ()) or ():
                 self.estimator.end_track(int(tid), t)
         self.fit_ms.append((time.perf_counter() - t0) * 1e3)
@@ -160,10 +180,11 @@ class GroundStage:
             t1 = time.perf_counter()
             persons.append(self._person(p, j, m, t, floor, world))
             self.person_ms.append((time.perf_counter() - t1) * 1e3)
-        return dataclasses.replace(result, persons=persons, ground=floor.record())
+        return dataclasses.replace(result, persons=persons, ground=_ground_record(floor, result.persons))
 
-    def _motion(self, p, j: np.ndarray, t: float) -> np.ndarray:
-        """The person's foot points for speeds (:func:`motion_points`), with their causally smoothed depth."""
+    def _motion(self, p, j: np.ndarray, t: float) -> tuple[np.ndarray, float]:
+        """The person's foot points for speeds (:func:`motion_points`) and their m-per-px scale (their
+        causally smoothed depth over the focal)."""
         tid = -1 if p.track_id is None else int(p.track_id)
         z = float(_root(j)[2])
         ref = self.depth_ref.get(tid)
@@ -173,11 +194,15 @@ class GroundStage:
             dt = t - self.last_time.get(tid, t - 1.0 / self.fps)
             ref += (1.0 - np.exp(-max(dt, 0.0) / DEPTH_REF_S)) * (z - ref)
         self.depth_ref[tid] = ref
-        return motion_points(j[FOOT_JOINTS], _pixels(p), ref, float(getattr(p, "focal_length", 0.0) or 0.0),
-                             self.contact_cfg.depth_weight)
+        focal = float(getattr(p, "focal_length", 0.0) or 0.0)
+        pp = getattr(p, "principal_point", None)
+        pix = _pixels(p) if pp is not None else None
+        return (motion_points(j[FOOT_JOINTS], pix, np.zeros(2) if pp is None else pp, focal,
+                              self.contact_cfg.depth_weight), ref / focal if focal > 0 else 1.0)
 
-    def _person(self, p, j: np.ndarray, motion: np.ndarray, t: float, floor: Floor, world: WorldFrame):
+    def _person(self, p, j: np.ndarray, motion: tuple, t: float, floor: Floor, world: WorldFrame):
         tid = -1 if p.track_id is None else int(p.track_id)
+        j = _unstretched(j, floor)
         if tid not in self.detectors:
             self.detectors[tid] = ContactDetector(self.contact_cfg)
             self.locks[tid] = FootLock(self.fps, self.lock_cfg)
@@ -193,7 +218,7 @@ class GroundStage:
         scale = self.scales[tid] = prev + (1.0 - np.exp(-(1.0 / self.fps) / SCALE_EASE_S)) * (self.targets[tid] - prev)
         j = j + (scale - 1.0) * _root(j)  # the person slid along the camera rays onto the floor
         feet = j[FOOT_JOINTS]
-        contact, conf = det.update(t, floor.height(feet) - REST_HEIGHT_M, motion)
+        contact, conf = det.update(t, floor.height(feet) - REST_HEIGHT_M, *motion)
         dt = t - self.last_time.get(tid, t - 1.0 / self.fps)
         self.last_time[tid] = t
         w = lock.update(world.to_world(j), contact, dt if dt > 0 else 1.0 / self.fps)
@@ -220,12 +245,14 @@ class GroundStage:
             ok = np.isfinite(z)
             ref = gaussian_lowpass(z[ok], ts[ok], DEPTH_REF_S)
             ref = np.interp(ts, ts[ok], ref) if ok.any() else z
-            m = np.stack([motion_points(j[k, FOOT_JOINTS], _pixels(p), ref[k], float(p.focal_length or 0.0),
+            focal = np.array([float(p.focal_length or 0.0) for p in ps])
+            m = np.stack([motion_points(j[k, FOOT_JOINTS], _pixels(p), p.principal_point, focal[k],
                                         self.contact_cfg.depth_weight) for k, p in enumerate(ps)])
-            tracks[tid] = (ts, j, m)
+            scale = np.where(focal > 0, ref / np.maximum(focal, 1e-9), 1.0)
+            tracks[tid] = (ts, j, m, scale)
             for k in range(len(ts)):
                 if self.given is None:
-                    self.estimator.observe(tid, ts[k], j[k], m[k])
+                    self.estimator.observe(tid, ts[k], j[k], m[k], scale[k])
             self.estimator.end_track(tid, ts[-1])
         for f in frames:  # the first position of the first track: the earliest frame's first person
             roots = [r for r in (_root(_joints(p)) for p in f.persons if p.track_id is not None) if np.isfinite(r).all()]
@@ -235,19 +262,20 @@ class GroundStage:
         floor = self.given if self.given is not None else self.estimator.fit_all()
         if floor is None or self.anchor is None:
             return list(frames)
-        world = WorldFrame.from_floor(floor, self.anchor)
+        world = WorldFrame.from_floor(floor, _unstretched(self.anchor, floor))
         persons = [list(f.persons) for f in frames]
         for tid, slots in where.items():
-            ts, j, m = tracks[tid]
+            ts, j, m, xy_scale = tracks[tid]
+            if floor.depth_stretch is not None:
+                j = unstretch(j, j[:, _HIPS, 2].mean(1), floor.depth_stretch)
             roots = j[:, _HIPS].mean(1)
             scale = self.scales[tid] = depth_scale(floor, lowest_sole(floor, j), roots)
             j = j + (scale - 1.0) * roots[:, None]  # the person slid along the camera rays onto the floor
             feet = j[:, FOOT_JOINTS]
-            contact, conf = contacts_offline(ts, floor.height(feet) - REST_HEIGHT_M, m, self.contact_cfg)
+            contact, conf = contacts_offline(ts, floor.height(feet) - REST_HEIGHT_M, m, self.contact_cfg, xy_scale)
             locked = lock_track_offline(ts, world.to_world(j), contact, self.lock_cfg)
             for k, (fi, pi) in enumerate(slots):
                 persons[fi][pi] = dataclasses.replace(
                     persons[fi][pi], joints_3d_world=locked[k].astype(np.float32),
                     contacts=contacts_record(contact[k], conf[k], np.isfinite(feet[k]).all(1)))
-        rec = floor.record()
-        return [dataclasses.replace(f, persons=ps, ground=rec) for f, ps in zip(frames, persons)]
+        return [dataclasses.replace(f, persons=ps, ground=_ground_record(floor, ps)) for f, ps in zip(frames, persons)]
