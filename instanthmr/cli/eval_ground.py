@@ -250,8 +250,9 @@ def table(rows: list[dict], keys=KEYS) -> str:
 
 def summary(rows: list[dict]) -> str:
     """Medians over takes per focal x given x mode."""
-    lines = ["| focal | mode | runs | normal err deg (median / max) | height err m (median / max) | slide mm/frame "
-             "before -> after (median) | skate % before -> after | ms/person |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| focal | mode | runs | normal err deg (median / max) | height err m (median / max) | focal estimated: "
+             "runs, median / max error % | slide mm/frame before -> after (median) | skate % before -> after | "
+             "ms/person |", "|---|---|---|---|---|---|---|---|---|"]
     groups: dict = {}
     for r in rows:
         if "normal_err_deg" in r:
@@ -260,8 +261,10 @@ def summary(rows: list[dict]) -> str:
         def col(k):
             return np.array([r[k] for r in rs], float)
         ne, he = col("normal_err_deg"), col("height_err_m")
+        fe = np.array([abs(r["focal_estimate"] / r["focal"] - 1) * 100 for r in rs if r.get("focal_estimate")])
+        fcell = f"{len(fe)}, {np.median(fe):.0f} / {fe.max():.0f}" if len(fe) else "0"
         lines.append(f"| {f:.2f}{' given' if g else ''} | {m} | {len(rs)} | {np.median(ne):.1f} / {ne.max():.1f} | "
-                     f"{np.median(he):.2f} / {he.max():.2f} | {np.nanmedian(col('before_slide_mm')):.1f} -> "
+                     f"{np.median(he):.2f} / {he.max():.2f} | {fcell} | {np.nanmedian(col('before_slide_mm')):.1f} -> "
                      f"{np.nanmedian(col('after_slide_mm')):.1f} | {np.nanmedian(col('before_skate_pct')):.0f} -> "
                      f"{np.nanmedian(col('after_skate_pct')):.0f} | {np.nanmedian(col('ms_per_person')):.2f} |")
     return "\n".join(lines)
