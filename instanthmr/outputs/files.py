@@ -229,7 +229,8 @@ def write_npz(path, frames: Iterable, fps: float | None = None) -> Path:
     grounded-motion stage also ``track_<id>/joints_3d_world (T, 70, 3)`` (m, Y up; NaN before the floor was
     known), ``track_<id>/contacts (T, 6)`` bool and ``contact_confidence (T, 6)`` in the order of
     ``contact_points (6,)``, and per frame with a floor ``ground_frame_index (F,)``, ``ground_normal_cam (F, 3)``,
-    ``ground_camera_height_m (F,)``, ``ground_provisional (F,)``. Read back with :func:`read_npz_tracks`.
+    ``ground_camera_height_m (F,)``, ``ground_provisional (F,)``, ``ground_focal_estimate_px (F,)`` (NaN where the
+    focal was not measured). Read back with :func:`read_npz_tracks`.
     """
     frames = list(frames)
     tracks = tracks_from_frames(frames, fps)
@@ -242,6 +243,8 @@ def write_npz(path, frames: Iterable, fps: float | None = None) -> Path:
         arrays["ground_normal_cam"] = np.array([g["normal_cam"] for _, g in grounds], np.float64)
         arrays["ground_camera_height_m"] = np.array([g["camera_height_m"] for _, g in grounds], np.float64)
         arrays["ground_provisional"] = np.array([bool(g["provisional"]) for _, g in grounds])
+        arrays["ground_focal_estimate_px"] = np.array([g.get("focal_estimate_px", np.nan) for _, g in grounds],
+                                                      np.float64)
     for tid, s in tracks.items():
         arrays[f"track_{tid}/frame_index"] = s.frame_index
         arrays[f"track_{tid}/time_s"] = s.time_s
