@@ -4,6 +4,7 @@ virtual cameras of known height, tilt and focal length.
     python tools/eval_ground.py                        # every take x camera x focal, live and two-sided
     python tools/eval_ground.py --focal 0.76 --json out.json
     python tools/eval_ground.py --from-npz run.npz       # a real video: demo.py ... --save-npz run.npz
+    python tools/eval_ground.py --cost                   # CPU ms per frame of the live stage
 
 Method (pure numpy, no network weights): each BVH take in ``<shared data>/mocap`` (:mod:`instanthmr.outputs.bvh`)
 is resampled to 30 fps and its body joints put in MHR70 order (heels, which the takes lack, are placed rigidly
@@ -319,6 +320,27 @@ def video_metrics(npz_path, planted_px: float = 2.0, min_frames: int = 3) -> dic
             "tracks": per_track}
 
 
+def cost(take: Take, rounds: int = 3) -> list[dict]:
+    """CPU ms per frame of the live stage on one take seen by the 1.6 m side camera (one person):
+    ``given`` with the true floor (the per-person work alone: contacts, depth slide, world frame, lock) and
+    ``estimated`` (plus the floor estimator). Process CPU time, so other jobs on the machine count less."""
+    from instanthmr.video.ground import Floor
+
+    rot, centre = camera_pose(take, 1.6, 5.0)
+    frames = _smoothed(estimator_frames(take, rot, centre, 1.0, 1.0)[0], "causal")
+    out = []
+    for _ in range(rounds):
+        row = {}
+        for name, floor in (("given", Floor(rot @ np.array([0.0, 1.0, 0.0]), 1.6)), ("estimated", None)):
+            stage = GroundStage(FPS, floor=floor)
+            c0 = time.process_time()
+            for f in frames:
+                stage(f)
+            row[f"{name}_cpu_ms_per_frame"] = round((time.process_time() - c0) * 1e3 / len(frames), 3)
+        out.append(row)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mocap", default=None, help="folder of BVH takes (default: <shared data>/mocap)")
@@ -332,7 +354,13 @@ def main(argv=None) -> int:
     ap.add_argument("--from-npz", nargs="+", default=None, metavar="NPZ",
                     help="instead: foot sliding on real videos, from demo runs' --save-npz files (feet planted in "
                          "the image; see video_metrics)")
+    ap.add_argument("--cost", action="store_true", help="instead: CPU ms per frame of the live stage (one person)")
     args = ap.parse_args(argv)
+    if args.cost:
+        takes, _ = load_takes(args.mocap, args.max_frames)
+        for row in cost(takes[1] if len(takes) > 1 else takes[0]):
+            print(json.dumps(row))
+        return 0
     if args.from_npz:
         for path in args.from_npz:
             print(json.dumps(video_metrics(path)))
