@@ -570,10 +570,10 @@ def run(args, stop: StopSignals, loaded: tuple | None = None, figures: dict | No
             print(released)
         print(f"tracking: {crops}; smoothing: {smooth}"
               + (" (outputs are written after the whole video)" if smooth == "offline" else ""))
-        print(f"camera: focal {focal_used:.0f} px ({focal_source}"
-              + (", the image diagonal: a guess; --focal-length or --fov if known)" if focal_source == "default" else ")")
-              + "; ground: " + ("off" if ground is None else "floor given (--floor)" if args.floor else
-                                "floor estimated from the people's feet" + (", two-sided" if smooth == "offline" else "")))
+        guess = ", the image diagonal: a guess; --focal-length or --fov if known" if focal_source == "default" else ""
+        floor = ("off" if ground is None else "floor given (--floor)" if args.floor else
+                 "floor estimated from the people's feet" + (", two-sided" if smooth == "offline" else ""))
+        print(f"camera: focal {focal_used:.0f} px ({focal_source}{guess}); ground: {floor}")
         meta = {"source": str(args.image or args.video or f"camera:{args.camera}"), "source_kind": source.kind,
                 "image_size": list(source.size), "fps": source.output_fps, "source_fps": source.fps,
                 "frame_skip": args.frame_skip,

@@ -97,7 +97,8 @@ def load_takes(root: Path | None = None, max_frames: int = 900) -> tuple[list[Ta
         for mhr, coco in _MAP.items():
             w[:, MHR70_INDEX[mhr]] = j[:, COCO_WHOLEBODY_INDEX[coco]]
         for s in ("left", "right"):
-            w[:, MHR70_INDEX[f"{s}_heel"]] = _heel(w[:, MHR70_INDEX[f"{s}_ankle"]], w[:, MHR70_INDEX[f"{s}_big_toe_tip"]])
+            ankle, toe = w[:, MHR70_INDEX[f"{s}_ankle"]], w[:, MHR70_INDEX[f"{s}_big_toe_tip"]]
+            w[:, MHR70_INDEX[f"{s}_heel"]] = _heel(ankle, toe)
         takes.append(Take(f"{path.parent.name}/{path.stem}", w))
     return takes, skipped
 
@@ -142,8 +143,8 @@ def estimator_frames(take: Take, rot: np.ndarray, centre: np.ndarray, focal_rati
     uv += rng.normal(0, 1, uv.shape) * 0.01 * height_px[:, None, None]
     for i in range(t):
         p = HMRPrediction(box=np.zeros(4), score=1.0, joints_3d_local=local[i], joints_3d_cam=local[i] + trans[i],
-                          joints_2d=uv[i], cam_trans=trans[i], focal_length=f_px, principal_point=pp, mhr_params=None, shape_params=None,
-                          joints_valid=valid[i], track_id=1)
+                          joints_2d=uv[i], cam_trans=trans[i], focal_length=f_px, principal_point=pp,
+                          mhr_params=None, shape_params=None, joints_valid=valid[i], track_id=1)
         frames.append(FrameResult(persons=[p], detector_ms=0, hmr_ms=0, total_ms=0, detector_ran=True,
                                   frame_index=i, time_s=i / FPS))
     return frames, cam
@@ -240,8 +241,8 @@ def table(rows: list[dict], keys=KEYS) -> str:
     head = ["take", "camera", "focal", "mode"] + list(keys)
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [str(r["take"]).split("/")[-1], r["camera"], f"{r['focal']:.2f}" + (" given" if r["given_focal"] else ""),
-                 r["mode"]]
+        focal = f"{r['focal']:.2f}" + (" given" if r["given_focal"] else "")
+        cells = [str(r["take"]).split("/")[-1], r["camera"], focal, r["mode"]]
         for k in keys:
             v = r.get(k)
             cells.append("-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v))

@@ -35,7 +35,8 @@ from instanthmr.outputs.atomic import ResultsWriteError, atomic_write
 from instanthmr.outputs.records import JOINT_ORDER, UNITS, document_head, document_tail, frame_record
 from instanthmr.video.ground import CONTACT_NAMES, FOOT_POINTS
 
-__all__ = ["PERSON_FIELDS", "SCALAR_FIELDS", "JOINT_FIELDS", "CSV_COLUMNS", "GROUND_CSV_COLUMNS", "ResultsWriteError", "TrackSeries",
+__all__ = ["PERSON_FIELDS", "SCALAR_FIELDS", "JOINT_FIELDS", "CSV_COLUMNS", "GROUND_CSV_COLUMNS", "ResultsWriteError",
+           "TrackSeries",
            "tracks_from_frames", "write_json", "csv_header", "csv_rows", "write_csv", "write_npz",
            "read_npz_tracks"]
 

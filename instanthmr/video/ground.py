@@ -13,6 +13,9 @@ Frames and units used everywhere here:
 The pieces are small and pure; :mod:`instanthmr.video.ground_stage` puts them together per frame (live,
 causal) or over a whole file (two-sided).
 
+* :func:`body_up`: the gravity direction a body shows (soles to hips-and-shoulders), independent of the focal.
+* :func:`motion_points`, :class:`WindowSpeed`, :func:`speeds_centred`: foot speed over a few frames, across
+  the view from the 2D joints, along it from the (jittery) depth, weighted down.
 * :func:`contact_probability`, :class:`ContactDetector` (causal) and :func:`contacts_offline` (two-sided):
   foot contact per foot point from its height above the floor and its speed over a few frames, with
   hysteresis, a minimum duration and a confidence.
@@ -20,6 +23,9 @@ causal) or over a whole file (two-sided).
   episode medians, then a weighted refinement whose normal is pulled towards the bodies' up direction),
   freezes it when stable and re-estimates it when the residuals say the camera moved or the shot cut.
   Before that, :func:`provisional_floor` (body up + a low percentile of foot height), flagged provisional.
+  :func:`depth_stretch` measures a wrong focal length from the same feet (:func:`unstretch` takes it out).
+* :func:`depth_scale`: each person slid along the camera rays so that their feet stand on the floor (a
+  monocular estimate gets each person's size, hence depth, a little wrong).
 * :class:`FootLock` (causal) and :func:`lock_track_offline` (two-sided): root motion with the horizontal
   drift taken out by the contacting feet (pulled back towards the measured root slowly), feet held in place
   during contact by a two-bone leg IK (:func:`two_bone_ik`), blended in and out, no foot below the floor.
@@ -243,7 +249,8 @@ class ContactDetector:
     """Causal foot contact of one track: :meth:`update` per frame with the foot points' heights above their
     resting heights (m) and their :func:`motion_points` (for the speed). Speeds are over the last
     ``cfg.speed_window_s`` seconds; a contact starts after ``cfg.on_frames`` frames agree and ends after
-    ``cfg.off_frames`` (so it comes that many frames late). NaN heights (no floor, or a missing joint) leave the state as it is."""
+    ``cfg.off_frames`` (so it comes that many frames late). NaN heights (no floor, or a missing joint) leave
+    the state as it is."""
 
     def __init__(self, cfg: ContactConfig = ContactConfig(), n: int = len(FOOT_POINTS)):
         self.cfg = cfg
@@ -364,7 +371,8 @@ def unstretch(points: np.ndarray, root_depth, stretch: float) -> np.ndarray:
 
 
 def provisional_floor(ups: np.ndarray, foot_points: np.ndarray, percentile: float = 5.0) -> Floor | None:
-    """The fallback floor before a fit converges: the normal is the mean body up direction (:func:`body_up`) (``ups (N, 3)``,
+    """The fallback floor before a fit converges: the normal is the mean body up direction (:func:`body_up`;
+    ``ups (N, 3)``,
     camera frame), the height puts a low ``percentile`` of the sole points ``(M, 3)`` (camera frame, metres)
     at their resting height. ``provisional=True``; None without data."""
     ups = np.asarray(ups, np.float64).reshape(-1, 3)
@@ -554,7 +562,7 @@ class FloorEstimator:
             fitted = self.fit(pts, w, up)
         if fitted is None:
             if self.floor is None or self.floor.provisional:
-                self.floor = provisional_floor(np.array(self.ups), np.concatenate(list(self.lows) or [np.zeros((0, 3))]))
+                self.floor = self._provisional()
             return self.floor
         self.fits += 1
         prev = self.floor
@@ -578,8 +586,11 @@ class FloorEstimator:
             if f is not None:
                 self.floor, self.frozen = f, True
                 return f
-        self.floor = provisional_floor(np.array(self.ups), np.concatenate(list(self.lows) or [np.zeros((0, 3))]))
+        self.floor = self._provisional()
         return self.floor
+
+    def _provisional(self) -> Floor | None:
+        return provisional_floor(np.array(self.ups), np.concatenate(list(self.lows) or [np.zeros((0, 3))]))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -675,7 +686,8 @@ def floor_grid(floor: Floor, centre_cam: np.ndarray, half_size: float = 3.0, ste
 # Root motion and foot lock
 # --------------------------------------------------------------------------------------------------
 
-def two_bone_ik(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def two_bone_ik(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray,
+                target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """New ``(knee, ankle)`` that bring the ankle to ``target`` (or as near as the leg reaches) with the hip
     fixed, both bone lengths kept and the knee bending in the plane it bends in now. Any frame, metres."""
     l1, l2 = float(np.linalg.norm(knee - hip)), float(np.linalg.norm(ankle - knee))

@@ -79,7 +79,8 @@ def _root(j: np.ndarray) -> np.ndarray:
 
 
 def _unstretched(j: np.ndarray, floor: Floor) -> np.ndarray:
-    """Camera-frame joints (70, 3) or a point (3,) with the floor's depth stretch taken out (as they are without one)."""
+    """Camera-frame joints (70, 3) or a point (3,) with the floor's depth stretch taken out (unchanged
+    without one)."""
     if floor.depth_stretch is None:
         return j
     root = _root(j) if j.ndim == 2 else j
@@ -255,7 +256,8 @@ class GroundStage:
                     self.estimator.observe(tid, ts[k], j[k], m[k], scale[k])
             self.estimator.end_track(tid, ts[-1])
         for f in frames:  # the first position of the first track: the earliest frame's first person
-            roots = [r for r in (_root(_joints(p)) for p in f.persons if p.track_id is not None) if np.isfinite(r).all()]
+            roots = [_root(_joints(p)) for p in f.persons if p.track_id is not None]
+            roots = [r for r in roots if np.isfinite(r).all()]
             if roots:
                 self.anchor = roots[0]
                 break
