@@ -19,7 +19,7 @@ import pytest
 from instanthmr.cli import demo
 from instanthmr.core.mocap import load_bvh
 from instanthmr.runtime.factory import KEYPOINT_DETECT_EVERY
-from instanthmr.outputs.files import CSV_COLUMNS, read_npz_tracks
+from instanthmr.outputs.files import CSV_COLUMNS, GROUND_CSV_COLUMNS, read_npz_tracks
 from instanthmr.runtime.detector import Detections, PersonDetector
 from instanthmr.video.sources import count_video_frames
 
@@ -153,7 +153,7 @@ def test_csv_npz_bvh_agree_with_json(runs, mode):
 
     with (d / "r.csv").open() as fh:
         rows = list(csv.reader(fh))
-    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) - 1 == FRAMES * 2 * 70
+    assert tuple(rows[0]) == CSV_COLUMNS + GROUND_CSV_COLUMNS and len(rows) - 1 == FRAMES * 2 * 70  # ground: on
     col = {c: i for i, c in enumerate(CSV_COLUMNS)}
     r = next(r for r in rows[1:] if r[col["frame_index"]] == "5" and r[col["joint_name"]] == "left_wrist")
     t = tracks[int(r[col["track_id"]])]

@@ -35,6 +35,7 @@ from dataclasses import replace
 
 from instanthmr.cli.common import flag_name, looks_like_address, random_init_model
 from instanthmr.cli.run_flags import (
+    add_camera_flags,
     add_mesh_flags,
     add_model_flags,
     add_rig_flag,
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(p, "demo: ")
     add_speed_flags(p, "demo: ")
     add_tracking_flags(p, "demo: ")
+    add_camera_flags(p, "demo: ")
     add_rig_flag(p.add_argument_group("demo: outputs"))
     add_mesh_flags(p, "demo: ")
     return p

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from instanthmr.cli.common import flag_name, random_init_model
 from instanthmr.cli.run_flags import (
+    add_camera_flags,
     add_mesh_flags,
     add_model_flags,
     add_rig_flag,
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(p)
     add_speed_flags(p)
     add_tracking_flags(p)
+    add_camera_flags(p)
     o = p.add_argument_group("outputs")
     o.add_argument("--save-rrd", default=None, metavar="PATH",
                    help="save the Rerun recording to this .rrd file (open it later with `rerun PATH`)")

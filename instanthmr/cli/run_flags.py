@@ -116,6 +116,26 @@ def add_tracking_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
 
 
 
+def add_camera_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The camera's focal length and grounded motion (docs/ground.md)."""
+    g = p.add_argument_group(prefix + "camera and ground (docs/ground.md)")
+    foc = g.add_mutually_exclusive_group()
+    foc.add_argument("--focal-length", type=float, default=None, metavar="PX",
+                     help="the camera's focal length in pixels (default: the image diagonal, a guess: phones are "
+                          "often 0.7-0.9 of it; every depth scales with it). Networks whose input carries no focal "
+                          "(the released file) refuse it")
+    foc.add_argument("--fov", type=float, default=None, metavar="DEG",
+                     help="the camera's horizontal field of view in degrees, instead of --focal-length")
+    g.add_argument("--no-ground", action="store_true",
+                   help="no grounded motion: no floor, world-frame joints, contacts or foot lock (default: on for "
+                        "videos and cameras: joints_3d_world, contacts and the floor in --save-json/--save-csv/"
+                        "--save-npz and the viewer)")
+    g.add_argument("--floor", default=None, metavar="NX,NY,NZ,H",
+                   help="give the floor instead of estimating it: its up normal in the camera frame (x right, y "
+                        "down, z forward; a level camera: 0,-1,0) and the camera's height above it in metres, "
+                        "e.g. from a calibration")
+
+
 def add_rig_flag(group) -> None:
     """``--rig``: how BVH and glTF name their bones (an output option every output-writing command shares)."""
     group.add_argument("--rig", default="mhr70", choices=RIGS,
@@ -159,4 +179,6 @@ def run_config(args, **fields) -> RunConfig:
         raise ValueError(f"--threads must be 0 (ONNX Runtime's choice) or more, got {args.threads}")
     return RunConfig(frame_skip=args.frame_skip, max_frames=args.max_frames, smooth=args.smooth,
                      keypoint_crops=args.keypoint_crops, pipeline=pipeline_spec(args), rig=args.rig,
-                     mhr_model=args.mhr_model, mhr_lod=args.mhr_lod, mhr_overlay=args.mhr_overlay, **fields)
+                     mhr_model=args.mhr_model, mhr_lod=args.mhr_lod, mhr_overlay=args.mhr_overlay,
+                     focal_length=args.focal_length, fov=args.fov, ground=not args.no_ground, floor=args.floor,
+                     **fields)

@@ -124,6 +124,15 @@ def default_focal(image_wh) -> float | np.ndarray:
     return float(f) if f.ndim == 0 else f
 
 
+def focal_from_fov(fov_deg: float, image_wh) -> float:
+    """Focal length (px) of a pinhole whose *horizontal* field of view is ``fov_deg`` degrees on an image
+    ``image_wh`` (W, H) px wide: ``(W / 2) / tan(fov / 2)``. ``ValueError`` outside (0, 180) degrees."""
+    fov = float(fov_deg)
+    if not 0.0 < fov < 180.0:
+        raise ValueError(f"--fov is the horizontal field of view in degrees, in (0, 180), got {fov_deg}")
+    return float(image_wh[0]) / 2.0 / float(np.tan(np.radians(fov) / 2.0))
+
+
 def condition_focal(image_wh, form: str = "pixel", focal: float | None = None) -> float:
     """The focal length (px) a CLIFF ``form`` assumes: ``focal`` when given, else :func:`default_focal` (the
     image diagonal), or ``ANGULAR_FOCAL_SCALE`` x that for the ``angular`` form."""

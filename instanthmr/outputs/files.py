@@ -12,6 +12,9 @@ Coordinate frames written (also stated in each file's metadata):
 * ``joints_2d``: full-image pixels, x right, y down.
 * ``joints_3d`` (= ``joints_3d_local``): metres, body-centred, camera axes (x right, y down, z forward).
 * ``joints_3d_cam``: metres, camera frame (x right, y down, z forward).
+* ``joints_3d_world`` (with the grounded-motion stage): metres, world frame (Y up, the floor at y = 0, +Z
+  towards the camera); with ``contacts`` per foot point and the frame's ``ground`` (the floor's up normal in
+  the camera frame, the camera's height above it in metres).
 
 The JSON schema is :mod:`instanthmr.outputs.records` (the same as ``demo.py --save-json``).
 """
@@ -30,8 +33,10 @@ import numpy as np
 from instanthmr.core.skeleton import MHR70_NAMES
 from instanthmr.outputs.atomic import ResultsWriteError, atomic_write
 from instanthmr.outputs.records import JOINT_ORDER, UNITS, document_head, document_tail, frame_record
+from instanthmr.video.ground import CONTACT_NAMES, FOOT_POINTS
 
-__all__ = ["PERSON_FIELDS", "SCALAR_FIELDS", "JOINT_FIELDS", "CSV_COLUMNS", "ResultsWriteError", "TrackSeries",
+__all__ = ["PERSON_FIELDS", "SCALAR_FIELDS", "JOINT_FIELDS", "CSV_COLUMNS", "GROUND_CSV_COLUMNS", "ResultsWriteError",
+           "TrackSeries",
            "tracks_from_frames", "write_json", "csv_header", "csv_rows", "write_csv", "write_npz",
            "read_npz_tracks"]
 
@@ -51,6 +56,12 @@ JOINT_FIELDS = ("joints_2d", "joints_3d_local", "joints_3d_cam")
 
 CSV_COLUMNS = ("frame_index", "time_s", "track_id", "joint_index", "joint_name", "x_px", "y_px",
                "x_m", "y_m", "z_m", "cam_x_m", "cam_y_m", "cam_z_m")
+#: Columns added after :data:`CSV_COLUMNS` when the grounded-motion stage runs: world-frame joints (m, Y up),
+#: the foot points' contact (1/0, empty for other joints) and its confidence, and the frame's floor (the up
+#: normal in the camera frame, the camera height in m, 1 while provisional); empty before the floor is known.
+GROUND_CSV_COLUMNS = ("world_x_m", "world_y_m", "world_z_m", "contact", "contact_confidence",
+                      "ground_nx", "ground_ny", "ground_nz", "camera_height_m", "ground_provisional")
+_CONTACT_OF_JOINT = {MHR70_NAMES.index(j): n for n, j in FOOT_POINTS.items()}
 
 
 def _frame_time(frame, fps: float | None) -> float:
@@ -107,6 +118,19 @@ def tracks_from_frames(frames: Iterable, fps: float | None = None) -> dict[int, 
                 if name in JOINT_FIELDS and not valid.all():
                     arr[~valid] = np.nan  # never a number that looks real for a joint the model lacks
                 fields[name] = arr
+        worlds = [getattr(p, "joints_3d_world", None) for _, _, p in items]
+        if any(w is not None for w in worlds):  # frames before the floor was known are NaN
+            arr = np.stack([np.full((70, 3), np.nan, np.float32) if w is None else np.asarray(w, np.float32)
+                            for w in worlds])
+            arr[~valid] = np.nan
+            fields["joints_3d_world"] = arr
+        contacts = [getattr(p, "contacts", None) for _, _, p in items]
+        if any(c is not None for c in contacts):
+            fields["contacts"] = np.array([[bool((c or {}).get(n, {}).get("contact", False)) for n in CONTACT_NAMES]
+                                           for c in contacts])
+            fields["contact_confidence"] = np.array(
+                [[float((c or {}).get(n, {}).get("confidence", np.nan)) for n in CONTACT_NAMES] for c in contacts],
+                np.float32)
         fields["joints_valid"] = valid
         out[tid] = TrackSeries(tid, np.array([r[0] for r in items], np.int64),
                                np.array([r[1] for r in items], np.float64), fields)
@@ -139,14 +163,26 @@ def _cells(arr, j: int, dims: int, ok: bool) -> list[str]:
     return [f"{float(v):.6g}" if np.isfinite(v) else "" for v in np.asarray(arr)[j]]
 
 
-def csv_header() -> str:
+def csv_header(ground: bool = False) -> str:
+    """The header row: :data:`CSV_COLUMNS`, plus :data:`GROUND_CSV_COLUMNS` with ``ground``."""
     buf = io.StringIO()
-    csv.writer(buf).writerow(CSV_COLUMNS)
+    csv.writer(buf).writerow(CSV_COLUMNS + (GROUND_CSV_COLUMNS if ground else ()))
     return buf.getvalue()
 
 
-def csv_rows(frame_index: int, time_s: float, persons) -> str:
-    """The CSV text of one frame: a row per person x joint (columns :data:`CSV_COLUMNS`); a joint the person
+def _ground_cells(p, j: int, ok: bool, floor: dict | None) -> list[str]:
+    cells = _cells(getattr(p, "joints_3d_world", None), j, 3, ok)
+    c = (getattr(p, "contacts", None) or {}).get(_CONTACT_OF_JOINT.get(j, ""))
+    cells += ["", ""] if c is None else [str(int(c["contact"])), f"{float(c['confidence']):.3g}"]
+    if floor is None:
+        return cells + [""] * 5
+    return cells + [f"{float(v):.6g}" for v in floor["normal_cam"]] + [f"{float(floor['camera_height_m']):.6g}",
+                                                                      str(int(bool(floor["provisional"])))]
+
+
+def csv_rows(frame_index: int, time_s: float, persons, ground: bool = False, floor: dict | None = None) -> str:
+    """The CSV text of one frame: a row per person x joint (columns :data:`CSV_COLUMNS`, plus
+    :data:`GROUND_CSV_COLUMNS` with ``ground``; ``floor``: the frame's ``ground`` record); a joint the person
     does not have, or a field it lacks, leaves its cells empty."""
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -157,6 +193,8 @@ def csv_rows(frame_index: int, time_s: float, persons) -> str:
         for j, name in enumerate(MHR70_NAMES):
             row = [int(frame_index), f"{time_s:.6f}", -1 if tid is None else int(tid), j, name]
             row += _cells(j2, j, 2, valid[j]) + _cells(j3, j, 3, valid[j]) + _cells(jc, j, 3, valid[j])
+            if ground:
+                row += _ground_cells(p, j, bool(valid[j]), floor)
             w.writerow(row)
     return buf.getvalue()
 
@@ -165,13 +203,16 @@ def write_csv(path, frames: Iterable, fps: float | None = None) -> int:
     """One row per frame x person x joint (columns :data:`CSV_COLUMNS`); returns the number of rows.
 
     ``x_m, y_m, z_m`` are the body-centred 3D joints, ``cam_*_m`` the camera-frame ones; a column whose
-    field a person lacks, or whose joint it does not have, is left empty.
+    field a person lacks, or whose joint it does not have, is left empty. Frames with a ``ground`` record
+    add :data:`GROUND_CSV_COLUMNS`.
     """
     n = 0
+    frames = list(frames)
+    ground = any(getattr(f, "ground", None) is not None for f in frames)
     with atomic_write(path, "w", what="CSV", newline="", encoding="utf-8") as fh:
-        fh.write(csv_header())
+        fh.write(csv_header(ground))
         for f in frames:
-            fh.write(csv_rows(f.frame_index, _frame_time(f, fps), f.persons))
+            fh.write(csv_rows(f.frame_index, _frame_time(f, fps), f.persons, ground, getattr(f, "ground", None)))
             n += 70 * len(f.persons)
     return n
 
@@ -185,12 +226,26 @@ def write_npz(path, frames: Iterable, fps: float | None = None) -> Path:
 
     Keys: ``track_ids (K,)``, ``joint_names (70,)``, ``fps ()`` and per track ``track_<id>/<field>`` with
     ``frame_index (T,)``, ``time_s (T,)``, ``joints_valid (T, 70)`` bool and every field present (see
-    :data:`PERSON_FIELDS`) stacked ``(T, ...)`` (joints a frame does not have are NaN). Read back with
-    :func:`read_npz_tracks`.
+    :data:`PERSON_FIELDS`) stacked ``(T, ...)`` (joints a frame does not have are NaN). With the
+    grounded-motion stage also ``track_<id>/joints_3d_world (T, 70, 3)`` (m, Y up; NaN before the floor was
+    known), ``track_<id>/contacts (T, 6)`` bool and ``contact_confidence (T, 6)`` in the order of
+    ``contact_points (6,)``, and per frame with a floor ``ground_frame_index (F,)``, ``ground_normal_cam (F, 3)``,
+    ``ground_camera_height_m (F,)``, ``ground_provisional (F,)``, ``ground_focal_estimate_px (F,)`` (NaN where the
+    focal was not measured). Read back with :func:`read_npz_tracks`.
     """
+    frames = list(frames)
     tracks = tracks_from_frames(frames, fps)
     arrays = {"track_ids": np.array(sorted(tracks), np.int64), "joint_names": np.array(MHR70_NAMES),
               "fps": np.array(np.nan if fps is None else fps, np.float64)}
+    grounds = [(f.frame_index, f.ground) for f in frames if getattr(f, "ground", None) is not None]
+    if grounds:
+        arrays["contact_points"] = np.array(CONTACT_NAMES)
+        arrays["ground_frame_index"] = np.array([i for i, _ in grounds], np.int64)
+        arrays["ground_normal_cam"] = np.array([g["normal_cam"] for _, g in grounds], np.float64)
+        arrays["ground_camera_height_m"] = np.array([g["camera_height_m"] for _, g in grounds], np.float64)
+        arrays["ground_provisional"] = np.array([bool(g["provisional"]) for _, g in grounds])
+        arrays["ground_focal_estimate_px"] = np.array([g.get("focal_estimate_px", np.nan) for _, g in grounds],
+                                                      np.float64)
     for tid, s in tracks.items():
         arrays[f"track_{tid}/frame_index"] = s.frame_index
         arrays[f"track_{tid}/time_s"] = s.time_s

@@ -5,7 +5,11 @@ A document is ``{"meta": {...}, "frames": [frame, ...], "summary": {...}}``. A f
 ``timings`` (ms) and ``persons``. A person (:func:`person_record`): ``track_id``, ``source``, ``confidence``
 (when tracked), ``box`` (px xyxy), ``score``, ``joints_2d`` (70x2 px), ``joints_3d_cam`` (70x3 m, camera
 frame x right, y down, z forward), ``cam_trans`` (m), ``focal_length`` (px), ``mhr_params`` (204),
-``shape_params`` (45). Pixels are rounded to 0.01, metres to 0.1 mm.
+``shape_params`` (45); with the grounded-motion stage (:mod:`instanthmr.video.ground_stage`) also
+``joints_3d_world`` (70x3 m, Y up, the floor at y = 0) and ``contacts`` (``{"left_heel": {"contact": true,
+"confidence": 0.93}, ...}``), and per frame ``ground`` (``{"normal_cam": [nx, ny, nz], "camera_height_m": h,
+"provisional": false}``: the floor's up normal in the camera frame and the camera's height above it).
+Pixels are rounded to 0.01, metres to 0.1 mm.
 
 Absent values are never invented: a joint the model does not have (``joints_valid`` False) is written as
 ``null`` coordinates (``[null, null]``), any other non-finite number as ``null``, and a field a model does
@@ -21,6 +25,8 @@ import numpy as np
 #: What the numbers of a record mean (the ``units`` of a document's ``meta``).
 UNITS = {"box": "px xyxy", "joints_2d": "px", "joints_3d_cam": "m, camera frame x right y down z forward",
          "cam_trans": "m", "focal_length": "px", "timings": "ms",
+         "joints_3d_world": "m, world frame Y up, floor at y = 0, +Z towards the camera",
+         "ground": "normal_cam: unit up normal of the floor in the camera frame; camera_height_m: m above it",
          "track_id": "int, the same person keeps it across frames (never reused in a run)"}
 JOINT_ORDER = "MHR70 (instanthmr.core.skeleton.MHR70_NAMES)"
 
@@ -69,6 +75,11 @@ def person_record(p) -> dict:
         value = getattr(p, name, None)
         if value is not None:
             rec[name] = _arr(value, 5)
+    world = getattr(p, "joints_3d_world", None)
+    if world is not None:
+        rec["joints_3d_world"] = _arr(world, 4, valid)
+    if getattr(p, "contacts", None) is not None:
+        rec["contacts"] = p.contacts
     return rec
 
 
@@ -85,6 +96,8 @@ def frame_record(frame_index: int, time_s: float, result, file: str = "") -> dic
         rec["reused_boxes"] = bool(getattr(result, "reused", False))
     if hasattr(result, "total_ms"):
         rec["timings"] = {k: round(float(getattr(result, k)), 3) for k in ("detector_ms", "hmr_ms", "total_ms")}
+    if getattr(result, "ground", None) is not None:
+        rec["ground"] = result.ground
     rec["persons"] = [person_record(p) for p in result.persons]
     return rec
 

@@ -50,6 +50,7 @@ class _Kept(NamedTuple):  # a frame as the track files read it
     frame_index: int
     time_s: float
     persons: list
+    ground: dict | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -90,18 +91,20 @@ class JsonSink:
 
 
 class CsvSink:
-    """One row per frame x person x joint (:func:`~instanthmr.outputs.files.csv_rows`), appended as they come."""
+    """One row per frame x person x joint (:func:`~instanthmr.outputs.files.csv_rows`), appended as they come;
+    ``ground``: with the grounded-motion columns."""
 
     kind = "csv"
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, ground: bool = False):
         self.path = Path(path)
+        self.ground = bool(ground)  # the grounded-motion columns (files.GROUND_CSV_COLUMNS)
         self.file = GrowingFile(self.path, "CSV")
-        self.file.write(csv_header())
+        self.file.write(csv_header(self.ground))
         self.mark = self.file.tell()
 
     def write(self, info: FrameInfo, result) -> None:
-        self.file.write(csv_rows(info.index, info.time_s, result.persons))
+        self.file.write(csv_rows(info.index, info.time_s, result.persons, self.ground, getattr(result, "ground", None)))
 
     def restart(self) -> None:
         self.file.rewind(self.mark)
@@ -131,7 +134,7 @@ class TrackFileSink:
         self.written: list[Path] = []
 
     def write(self, info: FrameInfo, result) -> None:
-        self.frames.append(_Kept(info.index, info.time_s, list(result.persons)))
+        self.frames.append(_Kept(info.index, info.time_s, list(result.persons), getattr(result, "ground", None)))
 
     def restart(self) -> None:
         self.frames = []
@@ -248,12 +251,16 @@ class Outputs:
     """Every sink of a run. :meth:`add` per processed frame, :meth:`close` at the end (always: it also
     publishes what was done after an error or a stop). ``extra()`` adds to the summary (e.g. skipped
     files); ``stop`` (a ``StopSignals``) keeps signals out of the writing; ``offline_fps``: smooth every
-    track over the whole run before writing (``--smooth offline``)."""
+    track over the whole run before writing (``--smooth offline``); ``after_smoothing``: offline, a pass over
+    all the smoothed frames (a list of results -> a new list), e.g. the two-sided
+    :meth:`~instanthmr.video.ground_stage.GroundStage.offline`."""
 
     def __init__(self, data_sinks: list, image_sinks: list, mesh=None, offline_fps: float | None = None,
-                 stop=None, extra: Callable[[], dict] | None = None, checkpoint_s: float = CHECKPOINT_S):
+                 stop=None, extra: Callable[[], dict] | None = None, checkpoint_s: float = CHECKPOINT_S,
+                 after_smoothing: Callable[[list], list] | None = None):
         self.data_sinks, self.image_sinks, self.mesh = list(data_sinks), list(image_sinks), mesh
         self.offline_fps = offline_fps
+        self.after_smoothing = after_smoothing
         self.stop, self.extra = stop, extra
         self.checkpoint_s = float(checkpoint_s)
         self.stats: list[FrameStats] = []  # live: per-frame numbers only (a camera may run for hours)
@@ -313,7 +320,10 @@ class Outputs:
         from instanthmr.video.tracking import smooth_frames_offline
 
         infos = [i for i, _ in self.kept]
-        return list(zip(infos, smooth_frames_offline([r for _, r in self.kept], fps=self.offline_fps)))
+        frames = smooth_frames_offline([r for _, r in self.kept], fps=self.offline_fps)
+        if self.after_smoothing is not None:
+            frames = self.after_smoothing(frames)
+        return list(zip(infos, frames))
 
     def _feed(self, frames) -> None:
         for sink in self.data_sinks:

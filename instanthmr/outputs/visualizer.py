@@ -5,7 +5,9 @@
 * :class:`RerunVisualizer`: one Rerun recording with the camera image, 2D skeletons and boxes, a 3D view in
   camera space (metres, x right, y down, z forward: ``ViewCoordinates.RDF``) with the camera frustum
   (``Pinhole`` with the focal the network used), time series of the stage timings and FPS, all on a
-  ``frame`` timeline, and a blueprint that lays the panels out.
+  ``frame`` timeline, and a blueprint that lays the panels out. With the grounded-motion stage, the floor as
+  a grid (``world/floor/grid``; grey while provisional) and the foot points coloured by contact
+  (``world/floor/contacts``: green on the floor, grey off).
 
 Persons are read by attribute (``box``, ``score``, ``joints_2d`` pixels, ``joints_3d_cam`` metres,
 ``focal_length``, ``principal_point``, ``joints_valid``, and ``track_id`` when tracked), so anything shaped
@@ -304,6 +306,7 @@ class RerunVisualizer:
                 head_labels.append(label)
         rec.log("world/tracks", rr.Points3D(np.array(heads, np.float32).reshape(-1, 3), colors=head_colors,
                                             labels=head_labels, radii=[0.03], show_labels=True))
+        self._log_ground(result, persons, j3d)
         if meshes is not None:
             self.log_meshes(meshes)
 
@@ -312,6 +315,34 @@ class RerunVisualizer:
         rec.log("timings/ms/total_ms", rr.Scalars(float(result.total_ms)))
         fps = 1000.0 / result.total_ms if result.total_ms > 0 else 0.0
         rec.log("timings/fps", rr.Scalars(fps))
+
+    def _log_ground(self, result, persons, j3d) -> None:
+        """The floor as a grid under the people (``result.ground``: grounded-motion stage) and each foot point
+        coloured by contact (green: on the floor, grey: off), in the camera-frame 3D view."""
+        from instanthmr.video.ground import CONTACT_NAMES, FOOT_JOINTS, Floor, floor_grid
+
+        rr, rec = self.rr, self.rec
+        ground = getattr(result, "ground", None)
+        if ground is None:
+            if getattr(self, "_floor_shown", False):
+                rec.log("world/floor", rr.Clear(recursive=True))
+                self._floor_shown = False
+            return
+        self._floor_shown = True
+        pts = np.concatenate(j3d) if j3d else np.zeros((0, 3), np.float32)
+        centre = np.nanmedian(pts, axis=0) if np.isfinite(pts).any() else np.array([0.0, 0.0, 3.0])
+        floor = Floor(np.asarray(ground["normal_cam"], np.float64), float(ground["camera_height_m"]))
+        color = (150, 150, 150) if ground.get("provisional") else (90, 200, 255)
+        rec.log("world/floor/grid", rr.LineStrips3D(floor_grid(floor, centre), colors=[color], radii=[0.004]))
+        feet, cols = [], []
+        for p, j in zip(persons, j3d):
+            contacts = getattr(p, "contacts", None) or {}
+            for name, k in zip(CONTACT_NAMES, FOOT_JOINTS):
+                if name in contacts and np.isfinite(j[k]).all():
+                    feet.append(j[k])
+                    cols.append((40, 230, 60) if contacts[name]["contact"] else (120, 120, 120))
+        rec.log("world/floor/contacts", rr.Points3D(np.array(feet, np.float32).reshape(-1, 3),
+                                                     colors=np.array(cols, np.uint8).reshape(-1, 3), radii=[0.03]))
 
     def log_meshes(self, meshes: MeshFrame, entity: str = "world/meshes") -> None:
         """All persons' meshes as one ``Mesh3D`` (cleared when nobody is there), in track colours."""

@@ -34,8 +34,11 @@ class RunConfig:
     when it is given no pipeline. Outputs: file paths (``None`` = not written); ``viewer`` opens the Rerun
     window; ``rig`` names the bones of BVH / glTF; ``stream`` ``"vmc[:HOST:PORT]"`` sends one person live.
     Meshes: ``mhr_model`` (a converted ``.npz`` or a folder), ``mhr_lod`` (0 finest .. 6), ``mhr_overlay``
-    (paint them on the images). ``focal_length``: the camera's focal length in pixels (``None``: what the
-    network assumes). ``stages``: :data:`Stage` callables applied in order to every frame's tracked result.
+    (paint them on the images). ``focal_length``: the camera's focal length in pixels, or ``fov`` its
+    horizontal field of view in degrees (``None``: what the estimator assumes, the image diagonal, a guess).
+    ``ground``: grounded motion on videos and cameras (floor, world-frame joints, contacts, foot lock;
+    docs/ground.md); ``floor``: the floor given as ``"nx,ny,nz,h"`` (up normal in the camera frame, the camera's
+    height in metres) instead of estimated. ``stages``: :data:`Stage` callables applied in order to every frame's tracked result.
     ``quiet``: no progress lines; ``verbose`` False: no lines at all from the loop (what runs, warnings, the
     end-of-run summary; a batch worker's report is its manifest record).
     """
@@ -62,6 +65,9 @@ class RunConfig:
     mhr_lod: int | None = None
     mhr_overlay: bool = False
     focal_length: float | None = None
+    fov: float | None = None
+    ground: bool = True
+    floor: str | None = None
     stages: tuple[Stage, ...] = ()
     quiet: bool = False
     verbose: bool = True
@@ -126,6 +132,16 @@ class RunConfig:
         if self.mhr_lod is not None and not 0 <= self.mhr_lod <= 6:
             raise ValueError(f"{label('mhr_lod')} is a level of detail from 0 (finest) to 6 (coarsest), "
                              f"got {self.mhr_lod}")
-        if self.focal_length is not None and not self.focal_length > 0:  # NaN fails too
+        if self.focal_length is not None and not 0 < self.focal_length < float("inf"):  # NaN fails too
             raise ValueError(f"{label('focal_length')} is a focal length in pixels, more than 0, "
                              f"got {self.focal_length}")
+        if self.fov is not None:
+            if self.focal_length is not None:
+                raise ValueError(f"give {label('focal_length')} or {label('fov')}, not both")
+            from instanthmr.core.geometry import focal_from_fov
+
+            focal_from_fov(self.fov, (1, 1))  # its range check, one line
+        if self.floor is not None:
+            from instanthmr.video.ground import Floor
+
+            Floor.parse(self.floor)  # a malformed plane is a bad argument

@@ -63,14 +63,15 @@ def open_meshes(config: RunConfig):
     return MeshRenderer.open(config.mhr_model, config.mhr_lod)
 
 
-def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopSignals) -> Outputs:
-    """The sinks ``config`` asks for (older files at their paths stay until new ones replace them)."""
+def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopSignals, ground=None) -> Outputs:
+    """The sinks ``config`` asks for (older files at their paths stay until new ones replace them);
+    ``ground``: the grounded-motion stage, run over the smoothed frames when smoothing is offline."""
     data, images = [], []
     try:
         if config.save_json:
             data.append(JsonSink(config.save_json, meta))
         if config.save_csv:
-            data.append(CsvSink(config.save_csv))
+            data.append(CsvSink(config.save_csv, ground=ground is not None))
         if config.save_npz:
             data.append(TrackFileSink("npz", config.save_npz, source.fps))
         if config.save_bvh:
@@ -94,7 +95,35 @@ def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopS
                      file=sys.stderr)
     # source.fps, not the output fps: frame indices count source frames (frame_skip leaves gaps).
     return Outputs(data, images, mesh, offline_fps=source.fps if smooth == "offline" else None, stop=stop,
-                   extra=lambda: source_summary(source))
+                   extra=lambda: source_summary(source),
+                   after_smoothing=ground.offline if ground is not None and smooth == "offline" else None)
+
+
+def camera_focal(config: RunConfig, pipeline, image_wh) -> tuple[float | None, float, str]:
+    """``(focal given to the pipeline or None, focal used px, source)`` from ``focal_length`` / ``fov``;
+    source "given" or "default" (the estimator's assumption, the image diagonal: a guess; the ground stage may
+    then measure it: ``focal_estimate_px`` in the frames' ``ground``). A focal the network cannot use raises
+    ``ValueError`` (one line) before any frame."""
+    from instanthmr.core.geometry import default_focal, focal_from_fov
+
+    given = config.focal_length if config.focal_length is not None else (
+        focal_from_fov(config.fov, image_wh) if config.fov is not None else None)
+    estimator = pipeline.estimator
+    used = estimator.camera_focal(image_wh, given) if hasattr(estimator, "camera_focal") else (
+        default_focal(image_wh) if given is None else float(given))
+    return given, float(used), "given" if given is not None else "default"
+
+
+def ground_stage(config: RunConfig, source, photos: bool, focal_given: bool):
+    """The grounded-motion stage (video/ground_stage.py), or None for photos and with ``ground`` off; it
+    estimates the focal length's depth stretch unless the focal or the floor was given."""
+    if not config.ground or photos or source.kind == "image":
+        return None
+    from instanthmr.video.ground import Floor
+    from instanthmr.video.ground_stage import GroundStage
+
+    return GroundStage(source.fps, floor=Floor.parse(config.floor) if config.floor else None,
+                       estimate_focal=not focal_given)
 
 
 def open_stream(config: RunConfig, source):
@@ -126,8 +155,9 @@ def draw_offline(config: RunConfig, outputs: Outputs, quiet: bool) -> None:
         again.close()
 
 
-def _describe(config: RunConfig, source, pipeline, facts: dict, smooth: str) -> dict:
-    """Print what runs (source, model, tracking) and return the JSON's ``meta``."""
+def _describe(config: RunConfig, source, pipeline, facts: dict, smooth: str, focal: tuple, ground) -> dict:
+    """Print what runs (source, model, tracking, camera and ground) and return the JSON's ``meta``;
+    ``focal``: :func:`camera_focal`'s answer; ``ground``: the stage or None."""
     det_desc = getattr(pipeline.detector, "variant", "")
     stride = facts["stride"]
     crops = (f"each person's next region from their landmarks (MediaPipe's rule), detector every {stride} "
@@ -143,6 +173,11 @@ def _describe(config: RunConfig, source, pipeline, facts: dict, smooth: str) -> 
         _say(config, facts["released"])
     _say(config, f"tracking: {crops}; smoothing: {smooth}"
                  + (" (outputs are written after the whole video)" if smooth == "offline" else ""))
+    _, focal_used, focal_source = focal
+    guess = ", the image diagonal: a guess; --focal-length or --fov if known" if focal_source == "default" else ""
+    floor = ("off" if ground is None else "floor given (--floor)" if config.floor else
+             "floor estimated from the people's feet" + (", two-sided" if smooth == "offline" else ""))
+    _say(config, f"camera: focal {focal_used:.0f} px ({focal_source}{guess}); ground: {floor}")
     return {"source": config.source_name, "source_kind": source.kind,
             "image_size": list(source.size), "fps": source.output_fps, "source_fps": source.fps,
             "frame_skip": config.frame_skip,
@@ -150,7 +185,9 @@ def _describe(config: RunConfig, source, pipeline, facts: dict, smooth: str) -> 
             "detector": pipeline.detector.name, "detector_variant": det_desc,
             "detector_stride": stride, "det_confidence": facts["confidence"],
             "keypoint_crops": pipeline.crops == "keypoints", "smooth": smooth, "units": UNITS,
-            "joint_order": JOINT_ORDER}
+            "joint_order": JOINT_ORDER, "focal_length_px": round(focal_used, 3), "focal_source": focal_source,
+            "ground": None if ground is None else {"floor_source": "given" if config.floor else "estimated",
+                                                   "focal_estimation": ground.estimate_focal}}
 
 
 class _StopEvent(Exception):
@@ -166,7 +203,7 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
     "stopped"), an ``outputs.signals.StopSignals`` (the demo's signal handling), or None. Raises the one-line
     errors of a bad source, model or output (``SourceError``, ``ModelLoadError``, ``ResultsWriteError``,
     ``ValueError``) and does not validate ``config`` (call ``config.validate()`` first). ``config.focal_length``
-    is set on the pipeline for this run only."""
+    (or ``fov``) is set on the pipeline for this run only."""
     from instanthmr.video.tracking import TrackingPipeline
 
     event = stop if stop is not None and hasattr(stop, "is_set") else None
@@ -183,20 +220,24 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
     owned = pipeline is None
     facts: dict = {}
     focal_before = getattr(pipeline, "focal_length", None)  # a caller's pipeline gets its own focal back
+    focal_given = None
     t_start = time.monotonic()
     try:
         if owned:
             pipeline = create_pipeline(replace(config.pipeline, keypoint_crops=config.keypoint_crops))
         else:
             pipeline.reset()
-        if config.focal_length is not None:
-            pipeline.focal_length = float(config.focal_length)
+        focal = camera_focal(config, pipeline, source.size)
+        focal_given = focal[0]
+        if focal_given is not None:
+            pipeline.focal_length = float(focal_given)
+        ground = ground_stage(config, source, photos, focal_given is not None)
         facts = pipeline_facts(pipeline)
         # source.fps, not the output fps: frame indices count source frames (frame_skip leaves gaps).
         tracking = TrackingPipeline.from_pipeline(pipeline, smooth="causal" if smooth == "causal" else "none",
                                                   fps=source.fps)
-        meta = _describe(config, source, pipeline, facts, smooth)
-        outputs = open_outputs(config, meta, source, smooth, signals)
+        meta = _describe(config, source, pipeline, facts, smooth, focal, ground)
+        outputs = open_outputs(config, meta, source, smooth, signals, ground)
         if facts["mediapipe"] and outputs.mesh is not None:  # asked for meshes, but nothing to draw them from
             _say(config, f"[mhr] no meshes: the MediaPipe path predicts no MHR body-model parameters (--model "
                          f"{STARTER_MODEL_NAME} or the released network does)", file=sys.stderr)
@@ -212,6 +253,8 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
                 result = tracking(frame.image, frame.index, frame.time_s)
                 for stage in config.stages:
                     result = stage(frame, result)
+                if ground is not None and not outputs.offline:  # offline: two-sided, after smoothing
+                    result = ground(result)
                 outputs.add(frame, result)
                 if stream is not None:
                     stream.write(frame, result)
@@ -241,7 +284,7 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
                 stream.close()
             if owned and pipeline is not None and hasattr(pipeline, "close"):
                 pipeline.close()
-            elif not owned and config.focal_length is not None:
+            elif not owned and focal_given is not None:
                 pipeline.focal_length = focal_before
     if facts.get("random_init"):
         _say(config, RANDOM_BANNER, file=sys.stderr)

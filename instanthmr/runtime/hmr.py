@@ -92,6 +92,11 @@ class HMRPrediction:
             crop the agreement between the crop and the joints found in it; ``None`` means ``score``.
         landmarks: what an estimator that follows people by its own landmarks (the MediaPipe path) found for
             this person, from which it cuts the next video frame's region; ``None`` for the network.
+        joints_3d_world: (70, 3) the joints in the world frame (metres, Y up, the floor at y = 0, root motion
+            and foot lock applied); ``None`` unless :class:`~instanthmr.video.ground_stage.GroundStage` ran.
+        contacts: ``{foot point: {"contact": bool, "confidence": float}}`` for ``left_heel``,
+            ``left_big_toe``, ``left_ankle`` and the right ones (confidence in the state given, [0, 1]);
+            ``None`` likewise.
     """
 
     box: np.ndarray
@@ -110,6 +115,8 @@ class HMRPrediction:
     source: str = "detector"
     confidence: float | None = None
     landmarks: object | None = field(default=None, repr=False, compare=False)
+    joints_3d_world: np.ndarray | None = None
+    contacts: dict | None = None
 
     @property
     def bbox(self) -> np.ndarray:

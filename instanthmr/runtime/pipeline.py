@@ -67,6 +67,10 @@ class FrameResult:
 
     Tracking columns: ``time_s``, seconds from the start of the source (``None`` untracked);
     ``ended_tracks``, the track IDs whose tracks ended at this frame.
+
+    ``ground``: the floor once estimated (:class:`~instanthmr.video.ground_stage.GroundStage`):
+    ``{"normal_cam": [nx, ny, nz] (unit, pointing up, camera frame), "camera_height_m": h, "provisional":
+    bool}``; ``None`` otherwise.
     """
 
     persons: list
@@ -81,6 +85,7 @@ class FrameResult:
     detector_lag: int = 0
     time_s: float | None = None
     ended_tracks: list[int] = field(default_factory=list)
+    ground: dict | None = None
 
     @property
     def fps(self) -> float:
