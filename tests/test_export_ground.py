@@ -6,11 +6,10 @@ a jump."""
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from test_gltf import glb_joint_positions
 
 from instanthmr.core.mocap import load_bvh
 from instanthmr.core.skeleton import MHR70_INDEX as I
@@ -21,9 +20,6 @@ from instanthmr.runtime.hmr import HMRPrediction
 from instanthmr.runtime.pipeline import FrameResult
 from instanthmr.video.ground import CONTACT_NAMES, FOOT_JOINTS, REST_HEIGHT_M
 from instanthmr.video.ground_stage import GroundStage
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_gltf import glb_joint_positions  # noqa: E402
 
 FPS = 30.0
 SOLE = [0, 1, 3, 4]  # heels and big toes in CONTACT_NAMES order
@@ -164,3 +160,13 @@ def test_fit_world_recovers_a_rigid_transform_and_holds_it_before_the_floor():
     np.testing.assert_allclose(fit.offset[:2], off[[2, 2]], atol=1e-9)  # the first world frame's placement
     assert fit_world(np.full_like(cam, np.nan), cam) is None
     np.testing.assert_array_equal(remove_root_motion([[1.0, 0.9, 2.0]]), [[0.0, 0.9, 0.0]])
+
+
+def test_in_place_flag_is_shared_by_the_demo_and_batch():
+    from instanthmr.cli import batch, demo
+
+    args = demo.build_parser().parse_args(["--video", "clip.mp4", "--save-bvh", "m.bvh", "--in-place"])
+    assert demo.config_from_flags(args).in_place
+    assert not demo.config_from_flags(demo.build_parser().parse_args(["--video", "clip.mp4"])).in_place
+    args = batch.build_parser().parse_args(["clips/", "--out", "runs/x", "--in-place"])
+    assert batch.batch_config(args).run.in_place

@@ -75,9 +75,10 @@ def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopS
         if config.save_npz:
             data.append(TrackFileSink("npz", config.save_npz, source.fps))
         if config.save_bvh:
-            data.append(TrackFileSink("bvh", config.save_bvh, source.fps, rig=config.rig))
+            data.append(TrackFileSink("bvh", config.save_bvh, source.fps, rig=config.rig, in_place=config.in_place))
         if config.save_gltf:
-            data.append(TrackFileSink("gltf", config.save_gltf, source.fps, rig=config.rig, image_size=source.size))
+            data.append(TrackFileSink("gltf", config.save_gltf, source.fps, rig=config.rig, image_size=source.size,
+                                      in_place=config.in_place))
         if config.out_video:
             images.append(VideoSink(config.out_video, source.output_fps, source.size, config.mhr_overlay))
         if config.save_rrd or config.viewer:
@@ -135,7 +136,7 @@ def open_stream(config: RunConfig, source):
 
     host, port = parse_target(config.stream)
     _say(config, f"streaming: VMC to {host}:{port}")
-    return VMCStreamer(host, port, realtime=source.kind == "video")
+    return VMCStreamer(host, port, realtime=source.kind == "video", in_place=config.in_place)
 
 
 def open_config_source(config: RunConfig, max_frames: int | None):
