@@ -110,13 +110,14 @@ def test_contacting_feet_stand_on_the_floor_with_root_motion(walk, kind, tmp_pat
         # the files' bones are rigid (median lengths), the stage's are not: 2 cm at the 90th percentile
         assert np.percentile(np.abs(h), 90) < 0.03 and h.min() > -0.05
         pelvis = pos[:, names.index("pelvis")]
-        np.testing.assert_allclose(pelvis[:, 1], world[:, [I["left_hip"], I["right_hip"]], 1].mean(1), atol=1e-4)
+        truth = world[:, [I["left_hip"], I["right_hip"]]].mean(1)
+        # the root is the world pelvis moved by what plants the rigid skeleton's feet (rig.plant_feet): cm
+        assert np.abs(pelvis[:, 1] - truth[:, 1]).max() < 0.05
         travel = np.linalg.norm(pelvis[-1, [0, 2]] - pelvis[0, [0, 2]])
         if in_place:
             assert np.abs(pelvis[:, [0, 2]]).max() < 1e-6  # in place: no horizontal root motion
         else:  # the root follows the world joints: the walk's ~3 m
-            assert travel > 2.0
-            np.testing.assert_allclose(pelvis, world[:, [I["left_hip"], I["right_hip"]]].mean(1), atol=1e-4)
+            assert travel > 2.0 and np.abs(pelvis - truth).max() < 0.05
     if kind == "glb":
         doc, _ = read_glb(tmp_path / "w.glb")
         assert doc["asset"]["extras"]["frame"] == "world"
@@ -136,7 +137,8 @@ def test_frames_before_the_floor_hold_the_first_world_placement(walk, tmp_path):
     truth = world[:, [I["left_hip"], I["right_hip"]]].mean(1)
     assert np.abs(pelvis[:30] - truth[:30]).max() < 0.1  # close to where the stage would have put them
     feet = [col[n] for n in ("left_heel", "right_heel")]
-    assert np.abs(pos[:30, feet, 1].min(1) - 0.02).max() < 0.06
+    # nothing pins the feet before the floor is known (no contacts, no lock): within a few cm of it
+    assert np.abs(pos[:30, feet, 1].min(1) - 0.02).max() < 0.07
 
 
 def test_without_ground_the_files_stay_in_the_camera_frame(walk, tmp_path):

@@ -505,6 +505,37 @@ def fit_world(world: np.ndarray, cam: np.ndarray) -> WorldFit | None:
     return WorldFit(rot, _hold(np.nan_to_num(off), known, np.zeros(3)))
 
 
+#: Time constant (s) of the centred smoothing of :func:`plant_feet`'s root correction (contact sets change
+#: abruptly: a heel lands, a toe lifts).
+PLANT_SIGMA_S = 0.07
+
+
+def plant_feet(sol: BVHSolution, target: np.ndarray, contact: np.ndarray, fps: float) -> np.ndarray:
+    """The root path ``(T, 3)`` of ``sol`` moved so that its contacting foot points land where ``target (T, 70,
+    3)`` (the world joints, same axes) has them: per frame the mean offset (target - forward kinematics) of
+    the points in contact (``contact (T, 6)`` in :data:`~instanthmr.video.ground.CONTACT_NAMES` order),
+    interpolated across frames without contact, smoothed over :data:`PLANT_SIGMA_S`. Why: the file's bones
+    are rigid (median lengths), the estimator's are not (the MediaPipe path's shin ranges over 9 cm), so the
+    skeleton's feet miss the floor where its legs are shorter or longer than that frame's."""
+    from instanthmr.video.ground import FOOT_POINTS, gaussian_lowpass
+
+    fk = sol.joint_positions()
+    delta = np.full((len(fk), 3), np.nan)
+    pairs = [(k, sol.source_names.index(j), MHR70_INDEX[j]) for k, j in enumerate(FOOT_POINTS.values())
+             if j in sol.source_names]
+    if not pairs:
+        return sol.translation
+    d = np.stack([target[:, m] - fk[:, i] for _, i, m in pairs], 1)  # (T, P, 3)
+    c = np.asarray(contact, bool)[:, [k for k, _, _ in pairs]] & np.isfinite(d).all(-1)
+    has = c.any(1)
+    if not has.any():
+        return sol.translation
+    delta[has] = np.nansum(np.where(c[..., None], d, 0.0), 1)[has] / c.sum(1)[has, None]
+    t = np.arange(len(fk), dtype=np.float64)
+    delta = np.stack([np.interp(t, t[has], delta[has, a]) for a in range(3)], -1)
+    return sol.translation + gaussian_lowpass(delta, t / fps, PLANT_SIGMA_S)
+
+
 def remove_root_motion(translation: np.ndarray) -> np.ndarray:
     """In place for game engines: the root path ``(T, 3)`` (Y up) with its horizontal x, z set to 0 in every
     frame (the root stays above the origin), its height kept."""
@@ -575,6 +606,10 @@ def track_motion(series, fps: float, hands: bool = True, rig: str | Rig = "mhr70
         up_cam = placed @ CAM_TO_UP  # the solver reads camera axes; it turns them back to Y up
         sol = solve_bvh(np.where(ok[..., None], up_cam, np.nan), hands=with_hands, valid=ok, rig=rig,
                         root_motion=placed[:, _HIPS].mean(axis=1) @ CAM_TO_UP, rebase=False)
+        contact = series.fields.get("contacts")
+        if contact is not None and w is not None:  # the stage's contacts: plant the rigid skeleton's feet
+            held = np.asarray(contact, bool)[fill][start:] & known.any(-1)[:, None]
+            sol.translation = plant_feet(sol, np.where(ok[..., None], placed, np.nan), held, fps)
     else:
         sol = solve_bvh(joints, hands=with_hands, root_motion=root, valid=held_ok, rig=rig, rebase=rebase)
     if in_place:
