@@ -291,3 +291,40 @@ def test_blender_grounded_walk_stands_on_the_floor(shared_data, tmp_path):
 
         Image.open(shot).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
             REPO / "docs" / "img" / "ground_blender.png", optimize=True)
+
+
+def test_demo_grounded_video_into_blender(shared_data, tmp_path):
+    """A real walking clip (``sports2d_demo.mp4``, 90 frames, MediaPipe path) through ``demo.py --save-gltf
+    --save-npz`` with grounded motion (the default), imported by Blender: the main walker's heels and big toes
+    stand on Blender's ground plane while the run says they touch the floor. The docs picture
+    (``INSTANTHMR_DOCS_IMAGES=1``): every track at six moments on a floor plane."""
+    from test_gltf import mediapipe_demo
+
+    from instanthmr.outputs.files import read_npz_tracks
+    from instanthmr.video.ground import CONTACT_NAMES
+
+    glb, npz = tmp_path / "walk.glb", tmp_path / "walk.npz"
+    assert mediapipe_demo(shared_data, tmp_path, "--save-gltf", str(glb), "--save-npz", str(npz), "--no-hands",
+                          frames=90, video="sports2d_demo.mp4") == 0
+    tracks = read_npz_tracks(npz)
+    tid = max(tracks, key=lambda t: tracks[t]["contacts"].sum())  # the walker whose feet touch the floor
+    track = tracks[tid]
+    probe = [int(f) for f in track["frame_index"]]  # glTF time t lands on frame t x fps: the source frame
+    res = blender(glb, probe, tmp_path, fps=30.0)
+    arm = res["armatures"][f"track{tid}"]
+    heights = []
+    for k in (0, 1, 3, 4):  # heels and big toes, 2 cm above the floor when flat on it
+        b = arm["bones"].index(CONTACT_NAMES[k].replace("big_toe", "big_toe_tip"))
+        heights += [arm["heads"][str(f)][b][2] - 0.02 for f, c in zip(probe, track["contacts"][:, k]) if c]
+    heights = np.array(heights)
+    print(f"\nreal walk, track {tid}: contacting soles in Blender over {len(heights)} point-frames: median "
+          f"{np.median(heights) * 1000:.1f} mm, 90th percentile |h| {np.percentile(np.abs(heights), 90) * 1000:.1f} mm")
+    assert len(heights) >= 20 and abs(np.median(heights)) < 0.015 and np.percentile(np.abs(heights), 90) < 0.06
+    shot = tmp_path / "ground_blender_video.png"
+    blender(glb, [89], tmp_path, render=shot, render_frame=89, size=(960, 400), view="floor",
+            ghosts=range(0, 89, 15))
+    if os.environ.get("INSTANTHMR_DOCS_IMAGES"):
+        from PIL import Image
+
+        Image.open(shot).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
+            REPO / "docs" / "img" / "ground_blender_video.png", optimize=True)
