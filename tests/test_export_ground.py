@@ -176,3 +176,35 @@ def test_in_place_flag_is_shared_by_the_demo_and_batch():
     assert not demo.config_from_flags(demo.build_parser().parse_args(["--video", "clip.mp4"])).in_place
     args = batch.build_parser().parse_args(["clips/", "--out", "runs/x", "--in-place"])
     assert batch.batch_config(args).run.in_place
+
+
+def test_grounded_mhr_mesh_camera_and_validator(tmp_path):
+    """World joints that are a rigid transform of the camera frame (no contacts): the skeleton, the skinned
+    MHR mesh and the video camera all land in that world; the Khronos validator accepts the file."""
+    from test_gltf import FLIP, khronos_validate, mhr_frames, skinned_vertices, toy_mhr
+
+    from instanthmr.core.rotations import axis_rotation
+
+    rot = axis_rotation(1, np.radians(30.0)) @ np.diag(FLIP)  # camera -> world: a proper rotation
+    off = np.array([1.0, 0.2, -2.0])
+    frames = mhr_frames(12)
+    for f in frames:
+        f.persons[0].joints_3d_world = f.persons[0].joints_3d_cam @ rot.T + off
+    model = toy_mhr()
+    out = tmp_path / "world.glb"
+    write_gltf(out, frames, FPS, mhr_model=model, image_size=(640, 480))
+    pos, col, _ = glb_joint_positions(out, 1)
+    want = np.array([f.persons[0].joints_3d_world for f in frames])
+    np.testing.assert_allclose(pos[:, col["left_knee"]], want[:, I["left_knee"]], atol=1e-5)
+    persons = [f.persons[0] for f in frames]
+    params = np.array([p.mhr_params for p in persons])
+    params[:, :3] = 0.0
+    verts = model(np.median([p.shape_params for p in persons], axis=0), params).vertices.astype(np.float64)
+    mesh = (verts + np.array([p.cam_trans for p in persons])[:, None]) @ rot.T + off
+    for t in (0, 6, 11):
+        np.testing.assert_allclose(skinned_vertices(out, "track1_mhr_mesh", t), mesh[t], atol=3e-5)
+    doc, _ = read_glb(out)
+    cam = next(n for n in doc["nodes"] if n.get("name") == "video_camera")
+    np.testing.assert_allclose(cam["translation"], off, atol=1e-6)  # the camera centre: camera-frame origin
+    (r,) = khronos_validate([out]).values()
+    assert r["errors"] == 0 and r["warnings"] == 0, r
