@@ -208,3 +208,19 @@ def test_grounded_mhr_mesh_camera_and_validator(tmp_path):
     np.testing.assert_allclose(cam["translation"], off, atol=1e-6)  # the camera centre: camera-frame origin
     (r,) = khronos_validate([out]).values()
     assert r["errors"] == 0 and r["warnings"] == 0, r
+
+
+def test_short_grounded_tracks_export(tmp_path):
+    """Two- and three-frame tracks with world joints and contacts (the smoothing of the foot planting must
+    keep the track's length)."""
+    from test_gltf import motion_frames
+
+    for n in (2, 3):
+        frames = motion_frames(n)
+        for f in frames:
+            p = f.persons[0]
+            p.joints_3d_world = p.joints_3d_cam * [1.0, -1.0, -1.0] + [0.0, 1.0, 0.0]
+            p.contacts = {name: {"contact": True, "confidence": 1.0} for name in CONTACT_NAMES}
+        (path,) = write_bvh(tmp_path / f"s{n}.bvh", frames, FPS)
+        assert load_bvh(path).num_frames == n
+        assert write_gltf(tmp_path / f"s{n}.glb", frames, FPS)[0].frames == n

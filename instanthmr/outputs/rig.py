@@ -514,10 +514,11 @@ def plant_feet(sol: BVHSolution, target: np.ndarray, contact: np.ndarray, fps: f
     """The root path ``(T, 3)`` of ``sol`` moved so that its contacting foot points land where ``target (T, 70,
     3)`` (the world joints, same axes) has them: per frame the mean offset (target - forward kinematics) of
     the points in contact (``contact (T, 6)`` in :data:`~instanthmr.video.ground.CONTACT_NAMES` order),
-    interpolated across frames without contact, smoothed over :data:`PLANT_SIGMA_S`. Why: the file's bones
+    interpolated across frames without contact, smoothed over :data:`PLANT_SIGMA_S` (``fps``: solved frames
+    per second). Why: the file's bones
     are rigid (median lengths), the estimator's are not (the MediaPipe path's shin ranges over 9 cm), so the
     skeleton's feet miss the floor where its legs are shorter or longer than that frame's."""
-    from instanthmr.video.ground import FOOT_POINTS, gaussian_lowpass
+    from instanthmr.video.ground import FOOT_POINTS
 
     fk = sol.joint_positions()
     delta = np.full((len(fk), 3), np.nan)
@@ -533,7 +534,18 @@ def plant_feet(sol: BVHSolution, target: np.ndarray, contact: np.ndarray, fps: f
     delta[has] = np.nansum(np.where(c[..., None], d, 0.0), 1)[has] / c.sum(1)[has, None]
     t = np.arange(len(fk), dtype=np.float64)
     delta = np.stack([np.interp(t, t[has], delta[has, a]) for a in range(3)], -1)
-    return sol.translation + gaussian_lowpass(delta, t / fps, PLANT_SIGMA_S)
+    return sol.translation + _smooth_frames(delta, PLANT_SIGMA_S * fps)
+
+
+def _smooth_frames(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Centred Gaussian smoothing of ``x (T, D)`` over frames (``sigma`` in frames), renormalised at the
+    ends; a convolution, so long takes cost O(T)."""
+    if sigma < 0.3 or len(x) < 2:
+        return x
+    r = min(int(np.ceil(3.0 * sigma)), (len(x) - 1) // 2)  # np.convolve "same" keeps the longer length
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    den = np.convolve(np.ones(len(x)), k, mode="same")
+    return np.stack([np.convolve(x[:, a], k, mode="same") / den for a in range(x.shape[1])], -1)
 
 
 def remove_root_motion(translation: np.ndarray) -> np.ndarray:
@@ -609,7 +621,8 @@ def track_motion(series, fps: float, hands: bool = True, rig: str | Rig = "mhr70
         contact = series.fields.get("contacts")
         if contact is not None and w is not None:  # the stage's contacts: plant the rigid skeleton's feet
             held = np.asarray(contact, bool)[fill][start:] & known.any(-1)[:, None]
-            sol.translation = plant_feet(sol, np.where(ok[..., None], placed, np.nan), held, fps)
+            sol.translation = plant_feet(sol, np.where(ok[..., None], placed, np.nan), held,
+                                         fps / max(int(frame_step), 1))  # the grid's rate
     else:
         sol = solve_bvh(joints, hands=with_hands, root_motion=root, valid=held_ok, rig=rig, rebase=rebase)
     if in_place:
