@@ -276,8 +276,9 @@ def test_blender_grounded_walk_stands_on_the_floor(shared_data, tmp_path):
         truth = world[probe][:, [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]].mean(1)
         assert np.abs(want - truth).max() < 0.05  # the world root, moved by what plants the feet
         print(f"\n{path.suffix}: contacting soles in Blender over {len(heights)} point-frames: median "
-              f"{np.median(heights) * 1000:.1f} mm, 90th percentile |h| {np.percentile(np.abs(heights), 90) * 1000:.1f} "
-              f"mm, lowest {heights.min() * 1000:.1f} mm; root travel {np.ptp(pelvis[:, 0]):.2f} m")
+              f"{np.median(heights) * 1000:.1f} mm, 90th percentile |h| "
+              f"{np.percentile(np.abs(heights), 90) * 1000:.1f} mm, lowest {heights.min() * 1000:.1f} mm; "
+              f"root travel {np.ptp(pelvis[:, 0]):.2f} m")
         assert len(heights) >= 20 and abs(np.median(heights)) < 0.01 and np.percentile(np.abs(heights), 90) < 0.03
         assert np.linalg.norm(pelvis[-1, :2] - pelvis[0, :2]) > 2.0  # root motion: the walk's ~3 m
     shot = tmp_path / "ground_blender.png"

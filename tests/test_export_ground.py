@@ -57,9 +57,9 @@ def walk(shared_data):
 
 
 def mocap_walk(shared_data):
-    """CMU 02_01 (walking, 86 frames at 30 fps: 2.9 s, 3.2 m) as one track seen side-on by a 1.6 m high camera (focal = the
-    image diagonal, 3 mm joint noise), through the grounded-motion stage over the whole file: the frames, the
-    world joints ``(T, 70, 3)`` and the contacts ``(T, 6)`` (CONTACT_NAMES order)."""
+    """CMU 02_01 (walking, 86 frames at 30 fps: 2.9 s, 3.2 m) as one track seen side-on by a 1.6 m high
+    camera (focal = the image diagonal, 3 mm joint noise), through the grounded-motion stage over the whole
+    file: the frames, the world joints ``(T, 70, 3)`` and the contacts ``(T, 6)`` (CONTACT_NAMES order)."""
     from instanthmr.cli.eval_ground import camera_pose, load_takes
 
     takes, _ = load_takes(shared_data / "mocap")

@@ -20,8 +20,9 @@ the first track's first position, +Z towards the camera, root motion; every trac
 Without, the world is the camera frame turned half a turn about X (x right, y up, z towards the camera) and
 lifted so that the median lowest foot joint is at y = 0; the camera itself is a node at (0, h, 0). Either
 way the camera has the video's field of view and looks down its -Z. ``in_place``: each track's root
-keeps its height but not its horizontal motion (no camera node then: it would not line up). Frames where a track was not seen hold its last pose; joints a model did not predict hold their
-last position (as in the BVH writer); nothing is invented.
+keeps its height but not its horizontal motion (no camera node then: it would not line up). Frames where
+a track was not seen hold its last pose; joints a model did not predict hold their last position (as in
+the BVH writer); nothing is invented.
 
 Written with numpy + json + struct only.
 """
