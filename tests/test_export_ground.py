@@ -224,3 +224,34 @@ def test_short_grounded_tracks_export(tmp_path):
         (path,) = write_bvh(tmp_path / f"s{n}.bvh", frames, FPS)
         assert load_bvh(path).num_frames == n
         assert write_gltf(tmp_path / f"s{n}.glb", frames, FPS)[0].frames == n
+
+
+def test_demo_streams_the_world_and_writes_in_place(shared_data, tmp_path, monkeypatch):
+    """``demo.py --stream vmc --save-bvh --in-place`` on a real clip, offline smoothing (the headless default):
+    the stream gets world joints from a live ground stage of its own (the files' is two-sided, after the
+    run), and the BVH's root has no horizontal motion."""
+    from test_gltf import mediapipe_demo
+    from test_vmc import receiver
+
+    from instanthmr.outputs import vmc
+
+    seen = []
+    write = vmc.VMCStreamer.write
+
+    def spy(self, frame, result, meshes=None):
+        seen.append(any(getattr(p, "joints_3d_world", None) is not None for p in result.persons))
+        return write(self, frame, result, meshes)
+
+    monkeypatch.setattr(vmc.VMCStreamer, "write", spy)
+    rx = receiver()
+    bvh = tmp_path / "run.bvh"
+    assert mediapipe_demo(shared_data, tmp_path, "--stream", f"vmc:127.0.0.1:{rx.getsockname()[1]}",
+                          "--save-bvh", str(bvh), "--in-place", "--no-hands", frames=20,
+                          video="sports2d_demo.mp4") == 0
+    rx.close()
+    assert len(seen) == 20 and sum(seen) >= 10  # world joints once the (provisional) floor is there
+    paths = sorted(tmp_path.glob("run_track*.bvh"))
+    assert paths
+    for path in paths:
+        m = load_bvh(path)
+        assert np.abs(m.frames[:, [0, 2]]).max() == 0.0 and np.ptp(m.frames[:, 1]) > 0.0  # height kept

@@ -243,6 +243,9 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
             _say(config, f"[mhr] no meshes: the MediaPipe path predicts no MHR body-model parameters (--model "
                          f"{STARTER_MODEL_NAME} or the released network does)", file=sys.stderr)
         stream = open_stream(config, source)
+        # the stream goes out frame by frame: with the files' ground two-sided (offline), a live one of its own
+        live_ground = (ground_stage(config, source, photos, focal_given is not None)
+                       if stream is not None and ground is not None and outputs.offline else None)
         quiet = config.quiet or source.kind == "image"
         progress = Progress(source.expected_frames, source.kind, quiet=quiet)
         try:
@@ -258,7 +261,7 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
                     result = ground(result)
                 outputs.add(frame, result)
                 if stream is not None:
-                    stream.write(frame, result)
+                    stream.write(frame, result if live_ground is None else live_ground(result))
                 progress.update(result)
         except KeyboardInterrupt:
             interrupted = True
