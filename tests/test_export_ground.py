@@ -255,3 +255,22 @@ def test_demo_streams_the_world_and_writes_in_place(shared_data, tmp_path, monke
     for path in paths:
         m = load_bvh(path)
         assert np.abs(m.frames[:, [0, 2]]).max() == 0.0 and np.ptp(m.frames[:, 1]) > 0.0  # height kept
+
+
+def test_a_track_without_world_joints_joins_the_file_world(tmp_path):
+    """Track 2 never had world joints (e.g. it ended before the floor was known): the .glb puts it in track 1's
+    world by track 1's camera -> world fit, so both stand in one frame."""
+    from test_gltf import FLIP, motion_frames
+
+    from instanthmr.core.rotations import axis_rotation
+
+    rot = axis_rotation(1, np.radians(-20.0)) @ np.diag(FLIP)
+    off = np.array([0.5, 0.1, 1.0])
+    frames = motion_frames(8, tracks=(1, 2))
+    for f in frames:
+        f.persons[0].joints_3d_world = f.persons[0].joints_3d_cam @ rot.T + off
+    write_gltf(tmp_path / "two.glb", frames, FPS)
+    for tid in (1, 2):
+        pos, col, _ = glb_joint_positions(tmp_path / "two.glb", tid)
+        cam = np.array([next(p for p in f.persons if p.track_id == tid).joints_3d_cam for f in frames])
+        np.testing.assert_allclose(pos[:, col["right_elbow"]], cam[:, I["right_elbow"]] @ rot.T + off, atol=1e-5)

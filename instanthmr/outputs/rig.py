@@ -487,8 +487,8 @@ class WorldFit:
 def fit_world(world: np.ndarray, cam: np.ndarray) -> WorldFit | None:
     """:class:`WorldFit` from a track's ``world (T, J, 3)`` joints (NaN rows where the floor was not known)
     and its camera-frame joints ``cam (T, J, 3)`` (NaN where missing): one rotation (Kabsch over every frame
-    with both, each frame centred), per-frame offsets (mean residual), held into the frames without world
-    joints from the nearest frame with them. None when no frame has both."""
+    with both, each frame centred), per-frame offsets (mean residual); a frame without world joints holds the
+    last offset before it (the first one's before the first). None when no frame has both."""
     both = np.isfinite(world).all(-1) & np.isfinite(cam).all(-1)  # (T, J)
     known = both.sum(axis=1) >= 3
     if not known.any():
@@ -515,9 +515,9 @@ def plant_feet(sol: BVHSolution, target: np.ndarray, contact: np.ndarray, fps: f
     3)`` (the world joints, same axes) has them: per frame the mean offset (target - forward kinematics) of
     the points in contact (``contact (T, 6)`` in :data:`~instanthmr.video.ground.CONTACT_NAMES` order),
     interpolated across frames without contact, smoothed over :data:`PLANT_SIGMA_S` (``fps``: solved frames
-    per second). Why: the file's bones
-    are rigid (median lengths), the estimator's are not (the MediaPipe path's shin ranges over 9 cm), so the
-    skeleton's feet miss the floor where its legs are shorter or longer than that frame's."""
+    per second). Why: the file's bones are rigid (median lengths), the estimator's are not (the MediaPipe
+    path's shin ranges over 9 cm), so the skeleton's feet miss the floor where its legs are shorter or longer
+    than that frame's."""
     from instanthmr.video.ground import FOOT_POINTS
 
     fk = sol.joint_positions()
@@ -604,9 +604,8 @@ def track_motion(series, fps: float, hands: bool = True, rig: str | Rig = "mhr70
     if world and cam is not None:
         w = series.fields.get("joints_3d_world")
         fit = fit_world(w[fill][start:].astype(np.float64), cam) if w is not None else None
-        fit = fit or fallback_world
-        if fit is not None and len(fit.offset) != len(cam):  # another track's fit: its first frame's placement
-            fit = WorldFit(fit.rotation, np.repeat(fit.offset[:1], len(cam), axis=0))
+        if fit is None and fallback_world is not None:  # another track's fit: its first world frame's placement
+            fit = WorldFit(fallback_world.rotation, np.repeat(fallback_world.offset[:1], len(cam), axis=0))
     if fit is not None:
         w = series.fields.get("joints_3d_world")
         placed = fit.apply(cam)
@@ -638,14 +637,14 @@ def track_motion(series, fps: float, hands: bool = True, rig: str | Rig = "mhr70
                        grounded=fit is not None, to_world=to_world, world_offset=offset)
 
 
-def first_world_fit(series: dict, frame_step: int = 1) -> WorldFit | None:
-    """The camera -> world fit of the first track (by ID) with world joints, for tracks that have none."""
+def first_world_fit(series: dict) -> WorldFit | None:
+    """The camera -> world fit (:func:`fit_world`) of the first track (by ID) with world joints, for the
+    tracks that have none (they take its first world frame's placement, ``offset[0]``)."""
     for s in series.values():
         w, c = s.fields.get("joints_3d_world"), s.fields.get("joints_3d_cam")
-        if w is not None and c is not None:
-            fit = fit_world(w.astype(np.float64), c.astype(np.float64))
-            if fit is not None:
-                return WorldFit(fit.rotation, fit.offset[np.isfinite(w).all(-1).any(-1)][:1])
+        fit = None if w is None or c is None else fit_world(w.astype(np.float64), c.astype(np.float64))
+        if fit is not None:
+            return fit
     return None
 
 
@@ -654,9 +653,8 @@ def track_motions(frames: Iterable, fps: float, hands: bool = True, rig: str | R
                   frame_step: int | None = None) -> list[TrackMotion]:
     """:func:`track_motion` for every track in ``frames``; the grid step is ``frame_step`` or (None) the
     smallest gap between processed frames (``--frame-skip``), so skipped frames are not filled with held
-    poses (BVH, which has no gaps, asks for 1). With ``world``
-    and world joints in any track, every track is in that world frame (a track without them placed by the
-    first grounded track's fit)."""
+    poses (BVH, which has no gaps, asks for 1). With ``world`` and world joints in any track, every track is
+    in that world frame (a track without them placed by the first grounded track's fit)."""
     series = tracks_from_frames(frames, fps)
     gaps = np.concatenate([np.diff(s.frame_index) for s in series.values()] or [np.array([], np.int64)])
     step = int(np.gcd.reduce(gaps[gaps > 0])) if np.any(gaps > 0) else 1
