@@ -2,7 +2,7 @@
 importers and report what Blender made of it, optionally rendering a picture with Blender's renderer.
 
     .venv-bpy/bin/python tests/blender_probe.py --input out.glb --fps 30 --frames 1,10,20 --out probe.json \
-        [--render shot.png --render-frame 10 --render-view orbit|video --render-size 640x400]
+        [--render shot.png --render-frame 10 --render-view orbit|video|floor --render-size 640x400]
 
 JSON out: ``{"armatures": {name: {"bones": [...], "heads": {frame: [[x, y, z], ...]}}}, "meshes": {name:
 {frame: vertices}} (with ``--mesh-suffix``), "actions": [...], "fps": scene fps, "objects": [[name, type], ...]}``. Heads are in Blender's world (metres, Z up); a Y-up
@@ -60,13 +60,77 @@ def probe(frames: list[int], mesh_suffix: str = "") -> dict:
     return out
 
 
-def render(path: str, frame: int, view: str = "orbit", size: tuple[int, int] = (640, 400)) -> None:
+def _frozen_meshes(frames: list[int]) -> list:
+    """Static copies of the skinned meshes as they are at each of ``frames`` (scene frames), in the world."""
+    scene = bpy.context.scene
+    out = []
+    for f in frames:
+        scene.frame_set(f)
+        graph = bpy.context.evaluated_depsgraph_get()
+        for ob in [o for o in bpy.data.objects if o.type == "MESH" and o.visible_get() and o.find_armature()]:
+            ev = ob.evaluated_get(graph)
+            copy = bpy.data.objects.new(f"{ob.name}@{f}", bpy.data.meshes.new_from_object(ev))
+            copy.matrix_world = ob.matrix_world.copy()
+            scene.collection.objects.link(copy)
+            out.append(copy)
+    return out
+
+
+def _checker_floor(lo: Vector, hi: Vector, step: float = 0.5) -> None:
+    """A checkerboard floor at z = 0 over ``lo``-``hi`` (x, y), squares of ``step`` m (face-corner colours)."""
+    nx, ny = int((hi.x - lo.x) / step) + 1, int((hi.y - lo.y) / step) + 1
+    x0, y0 = step * round(lo.x / step), step * round(lo.y / step)
+    verts, faces, shades = [], [], []
+    for i in range(nx):
+        for j in range(ny):
+            x, y = x0 + i * step, y0 + j * step
+            faces.append(list(range(len(verts), len(verts) + 4)))
+            verts += [(x, y, 0.0), (x + step, y, 0.0), (x + step, y + step, 0.0), (x, y + step, 0.0)]
+            shades.append(0.8 if (i + j + round(x0 / step) + round(y0 / step)) % 2 else 0.5)
+    mesh = bpy.data.meshes.new("floor")
+    mesh.from_pydata(verts, [], faces)
+    col = mesh.color_attributes.new("Col", "FLOAT_COLOR", "CORNER")
+    for poly, shade in zip(mesh.polygons, shades):
+        for li in poly.loop_indices:
+            col.data[li].color = (shade, shade, shade, 1.0)
+    mesh.color_attributes.active_color = col
+    mesh.color_attributes.render_color_index = mesh.color_attributes.active_color_index
+    bpy.context.scene.collection.objects.link(bpy.data.objects.new("floor", mesh))
+
+
+def render(path: str, frame: int, view: str = "orbit", size: tuple[int, int] = (640, 400),
+           ghosts: list[int] = ()) -> None:
     """A Workbench picture of the imported meshes at ``frame`` (vertex colours). ``view``: ``orbit`` = a
     three-quarter view with a floor; ``video`` = through the file's own camera (``video_camera``), on a
-    transparent background (RGBA), to lay over the video frame."""
+    transparent background (RGBA), to lay over the video frame; ``floor`` = the meshes at ``frame`` and at each
+    of ``ghosts`` (static copies) on a checkerboard floor at z = 0 (0.5 m squares), seen from the side at
+    eye height (a camera facing +Y), so the root motion and the feet on the floor show."""
     scene = bpy.context.scene
+    if view == "floor":
+        _frozen_meshes([g for g in ghosts if g != frame])
     scene.frame_set(frame)
-    if view == "video":
+    if view == "floor":
+        graph = bpy.context.evaluated_depsgraph_get()
+        pts = []
+        for ob in [o for o in bpy.data.objects if o.type == "MESH" and o.visible_get()]:
+            ev = ob.evaluated_get(graph)
+            pts += [ev.matrix_world @ v.co for v in ev.to_mesh().vertices]
+        lo = Vector([min(p[i] for p in pts) for i in range(3)])
+        hi = Vector([max(p[i] for p in pts) for i in range(3)])
+        _checker_floor(lo - Vector((1.0, 1.0, 0.0)), hi + Vector((1.0, 1.5, 0.0)))
+        centre = (lo + hi) / 2
+        width = max(hi.x - lo.x, 1.0)
+        cam = bpy.data.objects.new("probe_camera", bpy.data.cameras.new("probe"))
+        cam.data.lens = 35
+        scene.collection.objects.link(cam)
+        dist = 1.05 * width * cam.data.lens / 36.0 + (hi.y - lo.y)
+        cam.location = Vector((centre.x, lo.y - dist, 1.4 + 0.12 * dist))
+        cam.rotation_euler = (Vector((centre.x, centre.y, 0.6)) - cam.location).to_track_quat("-Z", "Y").to_euler()
+        scene.camera = cam
+        world = scene.world or bpy.data.worlds.new("probe")
+        scene.world = world
+        world.color = (0.55, 0.6, 0.68)
+    elif view == "video":
         scene.camera = bpy.data.objects["video_camera"]
         scene.render.film_transparent = True
     else:
@@ -93,6 +157,8 @@ def render(path: str, frame: int, view: str = "orbit", size: tuple[int, int] = (
     shading.light = "STUDIO"
     shading.color_type = "VERTEX"
     shading.show_shadows = view != "video"
+    if view == "floor":
+        shading.show_cavity = False
     scene.render.resolution_x, scene.render.resolution_y = size
     scene.render.resolution_percentage = 100
     scene.render.image_settings.file_format = "PNG"
@@ -111,14 +177,16 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--mesh-suffix", default="", help="also dump the deformed vertices of meshes named *SUFFIX")
     ap.add_argument("--render", default=None)
     ap.add_argument("--render-frame", type=int, default=1)
-    ap.add_argument("--render-view", choices=("orbit", "video"), default="orbit")
+    ap.add_argument("--render-view", choices=("orbit", "video", "floor"), default="orbit")
+    ap.add_argument("--render-ghosts", default="", help="floor view: also these frames, frozen (comma-separated)")
     ap.add_argument("--render-size", default="640x400", help="WxH pixels")
     args = ap.parse_args(argv)
     load(args.input, args.fps)
     result = probe([int(f) for f in args.frames.split(",") if f], args.mesh_suffix)
     if args.render:
         w, h = (int(v) for v in args.render_size.lower().split("x"))
-        render(args.render, args.render_frame, args.render_view, (w, h))
+        render(args.render, args.render_frame, args.render_view, (w, h),
+               [int(f) for f in args.render_ghosts.split(",") if f])
     with open(args.out, "w") as fh:
         json.dump(result, fh)
     return 0

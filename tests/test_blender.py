@@ -35,7 +35,7 @@ PROBE = REPO / "tests" / "blender_probe.py"
 
 
 def blender(path, frames, tmp_path, render=None, render_frame=1, mesh_suffix="", fps=FPS, view="orbit",
-            size=(640, 400)) -> dict:
+            size=(640, 400), ghosts=()) -> dict:
     py = blender_python()
     if py is None:
         pytest.skip("no Python with bpy (python install.py --extras animation, or set INSTANTHMR_BPY_PYTHON)")
@@ -45,6 +45,8 @@ def blender(path, frames, tmp_path, render=None, render_frame=1, mesh_suffix="",
     if render:
         cmd += ["--render", str(render), "--render-frame", str(render_frame), "--render-view", view,
                 "--render-size", f"{size[0]}x{size[1]}"]
+        if ghosts:
+            cmd += ["--render-ghosts", ",".join(map(str, ghosts))]
     if mesh_suffix:
         cmd += ["--mesh-suffix", mesh_suffix]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
@@ -193,7 +195,9 @@ def test_demo_video_into_blender(shared_data, tmp_path):
     from instanthmr.outputs.files import read_npz_tracks
 
     glb, npz = tmp_path / "clip.glb", tmp_path / "clip.npz"
-    assert mediapipe_demo(shared_data, tmp_path, "--save-gltf", str(glb), "--save-npz", str(npz), frames=40) == 0
+    # --no-ground: the camera frame, so the file is compared with the run's camera-frame keypoints
+    assert mediapipe_demo(shared_data, tmp_path, "--save-gltf", str(glb), "--save-npz", str(npz), "--no-ground",
+                          frames=40) == 0
     fps = 12.0  # mmhuman3d_single_person_demo.mp4
     track = read_npz_tracks(npz)[1]
     kp = track["joints_3d_cam"].astype(np.float64) * [1.0, -1.0, -1.0]  # Y up
@@ -235,3 +239,93 @@ def test_demo_video_into_blender(shared_data, tmp_path):
         (REPO / "docs" / "img").mkdir(exist_ok=True)
         Image.open(out).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
             REPO / "docs" / "img" / "animation_blender.png", optimize=True)
+
+
+def test_blender_grounded_walk_stands_on_the_floor(shared_data, tmp_path):
+    """A mocap walk through the grounded-motion stage (tests/test_export_ground.py), written as .glb and BVH
+    and imported by Blender: the heels and big toes Blender shows while they touch the floor are on its
+    ground plane (z = 0, plus their 2 cm resting height), and the root walks. The docs picture
+    (``INSTANTHMR_DOCS_IMAGES=1``): Blender's render of three moments of the walk on a floor plane."""
+    from test_export_ground import bvh_joint_positions, mocap_walk
+    from test_gltf import glb_joint_positions
+
+    frames, world, contact = mocap_walk(shared_data)
+    glb = tmp_path / "walk.glb"
+    write_gltf(glb, frames, FPS, image_size=(1920, 1080))
+    (bvh,) = write_bvh(tmp_path / "walk.bvh", frames, FPS)
+    sole = {"left_heel": 0, "left_big_toe_tip": 1, "right_heel": 3, "right_big_toe_tip": 4}
+    probe = list(range(0, len(frames), 5))
+    for path, first in ((glb, 0), (bvh, 1)):  # BVH frame i lands on Blender frame i + 1
+        res = blender(path, [f + first for f in probe], tmp_path)
+        (arm,) = res["armatures"].values()
+        heights, pelvis = [], []
+        for f in probe:
+            heads = np.array(arm["heads"][str(f + first)])
+            pelvis.append(heads[arm["bones"].index("pelvis")])
+            for name, k in sole.items():
+                if contact[f, k]:
+                    heights.append(heads[arm["bones"].index(name), 2] - 0.02)  # Blender: Z up
+        heights, pelvis = np.array(heights), np.array(pelvis)
+        if path == glb:
+            fk, col, _ = glb_joint_positions(glb, 1)
+            want = fk[probe, col["pelvis"]]
+        else:
+            fk, names = bvh_joint_positions(bvh)
+            want = fk[probe, names.index("pelvis")]
+        assert np.abs(to_y_up(pelvis) - want).max() < TOL_M  # Blender plays the file's root path
+        truth = world[probe][:, [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]].mean(1)
+        assert np.abs(want - truth).max() < 0.05  # the world root, moved by what plants the feet
+        print(f"\n{path.suffix}: contacting soles in Blender over {len(heights)} point-frames: median "
+              f"{np.median(heights) * 1000:.1f} mm, 90th percentile |h| "
+              f"{np.percentile(np.abs(heights), 90) * 1000:.1f} mm, lowest {heights.min() * 1000:.1f} mm; "
+              f"root travel {np.ptp(pelvis[:, 0]):.2f} m")
+        assert len(heights) >= 20 and abs(np.median(heights)) < 0.01 and np.percentile(np.abs(heights), 90) < 0.03
+        assert np.linalg.norm(pelvis[-1, :2] - pelvis[0, :2]) > 2.0  # root motion: the walk's ~3 m
+    shot = tmp_path / "ground_blender.png"
+    last = len(frames) - 1
+    blender(glb, [last], tmp_path, render=shot, render_frame=last, size=(960, 360), view="floor",
+            ghosts=range(0, last, 15))
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000  # a picture with something in it
+    if os.environ.get("INSTANTHMR_DOCS_IMAGES"):  # a small PNG for the docs: 256 colours
+        from PIL import Image
+
+        Image.open(shot).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
+            REPO / "docs" / "img" / "ground_blender.png", optimize=True)
+
+
+def test_demo_grounded_video_into_blender(shared_data, tmp_path):
+    """A real walking clip (``sports2d_demo.mp4``, 90 frames, MediaPipe path) through ``demo.py --save-gltf
+    --save-npz`` with grounded motion (the default), imported by Blender: the main walker's heels and big toes
+    stand on Blender's ground plane while the run says they touch the floor. The docs picture
+    (``INSTANTHMR_DOCS_IMAGES=1``): every track at six moments on a floor plane."""
+    from test_gltf import mediapipe_demo
+
+    from instanthmr.outputs.files import read_npz_tracks
+    from instanthmr.video.ground import CONTACT_NAMES
+
+    glb, npz = tmp_path / "walk.glb", tmp_path / "walk.npz"
+    assert mediapipe_demo(shared_data, tmp_path, "--save-gltf", str(glb), "--save-npz", str(npz), "--no-hands",
+                          frames=90, video="sports2d_demo.mp4") == 0
+    tracks = read_npz_tracks(npz)
+    tid = max(tracks, key=lambda t: tracks[t]["contacts"].sum())  # the walker whose feet touch the floor
+    track = tracks[tid]
+    probe = [int(f) for f in track["frame_index"]]  # glTF time t lands on frame t x fps: the source frame
+    res = blender(glb, probe, tmp_path, fps=30.0)
+    arm = res["armatures"][f"track{tid}"]
+    heights = []
+    for k in (0, 1, 3, 4):  # heels and big toes, 2 cm above the floor when flat on it
+        b = arm["bones"].index(CONTACT_NAMES[k].replace("big_toe", "big_toe_tip"))
+        heights += [arm["heads"][str(f)][b][2] - 0.02 for f, c in zip(probe, track["contacts"][:, k]) if c]
+    heights = np.array(heights)
+    print(f"\nreal walk, track {tid}: contacting soles in Blender over {len(heights)} point-frames: median "
+          f"{np.median(heights) * 1000:.1f} mm, 90th percentile |h| {np.percentile(np.abs(heights), 90) * 1000:.1f} mm")
+    assert len(heights) >= 20 and abs(np.median(heights)) < 0.015 and np.percentile(np.abs(heights), 90) < 0.06
+    shot = tmp_path / "ground_blender_video.png"
+    blender(glb, [89], tmp_path, render=shot, render_frame=89, size=(960, 400), view="floor",
+            ghosts=range(0, 89, 15))
+    if os.environ.get("INSTANTHMR_DOCS_IMAGES"):
+        from PIL import Image
+
+        Image.open(shot).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
+            REPO / "docs" / "img" / "ground_blender_video.png", optimize=True)

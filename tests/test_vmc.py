@@ -225,3 +225,33 @@ def test_demo_streams_one_bundle_per_frame(shared_data, tmp_path, capsys):
     assert (np.round(steps) >= 1).all() and np.round(steps).sum() <= 7
     bones = {a[0] for addr, a in bundles[-1] if addr == "/VMC/Ext/Bone/Pos"}
     assert BODY_BONES <= bones
+
+
+def test_the_root_streams_in_the_grounded_world_frame_once_known():
+    """Frames with ``joints_3d_world`` (from frame 3; before, the floor is not known): the root is the
+    world pelvis (x, z on the floor, the Hips' height above y = 0) and the bones rebuild the world limbs;
+    ``in_place`` keeps the root at the origin."""
+    from dataclasses import replace
+
+    from instanthmr.core.rotations import axis_rotation
+
+    turn = axis_rotation(1, np.radians(30.0))
+    frames = motion_frames(8)
+    for f in frames[3:]:
+        p = f.persons[0]
+        f.persons[0] = replace(p, joints_3d_world=(p.joints_3d_cam * FLIP) @ turn.T + [1.0, 0.2, -2.0])
+    hips = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
+    for in_place in (False, True):
+        bundles, s = stream(frames, in_place=in_place)
+        assert s.sent == 8
+        for f, b in zip(frames[3:], bundles[3:]):
+            w = f.persons[0].joints_3d_world
+            pelvis = w[hips].mean(0)
+            root = next(a for addr, a in b if addr == "/VMC/Ext/Root/Pos")
+            want = [0.0, 0.0, 0.0] if in_place else [-pelvis[0], 0.0, pelvis[2]]  # Unity: X mirrored
+            np.testing.assert_allclose(root[1:4], want, atol=1e-5)
+            hip_pos = next(a for addr, a in b if addr == "/VMC/Ext/Bone/Pos" and a[0] == "Hips")
+            np.testing.assert_allclose(hip_pos[2], pelvis[1], atol=1e-5)  # height above the floor at y = 0
+            g = unity_globals(b)
+            shin = (w[MHR70_INDEX["left_ankle"]] - w[MHR70_INDEX["left_knee"]]) * [-1, 1, 1]
+            np.testing.assert_allclose(g["LeftLowerLeg"] @ [0.0, -1.0, 0.0], shin / np.linalg.norm(shin), atol=1e-5)

@@ -137,11 +137,16 @@ def add_camera_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
 
 
 def add_rig_flag(group) -> None:
-    """``--rig``: how BVH and glTF name their bones (an output option every output-writing command shares)."""
+    """``--rig`` (how BVH and glTF name their bones) and ``--in-place`` (their root motion): output options
+    every output-writing command shares."""
     group.add_argument("--rig", default="mhr70", choices=RIGS,
                    help="bone names and rest pose of --save-bvh/--save-gltf: mhr70 (ours, the track's own rest "
                         "pose) or mixamo (mixamorig:Hips ..., T-pose rest, to retarget onto Mixamo-named rigs) "
                         "(default: mhr70)")
+    group.add_argument("--in-place", action="store_true",
+                   help="--save-bvh/--save-gltf/--stream vmc without the root's horizontal motion (its x, z set to 0 "
+                        "every frame, its height kept), for game engines that move the character themselves "
+                        "(default: root motion; in the grounded world frame unless --no-ground, docs/animation.md)")
 
 
 def add_mesh_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
@@ -179,6 +184,7 @@ def run_config(args, **fields) -> RunConfig:
         raise ValueError(f"--threads must be 0 (ONNX Runtime's choice) or more, got {args.threads}")
     return RunConfig(frame_skip=args.frame_skip, max_frames=args.max_frames, smooth=args.smooth,
                      keypoint_crops=args.keypoint_crops, pipeline=pipeline_spec(args), rig=args.rig,
-                     mhr_model=args.mhr_model, mhr_lod=args.mhr_lod, mhr_overlay=args.mhr_overlay,
+                     in_place=args.in_place, mhr_model=args.mhr_model, mhr_lod=args.mhr_lod,
+                     mhr_overlay=args.mhr_overlay,
                      focal_length=args.focal_length, fov=args.fov, ground=not args.no_ground, floor=args.floor,
                      **fields)

@@ -1,6 +1,8 @@
 """Writing BVH: each track's motion, solved from its MHR70 keypoints by the rig solver
 (:mod:`instanthmr.outputs.rig`), as one ``.bvh`` file per track (:func:`write_bvh`). Axes: Y up, Z towards the
-camera, metres x ``scale``; rotations as ``Zrotation Xrotation Yrotation`` Euler angles in degrees.
+camera, metres x ``scale``; rotations as ``Zrotation Xrotation Yrotation`` Euler angles in degrees. With the
+grounded-motion stage's ``joints_3d_world`` the root path is the world frame's (the floor at y = 0, root
+motion); without, the camera frame's, frame 0's pelvis above the origin and its lowest foot on y = 0.
 
 Reading motion capture is :mod:`instanthmr.core.mocap`.
 """
@@ -23,8 +25,7 @@ from instanthmr.core.mocap import (  # noqa: F401
     load_bvh,
 )
 from instanthmr.outputs.atomic import ResultsWriteError, atomic_write
-from instanthmr.outputs.files import tracks_from_frames
-from instanthmr.outputs.rig import BVHSolution, Rig, track_motion
+from instanthmr.outputs.rig import BVHSolution, Rig, track_motions
 
 
 def format_bvh(sol: BVHSolution, fps: float, scale: float = 1.0) -> str:
@@ -76,7 +77,7 @@ def bvh_track_path(path, track_id: int) -> Path:
 
 
 def write_bvh(path, frames: Iterable, fps: float, hands: bool = True, scale: float = 1.0,
-              min_frames: int = 2, rig: str | Rig = "mhr70") -> list[Path]:
+              min_frames: int = 2, rig: str | Rig = "mhr70", world: bool = True, in_place: bool = False) -> list[Path]:
     """One BVH file per track (``<stem>_track<id>.bvh``), metres x ``scale``, at the source frame rate, each
     written to a temporary name and renamed into place. Returns the paths written.
 
@@ -85,15 +86,15 @@ def write_bvh(path, frames: Iterable, fps: float, hands: bool = True, scale: flo
     track's file starts at its first frame with every joint the skeleton needs (before it there is nothing
     to hold); the finger bones are left out when the hands are missing there. Tracks with fewer than
     ``min_frames`` such frames are skipped. ``rig``: joint names and rest pose (:data:`RIGS`; ``mixamo``
-    for Mixamo-named T-pose rigs)."""
+    for Mixamo-named T-pose rigs). ``world``: in the grounded world frame where the frames have
+    ``joints_3d_world`` (every track in one frame: :func:`~instanthmr.outputs.rig.track_motions`);
+    ``in_place``: the root's horizontal motion removed (game engines), its height kept."""
     if not fps or fps <= 0:
         raise ResultsWriteError(f"{path}: BVH needs a positive frame rate, got {fps}")
     written = []
-    for tid, series in tracks_from_frames(frames, fps).items():
-        motion = track_motion(series, fps, hands=hands, rig=rig, min_frames=min_frames)
-        if motion is None:
-            continue
-        out = bvh_track_path(path, tid)
+    for motion in track_motions(frames, fps, hands=hands, rig=rig, min_frames=min_frames, world=world,
+                                in_place=in_place, frame_step=1):
+        out = bvh_track_path(path, motion.track_id)
         with atomic_write(out, "w", what="BVH") as fh:
             fh.write(format_bvh(motion.solution, fps, scale))
         written.append(out)

@@ -13,11 +13,16 @@ One file holds all tracks of a run. Per track:
   skinned to MHR's own 127-joint skeleton, animated by the predicted parameters (animation
   ``track<id>_mhr``).
 
-World axes and units (glTF's): metres, right-handed, Y up, the camera looking down -Z. The world is the
-camera frame turned half a turn about X (x right, y up, z towards the camera) and lifted so that the
-median lowest foot joint is at y = 0; the camera itself is a node at (0, h, 0) with the video's field of
-view. Frames where a track was not seen hold its last pose; joints a model did not predict hold their
-last position (as in the BVH writer); nothing is invented.
+World axes and units (glTF's): metres, right-handed, Y up. With the grounded-motion stage's
+``joints_3d_world`` in the frames, the world is its world frame (the floor at y = 0, origin on the floor under
+the first track's first position, +Z towards the camera, root motion; every track in it, see
+:func:`~instanthmr.outputs.rig.track_motions`), and the camera node sits where the stage put the camera.
+Without, the world is the camera frame turned half a turn about X (x right, y up, z towards the camera) and
+lifted so that the median lowest foot joint is at y = 0; the camera itself is a node at (0, h, 0). Either
+way the camera has the video's field of view and looks down its -Z. ``in_place``: each track's root
+keeps its height but not its horizontal motion (no camera node then: it would not line up). Frames where
+a track was not seen hold its last pose; joints a model did not predict hold their last position (as in
+the BVH writer); nothing is invented.
 
 Written with numpy + json + struct only.
 """
@@ -305,7 +310,14 @@ def add_mhr_track(b: GLBBuilder, model, motion: TrackMotion, times: np.ndarray, 
     anim = _Animation(b, times)
     channel = anim.channel
 
-    world = f["cam_trans"].astype(np.float64) * [1.0, -1.0, -1.0] + [0.0, lift, 0.0]
+    cam_trans = f["cam_trans"].astype(np.float64)
+    if motion.to_world is None:  # no camera-frame joints: the camera frame turned half a turn about X
+        world = cam_trans * [1.0, -1.0, -1.0] + [0.0, lift, 0.0]
+    else:  # MHR's model axes are the camera's turned about X: the node turns them into the track's world
+        world = cam_trans @ motion.to_world.T + motion.world_offset + [0.0, lift, 0.0]
+        turn = motion.to_world @ np.diag([1.0, -1.0, -1.0])
+        if np.abs(turn - np.eye(3)).max() > 1e-9:
+            b.doc["nodes"][place]["rotation"] = [float(v) for v in quaternion_from_matrix(turn)]
     channel(place, "translation", world, "VEC3")
     quats = quaternion_from_matrix(loc_r)
     for i in range(len(names)):
@@ -325,13 +337,18 @@ def add_mhr_track(b: GLBBuilder, model, motion: TrackMotion, times: np.ndarray, 
     return True
 
 
-def add_camera(b: GLBBuilder, focal_px: float, image_size: tuple[int, int], height: float) -> None:
-    """The video camera: at (0, height, 0) looking down -Z (glTF's camera convention = our world's)."""
+def add_camera(b: GLBBuilder, focal_px: float, image_size: tuple[int, int], height: float,
+               pose: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """The video camera: at (0, height, 0) looking down -Z (glTF's camera convention = our world's), or with
+    ``pose`` = ``(to_world (3, 3), position (3,))`` (camera frame -> world, metres) where that puts it."""
     w, h = image_size
     cam = b.add("cameras", {"name": "video", "type": "perspective", "perspective": {
         "yfov": float(2.0 * np.arctan(0.5 * h / focal_px)), "aspectRatio": float(w / h), "znear": 0.05}})
-    b.doc["scenes"][0]["nodes"].append(b.add("nodes", {"name": "video_camera", "camera": cam,
-                                                       "translation": [0.0, float(height), 0.0]}))
+    node = {"name": "video_camera", "camera": cam, "translation": [0.0, float(height), 0.0]}
+    if pose is not None:  # glTF's camera axes are ours turned half a turn about X (y up, looking down -Z)
+        node["translation"] = [float(v) for v in pose[1]]
+        node["rotation"] = [float(v) for v in quaternion_from_matrix(pose[0] @ np.diag([1.0, -1.0, -1.0]))]
+    b.doc["scenes"][0]["nodes"].append(b.add("nodes", node))
 
 
 _FEET = [MHR70_INDEX[f"{s}_{n}"] for s in ("left", "right") for n in ("ankle", "heel", "big_toe_tip", "small_toe_tip")]
@@ -355,18 +372,23 @@ def _world_lift(motions: list[TrackMotion]) -> float:
 
 
 def build_glb(frames: Iterable, fps: float, hands: bool = True, rig: str = "mhr70", min_frames: int = 2,
-              image_size: tuple[int, int] | None = None, mhr_model=None) -> tuple[bytes, list[GLTFTrack]]:
-    """The ``.glb`` bytes for all tracks in ``frames`` and what went in (see the module docstring)."""
+              image_size: tuple[int, int] | None = None, mhr_model=None, world: bool = True,
+              in_place: bool = False) -> tuple[bytes, list[GLTFTrack]]:
+    """The ``.glb`` bytes for all tracks in ``frames`` and what went in (see the module docstring).
+    ``world``: the grounded world frame where the frames have ``joints_3d_world``; ``in_place``: no
+    horizontal root motion."""
     if not fps or fps <= 0:
         raise ValueError(f"glTF export needs a positive frame rate, got {fps}")
     frames = list(frames)
-    motions = track_motions(frames, fps, hands=hands, rig=rig, rebase=False, min_frames=min_frames)
+    motions = track_motions(frames, fps, hands=hands, rig=rig, rebase=False, min_frames=min_frames, world=world,
+                            in_place=in_place)
     if not motions:
         return b"", []
     b = GLBBuilder()
     material = b.add("materials", {"name": "bones", "pbrMetallicRoughness": {
         "baseColorFactor": [1.0, 1.0, 1.0, 1.0], "metallicFactor": 0.0, "roughnessFactor": 0.8}})
-    lift = _world_lift(motions)
+    grounded = any(m.grounded for m in motions)
+    lift = 0.0 if grounded else _world_lift(motions)  # the grounded world has its floor at y = 0 already
     report = []
     for m in motions:
         times = m.frame_index.astype(np.float64) / fps
@@ -374,20 +396,26 @@ def build_glb(frames: Iterable, fps: float, hands: bool = True, rig: str = "mhr7
         has_mesh = mhr_model is not None and add_mhr_track(b, mhr_model, m, times, lift)
         report.append(GLTFTrack(m.track_id, len(times), int(m.frame_index[0]), len(m.solution.names), has_mesh))
     focal = [m.focal_length for m in motions if m.focal_length]
-    if image_size and focal and all(image_size):
-        add_camera(b, float(np.median(focal)), image_size, lift)
-    b.doc["asset"]["extras"] = {"fps": fps, "rig": get_rig(rig).name, "units": "metres",
-                                "axes": "Y up, camera looks down -Z, x right (camera frame turned half a turn "
-                                        "about X, lifted so the feet are at y=0)"}
+    placed = [m for m in motions if m.to_world is not None]
+    if image_size and focal and all(image_size) and not in_place:
+        # grounded: where the first track's first frame puts the camera centre (camera frame origin)
+        pose = (placed[0].to_world, placed[0].world_offset[0]) if grounded and placed else None
+        add_camera(b, float(np.median(focal)), image_size, lift, pose)
+    axes = ("Y up, the floor at y=0, +Z towards the camera, root motion (the grounded world frame)" if grounded
+            else "Y up, camera looks down -Z, x right (camera frame turned half a turn about X, lifted so the "
+                 "feet are at y=0)")
+    b.doc["asset"]["extras"] = {"fps": fps, "rig": get_rig(rig).name, "units": "metres", "axes": axes,
+                                "frame": "world" if grounded else "camera", "in_place": bool(in_place)}
     return b.to_bytes(), report
 
 
 def write_gltf(path, frames: Iterable, fps: float, hands: bool = True, rig: str = "mhr70", min_frames: int = 2,
-               image_size: tuple[int, int] | None = None, mhr_model=None) -> list[GLTFTrack]:
+               image_size: tuple[int, int] | None = None, mhr_model=None, world: bool = True,
+               in_place: bool = False) -> list[GLTFTrack]:
     """Write :func:`build_glb`'s file to ``path`` (temporary name, then renamed into place). Returns what was
     exported per track; nothing is written (and ``[]`` returned) when no track has ``min_frames`` frames."""
     try:
-        data, report = build_glb(frames, fps, hands, rig, min_frames, image_size, mhr_model)
+        data, report = build_glb(frames, fps, hands, rig, min_frames, image_size, mhr_model, world, in_place)
     except ValueError as e:
         raise ResultsWriteError(f"{path}: {e}") from None
     if report:

@@ -444,7 +444,12 @@ class TrackMotion:
     its last, step ``frame_step``; frames where the track was not seen hold its last pose), ``solution`` the
     :class:`BVHSolution`, ``hands`` whether the finger bones are in it, ``fields`` the track's per-person
     arrays on the same grid (``cam_trans``, ``mhr_params``, ``shape_params``, ... when every frame had them),
-    ``focal_length`` the median focal length in pixels (None when not known)."""
+    ``focal_length`` the median focal length in pixels (None when not known). ``grounded``: the solution is
+    in the world frame of the grounded-motion stage (Y up, the floor at y = 0, metres), else in the camera
+    frame turned half a turn about X. ``to_world (3, 3)`` and ``world_offset (T, 3)``: where a camera-frame
+    point ``x`` (m) of frame t lands in the solution's frame, ``to_world @ x + world_offset[t]`` (the root
+    path's frame, in place or not; what places the MHR mesh and the video camera); None without
+    camera-frame joints."""
 
     track_id: int
     frame_index: np.ndarray
@@ -454,15 +459,119 @@ class TrackMotion:
     hands: bool
     fields: dict
     focal_length: float | None = None
+    grounded: bool = False
+    to_world: np.ndarray | None = None
+    world_offset: np.ndarray | None = None
+
+
+#: Camera axes (x right, y down, z forward) -> the solver's (Y up, Z towards the camera): a half turn about X.
+CAM_TO_UP = np.diag([1.0, -1.0, -1.0])
+_HIPS = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
+
+
+@dataclass(frozen=True)
+class WorldFit:
+    """The camera frame -> the grounded world frame of one track, as a rigid fit: ``world = rotation @ cam +
+    offset[t]`` (metres). ``rotation (3, 3)`` one for the track; ``offset (T, 3)`` per frame (it carries what
+    the grounded-motion stage adds per frame: root drift taken out by the contacting feet, the depth slide),
+    held from the nearest frame with world joints where there are none (before the floor is known)."""
+
+    rotation: np.ndarray
+    offset: np.ndarray
+
+    def apply(self, cam: np.ndarray) -> np.ndarray:
+        """``cam (T, J, 3)`` camera frame -> ``(T, J, 3)`` world frame."""
+        return cam @ self.rotation.T + self.offset[:, None]
+
+
+def fit_world(world: np.ndarray, cam: np.ndarray) -> WorldFit | None:
+    """:class:`WorldFit` from a track's ``world (T, J, 3)`` joints (NaN rows where the floor was not known)
+    and its camera-frame joints ``cam (T, J, 3)`` (NaN where missing): one rotation (Kabsch over every frame
+    with both, each frame centred), per-frame offsets (mean residual); a frame without world joints holds the
+    last offset before it (the first one's before the first). None when no frame has both."""
+    both = np.isfinite(world).all(-1) & np.isfinite(cam).all(-1)  # (T, J)
+    known = both.sum(axis=1) >= 3
+    if not known.any():
+        return None
+    src, dst = [], []
+    for t in np.flatnonzero(known):
+        c, w = cam[t, both[t]], world[t, both[t]]
+        src.append(c - c.mean(0))
+        dst.append(w - w.mean(0))
+    rot = kabsch(np.concatenate(src), np.concatenate(dst))
+    off = np.full((len(world), 3), np.nan)
+    for t in np.flatnonzero(known):
+        off[t] = (world[t, both[t]] - cam[t, both[t]] @ rot.T).mean(0)
+    return WorldFit(rot, _hold(np.nan_to_num(off), known, np.zeros(3)))
+
+
+#: Time constant (s) of the centred smoothing of :func:`plant_feet`'s root correction (contact sets change
+#: abruptly: a heel lands, a toe lifts).
+PLANT_SIGMA_S = 0.07
+
+
+def plant_feet(sol: BVHSolution, target: np.ndarray, contact: np.ndarray, fps: float) -> np.ndarray:
+    """The root path ``(T, 3)`` of ``sol`` moved so that its contacting foot points land where ``target (T, 70,
+    3)`` (the world joints, same axes) has them: per frame the mean offset (target - forward kinematics) of
+    the points in contact (``contact (T, 6)`` in :data:`~instanthmr.video.ground.CONTACT_NAMES` order),
+    interpolated across frames without contact, smoothed over :data:`PLANT_SIGMA_S` (``fps``: solved frames
+    per second). Why: the file's bones are rigid (median lengths), the estimator's are not (the MediaPipe
+    path's shin ranges over 9 cm), so the skeleton's feet miss the floor where its legs are shorter or longer
+    than that frame's."""
+    from instanthmr.video.ground import FOOT_POINTS
+
+    fk = sol.joint_positions()
+    delta = np.full((len(fk), 3), np.nan)
+    pairs = [(k, sol.source_names.index(j), MHR70_INDEX[j]) for k, j in enumerate(FOOT_POINTS.values())
+             if j in sol.source_names]
+    if not pairs:
+        return sol.translation
+    d = np.stack([target[:, m] - fk[:, i] for _, i, m in pairs], 1)  # (T, P, 3)
+    c = np.asarray(contact, bool)[:, [k for k, _, _ in pairs]] & np.isfinite(d).all(-1)
+    has = c.any(1)
+    if not has.any():
+        return sol.translation
+    delta[has] = np.nansum(np.where(c[..., None], d, 0.0), 1)[has] / c.sum(1)[has, None]
+    t = np.arange(len(fk), dtype=np.float64)
+    delta = np.stack([np.interp(t, t[has], delta[has, a]) for a in range(3)], -1)
+    return sol.translation + _smooth_frames(delta, PLANT_SIGMA_S * fps)
+
+
+def _smooth_frames(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Centred Gaussian smoothing of ``x (T, D)`` over frames (``sigma`` in frames), renormalised at the
+    ends; a convolution, so long takes cost O(T)."""
+    if sigma < 0.3 or len(x) < 2:
+        return x
+    r = min(int(np.ceil(3.0 * sigma)), (len(x) - 1) // 2)  # np.convolve "same" keeps the longer length
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    den = np.convolve(np.ones(len(x)), k, mode="same")
+    return np.stack([np.convolve(x[:, a], k, mode="same") / den for a in range(x.shape[1])], -1)
+
+
+def remove_root_motion(translation: np.ndarray) -> np.ndarray:
+    """In place for game engines: the root path ``(T, 3)`` (Y up) with its horizontal x, z set to 0 in every
+    frame (the root stays above the origin), its height kept."""
+    out = np.array(translation, np.float64)
+    out[:, [0, 2]] = 0.0
+    return out
 
 
 def track_motion(series, fps: float, hands: bool = True, rig: str | Rig = "mhr70", rebase: bool = True,
-                 min_frames: int = 2, frame_step: int = 1) -> TrackMotion | None:
+                 min_frames: int = 2, frame_step: int = 1, world: bool = True, in_place: bool = False,
+                 fallback_world: WorldFit | None = None) -> TrackMotion | None:
     """Solve one :class:`~instanthmr.outputs.files.TrackSeries`: a joint the model did not have in a frame
     holds its last valid position, a frame without the track holds its last pose; the motion starts at the
     first frame with every body joint the model predicts (a model may lack some: see :func:`solve_bvh`), the
     fingers only when the hands are there then. None when fewer than ``min_frames`` frames are left or the
-    track has no 3D joints."""
+    track has no 3D joints.
+
+    With ``world`` and the track's ``joints_3d_world`` (the grounded-motion stage): solved in the world frame
+    (Y up, the floor at y = 0, root motion; ``rebase`` does not apply). Frames before the floor was known
+    (no world joints) are the camera-frame joints put into the world by the rigid fit of the first frames
+    that have them (:func:`fit_world`): the motion before the floor is what the camera saw, placed where the
+    world motion starts, without a jump. ``fallback_world``: the fit for a track that never had world joints
+    (another track's, so that every track of a file is in one frame). ``in_place``: the root's horizontal
+    motion removed (:func:`remove_root_motion`)."""
     if "joints_3d_local" not in series.fields:
         return None
     span = series.frame_index - series.frame_index[0]
@@ -482,31 +591,78 @@ def track_motion(series, fps: float, hands: bool = True, rig: str | Rig = "mhr70
     with_hands = bool(hands and valid[start, fingers].all())
     joints = hold_last_valid(joints[start:], valid[start:])
     held_ok = np.isfinite(joints).all(axis=-1)
-    hips = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
-    root = None
+    cam = None
     if "joints_3d_cam" in series.fields:
         cam = series.fields["joints_3d_cam"][fill][start:].astype(np.float64)
-        cam_ok = valid[start:] & np.isfinite(cam).all(axis=-1)
-        root = hold_last_valid(cam[:, hips], cam_ok[:, hips]).mean(axis=1)
+        cam = hold_last_valid(cam, valid[start:] & np.isfinite(cam).all(axis=-1))
+    root = None
+    if cam is not None:
+        root = cam[:, _HIPS].mean(axis=1)
         if not np.isfinite(root).all():
             root = None  # the camera-frame hips are missing where the local ones are not: body path
-    sol = solve_bvh(joints, hands=with_hands, root_motion=root, valid=held_ok, rig=rig, rebase=rebase)
+    fit = None
+    if world and cam is not None:
+        w = series.fields.get("joints_3d_world")
+        fit = fit_world(w[fill][start:].astype(np.float64), cam) if w is not None else None
+        if fit is None and fallback_world is not None:  # another track's fit: its first world frame's placement
+            fit = WorldFit(fallback_world.rotation, np.repeat(fallback_world.offset[:1], len(cam), axis=0))
+    if fit is not None:
+        w = series.fields.get("joints_3d_world")
+        placed = fit.apply(cam)
+        if w is not None:
+            w = hold_last_valid(w[fill][start:].astype(np.float64), valid[start:])
+            known = np.isfinite(w).all(-1)
+            placed = np.where(known[..., None], w, placed)  # the stage's own joints wherever it gave them
+        ok = held_ok & np.isfinite(placed).all(-1)
+        up_cam = placed @ CAM_TO_UP  # the solver reads camera axes; it turns them back to Y up
+        sol = solve_bvh(np.where(ok[..., None], up_cam, np.nan), hands=with_hands, valid=ok, rig=rig,
+                        root_motion=placed[:, _HIPS].mean(axis=1) @ CAM_TO_UP, rebase=False)
+        contact = series.fields.get("contacts")
+        if contact is not None and w is not None:  # the stage's contacts: plant the rigid skeleton's feet
+            held = np.asarray(contact, bool)[fill][start:] & known.any(-1)[:, None]
+            sol.translation = plant_feet(sol, np.where(ok[..., None], placed, np.nan), held,
+                                         fps / max(int(frame_step), 1))  # the grid's rate
+    else:
+        sol = solve_bvh(joints, hands=with_hands, root_motion=root, valid=held_ok, rig=rig, rebase=rebase)
+    if in_place:
+        sol.translation = remove_root_motion(sol.translation)
+    to_world = offset = None
+    if root is not None:
+        to_world = fit.rotation if fit is not None else CAM_TO_UP
+        offset = sol.translation - root @ to_world.T  # the root path's frame, in place or not
     fields = {k: v[fill][start:] for k, v in series.fields.items() if k != "joints_valid"}
     focal = series.fields.get("focal_length")
     return TrackMotion(series.track_id, series.frame_index[0] + grid[start:], sol, float(fps), get_rig(rig).name,
-                       with_hands, fields, float(np.median(focal)) if focal is not None else None)
+                       with_hands, fields, float(np.median(focal)) if focal is not None else None,
+                       grounded=fit is not None, to_world=to_world, world_offset=offset)
+
+
+def first_world_fit(series: dict) -> WorldFit | None:
+    """The camera -> world fit (:func:`fit_world`) of the first track (by ID) with world joints, for the
+    tracks that have none (they take its first world frame's placement, ``offset[0]``)."""
+    for s in series.values():
+        w, c = s.fields.get("joints_3d_world"), s.fields.get("joints_3d_cam")
+        fit = None if w is None or c is None else fit_world(w.astype(np.float64), c.astype(np.float64))
+        if fit is not None:
+            return fit
+    return None
 
 
 def track_motions(frames: Iterable, fps: float, hands: bool = True, rig: str | Rig = "mhr70",
-                  rebase: bool = True, min_frames: int = 2) -> list[TrackMotion]:
-    """:func:`track_motion` for every track in ``frames``; the grid step is the smallest gap between
-    processed frames (``--frame-skip``), so skipped frames are not filled with held poses."""
+                  rebase: bool = True, min_frames: int = 2, world: bool = True, in_place: bool = False,
+                  frame_step: int | None = None) -> list[TrackMotion]:
+    """:func:`track_motion` for every track in ``frames``; the grid step is ``frame_step`` or (None) the
+    smallest gap between processed frames (``--frame-skip``), so skipped frames are not filled with held
+    poses (BVH, which has no gaps, asks for 1). With ``world`` and world joints in any track, every track is
+    in that world frame (a track without them placed by the first grounded track's fit)."""
     series = tracks_from_frames(frames, fps)
     gaps = np.concatenate([np.diff(s.frame_index) for s in series.values()] or [np.array([], np.int64)])
     step = int(np.gcd.reduce(gaps[gaps > 0])) if np.any(gaps > 0) else 1
-    out = [track_motion(s, fps, hands, rig, rebase, min_frames, step) for s in series.values()]
+    step = step if frame_step is None else int(frame_step)
+    fallback = first_world_fit(series) if world else None
+    out = [track_motion(s, fps, hands, rig, rebase, min_frames, step, world, in_place, fallback)
+           for s in series.values()]
     return [m for m in out if m is not None]
-
 
 
 def bvh_source_joints(hands: bool = True) -> list[int]:

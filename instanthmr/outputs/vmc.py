@@ -6,13 +6,17 @@ One bundle per frame for one person (the lowest track ID in view; kept while it 
 - ``/VMC/Ext/OK`` ``1 3 0 tracking`` (avatar loaded, calibrated, normal mode; tracking 1 when a person is in
   view, 0 when not: then nothing else is sent);
 - ``/VMC/Ext/T`` the frame's time in seconds (the video's clock);
-- ``/VMC/Ext/Root/Pos "root" px py pz qx qy qz qw``: where the person stands on the floor (x, z), relative to
-  the first frame streamed; no rotation;
+- ``/VMC/Ext/Root/Pos "root" px py pz qx qy qz qw``: where the person stands on the floor (x, z): with the
+  grounded-motion stage's ``joints_3d_world``, the pelvis in its world frame (the floor at y = 0, origin on the
+  floor under the first track's first position); without, relative to the first frame streamed; no rotation;
+  (0, 0, 0) with ``in_place``;
 - ``/VMC/Ext/Bone/Pos name px py pz qx qy qz qw`` per humanoid bone (Unity ``HumanBodyBones`` names: Hips,
   Spine, Neck, Head, LeftShoulder, LeftUpperArm, ..., LeftUpperLeg, ..., finger bones when the hands are
   predicted). Rotations are local (relative to the parent bone in Unity's humanoid hierarchy) and relative to
   a T-pose, as a normalised humanoid rig expects; positions are the T-pose bone offsets, the Hips' is its
-  height above the floor (the lowest foot point of the first frame streamed).
+  height above the floor (the world's y = 0 with the grounded-motion stage; without, the lowest foot point of
+  the first frame streamed). Live, the world joints exist once the floor is known (the first seconds): the
+  frames before stream as without it, then the root moves once to its world position.
 
 Axes: Unity's (left-handed, Y up, Z forward, metres): the solver's right-handed world with X negated. The
 rotations come from the one skeleton solver (:func:`~instanthmr.outputs.rig.solve_bvh`, rig ``unity``),
@@ -53,6 +57,7 @@ for _S in ("Left", "Right"):
         _UNITY_PARENT.update({f"{_S}{_F}Proximal": f"{_S}Hand", f"{_S}{_F}Intermediate": f"{_S}{_F}Proximal",
                               f"{_S}{_F}Distal": f"{_S}{_F}Intermediate"})
 _TO_UNITY = np.array([-1.0, 1.0, 1.0])  # right-handed (x right) -> Unity's left-handed axes: negate X
+_CAM_TO_UP = np.array([1.0, -1.0, -1.0])  # Y up <-> camera axes (the solver reads camera axes)
 
 
 # ------------------------------------------------------------------------------------------------ OSC
@@ -119,14 +124,24 @@ class VMCEncoder:
         self.last_local = np.tile(np.eye(3), (len(self.names), 1, 1))
         self.origin = None
         self.floor = 0.0
+        self.grounded = False  # the last frame came in the grounded world
 
     def empty(self, time_s: float) -> bytes:
         """The bundle of a frame without anybody: tracking 0 and the time."""
         return osc_bundle([osc_message("/VMC/Ext/OK", 1, 3, 0, 0), osc_message("/VMC/Ext/T", float(time_s))])
 
-    def encode(self, time_s: float, joints_local, pelvis_cam=None, valid=None) -> bytes:
+    def encode(self, time_s: float, joints_local, pelvis_cam=None, valid=None, world=None,
+               in_place: bool = False) -> bytes:
         """``joints_local (70, 3)`` metres, camera axes (body-centred); ``pelvis_cam (3,)`` the pelvis in the
-        camera frame (None: the body stays at the origin); ``valid (70,)`` the joints the model has."""
+        camera frame (None: the body stays at the origin); ``valid (70,)`` the joints the model has; ``world
+        (70, 3)``: the grounded world joints (metres, Y up, the floor at y = 0) when known: then the bones and
+        the root come from them, the root in the world frame; ``in_place``: Root/Pos stays at (0, 0, 0)."""
+        if world is not None and np.isfinite(np.asarray(world, np.float64)[_PELVIS]).all():
+            w = np.asarray(world, np.float64).reshape(70, 3)
+            return self._encode(time_s, w * _CAM_TO_UP, w[_PELVIS].mean(0) * _CAM_TO_UP, valid, True, in_place)
+        return self._encode(time_s, joints_local, pelvis_cam, valid, False, in_place)
+
+    def _encode(self, time_s, joints_local, pelvis_cam, valid, grounded: bool, in_place: bool) -> bytes:
         joints = np.asarray(joints_local, np.float64).reshape(1, 70, 3)
         valid = np.isfinite(joints[0]).all(-1) if valid is None else np.asarray(valid, bool) & np.isfinite(joints[0]).all(-1)
         sol = solve_bvh(joints, hands=self.hands, valid=valid[None], rig="unity", rebase=False, drop_unseen=False,
@@ -140,14 +155,19 @@ class VMCEncoder:
         for i, p in enumerate(self.parents):
             rest[i] = 0.0 if p < 0 else rest[p] + sol.offsets[i]
 
-        pelvis = sol.translation[0]  # Y-up world (camera frame turned about X), metres
-        if self.origin is None:  # the first frame streamed sets the floor (its lowest foot point) and origin
+        pelvis = sol.translation[0]  # Y-up world (camera frame turned about X, or the grounded world), metres
+        if grounded:  # the world's floor and origin
+            self.floor, self.origin = 0.0, np.zeros(3)
+        elif self.origin is None or self.grounded:  # the first frame (off the world) sets the floor and origin
             feet = (joints[0, _FEET] - joints[0, _PELVIS].mean(0)) * [1.0, -1.0, -1.0] + pelvis
             feet = feet[valid[_FEET]]
             self.floor = float(feet[:, 1].min()) if len(feet) else float(pelvis[1])
             self.origin = pelvis.copy()
+        self.grounded = grounded
         msgs = [osc_message("/VMC/Ext/OK", 1, 3, 0, 1), osc_message("/VMC/Ext/T", float(time_s))]
         root = np.array([pelvis[0] - self.origin[0], 0.0, pelvis[2] - self.origin[2]]) * _TO_UNITY
+        if in_place:
+            root[:] = 0.0
         msgs.append(osc_message("/VMC/Ext/Root/Pos", "root", *root, 0.0, 0.0, 0.0, 1.0))
         idx = [i for i, _ in self.bones]
         par = [self.unity_parent[i] for i in idx]
@@ -172,6 +192,7 @@ class _Item:
     joints: np.ndarray | None = None
     pelvis_cam: np.ndarray | None = None
     valid: np.ndarray | None = None
+    world: np.ndarray | None = None
 
 
 class VMCStreamer:
@@ -179,11 +200,12 @@ class VMCStreamer:
 
     Never blocks the caller: :meth:`write` copies the person's joints into a queue of ``queue_size`` frames
     (dropped and counted in ``dropped`` when full); a daemon thread solves, encodes and sends them on a
-    non-blocking UDP socket (a send that would block is dropped too). ``sent``: bundles handed to the network
+    non-blocking UDP socket (a send that would block is dropped too); ``in_place``: no root motion. ``sent``:
+    bundles handed to the network
     (UDP: delivery is not confirmed). ``errors``: sends the OS refused (``last_error`` says why)."""
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, hands: bool = True,
-                 queue_size: int = 2, realtime: bool = True):
+                 queue_size: int = 2, realtime: bool = True, in_place: bool = False):
         self.address = (host, int(port))
         try:
             info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
@@ -194,6 +216,7 @@ class VMCStreamer:
         self._target = info[4]
         self.encoder = VMCEncoder(hands)
         self.realtime = realtime
+        self.in_place = bool(in_place)
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, int(queue_size)))
         self.sent = self.dropped = self.errors = 0
         self.last_error = ""
@@ -218,8 +241,10 @@ class VMCStreamer:
             cam = getattr(p, "joints_3d_cam", None)
             pelvis = None if cam is None else np.asarray(cam, np.float64)[_PELVIS].mean(0)
             valid = getattr(p, "joints_valid", None)
+            world = getattr(p, "joints_3d_world", None)
             item = _Item(t, self.track_id, np.array(p.joints_3d_local, np.float64), pelvis,
-                         None if valid is None else np.array(valid, bool))
+                         None if valid is None else np.array(valid, bool),
+                         None if world is None else np.array(world, np.float64))
         try:
             self.queue.put_nowait(item)
         except queue.Full:
@@ -251,7 +276,8 @@ class VMCStreamer:
                     self.encoder.last_local[:] = np.eye(3)  # another person: nothing of the last one is held
                     last_track = item.track_id
                 data = (self.encoder.empty(item.time_s) if item.joints is None else
-                        self.encoder.encode(item.time_s, item.joints, item.pelvis_cam, item.valid))
+                        self.encoder.encode(item.time_s, item.joints, item.pelvis_cam, item.valid, item.world,
+                                            self.in_place))
             except (ValueError, np.linalg.LinAlgError) as e:  # a frame the solver cannot use: skip it
                 self.errors += 1
                 self.last_error = str(e)

@@ -32,7 +32,9 @@ class RunConfig:
     viewer, else causal; docs/temporal.md). ``keypoint_crops``: follow each person's 2D joints between
     detector runs. ``pipeline``: the :class:`~instanthmr.runtime.factory.PipelineSpec` :func:`run` builds
     when it is given no pipeline. Outputs: file paths (``None`` = not written); ``viewer`` opens the Rerun
-    window; ``rig`` names the bones of BVH / glTF; ``stream`` ``"vmc[:HOST:PORT]"`` sends one person live.
+    window; ``rig`` names the bones of BVH / glTF; ``in_place``: BVH / glTF / VMC without the root's
+    horizontal motion (the root's x, z set to 0 every frame, its height kept: for game engines); ``stream``
+    ``"vmc[:HOST:PORT]"`` sends one person live.
     Meshes: ``mhr_model`` (a converted ``.npz`` or a folder), ``mhr_lod`` (0 finest .. 6), ``mhr_overlay``
     (paint them on the images). ``focal_length``: the camera's focal length in pixels, or ``fov`` its
     horizontal field of view in degrees (``None``: what the estimator assumes, the image diagonal, a guess).
@@ -60,6 +62,7 @@ class RunConfig:
     save_rrd: str | None = None
     viewer: bool = False
     rig: str = "mhr70"
+    in_place: bool = False
     stream: str | None = None
     mhr_model: str | None = None
     mhr_lod: int | None = None

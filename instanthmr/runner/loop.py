@@ -75,9 +75,10 @@ def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopS
         if config.save_npz:
             data.append(TrackFileSink("npz", config.save_npz, source.fps))
         if config.save_bvh:
-            data.append(TrackFileSink("bvh", config.save_bvh, source.fps, rig=config.rig))
+            data.append(TrackFileSink("bvh", config.save_bvh, source.fps, rig=config.rig, in_place=config.in_place))
         if config.save_gltf:
-            data.append(TrackFileSink("gltf", config.save_gltf, source.fps, rig=config.rig, image_size=source.size))
+            data.append(TrackFileSink("gltf", config.save_gltf, source.fps, rig=config.rig, image_size=source.size,
+                                      in_place=config.in_place))
         if config.out_video:
             images.append(VideoSink(config.out_video, source.output_fps, source.size, config.mhr_overlay))
         if config.save_rrd or config.viewer:
@@ -135,7 +136,7 @@ def open_stream(config: RunConfig, source):
 
     host, port = parse_target(config.stream)
     _say(config, f"streaming: VMC to {host}:{port}")
-    return VMCStreamer(host, port, realtime=source.kind == "video")
+    return VMCStreamer(host, port, realtime=source.kind == "video", in_place=config.in_place)
 
 
 def open_config_source(config: RunConfig, max_frames: int | None):
@@ -242,6 +243,9 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
             _say(config, f"[mhr] no meshes: the MediaPipe path predicts no MHR body-model parameters (--model "
                          f"{STARTER_MODEL_NAME} or the released network does)", file=sys.stderr)
         stream = open_stream(config, source)
+        # the stream goes out frame by frame: with the files' ground two-sided (offline), a live one of its own
+        live_ground = (ground_stage(config, source, photos, focal_given is not None)
+                       if stream is not None and ground is not None and outputs.offline else None)
         quiet = config.quiet or source.kind == "image"
         progress = Progress(source.expected_frames, source.kind, quiet=quiet)
         try:
@@ -257,7 +261,7 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
                     result = ground(result)
                 outputs.add(frame, result)
                 if stream is not None:
-                    stream.write(frame, result)
+                    stream.write(frame, result if live_ground is None else live_ground(result))
                 progress.update(result)
         except KeyboardInterrupt:
             interrupted = True
