@@ -91,6 +91,14 @@ _HAND_KEYPOINTS = {side: tuple(i for i, n in enumerate(MHR70_NAMES)
                                if n.startswith(f"{side}_") and any(f in n for f in _FINGER_WORDS))
                    for side in ("left", "right")}
 _TORSO = tuple(MHR70_INDEX[n] for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder"))
+#: Limbs set straight from the observed 3D before each fit (:meth:`BodyFitter.init_limbs`): (upper joint,
+#: hinge joint, the three MHR70 keypoints, bend parameter). With only shoulder, elbow and wrist seen, the
+#: upper-limb twist and the bend have a wrong basin (the elbow "bent backwards" against its limit, the twist
+#: off by 90 degrees) that a few Gauss-Newton steps from the last frame do not leave; two-bone IK does.
+LIMBS = (("l_uparm", "l_lowarm", ("left_shoulder", "left_elbow", "left_wrist"), "l_elbow_bend"),
+         ("r_uparm", "r_lowarm", ("right_shoulder", "right_elbow", "right_wrist"), "r_elbow_bend"),
+         ("l_upleg", "l_lowleg", ("left_hip", "left_knee", "left_ankle"), "l_knee_bend"),
+         ("r_upleg", "r_lowleg", ("right_hip", "right_knee", "right_ankle"), "r_knee_bend"))
 
 
 @dataclass(frozen=True)
@@ -105,13 +113,13 @@ class FitConfig:
 
     sigma_3d: float = 0.03
     sigma_2d: float = 0.015
-    robust: float = 3.0
+    robust: float = 10.0
     prior_sigma: float = 0.8
     temporal_sigma: float = 0.25
     temporal_trans_sigma: float = 0.2
     limit_sigma: float = 0.02
-    iterations: int = 4
-    first_iterations: int = 12
+    iterations: int = 3
+    first_iterations: int = 10
     damping: float = 1e-3
     min_hand_joints: int = 8
     min_face_joints: int = 2
@@ -183,7 +191,7 @@ class FitResult:
     """One fitted person. params (204) mhr_params (root translation 0); cam_trans (3) m, model origin in the
     camera frame (None without 2D); offset_3d (3) m, model origin in the observation's 3D frame;
     keypoints (70,3) m, product frame, relative to the model origin (``keypoints + cam_trans`` = camera
-    frame); joints (127,3) m likewise; cost: the LM objective at the solution (dimensionless, the sum of
+    frame); cost: the LM objective at the solution (dimensionless, the sum of
     squared scaled residuals with the robust kernel); data_cost its data part; limit_cost its limit part;
     rms_3d_m / rms_2d_px: plain errors on the observed joints; heading (3,) the torso's unit forward vector;
     iterations; ms: wall time of the fit."""
@@ -192,7 +200,6 @@ class FitResult:
     cam_trans: np.ndarray | None
     offset_3d: np.ndarray
     keypoints: np.ndarray
-    joints: np.ndarray
     cost: float
     data_cost: float
     limit_cost: float
@@ -233,6 +240,26 @@ def _matrix_to_euler_xyz(r: np.ndarray) -> np.ndarray:
     """Inverse of ``Rz(rz) Ry(ry) Rx(rx)`` (momentum's Euler XYZ): (3,3) -> (rx, ry, rz) radians."""
     ry = -np.arcsin(np.clip(r[2, 0], -1.0, 1.0))
     return np.array([np.arctan2(r[2, 1], r[2, 2]), ry, np.arctan2(r[1, 0], r[0, 0])])
+
+
+def _frame(direction: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """(3,3) orthonormal columns: ``direction``, ``axis`` made orthogonal to it, their cross product."""
+    x = direction / np.linalg.norm(direction)
+    y = axis - np.dot(axis, x) * x
+    y = y / max(np.linalg.norm(y), 1e-12)
+    return np.stack([x, y, np.cross(x, y)], 1)
+
+
+def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest rotation (3,3) taking direction ``a`` to direction ``b``."""
+    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    v, c = np.cross(a, b), float(np.dot(a, b))
+    if c < -0.999999:   # opposite: half a turn about any axis orthogonal to a
+        o = np.eye(3)[np.argmin(np.abs(a))]
+        v = np.cross(a, o) / np.linalg.norm(np.cross(a, o))
+        return 2 * np.outer(v, v) - np.eye(3)
+    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    return np.eye(3) + k + k @ k / (1 + c)
 
 
 def _kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -302,6 +329,36 @@ class BodyFitter:
         self._anc = anc                                                        # anc[k, j]: j is k or above k
         self._full = _Chain(self, np.arange(len(self.parents)))
         self._plans: dict[tuple[int, ...], _Plan] = {}
+        self._wrists = np.asarray([list(a.joint_names).index(n) for n in ("l_wrist", "r_wrist")], np.int64)
+        self._limb_setup()
+        self._body_plan = self._plan(self.groups["body"])
+
+    def _limb_setup(self) -> None:
+        """Per limb of :data:`LIMBS`: joint indices, the upper joint's (rx, ry, rz) parameters, the bend
+        parameter, and at rest (in the upper joint's frame) the bone direction, the hinge axis and the
+        flexion already there at zero bend."""
+        names = list(self.model.assets.joint_names)
+        self._limbs, self._limb_rest, self._limb_params = [], {}, {}
+        for upper, hinge, ends, bend in LIMBS:
+            if upper not in names or hinge not in names or bend not in self.param_index:
+                continue
+            u, h = names.index(upper), names.index(hinge)
+            chans = []
+            for c in (3, 4, 5):
+                col = np.flatnonzero(np.abs(self.pt[u * 7 + c]) > 0)
+                chans.append(int(col[0]) if len(col) == 1 and self.pt[u * 7 + c, col[0]] == 1 else -1)
+            children = np.flatnonzero(self.parents == h)
+            if -1 in chans or not len(children):
+                continue
+            end = max(children, key=lambda k: np.linalg.norm(self.offsets[k]))   # the next bone (not a helper)
+            bone = self.offsets[h] / np.linalg.norm(self.offsets[h])
+            axis = self.prerot[h][:, 2]                                     # the bend is the hinge's rz
+            lower = self.prerot[h] @ self.offsets[end]
+            flex0 = float(np.arccos(np.clip(np.dot(bone, lower / np.linalg.norm(lower)), -1, 1)))
+            bi = self.param_index[bend]
+            self._limbs.append((u, h, ends, bi))
+            self._limb_rest[u] = (bone, axis, flex0)
+            self._limb_params[u] = chans
 
     # ------------------------------------------------------------------------------------------------
     def _indices(self, names) -> np.ndarray:
@@ -389,6 +446,58 @@ class BodyFitter:
                 idx.append(self.groups[side])
         return np.sort(np.concatenate(idx))
 
+    def align_root(self, obs: Observation, keypoints: np.ndarray, params: np.ndarray) -> np.ndarray:
+        """``params`` with the root rotation turned by the rotation (Kabsch) that carries the torso of
+        ``keypoints`` (70,3, product frame: the body ``params`` give) onto the observed 3D torso: a warm start
+        whose root follows the body however fast it turns, so the spine does not absorb the turn (a local
+        minimum the fit does not leave in a few iterations). Unchanged without the four torso joints in 3D."""
+        idx = list(_TORSO)
+        if obs.joints_3d is None or (obs.w3d[idx] <= 0).any():
+            return params
+        r_prod = _kabsch(keypoints[idx], obs.joints_3d[idx])
+        s = np.diag(np.sign(_D))
+        p = params.copy()
+        p[3:6] = _matrix_to_euler_xyz(s @ r_prod @ s @ _euler_matrices(p[None, 3:6])[0])
+        return p
+
+    def init_limbs(self, obs: Observation, params: np.ndarray, min_bend: float = 0.25) -> np.ndarray:
+        """``params`` with each arm and leg (:data:`LIMBS`) posed by two-bone IK on the observed 3D: the
+        bend from the angle at the elbow / knee (within its limits), the upper joint's three angles so that
+        the upper bone points at the observed middle joint and the hinge axis is the observed limb plane's
+        normal. A nearly straight limb (bend below ``min_bend`` rad) keeps its twist and only swings. The
+        root must already face the observation (:meth:`align_root` / :meth:`init_root`). Limbs not fully
+        observed in 3D are left as they are."""
+        if obs.joints_3d is None:
+            return params
+        p = params.copy()
+        g_r, g_t, _, _ = self._fk(p, self._body_plan.chain)
+        s = np.sign(_D)
+        for upper, hinge, ends, bend in self._limbs:
+            idx = [MHR70_INDEX[n] for n in ends]
+            if (obs.w3d[idx] <= 0).any():
+                continue
+            a, b, c = obs.joints_3d[idx] * s                                  # MHR axes (directions only)
+            d1, d2 = b - a, c - b
+            n1, n2 = np.linalg.norm(d1), np.linalg.norm(d2)
+            if n1 < 1e-6 or n2 < 1e-6:
+                continue
+            d1, d2 = d1 / n1, d2 / n2
+            flex = float(np.arccos(np.clip(np.dot(d1, d2), -1.0, 1.0)))
+            u, h, bi, bone_loc, axis_loc, flex0 = upper, hinge, bend, *self._limb_rest[upper]
+            g_par = g_r[self.parents[u]]
+            if flex - flex0 >= min_bend:
+                axis = np.cross(d1, d2)
+                g_u = _frame(d1, axis) @ _frame(bone_loc, axis_loc).T
+            else:   # straight: swing the current upper bone onto the observed one, keep its twist
+                cur = g_r[u] @ bone_loc
+                g_u = _rotation_between(cur, d1) @ g_r[u]
+            local = self.prerot[u].T @ g_par.T @ g_u
+            e = _matrix_to_euler_xyz(local)
+            for k, i in enumerate(self._limb_params[upper]):
+                p[i] = np.clip(e[k], self.limits[i, 0], self.limits[i, 1])
+            p[bi] = np.clip(flex - flex0, self.limits[bi, 0], self.limits[bi, 1])
+        return p
+
     def init_root(self, obs: Observation, shape: BodyShape, params: np.ndarray) -> np.ndarray:
         """``params`` with the root rotation set so the model's torso (hips, shoulders) faces like the
         observed 3D torso (Kabsch); unchanged when a torso joint is missing."""
@@ -405,15 +514,21 @@ class BodyFitter:
 
     # ------------------------------------------------------------------------------------------------
     def fit(self, obs: Observation, shape: BodyShape, previous: FitResult | None = None,
-            iterations: int | None = None, reinit_root_deg: float = 60.0) -> FitResult:
+            iterations: int | None = None, init_params: np.ndarray | None = None) -> FitResult:
         """Fit one person. ``previous``: the track's last solution (warm start and temporal term), None for a
-        track's first frame (rest pose start, root turned to the observed torso, more iterations). When the
-        observed torso heading is more than ``reinit_root_deg`` from the previous solution's, the root
-        rotation restarts from the observed torso (a fast turn, or the other left/right reading)."""
+        track's first frame (rest pose start, root turned to the observed torso, more iterations). The warm
+        start's root rotation is first turned onto the observed 3D torso (:meth:`align_root`), which also
+        serves a fast turn or the other left/right reading.
+        ``init_params`` (204): the start of a first frame instead of the rest pose (e.g. the network's own
+        ``mhr_params``)."""
         t0 = time.perf_counter()
         c = self.config
         obs = obs.clean()
-        if previous is None:
+        if previous is None and init_params is not None:
+            params = self.full_params(shape, init_params)
+            cam_prev = tau_prev = None
+            n_iter = c.first_iterations if iterations is None else iterations
+        elif previous is None:
             params = self.init_root(obs, shape, self.full_params(shape))
             cam_prev = tau_prev = None
             n_iter = c.first_iterations if iterations is None else iterations
@@ -421,10 +536,8 @@ class BodyFitter:
             params = self.full_params(shape, previous.params)
             cam_prev, tau_prev = previous.cam_trans, previous.offset_3d
             n_iter = c.iterations if iterations is None else iterations
-            if obs.joints_3d is not None:
-                h_obs = torso_heading(obs.joints_3d, obs.w3d)
-                if heading_angle(h_obs, previous.heading) > np.radians(reinit_root_deg):
-                    params = self.init_root(obs, shape, params)
+            params = self.align_root(obs, previous.keypoints, params)
+        params = self.init_limbs(obs, params)
         prev_pose = None if previous is None else self.full_params(shape, previous.params)
         plan = self._plan(self.active_params(obs))
         state = _State(plan, obs, shape, params, cam_prev, tau_prev, prev_pose, previous is not None)
@@ -432,15 +545,12 @@ class BodyFitter:
         cost = state.evaluate(with_jacobian=True)
         it = 0
         for it in range(1, n_iter + 1):
-            step = state.step(lam)
-            trial = state.moved(step)
+            trial = state.moved(state.step(lam))
             new_cost = trial.evaluate(with_jacobian=it < n_iter)
             if new_cost <= cost:
-                state, cost, lam = trial, new_cost, max(lam * 0.3, 1e-6)
-            else:
-                lam *= 10.0
-                if it < n_iter and state.jac is None:
-                    state.evaluate(with_jacobian=True)
+                state, cost, lam = trial, new_cost, max(lam / 3.0, 1e-7)
+            else:   # too long a step for the linear model: damp more (the Jacobian at `state` is kept)
+                lam *= 4.0
         return state.result(it, (time.perf_counter() - t0) * 1000)
 
 
@@ -481,7 +591,8 @@ class _Plan:
                  and not np.isin(grp, active).any() for i in _HAND_KEYPOINTS[side]}
         self.kp_rows = np.asarray([i for i in range(NUM_KEYPOINTS) if i not in hands], np.int64)
         self.pts = np.flatnonzero(np.abs(fitter.coeff[self.kp_rows]).sum(0) > 0)
-        self.chain = fitter._chain(np.unique(fitter.point_joint[self.pts]))
+        # the wrists ride along: the finger keypoints of a hand at rest hang rigidly on them (BodyFitter.keypoints)
+        self.chain = fitter._chain(np.unique(np.concatenate([fitter.point_joint[self.pts], fitter._wrists])))
         del moved
         # S[(i, jj), m] = coeff[i, m] when joints[jj] is k_m or above it (m over this plan's points)
         anc = fitter._anc[fitter.point_joint[self.pts]][:, joints]           # (M, J)
@@ -515,16 +626,16 @@ class _State:
         self.has3d = obs.joints_3d is not None and self.w3.sum() > 0
         self.has2d = obs.joints_2d is not None and self.w2.sum() > 0
         self.cam_prev, self.tau_prev, self.prev_pose, self.has_prev = cam_prev, tau_prev, prev_pose, has_prev
-        self.tau = np.zeros(3) if tau_prev is None else np.asarray(tau_prev, np.float64).copy()
+        self.tau = None if tau_prev is None else np.asarray(tau_prev, np.float64).copy()
         self.cam = None if cam_prev is None else np.asarray(cam_prev, np.float64).copy()
         self.jac = None
 
     # the translations start from closed-form solutions the first time they are needed
     def _init_translations(self, kp):
         o = self.obs
-        if self.has3d and self.tau_prev is None:
+        if self.tau is None:
             w = self.w3
-            self.tau = ((o.joints_3d - kp) * w[:, None]).sum(0) / w.sum()
+            self.tau = ((o.joints_3d - kp) * w[:, None]).sum(0) / w.sum() if self.has3d else np.zeros(3)
         if self.has2d and self.cam is None:
             self.cam = _solve_cam(kp, o.joints_2d, self.w2, o.focal, o.principal_point)
 
@@ -534,9 +645,9 @@ class _State:
                      self.has_prev)
         n = len(p.active)
         theta = self.params[p.active] + step[:n]
-        new.params[p.active] = np.clip(theta, p.limits[:, 0], p.limits[:, 1])
+        new.params[p.active] = theta           # limits are soft (a hard clamp stalls Gauss-Newton at a bound)
         k = n
-        new.tau = self.tau.copy()
+        new.tau = None if self.tau is None else self.tau.copy()
         new.cam = None if self.cam is None else self.cam.copy()
         if self.has3d:
             new.tau = self.tau + step[k:k + 3]
@@ -569,7 +680,7 @@ class _State:
             q = (p.S @ x).reshape(NUM_KEYPOINTS, len(p.joints), 3)             # sum of C x over each subtree
             rows = p.kp_rows[((self.w3 > 0) | (self.w2 > 0))[p.kp_rows]]          # only observed keypoints
             lever = q[rows][:, p.jj] - p.s_sum[rows][:, p.jj, None] * g_t[dj][None]   # (k, D, 3)
-            jd = np.cross(axes[None], lever) * _D                             # (k, D, 3) product m / rad
+            jd = _cross(axes[None], lever) * _D                               # (k, D, 3) product m / rad
             jk = np.zeros((NUM_KEYPOINTS, 3, n))
             jk[rows] = (jd.transpose(0, 2, 1).reshape(-1, len(dj)) @ p.dof_to_param).reshape(len(rows), 3, n)
         data_cost = 0.0
@@ -659,12 +770,22 @@ class _State:
             rms2 = float(np.sqrt((((uv - o.joints_2d[sel]) ** 2).sum(1)).mean()))
         params = self.params.copy()
         params[:3] = 0.0
-        kp, joints = self.plan.fitter.forward(self.shape, params)           # all 70 keypoints, 127 joints
+        kp = self.plan.fitter.forward(self.shape, params)[0]                # all 70 keypoints
         return FitResult(params=params, cam_trans=None if self.cam is None else self.cam.copy(),
-                         offset_3d=self.tau.copy(), keypoints=kp, joints=joints,
+                         offset_3d=self.tau.copy(), keypoints=kp,
                          cost=float(self.cost), data_cost=float(self.data_cost), limit_cost=float(self.limit_cost),
                          rms_3d_m=rms3, rms_2d_px=rms2, heading=torso_heading(kp), iterations=iterations,
                          ms=ms)
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.cross`` over the last axis (3) written out: the fit's inner loop calls it, np.cross's axis
+    handling costs more than the products."""
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape))
+    out[..., 0] = a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1]
+    out[..., 1] = a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2]
+    out[..., 2] = a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+    return out
 
 
 def _euler_matrices(e: np.ndarray) -> np.ndarray:

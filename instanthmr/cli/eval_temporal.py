@@ -48,6 +48,7 @@ class Take:
     cam: np.ndarray  # (T, J, 3) camera frame metres (x right, y down, z forward)
     uv: np.ndarray  # (T, J, 2) pixels
     hips: tuple[int, int]  # indices of the two hip joints in J
+    coco_index: tuple[int, ...] = ()  # the COCO-WholeBody index of each of the J joints
 
 
 def load_takes(root: Path | None = None, max_frames: int = 600) -> tuple[list[Take], list[str]]:
@@ -71,7 +72,7 @@ def load_takes(root: Path | None = None, max_frames: int = 600) -> tuple[list[Ta
         uv = project_points(cam, default_focal(IMAGE_WH), (IMAGE_WH[0] / 2, IMAGE_WH[1] / 2))
         kept = list(np.flatnonzero(valid))
         hips = (kept.index(COCO_WHOLEBODY_INDEX["left_hip"]), kept.index(COCO_WHOLEBODY_INDEX["right_hip"]))
-        takes.append(Take(f"{path.parent.name}/{path.stem}", j, cam, uv, hips))
+        takes.append(Take(f"{path.parent.name}/{path.stem}", j, cam, uv, hips, tuple(kept)))
     return takes, skipped
 
 

@@ -50,7 +50,7 @@ SCALAR_FIELDS = ("score", "focal_length")
 JOINT_FIELDS = ("joints_2d", "joints_3d_local", "joints_3d_cam")
 
 CSV_COLUMNS = ("frame_index", "time_s", "track_id", "joint_index", "joint_name", "x_px", "y_px",
-               "x_m", "y_m", "z_m", "cam_x_m", "cam_y_m", "cam_z_m")
+               "x_m", "y_m", "z_m", "cam_x_m", "cam_y_m", "cam_z_m", "observed")
 
 
 def _frame_time(frame, fps: float | None) -> float:
@@ -76,7 +76,8 @@ class TrackSeries:
 
     ``frame_index (T,)`` int, ``time_s (T,)`` seconds, ``fields`` name -> ``(T, ...)`` arrays (see
     :data:`PERSON_FIELDS` for units) plus ``score``/``focal_length`` ``(T,)`` and ``joints_valid (T, 70)``
-    bool (the joints each frame really has; the rows of the others are NaN in the joint fields).
+    bool (the joints each frame really has; the rows of the others are NaN in the joint fields), and after
+    the body fit ``joints_observed (T, 70)`` bool (given by the estimator, or by the fitted body alone).
     """
 
     track_id: int
@@ -108,6 +109,9 @@ def tracks_from_frames(frames: Iterable, fps: float | None = None) -> dict[int, 
                     arr[~valid] = np.nan  # never a number that looks real for a joint the model lacks
                 fields[name] = arr
         fields["joints_valid"] = valid
+        observed = [getattr(p, "joints_observed", None) for _, _, p in items]
+        if all(o is not None for o in observed):
+            fields["joints_observed"] = np.stack([np.asarray(o, bool) for o in observed])
         out[tid] = TrackSeries(tid, np.array([r[0] for r in items], np.int64),
                                np.array([r[1] for r in items], np.float64), fields)
     return out
@@ -154,9 +158,11 @@ def csv_rows(frame_index: int, time_s: float, persons) -> str:
         tid = getattr(p, "track_id", None)
         j2, j3, jc = (getattr(p, name, None) for name in JOINT_FIELDS)
         valid = valid_mask(p)
+        observed = getattr(p, "joints_observed", None)
         for j, name in enumerate(MHR70_NAMES):
             row = [int(frame_index), f"{time_s:.6f}", -1 if tid is None else int(tid), j, name]
             row += _cells(j2, j, 2, valid[j]) + _cells(j3, j, 3, valid[j]) + _cells(jc, j, 3, valid[j])
+            row.append("" if observed is None else int(bool(observed[j])))
             w.writerow(row)
     return buf.getvalue()
 
@@ -164,8 +170,9 @@ def csv_rows(frame_index: int, time_s: float, persons) -> str:
 def write_csv(path, frames: Iterable, fps: float | None = None) -> int:
     """One row per frame x person x joint (columns :data:`CSV_COLUMNS`); returns the number of rows.
 
-    ``x_m, y_m, z_m`` are the body-centred 3D joints, ``cam_*_m`` the camera-frame ones; a column whose
-    field a person lacks, or whose joint it does not have, is left empty.
+    ``x_m, y_m, z_m`` are the body-centred 3D joints, ``cam_*_m`` the camera-frame ones; ``observed`` is 1
+    where the estimator gave the joint and 0 where the fitted body did (empty without the body fit); a column
+    whose field a person lacks, or whose joint it does not have, is left empty.
     """
     n = 0
     with atomic_write(path, "w", what="CSV", newline="", encoding="utf-8") as fh:
@@ -184,7 +191,8 @@ def write_npz(path, frames: Iterable, fps: float | None = None) -> Path:
     """Arrays per track, in one compressed ``.npz``.
 
     Keys: ``track_ids (K,)``, ``joint_names (70,)``, ``fps ()`` and per track ``track_<id>/<field>`` with
-    ``frame_index (T,)``, ``time_s (T,)``, ``joints_valid (T, 70)`` bool and every field present (see
+    ``frame_index (T,)``, ``time_s (T,)``, ``joints_valid (T, 70)`` bool, ``joints_observed (T, 70)`` bool
+    after the body fit, and every field present (see
     :data:`PERSON_FIELDS`) stacked ``(T, ...)`` (joints a frame does not have are NaN). Read back with
     :func:`read_npz_tracks`.
     """

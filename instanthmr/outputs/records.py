@@ -5,7 +5,8 @@ A document is ``{"meta": {...}, "frames": [frame, ...], "summary": {...}}``. A f
 ``timings`` (ms) and ``persons``. A person (:func:`person_record`): ``track_id``, ``source``, ``confidence``
 (when tracked), ``box`` (px xyxy), ``score``, ``joints_2d`` (70x2 px), ``joints_3d_cam`` (70x3 m, camera
 frame x right, y down, z forward), ``cam_trans`` (m), ``focal_length`` (px), ``mhr_params`` (204),
-``shape_params`` (45). Pixels are rounded to 0.01, metres to 0.1 mm.
+``shape_params`` (45), and after the body fit ``joints_observed`` (70 booleans: the estimator gave the joint,
+or it comes from the fitted MHR body alone). Pixels are rounded to 0.01, metres to 0.1 mm.
 
 Absent values are never invented: a joint the model does not have (``joints_valid`` False) is written as
 ``null`` coordinates (``[null, null]``), any other non-finite number as ``null``, and a field a model does
@@ -21,7 +22,8 @@ import numpy as np
 #: What the numbers of a record mean (the ``units`` of a document's ``meta``).
 UNITS = {"box": "px xyxy", "joints_2d": "px", "joints_3d_cam": "m, camera frame x right y down z forward",
          "cam_trans": "m", "focal_length": "px", "timings": "ms",
-         "track_id": "int, the same person keeps it across frames (never reused in a run)"}
+         "track_id": "int, the same person keeps it across frames (never reused in a run)",
+         "joints_observed": "bool per joint: given by the estimator (true) or by the fitted MHR body (false)"}
 JOINT_ORDER = "MHR70 (instanthmr.core.skeleton.MHR70_NAMES)"
 
 
@@ -69,6 +71,9 @@ def person_record(p) -> dict:
         value = getattr(p, name, None)
         if value is not None:
             rec[name] = _arr(value, 5)
+    observed = getattr(p, "joints_observed", None)
+    if observed is not None:
+        rec["joints_observed"] = [bool(v) for v in np.asarray(observed, bool).reshape(-1)]
     return rec
 
 

@@ -90,6 +90,9 @@ class HMRPrediction:
             ``"reused_box"`` (the last detection box, detector stride).
         confidence: in ``[0, 1]``: the detection score (what :class:`InstantHMR` sets), or for a keypoint-driven
             crop the agreement between the crop and the joints found in it; ``None`` means ``score``.
+        joints_observed: (70,) bool, set by the per-track body fit (:mod:`instanthmr.video.body_fit`): True
+            where the estimator gave the joint, False where it comes from the fitted MHR body alone; ``None``
+            when no body fit ran (then ``joints_valid`` says which joints exist).
     """
 
     box: np.ndarray
@@ -107,6 +110,7 @@ class HMRPrediction:
     track_id: int | None = None
     source: str = "detector"
     confidence: float | None = None
+    joints_observed: np.ndarray | None = None
 
     @property
     def bbox(self) -> np.ndarray:
