@@ -262,6 +262,20 @@ def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.eye(3) + k + k @ k / (1 + c)
 
 
+def _nearest_euler(e: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Of the two Euler XYZ triples of one rotation, ``e`` and ``(rx + pi, pi - ry, rz + pi)``, the one nearest
+    ``ref`` (each angle moved by whole turns to lie within pi of ``ref``): root angles stay continuous along a
+    track, so smoothing ``mhr_params`` over time does not average two spellings of one rotation."""
+    other = e + np.array([np.pi, 0.0, np.pi])
+    other[1] = np.pi - e[1]
+    best = None
+    for cand in (e, other):
+        cand = ref + _wrap(cand - ref)
+        if best is None or np.abs(cand - ref).sum() < np.abs(best - ref).sum():
+            best = cand
+    return best
+
+
 def _kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Rotation R (3,3) minimising |R src_c - dst_c| over centred point sets (N,3)."""
     a, b = src - src.mean(0), dst - dst.mean(0)
@@ -457,7 +471,7 @@ class BodyFitter:
         r_prod = _kabsch(keypoints[idx], obs.joints_3d[idx])
         s = np.diag(np.sign(_D))
         p = params.copy()
-        p[3:6] = _matrix_to_euler_xyz(s @ r_prod @ s @ _euler_matrices(p[None, 3:6])[0])
+        p[3:6] = _nearest_euler(_matrix_to_euler_xyz(s @ r_prod @ s @ _euler_matrices(p[None, 3:6])[0]), p[3:6])
         return p
 
     def init_limbs(self, obs: Observation, params: np.ndarray, min_bend: float = 0.25) -> np.ndarray:
@@ -724,9 +738,11 @@ class _State:
         terms = [pr, lim]
         diag = [np.where(body, 1.0 / c.prior_sigma, 0.0), np.where(over != 0, 1.0 / c.limit_sigma, 0.0)]
         if self.prev_pose is not None:
-            dt = _wrap(theta - self.prev_pose[p.active]) / c.temporal_sigma
+            # not on the root: its Euler angles jump (by pi, two at once) near gimbal lock, seen from the side,
+            # while the rotation barely moves; the root follows the observed torso instead (align_root)
+            dt = np.where(body, _wrap(theta - self.prev_pose[p.active]) / c.temporal_sigma, 0.0)
             terms.append(dt)
-            diag.append(np.full(n, 1.0 / c.temporal_sigma))
+            diag.append(np.where(body, 1.0 / c.temporal_sigma, 0.0))
         prior_res = np.concatenate(terms)
         extra_res, extra_j = [], []
         if self.has_prev and self.has2d and self.cam_prev is not None:

@@ -24,7 +24,8 @@ Per track (see :mod:`instanthmr.body.fit` for the fit itself):
 * **Left and right**: each frame is read two ways, the labels as given and mirrored (left/right swapped, depth
   reflected about the hips: a person seen from the back with the sides swapped). The mirrored reading is
   fitted only when triggered (the observed torso heading jumps by more than ``trigger_deg`` from the track's
-  body, or the face vanishes while the torso stays seen), and for ``hold_frames`` after. Each reading scores
+  body, the fit's cost jumps above the track's running level, the torso is seen from the side, or the face
+  vanishes while the torso stays seen), and for ``hold_frames`` after. Each reading scores
   the fit's cost (residuals, joint limits, the temporal term) plus a heading-continuity cost; a two-state
   Viterbi with a switching cost decides: live at the newest frame (``lag_frames`` = 0, no delay), after a fixed
   lag (:meth:`push`, at most about 150 ms of frames), or over the whole track (:meth:`finish`).
@@ -75,6 +76,8 @@ class SwapConfig:
     previous frame."""
 
     trigger_deg: float = 45.0
+    trigger_cost: float = 3.0
+    side_deg: float = 50.0
     hold_frames: int = 10
     switch_cost: float = 20.0
     mirror_cost: float = 2.0
@@ -149,6 +152,7 @@ class _Track:
     dp: np.ndarray = field(default_factory=lambda: np.zeros(2))
     hold: int = 0
     face: bool = False                                # the face was seen on the previous frame
+    level: float | None = None                        # running level of the fit cost (triggers on jumps)
     records: list = field(default_factory=list)
 
 
@@ -223,6 +227,7 @@ class BodyFitStage:
         fits = {s: self.fitter.fit(readings[s], shape, tr.prev, init_params=self._init(tr, pred))}
         if tr.prev is not None and self._triggered(tr, readings[s], fits[s]):
             tr.hold = self.swap.hold_frames
+        tr.level = fits[s].cost if tr.level is None else 0.9 * tr.level + 0.1 * min(fits[s].cost, 3 * tr.level)
         if tr.hold > 0:
             tr.hold -= 1
             o = 1 - s
@@ -273,6 +278,10 @@ class BodyFitStage:
         h_obs = None if obs.joints_3d is None else torso_heading(obs.joints_3d, obs.w3d)
         if heading_angle(h_obs, tr.prev.heading) > limit or heading_angle(fit.heading, tr.prev.heading) > limit:
             return True
+        if tr.level is not None and fit.cost > self.swap.trigger_cost * tr.level + 10.0:
+            return True
+        if fit.heading is not None and abs(fit.heading[2]) < np.cos(np.radians(self.swap.side_deg)):
+            return True     # seen from the side: the two readings face almost the same way
         # the face vanishing while the torso stays (turning away) also triggers; a track without a face does not
         torso_seen = (obs.w2d[list(_TORSO)] > 0).all()
         face = (obs.w2d[list(FACE_KEYPOINTS)] > 0).sum() >= self.fitter.config.min_face_joints
