@@ -194,12 +194,13 @@ class FitResult:
     frame); cost: the LM objective at the solution (dimensionless, the sum of
     squared scaled residuals with the robust kernel); data_cost its data part; limit_cost its limit part;
     rms_3d_m / rms_2d_px: plain errors on the observed joints; heading (3,) the torso's unit forward vector;
-    iterations; ms: wall time of the fit."""
+    iterations; ms: wall time of the fit. ``body_keypoints`` (70,3): the keypoints the fit used (rows of
+    hands it did not fit are 0); ``keypoints`` (property): all 70."""
 
     params: np.ndarray
     cam_trans: np.ndarray | None
     offset_3d: np.ndarray
-    keypoints: np.ndarray
+    body_keypoints: np.ndarray
     cost: float
     data_cost: float
     limit_cost: float
@@ -208,6 +209,18 @@ class FitResult:
     heading: np.ndarray
     iterations: int
     ms: float
+    _model: tuple | None = field(default=None, repr=False)
+    _rotations: np.ndarray | None = field(default=None, repr=False)   # (127,3,3) global, MHR frame
+    _full: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def keypoints(self) -> np.ndarray:
+        """(70,3) m, product frame, every MHR70 keypoint of the fitted body (computed on first use: a fit that
+        is not kept, e.g. the losing left/right reading, never pays for the finger levels of the skeleton)."""
+        if self._full is None:
+            fitter, shape = self._model
+            self._full = fitter.forward(shape, self.params)[0]
+        return self._full
 
 
 def torso_heading(joints: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray | None:
@@ -460,31 +473,41 @@ class BodyFitter:
                 idx.append(self.groups[side])
         return np.sort(np.concatenate(idx))
 
-    def align_root(self, obs: Observation, keypoints: np.ndarray, params: np.ndarray) -> np.ndarray:
+    def align_root(self, obs: Observation, keypoints: np.ndarray, params: np.ndarray,
+                   rotations: np.ndarray | None = None):
         """``params`` with the root rotation turned by the rotation (Kabsch) that carries the torso of
         ``keypoints`` (70,3, product frame: the body ``params`` give) onto the observed 3D torso: a warm start
         whose root follows the body however fast it turns, so the spine does not absorb the turn (a local
-        minimum the fit does not leave in a few iterations). Unchanged without the four torso joints in 3D."""
+        minimum the fit does not leave in a few iterations). Unchanged without the four torso joints in 3D.
+        With ``rotations`` (127,3,3), the joints' global rotations at ``params`` (MHR frame), returns
+        ``(params, rotations turned the same way)``."""
         idx = list(_TORSO)
         if obs.joints_3d is None or (obs.w3d[idx] <= 0).any():
-            return params
+            return params if rotations is None else (params, rotations)
         r_prod = _kabsch(keypoints[idx], obs.joints_3d[idx])
         s = np.diag(np.sign(_D))
+        turn = s @ r_prod @ s
         p = params.copy()
-        p[3:6] = _nearest_euler(_matrix_to_euler_xyz(s @ r_prod @ s @ _euler_matrices(p[None, 3:6])[0]), p[3:6])
-        return p
+        p[3:6] = _nearest_euler(_matrix_to_euler_xyz(turn @ _euler_matrices(p[None, 3:6])[0]), p[3:6])
+        if rotations is None:
+            return p
+        turned = rotations.copy()
+        turned[1:] = turn @ rotations[1:]            # every joint below the root (joint 0 is the fixed world)
+        return p, turned
 
-    def init_limbs(self, obs: Observation, params: np.ndarray, min_bend: float = 0.25) -> np.ndarray:
+    def init_limbs(self, obs: Observation, params: np.ndarray, min_bend: float = 0.25,
+                   rotations: np.ndarray | None = None) -> np.ndarray:
         """``params`` with each arm and leg (:data:`LIMBS`) posed by two-bone IK on the observed 3D: the
         bend from the angle at the elbow / knee (within its limits), the upper joint's three angles so that
         the upper bone points at the observed middle joint and the hinge axis is the observed limb plane's
         normal. A nearly straight limb (bend below ``min_bend`` rad) keeps its twist and only swings. The
         root must already face the observation (:meth:`align_root` / :meth:`init_root`). Limbs not fully
-        observed in 3D are left as they are."""
+        observed in 3D are left as they are. ``rotations``: the joints' global rotations at ``params`` when
+        known (saves a forward kinematics pass)."""
         if obs.joints_3d is None:
             return params
         p = params.copy()
-        g_r, g_t, _, _ = self._fk(p, self._body_plan.chain)
+        g_r = self._fk(p, self._body_plan.chain)[0] if rotations is None else rotations
         s = np.sign(_D)
         for upper, hinge, ends, bend in self._limbs:
             idx = [MHR70_INDEX[n] for n in ends]
@@ -550,8 +573,14 @@ class BodyFitter:
             params = self.full_params(shape, previous.params)
             cam_prev, tau_prev = previous.cam_trans, previous.offset_3d
             n_iter = c.iterations if iterations is None else iterations
-            params = self.align_root(obs, previous.keypoints, params)
-        params = self.init_limbs(obs, params)
+            rot = None
+            if previous._rotations is not None and np.array_equal(previous.params[3:130], params[3:130]):
+                params, rot = self.align_root(obs, previous.body_keypoints, params, previous._rotations)
+            else:
+                params = self.align_root(obs, previous.body_keypoints, params)
+            params = self.init_limbs(obs, params, rotations=rot)
+        if previous is None:
+            params = self.init_limbs(obs, params)
         prev_pose = None if previous is None else self.full_params(shape, previous.params)
         plan = self._plan(self.active_params(obs))
         state = _State(plan, obs, shape, params, cam_prev, tau_prev, prev_pose, previous is not None)
@@ -674,6 +703,7 @@ class _State:
         p, f, c, o = self.plan, self.plan.fitter, self.plan.fitter.config, self.obs
         g_r, g_t, g_s, jp = f._fk(self.params, p.chain)
         x = f._points(self.shape, g_r, g_t, g_s, p.pts)
+        self.rotations = g_r
         kp = (p.coeff @ x) * _D                              # (70,3) m product (zero outside the plan's rows)
         self.kp = kp
         self._init_translations(kp)
@@ -755,11 +785,12 @@ class _State:
         total = data_cost + float((prior_res ** 2).sum()) + sum(float((e ** 2).sum()) for e in extra_res)
         self.cost = total
         if with_jacobian:
-            jp_rows = np.zeros((len(prior_res), nvar))
-            for b, d in enumerate(diag):
-                jp_rows[b * n + np.arange(n), np.arange(n)] = d
-            self.jac = np.concatenate(jrows + [jp_rows] + extra_j, 0)
-            self.res = np.concatenate(res + [prior_res] + extra_res)
+            # the data rows form J; the diagonal terms (prior, limits, temporal) go straight into J^T J, J^T r
+            self.jac = np.concatenate(jrows + extra_j, 0)
+            self.res = np.concatenate(res + extra_res)
+            dg = np.stack(diag)                                            # (terms, n)
+            self.diag_h = (dg ** 2).sum(0)
+            self.diag_g = (dg * prior_res.reshape(len(diag), n)).sum(0)
         else:
             self.jac = None
         return total
@@ -768,8 +799,11 @@ class _State:
         if self.jac is None:
             self.evaluate(with_jacobian=True)
         j = self.jac
+        n = len(self.diag_h)
         h = j.T @ j
         g = j.T @ self.res
+        h[np.arange(n), np.arange(n)] += self.diag_h
+        g[:n] += self.diag_g
         h[np.diag_indices_from(h)] += lam * (np.diag(h) + 1e-6)
         return -np.linalg.solve(h, g)
 
@@ -786,9 +820,10 @@ class _State:
             rms2 = float(np.sqrt((((uv - o.joints_2d[sel]) ** 2).sum(1)).mean()))
         params = self.params.copy()
         params[:3] = 0.0
-        kp = self.plan.fitter.forward(self.shape, params)[0]                # all 70 keypoints
+        kp = self.kp                                                       # the plan's rows (hands: later)
         return FitResult(params=params, cam_trans=None if self.cam is None else self.cam.copy(),
-                         offset_3d=self.tau.copy(), keypoints=kp,
+                         offset_3d=self.tau.copy(), body_keypoints=kp, _model=(self.plan.fitter, self.shape),
+                         _rotations=self.rotations,
                          cost=float(self.cost), data_cost=float(self.data_cost), limit_cost=float(self.limit_cost),
                          rms_3d_m=rms3, rms_2d_px=rms2, heading=torso_heading(kp), iterations=iterations,
                          ms=ms)

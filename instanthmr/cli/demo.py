@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "only after the whole video is processed (default: causal for --camera and for --video "
                         "with a live viewer, offline for a headless --video (--no-spawn), none for --image; see "
                         "docs/temporal.md)")
+    t.add_argument("--no-body-fit", action="store_true",
+                   help="do not fit the MHR body model to each track (on by default on the MediaPipe path: every "
+                        "person then gets mhr_params, shape_params, all 70 joints from the body, left and right kept "
+                        "when people turn; see docs/body_fit.md)")
     t.add_argument("--keypoint-crops", action="store_true",
                    help="between detector runs, cut each person's crop around their previous 2D joints instead of "
                         "reusing the detector box; the detector runs every --detector-stride frames, on the next "
@@ -442,6 +446,24 @@ def open_outputs(args, meta: dict, source, smooth: str, stop: StopSignals) -> Ou
                    extra=lambda: source_summary(source))
 
 
+def open_body_fit(args, mediapipe: bool, smooth: str):
+    """The per-track MHR body fit (:mod:`instanthmr.video.body_fit`), or None: on for the MediaPipe path unless
+    ``--no-body-fit``; ``--mhr-model`` picks the body model (default: the shipped LOD 6). Offline smoothing keeps
+    each track's frames for the whole-track left/right decision."""
+    if args.no_body_fit or not mediapipe:
+        return None
+    from instanthmr.body.mesh import resolve_mhr_model
+    from instanthmr.body.mhr import MHRAssetError, MHRNumpy
+    from instanthmr.video.body_fit import BodyFitStage
+
+    try:
+        model = MHRNumpy.from_npz(resolve_mhr_model(args.mhr_model, args.mhr_lod))
+        return BodyFitStage(model, keep_history=smooth == "offline")
+    except (MHRAssetError, ValueError) as exc:
+        print(f"[body fit] off: {exc}", file=sys.stderr)
+        return None
+
+
 def open_stream(args, source):
     """``--stream vmc[:HOST:PORT]``: the live VMC sender (its own thread; never blocks the run), or None. A video
     file is streamed on its own clock (real time, however fast it is processed)."""
@@ -522,7 +544,13 @@ def run(args, stop: StopSignals, loaded: tuple | None = None, figures: dict | No
                 "keypoint_crops": bool(args.keypoint_crops), "smooth": smooth, "units": UNITS,
                 "joint_order": JOINT_ORDER}
         outputs = open_outputs(args, meta, source, smooth, stop)
-        if mediapipe and outputs.mesh is not None:  # asked for meshes, but nothing to draw them from
+        body_fit = open_body_fit(args, mediapipe, smooth)   # the run-loop hook: one stage after tracking
+        if body_fit is not None:
+            outputs.refine = body_fit.finish if smooth == "offline" else None
+            for sink in outputs.data_sinks:     # the .glb gets the skinned body even without --mhr-model
+                if sink.kind == "gltf":
+                    sink.options.setdefault("mhr_model", body_fit.model)
+        if mediapipe and outputs.mesh is not None and body_fit is None:  # meshes asked for, nothing to draw
             print(f"[mhr] no meshes: the MediaPipe path predicts no MHR body-model parameters (--model "
                   f"{STARTER_MODEL_NAME} or the released network does)", file=sys.stderr)
         stream = open_stream(args, source)
@@ -532,7 +560,11 @@ def run(args, stop: StopSignals, loaded: tuple | None = None, figures: dict | No
             for frame in source:
                 if photos:
                     tracking.reset()
+                    if body_fit is not None:
+                        body_fit.reset()
                 result = tracking(frame.image, frame.index, frame.time_s)
+                if body_fit is not None:
+                    result = body_fit(result)
                 outputs.add(frame, result)
                 if stream is not None:
                     stream.write(frame, result)

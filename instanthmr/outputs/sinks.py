@@ -259,6 +259,7 @@ class Outputs:
         self.stats: list[FrameStats] = []  # live: per-frame numbers only (a camera may run for hours)
         self.kept: list[tuple[FrameInfo, object]] = []  # offline: every result, to smooth
         self._final: list | None = None  # offline: the smoothed frames written by finish()
+        self.refine = None  # offline: results -> results over the whole run, before smoothing (optional)
         self._next_publish = 0.0  # monotonic time of the next publication (0: with the first frame)
 
     @property
@@ -313,7 +314,10 @@ class Outputs:
         from instanthmr.video.tracking import smooth_frames_offline
 
         infos = [i for i, _ in self.kept]
-        return list(zip(infos, smooth_frames_offline([r for _, r in self.kept], fps=self.offline_fps)))
+        results = [r for _, r in self.kept]
+        if self.refine is not None:   # e.g. the body fit's whole-track left/right decision, before smoothing
+            results = self.refine(results)
+        return list(zip(infos, smooth_frames_offline(results, fps=self.offline_fps)))
 
     def _feed(self, frames) -> None:
         for sink in self.data_sinks:

@@ -72,35 +72,43 @@ class SwapConfig:
     mirrored reading run; hold_frames: how many frames both readings keep running after a trigger;
     switch_cost: the cost of changing reading between two frames; mirror_cost: per frame, for the mirrored
     reading (the labels as given are preferred when the evidence is even); unevaluated_cost: added to the
-    reading not fitted on a frame; heading_weight: per (1 - cos) of the fitted heading's change from the
-    previous frame."""
+    reading not fitted on a frame; heading_weight: per (1 - cos) of the torso heading's change between two
+    frames' readings; motion_sigma (m): the hip-centred 3D joints' typical move between two frames (a
+    transition costs the mean squared move over joints in these units, each joint capped at motion_cap m):
+    the continuity that tells a swap from a turn, for each pair of readings on consecutive frames."""
 
     trigger_deg: float = 45.0
     trigger_cost: float = 3.0
     side_deg: float = 50.0
     hold_frames: int = 10
     switch_cost: float = 20.0
-    mirror_cost: float = 2.0
-    unevaluated_cost: float = 25.0
+    mirror_cost: float = 5.0
+    unevaluated_cost: float = 3.0
     heading_weight: float = 40.0
+    motion_sigma: float = 0.06
+    motion_cap: float = 0.3
 
 
-def decide_states(costs: np.ndarray, switch_cost: float, lag: int | None = None) -> np.ndarray:
+def decide_states(costs: np.ndarray, switch_cost: float, lag: int | None = None,
+                  transitions: np.ndarray | None = None) -> np.ndarray:
     """Two-state Viterbi over per-frame reading costs (T,2) with ``switch_cost`` per change: (T,) int
-    (0 = labels as given, 1 = mirrored). ``lag`` None decides every frame from the whole sequence (files);
-    ``lag`` L decides frame t from frames up to t + L only (live with a fixed delay; 0 = no delay)."""
+    (0 = labels as given, 1 = mirrored). ``transitions`` (T,2,2): extra cost of going from reading ``a`` on
+    frame t-1 to reading ``b`` on frame t (``[t, a, b]``; row 0 unused), e.g. how far the joints jump.
+    ``lag`` None decides every frame from the whole sequence (files); ``lag`` L decides frame t from frames up
+    to t + L only (live with a fixed delay; 0 = no delay)."""
     costs = np.asarray(costs, np.float64)
     n = len(costs)
     if n == 0:
         return np.zeros(0, np.int64)
+    extra = np.zeros((n, 2, 2)) if transitions is None else np.asarray(transitions, np.float64)
+    step = extra + switch_cost * (1 - np.eye(2))[None]
     dp = np.zeros((n, 2))
     back = np.zeros((n, 2), np.int64)
     dp[0] = costs[0]
     for t in range(1, n):
-        for h in (0, 1):
-            stay, switch = dp[t - 1, h], dp[t - 1, 1 - h] + switch_cost
-            back[t, h] = h if stay <= switch else 1 - h
-            dp[t, h] = min(stay, switch) + costs[t, h]
+        total = dp[t - 1][:, None] + step[t]                              # [from, to]
+        back[t] = np.argmin(total, 0)
+        dp[t] = total[back[t], [0, 1]] + costs[t]
 
     if lag is None:
         states = np.zeros(n, np.int64)
@@ -119,6 +127,16 @@ def _walk_back(dp: np.ndarray, back: np.ndarray, end: int, t: int) -> int:
     return state
 
 
+def _centred(obs: Observation):
+    """(hip-centred 3D joints, weights, torso heading) of a reading, for the continuity between frames."""
+    if obs.joints_3d is None:
+        return np.zeros((70, 3)), np.zeros(70), None
+    hips = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
+    w = obs.w3d
+    c = obs.joints_3d[hips].mean(0) if (w[hips] > 0).all() else np.average(obs.joints_3d, axis=0, weights=w + 1e-12)
+    return obs.joints_3d - c, w, torso_heading(obs.joints_3d, w)
+
+
 def observation_from(pred) -> Observation:
     """The fit's :class:`~instanthmr.body.fit.Observation` from an HMRPrediction: its valid joints in 2D
     (px, its focal and principal point) and 3D (``joints_3d_local``, metres), weight 1 each."""
@@ -135,6 +153,7 @@ class _Record:
     frame_index: int
     obs: Observation
     costs: np.ndarray                    # (2,)
+    transitions: np.ndarray              # (2,2) continuity cost from each reading of the previous frame
     dp: np.ndarray                       # (2,) Viterbi cost of the best path ending in each reading
     back: np.ndarray                     # (2,) the reading on the previous frame of that path
     fits: dict                           # reading -> FitResult (the readings fitted on this frame)
@@ -153,6 +172,8 @@ class _Track:
     hold: int = 0
     face: bool = False                                # the face was seen on the previous frame
     level: float | None = None                        # running level of the fit cost (triggers on jumps)
+    last: tuple | None = None                         # previous frame: (hip-centred 3D, weights, heading) per reading
+    chains: dict = field(default_factory=dict)        # reading -> its fit on the previous frame
     records: list = field(default_factory=list)
 
 
@@ -207,7 +228,8 @@ class BodyFitStage:
     def finish(self, results: list) -> list:
         """Files: decide left/right over each whole track and hold each track's shape from its first frame on
         (refitting the frames that differ); returns new FrameResults in the same order."""
-        self._whole = {tid: decide_states(np.stack([r.costs for r in tr.records]), self.swap.switch_cost)
+        self._whole = {tid: decide_states(np.stack([r.costs for r in tr.records]), self.swap.switch_cost,
+                                          transitions=np.stack([r.transitions for r in tr.records]))
                        for tid, tr in self.tracks.items() if tr.records}
         try:
             return [self._settle(r, lag=None) for r in results]
@@ -224,28 +246,35 @@ class BodyFitStage:
         readings = {0: obs}
         s = tr.state
         readings[s] = obs if s == 0 else obs.mirrored()
-        fits = {s: self.fitter.fit(readings[s], shape, tr.prev, init_params=self._init(tr, pred))}
+        # each reading is warm-started from its own last fit when it had one (a reading fitted from the other's
+        # body would pay for that body in its data cost), else from the track's live body
+        fits = {s: self.fitter.fit(readings[s], shape, tr.chains.get(s, tr.prev), init_params=self._init(tr, pred))}
         if tr.prev is not None and self._triggered(tr, readings[s], fits[s]):
             tr.hold = self.swap.hold_frames
         tr.level = fits[s].cost if tr.level is None else 0.9 * tr.level + 0.1 * min(fits[s].cost, 3 * tr.level)
-        if tr.hold > 0:
-            tr.hold -= 1
+        if tr.hold > 0 or s == 1:   # while mirrored, the labels as given are always re-read (no lock-in)
+            tr.hold = max(tr.hold - 1, 0)
             o = 1 - s
             readings[o] = obs if o == 0 else obs.mirrored()
-            fits[o] = self.fitter.fit(readings[o], shape, tr.prev)
+            fits[o] = self.fitter.fit(readings[o], shape, tr.chains.get(o, tr.prev))
             self.mirrored_runs += 1
-        costs = self._costs(fits, tr.prev, s)
-        stay, switch = tr.dp, tr.dp[::-1] + self.swap.switch_cost
-        back = np.where(stay <= switch, [0, 1], [1, 0])
-        dp = np.minimum(stay, switch) + costs
+        costs = self._costs(fits, s)
+        now = (_centred(obs), _centred(obs.mirrored()))
+        trans = self._transitions(tr.last, now)
+        tr.last = now
+        total = tr.dp[:, None] + trans + self.swap.switch_cost * (1 - np.eye(2))
+        back = np.argmin(total, 0)
+        dp = total[back, [0, 1]] + costs
         best = int(np.argmin(dp))
         tr.dp = dp - dp.min()
         if best not in fits:    # the other reading wins without having been fitted on this frame
             fits[best] = self.fitter.fit(obs if best == 0 else obs.mirrored(), shape, tr.prev)
         tr.state, tr.prev = best, fits[best]
+        tr.chains = dict(fits)
         self.timings_ms.append((time.perf_counter() - t0) * 1000)
         if self.keep_history:
-            tr.records.append(_Record(frame_index, obs, costs, tr.dp.copy(), back, fits, best, tr.shape is None))
+            tr.records.append(_Record(frame_index, obs, costs, trans, tr.dp.copy(), back, fits, best,
+                                      tr.shape is None))
         return self._fill(pred, fits[best], best, obs, shape)
 
     def _init(self, tr: _Track, pred):
@@ -289,19 +318,40 @@ class BodyFitStage:
         tr.face = face
         return bool(torso_seen and lost)
 
-    def _costs(self, fits: dict, prev: FitResult | None, stay: int) -> np.ndarray:
+    def _costs(self, fits: dict, stay: int) -> np.ndarray:
+        """Per reading, what this frame alone says: the fit's data and limit costs (not its temporal term:
+        continuity is the transitions' job), the mirrored reading's prior; a reading not fitted borrows the
+        other's plus ``unevaluated_cost``."""
         sw = self.swap
         costs = np.zeros(2)
         for h in (0, 1):
             f = fits.get(h)
-            if f is None:
-                continue
-            turn = 0.0 if prev is None else 1.0 - np.cos(heading_angle(f.heading, prev.heading))
-            costs[h] = f.cost + sw.heading_weight * turn + (sw.mirror_cost if h == 1 else 0.0)
+            if f is not None:
+                costs[h] = f.data_cost + f.limit_cost
         for h in (0, 1):
             if h not in fits:
-                costs[h] = costs[stay] + sw.unevaluated_cost + (sw.mirror_cost if h == 1 else 0.0)
+                costs[h] = costs[stay] + sw.unevaluated_cost
+        costs[1] += sw.mirror_cost
         return costs
+
+    def _transitions(self, last, now) -> np.ndarray:
+        """(2,2) continuity cost from each reading of the previous frame to each reading of this one: the torso
+        heading's turn and the hip-centred joints' mean squared move (:class:`SwapConfig`)."""
+        out = np.zeros((2, 2))
+        if last is None:
+            return out
+        sw = self.swap
+        for a in (0, 1):
+            ja, wa, ha = last[a]
+            for b in (0, 1):
+                jb, wb, hb = now[b]
+                ok = (wa > 0) & (wb > 0)
+                move = 0.0
+                if ok.any():
+                    d2 = np.minimum(((jb[ok] - ja[ok]) ** 2).sum(1), sw.motion_cap ** 2)
+                    move = float(d2.mean()) / sw.motion_sigma ** 2
+                out[a, b] = move + sw.heading_weight * (1.0 - np.cos(heading_angle(ha, hb)))
+        return out
 
     def _fill(self, pred, fit: FitResult, reading: int, obs: Observation, shape: BodyShape):
         """``pred`` with the fitted body (module docstring). Mirrored: the estimator's 2D and observed flags are
