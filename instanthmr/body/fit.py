@@ -118,7 +118,7 @@ class FitConfig:
     temporal_sigma: float = 0.25
     temporal_trans_sigma: float = 0.2
     limit_sigma: float = 0.02
-    iterations: int = 3
+    iterations: int = 2
     first_iterations: int = 10
     damping: float = 1e-3
     min_hand_joints: int = 8
@@ -425,21 +425,23 @@ class BodyFitter:
         """Global rotation (127,3,3), translation (127,3) cm, scale (127,) and the joint parameters (127,7),
         MHR frame; with a ``chain`` only its joints are computed (the others are left at zero)."""
         ch = chain or self._full
-        jp = np.zeros((len(self.parents), 7))
-        jp[ch.joints] = (ch.pt @ params).reshape(-1, 7)
-        loc_t = jp[:, :3] + self.offsets
-        loc_r = np.zeros((len(self.parents), 3, 3))
-        loc_r[ch.joints] = self.prerot[ch.joints] @ _euler_matrices(jp[ch.joints, 3:6])
-        loc_s = np.exp(_LN2 * jp[:, 6])
-        g_r = np.zeros((len(self.parents), 3, 3))
-        g_t, g_s = np.zeros((len(self.parents), 3)), np.ones(len(self.parents))
-        for lvl, par in ch.levels:
+        n = len(self.parents)
+        jpl = (ch.pt @ params).reshape(-1, 7)                       # chain order: level by level
+        loc_t = jpl[:, :3] + ch.offsets
+        loc_r = ch.prerot @ _euler_matrices(jpl[:, 3:6])
+        loc_s = np.exp(_LN2 * jpl[:, 6])
+        g_r, g_t, g_s = np.empty_like(loc_r), np.empty_like(loc_t), np.empty_like(loc_s)
+        for a, b, par in ch.levels:                                  # slices: views, not copies
             if par is None:
-                g_r[lvl], g_t[lvl], g_s[lvl] = loc_r[lvl], loc_t[lvl], loc_s[lvl]
+                g_r[a:b], g_t[a:b], g_s[a:b] = loc_r[a:b], loc_t[a:b], loc_s[a:b]
                 continue
-            g_t[lvl] = g_t[par] + g_s[par, None] * (g_r[par] @ loc_t[lvl, :, None])[..., 0]
-            g_r[lvl] = g_r[par] @ loc_r[lvl]
-            g_s[lvl] = g_s[par] * loc_s[lvl]
+            gr = g_r[par]
+            g_t[a:b] = g_t[par] + g_s[par, None] * (gr @ loc_t[a:b, :, None])[..., 0]
+            g_r[a:b] = gr @ loc_r[a:b]
+            g_s[a:b] = g_s[par] * loc_s[a:b]
+        out_r, out_t, out_s, jp = np.zeros((n, 3, 3)), np.zeros((n, 3)), np.ones(n), np.zeros((n, 7))
+        out_r[ch.joints], out_t[ch.joints], out_s[ch.joints], jp[ch.joints] = g_r, g_t, g_s, jpl
+        g_r, g_t, g_s = out_r, out_t, out_s
         return g_r, g_t, g_s, jp
 
     def _points(self, shape: BodyShape, g_r, g_t, g_s, pts: np.ndarray | None = None) -> np.ndarray:
@@ -601,15 +603,23 @@ class _Chain:
     """A set of joints closed under parents, grouped by depth: (joints of a level, their parents or None)."""
 
     def __init__(self, fitter: BodyFitter, joints: np.ndarray):
-        self.joints = joints
-        rows = (joints[:, None] * 7 + np.arange(7)).reshape(-1)
+        # joints ordered level by level, so each level is a slice of the chain's own arrays
+        order = [lvl[np.isin(lvl, joints)] for lvl in fitter.levels]
+        self.joints = np.concatenate(order)
+        local = {int(j): i for i, j in enumerate(self.joints)}
+        rows = (self.joints[:, None] * 7 + np.arange(7)).reshape(-1)
         self.pt = sp.csr_matrix(fitter.pt[rows])              # ~2 non-zeros per row: sparse is 10x faster
+        self.offsets = fitter.offsets[self.joints]
+        self.prerot = fitter.prerot[self.joints]
         self.levels = []
-        for lvl in fitter.levels:
-            lvl = lvl[np.isin(lvl, joints)]
-            if len(lvl):
-                par = fitter.parents[lvl]
-                self.levels.append((lvl, None if par[0] < 0 else par))
+        start = 0
+        for lvl in order:
+            if not len(lvl):
+                continue
+            par = fitter.parents[lvl]
+            self.levels.append((start, start + len(lvl),
+                                None if par[0] < 0 else np.asarray([local[int(q)] for q in par], np.int64)))
+            start += len(lvl)
 
 
 class _Plan:

@@ -22,16 +22,18 @@ Per track (see :mod:`instanthmr.body.fit` for the fit itself):
   ``shape_params`` / bone parameters, their median over those frames is held instead. :meth:`finish` refits
   the first frames with the held shape, so in files every frame of a track has the same bones.
 * **Left and right**: each frame is read two ways, the labels as given and mirrored (left/right swapped, depth
-  reflected about the hips: a person seen from the back with the sides swapped). The mirrored reading is
-  fitted only when triggered (the observed torso heading jumps by more than ``trigger_deg`` from the track's
-  body, the fit's cost jumps above the track's running level, the torso is seen from the side, or the face
-  vanishes while the torso stays seen), and for ``hold_frames`` after. Each reading scores
-  the fit's cost (residuals, joint limits, the temporal term) plus a heading-continuity cost; a two-state
-  Viterbi with a switching cost decides: live at the newest frame (``lag_frames`` = 0, no delay), after a fixed
-  lag (:meth:`push`, at most about 150 ms of frames), or over the whole track (:meth:`finish`).
+  reflected about the hips: a person seen from the back with the sides swapped). A two-state Viterbi
+  decides: per frame each reading costs its fit's data and limit terms (the mirrored one a small prior
+  more), and going from a reading on one frame to a reading on the next costs a switch plus their
+  continuity (how far the hip-centred 3D joints move, how far the torso heading turns: observation-level,
+  no fit needed). The mirrored reading is FITTED only when it matters: when continuity alone brings it
+  within ``margin`` of winning (a swap, or a person seen from the side), when the fit's cost jumps, when the
+  face vanishes while the torso stays seen, for ``hold_frames`` after, and on every frame the track is read
+  mirrored (so the labels as given win back as soon as the evidence evens out). Decided live at the newest
+  frame (``lag_frames`` = 0, no delay), after a fixed lag (:meth:`push`, at most about 150 ms of frames), or
+  over the whole track (:meth:`finish`).
 
-Run-time floor: numpy only (no torch); the fit costs about 2-3 ms per person per frame on a 2-core CPU
-(docs/body_fit.md).
+Run-time floor: numpy only (no torch). Cost per person per frame and accuracy: docs/body_fit.md.
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ _SHAPE_JOINTS = tuple(MHR70_INDEX[n] for n in (
 class SwapConfig:
     """The left/right decision (costs in the fit's cost units: squared scaled residuals).
 
-    trigger_deg: a torso-heading jump (degrees) between the observation and the track's body that makes the
-    mirrored reading run; hold_frames: how many frames both readings keep running after a trigger;
+    margin: the other reading is fitted when continuity alone brings it this close to winning a frame;
+    hold_frames: how many frames both readings keep running after a trigger;
     switch_cost: the cost of changing reading between two frames; mirror_cost: per frame, for the mirrored
     reading (the labels as given are preferred when the evidence is even); unevaluated_cost: added to the
     reading not fitted on a frame; heading_weight: per (1 - cos) of the torso heading's change between two
@@ -77,10 +79,9 @@ class SwapConfig:
     transition costs the mean squared move over joints in these units, each joint capped at motion_cap m):
     the continuity that tells a swap from a turn, for each pair of readings on consecutive frames."""
 
-    trigger_deg: float = 45.0
+    margin: float = 30.0
     trigger_cost: float = 3.0
-    side_deg: float = 50.0
-    hold_frames: int = 10
+    hold_frames: int = 3
     switch_cost: float = 20.0
     mirror_cost: float = 5.0
     unevaluated_cost: float = 3.0
@@ -249,7 +250,11 @@ class BodyFitStage:
         # each reading is warm-started from its own last fit when it had one (a reading fitted from the other's
         # body would pay for that body in its data cost), else from the track's live body
         fits = {s: self.fitter.fit(readings[s], shape, tr.chains.get(s, tr.prev), init_params=self._init(tr, pred))}
-        if tr.prev is not None and self._triggered(tr, readings[s], fits[s]):
+        now = (_centred(obs), _centred(obs.mirrored()))
+        trans = self._transitions(tr.last, now)
+        tr.last = now
+        if tr.prev is not None and (self._triggered(tr, readings[s], fits[s]) or
+                                    self._close_call(tr.dp, trans, self._costs(fits, s), s)):
             tr.hold = self.swap.hold_frames
         tr.level = fits[s].cost if tr.level is None else 0.9 * tr.level + 0.1 * min(fits[s].cost, 3 * tr.level)
         if tr.hold > 0 or s == 1:   # while mirrored, the labels as given are always re-read (no lock-in)
@@ -259,9 +264,6 @@ class BodyFitStage:
             fits[o] = self.fitter.fit(readings[o], shape, tr.chains.get(o, tr.prev))
             self.mirrored_runs += 1
         costs = self._costs(fits, s)
-        now = (_centred(obs), _centred(obs.mirrored()))
-        trans = self._transitions(tr.last, now)
-        tr.last = now
         total = tr.dp[:, None] + trans + self.swap.switch_cost * (1 - np.eye(2))
         back = np.argmin(total, 0)
         dp = total[back, [0, 1]] + costs
@@ -302,15 +304,17 @@ class BodyFitStage:
                 return tr.shape
         return self.fitter.shape()
 
+    def _close_call(self, dp: np.ndarray, trans: np.ndarray, costs: np.ndarray, stay: int) -> bool:
+        """Whether the other reading, not fitted yet (its cost guessed as the fitted one's plus
+        ``unevaluated_cost``), comes within ``margin`` of winning this frame on continuity alone: then it is
+        worth fitting. Cheap (no fit); seen from the side the two readings are close and it fits both."""
+        total = dp[:, None] + trans + self.swap.switch_cost * (1 - np.eye(2))
+        best = total.min(0) + costs
+        return bool(best[1 - stay] - best[stay] < self.swap.margin)
+
     def _triggered(self, tr: _Track, obs: Observation, fit: FitResult) -> bool:
-        limit = np.radians(self.swap.trigger_deg)
-        h_obs = None if obs.joints_3d is None else torso_heading(obs.joints_3d, obs.w3d)
-        if heading_angle(h_obs, tr.prev.heading) > limit or heading_angle(fit.heading, tr.prev.heading) > limit:
-            return True
         if tr.level is not None and fit.cost > self.swap.trigger_cost * tr.level + 10.0:
             return True
-        if fit.heading is not None and abs(fit.heading[2]) < np.cos(np.radians(self.swap.side_deg)):
-            return True     # seen from the side: the two readings face almost the same way
         # the face vanishing while the torso stays (turning away) also triggers; a track without a face does not
         torso_seen = (obs.w2d[list(_TORSO)] > 0).all()
         face = (obs.w2d[list(FACE_KEYPOINTS)] > 0).sum() >= self.fitter.config.min_face_joints
