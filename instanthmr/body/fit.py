@@ -40,6 +40,7 @@ Use::
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -218,8 +219,8 @@ class FitResult:
         """(70,3) m, product frame, every MHR70 keypoint of the fitted body (computed on first use: a fit that
         is not kept, e.g. the losing left/right reading, never pays for the finger levels of the skeleton)."""
         if self._full is None:
-            fitter, shape = self._model
-            self._full = fitter.forward(shape, self.params)[0]
+            fitter, shape, fk = self._model
+            self._full = fitter.complete_keypoints(shape, self.params, fk)
         return self._full
 
 
@@ -456,6 +457,26 @@ class BodyFitter:
         kp = self.coeff @ self._points(shape, g_r, g_t, g_s)
         return kp * _D, g_t * _D
 
+    def complete_keypoints(self, shape: BodyShape, params: np.ndarray, fk=None) -> np.ndarray:
+        """All 70 keypoints (70,3), metres, product frame, for ``params``; ``fk``: (plan, (global rotations,
+        translations, scales)) a fit already computed for the plan's joints at these ``params``: only the
+        joints below them (the finger levels) are added, instead of a whole forward pass."""
+        if fk is None:
+            return self.forward(shape, params)[0]
+        plan, (g_r, g_t, g_s) = fk
+        rest = plan.rest
+        if rest is not None:
+            g_r, g_t, g_s = g_r.copy(), g_t.copy(), g_s.copy()
+            jp = (rest.pt @ params).reshape(-1, 7)
+            loc_r = rest.prerot @ _euler_matrices(jp[:, 3:6])
+            loc_t = jp[:, :3] + rest.offsets
+            loc_s = np.exp(_LN2 * jp[:, 6])
+            for sel, lvl, par in rest.levels:                       # parents are already computed
+                g_t[lvl] = g_t[par] + g_s[par, None] * (g_r[par] @ loc_t[sel, :, None])[..., 0]
+                g_r[lvl] = g_r[par] @ loc_r[sel]
+                g_s[lvl] = g_s[par] * loc_s[sel]
+        return (self.coeff @ self._points(shape, g_r, g_t, g_s)) * _D
+
     def _plan(self, active: np.ndarray) -> "_Plan":
         key = tuple(active.tolist())
         plan = self._plans.get(key)
@@ -622,6 +643,23 @@ class _Chain:
             start += len(lvl)
 
 
+class _Rest:
+    """Joints outside a plan's chain that the 70 keypoints still need (a hand's fingers when the fit does not
+    move them), level by level, with their parents' indices in the full (127) arrays."""
+
+    def __init__(self, fitter: BodyFitter, joints: np.ndarray):
+        order = [lvl[np.isin(lvl, joints)] for lvl in fitter.levels]
+        self.joints = np.concatenate(order)
+        rows = (self.joints[:, None] * 7 + np.arange(7)).reshape(-1)
+        self.pt = sp.csr_matrix(fitter.pt[rows])
+        self.offsets, self.prerot = fitter.offsets[self.joints], fitter.prerot[self.joints]
+        self.levels, start = [], 0
+        for lvl in order:
+            if len(lvl):
+                self.levels.append((slice(start, start + len(lvl)), lvl, fitter.parents[lvl]))
+                start += len(lvl)
+
+
 class _Plan:
     """The fixed structure of a fit for one set of active parameters: DOF rows, the sparse map from rigid
     points to (keypoint, DOF joint) sums, and the parameter transform restricted to them."""
@@ -646,6 +684,8 @@ class _Plan:
         self.pts = np.flatnonzero(np.abs(fitter.coeff[self.kp_rows]).sum(0) > 0)
         # the wrists ride along: the finger keypoints of a hand at rest hang rigidly on them (BodyFitter.keypoints)
         self.chain = fitter._chain(np.unique(np.concatenate([fitter.point_joint[self.pts], fitter._wrists])))
+        missing = np.setdiff1d(np.unique(np.flatnonzero(fitter._anc[fitter.point_joint].any(0))), self.chain.joints)
+        self.rest = _Rest(fitter, missing) if len(missing) else None
         del moved
         # S[(i, jj), m] = coeff[i, m] when joints[jj] is k_m or above it (m over this plan's points)
         anc = fitter._anc[fitter.point_joint[self.pts]][:, joints]           # (M, J)
@@ -694,8 +734,8 @@ class _State:
 
     def moved(self, step: np.ndarray) -> "_State":
         p = self.plan
-        new = _State(p, self.obs, self.shape, self.params.copy(), self.cam_prev, self.tau_prev, self.prev_pose,
-                     self.has_prev)
+        new = copy.copy(self)                      # same observation, plan, weights, priors
+        new.params, new.jac = self.params.copy(), None
         n = len(p.active)
         theta = self.params[p.active] + step[:n]
         new.params[p.active] = theta           # limits are soft (a hard clamp stalls Gauss-Newton at a bound)
@@ -713,7 +753,7 @@ class _State:
         p, f, c, o = self.plan, self.plan.fitter, self.plan.fitter.config, self.obs
         g_r, g_t, g_s, jp = f._fk(self.params, p.chain)
         x = f._points(self.shape, g_r, g_t, g_s, p.pts)
-        self.rotations = g_r
+        self.rotations, self.fk = g_r, (g_r, g_t, g_s)
         kp = (p.coeff @ x) * _D                              # (70,3) m product (zero outside the plan's rows)
         self.kp = kp
         self._init_translations(kp)
@@ -832,7 +872,8 @@ class _State:
         params[:3] = 0.0
         kp = self.kp                                                       # the plan's rows (hands: later)
         return FitResult(params=params, cam_trans=None if self.cam is None else self.cam.copy(),
-                         offset_3d=self.tau.copy(), body_keypoints=kp, _model=(self.plan.fitter, self.shape),
+                         offset_3d=self.tau.copy(), body_keypoints=kp,
+                         _model=(self.plan.fitter, self.shape, (self.plan, self.fk)),
                          _rotations=self.rotations,
                          cost=float(self.cost), data_cost=float(self.data_cost), limit_cost=float(self.limit_cost),
                          rms_3d_m=rms3, rms_2d_px=rms2, heading=torso_heading(kp), iterations=iterations,
