@@ -237,7 +237,7 @@ def torso_heading(joints: np.ndarray, weights: np.ndarray | None = None) -> np.n
     lh, rh, ls, rs = (j[i] for i in idx)
     left = (lh - rh) + (ls - rs)
     up = (ls + rs - lh - rh) / 2
-    f = np.cross(left, up)
+    f = _cross(left, up)
     f[1] = 0.0
     n = np.linalg.norm(f)
     return f / n if n > 1e-9 else None
@@ -261,16 +261,16 @@ def _frame(direction: np.ndarray, axis: np.ndarray) -> np.ndarray:
     x = direction / np.linalg.norm(direction)
     y = axis - np.dot(axis, x) * x
     y = y / max(np.linalg.norm(y), 1e-12)
-    return np.stack([x, y, np.cross(x, y)], 1)
+    return np.stack([x, y, _cross(x, y)], 1)
 
 
 def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The smallest rotation (3,3) taking direction ``a`` to direction ``b``."""
     a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
-    v, c = np.cross(a, b), float(np.dot(a, b))
+    v, c = _cross(a, b), float(np.dot(a, b))
     if c < -0.999999:   # opposite: half a turn about any axis orthogonal to a
         o = np.eye(3)[np.argmin(np.abs(a))]
-        v = np.cross(a, o) / np.linalg.norm(np.cross(a, o))
+        v = _cross(a, o) / np.linalg.norm(_cross(a, o))
         return 2 * np.outer(v, v) - np.eye(3)
     k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
     return np.eye(3) + k + k @ k / (1 + c)
@@ -546,7 +546,7 @@ class BodyFitter:
             u, h, bi, bone_loc, axis_loc, flex0 = upper, hinge, bend, *self._limb_rest[upper]
             g_par = g_r[self.parents[u]]
             if flex - flex0 >= min_bend:
-                axis = np.cross(d1, d2)
+                axis = _cross(d1, d2)
                 g_u = _frame(d1, axis) @ _frame(bone_loc, axis_loc).T
             else:   # straight: swing the current upper bone onto the observed one, keep its twist
                 cur = g_r[u] @ bone_loc
