@@ -205,12 +205,15 @@ class BodyFitStage:
 
     # ------------------------------------------------------------------------------------------------
     def __call__(self, result):
-        """Fit every person of ``result`` (a FrameResult); returns a new FrameResult (lag 0: no delay)."""
+        """Fit every person of ``result`` (a FrameResult); returns a new FrameResult (lag 0: no delay) whose
+        ``total_ms`` includes the fit."""
+        t0 = time.perf_counter()
         persons = [self._person(p, int(result.frame_index)) for p in result.persons]
         for tid in getattr(result, "ended_tracks", []) or []:
             if not self.keep_history:
                 self.tracks.pop(tid, None)
-        return dataclasses.replace(result, persons=persons)
+        extra = {"total_ms": result.total_ms + (time.perf_counter() - t0) * 1000} if hasattr(result, "total_ms") else {}
+        return dataclasses.replace(result, persons=persons, **extra)
 
     def push(self, result) -> list:
         """Fixed-lag live use: fit ``result`` now, and return the frames whose left/right decision is final
