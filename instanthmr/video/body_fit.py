@@ -73,11 +73,14 @@ class SwapConfig:
     margin: the other reading is fitted when continuity alone brings it this close to winning a frame;
     hold_frames: how many frames both readings keep running after a trigger;
     switch_cost: the cost of changing reading between two frames; mirror_cost: per frame, for the mirrored
-    reading (the labels as given are preferred when the evidence is even); unevaluated_cost: added to the
+    reading (the labels as given are preferred when the evidence is even); max_emission_gap: the most one
+    frame's fits may differ between the readings (a failed fit must not force a switch); unevaluated_cost: added to the
     reading not fitted on a frame; heading_weight: per (1 - cos) of the torso heading's change between two
     frames' readings; motion_sigma (m): the hip-centred 3D joints' typical move between two frames (a
-    transition costs the mean squared move over joints in these units, each joint capped at motion_cap m):
-    the continuity that tells a swap from a turn, for each pair of readings on consecutive frames."""
+    transition costs the mean squared move over joints in these units, each joint capped at motion_cap m);
+    motion_sigma_2d / motion_cap_2d: the same for the 2D joints, in units of the person's 2D height (sides
+    swapped in 2D jump across the body; a depth flip alone does not). The continuity that tells a swap from
+    a turn, for each pair of readings on consecutive frames."""
 
     margin: float = 30.0
     trigger_cost: float = 3.0
@@ -85,9 +88,12 @@ class SwapConfig:
     switch_cost: float = 20.0
     mirror_cost: float = 5.0
     unevaluated_cost: float = 3.0
-    heading_weight: float = 40.0
+    max_emission_gap: float = 15.0
+    heading_weight: float = 20.0
     motion_sigma: float = 0.06
     motion_cap: float = 0.3
+    motion_sigma_2d: float = 0.03
+    motion_cap_2d: float = 0.3
 
 
 def decide_states(costs: np.ndarray, switch_cost: float, lag: int | None = None,
@@ -129,13 +135,23 @@ def _walk_back(dp: np.ndarray, back: np.ndarray, end: int, t: int) -> int:
 
 
 def _centred(obs: Observation):
-    """(hip-centred 3D joints, weights, torso heading) of a reading, for the continuity between frames."""
-    if obs.joints_3d is None:
-        return np.zeros((70, 3)), np.zeros(70), None
+    """For the continuity between frames, of one reading: (hip-centred 3D joints (70,3) m, their weights,
+    torso heading, 2D joints (70,2) centred on their weighted mean and divided by the person's 2D height,
+    their weights)."""
     hips = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
-    w = obs.w3d
-    c = obs.joints_3d[hips].mean(0) if (w[hips] > 0).all() else np.average(obs.joints_3d, axis=0, weights=w + 1e-12)
-    return obs.joints_3d - c, w, torso_heading(obs.joints_3d, w)
+    if obs.joints_3d is None:
+        j3, w3, head = np.zeros((70, 3)), np.zeros(70), None
+    else:
+        w3 = obs.w3d
+        c = obs.joints_3d[hips].mean(0) if (w3[hips] > 0).all() else \
+            np.average(obs.joints_3d, axis=0, weights=w3 + 1e-12)
+        j3, head = obs.joints_3d - c, torso_heading(obs.joints_3d, w3)
+    if obs.joints_2d is None or (obs.w2d > 0).sum() < 2:
+        return j3, w3, head, np.zeros((70, 2)), np.zeros(70)
+    w2, seen = obs.w2d, obs.w2d > 0
+    centre = np.average(obs.joints_2d, axis=0, weights=w2 + 1e-12)
+    height = max(float(np.ptp(obs.joints_2d[seen, 1])), 1.0)
+    return j3, w3, head, (obs.joints_2d - centre) / height, w2
 
 
 def observation_from(pred) -> Observation:
@@ -338,6 +354,9 @@ class BodyFitStage:
         for h in (0, 1):
             if h not in fits:
                 costs[h] = costs[stay] + sw.unevaluated_cost
+        # one frame's fit can fail (occlusion, a local minimum): its cost may tip a close call, never force a
+        # switch on its own (continuity between frames is the evidence that does)
+        costs = np.minimum(costs, costs.min() + sw.max_emission_gap)
         costs[1] += sw.mirror_cost
         return costs
 
@@ -349,14 +368,18 @@ class BodyFitStage:
             return out
         sw = self.swap
         for a in (0, 1):
-            ja, wa, ha = last[a]
+            ja, wa, ha, ua, va = last[a]
             for b in (0, 1):
-                jb, wb, hb = now[b]
-                ok = (wa > 0) & (wb > 0)
+                jb, wb, hb, ub, vb = now[b]
                 move = 0.0
+                ok = (wa > 0) & (wb > 0)
                 if ok.any():
                     d2 = np.minimum(((jb[ok] - ja[ok]) ** 2).sum(1), sw.motion_cap ** 2)
-                    move = float(d2.mean()) / sw.motion_sigma ** 2
+                    move += float(d2.mean()) / sw.motion_sigma ** 2
+                ok = (va > 0) & (vb > 0)
+                if ok.any():    # 2D: MediaPipe's 2D labels are far surer than its depth
+                    d2 = np.minimum(((ub[ok] - ua[ok]) ** 2).sum(1), sw.motion_cap_2d ** 2)
+                    move += float(d2.mean()) / sw.motion_sigma_2d ** 2
                 out[a, b] = move + sw.heading_weight * (1.0 - np.cos(heading_angle(ha, hb)))
         return out
 
