@@ -283,6 +283,8 @@ class BodyFitStage:
             fits[o] = self.fitter.fit(readings[o], shape, tr.chains.get(o, tr.prev))
             self.mirrored_runs += 1
         costs = self._costs(fits, s)
+        if tr.prev is None:     # a track starts as given: reading it mirrored takes a switch's worth of evidence
+            costs[1] += self.swap.switch_cost
         total = tr.dp[:, None] + trans + self.swap.switch_cost * (1 - np.eye(2))
         back = np.argmin(total, 0)
         dp = total[back, [0, 1]] + costs
