@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instanthmr.body.fit import BodyFitter, FitConfig, Observation, _State, estimate_bone_params, torso_heading
+from instanthmr.body.fit import BodyFitter, Observation, _State, estimate_bone_params, torso_heading
 from instanthmr.body.mhr import SHIPPED_MHR_MODEL, MHRNumpy
 from instanthmr.core.paths import shared_mhr_dir
 from instanthmr.core.skeleton import MHR70_FLIP_PERM, MHR70_INDEX

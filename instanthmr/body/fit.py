@@ -91,7 +91,8 @@ FACE_KEYPOINTS = tuple(MHR70_INDEX[n] for n in ("nose", "left_eye", "right_eye",
 _HAND_KEYPOINTS = {side: tuple(i for i, n in enumerate(MHR70_NAMES)
                                if n.startswith(f"{side}_") and any(f in n for f in _FINGER_WORDS))
                    for side in ("left", "right")}
-_TORSO = tuple(MHR70_INDEX[n] for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder"))
+#: The torso joints: root alignment (Kabsch) and the heading.
+TORSO_KEYPOINTS = tuple(MHR70_INDEX[n] for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder"))
 #: Limbs set straight from the observed 3D before each fit (:meth:`BodyFitter.init_limbs`): (upper joint,
 #: hinge joint, the three MHR70 keypoints, bend parameter). With only shoulder, elbow and wrist seen, the
 #: upper-limb twist and the bend have a wrong basin (the elbow "bent backwards" against its limit, the twist
@@ -229,7 +230,7 @@ def torso_heading(joints: np.ndarray, weights: np.ndarray | None = None) -> np.n
     of the person's left direction (left minus right hip and shoulder) and up (hips to shoulders), projected
     on the ground plane (x, z); None when a torso joint is missing. A person facing the camera gives ~(0,0,-1)."""
     j = np.asarray(joints, np.float64)
-    idx = list(_TORSO)
+    idx = list(TORSO_KEYPOINTS)
     if weights is not None and (np.asarray(weights)[idx] <= 0).any():
         return None
     if not np.isfinite(j[idx]).all():
@@ -504,7 +505,7 @@ class BodyFitter:
         minimum the fit does not leave in a few iterations). Unchanged without the four torso joints in 3D.
         With ``rotations`` (127,3,3), the joints' global rotations at ``params`` (MHR frame), returns
         ``(params, rotations turned the same way)``."""
-        idx = list(_TORSO)
+        idx = list(TORSO_KEYPOINTS)
         if obs.joints_3d is None or (obs.w3d[idx] <= 0).any():
             return params if rotations is None else (params, rotations)
         r_prod = _kabsch(keypoints[idx], obs.joints_3d[idx])
@@ -561,12 +562,12 @@ class BodyFitter:
     def init_root(self, obs: Observation, shape: BodyShape, params: np.ndarray) -> np.ndarray:
         """``params`` with the root rotation set so the model's torso (hips, shoulders) faces like the
         observed 3D torso (Kabsch); unchanged when a torso joint is missing."""
-        if obs.joints_3d is None or (obs.w3d[list(_TORSO)] <= 0).any():
+        if obs.joints_3d is None or (obs.w3d[list(TORSO_KEYPOINTS)] <= 0).any():
             return params
         p = params.copy()
         p[3:6] = 0.0
         kp, _ = self.forward(shape, p)
-        idx = list(_TORSO)
+        idx = list(TORSO_KEYPOINTS)
         r_prod = _kabsch(kp[idx], obs.joints_3d[idx])
         r_mhr = np.diag(np.sign(_D)) @ r_prod @ np.diag(np.sign(_D))
         p[3:6] = _matrix_to_euler_xyz(r_mhr)

@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from instanthmr.body.fit import (
+    FACE_KEYPOINTS,
+    TORSO_KEYPOINTS,
     BodyFitter,
     BodyShape,
     FitConfig,
@@ -55,7 +57,6 @@ from instanthmr.body.fit import (
     heading_angle,
     torso_heading,
 )
-from instanthmr.body.fit import FACE_KEYPOINTS, _TORSO
 from instanthmr.body.mhr import SHIPPED_MHR_MODEL, MHRNumpy
 from instanthmr.core.skeleton import MHR70_FLIP_PERM, MHR70_INDEX
 
@@ -337,7 +338,7 @@ class BodyFitStage:
         if tr.level is not None and fit.cost > self.swap.trigger_cost * tr.level + 10.0:
             return True
         # the face vanishing while the torso stays (turning away) also triggers; a track without a face does not
-        torso_seen = (obs.w2d[list(_TORSO)] > 0).all()
+        torso_seen = (obs.w2d[list(TORSO_KEYPOINTS)] > 0).all()
         face = (obs.w2d[list(FACE_KEYPOINTS)] > 0).sum() >= self.fitter.config.min_face_joints
         lost = tr.face and not face
         tr.face = face
