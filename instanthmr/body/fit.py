@@ -610,10 +610,13 @@ class BodyFitter:
         state = _State(plan, obs, shape, params, cam_prev, tau_prev, prev_pose, previous is not None)
         lam = c.damping
         cost = state.evaluate(with_jacobian=True)
+        linear = state                   # whose Jacobian the steps use: refreshed every other iteration
         it = 0
         for it in range(1, n_iter + 1):
-            trial = state.moved(state.step(lam))
-            new_cost = trial.evaluate(with_jacobian=it < n_iter)
+            trial = state.moved(state.step(lam, linear))
+            new_cost = trial.evaluate(with_jacobian=it < n_iter and it % 2 == 0)
+            if trial.jac is not None:
+                linear = trial
             if new_cost <= cost:
                 state, cost, lam = trial, new_cost, max(lam / 3.0, 1e-7)
             else:   # too long a step for the linear model: damp more (the Jacobian at `state` is kept)
@@ -835,25 +838,25 @@ class _State:
         self.data_cost = data_cost
         total = data_cost + float((prior_res ** 2).sum()) + sum(float((e ** 2).sum()) for e in extra_res)
         self.cost = total
-        if with_jacobian:
-            # the data rows form J; the diagonal terms (prior, limits, temporal) go straight into J^T J, J^T r
-            self.jac = np.concatenate(jrows + extra_j, 0)
-            self.res = np.concatenate(res + extra_res)
-            dg = np.stack(diag)                                            # (terms, n)
-            self.diag_h = (dg ** 2).sum(0)
-            self.diag_g = (dg * prior_res.reshape(len(diag), n)).sum(0)
-        else:
-            self.jac = None
+        # the data rows form J; the diagonal terms (prior, limits, temporal) go straight into J^T J, J^T r
+        self.res = np.concatenate(res + extra_res)
+        dg = np.stack(diag)                                                # (terms, n)
+        self.diag_h = (dg ** 2).sum(0)
+        self.diag_g = (dg * prior_res.reshape(len(diag), n)).sum(0)
+        self.jac = np.concatenate(jrows + extra_j, 0) if with_jacobian else None
         return total
 
-    def step(self, lam: float) -> np.ndarray:
-        if self.jac is None:
-            self.evaluate(with_jacobian=True)
-        j = self.jac
-        n = len(self.diag_h)
+    def step(self, lam: float, linear: "_State | None" = None) -> np.ndarray:
+        """The damped Gauss-Newton step from this state's residuals, with the Jacobian of ``linear`` (default:
+        this state's own; an earlier state's makes a chord step: one Jacobian serves two steps)."""
+        lin = linear or self
+        if lin.jac is None:
+            lin.evaluate(with_jacobian=True)
+        j = lin.jac
+        n = len(lin.diag_h)
         h = j.T @ j
         g = j.T @ self.res
-        h[np.arange(n), np.arange(n)] += self.diag_h
+        h[np.arange(n), np.arange(n)] += lin.diag_h
         g[:n] += self.diag_g
         h[np.diag_indices_from(h)] += lam * (np.diag(h) + 1e-6)
         return -np.linalg.solve(h, g)
