@@ -155,6 +155,16 @@ def _centred(obs: Observation):
     return j3, w3, head, (obs.joints_2d - centre) / height, w2
 
 
+def _mirror_centred(c):
+    """:func:`_centred` of the mirrored reading, from the reading as given without a second pass: hip-centred,
+    the depth reflection about the hips is a sign, the labels a permutation, the heading's z flips."""
+    j3, w3, head, j2, w2 = c
+    j3m = j3[_FLIP].copy()
+    j3m[:, 2] = -j3m[:, 2]
+    headm = None if head is None else head * np.array([1.0, 1.0, -1.0])
+    return j3m, w3[_FLIP], headm, j2[_FLIP], w2[_FLIP]
+
+
 def observation_from(pred) -> Observation:
     """The fit's :class:`~instanthmr.body.fit.Observation` from an HMRPrediction: its valid joints in 2D
     (px, its focal and principal point) and 3D (``joints_3d_local``, metres), weight 1 each."""
@@ -270,7 +280,8 @@ class BodyFitStage:
         # each reading is warm-started from its own last fit when it had one (a reading fitted from the other's
         # body would pay for that body in its data cost), else from the track's live body
         fits = {s: self.fitter.fit(readings[s], shape, tr.chains.get(s, tr.prev), init_params=self._init(tr, pred))}
-        now = (_centred(obs), _centred(obs.mirrored()))
+        given = _centred(obs)
+        now = (given, _mirror_centred(given))
         trans = self._transitions(tr.last, now)
         tr.last = now
         if tr.prev is not None and (self._triggered(tr, readings[s], fits[s]) or
