@@ -192,8 +192,13 @@ def test_swapped_segment_is_corrected(fitter):
     stage = BodyFitStage(fitter.model)
     live = [stage(f) for f in _frames(preds)]
     offline = stage.finish(live)
+    lagging = BodyFitStage(fitter.model, lag_frames=4)               # decided 4 frames (133 ms) late
+    lagged = [r for f in _frames(preds) for r in lagging.push(f)]
+    assert len(lagged) == len(preds) - 4
+    lagged += lagging.flush()
+    assert [f.frame_index for f in lagged] == list(range(len(preds)))
     lw = MHR70_INDEX["left_wrist"]
-    for name, res in (("live", live), ("offline", offline)):
+    for name, res in (("live", live), ("offline", offline), ("lag", lagged)):
         wrong = 0
         for f, k in zip(res, kps):
             true_uv = FOCAL * (k + CAM)[:, :2] / (k + CAM)[:, 2:] + PP
