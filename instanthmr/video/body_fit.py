@@ -58,9 +58,10 @@ from instanthmr.body.fit import (
     torso_heading,
 )
 from instanthmr.body.mhr import SHIPPED_MHR_MODEL, MHRNumpy
-from instanthmr.core.skeleton import MHR70_FLIP_PERM, MHR70_INDEX
+from instanthmr.core.skeleton import COCO_WHOLEBODY_FLIP_PERM, COCO_WHOLEBODY_INDEX, MHR70_FLIP_PERM, MHR70_INDEX
 
 _FLIP = np.asarray(MHR70_FLIP_PERM)
+_FLIP_WB = np.asarray(COCO_WHOLEBODY_FLIP_PERM)
 #: MHR70 joints whose 3D must be seen for a frame to count toward a track's shape.
 _SHAPE_JOINTS = tuple(MHR70_INDEX[n] for n in (
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
@@ -413,8 +414,15 @@ class BodyFitStage:
         if self.keep_observed_2d and obs.joints_2d is not None:
             seen2d = (obs.w2d > 0)[perm]
             uv[seen2d] = obs.joints_2d[perm][seen2d]
+        extra = {}
+        wb = getattr(pred, "joints_3d_wholebody", None)
+        if reading == 1 and wb is not None:   # the network's whole-body joints get the same sides and depth
+            wb = np.asarray(wb, np.float64)[_FLIP_WB]
+            hips = [COCO_WHOLEBODY_INDEX["left_hip"], COCO_WHOLEBODY_INDEX["right_hip"]]
+            wb[:, 2] = 2 * wb[hips, 2].mean() - wb[:, 2]
+            extra["joints_3d_wholebody"] = wb.astype(np.float32)
         return dataclasses.replace(
-            pred, joints_3d_local=kp.astype(np.float32), joints_3d_cam=xc.astype(np.float32),
+            pred, **extra, joints_3d_local=kp.astype(np.float32), joints_3d_cam=xc.astype(np.float32),
             joints_2d=uv.astype(np.float32), cam_trans=cam.astype(np.float32),
             mhr_params=fit.params.astype(np.float32), shape_params=shape.shape_params.astype(np.float32),
             joints_valid=None, joints_observed=observed)
