@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not fit the MHR body model to each track (on by default on the MediaPipe path: every "
                         "person then gets mhr_params, shape_params, all 70 joints from the body, left and right kept "
                         "when people turn; see docs/body_fit.md)")
+    t.add_argument("--body-fit", action="store_true",
+                   help="fit the MHR body model to each track on the network path too (its mhr_params start each "
+                        "track and give its shape)")
     t.add_argument("--keypoint-crops", action="store_true",
                    help="between detector runs, cut each person's crop around their previous 2D joints instead of "
                         "reusing the detector box; the detector runs every --detector-stride frames, on the next "
@@ -448,9 +451,10 @@ def open_outputs(args, meta: dict, source, smooth: str, stop: StopSignals) -> Ou
 
 def open_body_fit(args, mediapipe: bool, smooth: str):
     """The per-track MHR body fit (:mod:`instanthmr.video.body_fit`), or None: on for the MediaPipe path unless
-    ``--no-body-fit``; ``--mhr-model`` picks the body model (default: the shipped LOD 6). Offline smoothing keeps
+    ``--no-body-fit``, on the network path with ``--body-fit``; ``--mhr-model`` picks the body model (default:
+    the shipped LOD 6). Offline smoothing keeps
     each track's frames for the whole-track left/right decision."""
-    if args.no_body_fit or not mediapipe:
+    if args.no_body_fit or not (mediapipe or args.body_fit):
         return None
     from instanthmr.body.mesh import resolve_mhr_model
     from instanthmr.body.mhr import MHRAssetError, MHRNumpy
