@@ -431,9 +431,10 @@ def test_live_runs_keep_frame_stats_not_frames(tmp_path, clip, random_onnx, monk
 
 
 def test_mediapipe_with_an_mhr_model_says_why_there_are_no_meshes(photo, mhr_dir, mp_models, tmp_path, capsys):
-    """``--model mediapipe --mhr-model``: the MediaPipe path has no MHR parameters to pose the body with, so the
-    run goes on without meshes and says so in one line (only where meshes would have been shown: without a
-    viewer, .rrd, video or .glb the usual "meshes need ..." line comes instead)."""
+    """``--model mediapipe --mhr-model``: the body fit poses the MHR body on the MediaPipe path, so meshes are
+    drawn (no "[mhr]" line); with ``--no-body-fit`` there are no MHR parameters to pose it with, so the run goes
+    on without meshes and says so in one line (only where meshes would have been shown: without a viewer,
+    .rrd, video or .glb the usual "meshes need ..." line comes instead)."""
     from test_mhr_layer import _converted
 
     m = ["--model", "mediapipe", "--mhr-model", str(_converted(6, mhr_dir)[0]), "--image", str(photo), "--no-spawn",
@@ -448,7 +449,8 @@ def test_mediapipe_with_an_mhr_model_says_why_there_are_no_meshes(photo, mhr_dir
     assert mhr_lines() == ["[mhr] meshes need the viewer, --save-rrd, --out-video or --save-gltf; none of them is on"]
     rrd = tmp_path / "run.rrd"
     assert demo.main(m + ["--save-rrd", str(rrd)]) == 0
-    assert rrd.is_file()
+    assert rrd.is_file() and mhr_lines() == []                      # the fitted body's meshes are drawn
+    assert demo.main(m + ["--save-rrd", str(rrd), "--no-body-fit"]) == 0
     lines = mhr_lines()
     assert len(lines) == 1, lines
     assert lines[0].startswith("[mhr] no meshes: the MediaPipe path predicts no MHR body-model parameters (--model ")

@@ -557,7 +557,9 @@ def test_demo_save_gltf_with_the_mixamo_rig(shared_data, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"wrote gltf: {out}" in printed and "wrote bvh:" in printed
     doc, _ = read_glb(out)
-    assert [a["name"] for a in doc["animations"]] == ["track1"]
+    # the body fit (on by default on the MediaPipe path) adds the skinned MHR body without --mhr-model
+    assert [a["name"] for a in doc["animations"]] == ["track1", "track1_mhr"]
+    assert any(n.get("name") == "track1_mhr_mesh" and "skin" in n and "mesh" in n for n in doc["nodes"])
     assert "mixamorig:Hips" in _nodes_by_name(doc, 1)
     cam = doc["cameras"][0]["perspective"]
     assert cam["aspectRatio"] == pytest.approx(1080 / 1920)  # the portrait video's camera

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr.body.mhr import NUM_MODEL_PARAMS, NUM_SHAPE, MHRAssetError, MHRNumpy
+from instanthmr.body.mhr import NUM_MODEL_PARAMS, NUM_SHAPE, SHIPPED_MHR_MODEL, MHRAssetError, MHRNumpy
 from instanthmr.core.paths import MODELS_DIR
 
 DEFAULT_LOD = 3
@@ -28,7 +28,10 @@ MESH_COLORS = np.array([[170, 190, 225], [235, 170, 140], [160, 220, 170], [225,
 
 def resolve_mhr_model(path: str | Path | None, lod: int | None = None) -> Path:
     """``--mhr-model`` / ``--mhr-lod`` -> the converted file: a file is used as is, a folder (or nothing:
-    ``models/``) holds ``mhr_lod{N}.npz``."""
+    ``models/``) holds ``mhr_lod{N}.npz``. With neither given and no ``models/mhr_lod3.npz`` converted, the
+    LOD 6 model shipped in the package (:data:`~instanthmr.body.mhr.SHIPPED_MHR_MODEL`)."""
+    if path is None and lod is None and not (MODELS_DIR / f"mhr_lod{DEFAULT_LOD}.npz").is_file():
+        return SHIPPED_MHR_MODEL
     lod = DEFAULT_LOD if lod is None else int(lod)
     if path is None:
         return MODELS_DIR / f"mhr_lod{lod}.npz"

@@ -49,6 +49,9 @@ ANGLE_PARAMS = slice(3, NUM_POSE_PARAMS)
 SCALE_PARAMS = slice(NUM_POSE_PARAMS, NUM_MODEL_PARAMS)
 NUM_JOINTS = 127
 FRAMES = ("product", "mhr")
+#: The low-LOD model shipped inside the package (LOD 6, 595 vertices, with the MHR70 regressor and parameter
+#: limits; MHR's Apache-2.0 licence and a NOTICE beside it), so the body fit and meshes work out of the box.
+SHIPPED_MHR_MODEL = Path(__file__).resolve().parent / "assets" / "mhr_lod6.npz"
 _LN2 = 0.6931471805599453  # ln 2: 2**s as exp(_LN2 * s)
 
 # Arrays every converted file must hold, with their expected rank.
@@ -120,7 +123,8 @@ class MHRAssets:
     joint_offsets (127,3); joint_prerotations (127,4) quaternions (x,y,z,w); inverse_bind_pose (127,4,4);
     parameter_transform (127*7, 204); keypoint_regressor (70, V+127) or None;
     corrective_hidden (H, 125*6) dense first layer and corrective_blendshapes (H, V, 3) of the pose
-    correctives, or None.
+    correctives, or None; parameter_limits (204,2) ``[min, max]`` per model parameter (``-inf, inf`` where
+    the rig sets none) and parameter_limit_weights (204,), or None for files converted before they were kept.
     """
 
     rest_vertices: np.ndarray
@@ -137,6 +141,8 @@ class MHRAssets:
     keypoint_regressor: np.ndarray | None = None
     corrective_hidden: np.ndarray | None = None
     corrective_blendshapes: np.ndarray | None = None
+    parameter_limits: np.ndarray | None = None
+    parameter_limit_weights: np.ndarray | None = None
     joint_names: tuple[str, ...] = ()
     parameter_names: tuple[str, ...] = ()
     keypoint_names: tuple[str, ...] = ()
@@ -177,6 +183,9 @@ class MHRAssets:
         if self.keypoint_regressor is not None:
             checks.append((self.keypoint_regressor.shape[1] == v + j,
                            f"keypoint_regressor {self.keypoint_regressor.shape} does not have V+127={v + j} columns"))
+        if self.parameter_limits is not None:
+            checks.append((self.parameter_limits.shape == (NUM_MODEL_PARAMS, 2),
+                           f"parameter_limits {self.parameter_limits.shape} is not ({NUM_MODEL_PARAMS},2)"))
         if self.corrective_blendshapes is not None:
             h = self.corrective_blendshapes.shape[0]
             checks.append((self.corrective_blendshapes.shape == (h, v, 3)
@@ -244,6 +253,8 @@ def load_mhr_assets(path: str | Path) -> MHRAssets:
         keypoint_regressor=f32("keypoint_regressor") if "keypoint_regressor" in data else None,
         corrective_hidden=hidden,
         corrective_blendshapes=comps,
+        parameter_limits=f32("parameter_limits") if "parameter_limits" in data else None,
+        parameter_limit_weights=f32("parameter_limit_weights") if "parameter_limit_weights" in data else None,
         joint_names=names("joint_names"),
         parameter_names=names("parameter_names"),
         keypoint_names=names("keypoint_names"),

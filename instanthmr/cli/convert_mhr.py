@@ -79,6 +79,7 @@ def character_arrays(character, lod: int) -> dict[str, np.ndarray]:
         raise ConvertError(f"parameter transform has {pt.shape[0]} rows, expected {n_joints * 7}")
     names = list(character.parameter_transform.names)
     ibp = np.asarray(character.inverse_bind_pose, dtype=np.float32)
+    lo_hi, weight = parameter_limits(character, len(names))
     if ibp.shape == (n_joints, 3, 4):
         ibp = np.concatenate([ibp, np.tile([[[0, 0, 0, 1]]], (n_joints, 1, 1)).astype(np.float32)], 1)
     return {
@@ -97,7 +98,24 @@ def character_arrays(character, lod: int) -> dict[str, np.ndarray]:
         "inverse_bind_pose": ibp,
         "parameter_transform": pt,
         "parameter_names": np.asarray(names),
+        "parameter_limits": lo_hi,
+        "parameter_limit_weights": weight,
     }
+
+
+def parameter_limits(character, num_params: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rig's min/max limits per model parameter (radians for angles, the parameter's own unit otherwise)
+    as ``(P,2)`` ``[min, max]`` (``-inf, inf`` where none) and ``(P,)`` weights (0 where none). MHR v1's
+    ``compact_v6_1.model`` holds only MinMax limits; other kinds are not stored."""
+    lo_hi = np.tile(np.asarray([[-np.inf, np.inf]], np.float32), (num_params, 1))
+    weight = np.zeros(num_params, np.float32)
+    for limit in getattr(character, "parameter_limits", None) or []:
+        if "MinMax" not in str(limit.type) or "Joint" in str(limit.type):
+            continue
+        mm = limit.data.minmax
+        lo_hi[mm.model_parameter_index] = (mm.min, mm.max)
+        weight[mm.model_parameter_index] = limit.weight
+    return lo_hi, weight
 
 
 def regressor_arrays(path: Path, num_vertices: int) -> dict[str, np.ndarray]:
@@ -236,6 +254,8 @@ def main(argv=None) -> int:
     ap.add_argument("--regressor", type=Path, default=None, help="(70, V+127) keypoint regressor .npz (key W)")
     ap.add_argument("--out", type=Path, default=None, help="output .npz (default models/mhr_lod{N}.npz)")
     ap.add_argument("--no-correctives", action="store_true", help="do not store pose correctives")
+    ap.add_argument("--compress", action="store_true",
+                    help="zip-compress the arrays (LOD 6: 1.9 MB -> 0.16 MB; loads a little slower)")
     ap.add_argument("--verify", action="store_true", help="compare with the official package")
     ap.add_argument("--verify-n", type=int, default=8, help="random bodies used by --verify")
     ap.add_argument("--reference", type=Path, default=None, help="with --verify: save the official outputs")
@@ -254,7 +274,7 @@ def main(argv=None) -> int:
             arrays.update(corrective_arrays(args.assets, args.lod, nv))
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.stem + ".tmp.npz")   # never leave a half-written model behind
-        np.savez(tmp, **arrays)
+        (np.savez_compressed if args.compress else np.savez)(tmp, **arrays)
         os.replace(tmp, out)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s: LOD{args.lod}, "
               f"{nv} vertices, {arrays['faces'].shape[0]} faces, {len(arrays['joint_parents'])} joints, "

@@ -18,7 +18,7 @@ False) or a person it does not find counts as a miss: it is left out of the 3D e
 column says how many were scored) and counts as wrong in PCK.
 
 Methods: ``mediapipe`` (the offline default: :class:`~instanthmr.runtime.mediapipe.estimator.MediaPipeHMR`, hands
-on), ``starter`` (``instanthmr/runtime/models/instanthmr-starter.onnx`` through :class:`~instanthmr.runtime.hmr.InstantHMR`),
+on), ``mediapipe_fit`` (the same followed by the MHR body fit on each image alone), ``starter`` (``instanthmr/runtime/models/instanthmr-starter.onnx`` through :class:`~instanthmr.runtime.hmr.InstantHMR`),
 ``average`` (one constant pose: the per-joint mean of the MediaPipe path's pelvis-centred 3D turned to face
 the camera, and of its 2D in box coordinates (back views mirrored), over every 10th frame of the starter's
 training clips ``openpose_video.avi`` and ``sports2d_demo.mp4``), ``--model PATH`` (any other InstantHMR ``.onnx``), and with ``--mediapipe-pose``

@@ -113,6 +113,13 @@ def add_tracking_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
                    help="between detector runs, cut each person's crop around their previous 2D joints instead of "
                         "reusing the detector box; the detector runs every --detector-stride frames, on the next "
                         "frame when a crop loses its person, and whenever nobody is tracked")
+    fit = t.add_mutually_exclusive_group()
+    fit.add_argument("--no-body-fit", action="store_true",
+                     help="do not fit the MHR body model to each track (on by default on the MediaPipe path: every "
+                          "person then gets mhr_params, shape_params, all 70 joints from the body, left and right "
+                          "kept when people turn, meshes in the viewer and the .glb; see docs/body_fit.md)")
+    fit.add_argument("--body-fit", action="store_true",
+                     help="fit the MHR body model to each track on the network path too")
 
 
 
@@ -186,5 +193,6 @@ def run_config(args, **fields) -> RunConfig:
                      keypoint_crops=args.keypoint_crops, pipeline=pipeline_spec(args), rig=args.rig,
                      in_place=args.in_place, mhr_model=args.mhr_model, mhr_lod=args.mhr_lod,
                      mhr_overlay=args.mhr_overlay,
-                     focal_length=args.focal_length, fov=args.fov, ground=not args.no_ground, floor=args.floor,
+                     focal_length=args.focal_length, fov=args.fov,
+                     body_fit=False if args.no_body_fit else True if args.body_fit else None, ground=not args.no_ground, floor=args.floor,
                      **fields)

@@ -55,7 +55,7 @@ SCALAR_FIELDS = ("score", "focal_length")
 JOINT_FIELDS = ("joints_2d", "joints_3d_local", "joints_3d_cam")
 
 CSV_COLUMNS = ("frame_index", "time_s", "track_id", "joint_index", "joint_name", "x_px", "y_px",
-               "x_m", "y_m", "z_m", "cam_x_m", "cam_y_m", "cam_z_m")
+               "x_m", "y_m", "z_m", "cam_x_m", "cam_y_m", "cam_z_m", "observed")
 #: Columns added after :data:`CSV_COLUMNS` when the grounded-motion stage runs: world-frame joints (m, Y up),
 #: the foot points' contact (1/0, empty for other joints) and its confidence, and the frame's floor (the up
 #: normal in the camera frame, the camera height in m, 1 while provisional); empty before the floor is known.
@@ -87,7 +87,8 @@ class TrackSeries:
 
     ``frame_index (T,)`` int, ``time_s (T,)`` seconds, ``fields`` name -> ``(T, ...)`` arrays (see
     :data:`PERSON_FIELDS` for units) plus ``score``/``focal_length`` ``(T,)`` and ``joints_valid (T, 70)``
-    bool (the joints each frame really has; the rows of the others are NaN in the joint fields).
+    bool (the joints each frame really has; the rows of the others are NaN in the joint fields), and after
+    the body fit ``joints_observed (T, 70)`` bool (given by the estimator, or by the fitted body alone).
     """
 
     track_id: int
@@ -132,6 +133,9 @@ def tracks_from_frames(frames: Iterable, fps: float | None = None) -> dict[int, 
                 [[float((c or {}).get(n, {}).get("confidence", np.nan)) for n in CONTACT_NAMES] for c in contacts],
                 np.float32)
         fields["joints_valid"] = valid
+        observed = [getattr(p, "joints_observed", None) for _, _, p in items]
+        if all(o is not None for o in observed):
+            fields["joints_observed"] = np.stack([np.asarray(o, bool) for o in observed])
         out[tid] = TrackSeries(tid, np.array([r[0] for r in items], np.int64),
                                np.array([r[1] for r in items], np.float64), fields)
     return out
@@ -190,9 +194,11 @@ def csv_rows(frame_index: int, time_s: float, persons, ground: bool = False, flo
         tid = getattr(p, "track_id", None)
         j2, j3, jc = (getattr(p, name, None) for name in JOINT_FIELDS)
         valid = valid_mask(p)
+        observed = getattr(p, "joints_observed", None)
         for j, name in enumerate(MHR70_NAMES):
             row = [int(frame_index), f"{time_s:.6f}", -1 if tid is None else int(tid), j, name]
             row += _cells(j2, j, 2, valid[j]) + _cells(j3, j, 3, valid[j]) + _cells(jc, j, 3, valid[j])
+            row.append("" if observed is None else int(bool(observed[j])))
             if ground:
                 row += _ground_cells(p, j, bool(valid[j]), floor)
             w.writerow(row)
@@ -202,8 +208,9 @@ def csv_rows(frame_index: int, time_s: float, persons, ground: bool = False, flo
 def write_csv(path, frames: Iterable, fps: float | None = None) -> int:
     """One row per frame x person x joint (columns :data:`CSV_COLUMNS`); returns the number of rows.
 
-    ``x_m, y_m, z_m`` are the body-centred 3D joints, ``cam_*_m`` the camera-frame ones; a column whose
-    field a person lacks, or whose joint it does not have, is left empty. Frames with a ``ground`` record
+    ``x_m, y_m, z_m`` are the body-centred 3D joints, ``cam_*_m`` the camera-frame ones; ``observed`` is 1
+    where the estimator gave the joint and 0 where the fitted body did (empty without the body fit); a column
+    whose field a person lacks, or whose joint it does not have, is left empty. Frames with a ``ground`` record
     add :data:`GROUND_CSV_COLUMNS`.
     """
     n = 0
@@ -225,7 +232,8 @@ def write_npz(path, frames: Iterable, fps: float | None = None) -> Path:
     """Arrays per track, in one compressed ``.npz``.
 
     Keys: ``track_ids (K,)``, ``joint_names (70,)``, ``fps ()`` and per track ``track_<id>/<field>`` with
-    ``frame_index (T,)``, ``time_s (T,)``, ``joints_valid (T, 70)`` bool and every field present (see
+    ``frame_index (T,)``, ``time_s (T,)``, ``joints_valid (T, 70)`` bool, ``joints_observed (T, 70)`` bool
+    after the body fit, and every field present (see
     :data:`PERSON_FIELDS`) stacked ``(T, ...)`` (joints a frame does not have are NaN). With the
     grounded-motion stage also ``track_<id>/joints_3d_world (T, 70, 3)`` (m, Y up; NaN before the floor was
     known), ``track_<id>/contacts (T, 6)`` bool and ``contact_confidence (T, 6)`` in the order of

@@ -9,7 +9,9 @@ frame x right, y down, z forward), ``cam_trans`` (m), ``focal_length`` (px), ``m
 ``joints_3d_world`` (70x3 m, Y up, the floor at y = 0) and ``contacts`` (``{"left_heel": {"contact": true,
 "confidence": 0.93}, ...}``), and per frame ``ground`` (``{"normal_cam": [nx, ny, nz], "camera_height_m": h,
 "provisional": false}``: the floor's up normal in the camera frame and the camera's height above it).
-Pixels are rounded to 0.01, metres to 0.1 mm.
+After the per-track body fit (:mod:`instanthmr.video.body_fit`) also ``joints_observed`` (70 booleans: the
+estimator gave the joint, or it comes from the fitted MHR body alone). Pixels are rounded to 0.01, metres to
+0.1 mm.
 
 Absent values are never invented: a joint the model does not have (``joints_valid`` False) is written as
 ``null`` coordinates (``[null, null]``), any other non-finite number as ``null``, and a field a model does
@@ -27,7 +29,8 @@ UNITS = {"box": "px xyxy", "joints_2d": "px", "joints_3d_cam": "m, camera frame 
          "cam_trans": "m", "focal_length": "px", "timings": "ms",
          "joints_3d_world": "m, world frame Y up, floor at y = 0, +Z towards the camera",
          "ground": "normal_cam: unit up normal of the floor in the camera frame; camera_height_m: m above it",
-         "track_id": "int, the same person keeps it across frames (never reused in a run)"}
+         "track_id": "int, the same person keeps it across frames (never reused in a run)",
+         "joints_observed": "bool per joint: given by the estimator (true) or by the fitted MHR body (false)"}
 JOINT_ORDER = "MHR70 (instanthmr.core.skeleton.MHR70_NAMES)"
 
 
@@ -80,6 +83,9 @@ def person_record(p) -> dict:
         rec["joints_3d_world"] = _arr(world, 4, valid)
     if getattr(p, "contacts", None) is not None:
         rec["contacts"] = p.contacts
+    observed = getattr(p, "joints_observed", None)
+    if observed is not None:
+        rec["joints_observed"] = [bool(v) for v in np.asarray(observed, bool).reshape(-1)]
     return rec
 
 

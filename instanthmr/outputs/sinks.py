@@ -266,6 +266,7 @@ class Outputs:
         self.stats: list[FrameStats] = []  # live: per-frame numbers only (a camera may run for hours)
         self.kept: list[tuple[FrameInfo, object]] = []  # offline: every result, to smooth
         self._final: list | None = None  # offline: the smoothed frames written by finish()
+        self.refine = None  # offline: results -> results over the whole run, before smoothing (optional)
         self._next_publish = 0.0  # monotonic time of the next publication (0: with the first frame)
 
     @property
@@ -320,8 +321,11 @@ class Outputs:
         from instanthmr.video.tracking import smooth_frames_offline
 
         infos = [i for i, _ in self.kept]
-        frames = smooth_frames_offline([r for _, r in self.kept], fps=self.offline_fps)
-        if self.after_smoothing is not None:
+        results = [r for _, r in self.kept]
+        if self.refine is not None:   # e.g. the body fit's whole-track left/right decision, before smoothing
+            results = self.refine(results)
+        frames = smooth_frames_offline(results, fps=self.offline_fps)
+        if self.after_smoothing is not None:  # e.g. grounded motion, two-sided, on the smoothed joints
             frames = self.after_smoothing(frames)
         return list(zip(infos, frames))
 

@@ -38,6 +38,8 @@ class RunConfig:
     Meshes: ``mhr_model`` (a converted ``.npz`` or a folder), ``mhr_lod`` (0 finest .. 6), ``mhr_overlay``
     (paint them on the images). ``focal_length``: the camera's focal length in pixels, or ``fov`` its
     horizontal field of view in degrees (``None``: what the estimator assumes, the image diagonal, a guess).
+    ``body_fit``: fit the MHR body model to each track (``None``: on for the MediaPipe path, off for a
+    network; docs/body_fit.md), which also draws meshes and skins the .glb without ``mhr_model``.
     ``ground``: grounded motion on videos and cameras (floor, world-frame joints, contacts, foot lock;
     docs/ground.md); ``floor``: the floor given as ``"nx,ny,nz,h"`` (up normal in the camera frame, the camera's
     height in metres) instead of estimated. ``stages``: :data:`Stage` callables applied in order to every frame's tracked result.
@@ -69,6 +71,7 @@ class RunConfig:
     mhr_overlay: bool = False
     focal_length: float | None = None
     fov: float | None = None
+    body_fit: bool | None = None
     ground: bool = True
     floor: str | None = None
     stages: tuple[Stage, ...] = ()

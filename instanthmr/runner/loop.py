@@ -63,9 +63,12 @@ def open_meshes(config: RunConfig):
     return MeshRenderer.open(config.mhr_model, config.mhr_lod)
 
 
-def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopSignals, ground=None) -> Outputs:
+def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopSignals, ground=None,
+                 body_model=None) -> Outputs:
     """The sinks ``config`` asks for (older files at their paths stay until new ones replace them);
-    ``ground``: the grounded-motion stage, run over the smoothed frames when smoothing is offline."""
+    ``ground``: the grounded-motion stage, run over the smoothed frames when smoothing is offline;
+    ``body_model``: the body fit's MHR model, whose meshes are drawn (and skinned into the .glb) when no
+    other mesh file was asked for."""
     data, images = [], []
     try:
         if config.save_json:
@@ -88,6 +91,10 @@ def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopS
             sink.discard()
         raise
     mesh = open_meshes(config) if images or config.save_gltf else None
+    if mesh is None and body_model is not None and (images or config.save_gltf):
+        from instanthmr.body.mesh import MeshRenderer
+
+        mesh = MeshRenderer(body_model)
     for sink in data:
         if sink.kind == "gltf" and mesh is not None:
             sink.options["mhr_model"] = mesh.model  # the skinned MHR body in the .glb
@@ -113,6 +120,24 @@ def camera_focal(config: RunConfig, pipeline, image_wh) -> tuple[float | None, f
     used = estimator.camera_focal(image_wh, given) if hasattr(estimator, "camera_focal") else (
         default_focal(image_wh) if given is None else float(given))
     return given, float(used), "given" if given is not None else "default"
+
+
+def open_body_fit(config: RunConfig, mediapipe: bool, smooth: str):
+    """The per-track MHR body fit (:mod:`instanthmr.video.body_fit`), or None: ``config.body_fit``, by default
+    on for the MediaPipe path; ``mhr_model`` picks the body model (default: the shipped LOD 6). Offline
+    smoothing keeps each track's frames for the whole-track left/right decision."""
+    if not (mediapipe if config.body_fit is None else config.body_fit):
+        return None
+    from instanthmr.body.mesh import resolve_mhr_model
+    from instanthmr.body.mhr import MHRAssetError, MHRNumpy
+    from instanthmr.video.body_fit import BodyFitStage
+
+    try:
+        model = MHRNumpy.from_npz(resolve_mhr_model(config.mhr_model, config.mhr_lod))
+        return BodyFitStage(model, keep_history=smooth == "offline")
+    except (MHRAssetError, ValueError) as exc:
+        _say(config, f"[body fit] off: {exc}", file=sys.stderr)
+        return None
 
 
 def ground_stage(config: RunConfig, source, photos: bool, focal_given: bool):
@@ -238,8 +263,16 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
         tracking = TrackingPipeline.from_pipeline(pipeline, smooth="causal" if smooth == "causal" else "none",
                                                   fps=source.fps)
         meta = _describe(config, source, pipeline, facts, smooth, focal, ground)
-        outputs = open_outputs(config, meta, source, smooth, signals, ground)
-        if facts["mediapipe"] and outputs.mesh is not None:  # asked for meshes, but nothing to draw them from
+        body_fit = open_body_fit(config, facts["mediapipe"], smooth)  # one stage after tracking
+        meta["body_fit"] = None if body_fit is None else str(body_fit.model.assets.path)
+        if body_fit is not None:
+            _say(config, f"body: the MHR body model fitted to each track ({Path(body_fit.model.assets.path).name}; "
+                         "constant bones, left and right kept; --no-body-fit turns it off)")
+        outputs = open_outputs(config, meta, source, smooth, signals, ground,
+                               body_model=body_fit.model if body_fit is not None else None)
+        if body_fit is not None and outputs.offline:
+            outputs.refine = body_fit.finish  # the whole-track left/right decision, before smoothing
+        if facts["mediapipe"] and outputs.mesh is not None and body_fit is None:  # meshes asked for, no body
             _say(config, f"[mhr] no meshes: the MediaPipe path predicts no MHR body-model parameters (--model "
                          f"{STARTER_MODEL_NAME} or the released network does)", file=sys.stderr)
         stream = open_stream(config, source)
@@ -254,7 +287,11 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
                     raise _StopEvent
                 if photos:
                     tracking.reset()
+                    if body_fit is not None:
+                        body_fit.reset()
                 result = tracking(frame.image, frame.index, frame.time_s)
+                if body_fit is not None:
+                    result = body_fit(result)
                 for stage in config.stages:
                     result = stage(frame, result)
                 if ground is not None and not outputs.offline:  # offline: two-sided, after smoothing

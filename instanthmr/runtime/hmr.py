@@ -97,6 +97,9 @@ class HMRPrediction:
         contacts: ``{foot point: {"contact": bool, "confidence": float}}`` for ``left_heel``,
             ``left_big_toe``, ``left_ankle`` and the right ones (confidence in the state given, [0, 1]);
             ``None`` likewise.
+        joints_observed: (70,) bool, set by the per-track body fit (:mod:`instanthmr.video.body_fit`): True
+            where the estimator gave the joint, False where it comes from the fitted MHR body alone; ``None``
+            when no body fit ran (then ``joints_valid`` says which joints exist).
     """
 
     box: np.ndarray
@@ -117,6 +120,7 @@ class HMRPrediction:
     landmarks: object | None = field(default=None, repr=False, compare=False)
     joints_3d_world: np.ndarray | None = None
     contacts: dict | None = None
+    joints_observed: np.ndarray | None = None
 
     @property
     def bbox(self) -> np.ndarray:

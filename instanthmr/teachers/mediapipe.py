@@ -15,7 +15,12 @@ Per person it gives (units and frames are the shard contract of :mod:`instanthmr
   default pinhole (focal = image diagonal, principal point = centre), so ``joints_3d + cam_trans`` is
   camera space;
 * ``joints_2d_wholebody`` (133, 2) pixels: body, heels and big toes, hands (no face, no small toes), the
-  LLM lifter's input.
+  LLM lifter's input;
+* ``mhr_params`` (204) and ``shape_params`` (45) with ``body_fit=True`` (the default): the MHR body fitted to
+  this person's 2D and 3D (:mod:`instanthmr.body.fit`, the shipped LOD 6 model, bone lengths from this one
+  person, a cold start), so the network can be distilled with MHR targets fully offline. Their keypoints
+  (the MHR forward, product frame) are relative to MHR's model origin, not the mid-hip: compare them
+  hip-centred (as ``loss.mhr_consistency`` does).
 """
 
 from __future__ import annotations
@@ -54,10 +59,15 @@ class MediaPipeLabel:
     image_size: tuple[int, int]
     person: PersonPose
     hands: dict[str, HandLandmarks | None]
+    mhr_params: np.ndarray | None = None
+    shape_params: np.ndarray | None = None
 
     def instance(self, source: str = "", image_path: str = "") -> dict:
         """The shard instance dict (:class:`instanthmr.training.data.shards.ShardWriter` fields)."""
-        return {
+        fitted = {} if self.mhr_params is None else {
+            "mhr_params": self.mhr_params, "mhr_params_valid": True,
+            "shape_params": self.shape_params, "shape_params_valid": True}
+        return {**fitted,
             "source": source, "image_path": image_path, "box": self.box, "image_size": self.image_size,
             "intrinsics": self.intrinsics,
             "joints_2d": self.joints_2d, "joints_2d_valid": self.joints_2d_valid,
@@ -80,11 +90,18 @@ class MediaPipeTeacher:
     """
 
     def __init__(self, models_dir: str | Path | None = None, hands: bool = True, max_people: int = 10,
-                 tiles: bool = True, num_threads: int | None = None, min_presence: float = 0.5):
+                 tiles: bool = True, num_threads: int | None = None, min_presence: float = 0.5,
+                 body_fit: bool = True):
         self.estimator = MediaPipeHMR(models_dir, hands=hands, min_presence=min_presence, num_threads=num_threads)
         self.people = BlazePosePeople(max_people=max_people, tiles=tiles, detector=self.estimator.box_detector,
                                       landmarker=self.estimator.landmarker)
         self.min_presence = self.estimator.min_presence
+        self.fitter = None
+        if body_fit:
+            from instanthmr.body.fit import BodyFitter
+            from instanthmr.body.mhr import SHIPPED_MHR_MODEL, MHRNumpy
+
+            self.fitter = BodyFitter(MHRNumpy.from_npz(SHIPPED_MHR_MODEL))
 
     def __call__(self, image_rgb: np.ndarray, focal: float | None = None) -> list[MediaPipeLabel]:
         return [self.label(image_rgb, p, focal) for p in self.people(image_rgb)]
@@ -100,9 +117,27 @@ class MediaPipeTeacher:
             if m.joints_2d_valid[mi]:
                 wb[ci], wbv[ci] = m.joints_2d[mi], True
         k = geometry.intrinsics((w, h), m.focal_length)
+        params = shape = None
+        if self.fitter is not None:
+            params, shape = self._fit(m)
         return MediaPipeLabel(
             box=person.box.astype(np.float32), score=float(person.score), joints_2d=m.joints_2d,
             joints_2d_valid=m.joints_2d_valid, joints_3d=m.joints_3d, joints_3d_valid=m.joints_3d_valid,
             cam_trans=m.cam_trans.astype(np.float32), cam_trans_valid=m.cam_trans_valid,
             joints_2d_wholebody=wb, joints_2d_wholebody_valid=wbv, intrinsics=k.astype(np.float32),
-            image_size=(int(w), int(h)), person=person, hands=hands)
+            image_size=(int(w), int(h)), person=person, hands=hands, mhr_params=params, shape_params=shape)
+
+    def _fit(self, m) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(mhr_params (204), shape_params (45)) float32 of the MHR body fitted to one person's labels, or
+        (None, None) without a 3D torso to fit."""
+        from instanthmr.body.fit import Observation, estimate_bone_params
+
+        obs = Observation(m.joints_3d, m.joints_3d_valid, m.joints_2d, m.joints_2d_valid, m.focal_length,
+                          m.principal_point).clean()
+        if obs.w3d.sum() < 6:
+            return None, None
+        shape = estimate_bone_params(self.fitter, obs.joints_3d[None], obs.w3d[None])
+        fit = self.fitter.fit(obs, shape, None)
+        params = fit.params.astype(np.float32)
+        params[130:] = shape.bone_params
+        return params, shape.shape_params.astype(np.float32)

@@ -112,6 +112,38 @@ class MediaPipeMethod:
         return p.joints_2d, p.joints_3d_local, p.valid_mask
 
 
+class MediaPipeFitMethod:
+    """The MediaPipe path followed by the MHR body fit (:mod:`instanthmr.body.fit`) on the single image: bone
+    lengths estimated from this one person (no track to hold them over), the fit from a cold start; 2D keeps
+    MediaPipe's own joints where it gave them (as the demo's body-fit stage does)."""
+
+    name = "mediapipe_fit"
+    label = "MediaPipe path + MHR body fit"
+
+    def __init__(self, base: MediaPipeMethod):
+        from instanthmr.body.fit import BodyFitter
+        from instanthmr.body.mhr import SHIPPED_MHR_MODEL, MHRNumpy
+
+        self.base = base
+        self.fitter = BodyFitter(MHRNumpy.from_npz(SHIPPED_MHR_MODEL))
+
+    def __call__(self, image, sample: Sample):
+        from instanthmr.body.fit import estimate_bone_params
+        from instanthmr.video.body_fit import observation_from
+
+        preds = self.base.hmr.predict(image, sample.box[None], focal_length=sample.focal)
+        if not preds:
+            return None
+        obs = observation_from(preds[0]).clean()
+        shape = estimate_bone_params(self.fitter, obs.joints_3d[None], obs.w3d[None])
+        fit = self.fitter.fit(obs, shape, None)
+        xc = fit.keypoints + fit.cam_trans
+        j2 = obs.focal * xc[:, :2] / xc[:, 2:] + obs.principal_point
+        seen = obs.w2d > 0
+        j2[seen] = obs.joints_2d[seen]
+        return j2, fit.keypoints, np.ones(len(j2), bool)
+
+
 class NetworkMethod:
     def __init__(self, path: Path, name: str, label: str):
         from instanthmr.runtime.hmr import InstantHMR
@@ -343,6 +375,7 @@ def evaluate(data: Path | None = None, starter: Path | None = STARTER_MODEL, mod
         raise ValueError(f"no ground truth found under {data} (gt3d/, annotated_2d/); pass --data")
     clips = [data / "videos" / n for n in ("openpose_video.avi", "sports2d_demo.mp4")]
     methods = [MediaPipeMethod()]
+    methods.append(MediaPipeFitMethod(methods[0]))
     if starter and Path(starter).is_file():
         methods.append(NetworkMethod(starter, "starter", f"starter network ({Path(starter).name})"))
     for i, m in enumerate(models):

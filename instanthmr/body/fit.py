@@ -1,0 +1,999 @@
+"""Fit the MHR body model to observed MHR70 joints, one person, one frame, warm-started (numpy only).
+
+What is solved. The MHR model parameters of one person (``mhr_params`` (204): the root rotation and the body
+joint angles; the finger angles only where hand joints are observed; the neck and head only where the face
+is) plus two translations, given that person's observed MHR70 joints:
+
+* a robust 3D term: ``K_i(theta) + tau - O_i`` per observed joint ``i`` (metres, product frame: x right,
+  y down, z forward; ``O`` body-centred with any origin: ``tau`` (3) absorbs the origin, so the term is
+  root-relative), scaled by ``sigma_3d`` and down-weighted by a Cauchy kernel (IRLS);
+* a weighted 2D reprojection term: ``project(K_i + T) - o_i`` (pixels; pinhole with the frame's focal and
+  principal point; ``T`` (3), metres, is the model origin in the camera frame, i.e. the output
+  ``cam_trans``), scaled by ``sigma_2d`` x the person's height in pixels, Cauchy kernel too;
+* MHR's joint limits (min/max per model parameter, from the converted file: soft quadratic outside and a
+  hard clamp after each step);
+* a pose prior toward the rest pose (each angle ~ N(0, prior_sigma));
+* a temporal term toward the previous solution of the track (angles and translations).
+
+How. Damped Gauss-Newton (Levenberg-Marquardt, the damping raised when a step does not lower the cost) with
+an ANALYTIC Jacobian: a rotation degree of freedom with world axis ``a`` at joint position ``p`` moves every
+point ``x`` downstream of it by ``a x (x - p)`` per radian. Only the points the 70-keypoint regressor reads
+are moved: its skeleton joints and its few skinned vertices, each vertex split into one rigid point per
+skinning joint (``x = G_k (B_k^-1 v_rest)``), so a keypoint is a fixed linear combination of rigid points
+and its Jacobian is one sparse product per iteration. The body shape (identity ``shape_params`` (45) and
+the bone-length parameters 130:136 / 136:204) is held fixed: it belongs to the track
+(:func:`estimate_bone_params`).
+
+Frames and units. MHR works in centimetres, Y up; everything in and out of this module is the product frame
+(metres, Y down, Z away from the camera), as :mod:`instanthmr.body.mhr`. ``mhr_params[0:3]`` (root
+translation) stays 0, as in SAM 3D Body: ``keypoints`` are relative to the model origin (on the floor below
+the pelvis at rest) and ``cam_trans`` places them in the camera. Angles are radians.
+
+Use::
+
+    fitter = BodyFitter(MHRNumpy.from_npz(SHIPPED_MHR_MODEL))
+    shape = fitter.shape()                                  # mean body, or BodyShape from estimate_bone_params
+    obs = Observation(joints_3d=j3, w3d=valid, joints_2d=j2, w2d=valid, focal=f, principal_point=pp)
+    res = fitter.fit(obs, shape, previous=None)             # FitResult: params (204), cam_trans, keypoints
+    res = fitter.fit(next_obs, shape, previous=res)         # warm start + temporal term
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from instanthmr.body.mhr import MHR_TO_PRODUCT, NUM_MODEL_PARAMS, NUM_SHAPE, MHRNumpy
+from instanthmr.core.rotations import cross as _cross
+from instanthmr.core.rotations import quaternion_to_matrix
+from instanthmr.core.skeleton import MHR70_FLIP_PERM, MHR70_INDEX, MHR70_NAMES
+
+NUM_KEYPOINTS = len(MHR70_NAMES)
+_LN2 = 0.6931471805599453
+_D = np.asarray(MHR_TO_PRODUCT, np.float64)          # MHR (cm, Y up) -> product (m, Y down), per axis
+
+# Which model parameters the fit may move, by name (MHR v1 parameter names, see docs/body_fit.md).
+#: Root rotation and body joint angles: always fitted.
+BODY_PARAMS = ("root_rx", "root_ry", "root_rz", "spine_twist0", "spine_lean0", "spine_bend0", "spine_twist1",
+               "spine_lean1", "spine_bend1") + tuple(
+    f"{s}_{n}" for s in ("r", "l") for n in ("clavicle_ry", "clavicle_rz", "uparm_twist", "uparm_ry",
+                                             "uparm_rz", "elbow_bend", "lowarm_twist", "wrist_ry", "wrist_rz",
+                                             "upleg_twist", "upleg_ry", "upleg_rz", "knee_bend",
+                                             "lowleg_twist", "foot_bend", "foot_lean0", "ball_bend"))
+#: Neck and head: fitted when face keypoints are observed.
+HEAD_PARAMS = ("neck_twist", "neck_lean", "neck_bend", "head_twist", "head_lean", "head_bend")
+#: Fingers of each hand: fitted when that hand's finger joints are observed (the thumb/index/... angles).
+HAND_PREFIX = {"right": "r_", "left": "l_"}
+_FINGER_WORDS = ("thumb", "index", "middle", "ring", "pinky")
+#: Parameters 130:204 are bone lengths / scales: the track's shape, never moved per frame.
+SHAPE_PARAMS = slice(130, NUM_MODEL_PARAMS)
+#: Bone-length parameters estimated per track (:func:`estimate_bone_params`), each with the MHR70 bones that
+#: measure it (left/right averaged: one symmetric value per pair).
+BONE_PARAMS: dict[str, tuple[tuple[str, str], ...]] = {
+    "scale_spine_length": (("mid_hip", "mid_shoulder"),),
+    "scale_shoulder_width": (("left_shoulder", "right_shoulder"),),
+    "scale_uparms": (("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow")),
+    "scale_lowarms": (("left_elbow", "left_wrist"), ("right_elbow", "right_wrist")),
+    "scale_hip_width": (("left_hip", "right_hip"),),
+    "scale_uplegs": (("left_hip", "left_knee"), ("right_hip", "right_knee")),
+    "scale_lowlegs": (("left_knee", "left_ankle"), ("right_knee", "right_ankle")),
+    "scale_foot_length": (("left_heel", "left_big_toe_tip"), ("right_heel", "right_big_toe_tip")),
+}
+FACE_KEYPOINTS = tuple(MHR70_INDEX[n] for n in ("nose", "left_eye", "right_eye", "left_ear", "right_ear"))
+_HAND_KEYPOINTS = {side: tuple(i for i, n in enumerate(MHR70_NAMES)
+                               if n.startswith(f"{side}_") and any(f in n for f in _FINGER_WORDS))
+                   for side in ("left", "right")}
+#: The torso joints: root alignment (Kabsch) and the heading.
+TORSO_KEYPOINTS = tuple(MHR70_INDEX[n] for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder"))
+#: Limbs set straight from the observed 3D before each fit (:meth:`BodyFitter.init_limbs`): (upper joint,
+#: hinge joint, the three MHR70 keypoints, bend parameter). With only shoulder, elbow and wrist seen, the
+#: upper-limb twist and the bend have a wrong basin (the elbow "bent backwards" against its limit, the twist
+#: off by 90 degrees) that a few Gauss-Newton steps from the last frame do not leave; two-bone IK does.
+LIMBS = (("l_uparm", "l_lowarm", ("left_shoulder", "left_elbow", "left_wrist"), "l_elbow_bend"),
+         ("r_uparm", "r_lowarm", ("right_shoulder", "right_elbow", "right_wrist"), "r_elbow_bend"),
+         ("l_upleg", "l_lowleg", ("left_hip", "left_knee", "left_ankle"), "l_knee_bend"),
+         ("r_upleg", "r_lowleg", ("right_hip", "right_knee", "right_ankle"), "r_knee_bend"))
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Weights of the fit, each written as the size of a typical error (a larger sigma = a weaker term).
+
+    sigma_3d: m, 3D joint error; sigma_2d: fraction of the person's 2D height (px); robust: Cauchy scale in
+    sigmas (residuals far above it count ~log); prior_sigma: rad, spread of an angle around rest;
+    temporal_sigma: rad per frame; temporal_trans_sigma: m per frame; limit_sigma: rad beyond a limit.
+    iterations: LM iterations per frame; first_iterations: for a track's first frame (no warm start).
+    """
+
+    sigma_3d: float = 0.03
+    sigma_2d: float = 0.015
+    robust: float = 10.0
+    prior_sigma: float = 0.8
+    temporal_sigma: float = 0.25
+    temporal_trans_sigma: float = 0.2
+    limit_sigma: float = 0.02
+    iterations: int = 2
+    first_iterations: int = 10
+    damping: float = 1e-3
+    min_hand_joints: int = 8
+    min_face_joints: int = 2
+
+
+@dataclass
+class Observation:
+    """One person's observed MHR70 joints in one frame.
+
+    joints_3d: (70,3) metres, product frame (x right, y down, z forward), any origin (body-centred), or None;
+    w3d: (70,) weights >= 0 (0 = not observed); joints_2d: (70,2) full-image pixels or None; w2d: (70,);
+    focal: px and principal_point (2,) px of the pinhole the 2D joints come from (needed with joints_2d).
+    NaN joints count as unobserved whatever their weight.
+    """
+
+    joints_3d: np.ndarray | None = None
+    w3d: np.ndarray | None = None
+    joints_2d: np.ndarray | None = None
+    w2d: np.ndarray | None = None
+    focal: float | None = None
+    principal_point: np.ndarray | None = None
+
+    def clean(self) -> "Observation":
+        """A copy with float64 arrays, NaN joints at weight 0 (and value 0), missing weights filled in."""
+        def part(x, w, dim):
+            if x is None:
+                return None, np.zeros(NUM_KEYPOINTS)
+            x = np.array(x, np.float64).reshape(NUM_KEYPOINTS, dim)
+            w = np.ones(NUM_KEYPOINTS) if w is None else np.clip(np.asarray(w, np.float64).reshape(-1), 0, None)
+            ok = np.isfinite(x).all(1)
+            return np.where(ok[:, None], x, 0.0), np.where(ok, w, 0.0)
+        j3, w3 = part(self.joints_3d, self.w3d, 3)
+        j2, w2 = part(self.joints_2d, self.w2d, 2)
+        if j2 is not None and (self.focal is None or self.principal_point is None):
+            j2, w2 = None, np.zeros(NUM_KEYPOINTS)
+        pp = None if self.principal_point is None else np.asarray(self.principal_point, np.float64)
+        return Observation(j3, w3, j2, w2, None if self.focal is None else float(self.focal), pp)
+
+    def mirrored(self) -> "Observation":
+        """Left/right labels swapped and the 3D depth reflected about the hips' depth: the other reading of
+        an ambiguous person (seen from the back with the sides swapped, or the reverse). 2D positions stay:
+        only which joint is called left changes."""
+        o = self.clean()
+        perm = np.asarray(MHR70_FLIP_PERM)
+        j3 = None
+        if o.joints_3d is not None:
+            j3 = o.joints_3d[perm].copy()
+            hips = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
+            w = o.w3d[hips]
+            zc = float((o.joints_3d[hips, 2] * w).sum() / w.sum()) if w.sum() > 0 else \
+                float(np.average(o.joints_3d[:, 2], weights=o.w3d + 1e-12))
+            j3[:, 2] = 2 * zc - j3[:, 2]
+        j2 = None if o.joints_2d is None else o.joints_2d[perm].copy()
+        return Observation(j3, o.w3d[perm], j2, o.w2d[perm], o.focal, o.principal_point)
+
+
+@dataclass
+class BodyShape:
+    """A track's body: identity ``shape_params`` (45) and the bone-length parameters ``mhr_params[130:204]``
+    (held for the whole track), with the rigid points the fit needs for them (see :meth:`BodyFitter.shape`)."""
+
+    shape_params: np.ndarray
+    bone_params: np.ndarray                       # (74,) = mhr_params[130:204]
+    local_points: np.ndarray = field(repr=False)  # (M,3) cm, each rigid point in its joint's bind frame
+
+
+@dataclass
+class FitResult:
+    """One fitted person. params (204) mhr_params (root translation 0); cam_trans (3) m, model origin in the
+    camera frame (None without 2D); offset_3d (3) m, model origin in the observation's 3D frame;
+    keypoints (70,3) m, product frame, relative to the model origin (``keypoints + cam_trans`` = camera
+    frame); cost: the LM objective at the solution (dimensionless, the sum of
+    squared scaled residuals with the robust kernel); data_cost its data part; limit_cost its limit part;
+    rms_3d_m / rms_2d_px: plain errors on the observed joints; heading (3,) the torso's unit forward vector;
+    iterations; ms: wall time of the fit. ``body_keypoints`` (70,3): the keypoints the fit used (rows of
+    hands it did not fit are 0); ``keypoints`` (property): all 70."""
+
+    params: np.ndarray
+    cam_trans: np.ndarray | None
+    offset_3d: np.ndarray
+    body_keypoints: np.ndarray
+    cost: float
+    data_cost: float
+    limit_cost: float
+    rms_3d_m: float
+    rms_2d_px: float
+    heading: np.ndarray
+    iterations: int
+    ms: float
+    _model: tuple | None = field(default=None, repr=False)
+    _rotations: np.ndarray | None = field(default=None, repr=False)   # (127,3,3) global, MHR frame
+    _full: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def keypoints(self) -> np.ndarray:
+        """(70,3) m, product frame, every MHR70 keypoint of the fitted body (computed on first use: a fit that
+        is not kept, e.g. the losing left/right reading, never pays for the finger levels of the skeleton)."""
+        if self._full is None:
+            fitter, shape, fk = self._model
+            self._full = fitter.complete_keypoints(shape, self.params, fk)
+        return self._full
+
+
+def torso_heading(joints: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray | None:
+    """Unit forward vector (3,) of the torso from MHR70 joints (product frame, any origin): the cross product
+    of the person's left direction (left minus right hip and shoulder) and up (hips to shoulders), projected
+    on the ground plane (x, z); None when a torso joint is missing. A person facing the camera gives ~(0,0,-1)."""
+    j = np.asarray(joints, np.float64)
+    idx = list(TORSO_KEYPOINTS)
+    if weights is not None and (np.asarray(weights)[idx] <= 0).any():
+        return None
+    if not np.isfinite(j[idx]).all():
+        return None
+    lh, rh, ls, rs = (j[i] for i in idx)
+    left = (lh - rh) + (ls - rs)
+    up = (ls + rs - lh - rh) / 2
+    f = _cross(left, up)
+    f[1] = 0.0
+    n = np.linalg.norm(f)
+    return f / n if n > 1e-9 else None
+
+
+def heading_angle(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """Angle in radians between two headings (0 when either is unknown)."""
+    if a is None or b is None:
+        return 0.0
+    return float(np.arccos(np.clip(np.dot(a, b), -1.0, 1.0)))
+
+
+def _matrix_to_euler_xyz(r: np.ndarray) -> np.ndarray:
+    """Inverse of ``Rz(rz) Ry(ry) Rx(rx)`` (momentum's Euler XYZ): (3,3) -> (rx, ry, rz) radians."""
+    ry = -np.arcsin(np.clip(r[2, 0], -1.0, 1.0))
+    return np.array([np.arctan2(r[2, 1], r[2, 2]), ry, np.arctan2(r[1, 0], r[0, 0])])
+
+
+def _frame(direction: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """(3,3) orthonormal columns: ``direction``, ``axis`` made orthogonal to it, their cross product."""
+    x = direction / np.linalg.norm(direction)
+    y = axis - np.dot(axis, x) * x
+    y = y / max(np.linalg.norm(y), 1e-12)
+    return np.stack([x, y, _cross(x, y)], 1)
+
+
+def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest rotation (3,3) taking direction ``a`` to direction ``b``."""
+    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    v, c = _cross(a, b), float(np.dot(a, b))
+    if c < -0.999999:   # opposite: half a turn about any axis orthogonal to a
+        o = np.eye(3)[np.argmin(np.abs(a))]
+        v = _cross(a, o) / np.linalg.norm(_cross(a, o))
+        return 2 * np.outer(v, v) - np.eye(3)
+    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    return np.eye(3) + k + k @ k / (1 + c)
+
+
+def _nearest_euler(e: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Of the two Euler XYZ triples of one rotation, ``e`` and ``(rx + pi, pi - ry, rz + pi)``, the one nearest
+    ``ref`` (each angle moved by whole turns to lie within pi of ``ref``): root angles stay continuous along a
+    track, so smoothing ``mhr_params`` over time does not average two spellings of one rotation."""
+    other = e + np.array([np.pi, 0.0, np.pi])
+    other[1] = np.pi - e[1]
+    best = None
+    for cand in (e, other):
+        cand = ref + _wrap(cand - ref)
+        if best is None or np.abs(cand - ref).sum() < np.abs(best - ref).sum():
+            best = cand
+    return best
+
+
+def _kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Rotation R (3,3) minimising |R src_c - dst_c| over centred point sets (N,3)."""
+    a, b = src - src.mean(0), dst - dst.mean(0)
+    u, _, vt = np.linalg.svd(a.T @ b)
+    d = np.sign(np.linalg.det(vt.T @ u.T))
+    return vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+
+
+class BodyFitter:
+    """The fit for one MHR model (any LOD with a 70-keypoint regressor); stateless between calls, so one
+    fitter serves every track. See the module docstring for the terms and units."""
+
+    def __init__(self, model: MHRNumpy, config: FitConfig | None = None):
+        a = model.assets
+        if a.keypoint_regressor is None:
+            raise ValueError(f"{a.path or 'MHR model'}: no 70-keypoint regressor; the body fit needs one "
+                             "(convert with tools/convert_mhr.py --regressor)")
+        self.model, self.config = model, config or FitConfig()
+        names = list(a.parameter_names)
+        if len(names) != NUM_MODEL_PARAMS:
+            raise ValueError(f"{a.path or 'MHR model'}: no parameter names; reconvert it with tools/convert_mhr.py")
+        self.param_index = {n: i for i, n in enumerate(names)}
+        self.parents = a.joint_parents.astype(np.int64)
+        self.levels = model._levels
+        self.prerot = quaternion_to_matrix(a.joint_prerotations)
+        self.offsets = a.joint_offsets.astype(np.float64)
+        self.pt = a.parameter_transform.astype(np.float64)                      # (127*7, 204)
+        lim = a.parameter_limits
+        self.limits = (np.tile([[-np.inf, np.inf]], (NUM_MODEL_PARAMS, 1)) if lim is None
+                       else lim.astype(np.float64))
+        self.limits[:3] = (-np.inf, np.inf)
+        # Which parameters each fit moves (a parameter locked at [0, 0] by the rig stays 0).
+        self.groups = {"body": self._indices(BODY_PARAMS), "head": self._indices(HEAD_PARAMS)}
+        for side, pre in HAND_PREFIX.items():
+            self.groups[side] = self._indices(n for n in names[:130]
+                                              if n.startswith(pre) and any(f in n for f in _FINGER_WORDS))
+        # Rigid points: the regressor's joints, and (vertex, skinning joint) pairs of its vertices.
+        reg = a.keypoint_regressor.astype(np.float64)
+        nv = a.num_vertices
+        cols = np.flatnonzero(np.abs(reg).sum(0) > 0)
+        vcols, jcols = cols[cols < nv], cols[cols >= nv] - nv
+        pj, coeff_cols, pts_vertex = [], [], []
+        for j in jcols:
+            pj.append(j), pts_vertex.append(-1), coeff_cols.append((nv + j, 1.0))
+        for v in vcols:
+            for k, w in zip(a.skin_indices[v], a.skin_weights[v]):
+                if w > 0:
+                    pj.append(int(k)), pts_vertex.append(int(v)), coeff_cols.append((v, float(w)))
+        self.point_joint = np.asarray(pj, np.int64)
+        self.point_vertex = np.asarray(pts_vertex, np.int64)
+        c = np.zeros((NUM_KEYPOINTS, len(pj)))
+        for m, (col, w) in enumerate(coeff_cols):
+            c[:, m] = reg[:, col] * w
+        self.coeff = c                                                         # (70, M)
+        self._vrows = np.flatnonzero(self.point_vertex >= 0)
+        self._vidx = self.point_vertex[self._vrows]
+        self._ibp = a.inverse_bind_pose.astype(np.float64)
+        self._shape_dirs = a.identity_blendshapes.astype(np.float64)          # (45,V,3)
+        self._rest = a.rest_vertices.astype(np.float64)
+        # ancestor-or-self table (127,127) for the Jacobian's structure
+        anc = np.zeros((len(self.parents),) * 2, bool)
+        for j, p in enumerate(self.parents):
+            anc[j] = anc[p] if p >= 0 else False
+            anc[j, j] = True
+        self._anc = anc                                                        # anc[k, j]: j is k or above k
+        self._full = _Chain(self, np.arange(len(self.parents)))
+        self._plans: dict[tuple[int, ...], _Plan] = {}
+        self._wrists = np.asarray([list(a.joint_names).index(n) for n in ("l_wrist", "r_wrist")], np.int64)
+        self._limb_setup()
+        self._body_plan = self._plan(self.groups["body"])
+
+    def _limb_setup(self) -> None:
+        """Per limb of :data:`LIMBS`: joint indices, the upper joint's (rx, ry, rz) parameters, the bend
+        parameter, and at rest (in the upper joint's frame) the bone direction, the hinge axis and the
+        flexion already there at zero bend."""
+        names = list(self.model.assets.joint_names)
+        self._limbs, self._limb_rest, self._limb_params = [], {}, {}
+        for upper, hinge, ends, bend in LIMBS:
+            if upper not in names or hinge not in names or bend not in self.param_index:
+                continue
+            u, h = names.index(upper), names.index(hinge)
+            chans = []
+            for c in (3, 4, 5):
+                col = np.flatnonzero(np.abs(self.pt[u * 7 + c]) > 0)
+                chans.append(int(col[0]) if len(col) == 1 and self.pt[u * 7 + c, col[0]] == 1 else -1)
+            children = np.flatnonzero(self.parents == h)
+            if -1 in chans or not len(children):
+                continue
+            end = max(children, key=lambda k: np.linalg.norm(self.offsets[k]))   # the next bone (not a helper)
+            bone = self.offsets[h] / np.linalg.norm(self.offsets[h])
+            axis = self.prerot[h][:, 2]                                     # the bend is the hinge's rz
+            lower = self.prerot[h] @ self.offsets[end]
+            flex0 = float(np.arccos(np.clip(np.dot(bone, lower / np.linalg.norm(lower)), -1, 1)))
+            bi = self.param_index[bend]
+            self._limbs.append((u, h, ends, bi))
+            self._limb_rest[u] = (bone, axis, flex0)
+            self._limb_params[u] = chans
+
+    # ------------------------------------------------------------------------------------------------
+    def _indices(self, names) -> np.ndarray:
+        out = []
+        for n in names:
+            i = self.param_index.get(n)
+            if i is not None and not (self.limits[i, 0] == 0 and self.limits[i, 1] == 0):
+                out.append(i)
+        return np.asarray(out, np.int64)
+
+    def shape(self, shape_params=None, bone_params=None) -> BodyShape:
+        """A :class:`BodyShape` for identity ``shape_params`` (45, default 0) and ``bone_params`` (74,
+        ``mhr_params[130:204]``, default 0: MHR's mean body)."""
+        s = np.zeros(NUM_SHAPE) if shape_params is None else np.asarray(shape_params, np.float64).reshape(NUM_SHAPE)
+        b = np.zeros(NUM_MODEL_PARAMS - 130) if bone_params is None else np.asarray(bone_params, np.float64).reshape(-1)
+        rest = self._rest[self._vidx] + np.einsum("s,svc->vc", s, self._shape_dirs[:, self._vidx])
+        k = self.point_joint[self._vrows]
+        local = np.zeros((len(self.point_joint), 3))
+        local[self._vrows] = np.einsum("mij,mj->mi", self._ibp[k, :3, :3], rest) + self._ibp[k, :3, 3]
+        return BodyShape(s, b, local)
+
+    def full_params(self, shape: BodyShape, pose: np.ndarray | None = None) -> np.ndarray:
+        """(204,) mhr_params: ``pose`` (0:130) with the track's bone parameters in 130:204."""
+        p = np.zeros(NUM_MODEL_PARAMS)
+        if pose is not None:
+            p[:130] = np.asarray(pose, np.float64)[:130]
+        p[130:] = shape.bone_params
+        return p
+
+    # ------------------------------------------------------------------------------------------------
+    def _chain(self, joints: np.ndarray) -> "_Chain":
+        """The forward kinematics restricted to ``joints`` and everything above them."""
+        need = self._anc[joints].any(0)
+        return _Chain(self, np.flatnonzero(need))
+
+    def _fk(self, params: np.ndarray, chain: "_Chain | None" = None):
+        """Global rotation (127,3,3), translation (127,3) cm, scale (127,) and the joint parameters (127,7),
+        MHR frame; with a ``chain`` only its joints are computed (the others are left at zero)."""
+        ch = chain or self._full
+        n = len(self.parents)
+        jpl = (ch.pt @ params).reshape(-1, 7)                       # chain order: level by level
+        loc_t = jpl[:, :3] + ch.offsets
+        loc_r = ch.prerot @ _euler_matrices(jpl[:, 3:6])
+        loc_s = np.exp(_LN2 * jpl[:, 6])
+        g_r, g_t, g_s = np.empty_like(loc_r), np.empty_like(loc_t), np.empty_like(loc_s)
+        for a, b, par in ch.levels:                                  # slices: views, not copies
+            if par is None:
+                g_r[a:b], g_t[a:b], g_s[a:b] = loc_r[a:b], loc_t[a:b], loc_s[a:b]
+                continue
+            gr = g_r[par]
+            g_t[a:b] = g_t[par] + g_s[par, None] * (gr @ loc_t[a:b, :, None])[..., 0]
+            g_r[a:b] = gr @ loc_r[a:b]
+            g_s[a:b] = g_s[par] * loc_s[a:b]
+        out_r, out_t, out_s, jp = np.zeros((n, 3, 3)), np.zeros((n, 3)), np.ones(n), np.zeros((n, 7))
+        out_r[ch.joints], out_t[ch.joints], out_s[ch.joints], jp[ch.joints] = g_r, g_t, g_s, jpl
+        g_r, g_t, g_s = out_r, out_t, out_s
+        return g_r, g_t, g_s, jp
+
+    def _points(self, shape: BodyShape, g_r, g_t, g_s, pts: np.ndarray | None = None) -> np.ndarray:
+        """(M,3) cm: the rigid points (joints, and each skinned vertex per skinning joint), or the subset ``pts``."""
+        k = self.point_joint if pts is None else self.point_joint[pts]
+        local = shape.local_points if pts is None else shape.local_points[pts]
+        return g_t[k] + g_s[k, None] * (g_r[k] @ local[:, :, None])[..., 0]
+
+    def forward(self, shape: BodyShape, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """MHR70 keypoints (70,3) and joints (127,3), metres, product frame, for full ``params`` (204)."""
+        g_r, g_t, g_s, _ = self._fk(np.asarray(params, np.float64))
+        kp = self.coeff @ self._points(shape, g_r, g_t, g_s)
+        return kp * _D, g_t * _D
+
+    def complete_keypoints(self, shape: BodyShape, params: np.ndarray, fk=None) -> np.ndarray:
+        """All 70 keypoints (70,3), metres, product frame, for ``params``; ``fk``: (plan, (global rotations,
+        translations, scales)) a fit already computed for the plan's joints at these ``params``: only the
+        joints below them (the finger levels) are added, instead of a whole forward pass."""
+        if fk is None:
+            return self.forward(shape, params)[0]
+        plan, (g_r, g_t, g_s) = fk
+        rest = plan.rest
+        if rest is not None:
+            g_r, g_t, g_s = g_r.copy(), g_t.copy(), g_s.copy()
+            jp = (rest.pt @ params).reshape(-1, 7)
+            loc_r = rest.prerot @ _euler_matrices(jp[:, 3:6])
+            loc_t = jp[:, :3] + rest.offsets
+            loc_s = np.exp(_LN2 * jp[:, 6])
+            for sel, lvl, par in rest.levels:                       # parents are already computed
+                g_t[lvl] = g_t[par] + g_s[par, None] * (g_r[par] @ loc_t[sel, :, None])[..., 0]
+                g_r[lvl] = g_r[par] @ loc_r[sel]
+                g_s[lvl] = g_s[par] * loc_s[sel]
+        return (self.coeff @ self._points(shape, g_r, g_t, g_s)) * _D
+
+    def _plan(self, active: np.ndarray) -> "_Plan":
+        key = tuple(active.tolist())
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = _Plan(self, active)
+        return plan
+
+    def active_params(self, obs: Observation) -> np.ndarray:
+        """The parameters this observation can move: body always; head with the face; fingers per hand."""
+        c = self.config
+        seen = (obs.w3d > 0) | (obs.w2d > 0)
+        idx = [self.groups["body"]]
+        if seen[list(FACE_KEYPOINTS)].sum() >= c.min_face_joints:
+            idx.append(self.groups["head"])
+        for side in ("left", "right"):
+            if seen[list(_HAND_KEYPOINTS[side])].sum() >= c.min_hand_joints:
+                idx.append(self.groups[side])
+        return np.sort(np.concatenate(idx))
+
+    def align_root(self, obs: Observation, keypoints: np.ndarray, params: np.ndarray,
+                   rotations: np.ndarray | None = None):
+        """``params`` with the root rotation turned by the rotation (Kabsch) that carries the torso of
+        ``keypoints`` (70,3, product frame: the body ``params`` give) onto the observed 3D torso: a warm start
+        whose root follows the body however fast it turns, so the spine does not absorb the turn (a local
+        minimum the fit does not leave in a few iterations). Unchanged without the four torso joints in 3D.
+        With ``rotations`` (127,3,3), the joints' global rotations at ``params`` (MHR frame), returns
+        ``(params, rotations turned the same way)``."""
+        idx = list(TORSO_KEYPOINTS)
+        if obs.joints_3d is None or (obs.w3d[idx] <= 0).any():
+            return params if rotations is None else (params, rotations)
+        r_prod = _kabsch(keypoints[idx], obs.joints_3d[idx])
+        s = np.diag(np.sign(_D))
+        turn = s @ r_prod @ s
+        p = params.copy()
+        p[3:6] = _nearest_euler(_matrix_to_euler_xyz(turn @ _euler_matrices(p[None, 3:6])[0]), p[3:6])
+        if rotations is None:
+            return p
+        turned = rotations.copy()
+        turned[1:] = turn @ rotations[1:]            # every joint below the root (joint 0 is the fixed world)
+        return p, turned
+
+    def init_limbs(self, obs: Observation, params: np.ndarray, min_bend: float = 0.25,
+                   rotations: np.ndarray | None = None) -> np.ndarray:
+        """``params`` with each arm and leg (:data:`LIMBS`) posed by two-bone IK on the observed 3D: the
+        bend from the angle at the elbow / knee (within its limits), the upper joint's three angles so that
+        the upper bone points at the observed middle joint and the hinge axis is the observed limb plane's
+        normal. A nearly straight limb (bend below ``min_bend`` rad) keeps its twist and only swings. The
+        root must already face the observation (:meth:`align_root` / :meth:`init_root`). Limbs not fully
+        observed in 3D are left as they are. ``rotations``: the joints' global rotations at ``params`` when
+        known (saves a forward kinematics pass)."""
+        if obs.joints_3d is None:
+            return params
+        p = params.copy()
+        g_r = self._fk(p, self._body_plan.chain)[0] if rotations is None else rotations
+        s = np.sign(_D)
+        for upper, hinge, ends, bend in self._limbs:
+            idx = [MHR70_INDEX[n] for n in ends]
+            if (obs.w3d[idx] <= 0).any():
+                continue
+            a, b, c = obs.joints_3d[idx] * s                                  # MHR axes (directions only)
+            d1, d2 = b - a, c - b
+            n1, n2 = np.linalg.norm(d1), np.linalg.norm(d2)
+            if n1 < 1e-6 or n2 < 1e-6:
+                continue
+            d1, d2 = d1 / n1, d2 / n2
+            flex = float(np.arccos(np.clip(np.dot(d1, d2), -1.0, 1.0)))
+            u, h, bi, bone_loc, axis_loc, flex0 = upper, hinge, bend, *self._limb_rest[upper]
+            g_par = g_r[self.parents[u]]
+            if flex - flex0 >= min_bend:
+                axis = _cross(d1, d2)
+                g_u = _frame(d1, axis) @ _frame(bone_loc, axis_loc).T
+            else:   # straight: swing the current upper bone onto the observed one, keep its twist
+                cur = g_r[u] @ bone_loc
+                g_u = _rotation_between(cur, d1) @ g_r[u]
+            local = self.prerot[u].T @ g_par.T @ g_u
+            e = _matrix_to_euler_xyz(local)
+            for k, i in enumerate(self._limb_params[upper]):
+                p[i] = np.clip(e[k], self.limits[i, 0], self.limits[i, 1])
+            p[bi] = np.clip(flex - flex0, self.limits[bi, 0], self.limits[bi, 1])
+        return p
+
+    def init_root(self, obs: Observation, shape: BodyShape, params: np.ndarray) -> np.ndarray:
+        """``params`` with the root rotation set so the model's torso (hips, shoulders) faces like the
+        observed 3D torso (Kabsch); unchanged when a torso joint is missing."""
+        if obs.joints_3d is None or (obs.w3d[list(TORSO_KEYPOINTS)] <= 0).any():
+            return params
+        p = params.copy()
+        p[3:6] = 0.0
+        kp, _ = self.forward(shape, p)
+        idx = list(TORSO_KEYPOINTS)
+        r_prod = _kabsch(kp[idx], obs.joints_3d[idx])
+        r_mhr = np.diag(np.sign(_D)) @ r_prod @ np.diag(np.sign(_D))
+        p[3:6] = _matrix_to_euler_xyz(r_mhr)
+        return p
+
+    # ------------------------------------------------------------------------------------------------
+    def fit(self, obs: Observation, shape: BodyShape, previous: FitResult | None = None,
+            iterations: int | None = None, init_params: np.ndarray | None = None) -> FitResult:
+        """Fit one person. ``previous``: the track's last solution (warm start and temporal term), None for a
+        track's first frame (rest pose start, root turned to the observed torso, more iterations). The warm
+        start's root rotation is first turned onto the observed 3D torso (:meth:`align_root`), which also
+        serves a fast turn or the other left/right reading.
+        ``init_params`` (204): the start of a first frame instead of the rest pose (e.g. the network's own
+        ``mhr_params``)."""
+        t0 = time.perf_counter()
+        c = self.config
+        obs = obs.clean()
+        if previous is None and init_params is not None:
+            params = self.full_params(shape, init_params)
+            cam_prev = tau_prev = None
+            n_iter = c.first_iterations if iterations is None else iterations
+        elif previous is None:
+            params = self.init_root(obs, shape, self.full_params(shape))
+            cam_prev = tau_prev = None
+            n_iter = c.first_iterations if iterations is None else iterations
+        else:
+            params = self.full_params(shape, previous.params)
+            cam_prev, tau_prev = previous.cam_trans, previous.offset_3d
+            n_iter = c.iterations if iterations is None else iterations
+            rot = None
+            if previous._rotations is not None and np.array_equal(previous.params[3:130], params[3:130]):
+                params, rot = self.align_root(obs, previous.body_keypoints, params, previous._rotations)
+            else:
+                params = self.align_root(obs, previous.body_keypoints, params)
+            params = self.init_limbs(obs, params, rotations=rot)
+        if previous is None:
+            params = self.init_limbs(obs, params)
+        prev_pose = None if previous is None else self.full_params(shape, previous.params)
+        plan = self._plan(self.active_params(obs))
+        state = _State(plan, obs, shape, params, cam_prev, tau_prev, prev_pose, previous is not None)
+        lam = c.damping
+        cost = state.evaluate(with_jacobian=True)
+        # whose Jacobian the steps use: warm-started, refreshed every other iteration (chord steps: ~15 % faster);
+        # a cold start, far from the answer, refreshes it every iteration
+        linear = state
+        every = 1 if previous is None else 2
+        it = 0
+        for it in range(1, n_iter + 1):
+            trial = state.moved(state.step(lam, linear))
+            new_cost = trial.evaluate(with_jacobian=it < n_iter and it % every == 0)
+            if new_cost <= cost:
+                state, cost, lam = trial, new_cost, max(lam / 3.0, 1e-7)
+                if trial.jac is not None:
+                    linear = trial
+            else:   # too long a step for the linear model: damp more (the Jacobian at `state` is kept)
+                lam *= 4.0
+        return state.result(it, (time.perf_counter() - t0) * 1000)
+
+
+class _Chain:
+    """A set of joints closed under parents, grouped by depth: (joints of a level, their parents or None)."""
+
+    def __init__(self, fitter: BodyFitter, joints: np.ndarray):
+        # joints ordered level by level, so each level is a slice of the chain's own arrays
+        order = [lvl[np.isin(lvl, joints)] for lvl in fitter.levels]
+        self.joints = np.concatenate(order)
+        local = {int(j): i for i, j in enumerate(self.joints)}
+        rows = (self.joints[:, None] * 7 + np.arange(7)).reshape(-1)
+        self.pt = sp.csr_matrix(fitter.pt[rows])              # ~2 non-zeros per row: sparse is 10x faster
+        self.offsets = fitter.offsets[self.joints]
+        self.prerot = fitter.prerot[self.joints]
+        self.levels = []
+        start = 0
+        for lvl in order:
+            if not len(lvl):
+                continue
+            par = fitter.parents[lvl]
+            self.levels.append((start, start + len(lvl),
+                                None if par[0] < 0 else np.asarray([local[int(q)] for q in par], np.int64)))
+            start += len(lvl)
+
+
+class _Rest:
+    """Joints outside a plan's chain that the 70 keypoints still need (a hand's fingers when the fit does not
+    move them), level by level, with their parents' indices in the full (127) arrays."""
+
+    def __init__(self, fitter: BodyFitter, joints: np.ndarray):
+        order = [lvl[np.isin(lvl, joints)] for lvl in fitter.levels]
+        self.joints = np.concatenate(order)
+        rows = (self.joints[:, None] * 7 + np.arange(7)).reshape(-1)
+        self.pt = sp.csr_matrix(fitter.pt[rows])
+        self.offsets, self.prerot = fitter.offsets[self.joints], fitter.prerot[self.joints]
+        self.levels, start = [], 0
+        for lvl in order:
+            if len(lvl):
+                self.levels.append((slice(start, start + len(lvl)), lvl, fitter.parents[lvl]))
+                start += len(lvl)
+
+
+class _Plan:
+    """The fixed structure of a fit for one set of active parameters: DOF rows, the sparse map from rigid
+    points to (keypoint, DOF joint) sums, and the parameter transform restricted to them."""
+
+    def __init__(self, fitter: BodyFitter, active: np.ndarray):
+        self.fitter, self.active = fitter, active
+        pt = fitter.pt[:, active]
+        rows = np.flatnonzero(np.abs(pt).sum(1) > 0)
+        chan = rows % 7
+        if (chan < 3).any() or (chan > 5).any():
+            raise ValueError("the body fit moves rotations only; a fitted parameter drives a translation or scale")
+        self.dof_joint, self.dof_chan = rows // 7, chan - 3                   # channel 0,1,2 = rx, ry, rz
+        self.dof_to_param = pt[rows]                                          # (D, P)
+        joints = np.unique(self.dof_joint)
+        self.jj = np.searchsorted(joints, self.dof_joint)                     # DOF -> index in `joints`
+        self.joints = joints
+        # the keypoints this plan fits: body and face, and a hand's fingers only when they move
+        moved = fitter._anc[:, joints].any(1)                                 # joints moved by a fitted DOF
+        hands = {i for side, grp in fitter.groups.items() if side in ("left", "right")
+                 and not np.isin(grp, active).any() for i in _HAND_KEYPOINTS[side]}
+        self.kp_rows = np.asarray([i for i in range(NUM_KEYPOINTS) if i not in hands], np.int64)
+        self.pts = np.flatnonzero(np.abs(fitter.coeff[self.kp_rows]).sum(0) > 0)
+        # the wrists ride along: the finger keypoints of a hand at rest hang rigidly on them (BodyFitter.keypoints)
+        self.chain = fitter._chain(np.unique(np.concatenate([fitter.point_joint[self.pts], fitter._wrists])))
+        missing = np.setdiff1d(np.unique(np.flatnonzero(fitter._anc[fitter.point_joint].any(0))), self.chain.joints)
+        self.rest = _Rest(fitter, missing) if len(missing) else None
+        del moved
+        # S[(i, jj), m] = coeff[i, m] when joints[jj] is k_m or above it (m over this plan's points)
+        anc = fitter._anc[fitter.point_joint[self.pts]][:, joints]           # (M, J)
+        c = np.zeros((NUM_KEYPOINTS, len(self.pts)))
+        c[self.kp_rows] = fitter.coeff[self.kp_rows][:, self.pts]
+        self.coeff = c
+        i_idx, m_idx = np.nonzero(c)
+        data, r, col = [], [], []
+        for jj in range(len(joints)):
+            sel = anc[m_idx, jj]
+            data.append(c[i_idx[sel], m_idx[sel]])
+            r.append(i_idx[sel] * len(joints) + jj)
+            col.append(m_idx[sel])
+        self.S = sp.csr_matrix((np.concatenate(data), (np.concatenate(r), np.concatenate(col))),
+                               shape=(NUM_KEYPOINTS * len(joints), c.shape[1]))
+        self.s_sum = np.asarray(self.S.sum(1)).reshape(NUM_KEYPOINTS, len(joints))
+        self.limits = fitter.limits[active]
+        self.is_root = np.isin(active, [3, 4, 5])
+
+
+class _State:
+    """One point of the LM iteration: parameters, translations, residuals and (optionally) the Jacobian."""
+
+    def __init__(self, plan: _Plan, obs: Observation, shape: BodyShape, params, cam_prev, tau_prev,
+                 prev_pose, has_prev: bool):
+        self.plan, self.obs, self.shape = plan, obs, shape
+        self.params = params
+        in_plan = np.zeros(NUM_KEYPOINTS)
+        in_plan[plan.kp_rows] = 1.0
+        self.w3, self.w2 = obs.w3d * in_plan, obs.w2d * in_plan             # keypoints outside the plan: unused
+        self.has3d = obs.joints_3d is not None and self.w3.sum() > 0
+        self.has2d = obs.joints_2d is not None and self.w2.sum() > 0
+        self.cam_prev, self.tau_prev, self.prev_pose, self.has_prev = cam_prev, tau_prev, prev_pose, has_prev
+        self.tau = None if tau_prev is None else np.asarray(tau_prev, np.float64).copy()
+        self.cam = None if cam_prev is None else np.asarray(cam_prev, np.float64).copy()
+        self.jac = None
+
+    # the translations start from closed-form solutions the first time they are needed
+    def _init_translations(self, kp):
+        o = self.obs
+        if self.tau is None:
+            w = self.w3
+            self.tau = ((o.joints_3d - kp) * w[:, None]).sum(0) / w.sum() if self.has3d else np.zeros(3)
+        if self.has2d and self.cam is None:
+            self.cam = _solve_cam(kp, o.joints_2d, self.w2, o.focal, o.principal_point)
+
+    def moved(self, step: np.ndarray) -> "_State":
+        p = self.plan
+        new = copy.copy(self)                      # same observation, plan, weights, priors
+        new.params, new.jac = self.params.copy(), None
+        n = len(p.active)
+        theta = self.params[p.active] + step[:n]
+        new.params[p.active] = theta           # limits are soft (a hard clamp stalls Gauss-Newton at a bound)
+        k = n
+        new.tau = None if self.tau is None else self.tau.copy()
+        new.cam = None if self.cam is None else self.cam.copy()
+        if self.has3d:
+            new.tau = self.tau + step[k:k + 3]
+            k += 3
+        if self.has2d:
+            new.cam = self.cam + step[k:k + 3]
+        return new
+
+    def evaluate(self, with_jacobian: bool) -> float:
+        p, f, c, o = self.plan, self.plan.fitter, self.plan.fitter.config, self.obs
+        g_r, g_t, g_s, jp = f._fk(self.params, p.chain)
+        x = f._points(self.shape, g_r, g_t, g_s, p.pts)
+        self.rotations, self.fk = g_r, (g_r, g_t, g_s)
+        kp = (p.coeff @ x) * _D                              # (70,3) m product (zero outside the plan's rows)
+        self.kp = kp
+        self._init_translations(kp)
+        res, jrows, wts = [], [], []
+        n = len(p.active)
+        nvar = n + 3 * self.has3d + 3 * self.has2d
+        jk = None
+        if with_jacobian:
+            # world axes of the rotation DOFs (MHR frame): rx = G_j e_x, ry = G_p P_j Rz e_y, rz = G_p P_j e_z
+            dj = p.dof_joint
+            par = f.parents[dj]
+            g_par = np.where((par >= 0)[:, None, None], g_r[np.maximum(par, 0)], np.eye(3))
+            m = g_par @ f.prerot[dj]
+            rz = jp[dj, 5, None]
+            axes = np.where((p.dof_chan == 0)[:, None], g_r[dj, :, 0],
+                            np.where((p.dof_chan == 1)[:, None], np.cos(rz) * m[:, :, 1] - np.sin(rz) * m[:, :, 0],
+                                     m[:, :, 2]))
+            q = (p.S @ x).reshape(NUM_KEYPOINTS, len(p.joints), 3)             # sum of C x over each subtree
+            rows = p.kp_rows[((self.w3 > 0) | (self.w2 > 0))[p.kp_rows]]          # only observed keypoints
+            lever = q[rows][:, p.jj] - p.s_sum[rows][:, p.jj, None] * g_t[dj][None]   # (k, D, 3)
+            jd = _cross(axes[None], lever) * _D                               # (k, D, 3) product m / rad
+            jk = np.zeros((NUM_KEYPOINTS, 3, n))
+            jk[rows] = (jd.transpose(0, 2, 1).reshape(-1, len(dj)) @ p.dof_to_param).reshape(len(rows), 3, n)
+        data_cost = 0.0
+        if self.has3d:
+            sel = np.flatnonzero(self.w3 > 0)
+            r = (kp[sel] + self.tau - o.joints_3d[sel]) / c.sigma_3d          # (k,3)
+            rw, cost = _robust(r, self.w3[sel], c.robust)
+            data_cost += cost
+            res.append((r * rw[:, None]).reshape(-1))
+            if with_jacobian:
+                jb = np.zeros((len(sel), 3, nvar))
+                jb[:, :, :n] = jk[sel] / c.sigma_3d
+                jb[:, :, n:n + 3] = np.eye(3) / c.sigma_3d
+                jrows.append((jb * rw[:, None, None]).reshape(-1, nvar))
+        if self.has2d:
+            sel = np.flatnonzero(self.w2 > 0)
+            xc = kp[sel] + self.cam
+            z = np.maximum(xc[:, 2], 1e-3)
+            uv = o.focal * xc[:, :2] / z[:, None] + o.principal_point
+            scale = c.sigma_2d * max(np.ptp(o.joints_2d[sel, 1]) if len(sel) > 1 else 0.0, 50.0)
+            r = (uv - o.joints_2d[sel]) / scale
+            rw, cost = _robust(r, self.w2[sel], c.robust)
+            data_cost += cost
+            res.append((r * rw[:, None]).reshape(-1))
+            if with_jacobian:
+                # d uv / d X = f/z [[1, 0, -x/z], [0, 1, -y/z]]
+                dproj = np.zeros((len(sel), 2, 3))
+                dproj[:, 0, 0] = dproj[:, 1, 1] = o.focal / z
+                dproj[:, :, 2] = -o.focal * xc[:, :2] / (z * z)[:, None]
+                jb = np.zeros((len(sel), 2, nvar))
+                jb[:, :, :n] = np.einsum("kab,kbp->kap", dproj, jk[sel])
+                jb[:, :, nvar - 3:] = dproj
+                jrows.append((jb / scale * rw[:, None, None]).reshape(-1, nvar))
+        # priors: rest pose, previous frame, limits (root rotation: temporal only)
+        theta = self.params[p.active]
+        body = ~p.is_root
+        pr = np.where(body, theta / c.prior_sigma, 0.0)
+        lo, hi = p.limits[:, 0], p.limits[:, 1]
+        over = theta - np.clip(theta, lo, hi)
+        lim = over / c.limit_sigma
+        terms = [pr, lim]
+        diag = [np.where(body, 1.0 / c.prior_sigma, 0.0), np.where(over != 0, 1.0 / c.limit_sigma, 0.0)]
+        if self.prev_pose is not None:
+            # not on the root: its Euler angles jump (by pi, two at once) near gimbal lock, seen from the side,
+            # while the rotation barely moves; the root follows the observed torso instead (align_root)
+            dt = np.where(body, _wrap(theta - self.prev_pose[p.active]) / c.temporal_sigma, 0.0)
+            terms.append(dt)
+            diag.append(np.where(body, 1.0 / c.temporal_sigma, 0.0))
+        prior_res = np.concatenate(terms)
+        extra_res, extra_j = [], []
+        if self.has_prev and self.has2d and self.cam_prev is not None:
+            extra_res.append((self.cam - self.cam_prev) / c.temporal_trans_sigma)
+            jt = np.zeros((3, nvar))
+            jt[:, nvar - 3:] = np.eye(3) / c.temporal_trans_sigma
+            extra_j.append(jt)
+        self.limit_cost = float((lim ** 2).sum())
+        self.data_cost = data_cost
+        total = data_cost + float((prior_res ** 2).sum()) + sum(float((e ** 2).sum()) for e in extra_res)
+        self.cost = total
+        # the data rows form J; the diagonal terms (prior, limits, temporal) go straight into J^T J, J^T r
+        self.res = np.concatenate(res + extra_res)
+        dg = np.stack(diag)                                                # (terms, n)
+        self.diag_h = (dg ** 2).sum(0)
+        self.diag_g = (dg * prior_res.reshape(len(diag), n)).sum(0)
+        self.jac = np.concatenate(jrows + extra_j, 0) if with_jacobian else None
+        return total
+
+    def step(self, lam: float, linear: "_State | None" = None) -> np.ndarray:
+        """The damped Gauss-Newton step from this state's residuals, with the Jacobian of ``linear`` (default:
+        this state's own; an earlier state's makes a chord step: one Jacobian serves two steps)."""
+        lin = linear or self
+        if lin.jac is None:
+            lin.evaluate(with_jacobian=True)
+        j = lin.jac
+        n = len(lin.diag_h)
+        h = j.T @ j
+        g = j.T @ self.res
+        h[np.arange(n), np.arange(n)] += lin.diag_h
+        g[:n] += self.diag_g
+        h[np.diag_indices_from(h)] += lam * (np.diag(h) + 1e-6)
+        return -np.linalg.solve(h, g)
+
+    def result(self, iterations: int, ms: float) -> FitResult:
+        o = self.obs
+        rms3 = rms2 = float("nan")
+        if self.has3d:
+            sel = self.w3 > 0
+            rms3 = float(np.sqrt((((self.kp[sel] + self.tau - o.joints_3d[sel]) ** 2).sum(1)).mean()))
+        if self.has2d:
+            sel = self.w2 > 0
+            xc = self.kp[sel] + self.cam
+            uv = o.focal * xc[:, :2] / np.maximum(xc[:, 2:], 1e-3) + o.principal_point
+            rms2 = float(np.sqrt((((uv - o.joints_2d[sel]) ** 2).sum(1)).mean()))
+        params = self.params.copy()
+        params[:3] = 0.0
+        kp = self.kp                                                       # the plan's rows (hands: later)
+        return FitResult(params=params, cam_trans=None if self.cam is None else self.cam.copy(),
+                         offset_3d=self.tau.copy(), body_keypoints=kp,
+                         _model=(self.plan.fitter, self.shape, (self.plan, self.fk)),
+                         _rotations=self.rotations,
+                         cost=float(self.cost), data_cost=float(self.data_cost), limit_cost=float(self.limit_cost),
+                         rms_3d_m=rms3, rms_2d_px=rms2, heading=torso_heading(kp), iterations=iterations,
+                         ms=ms)
+
+
+def _euler_matrices(e: np.ndarray) -> np.ndarray:
+    """(n,3) (rx, ry, rz) -> (n,3,3) ``Rz Ry Rx``: :func:`instanthmr.core.rotations.euler_xyz_to_matrix` written
+    into one preallocated array (the fit calls it every iteration; stacking costs more than the maths)."""
+    c, s = np.cos(e), np.sin(e)
+    cx, cy, cz, sx, sy, sz = c[:, 0], c[:, 1], c[:, 2], s[:, 0], s[:, 1], s[:, 2]
+    r = np.empty((len(e), 3, 3))
+    r[:, 0, 0], r[:, 0, 1], r[:, 0, 2] = cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx
+    r[:, 1, 0], r[:, 1, 1], r[:, 1, 2] = sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx
+    r[:, 2, 0], r[:, 2, 1], r[:, 2, 2] = -sy, cy * sx, cy * cx
+    return r
+
+
+def _wrap(a):
+    return np.pi - np.mod(np.pi - a, 2.0 * np.pi)
+
+
+def _robust(r: np.ndarray, w: np.ndarray, c: float) -> tuple[np.ndarray, float]:
+    """Cauchy IRLS: per-joint multipliers on the residual rows (sqrt of weight x Cauchy weight) and the
+    robust cost ``sum w c^2 log(1 + e^2/c^2)`` of joints with scaled error ``e``."""
+    e2 = (r ** 2).sum(1)
+    cw = 1.0 / (1.0 + e2 / (c * c))
+    return np.sqrt(w * cw), float((w * c * c * np.log1p(e2 / (c * c))).sum())
+
+
+def _solve_cam(kp: np.ndarray, uv: np.ndarray, w: np.ndarray, focal: float, pp: np.ndarray) -> np.ndarray:
+    """Weighted least-squares camera translation T with project(kp + T) ~ uv (linear in T)."""
+    sel = w > 0
+    x3, d = kp[sel], uv[sel] - pp
+    sw = np.sqrt(w[sel])
+    n = len(x3)
+    a = np.zeros((2 * n, 3))
+    b = np.zeros(2 * n)
+    a[0::2, 0] = focal
+    a[0::2, 2] = -d[:, 0]
+    b[0::2] = d[:, 0] * x3[:, 2] - focal * x3[:, 0]
+    a[1::2, 1] = focal
+    a[1::2, 2] = -d[:, 1]
+    b[1::2] = d[:, 1] * x3[:, 2] - focal * x3[:, 1]
+    a, b = a * np.repeat(sw, 2)[:, None], b * np.repeat(sw, 2)
+    t, *_ = np.linalg.lstsq(a, b, rcond=None)
+    if t[2] <= 0.1:
+        t[2] = max(t[2], 2.0)
+    return t
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Shape per track: bone lengths from the first good frames
+# ----------------------------------------------------------------------------------------------------------
+def _bone_ends(joints: np.ndarray, name: str) -> np.ndarray:
+    """(..., 3) position of an MHR70 joint or of the mid-hip / mid-shoulder point."""
+    if name.startswith("mid_"):
+        part = name[4:]
+        return (joints[..., MHR70_INDEX[f"left_{part}"], :] + joints[..., MHR70_INDEX[f"right_{part}"], :]) / 2
+    return joints[..., MHR70_INDEX[name], :]
+
+
+def _bone_weight(weights: np.ndarray, name: str) -> np.ndarray:
+    if name.startswith("mid_"):
+        part = name[4:]
+        return np.minimum(weights[..., MHR70_INDEX[f"left_{part}"]], weights[..., MHR70_INDEX[f"right_{part}"]])
+    return weights[..., MHR70_INDEX[name]]
+
+
+def bone_lengths(joints: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """(len(BONE_PARAMS),) metres: each bone group's length (left and right pooled) as the median over the
+    frames (N,70,3) where both ends are observed (``weights`` (N,70) > 0); NaN where never observed. The
+    median over frames makes it robust to a few bad frames; lengths between joints do not depend on the pose."""
+    j = np.asarray(joints, np.float64).reshape(-1, NUM_KEYPOINTS, 3)
+    w = np.ones(j.shape[:2]) if weights is None else np.asarray(weights, np.float64).reshape(j.shape[:2])
+    w = np.where(np.isfinite(j).all(-1), w, 0.0)
+    out = np.full(len(BONE_PARAMS), np.nan)
+    for b, bones in enumerate(BONE_PARAMS.values()):
+        vals = []
+        for a, c in bones:
+            ok = (_bone_weight(w, a) > 0) & (_bone_weight(w, c) > 0)
+            vals.append(np.linalg.norm(_bone_ends(j[ok], a) - _bone_ends(j[ok], c), axis=-1))
+        vals = np.concatenate(vals)
+        if len(vals):
+            out[b] = float(np.median(vals))
+    return out
+
+
+def estimate_bone_params(fitter: BodyFitter, joints: np.ndarray, weights: np.ndarray | None = None,
+                         shape_params=None, prior_sigma: float = 0.5, length_sigma: float = 0.01,
+                         iterations: int = 3) -> BodyShape:
+    """A track's :class:`BodyShape` from its first good frames: the bone-length parameters of
+    :data:`BONE_PARAMS` (one value per left/right pair: symmetric) solved so the model's MHR70 bone lengths
+    match :func:`bone_lengths` of the observed 3D ``joints`` (N,70,3) m (Gauss-Newton, finite-difference
+    Jacobian over 8 parameters; a prior of ``prior_sigma`` parameter units (10 cm of bone each) toward MHR's
+    mean body; ``length_sigma`` m per bone). ``shape_params`` (45): the identity shape to keep (default 0)."""
+    target = bone_lengths(joints, weights)
+    idx = np.asarray([fitter.param_index[n] for n in BONE_PARAMS], np.int64) - 130
+    ok = np.isfinite(target)
+    shape = fitter.shape(shape_params)
+    if not ok.any():
+        return shape
+    bones = np.zeros(NUM_MODEL_PARAMS - 130)
+
+    def lengths(b):
+        s = BodyShape(shape.shape_params, b, shape.local_points)
+        kp, _ = fitter.forward(s, fitter.full_params(s))
+        return bone_lengths(kp[None])
+
+    for _ in range(iterations):
+        cur = lengths(bones)
+        jac = np.zeros((len(target), len(idx)))
+        for k, i in enumerate(idx):
+            b = bones.copy()
+            b[i] += 0.05
+            jac[:, k] = (lengths(b) - cur) / 0.05
+        r = np.concatenate([((cur - target) / length_sigma)[ok], bones[idx] / prior_sigma])
+        jj = np.concatenate([jac[ok] / length_sigma, np.eye(len(idx)) / prior_sigma])
+        bones[idx] -= np.linalg.lstsq(jj, r, rcond=None)[0]
+    return fitter.shape(shape.shape_params, bones)

@@ -1,0 +1,477 @@
+"""The per-track MHR body fit stage: every tracked person gets a fitted MHR body, left and right kept.
+
+Runs after tracking (each person has a ``track_id``) on the persons of each
+:class:`~instanthmr.runtime.pipeline.FrameResult`::
+
+    stage = BodyFitStage()                      # the shipped LOD 6 model unless given one
+    result = stage(tracking(image, index, t))   # live: each person filled in place of the estimator's joints
+    frames = stage.finish(frames)               # files (--smooth offline): left/right decided over whole tracks
+
+What it writes into each person (:class:`~instanthmr.runtime.hmr.HMRPrediction`): ``mhr_params`` (204),
+``shape_params`` (45), all 70 joints from the fitted body (``joints_3d_local`` metres relative to the MHR
+model origin, camera axes; ``joints_3d_cam``; ``joints_2d`` px: the estimator's own 2D where it gave the joint
+(sides corrected), the fitted body's projection elsewhere), ``cam_trans`` (m, the model origin in the camera)
+and ``joints_observed`` (70 bool: given by the estimator, or by the fitted body alone); ``joints_valid``
+becomes None (all 70 are real now).
+
+Per track (see :mod:`instanthmr.body.fit` for the fit itself):
+
+* **Shape**: the mean MHR body until the track has ``shape_frames`` good frames (torso and limbs seen in 3D),
+  then bone lengths estimated from them (:func:`~instanthmr.body.fit.estimate_bone_params`) and held for
+  the rest of the track, so every bone keeps its length; a new track starts anew. With the network's own
+  ``shape_params`` / bone parameters, their median over those frames is held instead. :meth:`finish` refits
+  the first frames with the held shape, so in files every frame of a track has the same bones.
+* **Left and right**: each frame is read two ways, the labels as given and mirrored (left/right swapped, depth
+  reflected about the hips: a person seen from the back with the sides swapped). A two-state Viterbi
+  decides: per frame each reading costs its fit's data and limit terms (the mirrored one a small prior
+  more), and going from a reading on one frame to a reading on the next costs a switch plus their
+  continuity (how far the hip-centred 3D joints move, how far the torso heading turns: observation-level,
+  no fit needed). The mirrored reading is FITTED only when it matters: when continuity alone brings it
+  within ``margin`` of winning (a swap, or a person seen from the side), when the fit's cost jumps, when the
+  face vanishes while the torso stays seen, for ``hold_frames`` after, and on every frame the track is read
+  mirrored (so the labels as given win back as soon as the evidence evens out). Decided live at the newest
+  frame (``lag_frames`` = 0, no delay), after a fixed lag (:meth:`push`, at most about 150 ms of frames), or
+  over the whole track (:meth:`finish`).
+
+Run-time floor: numpy only (no torch). Cost per person per frame and accuracy: docs/body_fit.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from instanthmr.body.fit import (
+    FACE_KEYPOINTS,
+    TORSO_KEYPOINTS,
+    BodyFitter,
+    BodyShape,
+    FitConfig,
+    FitResult,
+    Observation,
+    estimate_bone_params,
+    heading_angle,
+    torso_heading,
+)
+from instanthmr.body.mhr import SHIPPED_MHR_MODEL, MHRNumpy
+from instanthmr.core.skeleton import COCO_WHOLEBODY_FLIP_PERM, COCO_WHOLEBODY_INDEX, MHR70_FLIP_PERM, MHR70_INDEX
+
+_FLIP = np.asarray(MHR70_FLIP_PERM)
+_FLIP_WB = np.asarray(COCO_WHOLEBODY_FLIP_PERM)
+#: MHR70 joints whose 3D must be seen for a frame to count toward a track's shape.
+_SHAPE_JOINTS = tuple(MHR70_INDEX[n] for n in (
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"))
+
+
+@dataclass(frozen=True)
+class SwapConfig:
+    """The left/right decision (costs in the fit's cost units: squared scaled residuals).
+
+    margin: the other reading is fitted when continuity alone brings it this close to winning a frame;
+    hold_frames: how many frames both readings keep running after a trigger;
+    switch_cost: the cost of changing reading between two frames; mirror_cost: per frame, for the mirrored
+    reading (the labels as given are preferred when the evidence is even); max_emission_gap: the most one
+    frame's fits may differ between the readings (a failed fit must not force a switch); unevaluated_cost: added to the
+    reading not fitted on a frame; heading_weight: per (1 - cos) of the torso heading's change between two
+    frames' readings; motion_sigma (m): the hip-centred 3D joints' typical move between two frames (a
+    transition costs the mean squared move over joints in these units, each joint capped at motion_cap m);
+    motion_sigma_2d / motion_cap_2d: the same for the 2D joints, in units of the person's 2D height (sides
+    swapped in 2D jump across the body; a depth flip alone does not). The continuity that tells a swap from
+    a turn, for each pair of readings on consecutive frames."""
+
+    margin: float = 30.0
+    trigger_cost: float = 3.0
+    hold_frames: int = 3
+    switch_cost: float = 20.0
+    mirror_cost: float = 5.0
+    unevaluated_cost: float = 3.0
+    max_emission_gap: float = 15.0
+    heading_weight: float = 20.0
+    motion_sigma: float = 0.06
+    motion_cap: float = 0.3
+    motion_sigma_2d: float = 0.03
+    motion_cap_2d: float = 0.3
+
+
+def decide_states(costs: np.ndarray, switch_cost: float, lag: int | None = None,
+                  transitions: np.ndarray | None = None) -> np.ndarray:
+    """Two-state Viterbi over per-frame reading costs (T,2) with ``switch_cost`` per change: (T,) int
+    (0 = labels as given, 1 = mirrored). ``transitions`` (T,2,2): extra cost of going from reading ``a`` on
+    frame t-1 to reading ``b`` on frame t (``[t, a, b]``; row 0 unused), e.g. how far the joints jump.
+    ``lag`` None decides every frame from the whole sequence (files); ``lag`` L decides frame t from frames up
+    to t + L only (live with a fixed delay; 0 = no delay)."""
+    costs = np.asarray(costs, np.float64)
+    n = len(costs)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    extra = np.zeros((n, 2, 2)) if transitions is None else np.asarray(transitions, np.float64)
+    step = extra + switch_cost * (1 - np.eye(2))[None]
+    dp = np.zeros((n, 2))
+    back = np.zeros((n, 2), np.int64)
+    dp[0] = costs[0]
+    for t in range(1, n):
+        total = dp[t - 1][:, None] + step[t]                              # [from, to]
+        back[t] = np.argmin(total, 0)
+        dp[t] = total[back[t], [0, 1]] + costs[t]
+
+    if lag is None:
+        states = np.zeros(n, np.int64)
+        states[-1] = int(np.argmin(dp[-1]))
+        for t in range(n - 1, 0, -1):
+            states[t - 1] = back[t, states[t]]
+        return states
+    return np.asarray([_walk_back(dp, back, min(t + lag, n - 1), t) for t in range(n)], np.int64)
+
+
+def _walk_back(dp: np.ndarray, back: np.ndarray, end: int, t: int) -> int:
+    """The state at frame ``t`` on the best path ending at frame ``end`` (Viterbi tables (T,2))."""
+    state = int(np.argmin(dp[end]))
+    for k in range(end, t, -1):
+        state = int(back[k, state])
+    return state
+
+
+def _centred(obs: Observation):
+    """For the continuity between frames, of one reading: (hip-centred 3D joints (70,3) m, their weights,
+    torso heading, 2D joints (70,2) centred on their weighted mean and divided by the person's 2D height,
+    their weights)."""
+    hips = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
+    if obs.joints_3d is None:
+        j3, w3, head = np.zeros((70, 3)), np.zeros(70), None
+    else:
+        w3 = obs.w3d
+        c = obs.joints_3d[hips].mean(0) if (w3[hips] > 0).all() else \
+            np.average(obs.joints_3d, axis=0, weights=w3 + 1e-12)
+        j3, head = obs.joints_3d - c, torso_heading(obs.joints_3d, w3)
+    if obs.joints_2d is None or (obs.w2d > 0).sum() < 2:
+        return j3, w3, head, np.zeros((70, 2)), np.zeros(70)
+    w2, seen = obs.w2d, obs.w2d > 0
+    centre = np.average(obs.joints_2d, axis=0, weights=w2 + 1e-12)
+    height = max(float(np.ptp(obs.joints_2d[seen, 1])), 1.0)
+    return j3, w3, head, (obs.joints_2d - centre) / height, w2
+
+
+def _mirror_centred(c):
+    """:func:`_centred` of the mirrored reading, from the reading as given without a second pass: hip-centred,
+    the depth reflection about the hips is a sign, the labels a permutation, the heading's z flips."""
+    j3, w3, head, j2, w2 = c
+    j3m = j3[_FLIP].copy()
+    j3m[:, 2] = -j3m[:, 2]
+    headm = None if head is None else head * np.array([1.0, 1.0, -1.0])
+    return j3m, w3[_FLIP], headm, j2[_FLIP], w2[_FLIP]
+
+
+def observation_from(pred) -> Observation:
+    """The fit's :class:`~instanthmr.body.fit.Observation` from an HMRPrediction: its valid joints in 2D
+    (px, its focal and principal point) and 3D (``joints_3d_local``, metres), weight 1 each."""
+    valid = pred.valid_mask.astype(np.float64)
+    return Observation(joints_3d=np.asarray(pred.joints_3d_local, np.float64), w3d=valid,
+                       joints_2d=np.asarray(pred.joints_2d, np.float64), w2d=valid.copy(),
+                       focal=float(pred.focal_length), principal_point=np.asarray(pred.principal_point, np.float64))
+
+
+@dataclass
+class _Record:
+    """One frame of a track, kept for :meth:`BodyFitStage.finish` / :meth:`BodyFitStage.push`."""
+
+    frame_index: int
+    obs: Observation
+    costs: np.ndarray                    # (2,)
+    transitions: np.ndarray              # (2,2) continuity cost from each reading of the previous frame
+    dp: np.ndarray                       # (2,) Viterbi cost of the best path ending in each reading
+    back: np.ndarray                     # (2,) the reading on the previous frame of that path
+    fits: dict                           # reading -> FitResult (the readings fitted on this frame)
+    live: int                            # the reading output live
+    provisional: bool                    # fitted before the track's shape was held
+
+
+@dataclass
+class _Track:
+    shape: BodyShape | None = None
+    good: list = field(default_factory=list)          # (joints_3d, weights) of good frames
+    net_shape: list = field(default_factory=list)     # the network's (shape_params, bone params), when given
+    prev: FitResult | None = None
+    state: int = 0
+    dp: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    hold: int = 0
+    face: bool = False                                # the face was seen on the previous frame
+    level: float | None = None                        # running level of the fit cost (triggers on jumps)
+    last: tuple | None = None                         # previous frame: (hip-centred 3D, weights, heading) per reading
+    chains: dict = field(default_factory=dict)        # reading -> its fit on the previous frame
+    records: list = field(default_factory=list)
+
+
+class BodyFitStage:
+    """The per-track body fit (module docstring). ``model``: an :class:`~instanthmr.body.mhr.MHRNumpy` with a
+    keypoint regressor (default: the shipped LOD 6 file); ``keep_history``: keep each track's frames for
+    :meth:`finish` / :meth:`push` (memory grows with the video; off for an endless camera)."""
+
+    def __init__(self, model: MHRNumpy | None = None, config: FitConfig | None = None,
+                 swap: SwapConfig | None = None, shape_frames: int = 5, keep_observed_2d: bool = True,
+                 keep_history: bool = True, lag_frames: int = 0):
+        self.model = model if model is not None else MHRNumpy.from_npz(SHIPPED_MHR_MODEL)
+        self.fitter = BodyFitter(self.model, config)
+        self.swap = swap or SwapConfig()
+        self.shape_frames = int(shape_frames)
+        self.keep_observed_2d = keep_observed_2d
+        self.keep_history = keep_history or lag_frames > 0
+        self.lag_frames = int(lag_frames)
+        self.tracks: dict[int, _Track] = {}
+        self.timings_ms: list[float] = []            # fit time per person per frame (both readings)
+        self.mirrored_runs = 0                       # how many times the mirrored reading was fitted
+        self._pending: deque = deque()
+        self._whole: dict[int, np.ndarray] = {}
+
+    def reset(self) -> None:
+        self.tracks.clear()
+        self._pending.clear()
+
+    # ------------------------------------------------------------------------------------------------
+    def __call__(self, result):
+        """Fit every person of ``result`` (a FrameResult); returns a new FrameResult (lag 0: no delay) whose
+        ``total_ms`` includes the fit."""
+        t0 = time.perf_counter()
+        persons = [self._person(p, int(result.frame_index)) for p in result.persons]
+        for tid in getattr(result, "ended_tracks", []) or []:
+            if not self.keep_history:
+                self.tracks.pop(tid, None)
+        extra = {"total_ms": result.total_ms + (time.perf_counter() - t0) * 1000} if hasattr(result, "total_ms") else {}
+        return dataclasses.replace(result, persons=persons, **extra)
+
+    def push(self, result) -> list:
+        """Fixed-lag live use: fit ``result`` now, and return the frames whose left/right decision is final
+        (the one ``lag_frames`` older, decided with the frames since). :meth:`flush` returns the rest."""
+        self._pending.append(self(result))
+        out = []
+        while len(self._pending) > self.lag_frames:
+            out.append(self._settle(self._pending.popleft(), lag=self.lag_frames))
+        return out
+
+    def flush(self) -> list:
+        out = [self._settle(r, lag=self.lag_frames) for r in self._pending]
+        self._pending.clear()
+        return out
+
+    def finish(self, results: list) -> list:
+        """Files: decide left/right over each whole track and hold each track's shape from its first frame on
+        (refitting the frames that differ); returns new FrameResults in the same order."""
+        self._whole = {tid: decide_states(np.stack([r.costs for r in tr.records]), self.swap.switch_cost,
+                                          transitions=np.stack([r.transitions for r in tr.records]))
+                       for tid, tr in self.tracks.items() if tr.records}
+        try:
+            return [self._settle(r, lag=None) for r in results]
+        finally:
+            self._whole = {}
+
+    # ------------------------------------------------------------------------------------------------
+    def _person(self, pred, frame_index: int):
+        tid = pred.track_id if pred.track_id is not None else -1
+        tr = self.tracks.setdefault(tid, _Track())
+        t0 = time.perf_counter()
+        obs = observation_from(pred).clean()
+        shape = self._shape(tr, obs, pred)
+        readings = {0: obs}
+        s = tr.state
+        readings[s] = obs if s == 0 else obs.mirrored()
+        # each reading is warm-started from its own last fit when it had one (a reading fitted from the other's
+        # body would pay for that body in its data cost), else from the track's live body
+        fits = {s: self.fitter.fit(readings[s], shape, tr.chains.get(s, tr.prev), init_params=self._init(tr, pred))}
+        given = _centred(obs)
+        now = (given, _mirror_centred(given))
+        trans = self._transitions(tr.last, now)
+        tr.last = now
+        if tr.prev is not None and (self._triggered(tr, readings[s], fits[s]) or
+                                    self._close_call(tr.dp, trans, self._costs(fits, s), s)):
+            tr.hold = self.swap.hold_frames
+        tr.level = fits[s].cost if tr.level is None else 0.9 * tr.level + 0.1 * min(fits[s].cost, 3 * tr.level)
+        if tr.hold > 0 or s == 1:   # while mirrored, the labels as given are always re-read (no lock-in)
+            tr.hold = max(tr.hold - 1, 0)
+            o = 1 - s
+            readings[o] = obs if o == 0 else obs.mirrored()
+            fits[o] = self.fitter.fit(readings[o], shape, tr.chains.get(o, tr.prev))
+            self.mirrored_runs += 1
+        costs = self._costs(fits, s)
+        if tr.prev is None:     # a track starts as given: reading it mirrored takes a switch's worth of evidence
+            costs[1] += self.swap.switch_cost
+        total = tr.dp[:, None] + trans + self.swap.switch_cost * (1 - np.eye(2))
+        back = np.argmin(total, 0)
+        dp = total[back, [0, 1]] + costs
+        best = int(np.argmin(dp))
+        tr.dp = dp - dp.min()
+        if best not in fits:    # the other reading wins without having been fitted on this frame
+            fits[best] = self.fitter.fit(obs if best == 0 else obs.mirrored(), shape, tr.prev)
+        tr.state, tr.prev = best, fits[best]
+        tr.chains = dict(fits)
+        self.timings_ms.append((time.perf_counter() - t0) * 1000)
+        if self.keep_history:
+            tr.records.append(_Record(frame_index, obs, costs, trans, tr.dp.copy(), back, fits, best,
+                                      tr.shape is None))
+        return self._fill(pred, fits[best], best, obs, shape)
+
+    def _init(self, tr: _Track, pred):
+        """A track's first frame starts from the network's own parameters when it gives them."""
+        if tr.prev is None and getattr(pred, "mhr_params", None) is not None:
+            return np.asarray(pred.mhr_params, np.float64)
+        return None
+
+    def _shape(self, tr: _Track, obs: Observation, pred) -> BodyShape:
+        if tr.shape is not None:
+            return tr.shape
+        net = getattr(pred, "mhr_params", None) is not None and getattr(pred, "shape_params", None) is not None
+        if net:
+            tr.net_shape.append((np.asarray(pred.shape_params, np.float64), np.asarray(pred.mhr_params, np.float64)[130:]))
+            if len(tr.net_shape) >= self.shape_frames:
+                tr.shape = self.fitter.shape(np.median([a for a, _ in tr.net_shape], 0),
+                                             np.median([b for _, b in tr.net_shape], 0))
+                return tr.shape
+            return self.fitter.shape(tr.net_shape[0][0], tr.net_shape[0][1])
+        if obs.joints_3d is not None and (obs.w3d[list(_SHAPE_JOINTS)] > 0).all():
+            tr.good.append((obs.joints_3d, obs.w3d))
+            if len(tr.good) >= self.shape_frames:
+                tr.shape = estimate_bone_params(self.fitter, np.stack([j for j, _ in tr.good]),
+                                                np.stack([w for _, w in tr.good]))
+                return tr.shape
+        return self.fitter.shape()
+
+    def _close_call(self, dp: np.ndarray, trans: np.ndarray, costs: np.ndarray, stay: int) -> bool:
+        """Whether the other reading, not fitted yet (its cost guessed as the fitted one's plus
+        ``unevaluated_cost``), comes within ``margin`` of winning this frame on continuity alone: then it is
+        worth fitting. Cheap (no fit); seen from the side the two readings are close and it fits both."""
+        total = dp[:, None] + trans + self.swap.switch_cost * (1 - np.eye(2))
+        best = total.min(0) + costs
+        return bool(best[1 - stay] - best[stay] < self.swap.margin)
+
+    def _triggered(self, tr: _Track, obs: Observation, fit: FitResult) -> bool:
+        if tr.level is not None and fit.cost > self.swap.trigger_cost * tr.level + 10.0:
+            return True
+        # the face vanishing while the torso stays (turning away) also triggers; a track without a face does not
+        torso_seen = (obs.w2d[list(TORSO_KEYPOINTS)] > 0).all()
+        face = (obs.w2d[list(FACE_KEYPOINTS)] > 0).sum() >= self.fitter.config.min_face_joints
+        lost = tr.face and not face
+        tr.face = face
+        return bool(torso_seen and lost)
+
+    def _costs(self, fits: dict, stay: int) -> np.ndarray:
+        """Per reading, what this frame alone says: the fit's data and limit costs (not its temporal term:
+        continuity is the transitions' job), the mirrored reading's prior; a reading not fitted borrows the
+        other's plus ``unevaluated_cost``."""
+        sw = self.swap
+        costs = np.zeros(2)
+        for h in (0, 1):
+            f = fits.get(h)
+            if f is not None:
+                costs[h] = f.data_cost + f.limit_cost
+        for h in (0, 1):
+            if h not in fits:
+                costs[h] = costs[stay] + sw.unevaluated_cost
+        # one frame's fit can fail (occlusion, a local minimum): its cost may tip a close call, never force a
+        # switch on its own (continuity between frames is the evidence that does)
+        costs = np.minimum(costs, costs.min() + sw.max_emission_gap)
+        costs[1] += sw.mirror_cost
+        return costs
+
+    def _transitions(self, last, now) -> np.ndarray:
+        """(2,2) continuity cost from each reading of the previous frame to each reading of this one: the torso
+        heading's turn and the hip-centred joints' mean squared move (:class:`SwapConfig`)."""
+        out = np.zeros((2, 2))
+        if last is None:
+            return out
+        sw = self.swap
+        for a in (0, 1):
+            ja, wa, ha, ua, va = last[a]
+            for b in (0, 1):
+                jb, wb, hb, ub, vb = now[b]
+                move = 0.0
+                ok = (wa > 0) & (wb > 0)
+                if ok.any():
+                    d2 = np.minimum(((jb[ok] - ja[ok]) ** 2).sum(1), sw.motion_cap ** 2)
+                    move += float(d2.mean()) / sw.motion_sigma ** 2
+                ok = (va > 0) & (vb > 0)
+                if ok.any():    # 2D: MediaPipe's 2D labels are far surer than its depth
+                    d2 = np.minimum(((ub[ok] - ua[ok]) ** 2).sum(1), sw.motion_cap_2d ** 2)
+                    move += float(d2.mean()) / sw.motion_sigma_2d ** 2
+                out[a, b] = move + sw.heading_weight * (1.0 - np.cos(heading_angle(ha, hb)))
+        return out
+
+    def _fill(self, pred, fit: FitResult, reading: int, obs: Observation, shape: BodyShape):
+        """``pred`` with the fitted body (module docstring). Mirrored: the estimator's 2D and observed flags are
+        relabelled to the body's true sides."""
+        perm = _FLIP if reading == 1 else np.arange(len(_FLIP))
+        observed = ((obs.w3d > 0) | (obs.w2d > 0))[perm]
+        kp = fit.keypoints.astype(np.float64)
+        if fit.cam_trans is not None:
+            cam = fit.cam_trans
+        else:   # 3D only: the observation's camera translation moved to the model origin
+            cam = np.asarray(pred.cam_trans, np.float64) + fit.offset_3d
+        xc = kp + cam
+        f, pp = float(pred.focal_length), np.asarray(pred.principal_point, np.float64)
+        uv = f * xc[:, :2] / np.maximum(xc[:, 2:], 1e-3) + pp
+        if self.keep_observed_2d and obs.joints_2d is not None:
+            seen2d = (obs.w2d > 0)[perm]
+            uv[seen2d] = obs.joints_2d[perm][seen2d]
+        extra = {}
+        wb = getattr(pred, "joints_3d_wholebody", None)
+        if reading == 1 and wb is not None:   # the network's whole-body joints get the same sides and depth
+            wb = np.asarray(wb, np.float64)[_FLIP_WB]
+            hips = [COCO_WHOLEBODY_INDEX["left_hip"], COCO_WHOLEBODY_INDEX["right_hip"]]
+            wb[:, 2] = 2 * wb[hips, 2].mean() - wb[:, 2]
+            extra["joints_3d_wholebody"] = wb.astype(np.float32)
+        return dataclasses.replace(
+            pred, **extra, joints_3d_local=kp.astype(np.float32), joints_3d_cam=xc.astype(np.float32),
+            joints_2d=uv.astype(np.float32), cam_trans=cam.astype(np.float32),
+            mhr_params=fit.params.astype(np.float32), shape_params=shape.shape_params.astype(np.float32),
+            joints_valid=None, joints_observed=observed)
+
+    # ------------------------------------------------------------------------------------------------
+    def _settle(self, result, lag: int | None):
+        """``result`` with each person's reading as decided with ``lag`` (None: whole track) and, once its
+        track's shape is held, fitted with that shape."""
+        persons = []
+        for p in result.persons:
+            tr = self.tracks.get(p.track_id if p.track_id is not None else -1)
+            rec_i = None if tr is None else _find(tr.records, int(result.frame_index))
+            if rec_i is None:
+                persons.append(p)
+                continue
+            want = self._decision(p.track_id if p.track_id is not None else -1, tr, rec_i, lag)
+            rec = tr.records[rec_i]
+            if want == rec.live and not (rec.provisional and tr.shape is not None and lag is None):
+                persons.append(p)
+                continue
+            shape = tr.shape or self.fitter.shape()
+            prev = self._settled_prev(tr, rec_i)
+            fit = None if rec.provisional and tr.shape is not None else rec.fits.get(want)
+            if fit is None:
+                fit = self.fitter.fit(rec.obs if want == 0 else rec.obs.mirrored(), shape, prev)
+                rec.fits[want] = fit
+            rec.provisional = rec.provisional and tr.shape is None
+            rec.live = want
+            persons.append(self._fill(p, fit, want, rec.obs, shape))
+        return dataclasses.replace(result, persons=persons)
+
+    def _decision(self, tid: int, tr: _Track, i: int, lag: int | None) -> int:
+        if lag is None:
+            return int(self._whole[tid][i])
+        end = min(i + lag, len(tr.records) - 1)
+        dp = np.stack([r.dp for r in tr.records[i:end + 1]])
+        back = np.stack([r.back for r in tr.records[i:end + 1]])
+        return _walk_back(dp, back, end - i, 0)
+
+    @staticmethod
+    def _settled_prev(tr: _Track, i: int) -> FitResult | None:
+        if i == 0:
+            return None
+        r = tr.records[i - 1]
+        return r.fits.get(r.live)
+
+
+def _find(records: list, frame_index: int) -> int | None:
+    for i in range(len(records) - 1, -1, -1):
+        if records[i].frame_index == frame_index:
+            return i
+    return None

@@ -1,0 +1,249 @@
+"""The per-track MHR body fit: the shipped model, the fit itself, shape per track, the left/right decision,
+and what reaches the output files (instanthmr/body/fit.py, instanthmr/video/body_fit.py)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from instanthmr.body.fit import BodyFitter, Observation, _State, estimate_bone_params, torso_heading
+from instanthmr.body.mhr import SHIPPED_MHR_MODEL, MHRNumpy
+from instanthmr.core.paths import shared_mhr_dir
+from instanthmr.core.skeleton import MHR70_FLIP_PERM, MHR70_INDEX
+from instanthmr.runtime.hmr import HMRPrediction
+from instanthmr.runtime.pipeline import FrameResult
+from instanthmr.video.body_fit import BodyFitStage, decide_states
+
+FOCAL, PP = 1468.6, np.array([640.0, 360.0])
+CAM = np.array([0.05, 0.9, 4.0])   # model origin (floor) 4 m in front, 0.9 m below the optical axis
+BODY = ["left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip",
+        "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "nose", "left_eye", "right_eye",
+        "left_ear", "right_ear", "left_heel", "right_heel", "left_big_toe_tip", "right_big_toe_tip"]
+SEEN = np.zeros(70, bool)
+SEEN[[MHR70_INDEX[n] for n in BODY]] = True
+
+
+@pytest.fixture(scope="module")
+def fitter():
+    return BodyFitter(MHRNumpy.from_npz(SHIPPED_MHR_MODEL))
+
+
+def _pose(fitter, rng, scale=0.35):
+    p = np.zeros(204)
+    body = fitter.groups["body"]
+    p[body] = rng.uniform(-scale, scale, len(body))
+    lo, hi = fitter.limits[body, 0], fitter.limits[body, 1]
+    p[body] = np.clip(p[body], lo + 0.05, hi - 0.05)
+    return p
+
+
+def _motion(fitter, n, seed=0):
+    """(n,204) a smooth made-up motion facing the camera: arms and legs swinging, a slow turn."""
+    rng = np.random.default_rng(seed)
+    base, amp = _pose(fitter, rng, 0.2), _pose(fitter, rng, 0.3) - 0.0
+    t = np.arange(n)[:, None] / 30.0
+    poses = base + np.sin(2 * np.pi * 0.8 * t) * amp * 0.5
+    poses[:, 4] = 0.4 * np.sin(2 * np.pi * 0.2 * t[:, 0])            # root_ry: turning a little
+    body = fitter.groups["body"]
+    poses[:, body] = np.clip(poses[:, body], fitter.limits[body, 0] + 0.02, fitter.limits[body, 1] - 0.02)
+    return poses
+
+
+def _prediction(kp_local, cam=CAM, track_id=1, seen=SEEN, noise=0.0, rng=None):
+    j3 = kp_local + (0 if rng is None else rng.normal(0, noise, kp_local.shape))
+    xc = kp_local + cam
+    j2 = FOCAL * xc[:, :2] / xc[:, 2:] + PP + (0 if rng is None else rng.normal(0, noise * 400, (70, 2)))
+    j2, j3 = j2.astype(np.float32), j3.astype(np.float32)
+    j2[~seen], j3[~seen] = np.nan, np.nan
+    return HMRPrediction(box=np.array([400, 50, 900, 700], np.float32), score=1.0, joints_3d_local=j3,
+                         joints_3d_cam=j3 + cam.astype(np.float32), joints_2d=j2, cam_trans=cam.astype(np.float32),
+                         focal_length=FOCAL, principal_point=PP.astype(np.float32), mhr_params=None,
+                         shape_params=None, joints_valid=seen.copy(), track_id=track_id)
+
+
+def _mirror(pred):
+    """What MediaPipe gives for a person seen from the back: sides swapped, depth reflected about the hips."""
+    perm = np.asarray(MHR70_FLIP_PERM)
+    j3, j2 = pred.joints_3d_local[perm].copy(), pred.joints_2d[perm].copy()
+    hips = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
+    j3[:, 2] = 2 * j3[hips, 2].mean() - j3[:, 2]
+    import dataclasses
+    return dataclasses.replace(pred, joints_3d_local=j3, joints_2d=j2, joints_valid=pred.joints_valid[perm])
+
+
+def _frames(preds):
+    return [FrameResult(persons=[p], detector_ms=0.0, hmr_ms=0.0, total_ms=0.0, detector_ran=True, frame_index=i,
+                        image_size=(1280, 720)) for i, p in enumerate(preds)]
+
+
+# ------------------------------------------------------------------------------------------------------
+def test_shipped_model_is_small_licensed_and_complete():
+    assert SHIPPED_MHR_MODEL.is_file() and SHIPPED_MHR_MODEL.stat().st_size < 2_000_000
+    for name in ("LICENSE-MHR", "NOTICE"):
+        assert (SHIPPED_MHR_MODEL.parent / name).is_file()
+    assert "Apache License" in (SHIPPED_MHR_MODEL.parent / "LICENSE-MHR").read_text()
+    a = MHRNumpy.from_npz(SHIPPED_MHR_MODEL).assets
+    assert a.lod == 6 and a.num_vertices == 595 and a.keypoint_regressor is not None
+    assert a.parameter_limits.shape == (204, 2) and (a.parameter_limit_weights > 0).sum() > 100
+    assert a.parameter_limits[MHR70_INDEX["left_knee"] * 0 + list(a.parameter_names).index("l_knee_bend"), 0] == 0
+
+
+def test_shipped_model_matches_real_sam3d_body_outputs():
+    samples = sorted((shared_mhr_dir() / "samples").glob("*.npz"))
+    if not samples:
+        pytest.skip("no SAM 3D Body samples under the shared MHR folder")
+    model = MHRNumpy.from_npz(SHIPPED_MHR_MODEL)
+    for path in samples:
+        z = np.load(path)
+        out = model(z["shape_params"], z["mhr_model_params"], z["expr_params"])
+        assert np.abs(out.joints[0] - z["pred_joint_coords"]).max() < 1e-5                     # 127 joints: exact
+        kp_err = np.linalg.norm(out.keypoints[0] - z["pred_keypoints_3d"], axis=-1)
+        assert kp_err.mean() < 0.003 and kp_err[:21].mean() < 0.002                          # m
+
+
+def test_jacobian_matches_finite_differences(fitter):
+    shape = fitter.shape()
+    p = _pose(fitter, np.random.default_rng(0))
+    kp, _ = fitter.forward(shape, p)
+    obs = Observation(kp + 0.01, SEEN.astype(float)).clean()
+    plan = fitter._plan(fitter.active_params(obs))
+    st = _State(plan, obs, shape, p.copy(), None, None, None, False)
+    st.evaluate(with_jacobian=True)
+    n = len(plan.active)
+    rows = np.flatnonzero(SEEN)
+    from instanthmr.body.fit import _robust
+    rw, _ = _robust((kp[rows] + st.tau - obs.joints_3d[rows]) / fitter.config.sigma_3d, np.ones(len(rows)),
+                    fitter.config.robust)
+    analytic = st.jac[:3 * len(rows), :n].reshape(len(rows), 3, n) * fitter.config.sigma_3d / rw[:, None, None]
+    for k in range(0, n, 5):
+        q = p.copy()
+        q[plan.active[k]] += 1e-6
+        numeric = (fitter.forward(shape, q)[0][rows] - kp[rows]) / 1e-6
+        np.testing.assert_allclose(analytic[:, :, k], numeric, atol=1e-4)
+
+
+def test_fit_recovers_known_parameters(fitter):
+    rng = np.random.default_rng(1)
+    shape = fitter.shape()
+    for _ in range(3):
+        p = _pose(fitter, rng)
+        p[3:6] = rng.uniform(-0.4, 0.4, 3)
+        kp, _ = fitter.forward(shape, p)
+        pred = _prediction(kp)
+        obs = Observation(pred.joints_3d_local, SEEN, pred.joints_2d, SEEN, FOCAL, PP)
+        res = fitter.fit(obs, shape, None, iterations=30)
+        err = np.linalg.norm(res.keypoints - kp, axis=1)[SEEN]
+        assert err.mean() < 0.012, err.mean()                  # m, all observed joints (prior pulls a little)
+        assert res.rms_2d_px < 3.0
+        np.testing.assert_allclose(res.cam_trans, CAM, atol=0.03)
+        assert res.limit_cost < 1.0
+
+
+def test_bone_lengths_are_estimated_symmetric_and_held(fitter):
+    rng = np.random.default_rng(2)
+    names = ["scale_uparms", "scale_lowarms", "scale_uplegs", "scale_lowlegs", "scale_shoulder_width"]
+    truth = np.zeros(74)
+    for n in names:
+        truth[fitter.param_index[n] - 130] = rng.uniform(-0.5, 0.5)
+    true_shape = fitter.shape(None, truth)
+    frames = np.stack([fitter.forward(true_shape, fitter.full_params(true_shape, _pose(fitter, rng)))[0]
+                       for _ in range(5)])
+    est = estimate_bone_params(fitter, frames + rng.normal(0, 0.005, frames.shape))
+    for n in names:
+        i = fitter.param_index[n] - 130
+        assert abs(est.bone_params[i] - truth[i]) < 0.15, n     # 1.5 cm of bone
+
+
+def test_track_keeps_its_bones_and_fits_closely(fitter):
+    poses = _motion(fitter, 40, seed=3)
+    truth = fitter.shape(None, np.where(np.arange(74) == fitter.param_index["scale_uplegs"] - 130, 0.4, 0.0))
+    rng = np.random.default_rng(3)
+    kps = [fitter.forward(truth, fitter.full_params(truth, p))[0] for p in poses]
+    stage = BodyFitStage(fitter.model)
+    live = [stage(f) for f in _frames([_prediction(k, noise=0.01, rng=rng) for k in kps])]
+    final = stage.finish(live)
+    thigh = [MHR70_INDEX["left_hip"], MHR70_INDEX["left_knee"]]    # both single skeleton joints in MHR70
+    lengths = np.array([np.linalg.norm(np.subtract(*f.persons[0].joints_3d_local[thigh])) for f in final])
+    assert lengths.std() < 1e-4                                     # m: one body for the whole track
+    live_len = np.array([np.linalg.norm(np.subtract(*f.persons[0].joints_3d_local[thigh])) for f in live])
+    assert live_len[stage.shape_frames:].std() < 1e-4             # live: held once the shape is estimated
+    true_len = np.linalg.norm(np.subtract(*kps[0][thigh]))
+    assert abs(lengths.mean() - true_len) < 0.02
+    err = np.mean([np.linalg.norm(f.persons[0].joints_3d_cam - (k + CAM), axis=1)[SEEN].mean()
+                   for f, k in zip(final, kps)])
+    assert err < 0.04                                               # m, camera frame, with 1 cm noise
+    assert np.median(stage.timings_ms) < 100                        # sanity only; speed: tools/eval_body_fit.py
+
+
+def test_swapped_segment_is_corrected(fitter):
+    poses = _motion(fitter, 60, seed=4)
+    shape = fitter.shape()
+    kps = [fitter.forward(shape, fitter.full_params(shape, p))[0] for p in poses]
+    assert torso_heading(kps[0])[2] < -0.8                          # facing the camera
+    rng = np.random.default_rng(4)
+    preds = [_prediction(k, noise=0.005, rng=rng) for k in kps]
+    swapped = np.zeros(len(preds), bool)
+    swapped[20:38] = True
+    preds = [_mirror(p) if s else p for p, s in zip(preds, swapped)]
+    stage = BodyFitStage(fitter.model)
+    live = [stage(f) for f in _frames(preds)]
+    offline = stage.finish(live)
+    lagging = BodyFitStage(fitter.model, lag_frames=4)               # decided 4 frames (133 ms) late
+    lagged = [r for f in _frames(preds) for r in lagging.push(f)]
+    assert len(lagged) == len(preds) - 4
+    lagged += lagging.flush()
+    assert [f.frame_index for f in lagged] == list(range(len(preds)))
+    lw = MHR70_INDEX["left_wrist"]
+    for name, res in (("live", live), ("offline", offline), ("lag", lagged)):
+        wrong = 0
+        for f, k in zip(res, kps):
+            true_uv = FOCAL * (k + CAM)[:, :2] / (k + CAM)[:, 2:] + PP
+            uv = f.persons[0].joints_2d
+            wrong += np.linalg.norm(uv[lw] - true_uv[lw]) > np.linalg.norm(uv[lw] - true_uv[MHR70_FLIP_PERM[lw]])
+        assert wrong <= (2 if name == "live" else 0), (name, wrong)
+    assert 0 < stage.mirrored_runs < len(preds)                     # the mirrored reading ran only when triggered
+    heading = [torso_heading(f.persons[0].joints_3d_local)[2] for f in offline]
+    assert max(heading) < -0.5                                      # the body never turned its back
+
+
+def test_decide_states_whole_track_and_fixed_lag():
+    costs = np.zeros((30, 2))
+    costs[:, 1] = 1.0
+    costs[10:20, 0] = 10.0                                            # frames 10-19 read mirrored
+    whole = decide_states(costs, switch_cost=5.0)
+    assert whole[10:20].all() and not whole[:10].any() and not whole[20:].any()
+    live = decide_states(costs, switch_cost=5.0, lag=0)
+    assert live[11:20].all() and not live[:10].any()                 # no delay: the first frame still pays the switch
+    assert (decide_states(costs, switch_cost=5.0, lag=6) == whole).all()   # enough look-ahead: the same path
+    lagged = decide_states(costs, switch_cost=5.0, lag=3)
+    assert lagged[10:20].all() and (lagged != whole).sum() <= 3          # short look-ahead: late by a few frames
+
+
+def test_outputs_carry_the_fitted_body(fitter, tmp_path):
+    from instanthmr.outputs.files import CSV_COLUMNS, read_npz_tracks, write_csv, write_json, write_npz
+
+    poses = _motion(fitter, 6, seed=5)
+    shape = fitter.shape()
+    preds = [_prediction(fitter.forward(shape, fitter.full_params(shape, p))[0]) for p in poses]
+    stage = BodyFitStage(fitter.model)
+    frames = [stage(f) for f in _frames(preds)]
+    p = frames[-1].persons[0]
+    assert p.mhr_params.shape == (204,) and p.shape_params.shape == (45,) and p.joints_valid is None
+    assert p.joints_observed.dtype == bool and (p.joints_observed == SEEN).all()
+    assert np.isfinite(p.joints_2d).all() and np.isfinite(p.joints_3d_cam).all()
+    np.testing.assert_allclose(p.joints_3d_cam, p.joints_3d_local + p.cam_trans, atol=1e-5)
+    write_json(tmp_path / "r.json", frames, fps=30.0)
+    rec = json.loads((tmp_path / "r.json").read_text())["frames"][-1]["persons"][0]
+    assert len(rec["mhr_params"]) == 204 and len(rec["shape_params"]) == 45
+    assert rec["joints_observed"] == SEEN.tolist() and None not in sum(rec["joints_2d"], [])
+    write_csv(tmp_path / "r.csv", frames, fps=30.0)
+    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    assert tuple(rows[0]) == CSV_COLUMNS and {r["observed"] for r in rows} == {"0", "1"}
+    write_npz(tmp_path / "r.npz", frames, fps=30.0)
+    track = read_npz_tracks(tmp_path / "r.npz")[1]
+    assert track["joints_observed"].shape == (6, 70) and track["mhr_params"].shape == (6, 204)
+    assert Path(SHIPPED_MHR_MODEL).is_file()
