@@ -432,6 +432,42 @@ def test_model_info_names_fp16_and_int8_weights(tiny_onnx, tmp_path):
         assert model_info.match_architecture(info)["config"] == TINY
 
 
+def test_int8_modes_quantise_conv_only_or_conv_and_linear(tiny_onnx, tmp_path):
+    """``static``: only the backbone's Conv layers read int8 tensors (attention, decoder and heads stay float, as
+    the anchor advises); ``static-linear`` adds dynamic int8 MatMuls, while the fused attention ops still take
+    float inputs. Both run in InstantHMR and follow the fp32 file (random weights: drift only, not accuracy)."""
+    import onnx
+
+    from instanthmr.runtime.hmr import InstantHMR
+    from instanthmr.training.quantize import quantize
+
+    conv = quantize(tiny_onnx, tmp_path / "conv.int8.onnx", calib_count=4)
+    linear = quantize(tiny_onnx, tmp_path / "linear.int8.onnx", mode="static-linear", calib_count=4)
+    for path, mode in ((conv, "static"), (linear, "static-linear")):
+        model = onnx.load(str(path))
+        dequantised = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        readers = {n.op_type for n in model.graph.node if set(n.input) & dequantised}
+        assert "Conv" in readers and not readers & {"MatMul", "Gemm", "Attention", "MultiHeadAttention"}, readers
+        ops = {n.op_type for n in model.graph.node}
+        assert ("MatMulInteger" in ops) == (mode == "static-linear") and "MultiHeadAttention" in ops
+        assert {p.key: p.value for p in model.metadata_props}["precision"] == f"int8-{mode}"
+    import onnx.helper as oh
+
+    with pytest.raises(ValueError, match="static-linear is for the InstantHMR network"):  # a detector-shaped graph
+        g = oh.make_graph([oh.make_node("Relu", ["input"], ["y"])], "d",
+                          [oh.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])])
+        onnx.save(oh.make_model(g), str(tmp_path / "det.onnx"))
+        quantize(tmp_path / "det.onnx", tmp_path / "det.int8.onnx", mode="static-linear")
+    img = np.random.default_rng(0).integers(0, 255, (360, 640, 3), dtype=np.uint8)
+    box = np.array([[200.0, 40.0, 320.0, 340.0]])
+    (ref,) = InstantHMR(tiny_onnx, device="cpu").predict(img, box)
+    for path in (conv, linear):
+        (got,) = InstantHMR(path, device="cpu").predict(img, box)
+        spread = max(float(np.abs(ref.joints_3d_local).max()), 1e-3)
+        assert np.abs(got.joints_3d_local - ref.joints_3d_local).max() < 0.5 * spread, path.name
+
+
 def test_doctor_describes_present_networks(tiny_onnx, tmp_path, monkeypatch):
     import shutil
 

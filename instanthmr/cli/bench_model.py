@@ -147,7 +147,7 @@ def _predict_call(hmr, batch: int):
 
 def run_benchmark(config: str | list[str], batches, runs: int, warmup: int, device: str = "cpu", threads: int = 0,
                   fp16: bool = False, onnx_path: Path | None = None, torch_eager: bool = True,
-                  pipeline: bool = False, int8: bool = False) -> list[dict]:
+                  pipeline: bool = False, int8: bool = False, plain_export: bool = False) -> list[dict]:
     """``[{"architecture", "variant", "batch", "ms", "ms_per_person", "min_ms", "provider", "x_backbone"}]`` for
     every architecture (``config``: one registered config or several, each exported with random weights),
     variant and batch size. All of them are timed in the same blocked round-robin, so a busy machine slows
@@ -172,7 +172,7 @@ def run_benchmark(config: str | list[str], batches, runs: int, warmup: int, devi
                 torch.set_num_threads(threads)
             for cfg in configs:
                 sizes[cfg] = _add_config_calls(calls, cfg, tmp / cfg, device, threads, fp16, int8, pipeline,
-                                               torch_eager, max(batches))
+                                               torch_eager, max(batches), plain_export)
         for batch in batches:
             fns = {key: make(batch) for key, (make, _) in calls.items()}
             times = blocked_round_robin_ms(fns, runs, warmup)
@@ -196,7 +196,7 @@ def _session_call(sess, size: int) -> tuple:
 
 
 def _add_config_calls(calls: dict, config: str, folder: Path, device: str, threads: int, fp16: bool, int8: bool,
-                      pipeline: bool, torch_eager: bool, max_batch: int) -> int:
+                      pipeline: bool, torch_eager: bool, max_batch: int, plain_export: bool = False) -> int:
     """Export random-init ``config`` (and its bare backbone) into ``folder`` and add its timed variants to
     ``calls``; returns its input size."""
     import torch
@@ -210,6 +210,9 @@ def _add_config_calls(calls: dict, config: str, folder: Path, device: str, threa
     size = model.config.input_size
     export_onnx(model, folder / "net.onnx", parity=False)
     sessions = {"network ORT fp32": _ort_session(folder / "net.onnx", device, threads)}
+    if plain_export:  # the same network without export-time optimisation (tools/export_onnx.py --plain-graph)
+        export_onnx(model, folder / "net.plain.onnx", parity=False, optimize=False)
+        sessions["network ORT fp32 plain export"] = _ort_session(folder / "net.plain.onnx", device, threads)
     if fp16:
         export_onnx(model, folder / "net16.onnx", fp16=True, parity=False)
         sessions["network ORT fp16"] = _ort_session(folder / "net16.onnx", device, threads)
@@ -221,6 +224,8 @@ def _add_config_calls(calls: dict, config: str, folder: Path, device: str, threa
 
         sessions["network ORT int8"] = _ort_session(quantize(folder / "net.onnx", folder / "net.int8.onnx"),
                                                     device, threads)
+        linear = quantize(folder / "net.onnx", folder / "net.int8-linear.onnx", mode="static-linear")
+        sessions["network ORT int8 static-linear"] = _ort_session(linear, device, threads)
     if pipeline:
         from instanthmr.runtime.hmr import InstantHMR
 
@@ -269,7 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-torch", action="store_true", help="skip the torch eager rows")
     p.add_argument("--pipeline", action="store_true",
                    help="add InstantHMR.predict rows (crop + normalise + network + decode from a 720p frame)")
-    p.add_argument("--int8", action="store_true", help="add the int8 (static QDQ) network")
+    p.add_argument("--int8", action="store_true",
+                   help="add the int8 networks (static QDQ Conv only; static-linear: + dynamic int8 MatMuls)")
+    p.add_argument("--plain-export", action="store_true",
+                   help="add the network exported without optimisation (export_onnx(optimize=False)), same run")
     p.add_argument("--peak", action="store_true",
                    help="measure fp32 matmul GFLOP/s here and the fraction of it the network reaches")
     args = p.parse_args(argv)
@@ -286,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]  # other processes on the machine skew every figure; say how busy it was
     rows = run_benchmark(args.config, args.batches, args.runs, args.warmup, args.device, args.threads, args.fp16,
                          args.onnx, not args.no_torch, args.pipeline and args.onnx is None,
-                         args.int8 and args.onnx is None)
+                         args.int8 and args.onnx is None, args.plain_export)
     import platform
 
     import onnxruntime
