@@ -38,11 +38,12 @@ import numpy as np
 from instanthmr.cli.common import network_label
 
 
-def blocked_round_robin_ms(fns: dict, runs: int, warmup: int, block: int = 10) -> dict:
+def blocked_round_robin_ms(fns: dict, runs: int, warmup: int, block: int = 10, cpu_ms: dict | None = None) -> dict:
     """Each callable ``runs`` timed calls (ms), taken in rounds of ``block`` consecutive calls per callable,
     each block after one untimed call. Rounds spread machine-load drift over all variants; blocks keep each
     variant's weights in cache (alternating call by call measured 49.8 ms against 27.5 ms alone for the same
-    RepViT-M1.5 session on the 2-core CPU)."""
+    RepViT-M1.5 session on the 2-core CPU). ``cpu_ms`` (a dict) receives each call's process CPU time (ms, all
+    threads): the work done, which other processes on a shared machine inflate far less than the wall time."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -54,9 +55,11 @@ def blocked_round_robin_ms(fns: dict, runs: int, warmup: int, block: int = 10) -
                 continue
             fn()
             for _ in range(n):
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 fn()
                 times[name].append((time.perf_counter() - t0) * 1e3)
+                if cpu_ms is not None:
+                    cpu_ms.setdefault(name, []).append((time.process_time() - c0) * 1e3)
     return times
 
 
@@ -175,13 +178,16 @@ def run_benchmark(config: str | list[str], batches, runs: int, warmup: int, devi
                                                torch_eager, max(batches), plain_export)
         for batch in batches:
             fns = {key: make(batch) for key, (make, _) in calls.items()}
-            times = blocked_round_robin_ms(fns, runs, warmup)
+            cpu: dict = {}
+            times = blocked_round_robin_ms(fns, runs, warmup, cpu_ms=cpu)
             for (arch, name), ts in times.items():
-                base = times.get((arch, "backbone ORT fp32"))
-                med = statistics.median(ts)
+                base, base_cpu = times.get((arch, "backbone ORT fp32")), cpu.get((arch, "backbone ORT fp32"))
+                med, med_cpu = statistics.median(ts), statistics.median(cpu[(arch, name)])
                 rows.append({"architecture": arch, "variant": name, "batch": batch, "ms": med,
                              "ms_per_person": med / batch, "min_ms": min(ts), "provider": calls[(arch, name)][1],
-                             "x_backbone": med / statistics.median(base) if base else None})
+                             "p95_ms": float(np.percentile(ts, 95)), "cpu_ms": med_cpu,
+                             "x_backbone": med / statistics.median(base) if base else None,
+                             "x_backbone_cpu": med_cpu / statistics.median(base_cpu) if base_cpu else None})
     return rows
 
 
@@ -304,14 +310,18 @@ def main(argv: list[str] | None = None) -> int:
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, onnxruntime "
           f"{onnxruntime.__version__}; threads {args.threads or 'default'}; median of {args.runs} runs; "
           f"load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}")
+    # CPU ms: process CPU time (all threads) per call, the work done; on a shared machine its ratios hold where
+    # the wall times swing with other processes' load
     print("| architecture | variant | provider | batch | median ms / call | median ms / person | min ms / call "
-          "| x backbone |")
-    print("|---|---|---|---:|---:|---:|---:|---:|")
+          "| p95 ms / call | x backbone | CPU ms / person | x backbone (CPU) |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     order = {a: i for i, a in enumerate(archs)}
     for r in sorted(rows, key=lambda r: (r["variant"], r["batch"], order[r["architecture"]])):
         xb = f"{r['x_backbone']:.2f}" if r.get("x_backbone") else "-"
+        xc = f"{r['x_backbone_cpu']:.2f}" if r.get("x_backbone_cpu") else "-"
         print(f"| {r['architecture']} | {r['variant']} | {r['provider']} | {r['batch']} | {r['ms']:.1f} "
-              f"| {r['ms_per_person']:.1f} | {r['min_ms']:.1f} | {xb} |")
+              f"| {r['ms_per_person']:.1f} | {r['min_ms']:.1f} | {r['p95_ms']:.1f} | {xb} "
+              f"| {r['cpu_ms'] / r['batch']:.1f} | {xc} |")
     if args.peak and args.onnx is None:
         from instanthmr.cli.model_info import model_stats
 
