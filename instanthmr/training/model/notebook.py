@@ -85,8 +85,7 @@ class PackedAttention(nn.Module):
         self.out_proj = nn.Linear(dim, dim)
         nn.init.xavier_uniform_(self.in_proj_weight)  # nn.MultiheadAttention's initialisation
         nn.init.zeros_(self.out_proj.bias)
-
-    ort_fused = False  # set by NotebookHMRNet.optimize_for_export: ONNX Runtime's fused attention ops
+        self.ort_fused = False  # set by NotebookHMRNet.optimize_for_export: ONNX Runtime's fused attention ops
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         nq, nk, h, d = x.shape[1], context.shape[1], self.num_heads, self.head_dim
