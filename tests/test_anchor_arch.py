@@ -331,6 +331,33 @@ def test_export_has_our_contract_and_the_anchors_metadata(tiny_onnx, tmp_path):
     assert (meta["arch"], meta["bound_scales"], meta["num_queries"]) == ("mhr_only", "true", "71")
 
 
+def test_optimised_export_gives_the_plain_exports_outputs(tmp_path):
+    """The default export (first self-attention projection of the constant queries folded, ONNX Runtime's fused
+    attention ops) against ``optimize=False`` (standard ops only), same random weights: same outputs at batch 1
+    and 4 to float rounding, on inputs far from the parity check's (large CLIFF vectors, images x 3)."""
+    import onnx
+    import onnxruntime as ort
+
+    from instanthmr.training.export import export_onnx
+
+    net = randomize_(build_model(TINY, num_layers=2), seed=1).eval()  # 2 layers: a folded and a plain one
+    net.step = 0
+    fast, plain = tmp_path / "fast.onnx", tmp_path / "plain.onnx"
+    assert export_onnx(net, fast)["ok"] and export_onnx(net, plain, optimize=False)["ok"]
+    ops = {p: {n.op_type for n in onnx.load(str(p)).graph.node} for p in (fast, plain)}
+    assert {"Attention", "MultiHeadAttention"} <= ops[fast] and not {"Attention", "MultiHeadAttention"} & ops[plain]
+    metas = [{m.key: m.value for m in onnx.load(str(p)).metadata_props}["export_optimized"] for p in (fast, plain)]
+    assert metas == ["query-fold+ort-attention", "none"]
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fast, plain)]
+    rng = np.random.default_rng(3)
+    for batch in (1, 4):
+        feeds = {"image": 3 * rng.standard_normal((batch, 3, 224, 224)).astype(np.float32),
+                 "cliff_cond": rng.uniform(-3, 3, (batch, 3)).astype(np.float32)}
+        fast, ref = (s.run(None, feeds) for s in sessions)
+        for name, a, b in zip(net.output_names, fast, ref):
+            assert a.shape == b.shape and np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(b).max()), name
+
+
 def test_fine_tunes_from_an_anchor_checkpoint(tmp_path):
     from instanthmr.training.config import load_config
     from instanthmr.training.data.synthetic import write_synthetic_shards
@@ -365,8 +392,12 @@ def test_model_info_says_what_an_onnx_file_holds(tiny_onnx, tmp_path, capsys):
     assert abs(info["params"] - count_parameters(net.eval().fuse())) / info["params"] < 0.02
     assert model_info.match_architecture(info)["config"] == TINY
 
-    # the anchor's own files carry no metadata and other initializer names: matched from the graph alone
-    proto = onnx.load(str(tiny_onnx))
+    # the anchor's own files carry no metadata and other initializer names (and are plain exports: no derived
+    # constants of an optimised one, which the renaming would hide): matched from the graph alone
+    from instanthmr.training.export import export_onnx
+
+    export_onnx(randomize_(build_model(TINY), seed=1).eval(), tmp_path / "plain.onnx", optimize=False, parity=False)
+    proto = onnx.load(str(tmp_path / "plain.onnx"))
     del proto.metadata_props[:]
     renames = {t.name: f"w{i}" for i, t in enumerate(proto.graph.initializer)}
     for t in proto.graph.initializer:
@@ -399,6 +430,42 @@ def test_model_info_names_fp16_and_int8_weights(tiny_onnx, tmp_path):
         info = model_info.inspect_onnx(tmp_path / name)
         assert info["dtype"] == dtype and info["queries"] == 141
         assert model_info.match_architecture(info)["config"] == TINY
+
+
+def test_int8_modes_quantise_conv_only_or_conv_and_linear(tiny_onnx, tmp_path):
+    """``static``: only the backbone's Conv layers read int8 tensors (attention, decoder and heads stay float, as
+    the anchor advises); ``static-linear`` adds dynamic int8 MatMuls, while the fused attention ops still take
+    float inputs. Both run in InstantHMR and follow the fp32 file (random weights: drift only, not accuracy)."""
+    import onnx
+
+    from instanthmr.runtime.hmr import InstantHMR
+    from instanthmr.training.quantize import quantize
+
+    conv = quantize(tiny_onnx, tmp_path / "conv.int8.onnx", calib_count=4)
+    linear = quantize(tiny_onnx, tmp_path / "linear.int8.onnx", mode="static-linear", calib_count=4)
+    for path, mode in ((conv, "static"), (linear, "static-linear")):
+        model = onnx.load(str(path))
+        dequantised = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        readers = {n.op_type for n in model.graph.node if set(n.input) & dequantised}
+        assert "Conv" in readers and not readers & {"MatMul", "Gemm", "Attention", "MultiHeadAttention"}, readers
+        ops = {n.op_type for n in model.graph.node}
+        assert ("MatMulInteger" in ops) == (mode == "static-linear") and "MultiHeadAttention" in ops
+        assert {p.key: p.value for p in model.metadata_props}["precision"] == f"int8-{mode}"
+    import onnx.helper as oh
+
+    with pytest.raises(ValueError, match="static-linear is for the InstantHMR network"):  # a detector-shaped graph
+        g = oh.make_graph([oh.make_node("Relu", ["input"], ["y"])], "d",
+                          [oh.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])])
+        onnx.save(oh.make_model(g), str(tmp_path / "det.onnx"))
+        quantize(tmp_path / "det.onnx", tmp_path / "det.int8.onnx", mode="static-linear")
+    img = np.random.default_rng(0).integers(0, 255, (360, 640, 3), dtype=np.uint8)
+    box = np.array([[200.0, 40.0, 320.0, 340.0]])
+    (ref,) = InstantHMR(tiny_onnx, device="cpu").predict(img, box)
+    for path in (conv, linear):
+        (got,) = InstantHMR(path, device="cpu").predict(img, box)
+        spread = max(float(np.abs(ref.joints_3d_local).max()), 1e-3)
+        assert np.abs(got.joints_3d_local - ref.joints_3d_local).max() < 0.5 * spread, path.name
 
 
 def test_doctor_describes_present_networks(tiny_onnx, tmp_path, monkeypatch):

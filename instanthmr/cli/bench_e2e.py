@@ -116,7 +116,7 @@ def prepare_models(args, cache: Path) -> dict:
     else:
         out["det"], out["det_low"], out["random_det"] = detector_at(None), detector_at(args.detector_resolution), True
     if any(LEVERS[v][3] for v in args.variants):
-        out["hmr_int8"] = cached_int8(hmr, "static")
+        out["hmr_int8"] = cached_int8(hmr, args.hmr_int8_mode)
     if any(LEVERS[v][2] for v in args.variants):
         out["det_int8"] = cached_int8(out["det"], "dynamic")
         if out["det_low"] is not None:
@@ -164,13 +164,18 @@ def build_pipeline(variant: str, models: dict, args, box):
 
 def run_once(pipeline, frames: list) -> dict:
     pipeline.reset()
-    results = []
-    t0 = time.perf_counter()
+    results, frame_ms = [], []
+    c0, t0 = time.process_time(), time.perf_counter()
     for i, img in enumerate(frames):
+        t = time.perf_counter()
         results.append(pipeline.predict(img, frame_index=i))
-    wall = time.perf_counter() - t0
+        frame_ms.append((time.perf_counter() - t) * 1e3)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     calls = [r.detector_ms for r in results if r.detector_ran]
-    return {"fps": len(frames) / wall, "wall_s": wall, "hmr_ms": statistics.median(r.hmr_ms for r in results),
+    # CPU ms / frame (all threads of this process): the work per frame, which a busy shared machine inflates far
+    # less than the wall time
+    return {"fps": len(frames) / wall, "wall_s": wall, "frame_ms": frame_ms, "cpu_ms": cpu * 1e3 / len(frames),
+            "hmr_ms": statistics.median(r.hmr_ms for r in results),
             "detector_call_ms": statistics.median(calls) if calls else 0.0, "detector_calls": len(calls),
             "persons_per_frame": float(np.mean([len(r.persons) for r in results]))}
 
@@ -227,6 +232,10 @@ def run(args) -> dict:
                      "fps_median": statistics.median(x["fps"] for x in runs),
                      "ratio_median": statistics.median(ratios), "ratios": ratios,
                      "hmr_ms_median": statistics.median(x["hmr_ms"] for x in runs),
+                     # per frame over all rounds: a detector frame that stalls shows in p95, not in FPS
+                     "frame_ms_median": float(np.median([t for x in runs for t in x["frame_ms"]])),
+                     "frame_ms_p95": float(np.percentile([t for x in runs for t in x["frame_ms"]], 95)),
+                     "cpu_ms_per_frame": statistics.median(x["cpu_ms"] for x in runs),
                      "detector_call_ms_median": statistics.median(x["detector_call_ms"] for x in runs),
                      "persons_per_frame": statistics.mean(x["persons_per_frame"] for x in runs),
                      "detector_calls_per_frame": statistics.mean(x["detector_calls"] for x in runs) / len(frames),
@@ -236,11 +245,12 @@ def run(args) -> dict:
           f"{args.detector_resolution}; medians of {args.rounds} rounds x {len(frames)} frames")
     # async: the detector runs as often as it keeps up (at most every --stride frames), so its calls per frame
     # can be fewer than 1/stride; the column shows it
-    print(f"| architecture | variant | FPS | x {base} | HMR ms / frame | detector ms / call | detector calls / frame "
-          "| persons / frame |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| architecture | variant | FPS | x {base} | frame ms median / p95 | CPU ms / frame | HMR ms / frame "
+          "| detector ms / call | detector calls / frame | persons / frame |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['architecture']} | {r['variant']} | {r['fps_median']:.2f} | {r['ratio_median']:.2f} | "
+              f"{r['frame_ms_median']:.1f} / {r['frame_ms_p95']:.1f} | {r['cpu_ms_per_frame']:.1f} | "
               f"{r['hmr_ms_median']:.1f} | {r['detector_call_ms_median']:.1f} | {r['detector_calls_per_frame']:.3f} | "
               f"{r['persons_per_frame']:.2f} |")
     report = {"video": video, "size": [w, h], "frames": len(frames), "rounds": args.rounds, "stride": args.stride,
@@ -273,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector-resolution", type=int, default=256, help="resolution lever (default: 256)")
     p.add_argument("--det-confidence", type=float, default=0.0, help="detection threshold (default: 0)")
     p.add_argument("--keep-boxes", action="store_true", help="use a random detector's own boxes")
+    p.add_argument("--hmr-int8-mode", default="static", choices=("static", "static-linear"),
+                   help="the int8 network lever's quantisation (tools/quantize_onnx.py --mode; default: static)")
     p.add_argument("--stride", type=int, default=3, help="detector stride (default: 3)")
     p.add_argument("--frames", type=int, default=30, help="measured frames per variant per round (default: 30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed frames per variant (default: 3)")

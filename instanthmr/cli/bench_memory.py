@@ -75,7 +75,7 @@ def run(args) -> dict:
     model = Path(args.model or DEFAULT_MODEL)
     if random_hmr:  # the cached export when there is one: exporting imports torch, which would inflate RSS
         name = args.random_init_config or "instanthmr_repvit_m1_5"
-        cached = Path(tempfile.gettempdir()) / "instanthmr_random_init" / f"{name}-seed0.onnx"
+        cached = Path(tempfile.gettempdir()) / "instanthmr_random_init" / f"{name}-seed0-optimized.onnx"
         model = cached if cached.is_file() else random_init_onnx(name)
     det_path, random_det = (Path(args.detector), False) if args.detector else (
         cache / "rf-detr-nano-native-random.onnx", True)

@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-torch", action="store_true", help="skip the torch eager rows")
     p.add_argument("--pipeline", action="store_true",
                    help="add InstantHMR.predict rows (crop + normalise + network + decode from a 720p frame)")
-    p.add_argument("--int8", action="store_true", help="add the int8 (static QDQ) network")
+    p.add_argument("--int8", action="store_true",
+                   help="add the int8 networks (static QDQ Conv only; static-linear: + dynamic int8 MatMuls)")
+    p.add_argument("--plain-export", action="store_true",
+                   help="add the network exported without optimisation (export_onnx(optimize=False)), same run")
     p.add_argument("--peak", action="store_true",
                    help="measure fp32 matmul GFLOP/s here and the fraction of it the network reaches")
     args = p.parse_args(argv)
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]  # other processes on the machine skew every figure; say how busy it was
     rows = run_benchmark(args.config, args.batches, args.runs, args.warmup, args.device, args.threads, args.fp16,
                          args.onnx, not args.no_torch, args.pipeline and args.onnx is None,
-                         args.int8 and args.onnx is None)
+                         args.int8 and args.onnx is None, args.plain_export)
     import platform
 
     import onnxruntime
@@ -79,13 +82,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{onnxruntime.__version__}; threads {args.threads or 'default'}; median of {args.runs} runs; "
           f"load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}")
     print("| architecture | variant | provider | batch | median ms / call | median ms / person | min ms / call "
-          "| x backbone |")
-    print("|---|---|---|---:|---:|---:|---:|---:|")
+          "| p95 ms / call | x backbone | CPU ms / person | x backbone (CPU) |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     order = {a: i for i, a in enumerate(archs)}
     for r in sorted(rows, key=lambda r: (r["variant"], r["batch"], order[r["architecture"]])):
         xb = f"{r['x_backbone']:.2f}" if r.get("x_backbone") else "-"
+        xc = f"{r['x_backbone_cpu']:.2f}" if r.get("x_backbone_cpu") else "-"
         print(f"| {r['architecture']} | {r['variant']} | {r['provider']} | {r['batch']} | {r['ms']:.1f} "
-              f"| {r['ms_per_person']:.1f} | {r['min_ms']:.1f} | {xb} |")
+              f"| {r['ms_per_person']:.1f} | {r['min_ms']:.1f} | {r['p95_ms']:.1f} | {xb} "
+              f"| {r['cpu_ms'] / r['batch']:.1f} | {xc} |")
     if args.peak and args.onnx is None:
         from instanthmr.training.model_info import model_stats
 

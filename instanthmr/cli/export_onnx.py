@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fp16", action="store_true", help="fp16 weights and math, float32 inputs/outputs (GPU)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     p.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs torch check")
+    p.add_argument("--plain-graph", action="store_true",
+                   help="no export-time optimisation (the notebook network's folded query projection and ONNX "
+                        "Runtime fused attention ops): standard ONNX ops only, for other runtimes")
     args = p.parse_args(argv)
     if args.checkpoint is not None and (args.config or args.wholebody or args.cliff_form):
         p.error("--config/--wholebody/--cliff-form only apply to --random-init (a checkpoint has its config)")
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             model.step = 0
         with stop_signals():
             report = export_onnx(model, args.out, fp16=args.fp16, opset=args.opset, parity=not args.no_parity,
-                                 seed=args.seed)
+                                 seed=args.seed, optimize=not args.plain_graph)
     except (CheckpointError, ExportError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1 if isinstance(e, ExportError) else 2

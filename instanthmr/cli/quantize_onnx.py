@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", help="fp32 .onnx: the InstantHMR network or an RF-DETR export")
     p.add_argument("--out", default=None, help="output .onnx (default: <model>.int8.onnx / .fp16.onnx beside it)")
     p.add_argument("--mode", choices=MODES, default=None,
-                   help="static (int8, calibrated QDQ; default for the HMR network), dynamic (int8 weights; default "
-                        "for the detector) or fp16 (for GPUs)")
+                   help="static (int8, calibrated QDQ; default for the HMR network: its Conv layers), static-linear "
+                        "(static + dynamic int8 MatMuls: the notebook network's decoder), dynamic (int8 weights; "
+                        "default for the detector) or fp16 (for GPUs)")
     p.add_argument("--calib-dir", default=None, help="folder of calibration photos (default: the shared media)")
     p.add_argument("--calib-count", type=int, default=32, help="calibration images (default: 32)")
     p.add_argument("--check", action="store_true", help="print the output drift vs fp32 on held-out frames")

@@ -103,7 +103,7 @@ def _predict_call(hmr, batch: int):
 
 def run_benchmark(config: str | list[str], batches, runs: int, warmup: int, device: str = "cpu", threads: int = 0,
                   fp16: bool = False, onnx_path: Path | None = None, torch_eager: bool = True,
-                  pipeline: bool = False, int8: bool = False) -> list[dict]:
+                  pipeline: bool = False, int8: bool = False, plain_export: bool = False) -> list[dict]:
     """``[{"architecture", "variant", "batch", "ms", "ms_per_person", "min_ms", "provider", "x_backbone"}]`` for
     every architecture (``config``: one registered config or several, each exported with random weights),
     variant and batch size. All of them are timed in the same blocked round-robin, so a busy machine slows
@@ -128,16 +128,19 @@ def run_benchmark(config: str | list[str], batches, runs: int, warmup: int, devi
                 torch.set_num_threads(threads)
             for cfg in configs:
                 sizes[cfg] = _add_config_calls(calls, cfg, tmp / cfg, device, threads, fp16, int8, pipeline,
-                                               torch_eager, max(batches))
+                                               torch_eager, max(batches), plain_export)
         for batch in batches:
             fns = {key: make(batch) for key, (make, _) in calls.items()}
-            times = blocked_round_robin_ms(fns, runs, warmup)
+            cpu: dict = {}
+            times = blocked_round_robin_ms(fns, runs, warmup, cpu_ms=cpu)
             for (arch, name), ts in times.items():
-                base = times.get((arch, "backbone ORT fp32"))
-                med = statistics.median(ts)
+                base, base_cpu = times.get((arch, "backbone ORT fp32")), cpu.get((arch, "backbone ORT fp32"))
+                med, med_cpu = statistics.median(ts), statistics.median(cpu[(arch, name)])
                 rows.append({"architecture": arch, "variant": name, "batch": batch, "ms": med,
                              "ms_per_person": med / batch, "min_ms": min(ts), "provider": calls[(arch, name)][1],
-                             "x_backbone": med / statistics.median(base) if base else None})
+                             "p95_ms": float(np.percentile(ts, 95)), "cpu_ms": med_cpu,
+                             "x_backbone": med / statistics.median(base) if base else None,
+                             "x_backbone_cpu": med_cpu / statistics.median(base_cpu) if base_cpu else None})
     return rows
 
 
@@ -152,7 +155,7 @@ def _session_call(sess, size: int) -> tuple:
 
 
 def _add_config_calls(calls: dict, config: str, folder: Path, device: str, threads: int, fp16: bool, int8: bool,
-                      pipeline: bool, torch_eager: bool, max_batch: int) -> int:
+                      pipeline: bool, torch_eager: bool, max_batch: int, plain_export: bool = False) -> int:
     """Export random-init ``config`` (and its bare backbone) into ``folder`` and add its timed variants to
     ``calls``; returns its input size."""
     import torch
@@ -166,6 +169,9 @@ def _add_config_calls(calls: dict, config: str, folder: Path, device: str, threa
     size = model.config.input_size
     export_onnx(model, folder / "net.onnx", parity=False)
     sessions = {"network ORT fp32": _ort_session(folder / "net.onnx", device, threads)}
+    if plain_export:  # the same network without export-time optimisation (tools/export_onnx.py --plain-graph)
+        export_onnx(model, folder / "net.plain.onnx", parity=False, optimize=False)
+        sessions["network ORT fp32 plain export"] = _ort_session(folder / "net.plain.onnx", device, threads)
     if fp16:
         export_onnx(model, folder / "net16.onnx", fp16=True, parity=False)
         sessions["network ORT fp16"] = _ort_session(folder / "net16.onnx", device, threads)
@@ -177,6 +183,8 @@ def _add_config_calls(calls: dict, config: str, folder: Path, device: str, threa
 
         sessions["network ORT int8"] = _ort_session(quantize(folder / "net.onnx", folder / "net.int8.onnx"),
                                                     device, threads)
+        linear = quantize(folder / "net.onnx", folder / "net.int8-linear.onnx", mode="static-linear")
+        sessions["network ORT int8 static-linear"] = _ort_session(linear, device, threads)
     if pipeline:
         from instanthmr.runtime.hmr import InstantHMR
 

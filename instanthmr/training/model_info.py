@@ -124,7 +124,8 @@ def inspect_onnx(path: str | Path) -> dict:
     # quantisation scales and zero points are not weights
     qparams = {i for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") for i in n.input[1:]}
     dequantized = {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
-    tensors = [t for t in _tensors(model.graph) if t[0] not in qparams]
+    # nor are constants an optimised export derives from other weights (ConstantQueryProjection's "derived_*")
+    tensors = [t for t in _tensors(model.graph) if t[0] not in qparams and ".derived_" not in t[0]]
     # torch's exporter stores equal weights once and points the copies at it through Identity nodes (random
     # inits have many: zero-initialised branches, cloned decoder layers): count each copy as the model does
     by_name = {t[0]: t for t in tensors}

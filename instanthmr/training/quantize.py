@@ -11,6 +11,9 @@ Modes (``onnxruntime.quantization``):
 * ``static`` (default for the HMR network): QDQ format, int8 per-channel weights, uint8 activations whose
   ranges come from calibration images (real photos and video frames from the shared media by default).
   ONNX Runtime fuses the QDQ pairs into QLinearConv / QLinearMatMul kernels (VNNI/AMX on recent x86).
+* ``static-linear`` (HMR network): ``static`` plus int8 weights on the decoder's and heads' MatMuls with
+  activation ranges computed per call (``dynamic``); attention scores, softmax and LayerNorm stay float. For the
+  notebook network, whose 141-query decoder is a third of its FLOPs (docs/performance.md: speed and drift).
 * ``dynamic`` (default for the detector): int8 MatMul/Gemm weights, activation ranges computed per call;
   no calibration, safest for the transformer detector.
 * ``fp16`` (for GPUs; ``onnxruntime.transformers.float16``): weights and math in float16, inputs and outputs
@@ -35,7 +38,7 @@ import numpy as np
 from instanthmr.core.faults import atomic_path, check_output_path
 from instanthmr.runtime.session import ModelLoadError, stamp_metadata
 
-MODES = ("static", "dynamic", "fp16")
+MODES = ("static", "static-linear", "dynamic", "fp16")
 
 
 class CalibrationError(ValueError):
@@ -199,7 +202,8 @@ def quantize(src: str | Path, dst: str | Path | None = None, mode: str | None = 
     """Write an int8 or fp16 copy of ``src`` and return its path (default ``<stem>.int8.onnx`` /
     ``<stem>.fp16.onnx`` beside it).
 
-    ``mode``: ``"static"`` (int8 QDQ, calibrated), ``"dynamic"`` (int8 weights) or ``"fp16"``; ``None`` picks
+    ``mode``: ``"static"`` (int8 QDQ, calibrated), ``"static-linear"`` (that + dynamic int8 MatMuls, HMR network
+    only), ``"dynamic"`` (int8 weights) or ``"fp16"``; ``None`` picks
     static for the HMR network and dynamic for the detector (their measured best, docs/performance.md).
     """
     import onnx
@@ -217,6 +221,9 @@ def quantize(src: str | Path, dst: str | Path | None = None, mode: str | None = 
     mode = mode or ("static" if kind == "hmr" else "dynamic")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "static-linear" and kind != "hmr":
+        raise ValueError(f"{src.name}: --mode static-linear is for the InstantHMR network; quantise a detector with "
+                         "--mode dynamic or static")
     from instanthmr.runtime.hmr import onnx_weight_stats
 
     if onnx_weight_stats(src)["dtype"] == "fp16":  # e.g. the released instanthmr.onnx
@@ -228,7 +235,7 @@ def quantize(src: str | Path, dst: str | Path | None = None, mode: str | None = 
     meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
     if mode == "fp16":
         return _to_fp16(src, dst, meta)
-    images = calibration_images(calib_dir, calib_count) if mode == "static" else []
+    images = calibration_images(calib_dir, calib_count) if mode.startswith("static") else []
     with tempfile.TemporaryDirectory(prefix="instanthmr_quant_") as tmp:
         prepped = Path(tmp) / "prep.onnx"
         prep_note = "ok"
@@ -251,6 +258,11 @@ def quantize(src: str | Path, dst: str | Path | None = None, mode: str | None = 
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             op_types_to_quantize=list(STATIC_OPS[kind]),
                             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        if mode == "static-linear":  # the float MatMuls left by the Conv-only static pass
+            linear = Path(tmp) / "linear.onnx"
+            quantize_dynamic(str(out_tmp), str(linear), weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=["MatMul"])
+            out_tmp = linear
         model = onnx.load(str(out_tmp))
         meta.update({"precision": f"int8-{mode}", "quantized_from": src.name, "quant_preprocess": prep_note})
         stamp_metadata(model, meta)

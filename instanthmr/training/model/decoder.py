@@ -28,6 +28,49 @@ def sincos_pos_embed_2d(height: int, width: int, dim: int, temperature: float = 
     return torch.cat([y.sin(), y.cos(), x.sin(), x.cos()], dim=1)
 
 
+def attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Scaled dot-product attention of projected ``q`` (N, S, D) over ``k``, ``v`` (N, L, D), heads split and
+    merged: the math of ONNX Runtime's ``Attention`` / ``MultiHeadAttention`` contrib ops."""
+    d = q.shape[-1] // num_heads
+    q, k, v = (t.reshape(t.shape[0], t.shape[1], num_heads, d).transpose(1, 2) for t in (q, k, v))
+    attn = torch.softmax((q * (1.0 / math.sqrt(d))) @ k.transpose(-2, -1), dim=-1)
+    return (attn @ v).transpose(1, 2).reshape(q.shape[0], -1, num_heads * d)
+
+
+class OrtSelfAttention(torch.autograd.Function):
+    """Self-attention with its packed input projection, exported as one ONNX Runtime ``com.microsoft::Attention``
+    node: ``x`` (N, S, D), ``weight`` (D, 3D) = [Wq; Wk; Wv] transposed, ``bias`` (3D,). ORT runs the three
+    projections as one GEMM and the heads without the reshape/transpose/softmax nodes of the plain graph
+    (docs/performance.md, "The notebook network"). Inference only (no backward)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, num_heads: int):
+        q, k, v = (x @ weight + bias).chunk(3, dim=-1)
+        return attention_math(q, k, v, num_heads)
+
+    @staticmethod
+    def symbolic(g, x, weight, bias, num_heads: int):
+        out = g.op("com.microsoft::Attention", x, weight, bias, num_heads_i=num_heads)
+        out.setType(x.type())
+        return out
+
+
+class OrtCrossAttention(torch.autograd.Function):
+    """Attention of projected queries ``q`` (N, S, D) over projected keys/values ``k``, ``v`` (N, L, D), the
+    input projections' ``bias`` (3D,) added inside, exported as one ``com.microsoft::MultiHeadAttention`` node."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, num_heads: int):
+        b_q, b_k, b_v = bias.chunk(3)
+        return attention_math(q + b_q, k + b_k, v + b_v, num_heads)
+
+    @staticmethod
+    def symbolic(g, q, k, v, bias, num_heads: int):
+        out = g.op("com.microsoft::MultiHeadAttention", q, k, v, bias, num_heads_i=num_heads)
+        out.setType(q.type())
+        return out
+
+
 class Attention(nn.Module):
     """Multi-head attention of ``x`` (queries) over ``context`` (keys/values)."""
 

@@ -39,7 +39,12 @@ from torch.nn import functional as F
 from instanthmr.body.mhr import NUM_MODEL_PARAMS
 from instanthmr.training.model.backbone import create_backbone, feature_channels
 from instanthmr.training.model.config import ModelConfig, register_arch, register_config
-from instanthmr.training.model.decoder import sincos_pos_embed_2d
+from instanthmr.training.model.decoder import (
+    OrtCrossAttention,
+    OrtSelfAttention,
+    attention_math,
+    sincos_pos_embed_2d,
+)
 from instanthmr.training.model.heads import NUM_JOINTS, NUM_SHAPE_PARAMS
 from instanthmr.training.model.network import OUTPUT_NAMES, HMRNetBase
 
@@ -80,9 +85,15 @@ class PackedAttention(nn.Module):
         self.out_proj = nn.Linear(dim, dim)
         nn.init.xavier_uniform_(self.in_proj_weight)  # nn.MultiheadAttention's initialisation
         nn.init.zeros_(self.out_proj.bias)
+        self.ort_fused = False  # set by NotebookHMRNet.optimize_for_export: ONNX Runtime's fused attention ops
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         nq, nk, h, d = x.shape[1], context.shape[1], self.num_heads, self.head_dim
+        if self.ort_fused:
+            if x is context:  # self-attention: one Attention node, its packed projection one GEMM
+                return self.out_proj(OrtSelfAttention.apply(x, self.in_proj_weight.t(), self.in_proj_bias, h))
+            w_q, w_k, w_v = self.in_proj_weight.split(h * d)
+            return self.attend(x @ w_q.t(), context @ w_k.t(), context @ w_v.t(), self.in_proj_bias)
         w_q, w_kv = self.in_proj_weight.split([h * d, 2 * h * d])
         b_q, b_kv = self.in_proj_bias.split([h * d, 2 * h * d])
         # -1 on the batch axis keeps the exported batch dimension dynamic
@@ -91,6 +102,45 @@ class PackedAttention(nn.Module):
         attn = torch.softmax((q * (1.0 / math.sqrt(d))) @ kv[0].transpose(-2, -1), dim=-1)
         attn = F.dropout(attn, self.dropout, self.training)
         return self.out_proj((attn @ kv[1]).transpose(1, 2).reshape(-1, nq, h * d))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Attention (inference) of already projected ``q`` (N, S, D), ``k``, ``v`` (N, L, D), their projection
+        ``bias`` (3D,) not yet added, then ``out_proj``."""
+        if self.ort_fused:
+            return self.out_proj(OrtCrossAttention.apply(q, k, v, bias, self.num_heads))
+        b_q, b_k, b_v = bias.chunk(3)
+        return self.out_proj(attention_math(q + b_q, k + b_k, v + b_v, self.num_heads))
+
+
+class ConstantQueryProjection(nn.Module):
+    """The first layer's ``self_attn`` input projection of ``norm1(E + c)``, with ``E`` the constant learned
+    queries (1, Q, d) and ``c`` (N, 1, d) the per-person CLIFF vector added to every row, from constants
+    folded at export (inference only, same math up to float rounding).
+
+    With ``e = E - mean(E)`` per row and ``g = c - mean(c)``: ``norm1(E + c) = gamma * (e + g) / sigma + beta``,
+    ``sigma^2 = mean(e^2) + 2 e.g / d + mean(g^2)``, so ``W norm1(E + c) = (A + g (W gamma)^T) / sigma + W beta``
+    with ``A = (gamma e) W^T`` (Q, 3D) constant: one (N, d) x (d, 3D) product per person instead of the
+    (N Q, d) x (d, 3D) GEMM (141 rows: 5 % of the notebook decoder's FLOPs). Returns ``q, k, v`` (N, Q, D) and the
+    bias (3D,) still to add (``in_proj_bias + W beta``)."""
+
+    def __init__(self, query_embed: torch.Tensor, norm: nn.LayerNorm, attn: PackedAttention):
+        super().__init__()
+        e = query_embed[0] - query_embed[0].mean(-1, keepdim=True)  # (Q, d)
+        w, gamma = attn.in_proj_weight, norm.weight  # (3D, d), (d,)
+        # w_g replaces the projection weight in the graph (same size); the "derived_" constants are computed from
+        # weights counted elsewhere, and tools/model_info.py leaves them out of the parameter count
+        self.register_buffer("w_g", (w * gamma).t().contiguous())  # (d, 3D)
+        self.register_buffer("bias", attn.in_proj_bias + w @ norm.bias)
+        self.register_buffer("derived_e_over_d", e / e.shape[-1])  # (Q, d)
+        self.register_buffer("derived_mean_e2", (e * e).mean(-1, keepdim=True) + norm.eps)  # (Q, 1), eps folded in
+        self.register_buffer("derived_a", (e * gamma) @ w.t())  # (Q, 3D)
+
+    def forward(self, c: torch.Tensor):
+        g = c - c.mean(-1, keepdim=True)  # (N, 1, d)
+        var = (self.derived_mean_e2 + 2.0 * (self.derived_e_over_d @ g.transpose(1, 2))
+               + (g * g).mean(-1, keepdim=True))  # (N, Q, 1)
+        q, k, v = ((self.derived_a + g @ self.w_g) * torch.rsqrt(var)).chunk(3, dim=-1)
+        return q, k, v, self.bias
 
 
 class DecoderLayer(nn.Module):
@@ -105,9 +155,14 @@ class DecoderLayer(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.dropout, self.dropout1, self.dropout2, self.dropout3 = (nn.Dropout(dropout) for _ in range(4))
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        q = self.norm1(x)
-        x = x + self.dropout1(self.self_attn(q, q))
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, self_qkv: tuple | None = None) -> torch.Tensor:
+        """``self_qkv``: the self-attention's projected ``(q, k, v, bias)`` when folded
+        (:class:`ConstantQueryProjection`), else computed from ``norm1(x)``."""
+        if self_qkv is None:
+            q = self.norm1(x)
+            x = x + self.dropout1(self.self_attn(q, q))
+        else:
+            x = x + self.dropout1(self.self_attn.attend(*self_qkv))
         x = x + self.dropout2(self.multihead_attn(self.norm2(x), memory))
         return x + self.dropout3(self.linear2(self.dropout(F.gelu(self.linear1(self.norm3(x))))))
 
@@ -119,9 +174,9 @@ class Decoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(DecoderLayer(dim, num_heads, ff_dim, dropout) for _ in range(num_layers))
 
-    def forward(self, queries: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            queries = layer(queries, memory)
+    def forward(self, queries: torch.Tensor, memory: torch.Tensor, first_self_qkv: tuple | None = None) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            queries = layer(queries, memory, first_self_qkv if i == 0 else None)
         return queries
 
 
@@ -171,6 +226,7 @@ class NotebookHMRNet(HMRNetBase):
             nn.init.normal_(self.head_global.weight, std=1e-4)
             nn.init.zeros_(self.head_global.bias)
             self.head_global.bias[-1] = CAM_Z_INIT
+        self.query_fold = None  # ConstantQueryProjection, set on the export copy by optimize_for_export
         self.fused = False
 
     @staticmethod
@@ -183,6 +239,21 @@ class NotebookHMRNet(HMRNetBase):
 
     def image_features(self, image: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_features(image)
+
+    @torch.no_grad()
+    def optimize_for_export(self, ort_attention: bool = True):
+        """Switch this fused model to the graph ONNX Runtime runs fastest, same math up to float rounding
+        (export only; docs/performance.md "The notebook network vs its backbone"): the first layer's
+        self-attention projection of the constant queries folded (:class:`ConstantQueryProjection`) and, with
+        ``ort_attention``, attention as ORT's fused ``Attention`` / ``MultiHeadAttention`` contrib ops (files
+        then need ONNX Runtime). Returns self."""
+        if not self.fused:
+            raise RuntimeError("optimize_for_export is for the fused export copy (call fuse() first)")
+        first = self.transformer.layers[0]
+        self.query_fold = ConstantQueryProjection(self.query_embed, first.norm1, first.self_attn)
+        for layer in self.transformer.layers:
+            layer.self_attn.ort_fused = layer.multihead_attn.ort_fused = ort_attention
+        return self
 
     def export_metadata(self) -> dict[str, str]:
         """Our keys plus the anchor exporter's (``arch``, ``image_size``, ``bound_scales``, ``cliff_focal``), so
@@ -210,8 +281,9 @@ class NotebookHMRNet(HMRNetBase):
         feat = self.image_features(image)
         memory = self.feat_proj(feat.flatten(2).transpose(1, 2)) + _as(self.mem_pos_embed, feat.dtype)
         # broadcasting (1, Q, d) + (N, 1, d) is the notebook's expand + add, and keeps the ONNX batch axis dynamic
-        queries = _as(self.query_embed, feat.dtype) + self.cond_proj(cliff_cond.to(feat.dtype))[:, None, :]
-        shared = self.transformer(queries, memory)
+        cond = self.cond_proj(cliff_cond.to(feat.dtype))[:, None, :]
+        queries = _as(self.query_embed, feat.dtype) + cond
+        shared = self.transformer(queries, memory, None if self.query_fold is None else self.query_fold(cond))
         g = self.head_global(shared[:, 0])
         mhr, shape, cam = torch.split(g, [n for _, n in GLOBAL_OUTPUTS], dim=1)
         if self.config.bound_scales:
