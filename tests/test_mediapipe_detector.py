@@ -193,6 +193,19 @@ def test_detector_finds_several_people(mp_models, shared_data):
     assert (ious < 0.5).all()  # distinct people, not the same one found twice
 
 
+def test_a_look_in_parts_finds_the_people_a_whole_look_finds(mp_models, shared_data):
+    from instanthmr.runtime.mediapipe.detector import MediaPipeDetector
+
+    img = _rgb(shared_data / "images" / "romp_demo" / "3dpw_sit_on_street.jpg")  # 1920x1080, several people
+    det = MediaPipeDetector()
+    whole = det.detect_new(img, np.zeros((0, 4)))
+    assert det.detection_parts((1920, 1080)) == 4  # the letterboxed frame + 3 overlapping squares
+    known = np.zeros((0, 4), np.float32)
+    for part in range(4):  # as over 4 frames: whoever a part finds is followed, so known to the next part
+        known = np.concatenate([known, det.detect_new_part(img, known, part).boxes])
+    assert len(known) == len(whole) and (box_iou(whole.boxes, known).max(axis=1) > 0.9).all()
+
+
 def test_teacher_matches_human36m_ground_truth(mp_models, shared_data):
     """BlazePose's 3D on two real Human3.6M frames is within 13 cm PA-MPJPE on the limbs (it measures ~8-9 cm
     here), and its 2D within ~2% of the image."""

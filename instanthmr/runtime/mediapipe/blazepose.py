@@ -285,10 +285,11 @@ class BlazePosePeople:
                                                             num_threads=num_threads)
         self.max_people, self.tiles, self.rounds = int(max_people), bool(tiles), max(1, int(rounds))
 
-    def __call__(self, image: np.ndarray, known_boxes=None) -> list[PersonPose]:
+    def __call__(self, image: np.ndarray, known_boxes=None, views: list[Roi] | None = None) -> list[PersonPose]:
         """People in ``image``, most confident first. ``known_boxes`` ``(K, 4)`` xyxy px: people already
         tracked (their landmarks are known): they are blanked out before detecting and detections that
-        fall on them are skipped, so only newcomers pay for the landmark model."""
+        fall on them are skipped, so only newcomers pay for the landmark model. ``views``: look through these
+        only (default: :func:`detection_views`; one at a time spreads a look over frames)."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
         h, w = image.shape[:2]
@@ -296,7 +297,7 @@ class BlazePosePeople:
             np.asarray(known_boxes, np.float32).reshape(-1, 4)
         people: list[PersonPose] = []
         masked = _blank(image, known) if len(known) else None
-        for view in detection_views((w, h), self.tiles):
+        for view in detection_views((w, h), self.tiles) if views is None else views:
             for _ in range(self.rounds):
                 src = image if masked is None else masked
                 crop = crop_roi(src, view, self.detector.INPUT).astype(np.float32) / 127.5 - 1.0
