@@ -145,6 +145,28 @@ def test_a_non_tflite_file_is_rejected(mp_models, tmp_path):
         mpm.TFLiteModel(bad)
 
 
+def test_leaving_out_the_segmentation_mask_changes_no_other_output(mp_models):
+    """The landmark model runs without its unread segmentation branch: fewer operators, the same numbers."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from instanthmr.runtime.mediapipe.tflite import prune_outputs
+
+    path = model_path("pose_landmark_full")
+    full = mpm.TFLiteModel(path)
+    pruned = mpm.BlazePoseLandmarker(path).model
+    names = [o["name"] for o in full.outputs]
+    assert [o["name"] for o in pruned.outputs] == [n for n in names if n != "Identity_2"]
+    count = lambda b: len(schema.ModelT.InitFromPackedBuf(bytearray(b), 0).subgraphs[0].operators)  # noqa: E731
+    raw = path.read_bytes()
+    assert count(prune_outputs(raw, ("Identity_2",))) < count(raw)
+    crop = crop_roi(_rgb(GRACE_HOPPER), Roi(256, 420, 600), 256).astype(np.float32)[None] / 255.0
+    want = dict(zip(names, full(crop)))
+    for o, got in zip(pruned.outputs, pruned(crop)):
+        np.testing.assert_array_equal(got, want[o["name"]])
+    with pytest.raises(MediaPipeModelError, match="no output named"):
+        prune_outputs(raw, ("Identity_9",))
+
+
 def test_detector_finds_grace_hopper_and_nobody_in_a_blank_image(mp_models):
     from instanthmr.runtime.mediapipe.detector import MediaPipeDetector
 
@@ -169,6 +191,19 @@ def test_detector_finds_several_people(mp_models, shared_data):
     assert (np.diff(d.scores) <= 0).all()
     ious = box_iou(d.boxes[0], d.boxes[1:])
     assert (ious < 0.5).all()  # distinct people, not the same one found twice
+
+
+def test_a_look_in_parts_finds_the_people_a_whole_look_finds(mp_models, shared_data):
+    from instanthmr.runtime.mediapipe.detector import MediaPipeDetector
+
+    img = _rgb(shared_data / "images" / "romp_demo" / "3dpw_sit_on_street.jpg")  # 1920x1080, several people
+    det = MediaPipeDetector()
+    whole = det.detect_new(img, np.zeros((0, 4)))
+    assert det.detection_parts((1920, 1080)) == 4  # the letterboxed frame + 3 overlapping squares
+    known = np.zeros((0, 4), np.float32)
+    for part in range(4):  # as over 4 frames: whoever a part finds is followed, so known to the next part
+        known = np.concatenate([known, det.detect_new_part(img, known, part).boxes])
+    assert len(known) == len(whole) and (box_iou(whole.boxes, known).max(axis=1) > 0.9).all()
 
 
 def test_teacher_matches_human36m_ground_truth(mp_models, shared_data):

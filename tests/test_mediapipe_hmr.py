@@ -147,6 +147,9 @@ class StubDetector(MediaPipeDetector):
         super(MediaPipeDetector, self).__init__(0.5, None)
         self.landmarker, self.calls, self.known = landmarker, 0, []
 
+    def detection_parts(self, image_wh):
+        return 1  # the stub looks in one go
+
     def detect_new(self, image, known_boxes, frame_index=None):
         self.calls += 1
         self.known.append(np.asarray(known_boxes).reshape(-1, 4))
@@ -192,6 +195,42 @@ def test_the_next_region_comes_from_the_landmarks_and_the_detector_only_looks_fo
     video.reset()
     lm.frame = 13
     assert video(np.zeros((H, W, 3), np.uint8), 13).detector_ran  # a new stream starts with a detection
+
+
+class PartsDetector(StubDetector):
+    """A look for newcomers in three parts; remembers ``(frame, part, people known)`` per part run."""
+
+    def __init__(self, landmarker):
+        super().__init__(landmarker)
+        self.parts = []
+
+    def detection_parts(self, image_wh):
+        return 3
+
+    def detect_new_part(self, image, known_boxes, part, frame_index=None):
+        self.parts.append((frame_index, part, len(np.asarray(known_boxes).reshape(-1, 4))))
+        return Detections.empty()
+
+
+def test_a_look_for_newcomers_is_spread_one_part_per_frame_while_people_are_followed():
+    lm = StubLandmarker([0.0] * 12)
+    det = PartsDetector(lm)
+    video = TrackingPipeline.from_pipeline(PosePipeline(det, StubHMR(lm), detector_stride=5, crops="landmarks"),
+                                           smooth="none")
+    ran = []
+    for i in range(12):
+        lm.frame = i
+        r = video(np.zeros((H, W, 3), np.uint8), i)
+        ran.append(r.detector_ran)
+        assert len(r.persons) == 1
+    # frame 0: nobody followed yet, so the whole look at once; then every 5 frames one part a frame, the
+    # person followed known to each part
+    assert det.calls == 1
+    assert det.parts == [(5, 0, 1), (6, 1, 1), (7, 2, 1), (10, 0, 1), (11, 1, 1)]
+    assert ran == [True, False, False, False, False, True, True, True, False, False, True, True]
+    video.reset()  # a new stream: the part under way is dropped, the first frame looks whole
+    lm.frame = 0
+    assert video(np.zeros((H, W, 3), np.uint8), 0).detector_ran and det.calls == 2
 
 
 def test_detector_landmarks_are_reused_not_computed_twice():

@@ -158,6 +158,18 @@ class PersonDetector(ABC):
             keep &= box_iou(dets.boxes, known).max(axis=1) <= NEWCOMER_IOU
         return dets if keep.all() else dets.take(keep)
 
+    def detection_parts(self, image_wh) -> int:
+        """Into how many parts one look for newcomers can be spread, one per frame (:meth:`detect_new_part`),
+        on an image of ``image_wh`` ``(W, H)`` px; 1 (the default): it runs whole."""
+        return 1
+
+    def detect_new_part(self, image_rgb: np.ndarray, known_boxes, part: int,
+                        frame_index: int | None = None) -> Detections:
+        """Newcomers found by part ``part`` (``0 <= part < detection_parts``) of a look spread over frames, so
+        that no frame pays for a whole detection while people are followed; the parts together look where
+        :meth:`detect_new` does. The default has one part, :meth:`detect_new`."""
+        return self.detect_new(image_rgb, known_boxes, frame_index)
+
     def reset(self) -> None:
         """Forget per-stream state (a new video starts)."""
 

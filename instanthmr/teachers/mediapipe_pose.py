@@ -166,11 +166,13 @@ def read_frames(video: Path, n: int) -> list[np.ndarray]:
 
 
 class Ours:
-    """One of our paths as the demo runs it per frame (TrackingPipeline, causal smoothing), timed chunk by
-    chunk: the MediaPipe path (``mediapipe_pipeline``), or with ``network`` (an InstantHMR ``.onnx``) the
-    network path with the MediaPipe person detector on every frame (the previous offline default)."""
+    """One of our paths as the demo runs it per frame (TrackingPipeline, causal smoothing, and with
+    ``body_fit`` the per-track MHR body fit the demo runs by default), timed chunk by chunk: the MediaPipe path
+    (``mediapipe_pipeline``), or with ``network`` (an InstantHMR ``.onnx``) the network path with the MediaPipe
+    person detector on every frame (the previous offline default)."""
 
-    def __init__(self, frames, max_persons: int, hands: bool, fps: float = 30.0, network: Path | None = None):
+    def __init__(self, frames, max_persons: int, hands: bool, fps: float = 30.0, network: Path | None = None,
+                 body_fit: bool = False):
         from instanthmr.runtime.mediapipe.estimator import mediapipe_pipeline
         from instanthmr.runtime.pipeline import PosePipeline
         from instanthmr.video.tracking import TrackingPipeline
@@ -179,6 +181,12 @@ class Ours:
         pipe = (PosePipeline.from_files(network, detector="mediapipe", max_persons=max_persons, crops="boxes")
                 if network else mediapipe_pipeline(hands=hands, max_persons=max_persons))
         self.tracking = TrackingPipeline.from_pipeline(pipe, smooth="causal", fps=fps)
+        self.body_fit = None
+        if body_fit:
+            from instanthmr.body.mhr import SHIPPED_MHR_MODEL, MHRNumpy
+            from instanthmr.video.body_fit import BodyFitStage
+
+            self.body_fit = BodyFitStage(MHRNumpy.from_npz(SHIPPED_MHR_MODEL), keep_history=False)
 
     def next(self, k: int):
         """``(ms, persons, detector_ran)`` lists for the next ``k`` frames."""
@@ -186,6 +194,8 @@ class Ours:
         for img in self.frames[self.i:self.i + k]:
             t0 = time.perf_counter()
             r = self.tracking(img, self.i, self.i / self.fps)
+            if self.body_fit is not None:
+                r = self.body_fit(r)
             ms.append((time.perf_counter() - t0) * 1e3)
             persons.append(len(r.persons))
             detected.append(bool(r.detector_ran))
@@ -194,10 +204,18 @@ class Ours:
 
 
 def frame_stats(ms) -> dict:
-    """Median / mean / p90 of per-frame ms, and the frame count."""
+    """Median / mean / p90 / p95 of per-frame ms, and the frame count."""
     v = np.asarray(ms, np.float64)
     return {"median": float(np.median(v)), "mean": float(v.mean()), "p90": float(np.percentile(v, 90)),
-            "frames": int(v.size)}
+            "p95": float(np.percentile(v, 95)), "frames": int(v.size)}
+
+
+def detector_frame_medians(ms, detected) -> dict:
+    """Median ms of the frames where the detector ran and of the others (a stall shows as their ratio); ``None``
+    where a kind of frame is missing."""
+    v, d = np.asarray(ms, np.float64), np.asarray(detected, bool)
+    return {"median_detector_frames": float(np.median(v[d])) if d.any() else None,
+            "median_other_frames": float(np.median(v[~d])) if (~d).any() else None}
 
 
 def per_person_ms(ms, persons, detected) -> float | None:

@@ -312,6 +312,7 @@ class TrackingPipeline:
         self.follow = follow
         self.max_persons = int(max_persons)
         self._followed: list = []  # "landmarks": last frame's raw predictions, each found again from its own
+        self._scan: int | None = None  # "landmarks": the next part of a look for newcomers spread over frames
         self.schedule = DetectorSchedule(detect_every)
         self.refresh_below = float(refresh_below)
         self.smooth = smooth
@@ -340,6 +341,7 @@ class TrackingPipeline:
         """Start a new video (tracks and filters forgotten; IDs keep increasing)."""
         self.tracker.reset()
         self._followed = []
+        self._scan = None
         if self.smoother is not None:
             self.smoother.reset()
         self.schedule.reset()
@@ -423,7 +425,9 @@ class TrackingPipeline:
         them): everybody followed is looked for in the region their last landmarks give (one ``follow`` pass
         each); the detector runs when nobody is followed, somebody was lost, or ``detect_every`` frames have
         passed, never while ``max_persons`` people are followed, and only for newcomers (``detect_new``: the
-        people followed are left out)."""
+        people followed are left out). While people are followed, a detector whose look comes in parts
+        (``detection_parts``, MediaPipe's: one per view) runs one part per frame (``detect_new_part``), so
+        no frame stalls on a whole detection; ``detector_ran`` is set on each of those frames."""
         t0 = time.perf_counter()
         h, w = image_rgb.shape[:2]
         kept: list = []
@@ -439,14 +443,27 @@ class TrackingPipeline:
         hmr_ms = (time.perf_counter() - t0) * 1e3
         if not kept or lost:
             self.schedule.request()
-        ran = self.schedule.should_detect() and len(kept) < self.max_persons
-        self.schedule.advance(ran)
+        start = self._scan is None and self.schedule.should_detect() and len(kept) < self.max_persons
+        self.schedule.advance(start)
+        if start:
+            self._scan = 0
+        ran = self._scan is not None and len(kept) < self.max_persons
+        if not ran:
+            self._scan = None  # max_persons followed: the rest of the look is not needed
         det_ms = 0.0
         dets = Detections.empty()
         if ran:
             td = time.perf_counter()
             known = np.stack([k.box for k in kept]) if kept else np.zeros((0, 4), np.float32)
-            dets = self.detector.detect_new(image_rgb, known, fi)
+            # with people followed, one part of the look per frame (no frame stalls on a whole detection);
+            # nobody followed: all of it now, there is nothing else to show
+            parts = self.detector.detection_parts((w, h)) if kept else 1
+            if parts > 1:
+                dets = self.detector.detect_new_part(image_rgb, known, self._scan, fi)
+                self._scan = self._scan + 1 if self._scan + 1 < parts else None
+            else:
+                dets = self.detector.detect_new(image_rgb, known, fi)
+                self._scan = None
             det_ms = (time.perf_counter() - td) * 1e3
             th = time.perf_counter()
             new = list(self.estimator(image_rgb, dets.boxes, dets.scores, landmarks=dets.landmarks)) if len(dets) \

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from instanthmr.runtime.detector import Detections, PersonDetector, register_detector
-from instanthmr.runtime.mediapipe.blazepose import BlazePoseLandmarker, BlazePosePeople, PersonPose
+from instanthmr.runtime.mediapipe.blazepose import BlazePoseLandmarker, BlazePosePeople, PersonPose, detection_views
 
 
 class MediaPipeDetector(PersonDetector):
@@ -54,7 +54,23 @@ class MediaPipeDetector(PersonDetector):
         """People not already in ``known_boxes`` (``(K, 4)`` xyxy px, the people tracked): those are blanked
         out and skipped, so only newcomers get the landmark model. Score threshold and ``max_persons``
         apply as in :meth:`__call__`."""
-        found = [p for p in self.people(image_rgb, known_boxes) if p.score > self.confidence]
+        return self._newcomers(self.people(image_rgb, known_boxes))
+
+    def detection_parts(self, image_wh) -> int:
+        """One part per view the detector looks through (:func:`~instanthmr.runtime.mediapipe.blazepose.
+        detection_views`: the whole frame, and overlapping squares along a wide or tall one)."""
+        return len(detection_views(image_wh, self.people.tiles))
+
+    def detect_new_part(self, image_rgb: np.ndarray, known_boxes, part: int,
+                        frame_index: int | None = None) -> Detections:
+        """Newcomers in view ``part`` only (see :meth:`detect_new`): about a quarter of a 16:9 frame's whole
+        look (one detector pass, two when it finds someone, + the landmarks of whoever it finds)."""
+        h, w = image_rgb.shape[:2]
+        view = detection_views((w, h), self.people.tiles)[part]
+        return self._newcomers(self.people(image_rgb, known_boxes, views=[view]))
+
+    def _newcomers(self, people: list[PersonPose]) -> Detections:
+        found = [p for p in people if p.score > self.confidence]
         if self.max_persons is not None:
             found = found[:max(0, int(self.max_persons))]
         return self.detections(found)
