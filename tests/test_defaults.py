@@ -42,10 +42,14 @@ def test_demo_sample_image_runs_offline(mp_models, tmp_path):
     assert len(persons) == 1 and len(persons[0]["joints_3d_cam"]) == 70
     x1, y1, x2, y2 = persons[0]["box"]
     assert x2 - x1 > 200 and y2 - y1 > 300  # the portrait fills most of the 512x600 photo
-    if offline:  # shoulders apart across the chest, the joints MediaPipe lacks are null, no MHR parameters
+    if offline:  # shoulders apart across the chest; the body fit fills the joints MediaPipe lacks and says so
         from instanthmr.core.skeleton import MHR70_INDEX as J
 
-        j2 = persons[0]["joints_2d"]
+        p = persons[0]
+        j2 = p["joints_2d"]
         assert j2[J["left_shoulder"]][0] - j2[J["right_shoulder"]][0] > 256
-        assert j2[J["neck"]] == [None, None] and j2[J["left_hip"]] == [None, None]
-        assert "mhr_params" not in persons[0]
+        assert None not in j2[J["neck"]] and None not in j2[J["left_hip"]]  # from the fitted body
+        assert not p["joints_observed"][J["neck"]] and p["joints_observed"][J["left_shoulder"]]
+        assert len(p["mhr_params"]) == 204 and len(p["shape_params"]) == 45
+        # the body's hips lie below the shoulders, under the chest, in the picture's frame of reference
+        assert j2[J["left_hip"]][1] > j2[J["left_shoulder"]][1]
