@@ -36,16 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr.core.paths import shared_data_dir
 from instanthmr.core.skeleton import COCO_WHOLEBODY_INDEX, MHR70_INDEX
-from instanthmr.outputs.bvh import BVHError, coco_wholebody_joints, load_bvh
 from instanthmr.runtime.hmr import HMRPrediction
 from instanthmr.runtime.pipeline import FrameResult
+from instanthmr.training.data.mocap_takes import FPS
 from instanthmr.video.ground import FOOT_JOINTS, angle_deg
 from instanthmr.video.ground_stage import GroundStage
 from instanthmr.video.smoothing import OneEuroSmoother, smooth_track_offline
 
-FPS = 30.0
 IMAGE_WH = (1920, 1080)
 #: The virtual cameras: (height m, distance m, view): "side" = side-on to the take's main direction of
 #: travel, "front" = along it (people walk towards or away from the camera: feet spread in depth).
@@ -79,19 +77,13 @@ def _heel(ankle: np.ndarray, toe: np.ndarray) -> np.ndarray:
 
 def load_takes(root: Path | None = None, max_frames: int = 900) -> tuple[list[Take], list[str]]:
     """Every readable BVH take at 30 fps in MHR70 order; and one line per skipped file."""
-    root = Path(root or shared_data_dir() / "mocap")
-    takes, skipped = [], []
-    for path in sorted(root.glob("*/*.bvh")):
-        try:
-            motion = load_bvh(path)
-            joints, valid = coco_wholebody_joints(motion)
-        except BVHError as e:
-            skipped.append(f"{path.name}: {e}")
-            continue
-        step = max(1, int(round(motion.fps / FPS)))
-        j = joints[::step][:max_frames]
+    from instanthmr.training.data.mocap_takes import read_mocap
+
+    takes = []
+    read, skipped = read_mocap(root, max_frames)
+    for name, j, _ in read:
         if len(j) < 60:
-            skipped.append(f"{path.name}: {len(j)} frames at 30 fps, too short")
+            skipped.append(f"{name}: {len(j)} frames at 30 fps, too short")
             continue
         w = np.full((len(j), 70, 3), np.nan)
         for mhr, coco in _MAP.items():
@@ -99,7 +91,7 @@ def load_takes(root: Path | None = None, max_frames: int = 900) -> tuple[list[Ta
         for s in ("left", "right"):
             ankle, toe = w[:, MHR70_INDEX[f"{s}_ankle"]], w[:, MHR70_INDEX[f"{s}_big_toe_tip"]]
             w[:, MHR70_INDEX[f"{s}_heel"]] = _heel(ankle, toe)
-        takes.append(Take(f"{path.parent.name}/{path.stem}", w))
+        takes.append(Take(name, w))
     return takes, skipped
 
 

@@ -14,16 +14,6 @@ from typing import Iterable
 
 import numpy as np
 
-# Compatibility for callers of the old all-in-one module (reader names); to be removed: import from core.mocap.
-from instanthmr.core.mocap import (  # noqa: F401
-    BVH_PROFILES,
-    BVHError,
-    BVHMotion,
-    BVHProfile,
-    coco_wholebody_joints,
-    detect_profile,
-    load_bvh,
-)
 from instanthmr.outputs.atomic import ResultsWriteError, atomic_write
 from instanthmr.outputs.rig import BVHSolution, Rig, track_motions
 

@@ -31,11 +31,12 @@ class Take:
     coco_index: tuple[int, ...] = ()  # the COCO-WholeBody index of each of the J joints
 
 
-def load_takes(root: Path | None = None, max_frames: int = 600) -> tuple[list[Take], list[str]]:
-    """All readable BVH takes (body joints only), at 30 fps, seen by the virtual camera. Returns the takes
-    and one line per skipped file."""
+def read_mocap(root: Path | None = None, max_frames: int = 600) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], list[str]]:
+    """Every readable BVH take under ``root`` (default ``<shared data>/mocap``) as ``(name, joints (T, 133, 3)
+    COCO-WholeBody, metres, Y up, resampled to 30 fps and cut at max_frames, valid (133,) bool)``; and one line
+    per skipped file."""
     root = Path(root or shared_data_dir() / "mocap")
-    takes, skipped = [], []
+    out, skipped = [], []
     for path in sorted(root.glob("*/*.bvh")):
         try:
             motion = load_bvh(path)
@@ -44,13 +45,23 @@ def load_takes(root: Path | None = None, max_frames: int = 600) -> tuple[list[Ta
             skipped.append(f"{path.name}: {e}")
             continue
         step = max(1, int(round(motion.fps / FPS)))
-        j = joints[::step, valid][:max_frames]
-        root_path = joints[::step][:max_frames][:, [COCO_WHOLEBODY_INDEX["left_hip"], COCO_WHOLEBODY_INDEX["right_hip"]]].mean(1)
+        out.append((f"{path.parent.name}/{path.stem}", joints[::step][:max_frames], valid))
+    return out, skipped
+
+
+def load_takes(root: Path | None = None, max_frames: int = 600) -> tuple[list[Take], list[str]]:
+    """All readable BVH takes (body joints only), at 30 fps, seen by the virtual camera. Returns the takes
+    and one line per skipped file."""
+    takes = []
+    read, skipped = read_mocap(root, max_frames)
+    for name, joints, valid in read:
+        j = joints[:, valid]
+        root_path = joints[:, [COCO_WHOLEBODY_INDEX["left_hip"], COCO_WHOLEBODY_INDEX["right_hip"]]].mean(1)
         centre = root_path.mean(0)
         cam = np.stack([j[..., 0] - centre[0], -(j[..., 1] - 1.0), j[..., 2] - centre[2] + 5.0], -1)
         cam[..., 2] = np.maximum(cam[..., 2], 1.5)
         uv = project_points(cam, default_focal(IMAGE_WH), (IMAGE_WH[0] / 2, IMAGE_WH[1] / 2))
         kept = list(np.flatnonzero(valid))
         hips = (kept.index(COCO_WHOLEBODY_INDEX["left_hip"]), kept.index(COCO_WHOLEBODY_INDEX["right_hip"]))
-        takes.append(Take(f"{path.parent.name}/{path.stem}", j, cam, uv, hips, tuple(kept)))
+        takes.append(Take(name, j, cam, uv, hips, tuple(kept)))
     return takes, skipped
