@@ -145,8 +145,9 @@ def choose_model(spec: PipelineSpec, log=_stderr) -> Choice:
     offline = unavailable_reason()
     if offline is None:  # the offline default: as accurate as MediaPipe Pose (docs/offline.md)
         why = (f"note: released model not used: {found.note}; {hub.unavailable_hint()}; running the offline "
-               "MediaPipe path: BlazePose (+ hand) landmarks as MHR70 2D and metric 3D, no MHR body-model "
-               f"parameters (docs/offline.md; --model {STARTER_MODEL_NAME} runs the small starter network)")
+               "MediaPipe path: BlazePose (+ hand) landmarks as MHR70 2D and metric 3D, the MHR body fitted to "
+               f"each track (docs/offline.md, docs/body_fit.md; --model {STARTER_MODEL_NAME} runs the small starter "
+               "network)")
         log(why)
         return Choice(MEDIAPIPE_MODEL_NAME, why)
     path = default_model()
