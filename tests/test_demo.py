@@ -453,4 +453,4 @@ def test_mediapipe_with_an_mhr_model_says_why_there_are_no_meshes(photo, mhr_dir
     assert demo.main(m + ["--save-rrd", str(rrd), "--no-body-fit"]) == 0
     lines = mhr_lines()
     assert len(lines) == 1, lines
-    assert lines[0].startswith("[mhr] no meshes: the MediaPipe path predicts no MHR body-model parameters (--model ")
+    assert lines[0].startswith("[mhr] no meshes: without the body fit (--no-body-fit) the MediaPipe path has no MHR")

@@ -273,8 +273,9 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
         if body_fit is not None and outputs.offline:
             outputs.refine = body_fit.finish  # the whole-track left/right decision, before smoothing
         if facts["mediapipe"] and outputs.mesh is not None and body_fit is None:  # meshes asked for, no body
-            _say(config, f"[mhr] no meshes: the MediaPipe path predicts no MHR body-model parameters (--model "
-                         f"{STARTER_MODEL_NAME} or the released network does)", file=sys.stderr)
+            _say(config, "[mhr] no meshes: without the body fit (--no-body-fit) the MediaPipe path has no MHR "
+                         f"body-model parameters (the fit, --model {STARTER_MODEL_NAME} or the released network "
+                         "gives them)", file=sys.stderr)
         stream = open_stream(config, source)
         # the stream goes out frame by frame: with the files' ground two-sided (offline), a live one of its own
         live_ground = (ground_stage(config, source, photos, focal_given is not None)
