@@ -41,6 +41,7 @@ Use::
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -273,6 +274,35 @@ def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.eye(3) + k + k @ k / (1 + c)
 
 
+def _dot3(a, b) -> float:
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+def _norm3(a) -> float:
+    return math.sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2])
+
+
+def _cross3(a, b) -> tuple:
+    return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
+
+
+def _frame3(direction, axis) -> np.ndarray:
+    """:func:`_frame` of two plain 3-sequences (float maths, one array built at the end)."""
+    n = _norm3(direction)
+    x = (direction[0] / n, direction[1] / n, direction[2] / n)
+    d = _dot3(axis, x)
+    y = (axis[0] - d * x[0], axis[1] - d * x[1], axis[2] - d * x[2])
+    ny = max(_norm3(y), 1e-12)
+    y = (y[0] / ny, y[1] / ny, y[2] / ny)
+    z = _cross3(x, y)
+    return np.array([[x[0], y[0], z[0]], [x[1], y[1], z[1]], [x[2], y[2], z[2]]])
+
+
+def _euler_xyz3(r) -> tuple:
+    """:func:`_matrix_to_euler_xyz` of a (3,3) nested list, float maths."""
+    return (math.atan2(r[2][1], r[2][2]), -math.asin(min(max(r[2][0], -1.0), 1.0)), math.atan2(r[1][0], r[0][0]))
+
+
 def _nearest_euler(e: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Of the two Euler XYZ triples of one rotation, ``e`` and ``(rx + pi, pi - ry, rz + pi)``, the one nearest
     ``ref`` (each angle moved by whole turns to lie within pi of ``ref``): root angles stay continuous along a
@@ -384,6 +414,16 @@ class BodyFitter:
             self._limbs.append((u, h, ends, bi))
             self._limb_rest[u] = (bone, axis, flex0)
             self._limb_params[u] = chans
+        # the same, laid out for init_limbs: the MHR70 rows of each limb's three keypoints, and per limb (upper
+        # joint, bend parameter, flexion at rest, the rest frame transposed, the upper joint's pre-rotation
+        # transposed, its three angle parameters, the limits of those and of the bend as floats)
+        self._limb_rows = np.asarray([MHR70_INDEX[n] for _, _, ends, _ in self._limbs for n in ends], np.int64)
+        self._limb_fast = []
+        for u, h, ends, bi in self._limbs:
+            bone, axis, flex0 = self._limb_rest[u]
+            lims = [tuple(float(x) for x in self.limits[i]) for i in (*self._limb_params[u], bi)]
+            self._limb_fast.append((u, bi, flex0, _frame(bone, axis).T, self.prerot[u].T.copy(),
+                                    tuple(self._limb_params[u]), lims))
 
     # ------------------------------------------------------------------------------------------------
     def _indices(self, names) -> np.ndarray:
@@ -425,20 +465,23 @@ class BodyFitter:
         ch = chain or self._full
         n = len(self.parents)
         jpl = (ch.pt @ params).reshape(-1, 7)                       # chain order: level by level
-        loc_t = jpl[:, :3] + ch.offsets
-        loc_r = ch.prerot @ _euler_matrices(jpl[:, 3:6])
-        loc_s = np.exp(_LN2 * jpl[:, 6])
-        g_r, g_t, g_s = np.empty_like(loc_r), np.empty_like(loc_t), np.empty_like(loc_s)
+        # one (3,4) affine [s R | t] per joint: a level is one gather and one batched matmul with the locals
+        # (3,4) @ (4,4); the global scale is 2^(sum of the ancestors' scale channels)
+        g_s = np.exp(_LN2 * (ch.anc @ jpl[:, 6]))
+        loc = np.empty((len(jpl), 4, 4))
+        np.matmul(ch.prerot, _euler_matrices(jpl[:, 3:6]), out=loc[:, :3, :3])
+        loc[:, :3, :3] *= np.exp(_LN2 * jpl[:, 6])[:, None, None]
+        np.add(jpl[:, :3], ch.offsets, out=loc[:, :3, 3])
+        loc[:, 3] = (0.0, 0.0, 0.0, 1.0)
+        g = np.empty((len(jpl), 3, 4))
         for a, b, par in ch.levels:                                  # slices: views, not copies
             if par is None:
-                g_r[a:b], g_t[a:b], g_s[a:b] = loc_r[a:b], loc_t[a:b], loc_s[a:b]
-                continue
-            gr = g_r[par]
-            g_t[a:b] = g_t[par] + g_s[par, None] * (gr @ loc_t[a:b, :, None])[..., 0]
-            g_r[a:b] = gr @ loc_r[a:b]
-            g_s[a:b] = g_s[par] * loc_s[a:b]
+                g[a:b] = loc[a:b, :3]
+            else:
+                np.matmul(g[par], loc[a:b], out=g[a:b])
         out_r, out_t, out_s, jp = np.zeros((n, 3, 3)), np.zeros((n, 3)), np.ones(n), np.zeros((n, 7))
-        out_r[ch.joints], out_t[ch.joints], out_s[ch.joints], jp[ch.joints] = g_r, g_t, g_s, jpl
+        out_r[ch.joints] = g[:, :, :3] / g_s[:, None, None]
+        out_t[ch.joints], out_s[ch.joints], jp[ch.joints] = g[:, :, 3], g_s, jpl
         g_r, g_t, g_s = out_r, out_t, out_s
         return g_r, g_t, g_s, jp
 
@@ -528,31 +571,32 @@ class BodyFitter:
             return params
         p = params.copy()
         g_r = self._fk(p, self._body_plan.chain)[0] if rotations is None else rotations
-        s = np.sign(_D)
-        for upper, hinge, ends, bend in self._limbs:
-            idx = [MHR70_INDEX[n] for n in ends]
-            if (obs.w3d[idx] <= 0).any():
+        # plain float maths on the 3-vectors: a limb is ~100 scalar operations, which numpy calls would
+        # multiply by their per-call overhead (this runs on every frame of every track)
+        seen = (obs.w3d[self._limb_rows] > 0).tolist()
+        pts = (obs.joints_3d[self._limb_rows] * np.sign(_D)).tolist()       # MHR axes (directions only)
+        for k, (u, bi, flex0, frame0, prerot_t, chans, limits) in enumerate(self._limb_fast):
+            if not (seen[3 * k] and seen[3 * k + 1] and seen[3 * k + 2]):
                 continue
-            a, b, c = obs.joints_3d[idx] * s                                  # MHR axes (directions only)
-            d1, d2 = b - a, c - b
-            n1, n2 = np.linalg.norm(d1), np.linalg.norm(d2)
+            a, b, c = pts[3 * k], pts[3 * k + 1], pts[3 * k + 2]
+            d1 = (b[0] - a[0], b[1] - a[1], b[2] - a[2])
+            d2 = (c[0] - b[0], c[1] - b[1], c[2] - b[2])
+            n1, n2 = _norm3(d1), _norm3(d2)
             if n1 < 1e-6 or n2 < 1e-6:
                 continue
-            d1, d2 = d1 / n1, d2 / n2
-            flex = float(np.arccos(np.clip(np.dot(d1, d2), -1.0, 1.0)))
-            u, h, bi, bone_loc, axis_loc, flex0 = upper, hinge, bend, *self._limb_rest[upper]
+            d1 = (d1[0] / n1, d1[1] / n1, d1[2] / n1)
+            d2 = (d2[0] / n2, d2[1] / n2, d2[2] / n2)
+            flex = math.acos(min(max(_dot3(d1, d2), -1.0), 1.0))
             g_par = g_r[self.parents[u]]
             if flex - flex0 >= min_bend:
-                axis = _cross(d1, d2)
-                g_u = _frame(d1, axis) @ _frame(bone_loc, axis_loc).T
+                g_u = _frame3(d1, _cross3(d1, d2)) @ frame0
             else:   # straight: swing the current upper bone onto the observed one, keep its twist
-                cur = g_r[u] @ bone_loc
-                g_u = _rotation_between(cur, d1) @ g_r[u]
-            local = self.prerot[u].T @ g_par.T @ g_u
-            e = _matrix_to_euler_xyz(local)
-            for k, i in enumerate(self._limb_params[upper]):
-                p[i] = np.clip(e[k], self.limits[i, 0], self.limits[i, 1])
-            p[bi] = np.clip(flex - flex0, self.limits[bi, 0], self.limits[bi, 1])
+                cur = g_r[u] @ self._limb_rest[u][0]
+                g_u = _rotation_between(cur, np.asarray(d1)) @ g_r[u]
+            e = _euler_xyz3((prerot_t @ g_par.T @ g_u).tolist())
+            for kk, i in enumerate(chans):
+                p[i] = min(max(e[kk], limits[kk][0]), limits[kk][1])
+            p[bi] = min(max(flex - flex0, limits[3][0]), limits[3][1])
         return p
 
     def init_root(self, obs: Observation, shape: BodyShape, params: np.ndarray) -> np.ndarray:
@@ -635,6 +679,7 @@ class _Chain:
         self.pt = sp.csr_matrix(fitter.pt[rows])              # ~2 non-zeros per row: sparse is 10x faster
         self.offsets = fitter.offsets[self.joints]
         self.prerot = fitter.prerot[self.joints]
+        self.anc = fitter._anc[self.joints][:, self.joints].astype(np.float64)   # [k, j]: j is k or above it
         self.levels = []
         start = 0
         for lvl in order:
@@ -707,6 +752,17 @@ class _Plan:
         self.s_sum = np.asarray(self.S.sum(1)).reshape(NUM_KEYPOINTS, len(joints))
         self.limits = fitter.limits[active]
         self.is_root = np.isin(active, [3, 4, 5])
+        # constants of every evaluation: the DOF joints' parents (the root's: none), which DOFs are which
+        # channel, the pose prior's and the temporal term's diagonal (no prior on the root rotation)
+        par = fitter.parents[self.dof_joint]
+        self.dof_parent, self.dof_has_parent = np.maximum(par, 0), par >= 0
+        self.dof_ch = [np.flatnonzero(self.dof_chan == k) for k in range(3)]
+        self.dof_ch12 = np.flatnonzero(self.dof_chan > 0)
+        c = fitter.config
+        body = ~self.is_root
+        self.body = body
+        self.prior_d = np.where(body, 1.0 / c.prior_sigma, 0.0)
+        self.temporal_d = np.where(body, 1.0 / c.temporal_sigma, 0.0)
 
 
 class _State:
@@ -760,43 +816,59 @@ class _State:
         kp = (p.coeff @ x) * _D                              # (70,3) m product (zero outside the plan's rows)
         self.kp = kp
         self._init_translations(kp)
-        res, jrows, wts = [], [], []
+        res, jrows = [], []
         n = len(p.active)
         nvar = n + 3 * self.has3d + 3 * self.has2d
         jk = None
+        sel3 = np.flatnonzero(self.w3 > 0) if self.has3d else None
+        sel2 = np.flatnonzero(self.w2 > 0) if self.has2d else None
         if with_jacobian:
             # world axes of the rotation DOFs (MHR frame): rx = G_j e_x, ry = G_p P_j Rz e_y, rz = G_p P_j e_z
             dj = p.dof_joint
-            par = f.parents[dj]
-            g_par = np.where((par >= 0)[:, None, None], g_r[np.maximum(par, 0)], np.eye(3))
-            m = g_par @ f.prerot[dj]
-            rz = jp[dj, 5, None]
-            axes = np.where((p.dof_chan == 0)[:, None], g_r[dj, :, 0],
-                            np.where((p.dof_chan == 1)[:, None], np.cos(rz) * m[:, :, 1] - np.sin(rz) * m[:, :, 0],
-                                     m[:, :, 2]))
+            axes = np.empty((len(dj), 3))
+            ch0, ch1, ch2 = p.dof_ch
+            axes[ch0] = g_r[dj[ch0], :, 0]
+            k12 = p.dof_ch12
+            g_par = g_r[p.dof_parent[k12]]
+            g_par[~p.dof_has_parent[k12]] = np.eye(3)
+            m = g_par @ f.prerot[dj[k12]]                                   # (D12,3,3)
+            is1 = p.dof_chan[k12] == 1
+            rz = jp[dj[k12][is1], 5, None]
+            axes[k12[is1]] = np.cos(rz) * m[is1, :, 1] - np.sin(rz) * m[is1, :, 0]
+            axes[k12[~is1]] = m[~is1, :, 2]
+            # rows: the observed keypoints; lever (k, J, 3) per DOF joint, then the cross product per DOF with
+            # the product frame's axis scale folded into the axis components
+            rows = p.kp_rows[((self.w3 > 0) | (self.w2 > 0))[p.kp_rows]]
             q = (p.S @ x).reshape(NUM_KEYPOINTS, len(p.joints), 3)             # sum of C x over each subtree
-            rows = p.kp_rows[((self.w3 > 0) | (self.w2 > 0))[p.kp_rows]]          # only observed keypoints
-            lever = q[rows][:, p.jj] - p.s_sum[rows][:, p.jj, None] * g_t[dj][None]   # (k, D, 3)
-            jd = _cross(axes[None], lever) * _D                               # (k, D, 3) product m / rad
-            jk = np.zeros((NUM_KEYPOINTS, 3, n))
-            jk[rows] = (jd.transpose(0, 2, 1).reshape(-1, len(dj)) @ p.dof_to_param).reshape(len(rows), 3, n)
+            lever = (q[rows] - p.s_sum[rows][:, :, None] * g_t[p.joints][None])[:, p.jj]   # (k, D, 3)
+            lx, ly, lz = lever[..., 0], lever[..., 1], lever[..., 2]
+            ax, ay, az = axes[:, 0], axes[:, 1], axes[:, 2]
+            jd = np.empty((len(rows), 3, len(dj)))
+            jd[:, 0] = _D[0] * (ay * lz - az * ly)
+            jd[:, 1] = _D[1] * (az * lx - ax * lz)
+            jd[:, 2] = _D[2] * (ax * ly - ay * lx)
+            jk = (jd.reshape(-1, len(dj)) @ p.dof_to_param).reshape(len(rows), 3, n)   # (k, 3, P) m / rad
+            at = np.empty(NUM_KEYPOINTS, np.int64)
+            at[rows] = np.arange(len(rows))                                   # keypoint -> row of jk
         data_cost = 0.0
         if self.has3d:
-            sel = np.flatnonzero(self.w3 > 0)
+            sel = sel3
             r = (kp[sel] + self.tau - o.joints_3d[sel]) / c.sigma_3d          # (k,3)
             rw, cost = _robust(r, self.w3[sel], c.robust)
             data_cost += cost
             res.append((r * rw[:, None]).reshape(-1))
             if with_jacobian:
                 jb = np.zeros((len(sel), 3, nvar))
-                jb[:, :, :n] = jk[sel] / c.sigma_3d
-                jb[:, :, n:n + 3] = np.eye(3) / c.sigma_3d
-                jrows.append((jb * rw[:, None, None]).reshape(-1, nvar))
+                sw = rw / c.sigma_3d
+                jb[:, :, :n] = jk[at[sel]] * sw[:, None, None]
+                jb[:, 0, n], jb[:, 1, n + 1], jb[:, 2, n + 2] = sw, sw, sw
+                jrows.append(jb.reshape(-1, nvar))
         if self.has2d:
-            sel = np.flatnonzero(self.w2 > 0)
+            sel = sel2
             xc = kp[sel] + self.cam
             z = np.maximum(xc[:, 2], 1e-3)
-            uv = o.focal * xc[:, :2] / z[:, None] + o.principal_point
+            xz = xc[:, :2] / z[:, None]
+            uv = o.focal * xz + o.principal_point
             scale = c.sigma_2d * max(np.ptp(o.joints_2d[sel, 1]) if len(sel) > 1 else 0.0, 50.0)
             r = (uv - o.joints_2d[sel]) / scale
             rw, cost = _robust(r, self.w2[sel], c.robust)
@@ -804,45 +876,44 @@ class _State:
             res.append((r * rw[:, None]).reshape(-1))
             if with_jacobian:
                 # d uv / d X = f/z [[1, 0, -x/z], [0, 1, -y/z]]
-                dproj = np.zeros((len(sel), 2, 3))
-                dproj[:, 0, 0] = dproj[:, 1, 1] = o.focal / z
-                dproj[:, :, 2] = -o.focal * xc[:, :2] / (z * z)[:, None]
+                fz = (o.focal / z) * (rw / scale)                             # the row scale folded in
                 jb = np.zeros((len(sel), 2, nvar))
-                jb[:, :, :n] = np.einsum("kab,kbp->kap", dproj, jk[sel])
-                jb[:, :, nvar - 3:] = dproj
-                jrows.append((jb / scale * rw[:, None, None]).reshape(-1, nvar))
+                j3 = jk[at[sel]]
+                jb[:, :, :n] = fz[:, None, None] * (j3[:, :2] - xz[:, :, None] * j3[:, 2:3])
+                jb[:, 0, nvar - 3] = jb[:, 1, nvar - 2] = fz
+                jb[:, :, nvar - 1] = -fz[:, None] * xz
+                jrows.append(jb.reshape(-1, nvar))
         # priors: rest pose, previous frame, limits (root rotation: temporal only)
         theta = self.params[p.active]
-        body = ~p.is_root
-        pr = np.where(body, theta / c.prior_sigma, 0.0)
-        lo, hi = p.limits[:, 0], p.limits[:, 1]
-        over = theta - np.clip(theta, lo, hi)
+        pr = theta * p.prior_d                                   # (the root's prior_d is 0)
+        over = theta - np.minimum(np.maximum(theta, p.limits[:, 0]), p.limits[:, 1])
         lim = over / c.limit_sigma
-        terms = [pr, lim]
-        diag = [np.where(body, 1.0 / c.prior_sigma, 0.0), np.where(over != 0, 1.0 / c.limit_sigma, 0.0)]
+        lim_d = np.where(over != 0, 1.0 / c.limit_sigma, 0.0)
+        self.diag_h = p.prior_d ** 2 + lim_d ** 2
+        self.diag_g = p.prior_d * pr + lim_d * lim
+        prior_cost = float(pr @ pr) + float(lim @ lim)
         if self.prev_pose is not None:
             # not on the root: its Euler angles jump (by pi, two at once) near gimbal lock, seen from the side,
             # while the rotation barely moves; the root follows the observed torso instead (align_root)
-            dt = np.where(body, _wrap(theta - self.prev_pose[p.active]) / c.temporal_sigma, 0.0)
-            terms.append(dt)
-            diag.append(np.where(body, 1.0 / c.temporal_sigma, 0.0))
-        prior_res = np.concatenate(terms)
-        extra_res, extra_j = [], []
+            dt = _wrap(theta - self.prev_pose[p.active]) * p.temporal_d
+            self.diag_h = self.diag_h + p.temporal_d ** 2
+            self.diag_g = self.diag_g + p.temporal_d * dt
+            prior_cost += float(dt @ dt)
         if self.has_prev and self.has2d and self.cam_prev is not None:
-            extra_res.append((self.cam - self.cam_prev) / c.temporal_trans_sigma)
-            jt = np.zeros((3, nvar))
-            jt[:, nvar - 3:] = np.eye(3) / c.temporal_trans_sigma
-            extra_j.append(jt)
-        self.limit_cost = float((lim ** 2).sum())
+            e = (self.cam - self.cam_prev) / c.temporal_trans_sigma
+            res.append(e)
+            prior_cost += float(e @ e)
+            if with_jacobian:
+                jt = np.zeros((3, nvar))
+                jt[0, nvar - 3] = jt[1, nvar - 2] = jt[2, nvar - 1] = 1.0 / c.temporal_trans_sigma
+                jrows.append(jt)
+        self.limit_cost = float(lim @ lim)
         self.data_cost = data_cost
-        total = data_cost + float((prior_res ** 2).sum()) + sum(float((e ** 2).sum()) for e in extra_res)
+        total = data_cost + prior_cost
         self.cost = total
         # the data rows form J; the diagonal terms (prior, limits, temporal) go straight into J^T J, J^T r
-        self.res = np.concatenate(res + extra_res)
-        dg = np.stack(diag)                                                # (terms, n)
-        self.diag_h = (dg ** 2).sum(0)
-        self.diag_g = (dg * prior_res.reshape(len(diag), n)).sum(0)
-        self.jac = np.concatenate(jrows + extra_j, 0) if with_jacobian else None
+        self.res = np.concatenate(res)
+        self.jac = np.concatenate(jrows, 0) if with_jacobian else None
         return total
 
     def step(self, lam: float, linear: "_State | None" = None) -> np.ndarray:
