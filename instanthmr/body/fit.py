@@ -91,6 +91,7 @@ _HAND_KEYPOINTS = {side: tuple(i for i, n in enumerate(MHR70_NAMES)
                    for side in ("left", "right")}
 #: The torso joints: root alignment (Kabsch) and the heading.
 TORSO_KEYPOINTS = tuple(MHR70_INDEX[n] for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder"))
+_TORSO = np.asarray(TORSO_KEYPOINTS)
 #: Limbs set straight from the observed 3D before each fit (:meth:`BodyFitter.init_limbs`): (upper joint,
 #: hinge joint, the three MHR70 keypoints, bend parameter). With only shoulder, elbow and wrist seen, the
 #: upper-limb twist and the bend have a wrong basin (the elbow "bent backwards" against its limit, the twist
@@ -141,9 +142,13 @@ class Observation:
     w2d: np.ndarray | None = None
     focal: float | None = None
     principal_point: np.ndarray | None = None
+    cleaned: bool = field(default=False, repr=False, compare=False)   # made by clean(): clean() returns it as is
 
     def clean(self) -> "Observation":
-        """A copy with float64 arrays, NaN joints at weight 0 (and value 0), missing weights filled in."""
+        """A copy with float64 arrays, NaN joints at weight 0 (and value 0), missing weights filled in (an
+        observation ``clean`` made is returned as it is: do not modify its arrays in place)."""
+        if self.cleaned:
+            return self
         def part(x, w, dim):
             if x is None:
                 return None, np.zeros(NUM_KEYPOINTS)
@@ -156,7 +161,7 @@ class Observation:
         if j2 is not None and (self.focal is None or self.principal_point is None):
             j2, w2 = None, np.zeros(NUM_KEYPOINTS)
         pp = None if self.principal_point is None else np.asarray(self.principal_point, np.float64)
-        return Observation(j3, w3, j2, w2, None if self.focal is None else float(self.focal), pp)
+        return Observation(j3, w3, j2, w2, None if self.focal is None else float(self.focal), pp, cleaned=True)
 
     def mirrored(self) -> "Observation":
         """Left/right labels swapped and the 3D depth reflected about the hips' depth: the other reading of
@@ -173,7 +178,7 @@ class Observation:
                 float(np.average(o.joints_3d[:, 2], weights=o.w3d + 1e-12))
             j3[:, 2] = 2 * zc - j3[:, 2]
         j2 = None if o.joints_2d is None else o.joints_2d[perm].copy()
-        return Observation(j3, o.w3d[perm], j2, o.w2d[perm], o.focal, o.principal_point)
+        return Observation(j3, o.w3d[perm], j2, o.w2d[perm], o.focal, o.principal_point, cleaned=True)
 
 
 @dataclass
@@ -228,18 +233,18 @@ def torso_heading(joints: np.ndarray, weights: np.ndarray | None = None) -> np.n
     of the person's left direction (left minus right hip and shoulder) and up (hips to shoulders), projected
     on the ground plane (x, z); None when a torso joint is missing. A person facing the camera gives ~(0,0,-1)."""
     j = np.asarray(joints, np.float64)
-    idx = list(TORSO_KEYPOINTS)
-    if weights is not None and (np.asarray(weights)[idx] <= 0).any():
+    if weights is not None and (np.asarray(weights)[_TORSO] <= 0).any():
         return None
-    if not np.isfinite(j[idx]).all():
+    t = j[_TORSO]
+    if not np.isfinite(t).all():
         return None
-    lh, rh, ls, rs = (j[i] for i in idx)
-    left = (lh - rh) + (ls - rs)
-    up = (ls + rs - lh - rh) / 2
-    f = _cross(left, up)
-    f[1] = 0.0
-    n = np.linalg.norm(f)
-    return f / n if n > 1e-9 else None
+    (lh0, lh1, lh2), (rh0, rh1, rh2), (ls0, ls1, ls2), (rs0, rs1, rs2) = t.tolist()   # float maths: 3-vectors
+    left = ((lh0 - rh0) + (ls0 - rs0), (lh1 - rh1) + (ls1 - rs1), (lh2 - rh2) + (ls2 - rs2))
+    up = ((ls0 + rs0 - lh0 - rh0) / 2, (ls1 + rs1 - lh1 - rh1) / 2, (ls2 + rs2 - lh2 - rh2) / 2)
+    f0 = left[1] * up[2] - left[2] * up[1]
+    f2 = left[0] * up[1] - left[1] * up[0]
+    n = math.sqrt(f0 * f0 + f2 * f2)
+    return np.array([f0 / n, 0.0, f2 / n]) if n > 1e-9 else None
 
 
 def heading_angle(a: np.ndarray | None, b: np.ndarray | None) -> float:
@@ -763,6 +768,12 @@ class _Plan:
         self.S = sp.csr_matrix((np.concatenate(data), (np.concatenate(r), np.concatenate(col))),
                                shape=(NUM_KEYPOINTS * len(joints), c.shape[1]))
         self.s_sum = np.asarray(self.S.sum(1)).reshape(NUM_KEYPOINTS, len(joints))
+        # the same per DOF (row i * D + d: the sums over the subtree of DOF d's joint), so the Jacobian needs no
+        # gather from joints to DOFs; and the DOF -> parameter map, sparse (1-2 entries a row), transposed
+        per_dof = (np.arange(NUM_KEYPOINTS)[:, None] * len(joints) + self.jj[None]).reshape(-1)
+        self.S_dof = sp.csr_matrix(self.S[per_dof])
+        self.s_sum_dof = self.s_sum[:, self.jj]
+        self.param_of_dof = sp.csr_matrix(self.dof_to_param.T)
         self.limits = fitter.limits[active]
         self.is_root = np.isin(active, [3, 4, 5])
         # constants of every evaluation: the DOF joints' parents (the root's: none), which DOFs are which
@@ -790,10 +801,19 @@ class _State:
         self.w3, self.w2 = obs.w3d * in_plan, obs.w2d * in_plan             # keypoints outside the plan: unused
         self.has3d = obs.joints_3d is not None and self.w3.sum() > 0
         self.has2d = obs.joints_2d is not None and self.w2.sum() > 0
+        # fixed along the iterations: the observed rows of each term, the union, the 2D term's pixel scale
+        self.sel3 = np.flatnonzero(self.w3 > 0) if self.has3d else None
+        self.sel2 = np.flatnonzero(self.w2 > 0) if self.has2d else None
+        self.rows = plan.kp_rows[((self.w3 > 0) | (self.w2 > 0))[plan.kp_rows]]
+        self.scale2d = None
+        if self.has2d:
+            y = obs.joints_2d[self.sel2, 1]
+            self.scale2d = self.plan.fitter.config.sigma_2d * max(float(y.max() - y.min()) if len(y) > 1 else 0.0,
+                                                                  50.0)
         self.cam_prev, self.tau_prev, self.prev_pose, self.has_prev = cam_prev, tau_prev, prev_pose, has_prev
         self.tau = None if tau_prev is None else np.asarray(tau_prev, np.float64).copy()
         self.cam = None if cam_prev is None else np.asarray(cam_prev, np.float64).copy()
-        self.jac = None
+        self.jac = self.jtj = None
 
     # the translations start from closed-form solutions the first time they are needed
     def _init_translations(self, kp):
@@ -807,7 +827,7 @@ class _State:
     def moved(self, step: np.ndarray) -> "_State":
         p = self.plan
         new = copy.copy(self)                      # same observation, plan, weights, priors
-        new.params, new.jac = self.params.copy(), None
+        new.params, new.jac, new.jtj = self.params.copy(), None, None
         n = len(p.active)
         theta = self.params[p.active] + step[:n]
         new.params[p.active] = theta           # limits are soft (a hard clamp stalls Gauss-Newton at a bound)
@@ -833,8 +853,7 @@ class _State:
         n = len(p.active)
         nvar = n + 3 * self.has3d + 3 * self.has2d
         jk = None
-        sel3 = np.flatnonzero(self.w3 > 0) if self.has3d else None
-        sel2 = np.flatnonzero(self.w2 > 0) if self.has2d else None
+        sel3, sel2 = self.sel3, self.sel2
         if with_jacobian:
             # world axes of the rotation DOFs (MHR frame): rx = G_j e_x, ry = G_p P_j Rz e_y, rz = G_p P_j e_z
             dj = p.dof_joint
@@ -851,16 +870,16 @@ class _State:
             axes[k12[~is1]] = m[~is1, :, 2]
             # rows: the observed keypoints; lever (k, J, 3) per DOF joint, then the cross product per DOF with
             # the product frame's axis scale folded into the axis components
-            rows = p.kp_rows[((self.w3 > 0) | (self.w2 > 0))[p.kp_rows]]
-            q = (p.S @ x).reshape(NUM_KEYPOINTS, len(p.joints), 3)             # sum of C x over each subtree
-            lever = (q[rows] - p.s_sum[rows][:, :, None] * g_t[p.joints][None])[:, p.jj]   # (k, D, 3)
+            rows = self.rows
+            q = (p.S_dof @ x).reshape(NUM_KEYPOINTS, len(dj), 3)              # sum of C x over each subtree
+            lever = q[rows] - p.s_sum_dof[rows][:, :, None] * g_t[dj][None]     # (k, D, 3)
             lx, ly, lz = lever[..., 0], lever[..., 1], lever[..., 2]
             ax, ay, az = axes[:, 0], axes[:, 1], axes[:, 2]
             jd = np.empty((len(rows), 3, len(dj)))
             jd[:, 0] = _D[0] * (ay * lz - az * ly)
             jd[:, 1] = _D[1] * (az * lx - ax * lz)
             jd[:, 2] = _D[2] * (ax * ly - ay * lx)
-            jk = (jd.reshape(-1, len(dj)) @ p.dof_to_param).reshape(len(rows), 3, n)   # (k, 3, P) m / rad
+            jk = (p.param_of_dof @ jd.reshape(-1, len(dj)).T).T.reshape(len(rows), 3, n)   # (k, 3, P) m / rad
             at = np.empty(NUM_KEYPOINTS, np.int64)
             at[rows] = np.arange(len(rows))                                   # keypoint -> row of jk
         data_cost = 0.0
@@ -882,7 +901,7 @@ class _State:
             z = np.maximum(xc[:, 2], 1e-3)
             xz = xc[:, :2] / z[:, None]
             uv = o.focal * xz + o.principal_point
-            scale = c.sigma_2d * max(np.ptp(o.joints_2d[sel, 1]) if len(sel) > 1 else 0.0, 50.0)
+            scale = self.scale2d
             r = (uv - o.joints_2d[sel]) / scale
             rw, cost = _robust(r, self.w2[sel], c.robust)
             data_cost += cost
@@ -927,6 +946,7 @@ class _State:
         # the data rows form J; the diagonal terms (prior, limits, temporal) go straight into J^T J, J^T r
         self.res = np.concatenate(res)
         self.jac = np.concatenate(jrows, 0) if with_jacobian else None
+        self.jtj = None
         return total
 
     def step(self, lam: float, linear: "_State | None" = None) -> np.ndarray:
@@ -937,7 +957,9 @@ class _State:
             lin.evaluate(with_jacobian=True)
         j = lin.jac
         n = len(lin.diag_h)
-        h = j.T @ j
+        if lin.jtj is None:         # a chord step reuses the linear state's J^T J
+            lin.jtj = j.T @ j
+        h = lin.jtj.copy()
         g = j.T @ self.res
         d = h.diagonal().copy()
         d[:n] += lin.diag_h
