@@ -514,21 +514,41 @@ class BodyFitter:
             return self.forward(shape, params)[0]
         plan, (g_r, g_t, g_s) = fk
         rest = plan.rest
-        if rest is not None:
-            g_r, g_t, g_s = g_r.copy(), g_t.copy(), g_s.copy()
-            jp = (rest.pt @ params).reshape(-1, 7)
-            loc_r = rest.prerot @ _euler_matrices(jp[:, 3:6])
-            loc_t = jp[:, :3] + rest.offsets
-            loc_s = np.exp(_LN2 * jp[:, 6])
-            for sel, lvl, par in rest.levels:                       # parents are already computed
-                g_t[lvl] = g_t[par] + g_s[par, None] * (g_r[par] @ loc_t[sel, :, None])[..., 0]
-                g_r[lvl] = g_r[par] @ loc_r[sel]
-                g_s[lvl] = g_s[par] * loc_s[sel]
-        if known is None:
-            return (self.coeff @ self._points(shape, g_r, g_t, g_s)) * _D
+        if known is None or rest is None:
+            if rest is not None:
+                g_r, g_t, g_s = g_r.copy(), g_t.copy(), g_s.copy()
+                jp = (rest.pt @ params).reshape(-1, 7)
+                loc_r = rest.prerot @ _euler_matrices(jp[:, 3:6])
+                loc_t = jp[:, :3] + rest.offsets
+                loc_s = np.exp(_LN2 * jp[:, 6])
+                for sel, lvl, par in rest.levels:                   # parents are already computed
+                    g_t[lvl] = g_t[par] + g_s[par, None] * (g_r[par] @ loc_t[sel, :, None])[..., 0]
+                    g_r[lvl] = g_r[par] @ loc_r[sel]
+                    g_s[lvl] = g_s[par] * loc_s[sel]
+            if known is None:
+                return (self.coeff @ self._points(shape, g_r, g_t, g_s)) * _D
+            out = known.copy()
+            if len(plan.other_rows):
+                out[plan.other_rows] = (plan.other_coeff @ self._points(shape, g_r, g_t, g_s, plan.other_pts)) * _D
+            return out
+        # the rows the fit did not compute, from affine (3,4) [s R | t] transforms as in _fk: the plan's joints
+        # from the fit, the rest level by level (one gather and one batched matmul a level)
+        a = np.empty((len(g_r), 3, 4))
+        np.multiply(g_r, g_s[:, None, None], out=a[:, :, :3])
+        a[:, :, 3] = g_t
+        jp = (rest.pt @ params).reshape(-1, 7)
+        loc = np.empty((len(jp), 4, 4))
+        np.matmul(rest.prerot, _euler_matrices(jp[:, 3:6]), out=loc[:, :3, :3])
+        loc[:, :3, :3] *= np.exp(_LN2 * jp[:, 6])[:, None, None]
+        np.add(jp[:, :3], rest.offsets, out=loc[:, :3, 3])
+        loc[:, 3] = (0.0, 0.0, 0.0, 1.0)
+        for sel, lvl, par in rest.levels:
+            a[lvl] = a[par] @ loc[sel]
+        k = self.point_joint[plan.other_pts]
+        ak = a[k]
+        x = (ak[:, :, :3] @ shape.local_points[plan.other_pts][:, :, None])[..., 0] + ak[:, :, 3]
         out = known.copy()
-        if len(plan.other_rows):
-            out[plan.other_rows] = (plan.other_coeff @ self._points(shape, g_r, g_t, g_s, plan.other_pts)) * _D
+        out[plan.other_rows] = (plan.other_coeff @ x) * _D
         return out
 
     def _plan(self, active: np.ndarray) -> "_Plan":
@@ -781,7 +801,11 @@ class _Plan:
         par = fitter.parents[self.dof_joint]
         self.dof_parent, self.dof_has_parent = np.maximum(par, 0), par >= 0
         self.dof_ch = [np.flatnonzero(self.dof_chan == k) for k in range(3)]
-        self.dof_ch12 = np.flatnonzero(self.dof_chan > 0)
+        ch1, ch2 = self.dof_ch[1], self.dof_ch[2]
+        self.dof_parent12 = self.dof_parent[np.concatenate([ch1, ch2])]     # ry DOFs first, then rz
+        self.dof_orphan12 = np.flatnonzero(~self.dof_has_parent[np.concatenate([ch1, ch2])])
+        self.prerot1 = fitter.prerot[self.dof_joint[ch1]]
+        self.prerot2_z = fitter.prerot[self.dof_joint[ch2]][:, :, 2:3]
         c = fitter.config
         body = ~self.is_root
         self.body = body
@@ -805,6 +829,10 @@ class _State:
         self.sel3 = np.flatnonzero(self.w3 > 0) if self.has3d else None
         self.sel2 = np.flatnonzero(self.w2 > 0) if self.has2d else None
         self.rows = plan.kp_rows[((self.w3 > 0) | (self.w2 > 0))[plan.kp_rows]]
+        at = np.zeros(NUM_KEYPOINTS, np.int64)
+        at[self.rows] = np.arange(len(self.rows))                           # keypoint -> row of the Jacobian
+        self.at3 = None if self.sel3 is None else at[self.sel3]
+        self.at2 = None if self.sel2 is None else at[self.sel2]
         self.scale2d = None
         if self.has2d:
             y = obs.joints_2d[self.sel2, 1]
@@ -860,14 +888,12 @@ class _State:
             axes = np.empty((len(dj), 3))
             ch0, ch1, ch2 = p.dof_ch
             axes[ch0] = g_r[dj[ch0], :, 0]
-            k12 = p.dof_ch12
-            g_par = g_r[p.dof_parent[k12]]
-            g_par[~p.dof_has_parent[k12]] = np.eye(3)
-            m = g_par @ f.prerot[dj[k12]]                                   # (D12,3,3)
-            is1 = p.dof_chan[k12] == 1
-            rz = jp[dj[k12][is1], 5, None]
-            axes[k12[is1]] = np.cos(rz) * m[is1, :, 1] - np.sin(rz) * m[is1, :, 0]
-            axes[k12[~is1]] = m[~is1, :, 2]
+            g_par = g_r[p.dof_parent12]
+            g_par[p.dof_orphan12] = np.eye(3)
+            m = g_par[:len(ch1)] @ p.prerot1                                # (D1,3,3)
+            rz = jp[dj[ch1], 5, None]
+            axes[ch1] = np.cos(rz) * m[:, :, 1] - np.sin(rz) * m[:, :, 0]
+            axes[ch2] = (g_par[len(ch1):] @ p.prerot2_z)[..., 0]
             # rows: the observed keypoints; lever (k, J, 3) per DOF joint, then the cross product per DOF with
             # the product frame's axis scale folded into the axis components
             rows = self.rows
@@ -880,8 +906,6 @@ class _State:
             jd[:, 1] = _D[1] * (az * lx - ax * lz)
             jd[:, 2] = _D[2] * (ax * ly - ay * lx)
             jk = (p.param_of_dof @ jd.reshape(-1, len(dj)).T).T.reshape(len(rows), 3, n)   # (k, 3, P) m / rad
-            at = np.empty(NUM_KEYPOINTS, np.int64)
-            at[rows] = np.arange(len(rows))                                   # keypoint -> row of jk
         data_cost = 0.0
         if self.has3d:
             sel = sel3
@@ -892,7 +916,7 @@ class _State:
             if with_jacobian:
                 jb = np.zeros((len(sel), 3, nvar))
                 sw = rw / c.sigma_3d
-                jb[:, :, :n] = jk[at[sel]] * sw[:, None, None]
+                jb[:, :, :n] = jk[self.at3] * sw[:, None, None]
                 jb[:, 0, n], jb[:, 1, n + 1], jb[:, 2, n + 2] = sw, sw, sw
                 jrows.append(jb.reshape(-1, nvar))
         if self.has2d:
@@ -910,7 +934,7 @@ class _State:
                 # d uv / d X = f/z [[1, 0, -x/z], [0, 1, -y/z]]
                 fz = (o.focal / z) * (rw / scale)                             # the row scale folded in
                 jb = np.zeros((len(sel), 2, nvar))
-                j3 = jk[at[sel]]
+                j3 = jk[self.at2]
                 jb[:, :, :n] = fz[:, None, None] * (j3[:, :2] - xz[:, :, None] * j3[:, 2:3])
                 jb[:, 0, nvar - 3] = jb[:, 1, nvar - 2] = fz
                 jb[:, :, nvar - 1] = -fz[:, None] * xz
