@@ -280,6 +280,20 @@ def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.eye(3) + k + k @ k / (1 + c)
 
 
+def _rotation_between3(a, b) -> np.ndarray:
+    """:func:`_rotation_between` of two plain 3-sequences in float maths (numpy for the opposite case)."""
+    na, nb = _norm3(a), _norm3(b)
+    a = (a[0] / na, a[1] / na, a[2] / na)
+    b = (b[0] / nb, b[1] / nb, b[2] / nb)
+    v, c = _cross3(a, b), _dot3(a, b)
+    if c < -0.999999:
+        return _rotation_between(np.asarray(a), np.asarray(b))
+    k = ((0.0, -v[2], v[1]), (v[2], 0.0, -v[0]), (-v[1], v[0], 0.0))
+    w = 1.0 + c
+    return np.array([[(i == j) + k[i][j] + (k[i][0] * k[0][j] + k[i][1] * k[1][j] + k[i][2] * k[2][j]) / w
+                      for j in range(3)] for i in range(3)])
+
+
 def _dot3(a, b) -> float:
     return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 
@@ -325,10 +339,12 @@ def _nearest_euler(e: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 def _kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Rotation R (3,3) minimising |R src_c - dst_c| over centred point sets (N,3)."""
-    a, b = src - src.mean(0), dst - dst.mean(0)
+    a, b = src - src.sum(0) / len(src), dst - dst.sum(0) / len(dst)
     u, _, vt = np.linalg.svd(a.T @ b)
-    d = np.sign(np.linalg.det(vt.T @ u.T))
-    return vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = (vt.T @ u.T).tolist()
+    det = m00 * (m11 * m22 - m12 * m21) - m01 * (m10 * m22 - m12 * m20) + m02 * (m10 * m21 - m11 * m20)
+    d = 1.0 if det > 0 else (-1.0 if det < 0 else 0.0)
+    return (vt.T * np.array([1.0, 1.0, d])) @ u.T
 
 
 class BodyFitter:
@@ -625,8 +641,7 @@ class BodyFitter:
             if flex - flex0 >= min_bend:
                 g_u = _frame3(d1, _cross3(d1, d2)) @ frame0
             else:   # straight: swing the current upper bone onto the observed one, keep its twist
-                cur = g_r[u] @ self._limb_rest[u][0]
-                g_u = _rotation_between(cur, np.asarray(d1)) @ g_r[u]
+                g_u = _rotation_between3((g_r[u] @ self._limb_rest[u][0]).tolist(), d1) @ g_r[u]
             e = _euler_xyz3((prerot_t @ g_par.T @ g_u).tolist())
             for kk, i in enumerate(chans):
                 p[i] = min(max(e[kk], limits[kk][0]), limits[kk][1])
