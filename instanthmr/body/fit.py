@@ -89,6 +89,8 @@ FACE_KEYPOINTS = tuple(MHR70_INDEX[n] for n in ("nose", "left_eye", "right_eye",
 _HAND_KEYPOINTS = {side: tuple(i for i, n in enumerate(MHR70_NAMES)
                                if n.startswith(f"{side}_") and any(f in n for f in _FINGER_WORDS))
                    for side in ("left", "right")}
+_FACE = np.asarray(FACE_KEYPOINTS)
+_LEFT_HAND, _RIGHT_HAND = (np.asarray(_HAND_KEYPOINTS[s]) for s in ("left", "right"))
 #: The torso joints: root alignment (Kabsch) and the heading.
 TORSO_KEYPOINTS = tuple(MHR70_INDEX[n] for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder"))
 _TORSO = np.asarray(TORSO_KEYPOINTS)
@@ -406,6 +408,7 @@ class BodyFitter:
         self._anc = anc                                                        # anc[k, j]: j is k or above k
         self._full = _Chain(self, np.arange(len(self.parents)))
         self._plans: dict[tuple[int, ...], _Plan] = {}
+        self._plans_by_groups: dict[tuple[bool, bool, bool], _Plan] = {}
         self._wrists = np.asarray([list(a.joint_names).index(n) for n in ("l_wrist", "r_wrist")], np.int64)
         self._limb_setup()
         self._body_plan = self._plan(self.groups["body"])
@@ -574,6 +577,17 @@ class BodyFitter:
             plan = self._plans[key] = _Plan(self, active)
         return plan
 
+    def _plan_for(self, obs: Observation) -> "_Plan":
+        """``self._plan(self.active_params(obs))``, looked up by which groups the observation shows."""
+        c = self.config
+        seen = (obs.w3d > 0) | (obs.w2d > 0)
+        key = (int(seen[_FACE].sum()) >= c.min_face_joints, int(seen[_LEFT_HAND].sum()) >= c.min_hand_joints,
+               int(seen[_RIGHT_HAND].sum()) >= c.min_hand_joints)
+        plan = self._plans_by_groups.get(key)
+        if plan is None:
+            plan = self._plans_by_groups[key] = self._plan(self.active_params(obs))
+        return plan
+
     def active_params(self, obs: Observation) -> np.ndarray:
         """The parameters this observation can move: body always; head with the face; fingers per hand."""
         c = self.config
@@ -695,7 +709,7 @@ class BodyFitter:
         if previous is None:
             params = self.init_limbs(obs, params)
         prev_pose = None if previous is None else self.full_params(shape, previous.params)
-        plan = self._plan(self.active_params(obs))
+        plan = self._plan_for(obs)
         state = _State(plan, obs, shape, params, cam_prev, tau_prev, prev_pose, previous is not None)
         lam = c.damping
         cost = state.evaluate(with_jacobian=True)
