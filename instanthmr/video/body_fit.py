@@ -55,7 +55,6 @@ from instanthmr.body.fit import (
     FitResult,
     Observation,
     estimate_bone_params,
-    heading_angle,
     torso_heading,
 )
 from instanthmr.body.mhr import SHIPPED_MHR_MODEL, MHRNumpy
