@@ -247,3 +247,24 @@ def test_outputs_carry_the_fitted_body(fitter, tmp_path):
     track = read_npz_tracks(tmp_path / "r.npz")[1]
     assert track["joints_observed"].shape == (6, 70) and track["mhr_params"].shape == (6, 204)
     assert Path(SHIPPED_MHR_MODEL).is_file()
+
+
+def test_fast_paths_match_the_model(fitter):
+    """The fit's own forward kinematics (one affine matmul per level, bone scales on) matches the model's, and
+    the keypoints of a hand the fit does not move, completed after the fit, match a full forward pass."""
+    from instanthmr.body.fit import _HAND_KEYPOINTS
+    rng = np.random.default_rng(3)
+    p = np.zeros(204)
+    p[3:130], p[130:] = rng.uniform(-0.3, 0.3, 127), rng.uniform(-0.5, 0.5, 74)
+    shape = fitter.shape(None, p[130:])
+    kp, joints = fitter.forward(shape, p)
+    out = fitter.model(np.zeros(45), p, np.zeros(72))
+    assert np.abs(out.joints[0] - joints).max() < 1e-6
+    assert np.abs(out.keypoints[0] - kp).max() < 1e-6
+    seen = SEEN.copy()
+    seen[list(_HAND_KEYPOINTS["left"])] = True                      # the left hand's fingers fitted, not the right's
+    obs = Observation(kp, seen.astype(float)).clean()
+    plan = fitter._plan_for(obs)
+    assert plan is fitter._plan(fitter.active_params(obs)) and plan.rest is not None and len(plan.other_rows)
+    res = fitter.fit(obs, shape, None, iterations=2)
+    np.testing.assert_allclose(res.keypoints, fitter.forward(shape, res.params)[0], atol=1e-9)

@@ -41,11 +41,13 @@ Use::
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg.lapack import dposv as _posv
 
 from instanthmr.body.mhr import MHR_TO_PRODUCT, NUM_MODEL_PARAMS, NUM_SHAPE, MHRNumpy
 from instanthmr.core.rotations import cross as _cross
@@ -87,8 +89,11 @@ FACE_KEYPOINTS = tuple(MHR70_INDEX[n] for n in ("nose", "left_eye", "right_eye",
 _HAND_KEYPOINTS = {side: tuple(i for i, n in enumerate(MHR70_NAMES)
                                if n.startswith(f"{side}_") and any(f in n for f in _FINGER_WORDS))
                    for side in ("left", "right")}
+_FACE = np.asarray(FACE_KEYPOINTS)
+_LEFT_HAND, _RIGHT_HAND = (np.asarray(_HAND_KEYPOINTS[s]) for s in ("left", "right"))
 #: The torso joints: root alignment (Kabsch) and the heading.
 TORSO_KEYPOINTS = tuple(MHR70_INDEX[n] for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder"))
+_TORSO = np.asarray(TORSO_KEYPOINTS)
 #: Limbs set straight from the observed 3D before each fit (:meth:`BodyFitter.init_limbs`): (upper joint,
 #: hinge joint, the three MHR70 keypoints, bend parameter). With only shoulder, elbow and wrist seen, the
 #: upper-limb twist and the bend have a wrong basin (the elbow "bent backwards" against its limit, the twist
@@ -139,9 +144,13 @@ class Observation:
     w2d: np.ndarray | None = None
     focal: float | None = None
     principal_point: np.ndarray | None = None
+    cleaned: bool = field(default=False, repr=False, compare=False)   # made by clean(): clean() returns it as is
 
     def clean(self) -> "Observation":
-        """A copy with float64 arrays, NaN joints at weight 0 (and value 0), missing weights filled in."""
+        """A copy with float64 arrays, NaN joints at weight 0 (and value 0), missing weights filled in (an
+        observation ``clean`` made is returned as it is: do not modify its arrays in place)."""
+        if self.cleaned:
+            return self
         def part(x, w, dim):
             if x is None:
                 return None, np.zeros(NUM_KEYPOINTS)
@@ -154,7 +163,7 @@ class Observation:
         if j2 is not None and (self.focal is None or self.principal_point is None):
             j2, w2 = None, np.zeros(NUM_KEYPOINTS)
         pp = None if self.principal_point is None else np.asarray(self.principal_point, np.float64)
-        return Observation(j3, w3, j2, w2, None if self.focal is None else float(self.focal), pp)
+        return Observation(j3, w3, j2, w2, None if self.focal is None else float(self.focal), pp, cleaned=True)
 
     def mirrored(self) -> "Observation":
         """Left/right labels swapped and the 3D depth reflected about the hips' depth: the other reading of
@@ -171,7 +180,7 @@ class Observation:
                 float(np.average(o.joints_3d[:, 2], weights=o.w3d + 1e-12))
             j3[:, 2] = 2 * zc - j3[:, 2]
         j2 = None if o.joints_2d is None else o.joints_2d[perm].copy()
-        return Observation(j3, o.w3d[perm], j2, o.w2d[perm], o.focal, o.principal_point)
+        return Observation(j3, o.w3d[perm], j2, o.w2d[perm], o.focal, o.principal_point, cleaned=True)
 
 
 @dataclass
@@ -217,7 +226,7 @@ class FitResult:
         is not kept, e.g. the losing left/right reading, never pays for the finger levels of the skeleton)."""
         if self._full is None:
             fitter, shape, fk = self._model
-            self._full = fitter.complete_keypoints(shape, self.params, fk)
+            self._full = fitter.complete_keypoints(shape, self.params, fk, known=self.body_keypoints)
         return self._full
 
 
@@ -226,18 +235,18 @@ def torso_heading(joints: np.ndarray, weights: np.ndarray | None = None) -> np.n
     of the person's left direction (left minus right hip and shoulder) and up (hips to shoulders), projected
     on the ground plane (x, z); None when a torso joint is missing. A person facing the camera gives ~(0,0,-1)."""
     j = np.asarray(joints, np.float64)
-    idx = list(TORSO_KEYPOINTS)
-    if weights is not None and (np.asarray(weights)[idx] <= 0).any():
+    if weights is not None and (np.asarray(weights)[_TORSO] <= 0).any():
         return None
-    if not np.isfinite(j[idx]).all():
+    t = j[_TORSO]
+    if not np.isfinite(t).all():
         return None
-    lh, rh, ls, rs = (j[i] for i in idx)
-    left = (lh - rh) + (ls - rs)
-    up = (ls + rs - lh - rh) / 2
-    f = _cross(left, up)
-    f[1] = 0.0
-    n = np.linalg.norm(f)
-    return f / n if n > 1e-9 else None
+    (lh0, lh1, lh2), (rh0, rh1, rh2), (ls0, ls1, ls2), (rs0, rs1, rs2) = t.tolist()   # float maths: 3-vectors
+    left = ((lh0 - rh0) + (ls0 - rs0), (lh1 - rh1) + (ls1 - rs1), (lh2 - rh2) + (ls2 - rs2))
+    up = ((ls0 + rs0 - lh0 - rh0) / 2, (ls1 + rs1 - lh1 - rh1) / 2, (ls2 + rs2 - lh2 - rh2) / 2)
+    f0 = left[1] * up[2] - left[2] * up[1]
+    f2 = left[0] * up[1] - left[1] * up[0]
+    n = math.sqrt(f0 * f0 + f2 * f2)
+    return np.array([f0 / n, 0.0, f2 / n]) if n > 1e-9 else None
 
 
 def heading_angle(a: np.ndarray | None, b: np.ndarray | None) -> float:
@@ -273,6 +282,49 @@ def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.eye(3) + k + k @ k / (1 + c)
 
 
+def _rotation_between3(a, b) -> np.ndarray:
+    """:func:`_rotation_between` of two plain 3-sequences in float maths (numpy for the opposite case)."""
+    na, nb = _norm3(a), _norm3(b)
+    a = (a[0] / na, a[1] / na, a[2] / na)
+    b = (b[0] / nb, b[1] / nb, b[2] / nb)
+    v, c = _cross3(a, b), _dot3(a, b)
+    if c < -0.999999:
+        return _rotation_between(np.asarray(a), np.asarray(b))
+    k = ((0.0, -v[2], v[1]), (v[2], 0.0, -v[0]), (-v[1], v[0], 0.0))
+    w = 1.0 + c
+    return np.array([[(i == j) + k[i][j] + (k[i][0] * k[0][j] + k[i][1] * k[1][j] + k[i][2] * k[2][j]) / w
+                      for j in range(3)] for i in range(3)])
+
+
+def _dot3(a, b) -> float:
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+def _norm3(a) -> float:
+    return math.sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2])
+
+
+def _cross3(a, b) -> tuple:
+    return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
+
+
+def _frame3(direction, axis) -> np.ndarray:
+    """:func:`_frame` of two plain 3-sequences (float maths, one array built at the end)."""
+    n = _norm3(direction)
+    x = (direction[0] / n, direction[1] / n, direction[2] / n)
+    d = _dot3(axis, x)
+    y = (axis[0] - d * x[0], axis[1] - d * x[1], axis[2] - d * x[2])
+    ny = max(_norm3(y), 1e-12)
+    y = (y[0] / ny, y[1] / ny, y[2] / ny)
+    z = _cross3(x, y)
+    return np.array([[x[0], y[0], z[0]], [x[1], y[1], z[1]], [x[2], y[2], z[2]]])
+
+
+def _euler_xyz3(r) -> tuple:
+    """:func:`_matrix_to_euler_xyz` of a (3,3) nested list, float maths."""
+    return (math.atan2(r[2][1], r[2][2]), -math.asin(min(max(r[2][0], -1.0), 1.0)), math.atan2(r[1][0], r[0][0]))
+
+
 def _nearest_euler(e: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Of the two Euler XYZ triples of one rotation, ``e`` and ``(rx + pi, pi - ry, rz + pi)``, the one nearest
     ``ref`` (each angle moved by whole turns to lie within pi of ``ref``): root angles stay continuous along a
@@ -289,10 +341,12 @@ def _nearest_euler(e: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 def _kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Rotation R (3,3) minimising |R src_c - dst_c| over centred point sets (N,3)."""
-    a, b = src - src.mean(0), dst - dst.mean(0)
+    a, b = src - src.sum(0) / len(src), dst - dst.sum(0) / len(dst)
     u, _, vt = np.linalg.svd(a.T @ b)
-    d = np.sign(np.linalg.det(vt.T @ u.T))
-    return vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = (vt.T @ u.T).tolist()
+    det = m00 * (m11 * m22 - m12 * m21) - m01 * (m10 * m22 - m12 * m20) + m02 * (m10 * m21 - m11 * m20)
+    d = 1.0 if det > 0 else (-1.0 if det < 0 else 0.0)
+    return (vt.T * np.array([1.0, 1.0, d])) @ u.T
 
 
 class BodyFitter:
@@ -354,6 +408,7 @@ class BodyFitter:
         self._anc = anc                                                        # anc[k, j]: j is k or above k
         self._full = _Chain(self, np.arange(len(self.parents)))
         self._plans: dict[tuple[int, ...], _Plan] = {}
+        self._plans_by_groups: dict[tuple[bool, bool, bool], _Plan] = {}
         self._wrists = np.asarray([list(a.joint_names).index(n) for n in ("l_wrist", "r_wrist")], np.int64)
         self._limb_setup()
         self._body_plan = self._plan(self.groups["body"])
@@ -384,6 +439,16 @@ class BodyFitter:
             self._limbs.append((u, h, ends, bi))
             self._limb_rest[u] = (bone, axis, flex0)
             self._limb_params[u] = chans
+        # the same, laid out for init_limbs: the MHR70 rows of each limb's three keypoints, and per limb (upper
+        # joint, bend parameter, flexion at rest, the rest frame transposed, the upper joint's pre-rotation
+        # transposed, its three angle parameters, the limits of those and of the bend as floats)
+        self._limb_rows = np.asarray([MHR70_INDEX[n] for _, _, ends, _ in self._limbs for n in ends], np.int64)
+        self._limb_fast = []
+        for u, h, ends, bi in self._limbs:
+            bone, axis, flex0 = self._limb_rest[u]
+            lims = [tuple(float(x) for x in self.limits[i]) for i in (*self._limb_params[u], bi)]
+            self._limb_fast.append((u, bi, flex0, _frame(bone, axis).T, self.prerot[u].T.copy(),
+                                    tuple(self._limb_params[u]), lims))
 
     # ------------------------------------------------------------------------------------------------
     def _indices(self, names) -> np.ndarray:
@@ -425,20 +490,23 @@ class BodyFitter:
         ch = chain or self._full
         n = len(self.parents)
         jpl = (ch.pt @ params).reshape(-1, 7)                       # chain order: level by level
-        loc_t = jpl[:, :3] + ch.offsets
-        loc_r = ch.prerot @ _euler_matrices(jpl[:, 3:6])
-        loc_s = np.exp(_LN2 * jpl[:, 6])
-        g_r, g_t, g_s = np.empty_like(loc_r), np.empty_like(loc_t), np.empty_like(loc_s)
+        # one (3,4) affine [s R | t] per joint: a level is one gather and one batched matmul with the locals
+        # (3,4) @ (4,4); the global scale is 2^(sum of the ancestors' scale channels)
+        g_s = np.exp(_LN2 * (ch.anc @ jpl[:, 6]))
+        loc = np.empty((len(jpl), 4, 4))
+        np.matmul(ch.prerot, _euler_matrices(jpl[:, 3:6]), out=loc[:, :3, :3])
+        loc[:, :3, :3] *= np.exp(_LN2 * jpl[:, 6])[:, None, None]
+        np.add(jpl[:, :3], ch.offsets, out=loc[:, :3, 3])
+        loc[:, 3] = (0.0, 0.0, 0.0, 1.0)
+        g = np.empty((len(jpl), 3, 4))
         for a, b, par in ch.levels:                                  # slices: views, not copies
             if par is None:
-                g_r[a:b], g_t[a:b], g_s[a:b] = loc_r[a:b], loc_t[a:b], loc_s[a:b]
-                continue
-            gr = g_r[par]
-            g_t[a:b] = g_t[par] + g_s[par, None] * (gr @ loc_t[a:b, :, None])[..., 0]
-            g_r[a:b] = gr @ loc_r[a:b]
-            g_s[a:b] = g_s[par] * loc_s[a:b]
+                g[a:b] = loc[a:b, :3]
+            else:
+                np.matmul(g[par], loc[a:b], out=g[a:b])
         out_r, out_t, out_s, jp = np.zeros((n, 3, 3)), np.zeros((n, 3)), np.ones(n), np.zeros((n, 7))
-        out_r[ch.joints], out_t[ch.joints], out_s[ch.joints], jp[ch.joints] = g_r, g_t, g_s, jpl
+        out_r[ch.joints] = g[:, :, :3] / g_s[:, None, None]
+        out_t[ch.joints], out_s[ch.joints], jp[ch.joints] = g[:, :, 3], g_s, jpl
         g_r, g_t, g_s = out_r, out_t, out_s
         return g_r, g_t, g_s, jp
 
@@ -454,31 +522,70 @@ class BodyFitter:
         kp = self.coeff @ self._points(shape, g_r, g_t, g_s)
         return kp * _D, g_t * _D
 
-    def complete_keypoints(self, shape: BodyShape, params: np.ndarray, fk=None) -> np.ndarray:
+    def complete_keypoints(self, shape: BodyShape, params: np.ndarray, fk=None,
+                           known: np.ndarray | None = None) -> np.ndarray:
         """All 70 keypoints (70,3), metres, product frame, for ``params``; ``fk``: (plan, (global rotations,
         translations, scales)) a fit already computed for the plan's joints at these ``params``: only the
-        joints below them (the finger levels) are added, instead of a whole forward pass."""
+        joints below them (the finger levels) are added, instead of a whole forward pass. ``known`` (70,3):
+        the plan's keypoint rows already computed by that fit (its ``body_keypoints``): only the other rows
+        (a hand the fit did not move) are computed."""
         if fk is None:
             return self.forward(shape, params)[0]
         plan, (g_r, g_t, g_s) = fk
         rest = plan.rest
-        if rest is not None:
-            g_r, g_t, g_s = g_r.copy(), g_t.copy(), g_s.copy()
-            jp = (rest.pt @ params).reshape(-1, 7)
-            loc_r = rest.prerot @ _euler_matrices(jp[:, 3:6])
-            loc_t = jp[:, :3] + rest.offsets
-            loc_s = np.exp(_LN2 * jp[:, 6])
-            for sel, lvl, par in rest.levels:                       # parents are already computed
-                g_t[lvl] = g_t[par] + g_s[par, None] * (g_r[par] @ loc_t[sel, :, None])[..., 0]
-                g_r[lvl] = g_r[par] @ loc_r[sel]
-                g_s[lvl] = g_s[par] * loc_s[sel]
-        return (self.coeff @ self._points(shape, g_r, g_t, g_s)) * _D
+        if known is None or rest is None:
+            if rest is not None:
+                g_r, g_t, g_s = g_r.copy(), g_t.copy(), g_s.copy()
+                jp = (rest.pt @ params).reshape(-1, 7)
+                loc_r = rest.prerot @ _euler_matrices(jp[:, 3:6])
+                loc_t = jp[:, :3] + rest.offsets
+                loc_s = np.exp(_LN2 * jp[:, 6])
+                for sel, lvl, par in rest.levels:                   # parents are already computed
+                    g_t[lvl] = g_t[par] + g_s[par, None] * (g_r[par] @ loc_t[sel, :, None])[..., 0]
+                    g_r[lvl] = g_r[par] @ loc_r[sel]
+                    g_s[lvl] = g_s[par] * loc_s[sel]
+            if known is None:
+                return (self.coeff @ self._points(shape, g_r, g_t, g_s)) * _D
+            out = known.copy()
+            if len(plan.other_rows):
+                out[plan.other_rows] = (plan.other_coeff @ self._points(shape, g_r, g_t, g_s, plan.other_pts)) * _D
+            return out
+        # the rows the fit did not compute, from affine (3,4) [s R | t] transforms as in _fk: the plan's joints
+        # from the fit, the rest level by level (one gather and one batched matmul a level)
+        a = np.empty((len(g_r), 3, 4))
+        np.multiply(g_r, g_s[:, None, None], out=a[:, :, :3])
+        a[:, :, 3] = g_t
+        jp = (rest.pt @ params).reshape(-1, 7)
+        loc = np.empty((len(jp), 4, 4))
+        np.matmul(rest.prerot, _euler_matrices(jp[:, 3:6]), out=loc[:, :3, :3])
+        loc[:, :3, :3] *= np.exp(_LN2 * jp[:, 6])[:, None, None]
+        np.add(jp[:, :3], rest.offsets, out=loc[:, :3, 3])
+        loc[:, 3] = (0.0, 0.0, 0.0, 1.0)
+        for sel, lvl, par in rest.levels:
+            a[lvl] = a[par] @ loc[sel]
+        k = self.point_joint[plan.other_pts]
+        ak = a[k]
+        x = (ak[:, :, :3] @ shape.local_points[plan.other_pts][:, :, None])[..., 0] + ak[:, :, 3]
+        out = known.copy()
+        out[plan.other_rows] = (plan.other_coeff @ x) * _D
+        return out
 
     def _plan(self, active: np.ndarray) -> "_Plan":
         key = tuple(active.tolist())
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = _Plan(self, active)
+        return plan
+
+    def _plan_for(self, obs: Observation) -> "_Plan":
+        """``self._plan(self.active_params(obs))``, looked up by which groups the observation shows."""
+        c = self.config
+        seen = (obs.w3d > 0) | (obs.w2d > 0)
+        key = (int(seen[_FACE].sum()) >= c.min_face_joints, int(seen[_LEFT_HAND].sum()) >= c.min_hand_joints,
+               int(seen[_RIGHT_HAND].sum()) >= c.min_hand_joints)
+        plan = self._plans_by_groups.get(key)
+        if plan is None:
+            plan = self._plans_by_groups[key] = self._plan(self.active_params(obs))
         return plan
 
     def active_params(self, obs: Observation) -> np.ndarray:
@@ -528,31 +635,31 @@ class BodyFitter:
             return params
         p = params.copy()
         g_r = self._fk(p, self._body_plan.chain)[0] if rotations is None else rotations
-        s = np.sign(_D)
-        for upper, hinge, ends, bend in self._limbs:
-            idx = [MHR70_INDEX[n] for n in ends]
-            if (obs.w3d[idx] <= 0).any():
+        # plain float maths on the 3-vectors: a limb is ~100 scalar operations, which numpy calls would
+        # multiply by their per-call overhead (this runs on every frame of every track)
+        seen = (obs.w3d[self._limb_rows] > 0).tolist()
+        pts = (obs.joints_3d[self._limb_rows] * np.sign(_D)).tolist()       # MHR axes (directions only)
+        for k, (u, bi, flex0, frame0, prerot_t, chans, limits) in enumerate(self._limb_fast):
+            if not (seen[3 * k] and seen[3 * k + 1] and seen[3 * k + 2]):
                 continue
-            a, b, c = obs.joints_3d[idx] * s                                  # MHR axes (directions only)
-            d1, d2 = b - a, c - b
-            n1, n2 = np.linalg.norm(d1), np.linalg.norm(d2)
+            a, b, c = pts[3 * k], pts[3 * k + 1], pts[3 * k + 2]
+            d1 = (b[0] - a[0], b[1] - a[1], b[2] - a[2])
+            d2 = (c[0] - b[0], c[1] - b[1], c[2] - b[2])
+            n1, n2 = _norm3(d1), _norm3(d2)
             if n1 < 1e-6 or n2 < 1e-6:
                 continue
-            d1, d2 = d1 / n1, d2 / n2
-            flex = float(np.arccos(np.clip(np.dot(d1, d2), -1.0, 1.0)))
-            u, h, bi, bone_loc, axis_loc, flex0 = upper, hinge, bend, *self._limb_rest[upper]
+            d1 = (d1[0] / n1, d1[1] / n1, d1[2] / n1)
+            d2 = (d2[0] / n2, d2[1] / n2, d2[2] / n2)
+            flex = math.acos(min(max(_dot3(d1, d2), -1.0), 1.0))
             g_par = g_r[self.parents[u]]
             if flex - flex0 >= min_bend:
-                axis = _cross(d1, d2)
-                g_u = _frame(d1, axis) @ _frame(bone_loc, axis_loc).T
+                g_u = _frame3(d1, _cross3(d1, d2)) @ frame0
             else:   # straight: swing the current upper bone onto the observed one, keep its twist
-                cur = g_r[u] @ bone_loc
-                g_u = _rotation_between(cur, d1) @ g_r[u]
-            local = self.prerot[u].T @ g_par.T @ g_u
-            e = _matrix_to_euler_xyz(local)
-            for k, i in enumerate(self._limb_params[upper]):
-                p[i] = np.clip(e[k], self.limits[i, 0], self.limits[i, 1])
-            p[bi] = np.clip(flex - flex0, self.limits[bi, 0], self.limits[bi, 1])
+                g_u = _rotation_between3((g_r[u] @ self._limb_rest[u][0]).tolist(), d1) @ g_r[u]
+            e = _euler_xyz3((prerot_t @ g_par.T @ g_u).tolist())
+            for kk, i in enumerate(chans):
+                p[i] = min(max(e[kk], limits[kk][0]), limits[kk][1])
+            p[bi] = min(max(flex - flex0, limits[3][0]), limits[3][1])
         return p
 
     def init_root(self, obs: Observation, shape: BodyShape, params: np.ndarray) -> np.ndarray:
@@ -602,7 +709,7 @@ class BodyFitter:
         if previous is None:
             params = self.init_limbs(obs, params)
         prev_pose = None if previous is None else self.full_params(shape, previous.params)
-        plan = self._plan(self.active_params(obs))
+        plan = self._plan_for(obs)
         state = _State(plan, obs, shape, params, cam_prev, tau_prev, prev_pose, previous is not None)
         lam = c.damping
         cost = state.evaluate(with_jacobian=True)
@@ -635,6 +742,7 @@ class _Chain:
         self.pt = sp.csr_matrix(fitter.pt[rows])              # ~2 non-zeros per row: sparse is 10x faster
         self.offsets = fitter.offsets[self.joints]
         self.prerot = fitter.prerot[self.joints]
+        self.anc = fitter._anc[self.joints][:, self.joints].astype(np.float64)   # [k, j]: j is k or above it
         self.levels = []
         start = 0
         for lvl in order:
@@ -685,6 +793,10 @@ class _Plan:
                  and not np.isin(grp, active).any() for i in _HAND_KEYPOINTS[side]}
         self.kp_rows = np.asarray([i for i in range(NUM_KEYPOINTS) if i not in hands], np.int64)
         self.pts = np.flatnonzero(np.abs(fitter.coeff[self.kp_rows]).sum(0) > 0)
+        # the keypoints outside it (FitResult.keypoints adds them) and the rigid points they read
+        self.other_rows = np.setdiff1d(np.arange(NUM_KEYPOINTS), self.kp_rows)
+        self.other_pts = np.flatnonzero(np.abs(fitter.coeff[self.other_rows]).sum(0) > 0)
+        self.other_coeff = fitter.coeff[self.other_rows][:, self.other_pts]
         # the wrists ride along: the finger keypoints of a hand at rest hang rigidly on them (BodyFitter.keypoints)
         self.chain = fitter._chain(np.unique(np.concatenate([fitter.point_joint[self.pts], fitter._wrists])))
         missing = np.setdiff1d(np.unique(np.flatnonzero(fitter._anc[fitter.point_joint].any(0))), self.chain.joints)
@@ -705,8 +817,29 @@ class _Plan:
         self.S = sp.csr_matrix((np.concatenate(data), (np.concatenate(r), np.concatenate(col))),
                                shape=(NUM_KEYPOINTS * len(joints), c.shape[1]))
         self.s_sum = np.asarray(self.S.sum(1)).reshape(NUM_KEYPOINTS, len(joints))
+        # the same per DOF (row i * D + d: the sums over the subtree of DOF d's joint), so the Jacobian needs no
+        # gather from joints to DOFs; and the DOF -> parameter map, sparse (1-2 entries a row), transposed
+        per_dof = (np.arange(NUM_KEYPOINTS)[:, None] * len(joints) + self.jj[None]).reshape(-1)
+        self.S_dof = sp.csr_matrix(self.S[per_dof])
+        self.s_sum_dof = self.s_sum[:, self.jj]
+        self.param_of_dof = sp.csr_matrix(self.dof_to_param.T)
         self.limits = fitter.limits[active]
         self.is_root = np.isin(active, [3, 4, 5])
+        # constants of every evaluation: the DOF joints' parents (the root's: none), which DOFs are which
+        # channel, the pose prior's and the temporal term's diagonal (no prior on the root rotation)
+        par = fitter.parents[self.dof_joint]
+        self.dof_parent, self.dof_has_parent = np.maximum(par, 0), par >= 0
+        self.dof_ch = [np.flatnonzero(self.dof_chan == k) for k in range(3)]
+        ch1, ch2 = self.dof_ch[1], self.dof_ch[2]
+        self.dof_parent12 = self.dof_parent[np.concatenate([ch1, ch2])]     # ry DOFs first, then rz
+        self.dof_orphan12 = np.flatnonzero(~self.dof_has_parent[np.concatenate([ch1, ch2])])
+        self.prerot1 = fitter.prerot[self.dof_joint[ch1]]
+        self.prerot2_z = fitter.prerot[self.dof_joint[ch2]][:, :, 2:3]
+        c = fitter.config
+        body = ~self.is_root
+        self.body = body
+        self.prior_d = np.where(body, 1.0 / c.prior_sigma, 0.0)
+        self.temporal_d = np.where(body, 1.0 / c.temporal_sigma, 0.0)
 
 
 class _State:
@@ -721,10 +854,23 @@ class _State:
         self.w3, self.w2 = obs.w3d * in_plan, obs.w2d * in_plan             # keypoints outside the plan: unused
         self.has3d = obs.joints_3d is not None and self.w3.sum() > 0
         self.has2d = obs.joints_2d is not None and self.w2.sum() > 0
+        # fixed along the iterations: the observed rows of each term, the union, the 2D term's pixel scale
+        self.sel3 = np.flatnonzero(self.w3 > 0) if self.has3d else None
+        self.sel2 = np.flatnonzero(self.w2 > 0) if self.has2d else None
+        self.rows = plan.kp_rows[((self.w3 > 0) | (self.w2 > 0))[plan.kp_rows]]
+        at = np.zeros(NUM_KEYPOINTS, np.int64)
+        at[self.rows] = np.arange(len(self.rows))                           # keypoint -> row of the Jacobian
+        self.at3 = None if self.sel3 is None else at[self.sel3]
+        self.at2 = None if self.sel2 is None else at[self.sel2]
+        self.scale2d = None
+        if self.has2d:
+            y = obs.joints_2d[self.sel2, 1]
+            self.scale2d = self.plan.fitter.config.sigma_2d * max(float(y.max() - y.min()) if len(y) > 1 else 0.0,
+                                                                  50.0)
         self.cam_prev, self.tau_prev, self.prev_pose, self.has_prev = cam_prev, tau_prev, prev_pose, has_prev
         self.tau = None if tau_prev is None else np.asarray(tau_prev, np.float64).copy()
         self.cam = None if cam_prev is None else np.asarray(cam_prev, np.float64).copy()
-        self.jac = None
+        self.jac = self.jtj = None
 
     # the translations start from closed-form solutions the first time they are needed
     def _init_translations(self, kp):
@@ -738,7 +884,7 @@ class _State:
     def moved(self, step: np.ndarray) -> "_State":
         p = self.plan
         new = copy.copy(self)                      # same observation, plan, weights, priors
-        new.params, new.jac = self.params.copy(), None
+        new.params, new.jac, new.jtj = self.params.copy(), None, None
         n = len(p.active)
         theta = self.params[p.active] + step[:n]
         new.params[p.active] = theta           # limits are soft (a hard clamp stalls Gauss-Newton at a bound)
@@ -760,89 +906,100 @@ class _State:
         kp = (p.coeff @ x) * _D                              # (70,3) m product (zero outside the plan's rows)
         self.kp = kp
         self._init_translations(kp)
-        res, jrows, wts = [], [], []
+        res, jrows = [], []
         n = len(p.active)
         nvar = n + 3 * self.has3d + 3 * self.has2d
         jk = None
+        sel3, sel2 = self.sel3, self.sel2
         if with_jacobian:
             # world axes of the rotation DOFs (MHR frame): rx = G_j e_x, ry = G_p P_j Rz e_y, rz = G_p P_j e_z
             dj = p.dof_joint
-            par = f.parents[dj]
-            g_par = np.where((par >= 0)[:, None, None], g_r[np.maximum(par, 0)], np.eye(3))
-            m = g_par @ f.prerot[dj]
-            rz = jp[dj, 5, None]
-            axes = np.where((p.dof_chan == 0)[:, None], g_r[dj, :, 0],
-                            np.where((p.dof_chan == 1)[:, None], np.cos(rz) * m[:, :, 1] - np.sin(rz) * m[:, :, 0],
-                                     m[:, :, 2]))
-            q = (p.S @ x).reshape(NUM_KEYPOINTS, len(p.joints), 3)             # sum of C x over each subtree
-            rows = p.kp_rows[((self.w3 > 0) | (self.w2 > 0))[p.kp_rows]]          # only observed keypoints
-            lever = q[rows][:, p.jj] - p.s_sum[rows][:, p.jj, None] * g_t[dj][None]   # (k, D, 3)
-            jd = _cross(axes[None], lever) * _D                               # (k, D, 3) product m / rad
-            jk = np.zeros((NUM_KEYPOINTS, 3, n))
-            jk[rows] = (jd.transpose(0, 2, 1).reshape(-1, len(dj)) @ p.dof_to_param).reshape(len(rows), 3, n)
+            axes = np.empty((len(dj), 3))
+            ch0, ch1, ch2 = p.dof_ch
+            axes[ch0] = g_r[dj[ch0], :, 0]
+            g_par = g_r[p.dof_parent12]
+            g_par[p.dof_orphan12] = np.eye(3)
+            m = g_par[:len(ch1)] @ p.prerot1                                # (D1,3,3)
+            rz = jp[dj[ch1], 5, None]
+            axes[ch1] = np.cos(rz) * m[:, :, 1] - np.sin(rz) * m[:, :, 0]
+            axes[ch2] = (g_par[len(ch1):] @ p.prerot2_z)[..., 0]
+            # rows: the observed keypoints; lever (k, J, 3) per DOF joint, then the cross product per DOF with
+            # the product frame's axis scale folded into the axis components
+            rows = self.rows
+            q = (p.S_dof @ x).reshape(NUM_KEYPOINTS, len(dj), 3)              # sum of C x over each subtree
+            lever = q[rows] - p.s_sum_dof[rows][:, :, None] * g_t[dj][None]     # (k, D, 3)
+            lx, ly, lz = lever[..., 0], lever[..., 1], lever[..., 2]
+            ax, ay, az = axes[:, 0], axes[:, 1], axes[:, 2]
+            jd = np.empty((len(rows), 3, len(dj)))
+            jd[:, 0] = _D[0] * (ay * lz - az * ly)
+            jd[:, 1] = _D[1] * (az * lx - ax * lz)
+            jd[:, 2] = _D[2] * (ax * ly - ay * lx)
+            jk = (p.param_of_dof @ jd.reshape(-1, len(dj)).T).T.reshape(len(rows), 3, n)   # (k, 3, P) m / rad
         data_cost = 0.0
         if self.has3d:
-            sel = np.flatnonzero(self.w3 > 0)
+            sel = sel3
             r = (kp[sel] + self.tau - o.joints_3d[sel]) / c.sigma_3d          # (k,3)
             rw, cost = _robust(r, self.w3[sel], c.robust)
             data_cost += cost
             res.append((r * rw[:, None]).reshape(-1))
             if with_jacobian:
                 jb = np.zeros((len(sel), 3, nvar))
-                jb[:, :, :n] = jk[sel] / c.sigma_3d
-                jb[:, :, n:n + 3] = np.eye(3) / c.sigma_3d
-                jrows.append((jb * rw[:, None, None]).reshape(-1, nvar))
+                sw = rw / c.sigma_3d
+                jb[:, :, :n] = jk[self.at3] * sw[:, None, None]
+                jb[:, 0, n], jb[:, 1, n + 1], jb[:, 2, n + 2] = sw, sw, sw
+                jrows.append(jb.reshape(-1, nvar))
         if self.has2d:
-            sel = np.flatnonzero(self.w2 > 0)
+            sel = sel2
             xc = kp[sel] + self.cam
             z = np.maximum(xc[:, 2], 1e-3)
-            uv = o.focal * xc[:, :2] / z[:, None] + o.principal_point
-            scale = c.sigma_2d * max(np.ptp(o.joints_2d[sel, 1]) if len(sel) > 1 else 0.0, 50.0)
+            xz = xc[:, :2] / z[:, None]
+            uv = o.focal * xz + o.principal_point
+            scale = self.scale2d
             r = (uv - o.joints_2d[sel]) / scale
             rw, cost = _robust(r, self.w2[sel], c.robust)
             data_cost += cost
             res.append((r * rw[:, None]).reshape(-1))
             if with_jacobian:
                 # d uv / d X = f/z [[1, 0, -x/z], [0, 1, -y/z]]
-                dproj = np.zeros((len(sel), 2, 3))
-                dproj[:, 0, 0] = dproj[:, 1, 1] = o.focal / z
-                dproj[:, :, 2] = -o.focal * xc[:, :2] / (z * z)[:, None]
+                fz = (o.focal / z) * (rw / scale)                             # the row scale folded in
                 jb = np.zeros((len(sel), 2, nvar))
-                jb[:, :, :n] = np.einsum("kab,kbp->kap", dproj, jk[sel])
-                jb[:, :, nvar - 3:] = dproj
-                jrows.append((jb / scale * rw[:, None, None]).reshape(-1, nvar))
+                j3 = jk[self.at2]
+                jb[:, :, :n] = fz[:, None, None] * (j3[:, :2] - xz[:, :, None] * j3[:, 2:3])
+                jb[:, 0, nvar - 3] = jb[:, 1, nvar - 2] = fz
+                jb[:, :, nvar - 1] = -fz[:, None] * xz
+                jrows.append(jb.reshape(-1, nvar))
         # priors: rest pose, previous frame, limits (root rotation: temporal only)
         theta = self.params[p.active]
-        body = ~p.is_root
-        pr = np.where(body, theta / c.prior_sigma, 0.0)
-        lo, hi = p.limits[:, 0], p.limits[:, 1]
-        over = theta - np.clip(theta, lo, hi)
+        pr = theta * p.prior_d                                   # (the root's prior_d is 0)
+        over = theta - np.minimum(np.maximum(theta, p.limits[:, 0]), p.limits[:, 1])
         lim = over / c.limit_sigma
-        terms = [pr, lim]
-        diag = [np.where(body, 1.0 / c.prior_sigma, 0.0), np.where(over != 0, 1.0 / c.limit_sigma, 0.0)]
+        lim_d = np.where(over != 0, 1.0 / c.limit_sigma, 0.0)
+        self.diag_h = p.prior_d ** 2 + lim_d ** 2
+        self.diag_g = p.prior_d * pr + lim_d * lim
+        prior_cost = float(pr @ pr) + float(lim @ lim)
         if self.prev_pose is not None:
             # not on the root: its Euler angles jump (by pi, two at once) near gimbal lock, seen from the side,
             # while the rotation barely moves; the root follows the observed torso instead (align_root)
-            dt = np.where(body, _wrap(theta - self.prev_pose[p.active]) / c.temporal_sigma, 0.0)
-            terms.append(dt)
-            diag.append(np.where(body, 1.0 / c.temporal_sigma, 0.0))
-        prior_res = np.concatenate(terms)
-        extra_res, extra_j = [], []
+            dt = _wrap(theta - self.prev_pose[p.active]) * p.temporal_d
+            self.diag_h = self.diag_h + p.temporal_d ** 2
+            self.diag_g = self.diag_g + p.temporal_d * dt
+            prior_cost += float(dt @ dt)
         if self.has_prev and self.has2d and self.cam_prev is not None:
-            extra_res.append((self.cam - self.cam_prev) / c.temporal_trans_sigma)
-            jt = np.zeros((3, nvar))
-            jt[:, nvar - 3:] = np.eye(3) / c.temporal_trans_sigma
-            extra_j.append(jt)
-        self.limit_cost = float((lim ** 2).sum())
+            e = (self.cam - self.cam_prev) / c.temporal_trans_sigma
+            res.append(e)
+            prior_cost += float(e @ e)
+            if with_jacobian:
+                jt = np.zeros((3, nvar))
+                jt[0, nvar - 3] = jt[1, nvar - 2] = jt[2, nvar - 1] = 1.0 / c.temporal_trans_sigma
+                jrows.append(jt)
+        self.limit_cost = float(lim @ lim)
         self.data_cost = data_cost
-        total = data_cost + float((prior_res ** 2).sum()) + sum(float((e ** 2).sum()) for e in extra_res)
+        total = data_cost + prior_cost
         self.cost = total
         # the data rows form J; the diagonal terms (prior, limits, temporal) go straight into J^T J, J^T r
-        self.res = np.concatenate(res + extra_res)
-        dg = np.stack(diag)                                                # (terms, n)
-        self.diag_h = (dg ** 2).sum(0)
-        self.diag_g = (dg * prior_res.reshape(len(diag), n)).sum(0)
-        self.jac = np.concatenate(jrows + extra_j, 0) if with_jacobian else None
+        self.res = np.concatenate(res)
+        self.jac = np.concatenate(jrows, 0) if with_jacobian else None
+        self.jtj = None
         return total
 
     def step(self, lam: float, linear: "_State | None" = None) -> np.ndarray:
@@ -853,12 +1010,19 @@ class _State:
             lin.evaluate(with_jacobian=True)
         j = lin.jac
         n = len(lin.diag_h)
-        h = j.T @ j
+        if lin.jtj is None:         # a chord step reuses the linear state's J^T J
+            lin.jtj = j.T @ j
+        h = lin.jtj.copy()
         g = j.T @ self.res
-        h[np.arange(n), np.arange(n)] += lin.diag_h
+        d = h.diagonal().copy()
+        d[:n] += lin.diag_h
+        d += lam * (d + 1e-6)
+        np.fill_diagonal(h, d)
         g[:n] += self.diag_g
-        h[np.diag_indices_from(h)] += lam * (np.diag(h) + 1e-6)
-        return -np.linalg.solve(h, g)
+        # h is symmetric positive definite (J^T J plus a positive diagonal): Cholesky (LAPACK posv) is ~2x
+        # faster than a general solve at this size
+        _, x, info = _posv(h, g)
+        return -(x if info == 0 else np.linalg.solve(h, g))
 
     def result(self, iterations: int, ms: float) -> FitResult:
         o = self.obs
@@ -902,9 +1066,8 @@ def _wrap(a):
 def _robust(r: np.ndarray, w: np.ndarray, c: float) -> tuple[np.ndarray, float]:
     """Cauchy IRLS: per-joint multipliers on the residual rows (sqrt of weight x Cauchy weight) and the
     robust cost ``sum w c^2 log(1 + e^2/c^2)`` of joints with scaled error ``e``."""
-    e2 = (r ** 2).sum(1)
-    cw = 1.0 / (1.0 + e2 / (c * c))
-    return np.sqrt(w * cw), float((w * c * c * np.log1p(e2 / (c * c))).sum())
+    t = np.einsum("ij,ij->i", r, r) / (c * c)
+    return np.sqrt(w / (1.0 + t)), float(c * c * (w @ np.log1p(t)))
 
 
 def _solve_cam(kp: np.ndarray, uv: np.ndarray, w: np.ndarray, focal: float, pp: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ Run-time floor: numpy only (no torch). Cost per person per frame and accuracy: d
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -54,7 +55,6 @@ from instanthmr.body.fit import (
     FitResult,
     Observation,
     estimate_bone_params,
-    heading_angle,
     torso_heading,
 )
 from instanthmr.body.mhr import SHIPPED_MHR_MODEL, MHRNumpy
@@ -151,7 +151,8 @@ def _centred(obs: Observation):
     if obs.joints_2d is None or (obs.w2d > 0).sum() < 2:
         return j3, w3, head, np.zeros((70, 2)), np.zeros(70)
     w2, seen = obs.w2d, obs.w2d > 0
-    centre = np.average(obs.joints_2d, axis=0, weights=w2 + 1e-12)
+    w = w2 + 1e-12
+    centre = (w @ obs.joints_2d) / w.sum()
     height = max(float(np.ptp(obs.joints_2d[seen, 1])), 1.0)
     return j3, w3, head, (obs.joints_2d - centre) / height, w2
 
@@ -382,20 +383,20 @@ class BodyFitStage:
         if last is None:
             return out
         sw = self.swap
+        # the four pairs at once: [a, b] = reading a on the previous frame, reading b on this one
+        for k, sigma, cap in ((0, sw.motion_sigma, sw.motion_cap), (3, sw.motion_sigma_2d, sw.motion_cap_2d)):
+            ja, wa = np.stack([last[0][k], last[1][k]]), np.stack([last[0][k + 1], last[1][k + 1]])
+            jb, wb = np.stack([now[0][k], now[1][k]]), np.stack([now[0][k + 1], now[1][k + 1]])
+            ok = (wa[:, None] > 0) & (wb[None] > 0)                          # (2,2,70)
+            d = jb[None] - ja[:, None]
+            d2 = np.minimum(np.einsum("abjc,abjc->abj", d, d), cap ** 2)
+            n = ok.sum(-1)
+            out += np.where(n > 0, (d2 * ok).sum(-1) / np.maximum(n, 1), 0.0) / sigma ** 2
         for a in (0, 1):
-            ja, wa, ha, ua, va = last[a]
             for b in (0, 1):
-                jb, wb, hb, ub, vb = now[b]
-                move = 0.0
-                ok = (wa > 0) & (wb > 0)
-                if ok.any():
-                    d2 = np.minimum(((jb[ok] - ja[ok]) ** 2).sum(1), sw.motion_cap ** 2)
-                    move += float(d2.mean()) / sw.motion_sigma ** 2
-                ok = (va > 0) & (vb > 0)
-                if ok.any():    # 2D: MediaPipe's 2D labels are far surer than its depth
-                    d2 = np.minimum(((ub[ok] - ua[ok]) ** 2).sum(1), sw.motion_cap_2d ** 2)
-                    move += float(d2.mean()) / sw.motion_sigma_2d ** 2
-                out[a, b] = move + sw.heading_weight * (1.0 - np.cos(heading_angle(ha, hb)))
+                ha, hb = last[a][2], now[b][2]
+                if ha is not None and hb is not None:
+                    out[a, b] += sw.heading_weight * (1.0 - math.cos(math.acos(min(max(float(ha @ hb), -1.0), 1.0))))
         return out
 
     def _fill(self, pred, fit: FitResult, reading: int, obs: Observation, shape: BodyShape):
