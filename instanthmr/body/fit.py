@@ -50,6 +50,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dposv as _posv
 
 from instanthmr.body.mhr import MHR_TO_PRODUCT, NUM_MODEL_PARAMS, NUM_SHAPE, MHRNumpy
+from instanthmr.core.geometry import solve_camera_translation
 from instanthmr.core.rotations import cross as _cross
 from instanthmr.core.rotations import quaternion_to_matrix
 from instanthmr.core.skeleton import MHR70_FLIP_PERM, MHR70_INDEX, MHR70_NAMES
@@ -1071,21 +1072,8 @@ def _robust(r: np.ndarray, w: np.ndarray, c: float) -> tuple[np.ndarray, float]:
 
 
 def _solve_cam(kp: np.ndarray, uv: np.ndarray, w: np.ndarray, focal: float, pp: np.ndarray) -> np.ndarray:
-    """Weighted least-squares camera translation T with project(kp + T) ~ uv (linear in T)."""
-    sel = w > 0
-    x3, d = kp[sel], uv[sel] - pp
-    sw = np.sqrt(w[sel])
-    n = len(x3)
-    a = np.zeros((2 * n, 3))
-    b = np.zeros(2 * n)
-    a[0::2, 0] = focal
-    a[0::2, 2] = -d[:, 0]
-    b[0::2] = d[:, 0] * x3[:, 2] - focal * x3[:, 0]
-    a[1::2, 1] = focal
-    a[1::2, 2] = -d[:, 1]
-    b[1::2] = d[:, 1] * x3[:, 2] - focal * x3[:, 1]
-    a, b = a * np.repeat(sw, 2)[:, None], b * np.repeat(sw, 2)
-    t, *_ = np.linalg.lstsq(a, b, rcond=None)
+    """Weighted least-squares camera translation T with project(kp + T) ~ uv, kept in front of the camera."""
+    t = solve_camera_translation(kp, uv, focal, pp, w)
     if t[2] <= 0.1:
         t[2] = max(t[2], 2.0)
     return t

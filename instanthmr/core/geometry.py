@@ -194,6 +194,32 @@ def crop_cam_to_full(pred_cam, crop_center, crop_side, image_wh, focal=None) -> 
                      2.0 * f / bs], axis=-1)
 
 
+def solve_camera_translation(points_3d, points_2d, focal: float, principal_point, weights=None) -> np.ndarray:
+    """Least-squares camera translation ``t`` (3,) metres with ``project(points_3d + t) ~ points_2d``
+    (pinhole, ``focal`` px, ``principal_point`` px, both fixed; ``points_3d`` (J, 3) metres, camera axes,
+    ``points_2d`` (J, 2) px). Linear in ``t``: ``f (X + tx) = (u - px) (Z + tz)`` and the same for y.
+    ``weights`` (J,) >= 0 weigh each point's two rows by their square root; points of weight 0 are left out."""
+    x3 = np.asarray(points_3d, np.float64)
+    uv = np.asarray(points_2d, np.float64) - np.asarray(principal_point, np.float64)
+    if weights is not None:
+        sel = np.asarray(weights) > 0
+        x3, uv = x3[sel], uv[sel]
+    n = len(x3)
+    a = np.zeros((2 * n, 3))
+    b = np.zeros(2 * n)
+    a[0::2, 0] = focal
+    a[0::2, 2] = -uv[:, 0]
+    b[0::2] = uv[:, 0] * x3[:, 2] - focal * x3[:, 0]
+    a[1::2, 1] = focal
+    a[1::2, 2] = -uv[:, 1]
+    b[1::2] = uv[:, 1] * x3[:, 2] - focal * x3[:, 1]
+    if weights is not None:
+        sw = np.repeat(np.sqrt(np.asarray(weights, np.float64)[sel]), 2)
+        a, b = a * sw[:, None], b * sw
+    t, *_ = np.linalg.lstsq(a, b, rcond=None)
+    return t
+
+
 def project_points(points_cam, focal, principal_point) -> np.ndarray:
     """Perspective projection of camera-space points ``(..., J, 3)`` (metres) to pixels ``(..., J, 2)``.
 

@@ -50,22 +50,11 @@ UNLABELLED_MHR70: tuple[str, ...] = tuple(n for i, n in enumerate(MHR70_NAMES) i
 
 
 def solve_translation(joints_3d: np.ndarray, joints_2d: np.ndarray, focal: float, pp) -> tuple[np.ndarray, float]:
-    """Least-squares ``t`` with ``project(joints_3d + t) ~ joints_2d`` (pinhole, fixed focal/centre).
-
-    Linear in ``t``: ``f (X + tx) = (u - px) (Z + tz)`` and the same for y. Returns ``(t, rms_px)``.
-    """
+    """Least-squares ``t`` with ``project(joints_3d + t) ~ joints_2d`` (pinhole, fixed focal/centre;
+    :func:`~instanthmr.core.geometry.solve_camera_translation`) and its reprojection RMS: ``(t, rms_px)``."""
     x3 = np.asarray(joints_3d, np.float64)
     uv = np.asarray(joints_2d, np.float64) - np.asarray(pp, np.float64)
-    n = len(x3)
-    a = np.zeros((2 * n, 3))
-    b = np.zeros(2 * n)
-    a[0::2, 0] = focal
-    a[0::2, 2] = -uv[:, 0]
-    b[0::2] = uv[:, 0] * x3[:, 2] - focal * x3[:, 0]
-    a[1::2, 1] = focal
-    a[1::2, 2] = -uv[:, 1]
-    b[1::2] = uv[:, 1] * x3[:, 2] - focal * x3[:, 1]
-    t, *_ = np.linalg.lstsq(a, b, rcond=None)
+    t = geometry.solve_camera_translation(x3, joints_2d, focal, pp)
     cam = x3 + t
     proj = focal * cam[:, :2] / np.maximum(cam[:, 2:3], 1e-6)
     rms = float(np.sqrt(np.mean(np.sum((proj - uv) ** 2, axis=1))))
