@@ -251,22 +251,24 @@ class Outputs:
     """Every sink of a run. :meth:`add` per processed frame, :meth:`close` at the end (always: it also
     publishes what was done after an error or a stop). ``extra()`` adds to the summary (e.g. skipped
     files); ``stop`` (a ``StopSignals``) keeps signals out of the writing; ``offline_fps``: smooth every
-    track over the whole run before writing (``--smooth offline``); ``after_smoothing``: offline, a pass over
-    all the smoothed frames (a list of results -> a new list), e.g. the two-sided
+    track over the whole run before writing (``--smooth offline``); ``before_smoothing`` /
+    ``after_smoothing``: offline, a pass over all the frames (a list of results -> a new list) before and after
+    the smoothing, e.g. the body fit's whole-track left/right decision
+    (:meth:`~instanthmr.video.body_fit.BodyFitStage.finish`) and the two-sided
     :meth:`~instanthmr.video.ground_stage.GroundStage.offline`."""
 
     def __init__(self, data_sinks: list, image_sinks: list, mesh=None, offline_fps: float | None = None,
                  stop=None, extra: Callable[[], dict] | None = None, checkpoint_s: float = CHECKPOINT_S,
+                 before_smoothing: Callable[[list], list] | None = None,
                  after_smoothing: Callable[[list], list] | None = None):
         self.data_sinks, self.image_sinks, self.mesh = list(data_sinks), list(image_sinks), mesh
         self.offline_fps = offline_fps
-        self.after_smoothing = after_smoothing
+        self.before_smoothing, self.after_smoothing = before_smoothing, after_smoothing
         self.stop, self.extra = stop, extra
         self.checkpoint_s = float(checkpoint_s)
         self.stats: list[FrameStats] = []  # live: per-frame numbers only (a camera may run for hours)
         self.kept: list[tuple[FrameInfo, object]] = []  # offline: every result, to smooth
         self._final: list | None = None  # offline: the smoothed frames written by finish()
-        self.refine = None  # offline: results -> results over the whole run, before smoothing (optional)
         self._next_publish = 0.0  # monotonic time of the next publication (0: with the first frame)
 
     @property
@@ -322,8 +324,8 @@ class Outputs:
 
         infos = [i for i, _ in self.kept]
         results = [r for _, r in self.kept]
-        if self.refine is not None:   # e.g. the body fit's whole-track left/right decision, before smoothing
-            results = self.refine(results)
+        if self.before_smoothing is not None:
+            results = self.before_smoothing(results)
         frames = smooth_frames_offline(results, fps=self.offline_fps)
         if self.after_smoothing is not None:  # e.g. grounded motion, two-sided, on the smoothed joints
             frames = self.after_smoothing(frames)

@@ -64,11 +64,11 @@ def open_meshes(config: RunConfig):
 
 
 def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopSignals, ground=None,
-                 body_model=None) -> Outputs:
+                 body_fit=None) -> Outputs:
     """The sinks ``config`` asks for (older files at their paths stay until new ones replace them);
     ``ground``: the grounded-motion stage, run over the smoothed frames when smoothing is offline;
-    ``body_model``: the body fit's MHR model, whose meshes are drawn (and skinned into the .glb) when no
-    other mesh file was asked for."""
+    ``body_fit``: the body-fit stage: its whole-track decision runs before offline smoothing, and its MHR
+    model's meshes are drawn (and skinned into the .glb) when no other mesh file was asked for."""
     data, images = [], []
     try:
         if config.save_json:
@@ -91,10 +91,10 @@ def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopS
             sink.discard()
         raise
     mesh = open_meshes(config) if images or config.save_gltf else None
-    if mesh is None and body_model is not None and (images or config.save_gltf):
+    if mesh is None and body_fit is not None and (images or config.save_gltf):
         from instanthmr.body.mesh import MeshRenderer
 
-        mesh = MeshRenderer(body_model)
+        mesh = MeshRenderer(body_fit.model)
     for sink in data:
         if sink.kind == "gltf" and mesh is not None:
             sink.options["mhr_model"] = mesh.model  # the skinned MHR body in the .glb
@@ -104,6 +104,7 @@ def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopS
     # source.fps, not the output fps: frame indices count source frames (frame_skip leaves gaps).
     return Outputs(data, images, mesh, offline_fps=source.fps if smooth == "offline" else None, stop=stop,
                    extra=lambda: source_summary(source),
+                   before_smoothing=body_fit.finish if body_fit is not None and smooth == "offline" else None,
                    after_smoothing=ground.offline if ground is not None and smooth == "offline" else None)
 
 
@@ -268,10 +269,7 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
         if body_fit is not None:
             _say(config, f"body: the MHR body model fitted to each track ({Path(body_fit.model.assets.path).name}; "
                          "constant bones, left and right kept; --no-body-fit turns it off)")
-        outputs = open_outputs(config, meta, source, smooth, signals, ground,
-                               body_model=body_fit.model if body_fit is not None else None)
-        if body_fit is not None and outputs.offline:
-            outputs.refine = body_fit.finish  # the whole-track left/right decision, before smoothing
+        outputs = open_outputs(config, meta, source, smooth, signals, ground, body_fit)
         if facts["mediapipe"] and outputs.mesh is not None and body_fit is None:  # meshes asked for, no body
             _say(config, "[mhr] no meshes: without the body fit (--no-body-fit) the MediaPipe path has no MHR "
                          f"body-model parameters (the fit, --model {STARTER_MODEL_NAME} or the released network "
