@@ -1116,6 +1116,13 @@ def bone_lengths(joints: np.ndarray, weights: np.ndarray | None = None) -> np.nd
     return out
 
 
+def fit_alone(fitter: BodyFitter, obs: Observation) -> tuple[FitResult, BodyShape]:
+    """One person seen once (a photo, a teacher's label): the bones estimated from this observation alone,
+    then the fit from a cold start (no track to warm-start from or to hold the bones over)."""
+    shape = estimate_bone_params(fitter, obs.joints_3d[None], obs.w3d[None])
+    return fitter.fit(obs, shape, None), shape
+
+
 def estimate_bone_params(fitter: BodyFitter, joints: np.ndarray, weights: np.ndarray | None = None,
                          shape_params=None, prior_sigma: float = 0.5, length_sigma: float = 0.01,
                          iterations: int = 3) -> BodyShape:

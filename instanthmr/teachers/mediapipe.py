@@ -130,14 +130,13 @@ class MediaPipeTeacher:
     def _fit(self, m) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(mhr_params (204), shape_params (45)) float32 of the MHR body fitted to one person's labels, or
         (None, None) without a 3D torso to fit."""
-        from instanthmr.body.fit import Observation, estimate_bone_params
+        from instanthmr.body.fit import Observation, fit_alone
 
         obs = Observation(m.joints_3d, m.joints_3d_valid, m.joints_2d, m.joints_2d_valid, m.focal_length,
                           m.principal_point).clean()
         if obs.w3d.sum() < 6:
             return None, None
-        shape = estimate_bone_params(self.fitter, obs.joints_3d[None], obs.w3d[None])
-        fit = self.fitter.fit(obs, shape, None)
+        fit, shape = fit_alone(self.fitter, obs)
         params = fit.params.astype(np.float32)
         params[130:] = shape.bone_params
         return params, shape.shape_params.astype(np.float32)

@@ -128,17 +128,16 @@ class MediaPipeFitMethod:
         self.fitter = BodyFitter(MHRNumpy.from_npz(SHIPPED_MHR_MODEL))
 
     def __call__(self, image, sample: Sample):
-        from instanthmr.body.fit import estimate_bone_params
+        from instanthmr.body.fit import fit_alone
+        from instanthmr.core.geometry import project_points
         from instanthmr.video.body_fit import observation_from
 
         preds = self.base.hmr.predict(image, sample.box[None], focal_length=sample.focal)
         if not preds:
             return None
         obs = observation_from(preds[0]).clean()
-        shape = estimate_bone_params(self.fitter, obs.joints_3d[None], obs.w3d[None])
-        fit = self.fitter.fit(obs, shape, None)
-        xc = fit.keypoints + fit.cam_trans
-        j2 = obs.focal * xc[:, :2] / xc[:, 2:] + obs.principal_point
+        fit, _ = fit_alone(self.fitter, obs)
+        j2 = project_points(fit.keypoints + fit.cam_trans, obs.focal, obs.principal_point)
         seen = obs.w2d > 0
         j2[seen] = obs.joints_2d[seen]
         return j2, fit.keypoints, np.ones(len(j2), bool)
