@@ -190,7 +190,7 @@ def run_config(args, **fields) -> RunConfig:
     if args.threads < 0:  # RuntimeOptions refuses it too, in its own words
         raise ValueError(f"--threads must be 0 (ONNX Runtime's choice) or more, got {args.threads}")
     return RunConfig(frame_skip=args.frame_skip, max_frames=args.max_frames, smooth=args.smooth,
-                     keypoint_crops=args.keypoint_crops, pipeline=pipeline_spec(args), rig=args.rig,
+                     pipeline=pipeline_spec(args), rig=args.rig,
                      in_place=args.in_place, mhr_model=args.mhr_model, mhr_lod=args.mhr_lod,
                      mhr_overlay=args.mhr_overlay,
                      focal_length=args.focal_length, fov=args.fov,

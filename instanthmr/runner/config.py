@@ -29,9 +29,9 @@ class RunConfig:
     Source (exactly one): ``image`` (a photo, or a folder of photos, each on its own), ``video`` (a file) or
     ``camera`` (an index). ``frame_skip``: process every Kth frame; ``max_frames``: stop after N processed
     frames. ``smooth``: none | causal | offline (``None``: none for images, offline for a video without a
-    viewer, else causal; docs/temporal.md). ``keypoint_crops``: follow each person's 2D joints between
-    detector runs. ``pipeline``: the :class:`~instanthmr.runtime.factory.PipelineSpec` :func:`run` builds
-    when it is given no pipeline. Outputs: file paths (``None`` = not written); ``viewer`` opens the Rerun
+    viewer, else causal; docs/temporal.md). ``pipeline``: the
+    :class:`~instanthmr.runtime.factory.PipelineSpec` :func:`run` builds when it is given no pipeline (its
+    ``keypoint_crops`` picks how people are followed between detector runs). Outputs: file paths (``None`` = not written); ``viewer`` opens the Rerun
     window; ``rig`` names the bones of BVH / glTF; ``in_place``: BVH / glTF / VMC without the root's
     horizontal motion (the root's x, z set to 0 every frame, its height kept: for game engines); ``stream``
     ``"vmc[:HOST:PORT]"`` sends one person live.
@@ -53,7 +53,6 @@ class RunConfig:
     frame_skip: int = 1
     max_frames: int | None = None
     smooth: str | None = None
-    keypoint_crops: bool = False
     pipeline: PipelineSpec = field(default_factory=PipelineSpec)
     save_json: str | None = None
     save_csv: str | None = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from instanthmr.core.paths import STARTER_MODEL_NAME
@@ -251,7 +251,7 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
     t_start = time.monotonic()
     try:
         if owned:
-            pipeline = create_pipeline(replace(config.pipeline, keypoint_crops=config.keypoint_crops))
+            pipeline = create_pipeline(config.pipeline)
         else:
             pipeline.reset()
         focal = camera_focal(config, pipeline, source.size)
