@@ -815,12 +815,21 @@ def _foot_deltas(pull: np.ndarray, contact: np.ndarray) -> np.ndarray:
     return out
 
 
-def gaussian_lowpass(x: np.ndarray, times: np.ndarray, sigma_s: float) -> np.ndarray:
-    """Centred Gaussian smoothing of ``x (T, ...)`` sampled at ``times`` (s)."""
+def gaussian_lowpass(x: np.ndarray, times: np.ndarray, sigma_s: float, block: int = 512) -> np.ndarray:
+    """Centred Gaussian smoothing of ``x (T, ...)`` sampled at ``times`` (s, increasing). Weights past 6 sigma
+    (below 2e-8 of the centre's) are left out, and rows are done ``block`` at a time, so memory stays
+    ``block x window`` rather than ``T x T`` (an hour at 30 fps would need 90 GB)."""
     t = np.asarray(times, np.float64)
-    w = np.exp(-0.5 * ((t[:, None] - t[None, :]) / sigma_s) ** 2)
-    w /= w.sum(1, keepdims=True)
-    return np.tensordot(w, x, axes=(1, 0))
+    x = np.asarray(x)
+    out = np.empty(x.shape, np.result_type(x.dtype, np.float64))
+    for i in range(0, len(t), block):
+        rows = t[i:i + block]
+        lo = int(np.searchsorted(t, rows[0] - 6 * sigma_s, side="left"))
+        hi = int(np.searchsorted(t, rows[-1] + 6 * sigma_s, side="right"))
+        w = np.exp(-0.5 * ((rows[:, None] - t[None, lo:hi]) / sigma_s) ** 2)
+        w /= w.sum(1, keepdims=True)
+        out[i:i + block] = np.tensordot(w, x[lo:hi], axes=(1, 0))
+    return out
 
 
 def lock_track_offline(times: np.ndarray, world: np.ndarray, contact: np.ndarray,
