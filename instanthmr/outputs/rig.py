@@ -19,6 +19,7 @@ import numpy as np
 from instanthmr.core.rotations import euler_zxy_from_matrix, frame_from, kabsch, swing, unit
 from instanthmr.core.skeleton import MHR70_INDEX
 from instanthmr.outputs.files import tracks_from_frames
+from instanthmr.video.ground import FOOT_POINTS, gaussian_lowpass
 
 # The BVH skeleton built from MHR70 keypoints. Each entry: (name, parent, source, orientation targets).
 # ``source`` is an MHR70 joint name, "pelvis" (mid-hip), or "" for a helper joint placed at its parent
@@ -518,8 +519,6 @@ def plant_feet(sol: BVHSolution, target: np.ndarray, contact: np.ndarray, fps: f
     per second). Why: the file's bones are rigid (median lengths), the estimator's are not (the MediaPipe
     path's shin ranges over 9 cm), so the skeleton's feet miss the floor where its legs are shorter or longer
     than that frame's."""
-    from instanthmr.video.ground import FOOT_POINTS
-
     fk = sol.joint_positions()
     delta = np.full((len(fk), 3), np.nan)
     pairs = [(k, sol.source_names.index(j), MHR70_INDEX[j]) for k, j in enumerate(FOOT_POINTS.values())
@@ -534,18 +533,7 @@ def plant_feet(sol: BVHSolution, target: np.ndarray, contact: np.ndarray, fps: f
     delta[has] = np.nansum(np.where(c[..., None], d, 0.0), 1)[has] / c.sum(1)[has, None]
     t = np.arange(len(fk), dtype=np.float64)
     delta = np.stack([np.interp(t, t[has], delta[has, a]) for a in range(3)], -1)
-    return sol.translation + _smooth_frames(delta, PLANT_SIGMA_S * fps)
-
-
-def _smooth_frames(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Centred Gaussian smoothing of ``x (T, D)`` over frames (``sigma`` in frames), renormalised at the
-    ends; a convolution, so long takes cost O(T)."""
-    if sigma < 0.3 or len(x) < 2:
-        return x
-    r = min(int(np.ceil(3.0 * sigma)), (len(x) - 1) // 2)  # np.convolve "same" keeps the longer length
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-    den = np.convolve(np.ones(len(x)), k, mode="same")
-    return np.stack([np.convolve(x[:, a], k, mode="same") / den for a in range(x.shape[1])], -1)
+    return sol.translation + gaussian_lowpass(delta, t / fps, PLANT_SIGMA_S)
 
 
 def remove_root_motion(translation: np.ndarray) -> np.ndarray:
