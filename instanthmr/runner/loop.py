@@ -54,13 +54,15 @@ def _say(config: RunConfig, *line, **kw) -> None:
         print(*line, **kw)
 
 
-def open_meshes(config: RunConfig):
-    """The MHR mesh renderer when meshes were asked for, else None (one stderr line when the file is off)."""
+def open_meshes(config: RunConfig, model=None):
+    """The MHR mesh renderer when meshes were asked for, else None (one stderr line when the file is off).
+    ``model``: the MHR model already read from the file ``config`` names (the body fit's): used as it is, so
+    the file is read once a run."""
     if config.mhr_model is None and config.mhr_lod is None and not config.mhr_overlay:
         return None
     from instanthmr.body.mesh import MeshRenderer
 
-    return MeshRenderer.open(config.mhr_model, config.mhr_lod)
+    return MeshRenderer(model) if model is not None else MeshRenderer.open(config.mhr_model, config.mhr_lod)
 
 
 def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopSignals, ground=None,
@@ -90,11 +92,12 @@ def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopS
         for sink in data + images:
             sink.discard()
         raise
-    mesh = open_meshes(config) if images or config.save_gltf else None
-    if mesh is None and body_fit is not None and (images or config.save_gltf):
+    fitted = None if body_fit is None else body_fit.model    # read from the same file: not read again
+    mesh = open_meshes(config, fitted) if images or config.save_gltf else None
+    if mesh is None and fitted is not None and (images or config.save_gltf):
         from instanthmr.body.mesh import MeshRenderer
 
-        mesh = MeshRenderer(body_fit.model)
+        mesh = MeshRenderer(fitted)
     for sink in data:
         if sink.kind == "gltf" and mesh is not None:
             sink.options["mhr_model"] = mesh.model  # the skinned MHR body in the .glb
@@ -129,12 +132,12 @@ def open_body_fit(config: RunConfig, mediapipe: bool, smooth: str):
     smoothing keeps each track's frames for the whole-track left/right decision."""
     if not (mediapipe if config.body_fit is None else config.body_fit):
         return None
-    from instanthmr.body.mesh import resolve_mhr_model
-    from instanthmr.body.mhr import MHRAssetError, MHRNumpy
+    from instanthmr.body.mesh import read_mhr_model
+    from instanthmr.body.mhr import MHRAssetError
     from instanthmr.video.body_fit import BodyFitStage
 
     try:
-        model = MHRNumpy.from_npz(resolve_mhr_model(config.mhr_model, config.mhr_lod))
+        model = read_mhr_model(config.mhr_model, config.mhr_lod)   # the meshes reuse it (open_outputs)
         return BodyFitStage(model, keep_history=smooth == "offline")
     except (MHRAssetError, ValueError) as exc:
         _say(config, f"[body fit] off: {exc}", file=sys.stderr)
