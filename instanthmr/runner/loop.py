@@ -127,10 +127,10 @@ def camera_focal(config: RunConfig, pipeline, image_wh) -> tuple[float | None, f
 
 
 def open_body_fit(config: RunConfig, mediapipe: bool, smooth: str):
-    """The per-track MHR body fit (:mod:`instanthmr.video.body_fit`), or None: ``config.body_fit``, by default
-    on for the MediaPipe path; ``mhr_model`` picks the body model (default: the shipped LOD 6). Offline
-    smoothing keeps each track's frames for the whole-track left/right decision."""
-    if not (mediapipe if config.body_fit is None else config.body_fit):
+    """The per-track MHR body fit (:mod:`instanthmr.video.body_fit`), or None: :meth:`RunConfig.fits_body`
+    (``body_fit``, else the speed preset's, else on for the MediaPipe path); ``mhr_model`` picks the body model
+    (default: the shipped LOD 6). Offline smoothing keeps each track's frames for the whole-track decisions."""
+    if not config.fits_body(mediapipe):
         return None
     from instanthmr.body.mesh import read_mhr_model
     from instanthmr.body.mhr import MHRAssetError
