@@ -179,6 +179,56 @@ def test_track_keeps_its_bones_and_fits_closely(fitter):
     assert np.median(stage.timings_ms) < 100                        # sanity only; speed: tools/eval_body_fit.py
 
 
+def test_offline_smoothing_keeps_every_bone_exactly(fitter):
+    """``--smooth offline`` with the fit: the smoothed bodies' joints are derived again from ``mhr_params``
+    (BodyFitStage.rederive), so a track's bones between skeleton joints keep one length to 1e-6 m, the result
+    stays near the unsmoothed fit and moves more smoothly; smoothing the joints on their own (before) does not
+    keep the bones."""
+    from instanthmr.video.tracking import smooth_frames_offline
+
+    poses = _motion(fitter, 45, seed=6)
+    shape = fitter.shape()
+    rng = np.random.default_rng(6)
+    kps = [fitter.forward(shape, fitter.full_params(shape, p))[0] for p in poses]
+    stage = BodyFitStage(fitter.model)
+    fitted = stage.finish([stage(f) for f in _frames([_prediction(k, noise=0.01, rng=rng) for k in kps])])
+    joints_only = smooth_frames_offline(fitted, fps=30.0)
+    final = stage.rederive(joints_only)
+    bones = [("left_hip", "left_knee"), ("right_hip", "right_knee"), ("left_hip", "right_hip")]   # skeleton joints
+    # (the shoulder width is not a bone: the clavicles move the shoulders)
+
+    def spread(frames, field="joints_3d_cam"):
+        j = np.stack([getattr(f.persons[0], field) for f in frames]).astype(np.float64)
+        return max(np.linalg.norm(j[:, MHR70_INDEX[a]] - j[:, MHR70_INDEX[b]], axis=-1).std() for a, b in bones)
+
+    assert spread(final) < 1e-6 and spread(final, "joints_3d_local") < 1e-6    # m: exactly one body
+    assert spread(joints_only) > 1e-5                                # the joints smoothed on their own: not
+    j_fit, j_out, j_joints = (np.stack([f.persons[0].joints_3d_cam for f in frames]).astype(np.float64)
+                              for frames in (fitted, final, joints_only))
+    truth = np.stack(kps) + CAM
+
+    def err(a, b):
+        return np.linalg.norm(a - b, axis=-1)[:, SEEN].mean()
+
+    assert err(j_out, j_fit) < 0.02 and err(j_out, j_joints) < 0.002     # m: near the fit, and the joints' smoothing
+    assert err(j_out, truth) < err(j_fit, truth)                         # with 1 cm noise: nearer the truth
+
+    def accel(j):
+        return np.linalg.norm(j[2:] - 2 * j[1:-1] + j[:-2], axis=-1)[:, SEEN].mean()
+
+    assert accel(j_out) < 0.7 * accel(j_fit)                         # smoother
+    p, q = final[20].persons[0], fitted[20].persons[0]
+    np.testing.assert_allclose(p.joints_3d_cam, p.joints_3d_local + p.cam_trans, atol=1e-5)
+    kp = fitter.forward(shape, p.mhr_params.astype(np.float64))[0]   # the joints ARE the mesh's body
+    np.testing.assert_allclose(p.joints_3d_local, kp, atol=1e-5)
+    uv = FOCAL * (kp + p.cam_trans)[:, :2] / (kp + p.cam_trans)[:, 2:] + PP
+    np.testing.assert_allclose(p.joints_2d[~SEEN], uv[~SEEN], atol=1e-2)    # px: the body's projection
+    assert (p.joints_observed == q.joints_observed).all()
+    # without the fit (joints_observed None) the smoothing's joints stay as they are
+    raw = smooth_frames_offline(_frames([_prediction(k) for k in kps[:5]]), fps=30.0)
+    assert stage.rederive(raw)[3].persons[0] is raw[3].persons[0]
+
+
 def test_swapped_segment_is_corrected(fitter):
     poses = _motion(fitter, 60, seed=4)
     shape = fitter.shape()

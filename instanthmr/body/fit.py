@@ -52,7 +52,8 @@ from scipy.linalg.lapack import dposv as _posv
 from instanthmr.body.mhr import MHR_TO_PRODUCT, NUM_MODEL_PARAMS, NUM_SHAPE, MHRNumpy
 from instanthmr.core.geometry import solve_camera_translation
 from instanthmr.core.rotations import cross as _cross
-from instanthmr.core.rotations import quaternion_to_matrix
+from instanthmr.core.rotations import euler_xyz_nearest, quaternion_to_matrix
+from instanthmr.core.rotations import wrap_angle as _wrap
 from instanthmr.core.skeleton import MHR70_FLIP_PERM, MHR70_INDEX, MHR70_NAMES
 
 NUM_KEYPOINTS = len(MHR70_NAMES)
@@ -324,20 +325,6 @@ def _frame3(direction, axis) -> np.ndarray:
 def _euler_xyz3(r) -> tuple:
     """:func:`_matrix_to_euler_xyz` of a (3,3) nested list, float maths."""
     return (math.atan2(r[2][1], r[2][2]), -math.asin(min(max(r[2][0], -1.0), 1.0)), math.atan2(r[1][0], r[0][0]))
-
-
-def _nearest_euler(e: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Of the two Euler XYZ triples of one rotation, ``e`` and ``(rx + pi, pi - ry, rz + pi)``, the one nearest
-    ``ref`` (each angle moved by whole turns to lie within pi of ``ref``): root angles stay continuous along a
-    track, so smoothing ``mhr_params`` over time does not average two spellings of one rotation."""
-    other = e + np.array([np.pi, 0.0, np.pi])
-    other[1] = np.pi - e[1]
-    best = None
-    for cand in (e, other):
-        cand = ref + _wrap(cand - ref)
-        if best is None or np.abs(cand - ref).sum() < np.abs(best - ref).sum():
-            best = cand
-    return best
 
 
 def _kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -616,7 +603,8 @@ class BodyFitter:
         s = np.diag(np.sign(_D))
         turn = s @ r_prod @ s
         p = params.copy()
-        p[3:6] = _nearest_euler(_matrix_to_euler_xyz(turn @ _euler_matrices(p[None, 3:6])[0]), p[3:6])
+        # the spelling nearest the last one: root angles stay continuous along a track (smoothing averages them)
+        p[3:6] = euler_xyz_nearest(_matrix_to_euler_xyz(turn @ _euler_matrices(p[None, 3:6])[0]), p[3:6])
         if rotations is None:
             return p
         turned = rotations.copy()
@@ -1058,10 +1046,6 @@ def _euler_matrices(e: np.ndarray) -> np.ndarray:
     r[:, 1, 0], r[:, 1, 1], r[:, 1, 2] = sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx
     r[:, 2, 0], r[:, 2, 1], r[:, 2, 2] = -sy, cy * sx, cy * cx
     return r
-
-
-def _wrap(a):
-    return np.pi - np.mod(np.pi - a, 2.0 * np.pi)
 
 
 def _robust(r: np.ndarray, w: np.ndarray, c: float) -> tuple[np.ndarray, float]:

@@ -69,7 +69,8 @@ def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopS
                  body_fit=None) -> Outputs:
     """The sinks ``config`` asks for (older files at their paths stay until new ones replace them);
     ``ground``: the grounded-motion stage, run over the smoothed frames when smoothing is offline;
-    ``body_fit``: the body-fit stage: its whole-track decision runs before offline smoothing, and its MHR
+    ``body_fit``: the body-fit stage: its whole-track decision runs before offline smoothing and its joints
+    are derived again from the smoothed bodies after it (bones of exactly one length), and its MHR
     model's meshes are drawn (and skinned into the .glb) when no other mesh file was asked for."""
     data, images = [], []
     try:
@@ -108,7 +109,23 @@ def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopS
     return Outputs(data, images, mesh, offline_fps=source.fps if smooth == "offline" else None, stop=stop,
                    extra=lambda: source_summary(source),
                    before_smoothing=body_fit.finish if body_fit is not None and smooth == "offline" else None,
-                   after_smoothing=ground.offline if ground is not None and smooth == "offline" else None)
+                   after_smoothing=_in_turn(None if body_fit is None else body_fit.rederive,
+                                            None if ground is None else ground.offline) if smooth == "offline" else None)
+
+
+def _in_turn(*passes):
+    """One pass over a run's frames (a list of results -> a new list) that applies each of ``passes`` given
+    (not None) in order; None when none is."""
+    given = [p for p in passes if p is not None]
+    if not given:
+        return None
+
+    def apply(frames):
+        for p in given:
+            frames = p(frames)
+        return frames
+
+    return apply
 
 
 def camera_focal(config: RunConfig, pipeline, image_wh) -> tuple[float | None, float, str]:
