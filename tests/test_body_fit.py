@@ -143,6 +143,45 @@ def test_fit_recovers_known_parameters(fitter):
         assert res.limit_cost < 1.0
 
 
+def test_network_pose_is_a_per_frame_prior(fitter):
+    """The network path: a network's own mhr_params pull the fit toward its body angles where the keypoints
+    leave them open (arms not seen), and give way where the keypoints are seen; without them nothing
+    changes (FitConfig.network_sigma unused); the mirrored reading drops them (they name the sides as given)."""
+    import dataclasses
+
+    from instanthmr.body.fit import FitConfig
+    from instanthmr.video.body_fit import observation_from
+
+    rng = np.random.default_rng(7)
+    shape = fitter.shape()
+    truth = _pose(fitter, rng, 0.3)
+    arms = [fitter.param_index[f"{s}_{n}"] for s in ("l", "r") for n in ("uparm_ry", "uparm_rz", "elbow_bend")]
+    truth[arms] = [0.6, 0.8, 1.2, -0.5, 0.9, 1.0]                  # rad: arms raised, elbows bent
+    kp, _ = fitter.forward(shape, truth)
+    no_arms = SEEN.copy()
+    no_arms[[MHR70_INDEX[n] for n in ("left_elbow", "right_elbow", "left_wrist", "right_wrist")]] = False
+    pred = _prediction(kp, seen=no_arms)
+    base = observation_from(pred)
+    assert base.prior_params is None                              # the MediaPipe path: no network parameters
+    without = fitter.fit(base, shape, None, iterations=30)
+    with_net = fitter.fit(dataclasses.replace(base, prior_params=truth), shape, None, iterations=30)
+    gap = np.abs(without.params[arms] - truth[arms]).mean()
+    assert gap > 0.15                                              # rad: unseen arms stay near rest
+    assert np.abs(with_net.params[arms] - truth[arms]).mean() < 0.3 * gap    # pulled toward the network's
+    # seen joints win over a wrong network pose
+    seen = observation_from(_prediction(kp))
+    wrong = fitter.fit(dataclasses.replace(seen, prior_params=_pose(fitter, rng, 0.5)), shape, None, iterations=30)
+    assert np.linalg.norm(wrong.keypoints - kp, axis=1)[SEEN].mean() < 0.02    # m
+    # without network parameters the prior's weight changes nothing
+    other = BodyFitter(fitter.model, FitConfig(network_sigma=0.01))
+    np.testing.assert_array_equal(other.fit(base, shape, None, iterations=5).params,
+                                  fitter.fit(base, shape, None, iterations=5).params)
+    net_pred = dataclasses.replace(pred, mhr_params=truth.astype(np.float32))
+    obs = observation_from(net_pred).clean()
+    np.testing.assert_allclose(obs.prior_params, truth, atol=1e-6)
+    assert obs.mirrored().prior_params is None
+
+
 def test_bone_lengths_are_estimated_symmetric_and_held(fitter):
     rng = np.random.default_rng(2)
     names = ["scale_uparms", "scale_lowarms", "scale_uplegs", "scale_lowlegs", "scale_shoulder_width"]

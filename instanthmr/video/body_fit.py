@@ -171,11 +171,14 @@ def _mirror_centred(c):
 
 def observation_from(pred) -> Observation:
     """The fit's :class:`~instanthmr.body.fit.Observation` from an HMRPrediction: its valid joints in 2D
-    (px, its focal and principal point) and 3D (``joints_3d_local``, metres), weight 1 each."""
+    (px, its focal and principal point) and 3D (``joints_3d_local``, metres), weight 1 each; a network's own
+    ``mhr_params`` (None on the MediaPipe path) as the per-frame pose prior."""
     valid = pred.valid_mask.astype(np.float64)
+    net = getattr(pred, "mhr_params", None)
     return Observation(joints_3d=np.asarray(pred.joints_3d_local, np.float64), w3d=valid,
                        joints_2d=np.asarray(pred.joints_2d, np.float64), w2d=valid.copy(),
-                       focal=float(pred.focal_length), principal_point=np.asarray(pred.principal_point, np.float64))
+                       focal=float(pred.focal_length), principal_point=np.asarray(pred.principal_point, np.float64),
+                       prior_params=None if net is None else np.asarray(net, np.float64))
 
 
 @dataclass
