@@ -175,8 +175,8 @@ class Observation:
         pp = None if self.principal_point is None else np.asarray(self.principal_point, np.float64)
         net = self.prior_params
         if net is not None:
-            net = np.asarray(net, np.float64).reshape(NUM_MODEL_PARAMS)
-            net = net if np.isfinite(net).all() else None
+            net = np.asarray(net, np.float64).reshape(-1)
+            net = net if net.size == NUM_MODEL_PARAMS and np.isfinite(net).all() else None   # else: no prior
         return Observation(j3, w3, j2, w2, None if self.focal is None else float(self.focal), pp, net, cleaned=True)
 
     def mirrored(self) -> "Observation":
