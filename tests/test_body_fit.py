@@ -143,6 +143,45 @@ def test_fit_recovers_known_parameters(fitter):
         assert res.limit_cost < 1.0
 
 
+def test_network_pose_is_a_per_frame_prior(fitter):
+    """The network path: a network's own mhr_params pull the fit toward its body angles where the keypoints
+    leave them open (arms not seen), and give way where the keypoints are seen; without them nothing
+    changes (FitConfig.network_sigma unused); the mirrored reading drops them (they name the sides as given)."""
+    import dataclasses
+
+    from instanthmr.body.fit import FitConfig
+    from instanthmr.video.body_fit import observation_from
+
+    rng = np.random.default_rng(7)
+    shape = fitter.shape()
+    truth = _pose(fitter, rng, 0.3)
+    arms = [fitter.param_index[f"{s}_{n}"] for s in ("l", "r") for n in ("uparm_ry", "uparm_rz", "elbow_bend")]
+    truth[arms] = [0.6, 0.8, 1.2, -0.5, 0.9, 1.0]                  # rad: arms raised, elbows bent
+    kp, _ = fitter.forward(shape, truth)
+    no_arms = SEEN.copy()
+    no_arms[[MHR70_INDEX[n] for n in ("left_elbow", "right_elbow", "left_wrist", "right_wrist")]] = False
+    pred = _prediction(kp, seen=no_arms)
+    base = observation_from(pred)
+    assert base.prior_params is None                              # the MediaPipe path: no network parameters
+    without = fitter.fit(base, shape, None, iterations=30)
+    with_net = fitter.fit(dataclasses.replace(base, prior_params=truth), shape, None, iterations=30)
+    gap = np.abs(without.params[arms] - truth[arms]).mean()
+    assert gap > 0.15                                              # rad: unseen arms stay near rest
+    assert np.abs(with_net.params[arms] - truth[arms]).mean() < 0.3 * gap    # pulled toward the network's
+    # seen joints win over a wrong network pose
+    seen = observation_from(_prediction(kp))
+    wrong = fitter.fit(dataclasses.replace(seen, prior_params=_pose(fitter, rng, 0.5)), shape, None, iterations=30)
+    assert np.linalg.norm(wrong.keypoints - kp, axis=1)[SEEN].mean() < 0.02    # m
+    # without network parameters the prior's weight changes nothing
+    other = BodyFitter(fitter.model, FitConfig(network_sigma=0.01))
+    np.testing.assert_array_equal(other.fit(base, shape, None, iterations=5).params,
+                                  fitter.fit(base, shape, None, iterations=5).params)
+    net_pred = dataclasses.replace(pred, mhr_params=truth.astype(np.float32))
+    obs = observation_from(net_pred).clean()
+    np.testing.assert_allclose(obs.prior_params, truth, atol=1e-6)
+    assert obs.mirrored().prior_params is None
+
+
 def test_bone_lengths_are_estimated_symmetric_and_held(fitter):
     rng = np.random.default_rng(2)
     names = ["scale_uparms", "scale_lowarms", "scale_uplegs", "scale_lowlegs", "scale_shoulder_width"]
@@ -177,6 +216,56 @@ def test_track_keeps_its_bones_and_fits_closely(fitter):
                    for f, k in zip(final, kps)])
     assert err < 0.04                                               # m, camera frame, with 1 cm noise
     assert np.median(stage.timings_ms) < 100                        # sanity only; speed: tools/eval_body_fit.py
+
+
+def test_offline_smoothing_keeps_every_bone_exactly(fitter):
+    """``--smooth offline`` with the fit: the smoothed bodies' joints are derived again from ``mhr_params``
+    (BodyFitStage.rederive), so a track's bones between skeleton joints keep one length to 1e-6 m, the result
+    stays near the unsmoothed fit and moves more smoothly; smoothing the joints on their own (before) does not
+    keep the bones."""
+    from instanthmr.video.tracking import smooth_frames_offline
+
+    poses = _motion(fitter, 45, seed=6)
+    shape = fitter.shape()
+    rng = np.random.default_rng(6)
+    kps = [fitter.forward(shape, fitter.full_params(shape, p))[0] for p in poses]
+    stage = BodyFitStage(fitter.model)
+    fitted = stage.finish([stage(f) for f in _frames([_prediction(k, noise=0.01, rng=rng) for k in kps])])
+    joints_only = smooth_frames_offline(fitted, fps=30.0)
+    final = stage.rederive(joints_only)
+    bones = [("left_hip", "left_knee"), ("right_hip", "right_knee"), ("left_hip", "right_hip")]   # skeleton joints
+    # (the shoulder width is not a bone: the clavicles move the shoulders)
+
+    def spread(frames, field="joints_3d_cam"):
+        j = np.stack([getattr(f.persons[0], field) for f in frames]).astype(np.float64)
+        return max(np.linalg.norm(j[:, MHR70_INDEX[a]] - j[:, MHR70_INDEX[b]], axis=-1).std() for a, b in bones)
+
+    assert spread(final) < 1e-6 and spread(final, "joints_3d_local") < 1e-6    # m: exactly one body
+    assert spread(joints_only) > 1e-5                                # the joints smoothed on their own: not
+    j_fit, j_out, j_joints = (np.stack([f.persons[0].joints_3d_cam for f in frames]).astype(np.float64)
+                              for frames in (fitted, final, joints_only))
+    truth = np.stack(kps) + CAM
+
+    def err(a, b):
+        return np.linalg.norm(a - b, axis=-1)[:, SEEN].mean()
+
+    assert err(j_out, j_fit) < 0.02 and err(j_out, j_joints) < 0.002     # m: near the fit, and the joints' smoothing
+    assert err(j_out, truth) < err(j_fit, truth)                         # with 1 cm noise: nearer the truth
+
+    def accel(j):
+        return np.linalg.norm(j[2:] - 2 * j[1:-1] + j[:-2], axis=-1)[:, SEEN].mean()
+
+    assert accel(j_out) < 0.7 * accel(j_fit)                         # smoother
+    p, q = final[20].persons[0], fitted[20].persons[0]
+    np.testing.assert_allclose(p.joints_3d_cam, p.joints_3d_local + p.cam_trans, atol=1e-5)
+    kp = fitter.forward(shape, p.mhr_params.astype(np.float64))[0]   # the joints ARE the mesh's body
+    np.testing.assert_allclose(p.joints_3d_local, kp, atol=1e-5)
+    uv = FOCAL * (kp + p.cam_trans)[:, :2] / (kp + p.cam_trans)[:, 2:] + PP
+    np.testing.assert_allclose(p.joints_2d[~SEEN], uv[~SEEN], atol=1e-2)    # px: the body's projection
+    assert (p.joints_observed == q.joints_observed).all()
+    # without the fit (joints_observed None) the smoothing's joints stay as they are
+    raw = smooth_frames_offline(_frames([_prediction(k) for k in kps[:5]]), fps=30.0)
+    assert stage.rederive(raw)[3].persons[0] is raw[3].persons[0]
 
 
 def test_swapped_segment_is_corrected(fitter):

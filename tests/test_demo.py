@@ -430,6 +430,27 @@ def test_live_runs_keep_frame_stats_not_frames(tmp_path, clip, random_onnx, monk
     assert kept == []
 
 
+def test_mhr_model_file_is_read_once_for_the_body_fit_and_the_meshes(photo, mp_models, tmp_path, monkeypatch):
+    """``--mhr-model PATH`` with the body fit on and meshes drawn: the file is read once and the built model
+    serves both (the fit and the recording's meshes)."""
+    from instanthmr.body import mhr as mhr_module
+    from instanthmr.body.mhr import SHIPPED_MHR_MODEL
+
+    reads = []
+    real = mhr_module.load_mhr_assets
+
+    def counted(path, *a, **kw):
+        reads.append(str(path))
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(mhr_module, "load_mhr_assets", counted)
+    rrd = tmp_path / "run.rrd"
+    assert demo.main(["--model", "mediapipe", "--mhr-model", str(SHIPPED_MHR_MODEL), "--image", str(photo),
+                      "--no-spawn", "--threads", "1", "--save-rrd", str(rrd)]) == 0
+    assert rrd.is_file()
+    assert reads == [str(SHIPPED_MHR_MODEL)]
+
+
 def test_mediapipe_with_an_mhr_model_says_why_there_are_no_meshes(photo, mhr_dir, mp_models, tmp_path, capsys):
     """``--model mediapipe --mhr-model``: the body fit poses the MHR body on the MediaPipe path, so meshes are
     drawn (no "[mhr]" line); with ``--no-body-fit`` there are no MHR parameters to pose it with, so the run goes

@@ -73,6 +73,37 @@ def test_default_smoothing_follows_the_source():
     assert RunConfig(camera=0).smoothing() == "causal"
 
 
+def test_speed_presets_say_whether_the_body_fit_runs_and_the_flags_override():
+    from instanthmr.cli import demo
+    from instanthmr.runtime.session import RUNTIME_PRESETS, RuntimeOptions
+
+    def spec(preset):
+        return PipelineSpec(runtime=RUNTIME_PRESETS[preset])
+
+    # no preset choice: the path's default (on for the MediaPipe path, off for a network)
+    assert RunConfig(video="a.mp4").fits_body(mediapipe=True)
+    assert not RunConfig(video="a.mp4").fits_body(mediapipe=False)
+    assert RunConfig(video="a.mp4", pipeline=spec("gpu")).fits_body(mediapipe=True)
+    # the fastest preset turns it off; body_fit given to the run overrides the preset both ways
+    assert not RunConfig(video="a.mp4", pipeline=spec("cpu-fast")).fits_body(mediapipe=True)
+    assert RunConfig(video="a.mp4", pipeline=spec("cpu-fast"), body_fit=True).fits_body(mediapipe=True)
+    on = PipelineSpec(runtime=RuntimeOptions(body_fit=True))
+    assert RunConfig(video="a.mp4", pipeline=on).fits_body(mediapipe=False)
+    assert not RunConfig(video="a.mp4", pipeline=on, body_fit=False).fits_body(mediapipe=False)
+    # the command line: --preset, the levers given on top of it, --body-fit / --no-body-fit
+    parser = demo.build_parser()
+
+    def config(*flags):
+        return demo.config_from_flags(parser.parse_args(["--video", "a.mp4", *flags]))
+
+    fast = config("--preset", "cpu-fast")
+    assert fast.pipeline.runtime == RUNTIME_PRESETS["cpu-fast"] and not fast.fits_body(mediapipe=True)
+    assert config("--preset", "cpu-fast", "--body-fit").fits_body(mediapipe=True)
+    assert config("--preset", "cpu-fast", "--threads", "2").pipeline.runtime.threads == 2
+    assert config().pipeline.runtime == RuntimeOptions() and config().fits_body(mediapipe=True)
+    assert not config("--no-body-fit").fits_body(mediapipe=True)
+
+
 def test_run_as_a_library_call_with_a_pipeline_stages_and_a_stop_event(clip, starter, tmp_path, capsys):
     """The caller builds the pipeline; a stage sees every tracked frame and sets the stop event after 3: the run
     ends there with the 3 frames in a valid JSON, and the pipeline stays usable for a second run."""

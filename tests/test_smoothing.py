@@ -190,3 +190,36 @@ def test_camera_joints_stay_local_plus_translation():
     for out in [sm(1, p, i / FPS) for i, p in enumerate(preds)] + smooth_track_offline(preds, np.arange(20)):
         np.testing.assert_allclose(out.joints_3d_cam, out.joints_3d_local + out.cam_trans, atol=1e-12)
     assert not np.allclose(out.joints_3d_cam, preds[-1].joints_3d_cam)  # it was smoothed, not copied
+
+
+def test_offline_root_rotation_is_smoothed_as_a_rotation():
+    """A root turning smoothly, noisy, each frame spelled in either of its two Euler XYZ spellings (as a
+    per-frame estimator may give it): mhr_params' root rotation is smoothed as a rotation, so the result stays
+    within a few degrees of the truth, where smoothing the three angles on their own (unwrapped) does not."""
+    from instanthmr.core.rotations import euler_xyz_from_matrix, euler_xyz_to_matrix
+    from instanthmr.video.smoothing import ROOT_ROTATION, smooth_rotations_offline
+
+    n = 60
+    rng = np.random.default_rng(0)
+    t = np.linspace(-1.0, 1.0, n)
+    truth = euler_xyz_to_matrix(np.stack([0.2 * t, 0.5 + 0.3 * t, 1.5 * t], -1))
+    euler = euler_xyz_from_matrix(truth @ euler_xyz_to_matrix(rng.normal(0, 0.02, (n, 3))))
+    other = rng.random(n) < 0.3                                  # the other spelling of the same rotation
+    euler[other] = np.stack([euler[other, 0] + np.pi, np.pi - euler[other, 1], euler[other, 2] + np.pi], -1)
+
+    def worst_deg(e):
+        r = euler_xyz_to_matrix(e) @ np.swapaxes(truth, -1, -2)
+        return np.degrees(np.arccos(np.clip((np.trace(r, axis1=-2, axis2=-1) - 1) / 2, -1, 1))).max()
+
+    assert worst_deg(euler) < 5.0                                # the input: right rotations, mixed spellings
+    assert worst_deg(smooth_rotations_offline(euler, np.arange(n, dtype=np.float64), sigma=3.0)) < 3.0
+    assert worst_deg(smooth_offline(euler, sigma=3.0, angular=True)) > 20.0   # three angles on their own
+    params = np.zeros((n, 204))
+    params[:, ROOT_ROTATION] = euler
+
+    @dataclass
+    class P:
+        mhr_params: np.ndarray
+
+    out = smooth_track_offline([P(p) for p in params], np.arange(n), fps=FPS)
+    assert worst_deg(np.stack([o.mhr_params[ROOT_ROTATION] for o in out])) < 3.0

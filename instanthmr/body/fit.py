@@ -13,6 +13,8 @@ is) plus two translations, given that person's observed MHR70 joints:
 * MHR's joint limits (min/max per model parameter, from the converted file: soft quadratic outside and a
   hard clamp after each step);
 * a pose prior toward the rest pose (each angle ~ N(0, prior_sigma));
+* with a network's own ``mhr_params`` for this frame (``Observation.prior_params``), a prior toward its body
+  joint angles (each ~ N(network angle, network_sigma));
 * a temporal term toward the previous solution of the track (angles and translations).
 
 How. Damped Gauss-Newton (Levenberg-Marquardt, the damping raised when a step does not lower the cost) with
@@ -52,7 +54,8 @@ from scipy.linalg.lapack import dposv as _posv
 from instanthmr.body.mhr import MHR_TO_PRODUCT, NUM_MODEL_PARAMS, NUM_SHAPE, MHRNumpy
 from instanthmr.core.geometry import solve_camera_translation
 from instanthmr.core.rotations import cross as _cross
-from instanthmr.core.rotations import quaternion_to_matrix
+from instanthmr.core.rotations import euler_xyz_nearest, quaternion_to_matrix
+from instanthmr.core.rotations import wrap_angle as _wrap
 from instanthmr.core.skeleton import MHR70_FLIP_PERM, MHR70_INDEX, MHR70_NAMES
 
 NUM_KEYPOINTS = len(MHR70_NAMES)
@@ -111,6 +114,8 @@ class FitConfig:
 
     sigma_3d: m, 3D joint error; sigma_2d: fraction of the person's 2D height (px); robust: Cauchy scale in
     sigmas (residuals far above it count ~log); prior_sigma: rad, spread of an angle around rest;
+    network_sigma: rad, a network's typical error on a body joint angle (the per-frame prior toward its own
+    ``mhr_params``; a guess, not tuned: no trained network was measured here);
     temporal_sigma: rad per frame; temporal_trans_sigma: m per frame; limit_sigma: rad beyond a limit.
     iterations: LM iterations per frame; first_iterations: for a track's first frame (no warm start).
     """
@@ -119,6 +124,7 @@ class FitConfig:
     sigma_2d: float = 0.015
     robust: float = 10.0
     prior_sigma: float = 0.8
+    network_sigma: float = 0.4
     temporal_sigma: float = 0.25
     temporal_trans_sigma: float = 0.2
     limit_sigma: float = 0.02
@@ -136,7 +142,9 @@ class Observation:
     joints_3d: (70,3) metres, product frame (x right, y down, z forward), any origin (body-centred), or None;
     w3d: (70,) weights >= 0 (0 = not observed); joints_2d: (70,2) full-image pixels or None; w2d: (70,);
     focal: px and principal_point (2,) px of the pinhole the 2D joints come from (needed with joints_2d).
-    NaN joints count as unobserved whatever their weight.
+    prior_params: (204,) a network's own ``mhr_params`` for this person and frame, or None: the fit is pulled
+    toward its body joint angles (``FitConfig.network_sigma``; not the root, whose Euler angles may be spelled
+    either way). NaN joints count as unobserved whatever their weight.
     """
 
     joints_3d: np.ndarray | None = None
@@ -145,6 +153,7 @@ class Observation:
     w2d: np.ndarray | None = None
     focal: float | None = None
     principal_point: np.ndarray | None = None
+    prior_params: np.ndarray | None = None
     cleaned: bool = field(default=False, repr=False, compare=False)   # made by clean(): clean() returns it as is
 
     def clean(self) -> "Observation":
@@ -164,12 +173,17 @@ class Observation:
         if j2 is not None and (self.focal is None or self.principal_point is None):
             j2, w2 = None, np.zeros(NUM_KEYPOINTS)
         pp = None if self.principal_point is None else np.asarray(self.principal_point, np.float64)
-        return Observation(j3, w3, j2, w2, None if self.focal is None else float(self.focal), pp, cleaned=True)
+        net = self.prior_params
+        if net is not None:
+            net = np.asarray(net, np.float64).reshape(-1)
+            net = net if net.size == NUM_MODEL_PARAMS and np.isfinite(net).all() else None   # else: no prior
+        return Observation(j3, w3, j2, w2, None if self.focal is None else float(self.focal), pp, net, cleaned=True)
 
     def mirrored(self) -> "Observation":
         """Left/right labels swapped and the 3D depth reflected about the hips' depth: the other reading of
         an ambiguous person (seen from the back with the sides swapped, or the reverse). 2D positions stay:
-        only which joint is called left changes."""
+        only which joint is called left changes. A network's ``prior_params`` are dropped (they name the sides
+        as given)."""
         o = self.clean()
         perm = np.asarray(MHR70_FLIP_PERM)
         j3 = None
@@ -181,7 +195,7 @@ class Observation:
                 float(np.average(o.joints_3d[:, 2], weights=o.w3d + 1e-12))
             j3[:, 2] = 2 * zc - j3[:, 2]
         j2 = None if o.joints_2d is None else o.joints_2d[perm].copy()
-        return Observation(j3, o.w3d[perm], j2, o.w2d[perm], o.focal, o.principal_point, cleaned=True)
+        return Observation(j3, o.w3d[perm], j2, o.w2d[perm], o.focal, o.principal_point, None, cleaned=True)
 
 
 @dataclass
@@ -324,20 +338,6 @@ def _frame3(direction, axis) -> np.ndarray:
 def _euler_xyz3(r) -> tuple:
     """:func:`_matrix_to_euler_xyz` of a (3,3) nested list, float maths."""
     return (math.atan2(r[2][1], r[2][2]), -math.asin(min(max(r[2][0], -1.0), 1.0)), math.atan2(r[1][0], r[0][0]))
-
-
-def _nearest_euler(e: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Of the two Euler XYZ triples of one rotation, ``e`` and ``(rx + pi, pi - ry, rz + pi)``, the one nearest
-    ``ref`` (each angle moved by whole turns to lie within pi of ``ref``): root angles stay continuous along a
-    track, so smoothing ``mhr_params`` over time does not average two spellings of one rotation."""
-    other = e + np.array([np.pi, 0.0, np.pi])
-    other[1] = np.pi - e[1]
-    best = None
-    for cand in (e, other):
-        cand = ref + _wrap(cand - ref)
-        if best is None or np.abs(cand - ref).sum() < np.abs(best - ref).sum():
-            best = cand
-    return best
 
 
 def _kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -616,7 +616,8 @@ class BodyFitter:
         s = np.diag(np.sign(_D))
         turn = s @ r_prod @ s
         p = params.copy()
-        p[3:6] = _nearest_euler(_matrix_to_euler_xyz(turn @ _euler_matrices(p[None, 3:6])[0]), p[3:6])
+        # the spelling nearest the last one: root angles stay continuous along a track (smoothing averages them)
+        p[3:6] = euler_xyz_nearest(_matrix_to_euler_xyz(turn @ _euler_matrices(p[None, 3:6])[0]), p[3:6])
         if rotations is None:
             return p
         turned = rotations.copy()
@@ -841,6 +842,7 @@ class _Plan:
         self.body = body
         self.prior_d = np.where(body, 1.0 / c.prior_sigma, 0.0)
         self.temporal_d = np.where(body, 1.0 / c.temporal_sigma, 0.0)
+        self.network_d = np.where(body, 1.0 / c.network_sigma, 0.0)
 
 
 class _State:
@@ -869,6 +871,7 @@ class _State:
             self.scale2d = self.plan.fitter.config.sigma_2d * max(float(y.max() - y.min()) if len(y) > 1 else 0.0,
                                                                   50.0)
         self.cam_prev, self.tau_prev, self.prev_pose, self.has_prev = cam_prev, tau_prev, prev_pose, has_prev
+        self.net_pose = None if obs.prior_params is None else obs.prior_params[plan.active]   # the network's
         self.tau = None if tau_prev is None else np.asarray(tau_prev, np.float64).copy()
         self.cam = None if cam_prev is None else np.asarray(cam_prev, np.float64).copy()
         self.jac = self.jtj = None
@@ -985,6 +988,11 @@ class _State:
             self.diag_h = self.diag_h + p.temporal_d ** 2
             self.diag_g = self.diag_g + p.temporal_d * dt
             prior_cost += float(dt @ dt)
+        if self.net_pose is not None:     # the network's own pose this frame (body angles; not the root)
+            dn = _wrap(theta - self.net_pose) * p.network_d
+            self.diag_h = self.diag_h + p.network_d ** 2
+            self.diag_g = self.diag_g + p.network_d * dn
+            prior_cost += float(dn @ dn)
         if self.has_prev and self.has2d and self.cam_prev is not None:
             e = (self.cam - self.cam_prev) / c.temporal_trans_sigma
             res.append(e)
@@ -1058,10 +1066,6 @@ def _euler_matrices(e: np.ndarray) -> np.ndarray:
     r[:, 1, 0], r[:, 1, 1], r[:, 1, 2] = sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx
     r[:, 2, 0], r[:, 2, 1], r[:, 2, 2] = -sy, cy * sx, cy * cx
     return r
-
-
-def _wrap(a):
-    return np.pi - np.mod(np.pi - a, 2.0 * np.pi)
 
 
 def _robust(r: np.ndarray, w: np.ndarray, c: float) -> tuple[np.ndarray, float]:

@@ -39,6 +39,17 @@ def resolve_mhr_model(path: str | Path | None, lod: int | None = None) -> Path:
     return path / f"mhr_lod{lod}.npz" if path.is_dir() else path
 
 
+def read_mhr_model(path: str | Path | None, lod: int | None = None) -> MHRNumpy:
+    """The converted MHR model ``--mhr-model`` / ``--mhr-lod`` name (:func:`resolve_mhr_model`), read from disk
+    (product frame). A run reads it once and hands the built model to everything that needs it (the body fit,
+    :class:`MeshRenderer`). ``MHRAssetError`` (one line) when the file is missing, wrong, or not that LOD."""
+    resolved = resolve_mhr_model(path, lod)
+    model = MHRNumpy.from_npz(resolved)
+    if lod is not None and model.assets.lod >= 0 and model.assets.lod != int(lod):
+        raise MHRAssetError(f"{resolved} is LOD {model.assets.lod}, not the requested --mhr-lod {lod}")
+    return model
+
+
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(..., V, 3) area-weighted unit vertex normals (Rerun shades meshes with them)."""
     v = np.asarray(vertices, np.float64)
@@ -66,17 +77,11 @@ class MeshRenderer:
     def open(cls, path: str | Path | None, lod: int | None = None, quiet: bool = False) -> "MeshRenderer | None":
         """The renderer, or None after printing one line when the file is missing or wrong (the demo goes on
         without meshes)."""
-        resolved = resolve_mhr_model(path, lod)
         try:
-            model = MHRNumpy.from_npz(resolved)
+            model = read_mhr_model(path, lod)
         except MHRAssetError as exc:
             if not quiet:
                 print(f"[mhr] meshes off: {exc}", file=sys.stderr)
-            return None
-        if lod is not None and model.assets.lod >= 0 and model.assets.lod != int(lod):
-            if not quiet:
-                print(f"[mhr] meshes off: {resolved} is LOD {model.assets.lod}, not the requested --mhr-lod {lod}",
-                      file=sys.stderr)
             return None
         return cls(model)
 

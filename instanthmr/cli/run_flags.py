@@ -18,7 +18,7 @@ from instanthmr.runner.config import RIGS, RunConfig
 from instanthmr.runtime.detector import RFDETR_VARIANTS
 from instanthmr.runtime.factory import KEYPOINT_DETECT_EVERY, PipelineSpec
 from instanthmr.runtime.factory import display_path as _display
-from instanthmr.runtime.session import DEVICES, RuntimeOptions
+from instanthmr.runtime.session import DEVICES, RUNTIME_PRESETS, RuntimeOptions
 from instanthmr.video.smoothing import SMOOTH_MODES
 
 
@@ -75,6 +75,10 @@ def add_model_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
 def add_speed_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     """The speed levers (threads, precision, I/O binding, CUDA graph, detector resolution, async detector)."""
     sp = p.add_argument_group(prefix + "speed levers (docs/performance.md measures each; all off by default)")
+    sp.add_argument("--preset", default="default", choices=list(RUNTIME_PRESETS),
+                    help="a named set of the levers below (the ones given on top override it): default; cpu-fast = "
+                         "--threads 1 and the body fit off (--body-fit turns it back on); gpu = --io-binding "
+                         "--cuda-graph (default: default)")
     sp.add_argument("--threads", type=int, default=0, metavar="N",
                     help="ONNX Runtime threads per model, idle threads sleep instead of spinning (default: 0 = "
                          "ONNX Runtime's choice; 1 is fastest on a busy 2-core CPU)")
@@ -179,8 +183,9 @@ def pipeline_spec(args) -> PipelineSpec:
                         max_persons=args.max_persons, detector_stride=args.detector_stride,
                         keypoint_crops=args.keypoint_crops, hands=not args.no_hands,
                         batch_persons=not args.no_batch_persons,
-                        runtime=RuntimeOptions.from_flags(args.threads, args.int8, args.fp16, args.io_binding,
-                                                          args.cuda_graph, args.async_detector),
+                        runtime=RuntimeOptions.resolve(args.preset, **RuntimeOptions.from_flags(
+                            args.threads, args.int8, args.fp16, args.io_binding, args.cuda_graph,
+                            args.async_detector).changes()),
                         mhr_model=args.mhr_model, mhr_lod=args.mhr_lod)
 
 

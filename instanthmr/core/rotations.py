@@ -5,7 +5,8 @@ radians; leading axes are batch axes. Quaternions are ``(x, y, z, w)`` (the glTF
 
 - :func:`axis_rotation`: about X, Y or Z (the BVH reader's channels, virtual cameras, test poses);
 - :func:`euler_xyz_to_matrix` / :func:`euler_xyz_from_matrix`: MHR's (momentum's) "Euler XYZ",
-  ``R = Rz @ Ry @ Rx``; :func:`euler_zxy_from_matrix`: the BVH writer's ``Zrotation Xrotation Yrotation``;
+  ``R = Rz @ Ry @ Rx``; :func:`euler_xyz_nearest`: of a rotation's two spellings, the one continuous with a
+  reference; :func:`wrap_angle` into ``(-pi, pi]``; :func:`nearest_rotation` (SVD projection onto rotations); :func:`euler_zxy_from_matrix`: the BVH writer's ``Zrotation Xrotation Yrotation``;
 - :func:`quaternion_to_matrix` / :func:`quaternion_from_matrix`;
 - :func:`swing` (Rodrigues: smallest rotation between two directions), :func:`frame_from` (an orthonormal
   frame from two directions), :func:`kabsch` (best rotation between two point sets, also the rotation of
@@ -64,6 +65,34 @@ def euler_xyz_from_matrix(r) -> np.ndarray:
     rx = np.arctan2(r[..., 2, 1], r[..., 2, 2])
     rz = np.arctan2(r[..., 1, 0], r[..., 0, 0])
     return np.stack([rx, ry, rz], -1)
+
+
+def wrap_angle(a):
+    """Radians wrapped into ``(-pi, pi]``."""
+    a = np.asarray(a, dtype=np.float64)
+    return np.pi - np.mod(np.pi - a, 2.0 * np.pi)
+
+
+def euler_xyz_nearest(e, ref) -> np.ndarray:
+    """``(..., 3)`` Euler XYZ angles of the same rotations as ``e``, spelled as near ``ref`` as they can be: of
+    the two spellings ``e`` and ``(rx + pi, pi - ry, rz + pi)``, each angle moved by whole turns to lie
+    within pi of ``ref``, the one with the smaller summed difference. Angles that stay continuous along a
+    track, so averaging them over time (smoothing) does not average two spellings of one rotation."""
+    e, ref = np.asarray(e, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    other = e + np.array([np.pi, 0.0, np.pi])
+    other[..., 1] = np.pi - e[..., 1]
+    a, b = ref + wrap_angle(e - ref), ref + wrap_angle(other - ref)
+    pick = np.abs(b - ref).sum(-1) < np.abs(a - ref).sum(-1)
+    return np.where(pick[..., None], b, a)
+
+
+def nearest_rotation(m) -> np.ndarray:
+    """``(..., 3, 3)`` the rotations nearest (Frobenius) to the matrices ``m``, e.g. an average of rotations:
+    ``U diag(1, 1, det(U V^T)) V^T`` from the SVD ``m = U S V^T``."""
+    u, _, vt = np.linalg.svd(np.asarray(m, dtype=np.float64))
+    d = np.sign(np.linalg.det(u @ vt))
+    d = np.where(d == 0, 1.0, d)
+    return (u * np.stack([np.ones_like(d), np.ones_like(d), d], -1)[..., None, :]) @ vt
 
 
 def euler_zxy_from_matrix(m) -> np.ndarray:

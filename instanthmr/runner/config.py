@@ -38,8 +38,9 @@ class RunConfig:
     Meshes: ``mhr_model`` (a converted ``.npz`` or a folder), ``mhr_lod`` (0 finest .. 6), ``mhr_overlay``
     (paint them on the images). ``focal_length``: the camera's focal length in pixels, or ``fov`` its
     horizontal field of view in degrees (``None``: what the estimator assumes, the image diagonal, a guess).
-    ``body_fit``: fit the MHR body model to each track (``None``: on for the MediaPipe path, off for a
-    network; docs/body_fit.md), which also draws meshes and skins the .glb without ``mhr_model``.
+    ``body_fit``: fit the MHR body model to each track (``None``: what the pipeline's speed preset says,
+    ``pipeline.runtime.body_fit``, and where it says nothing on for the MediaPipe path, off for a network:
+    :meth:`fits_body`; docs/body_fit.md), which also draws meshes and skins the .glb without ``mhr_model``.
     ``ground``: grounded motion on videos and cameras (floor, world-frame joints, contacts, foot lock;
     docs/ground.md); ``floor``: the floor given as ``"nx,ny,nz,h"`` (up normal in the camera frame, the camera's
     height in metres) instead of estimated. ``stages``: :data:`Stage` callables applied in order to every frame's tracked result.
@@ -85,6 +86,15 @@ class RunConfig:
     def output_paths(self, label: Callable[[str], str] = str) -> dict[str, str | None]:
         """``{label(field): path}`` of every output file (None = not asked for), in report order."""
         return {label(f): getattr(self, f) for f in OUTPUT_FIELDS.values()}
+
+    def fits_body(self, mediapipe: bool) -> bool:
+        """Whether the run fits the MHR body model to each track, the one copy of the rule: ``body_fit`` when
+        given (``--body-fit`` / ``--no-body-fit``), else the speed preset's (``pipeline.runtime.body_fit``,
+        e.g. ``cpu-fast``: off), else on for the MediaPipe path (``mediapipe``) and off for a network."""
+        for choice in (self.body_fit, self.pipeline.runtime.body_fit):
+            if choice is not None:
+                return bool(choice)
+        return bool(mediapipe)
 
     def smoothing(self) -> str:
         """``smooth`` or its default: none for images; causal (no delay) wherever someone watches live (a

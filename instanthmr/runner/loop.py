@@ -54,20 +54,23 @@ def _say(config: RunConfig, *line, **kw) -> None:
         print(*line, **kw)
 
 
-def open_meshes(config: RunConfig):
-    """The MHR mesh renderer when meshes were asked for, else None (one stderr line when the file is off)."""
+def open_meshes(config: RunConfig, model=None):
+    """The MHR mesh renderer when meshes were asked for, else None (one stderr line when the file is off).
+    ``model``: the MHR model already read from the file ``config`` names (the body fit's): used as it is, so
+    the file is read once a run."""
     if config.mhr_model is None and config.mhr_lod is None and not config.mhr_overlay:
         return None
     from instanthmr.body.mesh import MeshRenderer
 
-    return MeshRenderer.open(config.mhr_model, config.mhr_lod)
+    return MeshRenderer(model) if model is not None else MeshRenderer.open(config.mhr_model, config.mhr_lod)
 
 
 def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopSignals, ground=None,
                  body_fit=None) -> Outputs:
     """The sinks ``config`` asks for (older files at their paths stay until new ones replace them);
     ``ground``: the grounded-motion stage, run over the smoothed frames when smoothing is offline;
-    ``body_fit``: the body-fit stage: its whole-track decision runs before offline smoothing, and its MHR
+    ``body_fit``: the body-fit stage: its whole-track decision runs before offline smoothing and its joints
+    are derived again from the smoothed bodies after it (bones of exactly one length), and its MHR
     model's meshes are drawn (and skinned into the .glb) when no other mesh file was asked for."""
     data, images = [], []
     try:
@@ -90,11 +93,12 @@ def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopS
         for sink in data + images:
             sink.discard()
         raise
-    mesh = open_meshes(config) if images or config.save_gltf else None
-    if mesh is None and body_fit is not None and (images or config.save_gltf):
+    fitted = None if body_fit is None else body_fit.model    # read from the same file: not read again
+    mesh = open_meshes(config, fitted) if images or config.save_gltf else None
+    if mesh is None and fitted is not None and (images or config.save_gltf):
         from instanthmr.body.mesh import MeshRenderer
 
-        mesh = MeshRenderer(body_fit.model)
+        mesh = MeshRenderer(fitted)
     for sink in data:
         if sink.kind == "gltf" and mesh is not None:
             sink.options["mhr_model"] = mesh.model  # the skinned MHR body in the .glb
@@ -105,7 +109,23 @@ def open_outputs(config: RunConfig, meta: dict, source, smooth: str, stop: StopS
     return Outputs(data, images, mesh, offline_fps=source.fps if smooth == "offline" else None, stop=stop,
                    extra=lambda: source_summary(source),
                    before_smoothing=body_fit.finish if body_fit is not None and smooth == "offline" else None,
-                   after_smoothing=ground.offline if ground is not None and smooth == "offline" else None)
+                   after_smoothing=_in_turn(None if body_fit is None else body_fit.rederive,
+                                            None if ground is None else ground.offline) if smooth == "offline" else None)
+
+
+def _in_turn(*passes):
+    """One pass over a run's frames (a list of results -> a new list) that applies each of ``passes`` given
+    (not None) in order; None when none is."""
+    given = [p for p in passes if p is not None]
+    if not given:
+        return None
+
+    def apply(frames):
+        for p in given:
+            frames = p(frames)
+        return frames
+
+    return apply
 
 
 def camera_focal(config: RunConfig, pipeline, image_wh) -> tuple[float | None, float, str]:
@@ -124,17 +144,17 @@ def camera_focal(config: RunConfig, pipeline, image_wh) -> tuple[float | None, f
 
 
 def open_body_fit(config: RunConfig, mediapipe: bool, smooth: str):
-    """The per-track MHR body fit (:mod:`instanthmr.video.body_fit`), or None: ``config.body_fit``, by default
-    on for the MediaPipe path; ``mhr_model`` picks the body model (default: the shipped LOD 6). Offline
-    smoothing keeps each track's frames for the whole-track left/right decision."""
-    if not (mediapipe if config.body_fit is None else config.body_fit):
+    """The per-track MHR body fit (:mod:`instanthmr.video.body_fit`), or None: :meth:`RunConfig.fits_body`
+    (``body_fit``, else the speed preset's, else on for the MediaPipe path); ``mhr_model`` picks the body model
+    (default: the shipped LOD 6). Offline smoothing keeps each track's frames for the whole-track decisions."""
+    if not config.fits_body(mediapipe):
         return None
-    from instanthmr.body.mesh import resolve_mhr_model
-    from instanthmr.body.mhr import MHRAssetError, MHRNumpy
+    from instanthmr.body.mesh import read_mhr_model
+    from instanthmr.body.mhr import MHRAssetError
     from instanthmr.video.body_fit import BodyFitStage
 
     try:
-        model = MHRNumpy.from_npz(resolve_mhr_model(config.mhr_model, config.mhr_lod))
+        model = read_mhr_model(config.mhr_model, config.mhr_lod)   # the meshes reuse it (open_outputs)
         return BodyFitStage(model, keep_history=smooth == "offline")
     except (MHRAssetError, ValueError) as exc:
         _say(config, f"[body fit] off: {exc}", file=sys.stderr)

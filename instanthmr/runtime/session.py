@@ -136,6 +136,10 @@ class RuntimeOptions:
             runs a batch of eight); see ``InstantHMR``.
         async_detector: :class:`~instanthmr.runtime.pipeline.PosePipeline` runs the detector on its own thread
             while the network uses the latest boxes; results then depend on timing (meant for live sources).
+        body_fit: whether a run fits the MHR body model to each track (``instanthmr.video.body_fit``, numpy on
+            the CPU, ~1-3 ms per person per frame: docs/body_fit.md); ``None``: the path's default (on for the
+            MediaPipe path, off for a network). Read by the runner (``RunConfig.fits_body``), which a
+            ``body_fit`` given to the run (``--body-fit`` / ``--no-body-fit``) overrides.
     """
 
     threads: int = 0
@@ -145,6 +149,7 @@ class RuntimeOptions:
     precision: str = "fp32"
     padding: str = "auto"
     async_detector: bool = False
+    body_fit: bool | None = None
 
     def __post_init__(self):
         if int(self.threads) < 0:
@@ -156,6 +161,13 @@ class RuntimeOptions:
 
     def replace(self, **changes) -> "RuntimeOptions":
         return dataclasses.replace(self, **changes)
+
+    def changes(self) -> dict:
+        """The fields that differ from the plain path (``RuntimeOptions()``): what flags given on top of a
+        preset override (:meth:`resolve`)."""
+        plain = RuntimeOptions()
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(plain, f.name)}
 
     @classmethod
     def resolve(cls, runtime: "RuntimeOptions | str | None" = None, **overrides) -> "RuntimeOptions":
@@ -183,12 +195,13 @@ class RuntimeOptions:
 
 #: Named option sets (rtmlib / RF-DETR style). ``cpu-fast``: one thread per model, idle threads asleep: the
 #: fastest setting measured on a busy 2-core CPU, and with the asynchronous detector on a quiet one
-#: (docs/performance.md); int8 is a separate choice because it needs the ``.int8.onnx`` files. ``gpu``: I/O
-#: binding and a captured CUDA graph per batch bucket (not measured on a GPU here; falls back to the plain
-#: path on other providers).
+#: (docs/performance.md); the body fit off (its ~1-3 ms per person per frame go to speed: no ``mhr_params``,
+#: no constant bones on the MediaPipe path); int8 is a separate choice because it needs the ``.int8.onnx``
+#: files. ``gpu``: I/O binding and a captured CUDA graph per batch bucket (not measured on a GPU here; falls
+#: back to the plain path on other providers). ``default`` and ``gpu`` leave the body fit to the path's default.
 RUNTIME_PRESETS: dict[str, RuntimeOptions] = {
     "default": RuntimeOptions(),
-    "cpu-fast": RuntimeOptions(threads=1, spinning=False),
+    "cpu-fast": RuntimeOptions(threads=1, spinning=False, body_fit=False),
     "gpu": RuntimeOptions(io_binding=True, cuda_graph=True),
 }
 

@@ -6,6 +6,7 @@ Runs after tracking (each person has a ``track_id``) on the persons of each
     stage = BodyFitStage()                      # the shipped LOD 6 model unless given one
     result = stage(tracking(image, index, t))   # live: each person filled in place of the estimator's joints
     frames = stage.finish(frames)               # files (--smooth offline): left/right decided over whole tracks
+    frames = stage.rederive(smooth_frames_offline(frames, fps))   # the joints of the smoothed bodies
 
 What it writes into each person (:class:`~instanthmr.runtime.hmr.HMRPrediction`): ``mhr_params`` (204),
 ``shape_params`` (45), all 70 joints from the fitted body (``joints_3d_local`` metres relative to the MHR
@@ -58,6 +59,7 @@ from instanthmr.body.fit import (
     torso_heading,
 )
 from instanthmr.body.mhr import SHIPPED_MHR_MODEL, MHRNumpy
+from instanthmr.core.geometry import project_points
 from instanthmr.core.skeleton import COCO_WHOLEBODY_FLIP_PERM, COCO_WHOLEBODY_INDEX, MHR70_FLIP_PERM, MHR70_INDEX
 
 _FLIP = np.asarray(MHR70_FLIP_PERM)
@@ -169,11 +171,14 @@ def _mirror_centred(c):
 
 def observation_from(pred) -> Observation:
     """The fit's :class:`~instanthmr.body.fit.Observation` from an HMRPrediction: its valid joints in 2D
-    (px, its focal and principal point) and 3D (``joints_3d_local``, metres), weight 1 each."""
+    (px, its focal and principal point) and 3D (``joints_3d_local``, metres), weight 1 each; a network's own
+    ``mhr_params`` (None on the MediaPipe path) as the per-frame pose prior."""
     valid = pred.valid_mask.astype(np.float64)
+    net = getattr(pred, "mhr_params", None)
     return Observation(joints_3d=np.asarray(pred.joints_3d_local, np.float64), w3d=valid,
                        joints_2d=np.asarray(pred.joints_2d, np.float64), w2d=valid.copy(),
-                       focal=float(pred.focal_length), principal_point=np.asarray(pred.principal_point, np.float64))
+                       focal=float(pred.focal_length), principal_point=np.asarray(pred.principal_point, np.float64),
+                       prior_params=None if net is None else np.asarray(net, np.float64))
 
 
 @dataclass
@@ -268,6 +273,42 @@ class BodyFitStage:
             return [self._settle(r, lag=None) for r in results]
         finally:
             self._whole = {}
+
+    def rederive(self, results: list) -> list:
+        """Files, after the offline smoothing (:func:`~instanthmr.video.tracking.smooth_frames_offline`: the
+        fitted ``mhr_params`` with their angles unwrapped and the root as a rotation, ``cam_trans``): each
+        fitted person's joints derived again from that smoothed body: the 70 keypoints of ``mhr_params`` with
+        the track's one shape (forward kinematics, metres relative to the model origin), ``joints_3d_cam`` =
+        those + ``cam_trans``, ``joints_2d`` (px) their projection with the frame's camera, the estimator's own
+        (smoothed) 2D kept where it gave the joint (as live). Every bone between skeleton joints of a track
+        then has exactly one length in the files, and the mesh ``mhr_params`` draws is the one the joints come
+        from. Persons without the fit (``joints_observed`` None: observed joints only) stay as they are, with
+        the smoothing's joints."""
+        shapes: dict = {}
+        return [dataclasses.replace(r, persons=[self._from_body(p, shapes) if _fitted(p) else p for p in r.persons])
+                for r in results]
+
+    def _from_body(self, pred, shapes: dict):
+        """``pred`` with its joints from its ``mhr_params`` and ``cam_trans`` (:meth:`rederive`); ``shapes``:
+        track id -> its :class:`BodyShape`, filled on first use (the held shape, else the first frame's)."""
+        tid = pred.track_id if pred.track_id is not None else -1
+        shape = shapes.get(tid)
+        if shape is None:
+            tr = self.tracks.get(tid)
+            shape = shapes[tid] = tr.shape if tr is not None and tr.shape is not None else self.fitter.shape(
+                pred.shape_params, np.asarray(pred.mhr_params, np.float64)[130:])
+        params = self.fitter.full_params(shape, pred.mhr_params)
+        params[:3] = 0.0                                   # as fitted: the model origin placed by cam_trans
+        kp = self.fitter.forward(shape, params)[0]
+        xc = kp + np.asarray(pred.cam_trans, np.float64)
+        uv = project_points(xc, float(pred.focal_length), pred.principal_point)
+        if self.keep_observed_2d and pred.joints_2d is not None:
+            seen = np.asarray(pred.joints_observed, bool)
+            uv[seen] = np.asarray(pred.joints_2d, np.float64)[seen]
+        return dataclasses.replace(
+            pred, joints_3d_local=kp.astype(np.float32), joints_3d_cam=xc.astype(np.float32),
+            joints_2d=uv.astype(np.float32), mhr_params=params.astype(np.float32),
+            shape_params=shape.shape_params.astype(np.float32))
 
     # ------------------------------------------------------------------------------------------------
     def _person(self, pred, frame_index: int):
@@ -410,8 +451,7 @@ class BodyFitStage:
         else:   # 3D only: the observation's camera translation moved to the model origin
             cam = np.asarray(pred.cam_trans, np.float64) + fit.offset_3d
         xc = kp + cam
-        f, pp = float(pred.focal_length), np.asarray(pred.principal_point, np.float64)
-        uv = f * xc[:, :2] / np.maximum(xc[:, 2:], 1e-3) + pp
+        uv = project_points(xc, float(pred.focal_length), pred.principal_point)
         if self.keep_observed_2d and obs.joints_2d is not None:
             seen2d = (obs.w2d > 0)[perm]
             uv[seen2d] = obs.joints_2d[perm][seen2d]
@@ -469,6 +509,11 @@ class BodyFitStage:
             return None
         r = tr.records[i - 1]
         return r.fits.get(r.live)
+
+
+def _fitted(pred) -> bool:
+    """Whether ``pred`` carries a fitted body (:meth:`BodyFitStage._fill` sets ``joints_observed``)."""
+    return getattr(pred, "joints_observed", None) is not None and getattr(pred, "mhr_params", None) is not None
 
 
 def _find(records: list, frame_index: int) -> int | None:

@@ -29,6 +29,13 @@ from typing import Iterable
 import numpy as np
 
 from instanthmr.body.mhr import ANGLE_PARAMS, NUM_MODEL_PARAMS
+from instanthmr.core.rotations import (
+    euler_xyz_from_matrix,
+    euler_xyz_nearest,
+    euler_xyz_to_matrix,
+    nearest_rotation,
+    wrap_angle,
+)
 
 SMOOTH_MODES = ("none", "causal", "offline")
 
@@ -40,12 +47,6 @@ def mhr_angle_mask(dim: int = NUM_MODEL_PARAMS) -> np.ndarray:
     if dim == NUM_MODEL_PARAMS:
         mask[ANGLE_PARAMS] = True
     return mask
-
-
-def wrap_angle(a):
-    """Wrap radians into ``(-pi, pi]``."""
-    a = np.asarray(a, dtype=np.float64)
-    return np.pi - np.mod(np.pi - a, 2.0 * np.pi)
 
 
 def _alpha(cutoff, dt: float):
@@ -316,12 +317,31 @@ class OneEuroSmoother:
             self._last_t.pop(tid, None)
 
 
+#: ``mhr_params`` channels of the root rotation (Euler XYZ, radians): smoothed as rotations, not as angles
+#: (near ry = +-pi/2 two of them swing by up to pi while the rotation barely moves).
+ROOT_ROTATION = slice(3, 6)
+
+
+def smooth_rotations_offline(euler, times, sigma: float, degree: int = OFFLINE_DEGREE) -> np.ndarray:
+    """Centred smoothing of rotations given as Euler XYZ angles ``(T, 3)`` radians (MHR's root rotation) at
+    ``times`` (frames): their matrices smoothed entry by entry (:func:`smooth_offline`), each projected back
+    onto the nearest rotation (SVD), and spelled as Euler XYZ nearest the input's (continuous along the
+    track). A rotation, not three angles, is averaged, whatever the gimbal."""
+    e = np.asarray(euler, dtype=np.float64)
+    if len(e) < 2:
+        return e.copy()
+    m = smooth_offline(euler_xyz_to_matrix(e).reshape(len(e), 9), times=times, sigma=sigma, degree=degree)
+    return euler_xyz_nearest(euler_xyz_from_matrix(nearest_rotation(m.reshape(-1, 3, 3))), e)
+
+
 def smooth_track_offline(preds: list, frame_indices, fps: float = 30.0, sigma_frames: float | None = None,
                          degree: int = OFFLINE_DEGREE) -> list:
     """Centred smoothing of one track's predictions (in time order) seen at ``frame_indices``.
 
     ``sigma_frames`` defaults to :data:`OFFLINE_SIGMA_FRAMES_30FPS` scaled to ``fps`` (same width in
-    seconds at every frame rate). Returns smoothed copies, same order.
+    seconds at every frame rate). Every field on its own; in ``mhr_params`` the angles unwrapped along time
+    and the root rotation as a rotation (:func:`smooth_rotations_offline`). Returns smoothed copies, same
+    order.
     """
     if not preds:
         return []
@@ -335,4 +355,6 @@ def smooth_track_offline(preds: list, frame_indices, fps: float = 30.0, sigma_fr
         seq = np.stack([np.asarray(s, dtype=np.float64) for s in stack])
         per_field[name] = smooth_offline(seq, times=times, sigma=sigma, degree=degree,
                                          angular=_angular_for(name, first))
+        if name == "mhr_params" and seq.shape[-1] == NUM_MODEL_PARAMS:
+            per_field[name][:, ROOT_ROTATION] = smooth_rotations_offline(seq[:, ROOT_ROTATION], times, sigma, degree)
     return [_replace(p, {k: v[i] for k, v in per_field.items()}) for i, p in enumerate(preds)]
