@@ -116,8 +116,8 @@ def test_our_side_is_the_demo_loop_taking_turns_with_decoding_left_out(mp_models
     frames = [np.full((72, 128, 3), 40 * i, np.uint8) for i in range(7)]  # nobody in them: the detector runs
     side = Ours(frames, max_persons=1, hands=False)
     try:
-        ms, persons, detected = side.next(3)
-        assert len(ms) == len(persons) == len(detected) == 3 and all(m > 0 for m in ms)
+        ms, cpu, persons, detected = side.next(3)
+        assert len(ms) == len(cpu) == len(persons) == len(detected) == 3 and all(m > 0 for m in ms)
         assert persons == [0, 0, 0] and all(detected)  # the run's own results, one per frame
         time.sleep(0.05)
         assert len(side.feed.ms) == 3  # between turns the loop waits: no frame went through

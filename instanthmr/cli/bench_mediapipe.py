@@ -106,6 +106,7 @@ def run(args) -> dict:
     ms = {"mediapipe_pose": [], **{k: [] for k in configs}}
     persons = {k: [] for k in configs}
     detected = {k: [] for k in configs}
+    cpu = {k: [] for k in ms}  # process CPU ms per frame (all threads; load-robust: others' jobs barely move it)
     slow = {k: [] for k in configs}  # (round, frame, ms) of every timed frame, for the stall list
     finish = {k: [] for k in configs}  # the end of the run (offline passes), ms per frame, per round
     found = []
@@ -121,9 +122,11 @@ def run(args) -> dict:
                 keep = slice(max(0, w0 - start), None)  # the first frames of a round are warm-up
                 out = worker.next(chunk)
                 ms["mediapipe_pose"] += out["ms"][keep]
+                cpu["mediapipe_pose"] += out.get("cpu_ms", [])[keep]
                 found += out["found"][keep]
                 for name, side in ours.items():
-                    t, n, d = side.next(chunk)
+                    t, c, n, d = side.next(chunk)
+                    cpu[name] += c[keep]
                     ms[name] += t[keep]
                     persons[name] += n[keep]
                     detected[name] += d[keep]
@@ -139,10 +142,15 @@ def run(args) -> dict:
     ref = float(np.median(ms["mediapipe_pose"]))
     report = {"time": utc_stamp(), "video": str(video), "size": [w, h], "frames": len(frames), "rounds": args.rounds,
               "warmup": w0, "smooth": args.smooth, "cpu_count": os.cpu_count(), "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-              "mediapipe_pose": {**frame_stats(ms["mediapipe_pose"]), "found": float(np.mean(found))}}
+              "mediapipe_pose": {**frame_stats(ms["mediapipe_pose"]), "found": float(np.mean(found)),
+                                 **cpu_stats(cpu["mediapipe_pose"])}}
+    ref_cpu = report["mediapipe_pose"].get("cpu_median")
     for name in configs:
         report[name] = {**frame_stats(ms[name]), "ratio_to_mediapipe_pose": float(np.median(ms[name])) / ref,
                         "p95_ratio_to_mediapipe_pose": float(np.percentile(ms[name], 95)) / ref,
+                        **cpu_stats(cpu[name]),
+                        "cpu_ratio_to_mediapipe_pose": (float(np.median(cpu[name])) / ref_cpu
+                                                        if ref_cpu and cpu[name] else None),
                         "persons_per_frame": float(np.mean(persons[name])),
                         "detector_frames": float(np.mean(detected[name])),
                         **detector_frame_medians(ms[name], detected[name]),
@@ -157,16 +165,23 @@ def run(args) -> dict:
     return report
 
 
+def _cpu(s: dict, ratio) -> str:
+    if s.get("cpu_median") is None:
+        return ""
+    return f"{s['cpu_median']:8.1f}{s['cpu_p95']:8.1f}" + (f"{ratio:7.2f}" if ratio is not None else "")
+
+
 def print_report(r: dict) -> None:
     mp_ = r["mediapipe_pose"]
     print(f"\nours: the demo's run loop (runner.loop.run, smoothing {r['smooth'] or 'offline (headless default)'}), "
           f"frames decoded beforehand")
     print(f"ms per frame, decoding excluded ({r['size'][0]}x{r['size'][1]}, {mp_['frames']} timed frames per row; "
           f"load average {', '.join(f'{v:.1f}' for v in r['load_avg'] or [])})")
-    head = f"{'':56}{'median':>7}{'mean':>7}{'p90':>7}{'p95':>7}{'median/MP':>10}{'p95/MP':>8}{'persons':>8}{'det':>6}"
+    head = (f"{'':56}{'median':>7}{'mean':>7}{'p90':>7}{'p95':>7}{'median/MP':>10}{'p95/MP':>8}{'persons':>8}{'det':>6}"
+            f"{'CPU med':>8}{'CPU p95':>8}{'CPU/MP':>7}")
     print(head)
     print(f"{'MediaPipe Pose 0.10.21 (complexity 1)':56}{mp_['median']:7.1f}{mp_['mean']:7.1f}{mp_['p90']:7.1f}"
-          f"{mp_['p95']:7.1f}{1.0:10.2f}{mp_['p95'] / mp_['median']:8.2f}{mp_['found']:8.2f}{'':>6}")
+          f"{mp_['p95']:7.1f}{1.0:10.2f}{mp_['p95'] / mp_['median']:8.2f}{mp_['found']:8.2f}{'':>6}{_cpu(mp_, 1.0)}")
     labels = {"default": "MediaPipe path + body fit, 1 person, hands (default)",
               "hands": "MediaPipe path, 1 person, + hands (--no-body-fit)",
               "body": "MediaPipe path, 1 person, body only",
@@ -179,12 +194,14 @@ def print_report(r: dict) -> None:
         s = r[k]
         print(f"{label:56}{s['median']:7.1f}{s['mean']:7.1f}{s['p90']:7.1f}{s['p95']:7.1f}"
               f"{s['ratio_to_mediapipe_pose']:10.2f}{s['p95_ratio_to_mediapipe_pose']:8.2f}"
-              f"{s['persons_per_frame']:8.2f}{s['detector_frames']:6.2f}")
+              f"{s['persons_per_frame']:8.2f}{s['detector_frames']:6.2f}{_cpu(s, s.get('cpu_ratio_to_mediapipe_pose'))}")
     d = r["demo"]
     if d.get("median_detector_frames") and d.get("median_other_frames"):
         print(f"demo defaults: frames where the detector ran {d['median_detector_frames']:.1f} ms, the others "
               f"{d['median_other_frames']:.1f} ms (medians; {d['median_detector_frames'] / d['median_other_frames']:.2f}x)")
     h = r["default"]
+    print("CPU: each process's CPU time per frame, all its threads (MediaPipe Pose's worker is its own process); "
+          "other jobs on the machine move it far less than the wall time")
     print(f"targets (issue 23, the default): median <= 0.60x MediaPipe Pose's median: "
           f"{h['ratio_to_mediapipe_pose']:.2f}; p95 <= 1.20x: {h['p95_ratio_to_mediapipe_pose']:.2f}")
     print(f"hands: +{r['hands_extra_ms']:.1f} ms per frame (median, both hands of one person); body fit: "
@@ -200,6 +217,14 @@ def print_report(r: dict) -> None:
         ppm = r.get(key)
         print(f"each extra person ({what}): " + (f"+{ppm:.1f} ms per frame (slope over frames without a detector run)"
                                                  if ppm is not None else "n/a (the number of persons never changed)"))
+
+
+def cpu_stats(cpu_ms) -> dict:
+    """Median / p95 of per-frame process CPU ms (empty when the side did not report it)."""
+    if not cpu_ms:
+        return {}
+    v = np.asarray(cpu_ms, np.float64)
+    return {"cpu_median": float(np.median(v)), "cpu_p95": float(np.percentile(v, 95))}
 
 
 def slow_frames(timed: list, detected: list, factor: float = 2.0) -> list:

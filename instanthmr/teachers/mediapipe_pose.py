@@ -23,8 +23,8 @@ MEDIAPIPE_PIN = "mediapipe==0.10.21"
 DEFAULT_VENV = REPO_ROOT / ".venv-mp"
 
 #: Runs inside the MediaPipe venv: decodes frames [0, n) of a video (RGB), prints "ready", then for each
-#: number k read from stdin times ``pose.process`` on the next k frames and prints their ms as one JSON line
-#: (0 ends). One Pose object for the whole run: its tracking carries over from chunk to chunk.
+#: number k read from stdin times ``pose.process`` on the next k frames and prints their ms (wall, and the
+#: process's CPU time: all its threads) as one JSON line (0 ends). One Pose object for the whole run: its tracking carries over from chunk to chunk.
 MEDIAPIPE_WORKER = r'''
 import json, sys, time
 import cv2
@@ -45,14 +45,15 @@ for line in sys.stdin:
     k = int(line)
     if k <= 0:
         break
-    ms, found = [], []
+    ms, cpu, found = [], [], []
     for rgb in frames[i:i + k]:
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         res = pose.process(rgb)
         ms.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
         found.append(res.pose_landmarks is not None)
     i += k
-    print(json.dumps({"ms": ms, "found": found}), flush=True)
+    print(json.dumps({"ms": ms, "cpu_ms": cpu, "found": found}), flush=True)
 pose.close()
 '''
 
@@ -171,7 +172,8 @@ class FrameFeed(FrameSource):
     """Frames decoded beforehand (RGB), handed to :func:`instanthmr.runner.loop.run` as its source, in turns:
     the run's thread waits until :meth:`turn` lets ``k`` more frames through, and each frame's time is
     measured from the moment it is handed to the loop until the loop asks for the next one (ms in
-    :attr:`ms`): the loop's whole per-frame work, decoding excluded. Between turns the run's thread waits,
+    :attr:`ms`; the process's CPU time over the same span, all threads, in :attr:`cpu_ms`): the loop's whole
+    per-frame work, decoding excluded. Between turns the run's thread waits,
     so another side (MediaPipe Pose) can run alone."""
 
     kind = "video"
@@ -182,6 +184,7 @@ class FrameFeed(FrameSource):
         h, w = frames[0].shape[:2]
         self.size, self.total = (w, h), len(frames)
         self.ms: list[float] = []
+        self.cpu_ms: list[float] = []
         self._go, self._done = threading.Semaphore(0), threading.Semaphore(0)
         self._budget, self._closed = 0, False
         self.end: float | None = None  # perf_counter when the loop was done with the last frame it had
@@ -194,10 +197,11 @@ class FrameFeed(FrameSource):
             if self._closed:
                 return
             self._budget -= 1
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             yield Frame(image, i, i / self.fps)
             self.end = time.perf_counter()
             self.ms.append((self.end - t0) * 1e3)
+            self.cpu_ms.append((time.process_time() - c0) * 1e3)
 
     def wait(self) -> None:
         """Until the run's thread hands the turn back (or its run ended)."""
@@ -262,12 +266,13 @@ class Ours:
             self.feed._done.release()
 
     def next(self, k: int):
-        """``(ms, persons, detector_ran)`` lists for the next ``k`` frames."""
+        """``(ms, cpu_ms, persons, detector_ran)`` lists for the next ``k`` frames (``cpu_ms``: this process's
+        CPU time, all threads; the other sides wait meanwhile)."""
         n0 = len(self.feed.ms)
         self.feed.turn(k)
         self._raise()
         ms = self.feed.ms[n0:]
-        out = ms, self.persons[n0:n0 + len(ms)], self.detected[n0:n0 + len(ms)]
+        out = ms, self.feed.cpu_ms[n0:], self.persons[n0:n0 + len(ms)], self.detected[n0:n0 + len(ms)]
         self.i += len(ms)
         return out
 
