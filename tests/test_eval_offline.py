@@ -124,5 +124,7 @@ def test_our_side_is_the_demo_loop_taking_turns_with_decoding_left_out(mp_models
         assert len(side.next(3)[0]) == 3 and side.finish_ms is None
         assert len(side.next(3)[0]) == 1  # the 7th frame; the run ended and its end was timed
         assert side.finish_ms is not None and side.finish_ms >= 0 and side.error is None
+        side.thread.join(timeout=10)
+        assert side.next(3) == ([], [], [], [])  # the run is over: nothing more, and no wait
     finally:
         side.close()

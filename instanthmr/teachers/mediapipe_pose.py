@@ -267,8 +267,10 @@ class Ours:
 
     def next(self, k: int):
         """``(ms, cpu_ms, persons, detector_ran)`` lists for the next ``k`` frames (``cpu_ms``: this process's
-        CPU time, all threads; the other sides wait meanwhile)."""
+        CPU time, all threads; the other sides wait meanwhile); empty once the run has ended."""
         n0 = len(self.feed.ms)
+        if not self.thread.is_alive():  # between turns the run's thread waits for one or has ended
+            return [], [], [], []
         self.feed.turn(k)
         self._raise()
         ms = self.feed.ms[n0:]
