@@ -103,3 +103,28 @@ def test_per_person_cost_is_the_slope_without_detector_frames():
     ms[6], detected[6] = 500, True  # a detector frame: left out
     assert per_person_ms(ms, persons, detected) == pytest.approx(15.0)
     assert per_person_ms([20, 21, 22], [1, 1, 1], [False] * 3) is None
+
+
+def test_our_side_is_the_demo_loop_taking_turns_with_decoding_left_out(mp_models):
+    """bench_mediapipe's side is ``runner.loop.run`` over frames decoded beforehand: frames go through only in
+    the turns it is given (between turns the loop waits), each turn's per-frame times come back, the last turn
+    ends the run (its end, the offline passes, timed apart)."""
+    import time
+
+    from instanthmr.teachers.mediapipe_pose import Ours
+
+    frames = [np.full((72, 128, 3), 40 * i, np.uint8) for i in range(7)]  # nobody in them: the detector runs
+    side = Ours(frames, max_persons=1, hands=False)
+    try:
+        ms, cpu, persons, detected = side.next(3)
+        assert len(ms) == len(cpu) == len(persons) == len(detected) == 3 and all(m > 0 for m in ms)
+        assert persons == [0, 0, 0] and all(detected)  # the run's own results, one per frame
+        time.sleep(0.05)
+        assert len(side.feed.ms) == 3  # between turns the loop waits: no frame went through
+        assert len(side.next(3)[0]) == 3 and side.finish_ms is None
+        assert len(side.next(3)[0]) == 1  # the 7th frame; the run ended and its end was timed
+        assert side.finish_ms is not None and side.finish_ms >= 0 and side.error is None
+        side.thread.join(timeout=10)
+        assert side.next(3) == ([], [], [], [])  # the run is over: nothing more, and no wait
+    finally:
+        side.close()

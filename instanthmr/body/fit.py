@@ -52,6 +52,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dposv as _posv
 
 from instanthmr.body.mhr import MHR_TO_PRODUCT, NUM_MODEL_PARAMS, NUM_SHAPE, MHRNumpy
+from instanthmr.core.blas import blas_threads
 from instanthmr.core.geometry import solve_camera_translation
 from instanthmr.core.rotations import cross as _cross
 from instanthmr.core.rotations import euler_xyz_nearest, quaternion_to_matrix
@@ -679,6 +680,7 @@ class BodyFitter:
         return p
 
     # ------------------------------------------------------------------------------------------------
+    @blas_threads(1)  # its products are small: a second BLAS thread costs more than it saves (core/blas.py)
     def fit(self, obs: Observation, shape: BodyShape, previous: FitResult | None = None,
             iterations: int | None = None, init_params: np.ndarray | None = None) -> FitResult:
         """Fit one person. ``previous``: the track's last solution (warm start and temporal term), None for a

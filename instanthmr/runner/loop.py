@@ -241,13 +241,15 @@ class _StopEvent(Exception):
     """The caller's stop event was set: the run ends like an interruption (frames done so far are kept)."""
 
 
-def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
+def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
     """Run ``config``'s source through ``pipeline`` into its outputs; the :class:`RunReport`.
 
     ``pipeline``: a built pipeline (reset here: nothing carries over from an earlier source; left open), else
     the one ``config.pipeline`` names is built (after the source opens; closed at the end). ``stop``: a
     ``threading.Event`` (checked between frames; when set the run ends with the frames done so far, status
-    "stopped"), an ``outputs.signals.StopSignals`` (the demo's signal handling), or None. Raises the one-line
+    "stopped"), an ``outputs.signals.StopSignals`` (the demo's signal handling), or None. ``source``: an open
+    ``video.sources.FrameSource`` to take the frames from instead of opening ``config``'s (closed at the end;
+    e.g. frames decoded beforehand, so a benchmark times the loop without decoding). Raises the one-line
     errors of a bad source, model or output (``SourceError``, ``ModelLoadError``, ``ResultsWriteError``,
     ``ValueError``) and does not validate ``config`` (call ``config.validate()`` first). ``config.focal_length``
     (or ``fov``) is set on the pipeline for this run only."""
@@ -256,7 +258,7 @@ def run(config: RunConfig, pipeline=None, stop=None) -> RunReport:
     event = stop if stop is not None and hasattr(stop, "is_set") else None
     signals = stop if isinstance(stop, StopSignals) else StopSignals(signals=())  # no handlers of its own
     smooth = config.smoothing()
-    source = open_config_source(config, config.max_frames)
+    source = source if source is not None else open_config_source(config, config.max_frames)
     photos = source.kind == "images"  # unrelated photos: no boxes, tracks or smoothing carried between them
     if photos and smooth != "none":
         _say(config, f"smoothing: none for a folder of photos (--smooth {smooth} ignored)", file=sys.stderr)

@@ -10,19 +10,21 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from instanthmr.core.paths import REPO_ROOT
+from instanthmr.video.sources import Frame, FrameSource
 
 MEDIAPIPE_PIN = "mediapipe==0.10.21"
 DEFAULT_VENV = REPO_ROOT / ".venv-mp"
 
 #: Runs inside the MediaPipe venv: decodes frames [0, n) of a video (RGB), prints "ready", then for each
-#: number k read from stdin times ``pose.process`` on the next k frames and prints their ms as one JSON line
-#: (0 ends). One Pose object for the whole run: its tracking carries over from chunk to chunk.
+#: number k read from stdin times ``pose.process`` on the next k frames and prints their ms (wall, and the
+#: process's CPU time: all its threads) as one JSON line (0 ends). One Pose object for the whole run: its tracking carries over from chunk to chunk.
 MEDIAPIPE_WORKER = r'''
 import json, sys, time
 import cv2
@@ -43,14 +45,15 @@ for line in sys.stdin:
     k = int(line)
     if k <= 0:
         break
-    ms, found = [], []
+    ms, cpu, found = [], [], []
     for rgb in frames[i:i + k]:
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         res = pose.process(rgb)
         ms.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
         found.append(res.pose_landmarks is not None)
     i += k
-    print(json.dumps({"ms": ms, "found": found}), flush=True)
+    print(json.dumps({"ms": ms, "cpu_ms": cpu, "found": found}), flush=True)
 pose.close()
 '''
 
@@ -165,42 +168,123 @@ def read_frames(video: Path, n: int) -> list[np.ndarray]:
     return frames
 
 
+class FrameFeed(FrameSource):
+    """Frames decoded beforehand (RGB), handed to :func:`instanthmr.runner.loop.run` as its source, in turns:
+    the run's thread waits until :meth:`turn` lets ``k`` more frames through, and each frame's time is
+    measured from the moment it is handed to the loop until the loop asks for the next one (ms in
+    :attr:`ms`; the process's CPU time over the same span, all threads, in :attr:`cpu_ms`): the loop's whole
+    per-frame work, decoding excluded. Between turns the run's thread waits,
+    so another side (MediaPipe Pose) can run alone."""
+
+    kind = "video"
+
+    def __init__(self, frames, fps: float = 30.0, name: str = "frames"):
+        super().__init__()
+        self.frames, self.fps, self.name = frames, float(fps), name
+        h, w = frames[0].shape[:2]
+        self.size, self.total = (w, h), len(frames)
+        self.ms: list[float] = []
+        self.cpu_ms: list[float] = []
+        self._go, self._done = threading.Semaphore(0), threading.Semaphore(0)
+        self._budget, self._closed = 0, False
+        self.end: float | None = None  # perf_counter when the loop was done with the last frame it had
+
+    def __iter__(self):
+        for i, image in enumerate(self.frames):
+            if self._budget == 0:
+                self._done.release()  # this turn is over (or the run is ready): wait for the next
+                self._go.acquire()
+            if self._closed:
+                return
+            self._budget -= 1
+            c0, t0 = time.process_time(), time.perf_counter()
+            yield Frame(image, i, i / self.fps)
+            self.end = time.perf_counter()
+            self.ms.append((self.end - t0) * 1e3)
+            self.cpu_ms.append((time.process_time() - c0) * 1e3)
+
+    def wait(self) -> None:
+        """Until the run's thread hands the turn back (or its run ended)."""
+        self._done.acquire()
+
+    def turn(self, k: int) -> None:
+        """Let ``k`` more frames through and wait until the loop asks for the one after them (or ends)."""
+        self._budget = int(k)
+        self._go.release()
+        self.wait()
+
+    def close(self) -> None:
+        """Ends the iteration at the next frame (a run left waiting finishes)."""
+        self._closed = True
+        self._go.release()
+
+
 class Ours:
-    """One of our paths as the demo runs it per frame (TrackingPipeline, causal smoothing, and with
-    ``body_fit`` the per-track MHR body fit the demo runs by default), timed chunk by chunk: the MediaPipe path
-    (``mediapipe_pipeline``), or with ``network`` (an InstantHMR ``.onnx``) the network path with the MediaPipe
-    person detector on every frame (the previous offline default)."""
+    """One of our paths as the demo runs it: :func:`instanthmr.runner.loop.run` (tracking, the per-track MHR
+    body fit with ``body_fit``, smoothing as ``smooth`` says or the headless demo's default (offline: kept per
+    frame, smoothed after the last), the ground stage, the outputs) in its own thread over a :class:`FrameFeed`,
+    timed chunk by chunk: the MediaPipe path, or with ``network`` (an InstantHMR ``.onnx``) the network path
+    with the MediaPipe person detector on every frame (the previous offline default). No output file is
+    written; ``finish_ms`` is the end of the run (the offline passes over all frames), not in the per-frame
+    times."""
 
     def __init__(self, frames, max_persons: int, hands: bool, fps: float = 30.0, network: Path | None = None,
-                 body_fit: bool = False):
-        from instanthmr.runtime.mediapipe.estimator import mediapipe_pipeline
-        from instanthmr.runtime.pipeline import PosePipeline
-        from instanthmr.video.tracking import TrackingPipeline
+                 body_fit: bool = False, smooth: str | None = None):
+        from instanthmr.runner.config import RunConfig
+        from instanthmr.runtime.factory import PipelineSpec
 
-        self.frames, self.fps, self.i = frames, fps, 0
-        pipe = (PosePipeline.from_files(network, detector="mediapipe", max_persons=max_persons, crops="boxes")
-                if network else mediapipe_pipeline(hands=hands, max_persons=max_persons))
-        self.tracking = TrackingPipeline.from_pipeline(pipe, smooth="causal", fps=fps)
-        self.body_fit = None
-        if body_fit:
-            from instanthmr.body.mhr import SHIPPED_MHR_MODEL, MHRNumpy
-            from instanthmr.video.body_fit import BodyFitStage
+        spec = (PipelineSpec(model=str(network), detector="mediapipe", detector_stride=1, max_persons=max_persons,
+                             hands=False) if network else
+                PipelineSpec(model="mediapipe", hands=hands, max_persons=max_persons))
+        self.persons: list[int] = []
+        self.detected: list[bool] = []
 
-            self.body_fit = BodyFitStage(MHRNumpy.from_npz(SHIPPED_MHR_MODEL), keep_history=False)
+        def record(frame, result):
+            self.persons.append(len(result.persons))
+            self.detected.append(bool(result.detector_ran))
+            return result
+
+        self.config = RunConfig(video="frames", pipeline=spec, body_fit=body_fit, smooth=smooth, viewer=False,
+                                stages=(record,), quiet=True, verbose=False)
+        self.feed = FrameFeed(frames, fps)
+        self.i, self.finish_ms, self.error = 0, None, None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self.feed.wait()  # the pipeline is built and the loop asks for its first frame
+        self._raise()
+
+    def _run(self) -> None:
+        from instanthmr.runner.loop import run
+
+        try:
+            run(self.config, source=self.feed)
+            if self.feed.end is not None:
+                self.finish_ms = (time.perf_counter() - self.feed.end) * 1e3
+        except BaseException as e:  # handed to the caller's thread
+            self.error = e
+        finally:
+            self.feed._done.release()
 
     def next(self, k: int):
-        """``(ms, persons, detector_ran)`` lists for the next ``k`` frames."""
-        ms, persons, detected = [], [], []
-        for img in self.frames[self.i:self.i + k]:
-            t0 = time.perf_counter()
-            r = self.tracking(img, self.i, self.i / self.fps)
-            if self.body_fit is not None:
-                r = self.body_fit(r)
-            ms.append((time.perf_counter() - t0) * 1e3)
-            persons.append(len(r.persons))
-            detected.append(bool(r.detector_ran))
-            self.i += 1
-        return ms, persons, detected
+        """``(ms, cpu_ms, persons, detector_ran)`` lists for the next ``k`` frames (``cpu_ms``: this process's
+        CPU time, all threads; the other sides wait meanwhile); empty once the run has ended."""
+        n0 = len(self.feed.ms)
+        if not self.thread.is_alive():  # between turns the run's thread waits for one or has ended
+            return [], [], [], []
+        self.feed.turn(k)
+        self._raise()
+        ms = self.feed.ms[n0:]
+        out = ms, self.feed.cpu_ms[n0:], self.persons[n0:n0 + len(ms)], self.detected[n0:n0 + len(ms)]
+        self.i += len(ms)
+        return out
+
+    def close(self) -> None:
+        self.feed.close()
+        self.thread.join(timeout=60)
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 def frame_stats(ms) -> dict:
