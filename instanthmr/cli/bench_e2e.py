@@ -48,17 +48,24 @@ from instanthmr.runtime.session import ModelLoadError
 from instanthmr.training.model_info import network_label
 from instanthmr.video.sources import SourceError
 
-LEVER_NAMES = ("threads", "resolution", "int8_detector", "int8_network", "async")
+LEVER_NAMES = ("threads", "resolution", "int8_detector", "int8_network", "async", "keypoint_crops", "in_flight")
+_ = False
 LEVERS = {  # variant -> which levers are on, in LEVER_NAMES order
-    "straightforward": (False, False, False, False, False),
-    "threads": (True, False, False, False, False),
-    "resolution": (False, True, False, False, False),
-    "int8-detector": (False, False, True, False, False),
-    "int8": (False, False, True, True, False),
-    "async": (True, False, False, False, True),
-    "optimised-sync": (True, True, True, True, False),
-    "optimised-sync-fp32-net": (True, True, True, False, False),
-    "optimised": (True, True, True, True, True),
+    "straightforward": (_, _, _, _, _, _, _),
+    "threads": (True, _, _, _, _, _, _),
+    "resolution": (_, True, _, _, _, _, _),
+    "int8-detector": (_, _, True, _, _, _, _),
+    "int8": (_, _, True, True, _, _, _),
+    "async": (True, _, _, _, True, _, _),
+    "optimised-sync": (True, True, True, True, _, _, _),
+    "optimised-sync-fp32-net": (True, True, True, _, _, _, _),
+    "optimised": (True, True, True, True, True, _, _),
+    # the runner loop's tracking wrapper: keypoint crops, the detector every --keypoint-stride frames
+    "keypoint": (True, True, True, True, _, True, _),
+    # + 2 frames in flight, threads per model by the rule (threads_per_model: 1 each on 2 cores)
+    "in-flight": (_, True, True, True, _, True, True),
+    # + 2 frames in flight at --threads each (to check the rule against)
+    "in-flight-threads": (True, True, True, True, _, True, True),
 }
 VARIANTS = tuple(LEVERS)
 
@@ -144,12 +151,18 @@ def prepare_architectures(args, cache: Path) -> dict[str, dict]:
 
 
 def build_pipeline(variant: str, models: dict, args, box):
+    """The variant's pipeline: a :class:`PosePipeline`, or for keypoint crops the runner loop's
+    :class:`~instanthmr.video.tracking.TrackingPipeline` around one (causal smoothing, as a live run)."""
+    from instanthmr.runner.speed import FixedJoints
     from instanthmr.runtime.detector import OnnxDetector
     from instanthmr.runtime.pipeline import PosePipeline, load_hmr
     from instanthmr.runtime.session import RuntimeOptions
+    from instanthmr.video.tracking import TrackingPipeline
 
-    threads_on, res_on, int8_det, int8_net, async_on = LEVERS[variant]
+    threads_on, res_on, int8_det, int8_net, async_on, keypoints, in_flight = LEVERS[variant]
     runtime = RuntimeOptions(threads=args.threads, spinning=False) if threads_on else RuntimeOptions()
+    if in_flight:  # threads 0 here: threads_per_model chooses
+        runtime = runtime.replace(spinning=False, frames_in_flight=args.in_flight)
     runtime = runtime.replace(async_detector=async_on)
     det_file = models["det_low" if res_on else "det"]
     if int8_det:
@@ -158,18 +171,32 @@ def build_pipeline(variant: str, models: dict, args, box):
     det = OnnxDetector(det_file, confidence=args.det_confidence, max_persons=1, device="cpu", runtime=runtime)
     if box is not None:
         det = FixedBoxes(det, box)
-    return PosePipeline(det, hmr, detector_stride=args.stride, max_persons=1,
-                        async_detector=runtime.async_detector)
+    if not keypoints:
+        return PosePipeline(det, hmr, detector_stride=args.stride, max_persons=1,
+                            async_detector=runtime.async_detector)
+    if box is not None and models["random_hmr"]:  # random joints would lose the person every frame
+        hmr = FixedJoints(hmr, box)
+    pose = PosePipeline(det, hmr, detector_stride=args.keypoint_stride, max_persons=1, crops="keypoints",
+                        frames_in_flight=runtime.frames_in_flight)
+    return TrackingPipeline.from_pipeline(pose, smooth="causal", fps=30.0)
 
 
 def run_once(pipeline, frames: list) -> dict:
+    """One pass over ``frames``: a frame's ms is one call as the runner loop makes it (``predict``, or the
+    tracking wrapper's ``submit``, which with frames in flight returns an earlier frame's result)."""
     pipeline.reset()
     results, frame_ms = [], []
+    tracked = hasattr(pipeline, "submit")
     c0, t0 = time.process_time(), time.perf_counter()
     for i, img in enumerate(frames):
         t = time.perf_counter()
-        results.append(pipeline.predict(img, frame_index=i))
+        if tracked:
+            results += [r for _, r in pipeline.submit(img, i)]
+        else:
+            results.append(pipeline.predict(img, frame_index=i))
         frame_ms.append((time.perf_counter() - t) * 1e3)
+    if tracked:
+        results += [r for _, r in pipeline.drain()]
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     calls = [r.detector_ms for r in results if r.detector_ran]
     # CPU ms / frame (all threads of this process): the work per frame, which a busy shared machine inflates far
@@ -223,6 +250,8 @@ def run(args) -> dict:
                   f"detector call {res['detector_call_ms']:6.1f} ms x {res['detector_calls']})", flush=True)
     for p in pipes.values():
         p.close()
+        if hasattr(p, "frame_pipeline"):
+            p.frame_pipeline.close()
     load_after = os.getloadavg()
     base = "straightforward" if "straightforward" in args.variants else args.variants[0]
     rows = []
@@ -286,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hmr-int8-mode", default="static", choices=("static", "static-linear"),
                    help="the int8 network lever's quantisation (tools/quantize_onnx.py --mode; default: static)")
     p.add_argument("--stride", type=int, default=3, help="detector stride (default: 3)")
+    p.add_argument("--keypoint-stride", type=int, default=10,
+                   help="keypoint-crop variants: the detector at least every N frames (the demo's --detector-stride "
+                        "with --keypoint-crops; default: 10, its default)")
+    p.add_argument("--in-flight", type=int, default=2, help="frames in flight of the in-flight variants (default: 2)")
     p.add_argument("--frames", type=int, default=30, help="measured frames per variant per round (default: 30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed frames per variant (default: 3)")
     p.add_argument("--rounds", type=int, default=3, help="round-robin rounds (default: 3)")

@@ -91,6 +91,9 @@ class PipelineSpec:
         if self.mhr_lod is not None and not 0 <= self.mhr_lod <= 6:
             raise ValueError(f"{label('mhr_lod')} is a level of detail from 0 (finest) to 6 (coarsest), "
                              f"got {self.mhr_lod}")
+        if self.runtime.frames_in_flight > 1 and not self.keypoint_crops:
+            raise ValueError(f"{label('frames_in_flight')} above 1 needs {label('keypoint_crops')} (each frame's "
+                             "crops come from the latest finished frame's joints)")
         if self.model and self.model.startswith("hf:"):
             from instanthmr.runtime.hub import parse_hub_spec
 

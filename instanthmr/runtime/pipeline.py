@@ -317,6 +317,8 @@ class PosePipeline:
         async_detector: the detector runs on its own thread on the newest frame while the estimator runs on the
             latest boxes; a new detection starts when the previous one is done and at least ``detector_stride``
             frames have passed; only the first frame waits for it.
+        frames_in_flight: how many frames :class:`~instanthmr.video.tracking.TrackingPipeline` runs at once with
+            keypoint crops (its ``frames_in_flight``; this pipeline's own ``predict`` is one frame at a time).
 
     :meth:`from_files` builds the parts from an ``.onnx`` file and a detector name (the old constructor's
     arguments).
@@ -324,8 +326,11 @@ class PosePipeline:
 
     def __init__(self, detector: PersonDetector, estimator: PoseEstimator, *, detector_stride: int = 1,
                  max_persons: int = 8, crops: str = "keypoints", focal_length: float | None = None,
-                 async_detector: bool = False):
+                 async_detector: bool = False, frames_in_flight: int = 1):
         self.schedule = DetectorSchedule(detector_stride)
+        if int(frames_in_flight) < 1:
+            raise ValueError(f"frames_in_flight must be >= 1, got {frames_in_flight}")
+        self.frames_in_flight = int(frames_in_flight)
         if crops not in CROP_STRATEGIES:
             raise ValueError(f"crops must be one of {CROP_STRATEGIES}, got {crops!r}")
         if crops == "landmarks" and not callable(getattr(estimator, "follow", None)):
@@ -368,7 +373,8 @@ class PosePipeline:
         det = create_detector(detector, variant=detector_variant, confidence=det_confidence, max_persons=max_persons,
                               device=device, weights=detector_weights, resolution=detector_resolution, runtime=rt)
         return cls(det, estimator, detector_stride=detector_stride, max_persons=max_persons, crops=crops,
-                   focal_length=focal_length, async_detector=rt.async_detector)
+                   focal_length=focal_length, async_detector=rt.async_detector,
+                   frames_in_flight=rt.frames_in_flight)
 
     @property
     def hmr(self) -> PoseEstimator:
