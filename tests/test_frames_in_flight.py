@@ -181,3 +181,35 @@ def test_frames_in_flight_with_a_tiny_random_network_match_the_plain_path(random
     for a, b in zip(results[1], results[2]):
         np.testing.assert_allclose(a.persons[0].joints_3d_cam, b.persons[0].joints_3d_cam, atol=1e-5)
         np.testing.assert_allclose(a.persons[0].joints_2d, b.persons[0].joints_2d, atol=1e-3)
+
+
+@pytest.mark.parametrize("in_flight", [1, 2])
+def test_hidden_detector_never_blocks_a_frame_while_people_are_followed(in_flight):
+    """The detector's look while somebody is followed is held on a gate: frames keep coming (keypoint crops)
+    until it is let go, then one frame runs on its boxes, a few frames old."""
+    scene = _Scene(delay_s=0.0)
+    gate, calls = threading.Event(), []
+
+    def detector(image, fi):
+        calls.append(fi)
+        if len(calls) > in_flight:  # after the start-up look(s), which nobody followed can wait for
+            assert gate.wait(10.0)
+        return scene.detector(image, fi)
+
+    tp = TrackingPipeline(detector, scene.estimator, smooth="none", detect_every=5, async_detector=True,
+                          frames_in_flight=in_flight)
+    out = []
+    for f in range(15):  # the hidden look is held all along: no frame waits for it
+        out += [r for _, r in tp.submit(_image(f), f)]
+    look = 4 + in_flight  # detect_every 5 frames after the last start-up look
+    assert calls == list(range(in_flight)) + [look] and tp.detector_calls == in_flight + 1
+    assert not any(r.detector_ran for r in out[in_flight:]) and all(len(r.persons) == 1 for r in out)
+    gate.set()
+    deadline = time.monotonic() + 10.0
+    while tp._async.busy and time.monotonic() < deadline:  # let the look finish; its result waits for a frame
+        time.sleep(0.001)
+    out += [r for _, r in tp.submit(_image(15), 15)] + [r for _, r in tp.drain()]
+    late = out[15]
+    assert late.detector_ran and late.detector_lag == 15 - look  # its boxes, used on frame 15
+    assert late.persons[0].source == "detector" and late.persons[0].track_id == out[0].persons[0].track_id
+    tp.close()

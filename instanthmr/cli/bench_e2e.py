@@ -66,6 +66,9 @@ LEVERS = {  # variant -> which levers are on, in LEVER_NAMES order
     "in-flight": (_, True, True, True, _, True, True),
     # + 2 frames in flight at --threads each (to check the rule against)
     "in-flight-threads": (True, True, True, True, _, True, True),
+    # keypoint / in-flight with the detector hidden on its own thread while the person is followed
+    "keypoint-async": (True, True, True, True, True, True, _),
+    "in-flight-async": (_, True, True, True, True, True, True),
 }
 VARIANTS = tuple(LEVERS)
 
@@ -177,7 +180,7 @@ def build_pipeline(variant: str, models: dict, args, box):
     if box is not None and models["random_hmr"]:  # random joints would lose the person every frame
         hmr = FixedJoints(hmr, box)
     pose = PosePipeline(det, hmr, detector_stride=args.keypoint_stride, max_persons=1, crops="keypoints",
-                        frames_in_flight=runtime.frames_in_flight)
+                        frames_in_flight=runtime.frames_in_flight, async_detector=runtime.async_detector)
     return TrackingPipeline.from_pipeline(pose, smooth="causal", fps=30.0)
 
 

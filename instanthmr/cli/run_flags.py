@@ -96,7 +96,7 @@ def add_speed_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
                          "must be exported at it with tools/export_detector.py --resolution R)")
     sp.add_argument("--async-detector", action="store_true",
                     help="run the detector on its own thread while the network uses the latest boxes (live "
-                         "sources; not with --keypoint-crops, which drives the detector itself)")
+                         "sources); with --keypoint-crops the people followed keep their crops while it looks")
     sp.add_argument("--frames-in-flight", type=int, default=1, metavar="N",
                     help="with --keypoint-crops: run N frames' network calls at once on worker threads, each "
                          "frame's crops from the latest finished frame, results in order N-1 frames late; with "

@@ -213,9 +213,7 @@ def build_pipeline(spec: PipelineSpec, model: Path | str):
                                   detector_weights=spec.detector_weights, detector_resolution=spec.detector_resolution)
     from instanthmr.runtime.pipeline import PosePipeline
 
-    runtime = spec.runtime
-    if runtime.async_detector and spec.keypoint_crops:  # keypoint crops drive the detector themselves
-        runtime = replace(runtime, async_detector=False)
+    runtime = spec.runtime  # with keypoint crops the tracking wrapper hides the detector (async_detector) itself
     return PosePipeline.from_files(
         model, device=spec.device, detector=spec.detector or "rfdetr", detector_variant=spec.detector_variant,
         det_confidence=spec.det_confidence, max_persons=spec.max_persons, detector_stride=stride,

@@ -291,6 +291,12 @@ class TrackingPipeline:
             at once on worker threads (:meth:`submit`; :class:`~instanthmr.runtime.session.RuntimeOptions`).
             Frame t's crops then come from frame t - frames_in_flight's joints, moved by that many steps of the
             box velocity; on 2 CPU cores two frames at 1 thread each do more work per second than one at 2.
+        async_detector: ``"keypoints"`` / ``"boxes"`` without ``frame_pipeline``: while people are followed, a
+            due detector run goes to its own thread instead of blocking a frame; the people keep their crops,
+            and the first frame after it finishes runs on its boxes (from a few frames earlier, enlarged as
+            :class:`~instanthmr.runtime.pipeline.DetectorSchedule` reuses boxes; ``FrameResult.detector_lag``
+            says how many frames). With nobody followed the detector runs in the frame (nothing to show
+            without it). Results then depend on timing (live sources).
 
     ``detector_calls`` and ``frames_seen`` count the whole run (:meth:`reset` does not clear them).
     """
@@ -298,7 +304,7 @@ class TrackingPipeline:
     def __init__(self, detector, estimator, tracker: Tracker | None = None, crops: str = "keypoints",
                  detect_every: int = 10, refresh_below: float = 0.5, smooth: str = "causal",
                  fps: float = 30.0, smoother=None, frame_pipeline=None, follow=None, max_persons: int = 8,
-                 frames_in_flight: int = 1):
+                 frames_in_flight: int = 1, async_detector: bool = False):
         import collections
         import threading
 
@@ -334,6 +340,8 @@ class TrackingPipeline:
         self._pending: collections.deque = collections.deque()  # (tag, job) of the frames in flight, in order
         self._workers = None  # ThreadPoolExecutor, made on the first frame in flight
         self._detector_lock = threading.Lock()
+        self.async_detector = bool(async_detector)
+        self._async = None  # AsyncDetector, made on the first hidden detector run
 
     @property
     def detect_every(self) -> int:
@@ -350,11 +358,14 @@ class TrackingPipeline:
         kwargs.setdefault("detect_every", pipeline.detector_stride)
         kwargs.setdefault("max_persons", pipeline.max_persons)
         kwargs.setdefault("frames_in_flight", getattr(pipeline, "frames_in_flight", 1))
+        kwargs.setdefault("async_detector", bool(getattr(pipeline, "async_detector", False)))
         return cls(pipeline.detector, pipeline.estimate, frame_pipeline=pipeline, follow=pipeline.follow, **kwargs)
 
     def reset(self) -> None:
         """Start a new video (tracks and filters forgotten, frames in flight dropped; IDs keep increasing)."""
         self._discard_pending()
+        if self._async is not None:  # a detection under way belongs to the old video
+            self._async.wait()
         self.tracker.reset()
         self._followed = []
         self._scan = None
@@ -414,6 +425,9 @@ class TrackingPipeline:
     def close(self) -> None:
         """Finish the frames in flight (their results are dropped) and stop the worker threads."""
         self._discard_pending()
+        if self._async is not None:
+            self._async.close()
+            self._async = None
         if self._workers is not None:
             self._workers.shutdown(wait=True)
             self._workers = None
@@ -438,8 +452,8 @@ class TrackingPipeline:
         return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
 
     def _start(self, image_rgb: np.ndarray, fi: int, time_s: float | None) -> dict:
-        """Plan one frame from the tracks as they stand (detector or keypoint crops) and start its model calls:
-        inline, or on a worker thread with frames in flight."""
+        """Plan one frame from the tracks as they stand (detector, a hidden detection's boxes or keypoint crops)
+        and start its model calls: inline, or on a worker thread with frames in flight."""
         t0 = time.perf_counter()
         h, w = image_rgb.shape[:2]
         ts = fi / self.fps if time_s is None else float(time_s)
@@ -449,12 +463,22 @@ class TrackingPipeline:
             self.schedule.request()
         # Tracks the detector missed stay dormant until its next scheduled run (the tracker keeps them
         # ``max_missed`` frames), rather than forcing a detector call every frame until they end.
-        ran = self.schedule.should_detect()
-        self.schedule.advance(ran)
-        job = {"t0": t0, "fi": fi, "ts": ts, "wh": (w, h), "ran": ran, "live": []}
-        if ran:
+        due = self.schedule.should_detect()
+        hidden = self._hidden_result((w, h)) if self.async_detector else None
+        if self.async_detector and due and live:  # the look goes to its own thread; the people keep their crops
+            handed = self._hand_over(image_rgb, fi)
+            self.schedule.advance(handed)  # not handed (one under way): due again next frame
+            self.detector_calls += int(handed)
+            due = False
+        else:
+            self.schedule.advance(due)
+        job = {"t0": t0, "fi": fi, "ts": ts, "wh": (w, h), "ran": due or hidden is not None, "live": [],
+               "lag": 0, "det_ms": 0.0}
+        if due:
             self.detector_calls += 1
             boxes = scores = None
+        elif hidden is not None:
+            boxes, scores, job["lag"], job["det_ms"] = hidden
         else:
             boxes = self.crop_boxes(live, (w, h), ahead=len(self._pending) + 1)
             keep = usable_boxes(boxes)  # e.g. joints all off the image: the box clips to nothing
@@ -474,14 +498,40 @@ class TrackingPipeline:
             job["work"] = self._models(image_rgb, fi, boxes, scores)
         return job
 
+    def _locked_detector(self, image_rgb, fi):
+        with self._detector_lock:  # a detector may keep per-call state; its runs never overlap
+            return self.detector(image_rgb, fi)
+
+    def _hand_over(self, image_rgb, fi: int) -> bool:
+        """Start a hidden detector run on this frame; False when one is under way."""
+        if self._async is None:
+            from instanthmr.runtime.pipeline import AsyncDetector
+
+            self._async = AsyncDetector(self._locked_detector)
+        return self._async.submit(image_rgb, fi, self.frames_seen)
+
+    def _hidden_result(self, image_wh):
+        """A finished hidden detection as ``(boxes enlarged, scores, lag in frames, detector ms)``, or None (none
+        finished, or it found nobody: the people followed keep their crops)."""
+        from instanthmr.runtime.pipeline import REUSE_ENLARGE, enlarge_boxes
+
+        res = self._async.poll() if self._async is not None else None
+        if res is None or len(res[1]) == 0:
+            return None
+        n, dets, ms = res
+        boxes = enlarge_boxes(dets.boxes, REUSE_ENLARGE, image_wh).astype(np.float64)  # people moved since
+        keep = usable_boxes(boxes)
+        if not keep.any():
+            return None
+        return boxes[keep], np.asarray(dets.scores, np.float64)[keep], self.frames_seen - n, float(ms)
+
     def _models(self, image_rgb, fi: int, boxes, scores) -> tuple:
         """The model calls of one frame (any thread): the detector when ``boxes`` is None, then the estimator.
         Returns ``(boxes, scores, predictions, detector ms, estimator ms)``."""
         det_ms = 0.0
         if boxes is None:
             td = time.perf_counter()
-            with self._detector_lock:  # a detector may keep per-call state; its runs never overlap
-                dets = self.detector(image_rgb, fi)
+            dets = self._locked_detector(image_rgb, fi)
             det_ms = (time.perf_counter() - td) * 1e3
             boxes = np.asarray(dets.boxes, dtype=np.float64).reshape(-1, 4)
             scores = np.asarray(dets.scores, dtype=np.float64).reshape(-1)
@@ -496,6 +546,7 @@ class TrackingPipeline:
         joints, the detector's next run when a crop loses its person, smoothing."""
         work = job["work"]
         boxes, scores, preds, det_ms, hmr_ms = work.result() if hasattr(work, "result") else work
+        det_ms = det_ms or job["det_ms"]  # a hidden run's time was on the detector's thread
         w, h = job["wh"]
         before = set(self.tracker.active_ids)
         persons = []
@@ -519,7 +570,7 @@ class TrackingPipeline:
             self.tracker.advance(updates)
         frame = FrameResult(persons=[], detector_ms=det_ms, hmr_ms=hmr_ms, total_ms=0.0, detector_ran=job["ran"],
                             frame_index=job["fi"], image_size=(w, h), detections=Detections(boxes, scores),
-                            time_s=job["ts"])
+                            time_s=job["ts"], detector_lag=job["lag"])
         return self._finish(persons, before, frame, job["t0"])
 
     def _landmark_frame(self, image_rgb: np.ndarray, fi: int) -> FrameResult:
