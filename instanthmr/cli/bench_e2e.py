@@ -16,7 +16,20 @@ Variants (``--variants``; all at detector stride ``--stride``, ``--max-persons 1
 * ``async``: + the detector on its own thread, the network on the latest boxes (threads as ``threads``);
 * ``optimised-sync``: threads + resolution + int8 (both), detector synchronous;
 * ``optimised-sync-fp32-net``: threads + resolution + int8 detector, fp32 network, detector synchronous;
-* ``optimised``: every lever above together (int8 both).
+* ``optimised``: every lever above together (int8 both);
+* ``keypoint``: threads + resolution + int8 (both) in the runner loop's tracking wrapper (``TrackingPipeline``
+  around the pipeline, causal smoothing: what ``demo.py --keypoint-crops`` runs per frame), the detector at least
+  every ``--keypoint-stride`` frames, crops from each person's joints between;
+* ``keypoint-async``: + the detector hidden on its own thread while the person is followed;
+* ``in-flight``: ``keypoint`` with ``--in-flight`` frames in flight, threads per model by the rule
+  (``threads_per_model``: 1 each on 2 cores); ``in-flight-threads``: the same at ``--threads`` each;
+  ``in-flight-async``: + the hidden detector (``demo.py --keypoint-crops --frames-in-flight 2
+  --async-detector --int8``).
+
+``--mediapipe-venv DIR`` also times MediaPipe Pose (complexity 1, tracking) on the same frames after each round
+(its own process; decoding untimed on both sides) and prints each variant's time per frame as a multiple of
+its. A keypoint variant's frame ms is one ``submit`` call (with frames in flight it returns the previous
+frame's result); the runner loop's outputs, ground and drawing are not timed.
 
 Every variant runs the same decoded frames (decoding is not timed; frames are 1280x720, resized when the
 source is not). Variants are timed round-robin, ``--rounds`` times, so a busy machine slows all of them
@@ -27,7 +40,9 @@ No weights here? ``--random-init`` (default when ``models/instanthmr.onnx`` is a
 ``--random-init-config`` (default ``instanthmr_repvit_m1_5``) with random weights, ``--config A,B`` several
 architectures timed in the same run (each row names its architecture), and an RF-DETR with random weights is
 exported when ``--detector`` is not given: the compute is the real one. A random detector's boxes are meaningless, so they are replaced by one
-fixed person box (the detector still runs in full); ``--keep-boxes`` turns that off.
+fixed person box (the detector still runs in full); ``--keep-boxes`` turns that off. A random network's joints
+are noise too: in the keypoint variants they are replaced by a fixed person's inside that box (``FixedJoints``;
+the network still runs in full), so the crops stay on the person as a trained network's would.
 """
 
 from __future__ import annotations
@@ -245,12 +260,19 @@ def run(args) -> dict:
           f"load average {load_before[0]:.1f}", flush=True)
     per_round: dict[tuple[str, str], list[dict]] = {k: [] for k in pipes}
     width = max(len(f"{a} {v}") for a, v in pipes)
+    mp_ms: list[float] = []  # MediaPipe Pose's ms per frame, every round
+    mp_py = mediapipe_python(args)
     for r in range(args.rounds):
         for (a, v), p in pipes.items():
             res = run_once(p, frames)
             per_round[(a, v)].append(res)
             print(f"  round {r + 1} {f'{a} {v}':<{width}} {res['fps']:6.2f} FPS  (HMR {res['hmr_ms']:6.1f} ms, "
                   f"detector call {res['detector_call_ms']:6.1f} ms x {res['detector_calls']})", flush=True)
+        if mp_py is not None:
+            ms = mediapipe_round(mp_py, video, args.warmup, len(frames))
+            mp_ms += ms
+            print(f"  round {r + 1} MediaPipe Pose {1e3 * len(ms) / sum(ms):6.2f} FPS (median {np.median(ms):.1f} ms)",
+                  flush=True)
     for p in pipes.values():
         p.close()
         if hasattr(p, "frame_pipeline"):
@@ -285,15 +307,50 @@ def run(args) -> dict:
               f"{r['frame_ms_median']:.1f} / {r['frame_ms_p95']:.1f} | {r['cpu_ms_per_frame']:.1f} | "
               f"{r['hmr_ms_median']:.1f} | {r['detector_call_ms_median']:.1f} | {r['detector_calls_per_frame']:.3f} | "
               f"{r['persons_per_frame']:.2f} |")
+    mediapipe = None
+    if mp_ms:  # issue 23's yardstick: time per frame (1000 / FPS) as a multiple of MediaPipe Pose's, same run
+        mp_frame = 1e3 * len(mp_ms) / sum(mp_ms)
+        mediapipe = {"fps": mp_frame, "frame_ms_median": float(np.median(mp_ms)),
+                     "frame_ms_p95": float(np.percentile(mp_ms, 95)), "frame_ms": mp_ms}
+        print(f"| MediaPipe Pose (complexity 1, tracking) | same frames | {mp_frame:.2f} | | "
+              f"{mediapipe['frame_ms_median']:.1f} / {mediapipe['frame_ms_p95']:.1f} | | | | | |")
+        for r in rows:
+            r["x_mediapipe_time"] = mp_frame / r["fps_median"]
+            print(f"  {r['architecture']} {r['variant']}: {r['x_mediapipe_time']:.2f}x MediaPipe Pose's time per "
+                  f"frame, p95 / median {r['frame_ms_p95'] / r['frame_ms_median']:.2f}")
     report = {"video": video, "size": [w, h], "frames": len(frames), "rounds": args.rounds, "stride": args.stride,
               "threads": args.threads, "detector_resolution": args.detector_resolution,
               "hmr": str(first["hmr"]), "random_hmr": first["random_hmr"],
               "architectures": {a: {"hmr": str(m["hmr"]), "random_hmr": m["random_hmr"]} for a, m in archs.items()},
               "detector": str(first["det"]), "random_detector": first["random_det"], "fixed_box": box,
               "load_before": load_before, "load_after": load_after, "cpus": os.cpu_count(),
-              "date": utc_stamp(), "rows": rows}
+              "date": utc_stamp(), "rows": rows, "mediapipe_pose": mediapipe}
     write_json_report(args.json, report)
     return report
+
+
+def mediapipe_python(args):
+    """The python of ``--mediapipe-venv`` (MediaPipe Pose 0.10.21; built there from the package registry when
+    missing), or None without the flag."""
+    if not args.mediapipe_venv:
+        return None
+    from instanthmr.teachers.mediapipe_pose import ensure_mediapipe_venv
+
+    return ensure_mediapipe_venv(args.mediapipe_venv)
+
+
+def mediapipe_round(py, video: str, warmup: int, frames: int) -> list[float]:
+    """MediaPipe Pose (complexity 1, tracking on) on the same first ``warmup + frames`` frames of ``video`` in its
+    own process (decoding there, untimed): ms per frame of the last ``frames``."""
+    from instanthmr.teachers.mediapipe_pose import MediaPipePoseWorker
+
+    worker = MediaPipePoseWorker(py, Path(video), warmup + frames)
+    try:
+        if warmup:
+            worker.next(warmup)
+        return list(worker.next(frames)["ms"])
+    finally:
+        worker.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,6 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keypoint-crop variants: the detector at least every N frames (the demo's --detector-stride "
                         "with --keypoint-crops; default: 10, its default)")
     p.add_argument("--in-flight", type=int, default=2, help="frames in flight of the in-flight variants (default: 2)")
+    p.add_argument("--mediapipe-venv", default=None, metavar="DIR",
+                   help="also time MediaPipe Pose (0.10.21, complexity 1, tracking) on the same frames each round, "
+                        "with this virtual environment's python (built there from the package registry when "
+                        "missing; tools/bench_mediapipe.py --venv is the same)")
     p.add_argument("--frames", type=int, default=30, help="measured frames per variant per round (default: 30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed frames per variant (default: 3)")
     p.add_argument("--rounds", type=int, default=3, help="round-robin rounds (default: 3)")
