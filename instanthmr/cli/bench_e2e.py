@@ -40,7 +40,8 @@ No weights here? ``--random-init`` (default when ``models/instanthmr.onnx`` is a
 ``--random-init-config`` (default ``instanthmr_repvit_m1_5``) with random weights, ``--config A,B`` several
 architectures timed in the same run (each row names its architecture), and an RF-DETR with random weights is
 exported when ``--detector`` is not given: the compute is the real one. A random detector's boxes are meaningless, so they are replaced by one
-fixed person box (the detector still runs in full); ``--keep-boxes`` turns that off. A random network's joints
+fixed person box (the detector still runs in full; also with a random network and a real detector);
+``--keep-boxes`` turns that off. A random network's joints
 are noise too: in the keypoint variants they are replaced by a fixed person's inside that box (``FixedJoints``;
 the network still runs in full), so the crops stay on the person as a trained network's would.
 """
@@ -246,7 +247,9 @@ def run(args) -> dict:
     archs = prepare_architectures(args, Path(args.cache_dir))  # label -> models
     first = next(iter(archs.values()))
     box = None
-    if first["random_det"] and not args.keep_boxes:  # a standing person's box in the middle of the frame
+    # a standing person's box in the middle of the frame: a random detector finds nobody real, and a random
+    # network's joints (keypoint variants) would lose anybody real
+    if (first["random_det"] or first["random_hmr"]) and not args.keep_boxes:
         box = [w * 0.40, h * 0.12, w * 0.60, h * 0.92]
     pipes = {(a, v): build_pipeline(v, m, args, box) for a, m in archs.items() for v in args.variants}
     warm, frames = frames[:args.warmup], frames[args.warmup:]
@@ -256,7 +259,8 @@ def run(args) -> dict:
     nets = ", ".join(f"{a} ({m['hmr'].name}{', RANDOM-INIT' if m['random_hmr'] else ''})" for a, m in archs.items())
     print(f"video {video} -> {w}x{h}, {len(frames)} frames per variant per round, {args.rounds} rounds, stride "
           f"{args.stride}, 1 person; network {nets}; "
-          f"detector {first['det'].name}{' (RANDOM WEIGHTS, fixed box)' if box is not None else ''}; "
+          f"detector {first['det'].name}{' (RANDOM WEIGHTS)' if first['random_det'] else ''}"
+          f"{' (fixed box)' if box is not None else ''}; "
           f"load average {load_before[0]:.1f}", flush=True)
     per_round: dict[tuple[str, str], list[dict]] = {k: [] for k in pipes}
     width = max(len(f"{a} {v}") for a, v in pipes)
