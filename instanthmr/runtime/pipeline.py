@@ -343,7 +343,8 @@ class PosePipeline:
         self.max_persons = int(max_persons)
         self.crops = crops
         self.focal_length: float | None = focal_length  # px; None = what the estimator assumes
-        self._async = AsyncDetector(self.detector) if async_detector else None
+        self._async_wanted = bool(async_detector)
+        self._async: AsyncDetector | None = None  # made by the first predict (a tracking wrapper may drive it)
         self._last_submit = -(10 ** 9)  # processed-frame number of the last frame handed to the async detector
 
     @classmethod
@@ -383,10 +384,11 @@ class PosePipeline:
 
     @property
     def async_detector(self) -> bool:
-        return self._async is not None
+        return self._async_wanted
 
     def close(self) -> None:
         """Stop the asynchronous detector's thread (no-op otherwise)."""
+        self._async_wanted = False
         if self._async is not None:
             self._async.close()
             self._async = None
@@ -434,7 +436,9 @@ class PosePipeline:
         fi = self.schedule.frame if frame_index is None else int(frame_index)
         detector_ms = 0.0
         lag = 0
-        if self._async is not None:
+        if self._async_wanted:
+            if self._async is None:
+                self._async = AsyncDetector(self.detector)
             dets, ran, detector_ms, lag = self._async_boxes(image_rgb, fi, (w, h))
         else:
             ran = self.schedule.should_detect()
