@@ -342,6 +342,8 @@ class TrackingPipeline:
         self._detector_lock = threading.Lock()
         self.async_detector = bool(async_detector)
         self._async = None  # AsyncDetector, made on the first hidden detector run
+        self._run_s = 0.0  # frames in flight: a frame's model calls, seconds (moving average)
+        self._last_start = 0.0  # perf_counter of the last frame started
 
     @property
     def detect_every(self) -> int:
@@ -407,6 +409,12 @@ class TrackingPipeline:
         if not self.pipelined:
             return [(tag, self(image_rgb, frame_index, time_s))]
         fi = self.frames_seen if frame_index is None else int(frame_index)
+        # Starts spaced by a frame's model time / frames in flight: frames started together finish together and
+        # come out in bursts (0 ms, then a whole run) however long they stay in step; one pause re-spaces them.
+        pause = self._last_start + self._run_s / self.frames_in_flight - time.perf_counter()
+        if self._pending and pause > 0:
+            time.sleep(pause)
+        self._last_start = time.perf_counter()
         self._pending.append((tag, self._start(image_rgb, fi, time_s)))
         done = []
         while len(self._pending) >= self.frames_in_flight:
@@ -539,7 +547,10 @@ class TrackingPipeline:
             boxes, scores = boxes[keep], scores[keep]
         th = time.perf_counter()
         preds = list(self.estimator(image_rgb, boxes, scores)) if len(boxes) else []
-        return boxes, scores, preds, det_ms, (time.perf_counter() - th) * 1e3
+        hmr_ms = (time.perf_counter() - th) * 1e3
+        run_s = (det_ms + hmr_ms) / 1e3
+        self._run_s = run_s if self._run_s == 0.0 else 0.8 * self._run_s + 0.2 * run_s  # (a float store: atomic)
+        return boxes, scores, preds, det_ms, hmr_ms
 
     def _complete(self, job: dict) -> FrameResult:
         """Wait for a frame's model calls and fold them into the tracks (in frame order): IDs, the next crops'
