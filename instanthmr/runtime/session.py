@@ -221,7 +221,8 @@ def threads_per_model(streams: int, cores: int | None = None) -> int:
 #: fastest setting measured on a busy 2-core CPU, and with the asynchronous detector on a quiet one
 #: (docs/performance.md); int8 is a separate choice because it needs the ``.int8.onnx`` files. ``cpu-live``: two
 #: frames in flight (keypoint crops), threads per model by :func:`threads_per_model`: the fastest measured for the
-#: notebook network end to end on the 2-core CPU (one frame more latency). ``gpu``: I/O
+#: notebook network end to end on the 2-core CPU when the process has both cores (one frame more latency; on a
+#: CPU shared with other busy processes one frame at a time at 2 threads was faster, docs/performance.md). ``gpu``: I/O
 #: binding and a captured CUDA graph per batch bucket (not measured on a GPU here; falls back to the plain
 #: path on other providers).
 RUNTIME_PRESETS: dict[str, RuntimeOptions] = {
