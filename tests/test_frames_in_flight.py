@@ -140,7 +140,7 @@ def test_threads_per_model_rule_and_options():
     assert RuntimeOptions(frames_in_flight=2).session_threads(cores=2) == 1
     assert RuntimeOptions(threads=2, frames_in_flight=2).session_threads(cores=2) == 2  # an explicit count wins
     live = RUNTIME_PRESETS["cpu-live"]
-    assert live.frames_in_flight == 2 and live.spinning is False and live.threads == 0
+    assert live.frames_in_flight == 2 and live.spinning is False and live.threads == 0 and live.async_detector
     flags = RuntimeOptions.from_flags(frames_in_flight=2)
     assert flags.frames_in_flight == 2 and flags.spinning is False
     with pytest.raises(ValueError, match="frames_in_flight"):

@@ -220,7 +220,8 @@ def threads_per_model(streams: int, cores: int | None = None) -> int:
 #: Named option sets (rtmlib / RF-DETR style). ``cpu-fast``: one thread per model, idle threads asleep: the
 #: fastest setting measured on a busy 2-core CPU, and with the asynchronous detector on a quiet one
 #: (docs/performance.md); int8 is a separate choice because it needs the ``.int8.onnx`` files. ``cpu-live``: two
-#: frames in flight (keypoint crops), threads per model by :func:`threads_per_model`: the fastest measured for the
+#: frames in flight (keypoint crops) and the detector hidden on its own thread while people are followed,
+#: threads per model by :func:`threads_per_model`: the fastest measured for the
 #: notebook network end to end on the 2-core CPU when the process has both cores (one frame more latency; on a
 #: CPU shared with other busy processes one frame at a time at 2 threads was faster, docs/performance.md). ``gpu``: I/O
 #: binding and a captured CUDA graph per batch bucket (not measured on a GPU here; falls back to the plain
@@ -228,7 +229,7 @@ def threads_per_model(streams: int, cores: int | None = None) -> int:
 RUNTIME_PRESETS: dict[str, RuntimeOptions] = {
     "default": RuntimeOptions(),
     "cpu-fast": RuntimeOptions(threads=1, spinning=False),
-    "cpu-live": RuntimeOptions(spinning=False, frames_in_flight=2),
+    "cpu-live": RuntimeOptions(spinning=False, frames_in_flight=2, async_detector=True),
     "gpu": RuntimeOptions(io_binding=True, cuda_graph=True),
 }
 
