@@ -174,6 +174,31 @@ def test_bench_e2e_variants_and_levers(tmp_path, shared_data, capsys):
     assert "unknown variant" in capsys.readouterr().err
 
 
+def test_bench_e2e_keypoint_and_in_flight_variants(tmp_path, shared_data):
+    """The runner loop's tracking wrapper in bench_e2e: keypoint crops keep the (fixed) person between detector
+    runs, two frames in flight return every frame, each model at 1 thread by the rule on 2 cores."""
+    import torch
+
+    from instanthmr.cli import bench_e2e
+    from instanthmr.training.export_detector import export_detector
+
+    torch.manual_seed(0)
+    det = export_detector("nano", tmp_path / "rf-detr-nano-128.onnx", pretrained=False, resolution=128)
+    out = tmp_path / "e2e.json"
+    rc = bench_e2e.main(["--video", str(shared_data / "videos" / "mmpose_demo_5frames.mp4"), "--random-init",
+                         "--random-init-config", "instanthmr_tiny_test", "--detector", str(det),
+                         "--fast-detector", str(det), "--detector-resolution", "128", "--variants",
+                         "keypoint,in-flight", "--frames", "4", "--warmup", "1", "--rounds", "1",
+                         "--keypoint-stride", "2", "--cache-dir", str(tmp_path / "cache"), "--json", str(out)])
+    assert rc == 0
+    rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
+    for v in ("keypoint", "in-flight"):
+        assert rows[v]["persons_per_frame"] == 1.0 and len(rows[v]["runs"][0]["frame_ms"]) == 4
+    # keypoint: frames 0 and 2 detected; in flight: 0 and 1 (nobody followed yet when 1 starts), then 3
+    assert rows["keypoint"]["detector_calls_per_frame"] == 0.5
+    assert rows["in-flight"]["detector_calls_per_frame"] == 0.75
+
+
 def test_bench_gpu_fp16_end_to_end_with_an_exported_detector(tmp_path, shared_data, random_onnx):
     """--e2e-precision fp16 with an .onnx detector: the detector's fp16 copy is made and both fp16 files run."""
     import shutil

@@ -131,7 +131,8 @@ def test_help_explains_every_flag(capsys):
                  "--no-spawn", "--max-frames", "--save-json", "--out-video", "--random-init", "--detector",
                  "--detector-weights", "--smooth", "--keypoint-crops", "--save-csv", "--save-npz", "--save-bvh",
                  "--mhr-model", "--mhr-lod", "--mhr-overlay", "--random-init-config", "--quiet", "--threads",
-                 "--int8", "--fp16", "--io-binding", "--cuda-graph", "--detector-resolution", "--async-detector"):
+                 "--int8", "--fp16", "--io-binding", "--cuda-graph", "--detector-resolution", "--async-detector",
+                 "--frames-in-flight"):
         assert flag in text, flag
     for action in demo.build_parser()._actions:  # no flag without an explanation
         assert action.help and len(action.help) > 10, action.option_strings
@@ -218,6 +219,23 @@ def test_precision_and_gpu_lever_flags(tmp_path, photo, random_onnx, capsys):
     assert demo.main(m + ["--fp16", "--io-binding", "--cuda-graph", "--save-json", str(out)]) == 0
     assert "net.fp16.onnx (fp16, io binding) on CPUExecutionProvider" in capsys.readouterr().out
     assert len(json.loads(out.read_text())["frames"][0]["persons"]) == 1
+
+
+def test_frames_in_flight_video_writes_every_frame_in_order(tmp_path, clip, random_onnx, capsys):
+    """--frames-in-flight 2 with --keypoint-crops: the runner takes each result a frame late and writes all of
+    them, in order, into the data file and the video; without --keypoint-crops it is refused in one line."""
+    boxes = box_file(tmp_path / "b.json", {i: [[300, 40, 620, 530]] for i in range(5)})
+    m = ["--video", str(clip), "--model", str(random_onnx), "--detector", str(boxes), "--no-spawn", "--device", "cpu",
+         "--frames-in-flight", "2"]
+    out = tmp_path / "f.json"
+    assert demo.main(m + ["--keypoint-crops", "--detector-stride", "2", "--save-json", str(out), "--out-video",
+                          str(tmp_path / "f.mp4")]) == 0
+    frames = json.loads(out.read_text())["frames"]
+    assert [f["frame_index"] for f in frames] == [0, 1, 2, 3, 4] and all(len(f["persons"]) == 1 for f in frames)
+    assert count_video_frames(tmp_path / "f.mp4") == 5
+    capsys.readouterr()
+    assert demo.main(m) == 2
+    assert "--frames-in-flight above 1 needs --keypoint-crops" in _error(capsys)
 
 
 def test_wrong_onnx_as_model(tmp_path, photo, capsys):

@@ -16,7 +16,20 @@ Variants (``--variants``; all at detector stride ``--stride``, ``--max-persons 1
 * ``async``: + the detector on its own thread, the network on the latest boxes (threads as ``threads``);
 * ``optimised-sync``: threads + resolution + int8 (both), detector synchronous;
 * ``optimised-sync-fp32-net``: threads + resolution + int8 detector, fp32 network, detector synchronous;
-* ``optimised``: every lever above together (int8 both).
+* ``optimised``: every lever above together (int8 both);
+* ``keypoint``: threads + resolution + int8 (both) in the runner loop's tracking wrapper (``TrackingPipeline``
+  around the pipeline, causal smoothing: what ``demo.py --keypoint-crops`` runs per frame), the detector at least
+  every ``--keypoint-stride`` frames, crops from each person's joints between;
+* ``keypoint-async``: + the detector hidden on its own thread while the person is followed;
+* ``in-flight``: ``keypoint`` with ``--in-flight`` frames in flight, threads per model by the rule
+  (``threads_per_model``: 1 each on 2 cores); ``in-flight-threads``: the same at ``--threads`` each;
+  ``in-flight-async``: + the hidden detector (``demo.py --keypoint-crops --frames-in-flight 2
+  --async-detector --int8``).
+
+``--mediapipe-venv DIR`` also times MediaPipe Pose (complexity 1, tracking) on the same frames after each round
+(its own process; decoding untimed on both sides) and prints each variant's time per frame as a multiple of
+its. A keypoint variant's frame ms is one ``submit`` call (with frames in flight it returns the previous
+frame's result); the runner loop's outputs, ground and drawing are not timed.
 
 Every variant runs the same decoded frames (decoding is not timed; frames are 1280x720, resized when the
 source is not). Variants are timed round-robin, ``--rounds`` times, so a busy machine slows all of them
@@ -27,7 +40,10 @@ No weights here? ``--random-init`` (default when ``models/instanthmr.onnx`` is a
 ``--random-init-config`` (default ``instanthmr_repvit_m1_5``) with random weights, ``--config A,B`` several
 architectures timed in the same run (each row names its architecture), and an RF-DETR with random weights is
 exported when ``--detector`` is not given: the compute is the real one. A random detector's boxes are meaningless, so they are replaced by one
-fixed person box (the detector still runs in full); ``--keep-boxes`` turns that off.
+fixed person box (the detector still runs in full; also with a random network and a real detector);
+``--keep-boxes`` turns that off. A random network's joints
+are noise too: in the keypoint variants they are replaced by a fixed person's inside that box (``FixedJoints``;
+the network still runs in full), so the crops stay on the person as a trained network's would.
 """
 
 from __future__ import annotations
@@ -48,17 +64,27 @@ from instanthmr.runtime.session import ModelLoadError
 from instanthmr.training.model_info import network_label
 from instanthmr.video.sources import SourceError
 
-LEVER_NAMES = ("threads", "resolution", "int8_detector", "int8_network", "async")
+LEVER_NAMES = ("threads", "resolution", "int8_detector", "int8_network", "async", "keypoint_crops", "in_flight")
+_ = False
 LEVERS = {  # variant -> which levers are on, in LEVER_NAMES order
-    "straightforward": (False, False, False, False, False),
-    "threads": (True, False, False, False, False),
-    "resolution": (False, True, False, False, False),
-    "int8-detector": (False, False, True, False, False),
-    "int8": (False, False, True, True, False),
-    "async": (True, False, False, False, True),
-    "optimised-sync": (True, True, True, True, False),
-    "optimised-sync-fp32-net": (True, True, True, False, False),
-    "optimised": (True, True, True, True, True),
+    "straightforward": (_, _, _, _, _, _, _),
+    "threads": (True, _, _, _, _, _, _),
+    "resolution": (_, True, _, _, _, _, _),
+    "int8-detector": (_, _, True, _, _, _, _),
+    "int8": (_, _, True, True, _, _, _),
+    "async": (True, _, _, _, True, _, _),
+    "optimised-sync": (True, True, True, True, _, _, _),
+    "optimised-sync-fp32-net": (True, True, True, _, _, _, _),
+    "optimised": (True, True, True, True, True, _, _),
+    # the runner loop's tracking wrapper: keypoint crops, the detector every --keypoint-stride frames
+    "keypoint": (True, True, True, True, _, True, _),
+    # + 2 frames in flight, threads per model by the rule (threads_per_model: 1 each on 2 cores)
+    "in-flight": (_, True, True, True, _, True, True),
+    # + 2 frames in flight at --threads each (to check the rule against)
+    "in-flight-threads": (True, True, True, True, _, True, True),
+    # keypoint / in-flight with the detector hidden on its own thread while the person is followed
+    "keypoint-async": (True, True, True, True, True, True, _),
+    "in-flight-async": (_, True, True, True, True, True, True),
 }
 VARIANTS = tuple(LEVERS)
 
@@ -144,12 +170,18 @@ def prepare_architectures(args, cache: Path) -> dict[str, dict]:
 
 
 def build_pipeline(variant: str, models: dict, args, box):
+    """The variant's pipeline: a :class:`PosePipeline`, or for keypoint crops the runner loop's
+    :class:`~instanthmr.video.tracking.TrackingPipeline` around one (causal smoothing, as a live run)."""
+    from instanthmr.runner.speed import FixedJoints
     from instanthmr.runtime.detector import OnnxDetector
     from instanthmr.runtime.pipeline import PosePipeline, load_hmr
     from instanthmr.runtime.session import RuntimeOptions
+    from instanthmr.video.tracking import TrackingPipeline
 
-    threads_on, res_on, int8_det, int8_net, async_on = LEVERS[variant]
+    threads_on, res_on, int8_det, int8_net, async_on, keypoints, in_flight = LEVERS[variant]
     runtime = RuntimeOptions(threads=args.threads, spinning=False) if threads_on else RuntimeOptions()
+    if in_flight:  # threads 0 here: threads_per_model chooses
+        runtime = runtime.replace(spinning=False, frames_in_flight=args.in_flight)
     runtime = runtime.replace(async_detector=async_on)
     det_file = models["det_low" if res_on else "det"]
     if int8_det:
@@ -158,18 +190,32 @@ def build_pipeline(variant: str, models: dict, args, box):
     det = OnnxDetector(det_file, confidence=args.det_confidence, max_persons=1, device="cpu", runtime=runtime)
     if box is not None:
         det = FixedBoxes(det, box)
-    return PosePipeline(det, hmr, detector_stride=args.stride, max_persons=1,
-                        async_detector=runtime.async_detector)
+    if not keypoints:
+        return PosePipeline(det, hmr, detector_stride=args.stride, max_persons=1,
+                            async_detector=runtime.async_detector)
+    if box is not None and models["random_hmr"]:  # random joints would lose the person every frame
+        hmr = FixedJoints(hmr, box)
+    pose = PosePipeline(det, hmr, detector_stride=args.keypoint_stride, max_persons=1, crops="keypoints",
+                        frames_in_flight=runtime.frames_in_flight, async_detector=runtime.async_detector)
+    return TrackingPipeline.from_pipeline(pose, smooth="causal", fps=30.0)
 
 
 def run_once(pipeline, frames: list) -> dict:
+    """One pass over ``frames``: a frame's ms is one call as the runner loop makes it (``predict``, or the
+    tracking wrapper's ``submit``, which with frames in flight returns an earlier frame's result)."""
     pipeline.reset()
     results, frame_ms = [], []
+    tracked = hasattr(pipeline, "submit")
     c0, t0 = time.process_time(), time.perf_counter()
     for i, img in enumerate(frames):
         t = time.perf_counter()
-        results.append(pipeline.predict(img, frame_index=i))
+        if tracked:
+            results += [r for _, r in pipeline.submit(img, i)]
+        else:
+            results.append(pipeline.predict(img, frame_index=i))
         frame_ms.append((time.perf_counter() - t) * 1e3)
+    if tracked:
+        results += [r for _, r in pipeline.drain()]
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     calls = [r.detector_ms for r in results if r.detector_ran]
     # CPU ms / frame (all threads of this process): the work per frame, which a busy shared machine inflates far
@@ -201,7 +247,9 @@ def run(args) -> dict:
     archs = prepare_architectures(args, Path(args.cache_dir))  # label -> models
     first = next(iter(archs.values()))
     box = None
-    if first["random_det"] and not args.keep_boxes:  # a standing person's box in the middle of the frame
+    # a standing person's box in the middle of the frame: a random detector finds nobody real, and a random
+    # network's joints (keypoint variants) would lose anybody real
+    if (first["random_det"] or first["random_hmr"]) and not args.keep_boxes:
         box = [w * 0.40, h * 0.12, w * 0.60, h * 0.92]
     pipes = {(a, v): build_pipeline(v, m, args, box) for a, m in archs.items() for v in args.variants}
     warm, frames = frames[:args.warmup], frames[args.warmup:]
@@ -211,18 +259,28 @@ def run(args) -> dict:
     nets = ", ".join(f"{a} ({m['hmr'].name}{', RANDOM-INIT' if m['random_hmr'] else ''})" for a, m in archs.items())
     print(f"video {video} -> {w}x{h}, {len(frames)} frames per variant per round, {args.rounds} rounds, stride "
           f"{args.stride}, 1 person; network {nets}; "
-          f"detector {first['det'].name}{' (RANDOM WEIGHTS, fixed box)' if box is not None else ''}; "
+          f"detector {first['det'].name}{' (RANDOM WEIGHTS)' if first['random_det'] else ''}"
+          f"{' (fixed box)' if box is not None else ''}; "
           f"load average {load_before[0]:.1f}", flush=True)
     per_round: dict[tuple[str, str], list[dict]] = {k: [] for k in pipes}
     width = max(len(f"{a} {v}") for a, v in pipes)
+    mp_ms: list[float] = []  # MediaPipe Pose's ms per frame, every round
+    mp_py = mediapipe_python(args)
     for r in range(args.rounds):
         for (a, v), p in pipes.items():
             res = run_once(p, frames)
             per_round[(a, v)].append(res)
             print(f"  round {r + 1} {f'{a} {v}':<{width}} {res['fps']:6.2f} FPS  (HMR {res['hmr_ms']:6.1f} ms, "
                   f"detector call {res['detector_call_ms']:6.1f} ms x {res['detector_calls']})", flush=True)
+        if mp_py is not None:
+            ms = mediapipe_round(mp_py, video, args.warmup, len(frames))
+            mp_ms += ms
+            print(f"  round {r + 1} MediaPipe Pose {1e3 * len(ms) / sum(ms):6.2f} FPS (median {np.median(ms):.1f} ms)",
+                  flush=True)
     for p in pipes.values():
         p.close()
+        if hasattr(p, "frame_pipeline"):
+            p.frame_pipeline.close()
     load_after = os.getloadavg()
     base = "straightforward" if "straightforward" in args.variants else args.variants[0]
     rows = []
@@ -253,15 +311,50 @@ def run(args) -> dict:
               f"{r['frame_ms_median']:.1f} / {r['frame_ms_p95']:.1f} | {r['cpu_ms_per_frame']:.1f} | "
               f"{r['hmr_ms_median']:.1f} | {r['detector_call_ms_median']:.1f} | {r['detector_calls_per_frame']:.3f} | "
               f"{r['persons_per_frame']:.2f} |")
+    mediapipe = None
+    if mp_ms:  # issue 23's yardstick: time per frame (1000 / FPS) as a multiple of MediaPipe Pose's, same run
+        mp_frame = 1e3 * len(mp_ms) / sum(mp_ms)
+        mediapipe = {"fps": mp_frame, "frame_ms_median": float(np.median(mp_ms)),
+                     "frame_ms_p95": float(np.percentile(mp_ms, 95)), "frame_ms": mp_ms}
+        print(f"| MediaPipe Pose (complexity 1, tracking) | same frames | {mp_frame:.2f} | | "
+              f"{mediapipe['frame_ms_median']:.1f} / {mediapipe['frame_ms_p95']:.1f} | | | | | |")
+        for r in rows:
+            r["x_mediapipe_time"] = mp_frame / r["fps_median"]
+            print(f"  {r['architecture']} {r['variant']}: {r['x_mediapipe_time']:.2f}x MediaPipe Pose's time per "
+                  f"frame, p95 / median {r['frame_ms_p95'] / r['frame_ms_median']:.2f}")
     report = {"video": video, "size": [w, h], "frames": len(frames), "rounds": args.rounds, "stride": args.stride,
               "threads": args.threads, "detector_resolution": args.detector_resolution,
               "hmr": str(first["hmr"]), "random_hmr": first["random_hmr"],
               "architectures": {a: {"hmr": str(m["hmr"]), "random_hmr": m["random_hmr"]} for a, m in archs.items()},
               "detector": str(first["det"]), "random_detector": first["random_det"], "fixed_box": box,
               "load_before": load_before, "load_after": load_after, "cpus": os.cpu_count(),
-              "date": utc_stamp(), "rows": rows}
+              "date": utc_stamp(), "rows": rows, "mediapipe_pose": mediapipe}
     write_json_report(args.json, report)
     return report
+
+
+def mediapipe_python(args):
+    """The python of ``--mediapipe-venv`` (MediaPipe Pose 0.10.21; built there from the package registry when
+    missing), or None without the flag."""
+    if not args.mediapipe_venv:
+        return None
+    from instanthmr.teachers.mediapipe_pose import ensure_mediapipe_venv
+
+    return ensure_mediapipe_venv(args.mediapipe_venv)
+
+
+def mediapipe_round(py, video: str, warmup: int, frames: int) -> list[float]:
+    """MediaPipe Pose (complexity 1, tracking on) on the same first ``warmup + frames`` frames of ``video`` in its
+    own process (decoding there, untimed): ms per frame of the last ``frames``."""
+    from instanthmr.teachers.mediapipe_pose import MediaPipePoseWorker
+
+    worker = MediaPipePoseWorker(py, Path(video), warmup + frames)
+    try:
+        if warmup:
+            worker.next(warmup)
+        return list(worker.next(frames)["ms"])
+    finally:
+        worker.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,6 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hmr-int8-mode", default="static", choices=("static", "static-linear"),
                    help="the int8 network lever's quantisation (tools/quantize_onnx.py --mode; default: static)")
     p.add_argument("--stride", type=int, default=3, help="detector stride (default: 3)")
+    p.add_argument("--keypoint-stride", type=int, default=10,
+                   help="keypoint-crop variants: the detector at least every N frames (the demo's --detector-stride "
+                        "with --keypoint-crops; default: 10, its default)")
+    p.add_argument("--in-flight", type=int, default=2, help="frames in flight of the in-flight variants (default: 2)")
+    p.add_argument("--mediapipe-venv", default=None, metavar="DIR",
+                   help="also time MediaPipe Pose (0.10.21, complexity 1, tracking) on the same frames each round, "
+                        "with this virtual environment's python (built there from the package registry when "
+                        "missing; tools/bench_mediapipe.py --venv is the same)")
     p.add_argument("--frames", type=int, default=30, help="measured frames per variant per round (default: 30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed frames per variant (default: 3)")
     p.add_argument("--rounds", type=int, default=3, help="round-robin rounds (default: 3)")

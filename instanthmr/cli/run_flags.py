@@ -100,7 +100,12 @@ def add_speed_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
                          "must be exported at it with tools/export_detector.py --resolution R)")
     sp.add_argument("--async-detector", action="store_true",
                     help="run the detector on its own thread while the network uses the latest boxes (live "
-                         "sources; not with --keypoint-crops, which drives the detector itself)")
+                         "sources); with --keypoint-crops the people followed keep their crops while it looks")
+    sp.add_argument("--frames-in-flight", type=int, default=1, metavar="N",
+                    help="with --keypoint-crops: run N frames' network calls at once on worker threads, each "
+                         "frame's crops from the latest finished frame, results in order N-1 frames late; with "
+                         "--threads 0 each model then gets cores/N threads (default: 1; 2 is the fastest "
+                         "measured on a 2-core CPU, docs/performance.md)")
 
 
 
@@ -185,7 +190,7 @@ def pipeline_spec(args) -> PipelineSpec:
                         batch_persons=not args.no_batch_persons,
                         runtime=RuntimeOptions.resolve(args.preset, **RuntimeOptions.from_flags(
                             args.threads, args.int8, args.fp16, args.io_binding, args.cuda_graph,
-                            args.async_detector).changes()),
+                            args.async_detector, args.frames_in_flight).changes()),
                         mhr_model=args.mhr_model, mhr_lod=args.mhr_lod)
 
 
@@ -194,6 +199,8 @@ def run_config(args, **fields) -> RunConfig:
     Raises ``ValueError`` for ``--threads`` below 0 (one line)."""
     if args.threads < 0:  # RuntimeOptions refuses it too, in its own words
         raise ValueError(f"--threads must be 0 (ONNX Runtime's choice) or more, got {args.threads}")
+    if args.frames_in_flight < 1:
+        raise ValueError(f"--frames-in-flight must be 1 or more, got {args.frames_in_flight}")
     return RunConfig(frame_skip=args.frame_skip, max_frames=args.max_frames, smooth=args.smooth,
                      pipeline=pipeline_spec(args), rig=args.rig,
                      in_place=args.in_place, mhr_model=args.mhr_model, mhr_lod=args.mhr_lod,

@@ -270,6 +270,7 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
     facts: dict = {}
     focal_before = getattr(pipeline, "focal_length", None)  # a caller's pipeline gets its own focal back
     focal_given = None
+    tracking = None
     t_start = time.monotonic()
     try:
         if owned:
@@ -302,6 +303,19 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
                        if stream is not None and ground is not None and outputs.offline else None)
         quiet = config.quiet or source.kind == "image"
         progress = Progress(source.expected_frames, source.kind, quiet=quiet)
+
+        def finished(frame, result) -> None:  # one frame's result through the stages into the outputs
+            if body_fit is not None:
+                result = body_fit(result)
+            for stage in config.stages:
+                result = stage(frame, result)
+            if ground is not None and not outputs.offline:  # offline: two-sided, after smoothing
+                result = ground(result)
+            outputs.add(frame, result)
+            if stream is not None:
+                stream.write(frame, result if live_ground is None else live_ground(result))
+            progress.update(result)
+
         try:
             for frame in source:
                 if event is not None and event.is_set():
@@ -310,17 +324,13 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
                     tracking.reset()
                     if body_fit is not None:
                         body_fit.reset()
-                result = tracking(frame.image, frame.index, frame.time_s)
-                if body_fit is not None:
-                    result = body_fit(result)
-                for stage in config.stages:
-                    result = stage(frame, result)
-                if ground is not None and not outputs.offline:  # offline: two-sided, after smoothing
-                    result = ground(result)
-                outputs.add(frame, result)
-                if stream is not None:
-                    stream.write(frame, result if live_ground is None else live_ground(result))
-                progress.update(result)
+                    finished(frame, tracking(frame.image, frame.index, frame.time_s))
+                    continue
+                # frames in flight (runtime.frames_in_flight): results come back in order, a frame or more late
+                for done, result in tracking.submit(frame.image, frame.index, frame.time_s, tag=frame):
+                    finished(done, result)
+            for done, result in tracking.drain():
+                finished(done, result)
         except KeyboardInterrupt:
             interrupted = True
         except _StopEvent:
@@ -344,6 +354,8 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
             source.close()
             if stream is not None:
                 stream.close()
+            if tracking is not None:
+                tracking.close()  # frames still in flight after a stop are dropped
             if owned and pipeline is not None and hasattr(pipeline, "close"):
                 pipeline.close()
             elif not owned and focal_given is not None:

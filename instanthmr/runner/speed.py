@@ -68,6 +68,38 @@ class FixedBoxes(PersonDetector):
         return Detections(self.box, np.array([0.9], np.float32))
 
 
+class FixedJoints:
+    """Runs the pose estimator ``inner`` (its full cost) and answers a fixed standing person's 2D joints inside
+    ``box`` (xyxy pixels) for every crop: a random-weight network's joints are noise, so keypoint-driven crops
+    would lose their person every frame and call the detector each time, which a trained network does not.
+    The crops then stay on ``box`` (:func:`~instanthmr.video.tracking.box_from_keypoints` of these joints)."""
+
+    def __init__(self, inner, box):
+        self.inner = inner
+        self.name, self.provider = f"{inner.name} (fixed joints)", inner.provider
+        x1, y1, x2, y2 = np.asarray(box, np.float64).reshape(4)
+        # joints over the box less the margins box_from_keypoints adds back (12 % a side, 10 % more on top)
+        size = max(x2 - x1, y2 - y1) / 1.24
+        cx = (x1 + x2) / 2.0
+        top, bottom = y1 + 0.22 * size, y2 - 0.12 * size
+        self._grid = (cx, (x2 - x1) / 1.24, top, bottom)
+
+    def __getattr__(self, name):  # describe(), camera_focal(), path, threads, ... as the inner estimator's
+        return getattr(self.inner, name)
+
+    def predict(self, image_rgb, boxes, scores=None, focal_length=None, *, landmarks=None) -> list:
+        import dataclasses
+
+        out = self.inner.predict(image_rgb, boxes, scores, focal_length, landmarks=landmarks)
+        cx, width, top, bottom = self._grid
+        for i, p in enumerate(out):
+            j = np.asarray(p.joints_2d).shape[0]
+            t = np.linspace(0.0, 1.0, j)
+            joints = np.stack([cx + (t * 2 % 1 - 0.5) * width, top + t * (bottom - top)], axis=1)
+            out[i] = dataclasses.replace(p, joints_2d=joints.astype(np.float32))
+        return out
+
+
 @dataclass(frozen=True)
 class StrideBenchmark:
     """The whole pipeline on ``video``, once per detector stride. ``model``: an InstantHMR ``.onnx`` (its

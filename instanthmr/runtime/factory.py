@@ -91,6 +91,9 @@ class PipelineSpec:
         if self.mhr_lod is not None and not 0 <= self.mhr_lod <= 6:
             raise ValueError(f"{label('mhr_lod')} is a level of detail from 0 (finest) to 6 (coarsest), "
                              f"got {self.mhr_lod}")
+        if self.runtime.frames_in_flight > 1 and not self.keypoint_crops:
+            raise ValueError(f"{label('frames_in_flight')} above 1 needs {label('keypoint_crops')} (each frame's "
+                             "crops come from the latest finished frame's joints)")
         if self.model and self.model.startswith("hf:"):
             from instanthmr.runtime.hub import parse_hub_spec
 
@@ -210,9 +213,7 @@ def build_pipeline(spec: PipelineSpec, model: Path | str):
                                   detector_weights=spec.detector_weights, detector_resolution=spec.detector_resolution)
     from instanthmr.runtime.pipeline import PosePipeline
 
-    runtime = spec.runtime
-    if runtime.async_detector and spec.keypoint_crops:  # keypoint crops drive the detector themselves
-        runtime = replace(runtime, async_detector=False)
+    runtime = spec.runtime  # with keypoint crops the tracking wrapper hides the detector (async_detector) itself
     return PosePipeline.from_files(
         model, device=spec.device, detector=spec.detector or "rfdetr", detector_variant=spec.detector_variant,
         det_confidence=spec.det_confidence, max_persons=spec.max_persons, detector_stride=stride,

@@ -317,6 +317,8 @@ class PosePipeline:
         async_detector: the detector runs on its own thread on the newest frame while the estimator runs on the
             latest boxes; a new detection starts when the previous one is done and at least ``detector_stride``
             frames have passed; only the first frame waits for it.
+        frames_in_flight: how many frames :class:`~instanthmr.video.tracking.TrackingPipeline` runs at once with
+            keypoint crops (its ``frames_in_flight``; this pipeline's own ``predict`` is one frame at a time).
 
     :meth:`from_files` builds the parts from an ``.onnx`` file and a detector name (the old constructor's
     arguments).
@@ -324,8 +326,11 @@ class PosePipeline:
 
     def __init__(self, detector: PersonDetector, estimator: PoseEstimator, *, detector_stride: int = 1,
                  max_persons: int = 8, crops: str = "keypoints", focal_length: float | None = None,
-                 async_detector: bool = False):
+                 async_detector: bool = False, frames_in_flight: int = 1):
         self.schedule = DetectorSchedule(detector_stride)
+        if int(frames_in_flight) < 1:
+            raise ValueError(f"frames_in_flight must be >= 1, got {frames_in_flight}")
+        self.frames_in_flight = int(frames_in_flight)
         if crops not in CROP_STRATEGIES:
             raise ValueError(f"crops must be one of {CROP_STRATEGIES}, got {crops!r}")
         if crops == "landmarks" and not callable(getattr(estimator, "follow", None)):
@@ -338,7 +343,8 @@ class PosePipeline:
         self.max_persons = int(max_persons)
         self.crops = crops
         self.focal_length: float | None = focal_length  # px; None = what the estimator assumes
-        self._async = AsyncDetector(self.detector) if async_detector else None
+        self._async_wanted = bool(async_detector)
+        self._async: AsyncDetector | None = None  # made by the first predict (a tracking wrapper may drive it)
         self._last_submit = -(10 ** 9)  # processed-frame number of the last frame handed to the async detector
 
     @classmethod
@@ -368,7 +374,8 @@ class PosePipeline:
         det = create_detector(detector, variant=detector_variant, confidence=det_confidence, max_persons=max_persons,
                               device=device, weights=detector_weights, resolution=detector_resolution, runtime=rt)
         return cls(det, estimator, detector_stride=detector_stride, max_persons=max_persons, crops=crops,
-                   focal_length=focal_length, async_detector=rt.async_detector)
+                   focal_length=focal_length, async_detector=rt.async_detector,
+                   frames_in_flight=rt.frames_in_flight)
 
     @property
     def hmr(self) -> PoseEstimator:
@@ -377,10 +384,11 @@ class PosePipeline:
 
     @property
     def async_detector(self) -> bool:
-        return self._async is not None
+        return self._async_wanted
 
     def close(self) -> None:
         """Stop the asynchronous detector's thread (no-op otherwise)."""
+        self._async_wanted = False
         if self._async is not None:
             self._async.close()
             self._async = None
@@ -428,7 +436,9 @@ class PosePipeline:
         fi = self.schedule.frame if frame_index is None else int(frame_index)
         detector_ms = 0.0
         lag = 0
-        if self._async is not None:
+        if self._async_wanted:
+            if self._async is None:
+                self._async = AsyncDetector(self.detector)
             dets, ran, detector_ms, lag = self._async_boxes(image_rgb, fi, (w, h))
         else:
             ran = self.schedule.should_detect()

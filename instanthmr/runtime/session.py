@@ -140,6 +140,11 @@ class RuntimeOptions:
             the CPU, ~1-3 ms per person per frame: docs/body_fit.md); ``None``: the path's default (on for the
             MediaPipe path, off for a network). Read by the runner (``RunConfig.fits_body``), which a
             ``body_fit`` given to the run (``--body-fit`` / ``--no-body-fit``) overrides.
+        frames_in_flight: frames whose network (and detector) calls run at once on worker threads, with
+            keypoint crops (:class:`~instanthmr.video.tracking.TrackingPipeline`): frame t's crops come from
+            the latest finished frame (t - frames_in_flight), results come out in order, each
+            ``frames_in_flight - 1`` frames late. 1: one frame at a time (the plain path). On a CPU each
+            in-flight frame then gets ``threads_per_model`` threads (``threads`` 0).
     """
 
     threads: int = 0
@@ -150,10 +155,16 @@ class RuntimeOptions:
     padding: str = "auto"
     async_detector: bool = False
     body_fit: bool | None = None
+    frames_in_flight: int = 1
 
     def __post_init__(self):
         if int(self.threads) < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
+        if int(self.frames_in_flight) < 1:
+            raise ValueError(f"frames_in_flight must be >= 1, got {self.frames_in_flight}")
+        if self.frames_in_flight > 1 and (self.io_binding or self.cuda_graph):  # one bound buffer set per shape
+            raise ValueError("frames_in_flight > 1 does not go with io_binding / cuda_graph (their buffers are "
+                             "shared by all calls); drop one of them")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.padding not in PADDINGS:
@@ -186,22 +197,52 @@ class RuntimeOptions:
 
     @classmethod
     def from_flags(cls, threads: int = 0, int8: bool = False, fp16: bool = False, io_binding: bool = False,
-                   cuda_graph: bool = False, async_detector: bool = False) -> "RuntimeOptions":
-        """The options the command-line speed flags name; ``--threads N`` also lets idle threads sleep."""
-        return cls(threads=int(threads), spinning=False if threads else None, io_binding=bool(io_binding),
+                   cuda_graph: bool = False, async_detector: bool = False,
+                   frames_in_flight: int = 1) -> "RuntimeOptions":
+        """The options the command-line speed flags name; ``--threads N`` (and frames in flight, whose
+        threads per model are then chosen: :func:`threads_per_model`) also lets idle threads sleep."""
+        sleep = bool(threads) or int(frames_in_flight) > 1
+        return cls(threads=int(threads), spinning=False if sleep else None, io_binding=bool(io_binding),
                    cuda_graph=bool(cuda_graph), precision=precision_from_flags(int8, fp16),
-                   async_detector=bool(async_detector))
+                   async_detector=bool(async_detector), frames_in_flight=int(frames_in_flight))
+
+    def session_threads(self, cores: int | None = None) -> int:
+        """The intra-op threads a CPU session gets: ``threads`` when set, else :func:`threads_per_model`
+        for ``frames_in_flight`` (0, ONNX Runtime's default, for one frame at a time)."""
+        if self.threads or self.frames_in_flight <= 1:
+            return int(self.threads)
+        return threads_per_model(self.frames_in_flight, cores)
+
+
+def threads_per_model(streams: int, cores: int | None = None) -> int:
+    """Intra-op threads for each of ``streams`` model runs that go on at once on ``cores`` CPU cores (default:
+    this machine's): ``cores // streams``, at least 1.
+
+    The rule comes from measurements on the 2-core dev CPU (docs/performance.md, "End to end (item 5)"): one
+    ``instanthmr_notebook_m2_3`` int8 run costs 77 CPU ms per person with 1 thread and 87 with 2 (the
+    detector 87 vs 101): a second thread buys latency with 11-31 % more work. With one run at a time the
+    latency wins (2 threads were faster end to end even at load 7-10); with runs in parallel every core is
+    already busy, so each run keeps one core and no work is spent on threads waiting for each other."""
+    import os
+
+    cores = int(cores or os.cpu_count() or 1)
+    return max(1, cores // max(1, int(streams)))
 
 
 #: Named option sets (rtmlib / RF-DETR style). ``cpu-fast``: one thread per model, idle threads asleep: the
 #: fastest setting measured on a busy 2-core CPU, and with the asynchronous detector on a quiet one
 #: (docs/performance.md); the body fit off (its ~1-3 ms per person per frame go to speed: no ``mhr_params``,
 #: no constant bones on the MediaPipe path); int8 is a separate choice because it needs the ``.int8.onnx``
-#: files. ``gpu``: I/O binding and a captured CUDA graph per batch bucket (not measured on a GPU here; falls
-#: back to the plain path on other providers). ``default`` and ``gpu`` leave the body fit to the path's default.
+#: files. ``cpu-live``: two frames in flight (keypoint crops) and the detector hidden on its own thread while
+#: people are followed, threads per model by :func:`threads_per_model`: the fastest measured for the notebook
+#: network end to end on the 2-core CPU when the process has both cores (one frame more latency; on a CPU
+#: shared with other busy processes one frame at a time at 2 threads was faster, docs/performance.md). ``gpu``:
+#: I/O binding and a captured CUDA graph per batch bucket (not measured on a GPU here; falls back to the plain
+#: path on other providers). ``default``, ``cpu-live`` and ``gpu`` leave the body fit to the path's default.
 RUNTIME_PRESETS: dict[str, RuntimeOptions] = {
     "default": RuntimeOptions(),
     "cpu-fast": RuntimeOptions(threads=1, spinning=False, body_fit=False),
+    "cpu-live": RuntimeOptions(spinning=False, frames_in_flight=2, async_detector=True),
     "gpu": RuntimeOptions(io_binding=True, cuda_graph=True),
 }
 
@@ -237,6 +278,8 @@ class OnnxModel:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3  # keep provider-fallback chatter off the user's console
+        if not intra_op_threads:  # frames in flight: threads_per_model (CPU ops; a GPU provider ignores it)
+            intra_op_threads = rt.session_threads()
         if intra_op_threads:
             opts.intra_op_num_threads = int(intra_op_threads)
         if spinning is not None:

@@ -287,19 +287,35 @@ class TrackingPipeline:
         follow: ``follow(image_rgb, people) -> list[prediction | None]``, each of last frame's predictions
             found again from its own landmarks or ``None`` (lost): the ``"landmarks"`` strategy's step.
         max_persons: ``"landmarks"``: the most people followed (the detector does not run while they are).
+        frames_in_flight: ``"keypoints"`` / ``"boxes"`` without ``frame_pipeline``: frames whose model calls run
+            at once on worker threads (:meth:`submit`; :class:`~instanthmr.runtime.session.RuntimeOptions`).
+            Frame t's crops then come from frame t - frames_in_flight's joints, moved by that many steps of the
+            box velocity; on 2 CPU cores two frames at 1 thread each do more work per second than one at 2.
+        async_detector: ``"keypoints"`` / ``"boxes"`` without ``frame_pipeline``: while people are followed, a
+            due detector run goes to its own thread instead of blocking a frame; the people keep their crops,
+            and the first frame after it finishes runs on its boxes (from a few frames earlier, enlarged as
+            :class:`~instanthmr.runtime.pipeline.DetectorSchedule` reuses boxes; ``FrameResult.detector_lag``
+            says how many frames). With nobody followed the detector runs in the frame (nothing to show
+            without it). Results then depend on timing (live sources).
 
     ``detector_calls`` and ``frames_seen`` count the whole run (:meth:`reset` does not clear them).
     """
 
     def __init__(self, detector, estimator, tracker: Tracker | None = None, crops: str = "keypoints",
                  detect_every: int = 10, refresh_below: float = 0.5, smooth: str = "causal",
-                 fps: float = 30.0, smoother=None, frame_pipeline=None, follow=None, max_persons: int = 8):
+                 fps: float = 30.0, smoother=None, frame_pipeline=None, follow=None, max_persons: int = 8,
+                 frames_in_flight: int = 1, async_detector: bool = False):
+        import collections
+        import threading
+
         from instanthmr.video.smoothing import SMOOTH_MODES, OneEuroSmoother
 
         if smooth not in SMOOTH_MODES:
             raise ValueError(f"smooth must be one of {SMOOTH_MODES}, got {smooth!r}")
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        if int(frames_in_flight) < 1:
+            raise ValueError(f"frames_in_flight must be >= 1, got {frames_in_flight}")
         if crops not in CROP_STRATEGIES:
             raise ValueError(f"crops must be one of {CROP_STRATEGIES}, got {crops!r}")
         if crops == "landmarks" and follow is None:
@@ -320,6 +336,14 @@ class TrackingPipeline:
         self.smoother = smoother or (OneEuroSmoother() if smooth == "causal" else None)
         self.detector_calls = 0
         self.frames_seen = 0
+        self.frames_in_flight = int(frames_in_flight)
+        self._pending: collections.deque = collections.deque()  # (tag, job) of the frames in flight, in order
+        self._workers = None  # ThreadPoolExecutor, made on the first frame in flight
+        self._detector_lock = threading.Lock()
+        self.async_detector = bool(async_detector)
+        self._async = None  # AsyncDetector, made on the first hidden detector run
+        self._run_s = 0.0  # frames in flight: a frame's model calls, seconds (moving average)
+        self._last_start = 0.0  # perf_counter of the last frame started
 
     @property
     def detect_every(self) -> int:
@@ -335,10 +359,15 @@ class TrackingPipeline:
         kwargs.setdefault("crops", pipeline.crops)
         kwargs.setdefault("detect_every", pipeline.detector_stride)
         kwargs.setdefault("max_persons", pipeline.max_persons)
+        kwargs.setdefault("frames_in_flight", getattr(pipeline, "frames_in_flight", 1))
+        kwargs.setdefault("async_detector", bool(getattr(pipeline, "async_detector", False)))
         return cls(pipeline.detector, pipeline.estimate, frame_pipeline=pipeline, follow=pipeline.follow, **kwargs)
 
     def reset(self) -> None:
-        """Start a new video (tracks and filters forgotten; IDs keep increasing)."""
+        """Start a new video (tracks and filters forgotten, frames in flight dropped; IDs keep increasing)."""
+        self._discard_pending()
+        if self._async is not None:  # a detection under way belongs to the old video
+            self._async.wait()
         self.tracker.reset()
         self._followed = []
         self._scan = None
@@ -358,67 +387,202 @@ class TrackingPipeline:
             return self.track(self._landmark_frame(image_rgb, fi), time_s)
         if self.frame_pipeline is not None and self.crops == "boxes":
             return self.track(self.frame_pipeline.predict(image_rgb, frame_index=fi), time_s)
+        if self._pending:  # frames in flight: this frame waits for them (results in order)
+            return (self.submit(image_rgb, fi, time_s) + self.drain())[-1][1]
+        return self._complete(self._start(image_rgb, fi, time_s))
+
+    @property
+    def pipelined(self) -> bool:
+        """Frames in flight are on: :meth:`submit` returns each result ``frames_in_flight - 1`` frames late."""
+        return self.frames_in_flight > 1 and self.crops != "landmarks" and not (
+            self.frame_pipeline is not None and self.crops == "boxes")
+
+    def submit(self, image_rgb: np.ndarray, frame_index: int | None = None, time_s: float | None = None,
+               tag=None) -> list[tuple]:
+        """Hand over one frame; returns ``[(tag, FrameResult), ...]`` for the frames finished meanwhile, in
+        frame order. One frame at a time (``frames_in_flight`` 1, or a strategy that cannot overlap frames):
+        this frame's result at once. Frames in flight: this frame's network (and detector) call starts on a
+        worker thread with crops from the latest finished frame's joints, and the oldest frame is returned once
+        ``frames_in_flight`` frames are under way (a frame late for 2); :meth:`drain` returns the rest at
+        the end of a source. ``tag``: anything the caller wants back with the result (the runner: the decoded
+        frame)."""
+        if not self.pipelined:
+            return [(tag, self(image_rgb, frame_index, time_s))]
+        fi = self.frames_seen if frame_index is None else int(frame_index)
+        # Starts spaced by a frame's model time / frames in flight: frames started together finish together and
+        # come out in bursts (0 ms, then a whole run) however long they stay in step; one pause re-spaces them.
+        pause = self._last_start + self._run_s / self.frames_in_flight - time.perf_counter()
+        if self._pending and pause > 0:
+            time.sleep(pause)
+        self._last_start = time.perf_counter()
+        self._pending.append((tag, self._start(image_rgb, fi, time_s)))
+        done = []
+        while len(self._pending) >= self.frames_in_flight:
+            t, job = self._pending.popleft()
+            done.append((t, self._complete(job)))
+        return done
+
+    def drain(self) -> list[tuple]:
+        """The frames still in flight, finished in order: ``[(tag, FrameResult), ...]`` (empty when none)."""
+        done = []
+        while self._pending:
+            t, job = self._pending.popleft()
+            done.append((t, self._complete(job)))
+        return done
+
+    def close(self) -> None:
+        """Finish the frames in flight (their results are dropped) and stop the worker threads."""
+        self._discard_pending()
+        if self._async is not None:
+            self._async.close()
+            self._async = None
+        if self._workers is not None:
+            self._workers.shutdown(wait=True)
+            self._workers = None
+
+    def _discard_pending(self) -> None:
+        while self._pending:
+            _, job = self._pending.popleft()
+            if hasattr(job["work"], "exception"):
+                job["work"].exception()  # wait: the worker may still use the models
+
+    def crop_boxes(self, live: list[Track], image_wh, ahead: int = 1) -> np.ndarray:
+        """``(N, 4)`` xyxy px: the crop of each of ``live`` for the frame ``ahead`` frames after their last
+        finished one: the box of their last 2D joints (``"keypoints"``) moved ``ahead`` steps of their box
+        velocity, or their last box (``"boxes"``)."""
+        boxes = []
+        for t in live:
+            if self.crops == "keypoints":
+                shift = np.tile(t.velocity.reshape(2, 2).mean(axis=0), 2) * ahead  # move with the person
+                boxes.append(box_from_keypoints(t.keypoints, image_wh) + shift)
+            else:
+                boxes.append(t.box.copy())
+        return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+    def _start(self, image_rgb: np.ndarray, fi: int, time_s: float | None) -> dict:
+        """Plan one frame from the tracks as they stand (detector, a hidden detection's boxes or keypoint crops)
+        and start its model calls: inline, or on a worker thread with frames in flight."""
         t0 = time.perf_counter()
         h, w = image_rgb.shape[:2]
         ts = fi / self.fps if time_s is None else float(time_s)
         self.frames_seen += 1
-        before = set(self.tracker.active_ids)
-        det_ms = hmr_ms = 0.0
-        persons = []
-
         live = self._live_tracks()
         if not live:  # nobody to follow: only the detector can find people
             self.schedule.request()
         # Tracks the detector missed stay dormant until its next scheduled run (the tracker keeps them
         # ``max_missed`` frames), rather than forcing a detector call every frame until they end.
-        ran = self.schedule.should_detect()
-        self.schedule.advance(ran)
-        if ran:
-            td = time.perf_counter()
-            dets = self.detector(image_rgb, fi)
-            det_ms = (time.perf_counter() - td) * 1e3
-            self.detector_calls += 1
-            boxes = np.asarray(dets.boxes, dtype=np.float64).reshape(-1, 4)
-            scores = np.asarray(dets.scores, dtype=np.float64).reshape(-1)
-            keep = usable_boxes(boxes)
-            boxes, scores = boxes[keep], scores[keep]
-            th = time.perf_counter()
-            preds = list(self.estimator(image_rgb, boxes, scores)) if len(boxes) else []
-            hmr_ms = (time.perf_counter() - th) * 1e3
-            kpts = np.stack([np.asarray(p.joints_2d, dtype=np.float64) for p in preds]) if preds else None
-            ids = self.tracker.update(boxes, scores, kpts)
-            persons = [_tagged(p, tid, "detector", s) for tid, p, s in zip(ids, preds, scores)]
+        due = self.schedule.should_detect()
+        hidden = self._hidden_result((w, h)) if self.async_detector else None
+        if self.async_detector and due and live:  # the look goes to its own thread; the people keep their crops
+            handed = self._hand_over(image_rgb, fi)
+            self.schedule.advance(handed)  # not handed (one under way): due again next frame
+            self.detector_calls += int(handed)
+            due = False
         else:
-            boxes = []
-            for t in live:
-                if self.crops == "keypoints":
-                    shift = np.tile(t.velocity.reshape(2, 2).mean(axis=0), 2)  # move with the person
-                    boxes.append(box_from_keypoints(t.keypoints, (w, h)) + shift)
-                else:
-                    boxes.append(t.box.copy())
-            boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+            self.schedule.advance(due)
+        job = {"t0": t0, "fi": fi, "ts": ts, "wh": (w, h), "ran": due or hidden is not None, "live": [],
+               "lag": 0, "det_ms": 0.0}
+        if due:
+            self.detector_calls += 1
+            boxes = scores = None
+        elif hidden is not None:
+            boxes, scores, job["lag"], job["det_ms"] = hidden
+        else:
+            boxes = self.crop_boxes(live, (w, h), ahead=len(self._pending) + 1)
             keep = usable_boxes(boxes)  # e.g. joints all off the image: the box clips to nothing
             if not keep.all():
                 self.schedule.request()  # those tracks miss this frame; the detector looks next frame
                 live = [t for t, k in zip(live, keep) if k]
                 boxes = boxes[keep]
             scores = np.array([t.score for t in live], dtype=np.float64)
-            th = time.perf_counter()
-            preds = list(self.estimator(image_rgb, boxes, scores)) if len(boxes) else []
-            hmr_ms = (time.perf_counter() - th) * 1e3
+            job["live"] = [t.track_id for t in live]
+        if self.pipelined:
+            if self._workers is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._workers = ThreadPoolExecutor(self.frames_in_flight, thread_name_prefix="instanthmr-frame")
+            job["work"] = self._workers.submit(self._models, image_rgb, fi, boxes, scores)
+        else:
+            job["work"] = self._models(image_rgb, fi, boxes, scores)
+        return job
+
+    def _locked_detector(self, image_rgb, fi):
+        with self._detector_lock:  # a detector may keep per-call state; its runs never overlap
+            return self.detector(image_rgb, fi)
+
+    def _hand_over(self, image_rgb, fi: int) -> bool:
+        """Start a hidden detector run on this frame; False when one is under way."""
+        if self._async is None:
+            from instanthmr.runtime.pipeline import AsyncDetector
+
+            self._async = AsyncDetector(self._locked_detector)
+        return self._async.submit(image_rgb, fi, self.frames_seen)
+
+    def _hidden_result(self, image_wh):
+        """A finished hidden detection as ``(boxes enlarged, scores, lag in frames, detector ms)``, or None (none
+        finished, or it found nobody: the people followed keep their crops)."""
+        from instanthmr.runtime.pipeline import REUSE_ENLARGE, enlarge_boxes
+
+        res = self._async.poll() if self._async is not None else None
+        if res is None or len(res[1]) == 0:
+            return None
+        n, dets, ms = res
+        boxes = enlarge_boxes(dets.boxes, REUSE_ENLARGE, image_wh).astype(np.float64)  # people moved since
+        keep = usable_boxes(boxes)
+        if not keep.any():
+            return None
+        return boxes[keep], np.asarray(dets.scores, np.float64)[keep], self.frames_seen - n, float(ms)
+
+    def _models(self, image_rgb, fi: int, boxes, scores) -> tuple:
+        """The model calls of one frame (any thread): the detector when ``boxes`` is None, then the estimator.
+        Returns ``(boxes, scores, predictions, detector ms, estimator ms)``."""
+        det_ms = 0.0
+        if boxes is None:
+            td = time.perf_counter()
+            dets = self._locked_detector(image_rgb, fi)
+            det_ms = (time.perf_counter() - td) * 1e3
+            boxes = np.asarray(dets.boxes, dtype=np.float64).reshape(-1, 4)
+            scores = np.asarray(dets.scores, dtype=np.float64).reshape(-1)
+            keep = usable_boxes(boxes)
+            boxes, scores = boxes[keep], scores[keep]
+        th = time.perf_counter()
+        preds = list(self.estimator(image_rgb, boxes, scores)) if len(boxes) else []
+        hmr_ms = (time.perf_counter() - th) * 1e3
+        run_s = (det_ms + hmr_ms) / 1e3
+        self._run_s = run_s if self._run_s == 0.0 else 0.8 * self._run_s + 0.2 * run_s  # (a float store: atomic)
+        return boxes, scores, preds, det_ms, hmr_ms
+
+    def _complete(self, job: dict) -> FrameResult:
+        """Wait for a frame's model calls and fold them into the tracks (in frame order): IDs, the next crops'
+        joints, the detector's next run when a crop loses its person, smoothing."""
+        work = job["work"]
+        boxes, scores, preds, det_ms, hmr_ms = work.result() if hasattr(work, "result") else work
+        det_ms = det_ms or job["det_ms"]  # a hidden run's time was on the detector's thread
+        w, h = job["wh"]
+        before = set(self.tracker.active_ids)
+        persons = []
+        if job["ran"]:
+            kpts = np.stack([np.asarray(p.joints_2d, dtype=np.float64) for p in preds]) if preds else None
+            ids = self.tracker.update(boxes, scores, kpts)
+            persons = [_tagged(p, tid, "detector", s) for tid, p, s in zip(ids, preds, scores)]
+        else:
             updates = {}
-            for t, box, p in zip(live, boxes, preds):
+            for tid, box, p in zip(job["live"], boxes, preds):
+                t = self.tracker.track(tid)
+                if t is None:  # ended while this frame was in flight
+                    continue
                 j2 = np.asarray(p.joints_2d, dtype=np.float64)
                 conf = keypoint_box_confidence(box, j2, (w, h)) if self.crops == "keypoints" else t.score
                 if conf < self.refresh_below:
                     self.schedule.request()
                 new_box = box_from_keypoints(j2, (w, h)) if self.crops == "keypoints" and conf > 0 else box
-                updates[t.track_id] = (new_box, t.score, j2)
-                persons.append(_tagged(p, t.track_id, "keypoints", conf))
+                updates[tid] = (new_box, t.score, j2)
+                persons.append(_tagged(p, tid, "keypoints", conf))
             self.tracker.advance(updates)
-        frame = FrameResult(persons=[], detector_ms=det_ms, hmr_ms=hmr_ms, total_ms=0.0, detector_ran=ran,
-                            frame_index=fi, image_size=(w, h), detections=Detections(boxes, scores), time_s=ts)
-        return self._finish(persons, before, frame, t0)
+        frame = FrameResult(persons=[], detector_ms=det_ms, hmr_ms=hmr_ms, total_ms=0.0, detector_ran=job["ran"],
+                            frame_index=job["fi"], image_size=(w, h), detections=Detections(boxes, scores),
+                            time_s=job["ts"], detector_lag=job["lag"])
+        return self._finish(persons, before, frame, job["t0"])
 
     def _landmark_frame(self, image_rgb: np.ndarray, fi: int) -> FrameResult:
         """One frame by MediaPipe's rule (``crops="landmarks"``), persons without IDs (:meth:`track` adds
