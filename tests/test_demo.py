@@ -235,7 +235,7 @@ def test_frames_in_flight_video_writes_every_frame_in_order(tmp_path, clip, rand
     assert count_video_frames(tmp_path / "f.mp4") == 5
     capsys.readouterr()
     assert demo.main(m) == 2
-    assert "--frames-in-flight above 1 needs --keypoint-crops" in _error(capsys)
+    assert "--frames-in-flight above 1 (also set by the cpu-live preset) needs --keypoint-crops" in _error(capsys)
 
 
 def test_wrong_onnx_as_model(tmp_path, photo, capsys):

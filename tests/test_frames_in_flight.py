@@ -147,7 +147,7 @@ def test_threads_per_model_rule_and_options():
         RuntimeOptions(frames_in_flight=0)
     with pytest.raises(ValueError, match="io_binding"):
         RuntimeOptions(frames_in_flight=2, io_binding=True)
-    with pytest.raises(ValueError, match="--frames-in-flight above 1 needs --keypoint-crops"):
+    with pytest.raises(ValueError, match="--frames-in-flight above 1 .also set by the cpu-live preset. needs --keypoint-crops"):
         PipelineSpec(runtime=live).validate(lambda f: "--" + f.replace("_", "-"))
     PipelineSpec(runtime=live, keypoint_crops=True).validate()
 

@@ -77,8 +77,9 @@ def add_speed_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     sp = p.add_argument_group(prefix + "speed levers (docs/performance.md measures each; all off by default)")
     sp.add_argument("--preset", default="default", choices=list(RUNTIME_PRESETS),
                     help="a named set of the levers below (the ones given on top override it): default; cpu-fast = "
-                         "--threads 1 and the body fit off (--body-fit turns it back on); gpu = --io-binding "
-                         "--cuda-graph (default: default)")
+                         "--threads 1 and the body fit off (--body-fit turns it back on); cpu-live = --frames-in-flight 2 "
+                         "--async-detector, threads per model by rule (a network with --keypoint-crops); gpu = "
+                         "--io-binding --cuda-graph (default: default)")
     sp.add_argument("--threads", type=int, default=0, metavar="N",
                     help="ONNX Runtime threads per model, idle threads sleep instead of spinning (default: 0 = "
                          "ONNX Runtime's choice; 1 is fastest on a busy 2-core CPU)")

@@ -92,8 +92,9 @@ class PipelineSpec:
             raise ValueError(f"{label('mhr_lod')} is a level of detail from 0 (finest) to 6 (coarsest), "
                              f"got {self.mhr_lod}")
         if self.runtime.frames_in_flight > 1 and not self.keypoint_crops:
-            raise ValueError(f"{label('frames_in_flight')} above 1 needs {label('keypoint_crops')} (each frame's "
-                             "crops come from the latest finished frame's joints)")
+            raise ValueError(f"{label('frames_in_flight')} above 1 (also set by the cpu-live preset) needs "
+                             f"{label('keypoint_crops')}, a network's crops from the latest finished frame's joints; "
+                             "the MediaPipe path runs one frame at a time: choose another preset there")
         if self.model and self.model.startswith("hf:"):
             from instanthmr.runtime.hub import parse_hub_spec
 
