@@ -268,3 +268,92 @@ def test_fast_paths_match_the_model(fitter):
     assert plan is fitter._plan(fitter.active_params(obs)) and plan.rest is not None and len(plan.other_rows)
     res = fitter.fit(obs, shape, None, iterations=2)
     np.testing.assert_allclose(res.keypoints, fitter.forward(shape, res.params)[0], atol=1e-9)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Left and right: the hands' look, side-on turns
+def _with_hands(pred, left_right: float, right_right: float, presence: float = 0.9):
+    """``pred`` with MediaPipe-path hands at its "left" / "right" wrists whose handedness says "right hand"
+    with these probabilities (``HandLandmarks.right_score``)."""
+    import dataclasses
+
+    from instanthmr.runtime.mediapipe.estimator import PersonLandmarks
+    from instanthmr.runtime.mediapipe.hands import HandLandmarks
+
+    def hand(right):
+        return HandLandmarks(np.zeros((21, 2), np.float32), np.zeros((21, 3), np.float32), presence, None, right)
+    return dataclasses.replace(pred, landmarks=PersonLandmarks(None, {"left": hand(left_right),
+                                                                      "right": hand(right_right)}))
+
+
+def _left_wrist_wrong(res, kps):
+    lw = MHR70_INDEX["left_wrist"]
+    wrong = []
+    for f, k in zip(res, kps):
+        true_uv = FOCAL * (k + CAM)[:, :2] / (k + CAM)[:, 2:] + PP
+        uv = f.persons[0].joints_2d
+        wrong.append(np.linalg.norm(uv[lw] - true_uv[lw]) > np.linalg.norm(uv[lw] - true_uv[MHR70_FLIP_PERM[lw]]))
+    return np.array(wrong)
+
+
+def test_hand_chirality_term():
+    from instanthmr.video.body_fit import hand_chirality
+
+    pred = _prediction(np.zeros((70, 3)))
+    assert hand_chirality(pred) == 0.0                                   # no hands (the network path): no term
+    assert hand_chirality(_with_hands(pred, 0.05, 0.95)) < -1.5          # the hands where the labels say
+    assert hand_chirality(_with_hands(pred, 0.95, 0.05)) > 1.5           # a right hand at the "left" wrist
+    assert hand_chirality(_with_hands(pred, 0.5, 0.5)) == 0.0            # unsure: no evidence
+    assert abs(hand_chirality(_with_hands(pred, 0.95, 0.05, presence=0.5))) < hand_chirality(
+        _with_hands(pred, 0.95, 0.05))                                   # a faint hand counts less
+
+
+def test_hands_that_say_mirrored_win_where_nothing_else_tells(fitter):
+    """A track read mirrored from its first frame (a person seen from the back throughout: no jump for
+    continuity to see) keeps the labels as given without hands; with hands whose look says each sits at the
+    other wrist, the mirrored reading wins, live after a couple of frames and over the whole track."""
+    poses = _motion(fitter, 30, seed=7)
+    shape = fitter.shape()
+    kps = [fitter.forward(shape, fitter.full_params(shape, p))[0] for p in poses]
+    rng = np.random.default_rng(7)
+    preds = [_mirror(_prediction(k, noise=0.005, rng=rng)) for k in kps]
+    stage = BodyFitStage(fitter.model)
+    plain = stage.finish([stage(f) for f in _frames(preds)])
+    assert _left_wrist_wrong(plain, kps).all()                           # nothing tells: labels as given
+    stage = BodyFitStage(fitter.model)
+    live = [stage(f) for f in _frames([_with_hands(p, 0.93, 0.08) for p in preds])]
+    offline = stage.finish(live)
+    assert not _left_wrist_wrong(offline, kps).any()
+    assert _left_wrist_wrong(live, kps).sum() <= 2
+
+
+def test_a_side_on_frame_neither_pays_nor_earns_much(fitter):
+    """Seen side-on the mirrored body is nearly the same body: a fit that happens to do better mirrored there
+    must not outweigh the prior toward the labels as given; facing the camera it counts in full."""
+    from types import SimpleNamespace
+
+    stage = BodyFitStage(fitter.model)
+    fits = {0: SimpleNamespace(data_cost=140.0, limit_cost=0.0), 1: SimpleNamespace(data_cost=120.0, limit_cost=0.0)}
+    side = stage._costs(fits, 0, decisive=stage._decisive(np.array([0.99, 0.0, -0.1])))
+    front = stage._costs(fits, 0, decisive=stage._decisive(np.array([0.0, 0.0, -1.0])))
+    assert side[1] - side[0] > 0 > front[1] - front[0]
+    assert stage._decisive(None) == 1.0
+
+
+def test_a_turn_to_side_on_and_back_is_not_read_mirrored(fitter):
+    """A person turning from facing the camera to side-on (90 degrees) and back, with noise and no swap: no
+    frame is read mirrored, live, 4 frames late or over the whole track."""
+    poses = _motion(fitter, 60, seed=9)
+    poses[:, 4] = 0.5 * np.pi * np.sin(np.pi * np.arange(60) / 59.0) ** 2   # root_ry 0 -> 90 deg -> 0
+    shape = fitter.shape()
+    kps = [fitter.forward(shape, fitter.full_params(shape, p))[0] for p in poses]
+    assert abs(torso_heading(kps[30])[2]) < 0.2                           # side-on mid-turn
+    rng = np.random.default_rng(9)
+    preds = [_prediction(k, noise=0.01, rng=rng) for k in kps]
+    stage = BodyFitStage(fitter.model)
+    live = [stage(f) for f in _frames(preds)]
+    offline = stage.finish(live)
+    lagging = BodyFitStage(fitter.model, lag_frames=4)
+    lagged = [r for f in _frames(preds) for r in lagging.push(f)] + lagging.flush()
+    for res in (live, offline, lagged):
+        assert not _left_wrist_wrong(res, kps).any()

@@ -82,7 +82,12 @@ class SwapConfig:
     transition costs the mean squared move over joints in these units, each joint capped at motion_cap m);
     motion_sigma_2d / motion_cap_2d: the same for the 2D joints, in units of the person's 2D height (sides
     swapped in 2D jump across the body; a depth flip alone does not). The continuity that tells a swap from
-    a turn, for each pair of readings on consecutive frames."""
+    a turn, for each pair of readings on consecutive frames. hand_weight: per frame, what a reading pays for
+    each hand the hand model is sure sits at the wrong wrist (:func:`hand_chirality`; scaled by its presence
+    and confidence): a hand's look (thumb side, palm or back) tells left from right from any viewpoint.
+    side_on_z: seen side-on the mirrored body is nearly the same body (the mirror flips only the depth
+    component of the torso heading), so the readings' fit costs differ by noise there: their difference is
+    scaled by |heading z| / side_on_z (capped at 1; the unit heading of the labels as given)."""
 
     margin: float = 30.0
     trigger_cost: float = 3.0
@@ -96,6 +101,8 @@ class SwapConfig:
     motion_cap: float = 0.3
     motion_sigma_2d: float = 0.03
     motion_cap_2d: float = 0.3
+    hand_weight: float = 10.0
+    side_on_z: float = 0.5
 
 
 def decide_states(costs: np.ndarray, switch_cost: float, lag: int | None = None,
@@ -165,6 +172,22 @@ def _mirror_centred(c):
     j3m[:, 2] = -j3m[:, 2]
     headm = None if head is None else head * np.array([1.0, 1.0, -1.0])
     return j3m, w3[_FLIP], headm, j2[_FLIP], w2[_FLIP]
+
+
+def hand_chirality(pred) -> float:
+    """Evidence in [-2, 2] that ``pred``'s left/right labels are swapped, from its hands' look: per hand found
+    (``pred.landmarks.hands``, the MediaPipe path's
+    :class:`~instanthmr.runtime.mediapipe.hands.HandLandmarks`, keyed by the body's label of the wrist it was
+    found at), its presence x (2 ``right_score`` - 1), counted + for the "left" wrist's hand and - for the
+    "right" one's. > 0: the hands say mirrored; 0 without hands or handedness (the network path)."""
+    hands = getattr(getattr(pred, "landmarks", None), "hands", None) or {}
+    evidence = 0.0
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        hand = hands.get(side)
+        right = getattr(hand, "right_score", None)
+        if right is not None:
+            evidence += sign * float(hand.score) * (2.0 * float(right) - 1.0)
+    return evidence
 
 
 def observation_from(pred) -> Observation:
@@ -282,12 +305,14 @@ class BodyFitStage:
         # each reading is warm-started from its own last fit when it had one (a reading fitted from the other's
         # body would pay for that body in its data cost), else from the track's live body
         fits = {s: self.fitter.fit(readings[s], shape, tr.chains.get(s, tr.prev), init_params=self._init(tr, pred))}
+        hands = hand_chirality(pred)
         given = _centred(obs)
         now = (given, _mirror_centred(given))
+        decisive = self._decisive(given[2])
         trans = self._transitions(tr.last, now)
         tr.last = now
         if tr.prev is not None and (self._triggered(tr, readings[s], fits[s]) or
-                                    self._close_call(tr.dp, trans, self._costs(fits, s), s)):
+                                    self._close_call(tr.dp, trans, self._costs(fits, s, hands, decisive), s)):
             tr.hold = self.swap.hold_frames
         tr.level = fits[s].cost if tr.level is None else 0.9 * tr.level + 0.1 * min(fits[s].cost, 3 * tr.level)
         if tr.hold > 0 or s == 1:   # while mirrored, the labels as given are always re-read (no lock-in)
@@ -296,7 +321,7 @@ class BodyFitStage:
             readings[o] = obs if o == 0 else obs.mirrored()
             fits[o] = self.fitter.fit(readings[o], shape, tr.chains.get(o, tr.prev))
             self.mirrored_runs += 1
-        costs = self._costs(fits, s)
+        costs = self._costs(fits, s, hands, decisive)
         if tr.prev is None:     # a track starts as given: reading it mirrored takes a switch's worth of evidence
             costs[1] += self.swap.switch_cost
         total = tr.dp[:, None] + trans + self.swap.switch_cost * (1 - np.eye(2))
@@ -357,10 +382,17 @@ class BodyFitStage:
         tr.face = face
         return bool(torso_seen and lost)
 
-    def _costs(self, fits: dict, stay: int) -> np.ndarray:
+    def _decisive(self, heading) -> float:
+        """How much the readings' fit costs may differ on a frame whose torso heading (labels as given) is
+        ``heading`` (None: unknown, 1): ``SwapConfig.side_on_z``."""
+        return 1.0 if heading is None else min(1.0, abs(float(heading[2])) / self.swap.side_on_z)
+
+    def _costs(self, fits: dict, stay: int, hands: float = 0.0, decisive: float = 1.0) -> np.ndarray:
         """Per reading, what this frame alone says: the fit's data and limit costs (not its temporal term:
-        continuity is the transitions' job), the mirrored reading's prior; a reading not fitted borrows the
-        other's plus ``unevaluated_cost``."""
+        continuity is the transitions' job; their difference scaled by ``decisive``, :meth:`_decisive`), the
+        mirrored reading's prior, the hands' look (``hands``,
+        :func:`hand_chirality`: the reading it contradicts pays ``hand_weight`` per sure hand); a reading not
+        fitted borrows the other's plus ``unevaluated_cost``."""
         sw = self.swap
         costs = np.zeros(2)
         for h in (0, 1):
@@ -373,7 +405,10 @@ class BodyFitStage:
         # one frame's fit can fail (occlusion, a local minimum): its cost may tip a close call, never force a
         # switch on its own (continuity between frames is the evidence that does)
         costs = np.minimum(costs, costs.min() + sw.max_emission_gap)
+        costs = costs.min() + decisive * (costs - costs.min())
         costs[1] += sw.mirror_cost
+        # evidence of its own (not the fit's), so outside the gap's clip
+        costs += sw.hand_weight * np.array([max(hands, 0.0), max(-hands, 0.0)])
         return costs
 
     def _transitions(self, last, now) -> np.ndarray:
