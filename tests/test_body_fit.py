@@ -357,3 +357,18 @@ def test_a_turn_to_side_on_and_back_is_not_read_mirrored(fitter):
     lagged = [r for f in _frames(preds) for r in lagging.push(f)] + lagging.flush()
     for res in (live, offline, lagged):
         assert not _left_wrist_wrong(res, kps).any()
+
+
+def test_a_person_with_nothing_seen_passes_through(fitter):
+    """A tracked person whose joints are all invalid (leaving the picture: romp_sample_video_football.mp4 frame
+    127 stopped the demo with 'need at least one array to concatenate') is passed on unfitted."""
+    import dataclasses
+
+    kp = fitter.forward(fitter.shape(), fitter.full_params(fitter.shape(), np.zeros(204)))[0]
+    seen = _prediction(kp)
+    blind = dataclasses.replace(seen, joints_valid=np.zeros(70, bool), joints_2d=np.full((70, 2), np.nan, np.float32),
+                                joints_3d_local=np.full((70, 3), np.nan, np.float32))
+    stage = BodyFitStage(fitter.model)
+    live = [stage(f) for f in _frames([seen, blind, seen])]
+    assert live[1].persons[0] is blind and live[2].persons[0].mhr_params is not None
+    assert len(stage.finish(live)) == 3

@@ -298,6 +298,8 @@ class BodyFitStage:
         tr = self.tracks.setdefault(tid, _Track())
         t0 = time.perf_counter()
         obs = observation_from(pred).clean()
+        if not ((obs.w2d > 0).any() or (obs.w3d > 0).any()):   # nothing seen (a person leaving): nothing to fit
+            return pred
         shape = self._shape(tr, obs, pred)
         readings = {0: obs}
         s = tr.state
