@@ -101,7 +101,7 @@ class SwapConfig:
     motion_cap: float = 0.3
     motion_sigma_2d: float = 0.03
     motion_cap_2d: float = 0.3
-    hand_weight: float = 10.0
+    hand_weight: float = 20.0
     side_on_z: float = 0.5
 
 
