@@ -372,3 +372,26 @@ def test_a_person_with_nothing_seen_passes_through(fitter):
     live = [stage(f) for f in _frames([seen, blind, seen])]
     assert live[1].persons[0] is blind and live[2].persons[0].mhr_params is not None
     assert len(stage.finish(live)) == 3
+
+
+def test_finish_twice_gives_the_decision_not_the_live_reading(fitter):
+    """The demo writes partial files during a run (each calls finish on the frames so far), then finishes the
+    whole run: the final output must carry the final whole-track decision, not the live reading of a frame an
+    earlier, partial finish had decided the same way (romp_sample_video_football.mp4: 11 frames were written
+    with their live reading)."""
+    poses = _motion(fitter, 60, seed=4)
+    shape = fitter.shape()
+    kps = [fitter.forward(shape, fitter.full_params(shape, p))[0] for p in poses]
+    rng = np.random.default_rng(4)
+    preds = [_prediction(k, noise=0.005, rng=rng) for k in kps]
+    preds = [_mirror(p) if 20 <= i < 38 else p for i, p in enumerate(preds)]
+    stage = BodyFitStage(fitter.model)
+    live = [stage(f) for f in _frames(preds)]
+    once = BodyFitStage(fitter.model)
+    expected = once.finish([once(f) for f in _frames(preds)])
+    for n in (21, 30, 45):                                             # partial files along the way
+        stage.finish(live[:n])
+    final = stage.finish(live)
+    assert not _left_wrist_wrong(final, kps).any()
+    for a, b in zip(final, expected):
+        np.testing.assert_allclose(a.persons[0].joints_2d, b.persons[0].joints_2d, atol=1e-3)

@@ -210,8 +210,11 @@ class _Record:
     dp: np.ndarray                       # (2,) Viterbi cost of the best path ending in each reading
     back: np.ndarray                     # (2,) the reading on the previous frame of that path
     fits: dict                           # reading -> FitResult (the readings fitted on this frame)
-    live: int                            # the reading output live
+    live: int                            # the reading output live (what the person returned by __call__ carries)
     provisional: bool                    # fitted before the track's shape was held
+    pred: object = None                  # the estimator's prediction (sides as given)
+    shown: FitResult | None = None       # the fit the person returned by __call__ was filled with
+    settled: int | None = None           # the reading last decided by _settle (warm start of the next frame)
 
 
 @dataclass
@@ -338,7 +341,7 @@ class BodyFitStage:
         self.timings_ms.append((time.perf_counter() - t0) * 1000)
         if self.keep_history:
             tr.records.append(_Record(frame_index, obs, costs, trans, tr.dp.copy(), back, fits, best,
-                                      tr.shape is None))
+                                      tr.shape is None, pred, fits[best], best))
         return self._fill(pred, fits[best], best, obs, shape)
 
     def _init(self, tr: _Track, pred):
@@ -436,9 +439,10 @@ class BodyFitStage:
                     out[a, b] += sw.heading_weight * (1.0 - math.cos(math.acos(min(max(float(ha @ hb), -1.0), 1.0))))
         return out
 
-    def _fill(self, pred, fit: FitResult, reading: int, obs: Observation, shape: BodyShape):
+    def _fill(self, pred, fit: FitResult, reading: int, obs: Observation, shape: BodyShape, given=None):
         """``pred`` with the fitted body (module docstring). Mirrored: the estimator's 2D and observed flags are
-        relabelled to the body's true sides."""
+        relabelled to the body's true sides. ``given``: the estimator's own prediction when ``pred`` is an
+        output already filled (its whole-body joints are relabelled from the sides as given)."""
         perm = _FLIP if reading == 1 else np.arange(len(_FLIP))
         observed = ((obs.w3d > 0) | (obs.w2d > 0))[perm]
         kp = fit.keypoints.astype(np.float64)
@@ -453,7 +457,7 @@ class BodyFitStage:
             seen2d = (obs.w2d > 0)[perm]
             uv[seen2d] = obs.joints_2d[perm][seen2d]
         extra = {}
-        wb = getattr(pred, "joints_3d_wholebody", None)
+        wb = getattr(pred if given is None else given, "joints_3d_wholebody", None)
         if reading == 1 and wb is not None:   # the network's whole-body joints get the same sides and depth
             wb = np.asarray(wb, np.float64)[_FLIP_WB]
             hips = [COCO_WHOLEBODY_INDEX["left_hip"], COCO_WHOLEBODY_INDEX["right_hip"]]
@@ -478,7 +482,12 @@ class BodyFitStage:
                 continue
             want = self._decision(p.track_id if p.track_id is not None else -1, tr, rec_i, lag)
             rec = tr.records[rec_i]
-            if want == rec.live and not (rec.provisional and tr.shape is not None and lag is None):
+            refit = rec.provisional and tr.shape is not None and lag is None
+            rec.settled = want
+            # ``p`` is what __call__ returned (reading ``live``, fit ``shown``), even when an earlier settle (a
+            # partial file written during the run calls finish) decided otherwise: compare with those, not with
+            # the last decision
+            if want == rec.live and not refit and rec.fits.get(want) is rec.shown:
                 persons.append(p)
                 continue
             shape = tr.shape or self.fitter.shape()
@@ -488,8 +497,7 @@ class BodyFitStage:
                 fit = self.fitter.fit(rec.obs if want == 0 else rec.obs.mirrored(), shape, prev)
                 rec.fits[want] = fit
             rec.provisional = rec.provisional and tr.shape is None
-            rec.live = want
-            persons.append(self._fill(p, fit, want, rec.obs, shape))
+            persons.append(self._fill(p, fit, want, rec.obs, shape, given=rec.pred))
         return dataclasses.replace(result, persons=persons)
 
     def _decision(self, tid: int, tr: _Track, i: int, lag: int | None) -> int:
@@ -505,7 +513,7 @@ class BodyFitStage:
         if i == 0:
             return None
         r = tr.records[i - 1]
-        return r.fits.get(r.live)
+        return r.fits.get(r.live if r.settled is None else r.settled)
 
 
 def _find(records: list, frame_index: int) -> int | None:
