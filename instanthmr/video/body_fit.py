@@ -104,7 +104,7 @@ class SwapConfig:
     motion_sigma_2d: float = 0.03
     motion_cap_2d: float = 0.3
     hand_weight: float = 20.0
-    side_on_z: float = 0.5
+    side_on_z: float = 0.3
 
 
 def decide_states(costs: np.ndarray, switch_cost: float, lag: int | None = None,
