@@ -86,7 +86,8 @@ class SwapConfig:
     swapped in 2D jump across the body; a depth flip alone does not). The continuity that tells a swap from
     a turn, for each pair of readings on consecutive frames. hand_weight: per frame, what a reading pays for
     each hand the hand model is sure sits at the wrong wrist (:func:`hand_chirality`; scaled by its presence
-    and confidence): a hand's look (thumb side, palm or back) tells left from right from any viewpoint.
+    and confidence; both hands together at most this much): a hand's look (thumb side, palm or back) tells
+    left from right, though not from every viewpoint (docs/body_fit.md).
     side_on_z: seen side-on the mirrored body is nearly the same body (the mirror flips only the depth
     component of the torso heading), so the readings' fit costs differ by noise there: their difference is
     scaled by |heading z| / side_on_z (capped at 1; the unit heading of the labels as given)."""
@@ -414,7 +415,9 @@ class BodyFitStage:
         costs = np.minimum(costs, costs.min() + sw.max_emission_gap)
         costs = costs.min() + decisive * (costs - costs.min())
         costs[1] += sw.mirror_cost
-        # evidence of its own (not the fit's), so outside the gap's clip
+        # evidence of its own (not the fit's), so outside the gap's clip; at most hand_weight a frame, so that
+        # one frame's hands (a photo) cannot overturn a track's start as given (switch_cost + mirror_cost)
+        hands = min(max(hands, -1.0), 1.0)
         costs += sw.hand_weight * np.array([max(hands, 0.0), max(-hands, 0.0)])
         return costs
 
