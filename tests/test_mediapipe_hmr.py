@@ -395,3 +395,18 @@ def test_one_person_video_costs_one_landmark_pass_per_frame(mp_models, shared_da
     # max_persons followed: the detector never looks again (MediaPipe Pose's rule); one landmark pass a frame
     assert ran == 1 and len(calls) == 29
     assert len(ids) == 1
+
+
+def test_handedness_reads_right_for_a_right_hand_on_an_unmirrored_frame(mp_models, shared_data):
+    """HandLandmarks.right_score's convention on a real frame: sports2d_demo.mp4 frame 97, the walker in front
+    (seen side-on, her left toward the camera; BlazePose's sides right there by eye, docs/body_fit_eye_labels.csv)
+    has her right hand found at BlazePose's right wrist, and the hand model calls it a right hand."""
+    from instanthmr.video.sources import open_source
+
+    src = open_source(None, str(shared_data / "videos" / "sports2d_demo.mp4"), None, max_frames=98)
+    image = [fr.image for fr in src][-1]
+    src.close()
+    persons = mediapipe_pipeline(hands=True).predict(image).persons
+    walker = max(persons, key=lambda p: p.box[3])                    # the one nearest the camera, lowest
+    hand = walker.landmarks.hands["right"]
+    assert hand is not None and hand.right_score > 0.7

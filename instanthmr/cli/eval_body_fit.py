@@ -3,6 +3,7 @@ observations, real motion; no network or MediaPipe model needed).
 
     python tools/eval_body_fit.py                      # every readable BVH take in <shared data>/mocap
     python tools/eval_body_fit.py --max-frames 150 --seed 1 --lag 4
+    python tools/eval_body_fit.py --hands --swap-start   # + the hand model's handedness; swaps from frame 0
 
 Method. Each BVH take (walking, turning, jumping, ...) is read and placed in front of a virtual 1280x720
 camera as in ``tools/eval_temporal.py`` (30 fps, focal = image diagonal); its 14 body joints (shoulders,
@@ -13,7 +14,12 @@ MediaPipe Pose:
 * 3D: hip-centred joints + 15 mm (x, y) / 30 mm (depth) noise per joint, and a camera translation with
   1 cm (x, y) / 5 cm (depth) error;
 * left/right swaps: segments of 10-40 frames (about one per 100 frames) where the labels are swapped and the
-  3D depth reflected about the hips (MediaPipe's failure on people turned away: their back read as a front).
+  3D depth reflected about the hips (MediaPipe's failure on people turned away: their back read as a front);
+  with ``--swap-start`` each take's first segment starts at frame 0 (a person read mirrored from the first
+  frame: no jump for continuity to see);
+* with ``--hands``, the hand model's handedness (``HandLandmarks.right_score``, see
+  :data:`HAND_NOISE`): each hand seen on half the frames, at the wrist the (possibly swapped) labels name,
+  right on most frames and confidently wrong in whole stretches, as measured on the shared clips.
 
 Reported per take and overall, before (the observations) and after the fit (live: no delay; lag: the
 decision ``--lag`` frames late; offline: whole track; ``sm joints`` / ``sm body``: offline then the demo's
@@ -52,6 +58,11 @@ BONES = (("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow"), ("l
 #: ankles, or move with the clavicles): one fitted body keeps them exactly.
 SKELETON_BONES = (("left_hip", "left_knee"), ("right_hip", "right_knee"), ("left_hip", "right_hip"))
 _FLIP = np.asarray(MHR70_FLIP_PERM)
+#: The synthetic hand model (``--hands``), from its handedness on the shared clips (docs/body_fit.md): of the
+#: hands it was sure of (|right_score - 0.5| > 0.3), 85 % were right; the wrong ones came in whole stretches
+#: (small backlit hands, hands seen from the back). seen: per hand and frame; presence: uniform range;
+#: confidence: |2 right_score - 1|, uniform range; misleading: the share of 30-frame blocks where it is wrong.
+HAND_NOISE = {"seen": 0.5, "presence": (0.6, 1.0), "confidence": (0.4, 1.0), "misleading": 0.15, "block": 30}
 _HIPS = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
 
 
@@ -78,21 +89,51 @@ def mhr70_take(take) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return cam, uv, valid
 
 
-def swap_segments(t: int, rng, per_frames: int = 100, lengths=(10, 40)) -> np.ndarray:
-    """(T,) bool: frames inside injected left/right swaps (about one segment per ``per_frames`` frames)."""
+def swap_segments(t: int, rng, per_frames: int = 100, lengths=(10, 40), at_start: bool = False) -> np.ndarray:
+    """(T,) bool: frames inside injected left/right swaps (about one segment per ``per_frames`` frames; the
+    first one from frame 0 with ``at_start``)."""
     out = np.zeros(t, bool)
     n = max(1, int(round(t / per_frames)))
-    for _ in range(n):
+    for k in range(n):
         length = int(rng.integers(lengths[0], lengths[1] + 1))
         if t <= length + 10:
             break
         start = int(rng.integers(5, t - length))
+        start = 0 if at_start and k == 0 else start
         out[start:start + length] = True
     return out
 
 
-def observations(cam, uv, valid, swapped, rng, focal, pp) -> list[HMRPrediction]:
-    """MediaPipe-like per-frame predictions (module docstring) with the injected swaps."""
+def synthetic_hands(swapped: np.ndarray, rng) -> list[dict]:
+    """Per frame, ``{"left": HandLandmarks | None, "right": ...}`` keyed by the observation's labels, with
+    only presence and handedness meaningful (:data:`HAND_NOISE`; no hand points)."""
+    from instanthmr.runtime.mediapipe.hands import HandLandmarks
+
+    n = HAND_NOISE
+    t = len(swapped)
+    misleading = np.repeat(rng.random(t // n["block"] + 1) < n["misleading"], n["block"])[:t]
+    out = []
+    for i in range(t):
+        hands = {}
+        for side in ("left", "right"):
+            if rng.random() >= n["seen"]:
+                hands[side] = None
+                continue
+            is_right = (side == "right") != bool(swapped[i])          # the hand at this label's wrist
+            says_right = is_right != bool(misleading[i])
+            conf = rng.uniform(*n["confidence"])
+            hands[side] = HandLandmarks(np.zeros((21, 2), np.float32), np.zeros((21, 3), np.float32),
+                                        float(rng.uniform(*n["presence"])), None,
+                                        0.5 + (0.5 if says_right else -0.5) * conf)
+        out.append(hands)
+    return out
+
+
+def observations(cam, uv, valid, swapped, rng, focal, pp, hands: list | None = None) -> list[HMRPrediction]:
+    """MediaPipe-like per-frame predictions (module docstring) with the injected swaps; ``hands``: per frame,
+    the hands the MediaPipe path would carry (:func:`synthetic_hands`)."""
+    from instanthmr.runtime.mediapipe.estimator import PersonLandmarks
+
     t = len(cam)
     ys = uv[:, valid, 1]
     height = (ys.max(1) - ys.min(1))[:, None, None]
@@ -115,7 +156,8 @@ def observations(cam, uv, valid, swapped, rng, focal, pp) -> list[HMRPrediction]
                                    joints_3d_cam=(j3 + trans[i]).astype(np.float32), joints_2d=j2.astype(np.float32),
                                    cam_trans=trans[i].astype(np.float32), focal_length=focal,
                                    principal_point=np.asarray(pp, np.float32), mhr_params=None, shape_params=None,
-                                   joints_valid=valid.copy(), track_id=1))
+                                   joints_valid=valid.copy(), track_id=1,
+                                   landmarks=None if hands is None else PersonLandmarks(None, hands[i])))
     return preds
 
 
@@ -145,14 +187,17 @@ def score(preds, cam, uv, valid) -> dict[str, float]:
             "accel_mm": float(acc), "swapped": int((d_flip < d_true).sum())}
 
 
-def run_take(cam, uv, valid, rng, lag: int, model=None) -> tuple[dict, list[float], int]:
+def run_take(cam, uv, valid, rng, lag: int, model=None, hands_rng=None, swap_start: bool = False
+             ) -> tuple[dict, list[float], int]:
+    """One take; ``hands_rng``: a generator for :func:`synthetic_hands` (None: no hands)."""
     from instanthmr.video.body_fit import BodyFitStage
     from instanthmr.video.tracking import smooth_frames_offline
 
     focal = float(np.hypot(*IMAGE_WH))
     pp = (IMAGE_WH[0] / 2, IMAGE_WH[1] / 2)
-    swapped = swap_segments(len(cam), rng)
-    preds = observations(cam, uv, valid, swapped, rng, focal, pp)
+    swapped = swap_segments(len(cam), rng, at_start=swap_start)
+    hands = None if hands_rng is None else synthetic_hands(swapped, hands_rng)
+    preds = observations(cam, uv, valid, swapped, rng, focal, pp, hands)
     frames = [FrameResult(persons=[p], detector_ms=0.0, hmr_ms=0.0, total_ms=0.0, detector_ran=True, frame_index=i,
                           image_size=IMAGE_WH) for i, p in enumerate(preds)]
     stage = BodyFitStage(model)
@@ -233,6 +278,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lag", type=int, default=4, help="fixed-lag decision delay in frames (4 = 133 ms at 30 fps)")
     ap.add_argument("--mhr-model", default=None, help="converted MHR .npz (default: the shipped LOD 6)")
+    ap.add_argument("--hands", action="store_true",
+                    help="the observations carry the hand model's handedness, with its measured errors (HAND_NOISE)")
+    ap.add_argument("--swap-start", action="store_true",
+                    help="each take's first injected swap starts at frame 0 (read mirrored from the first frame)")
     args = ap.parse_args(argv)
     from instanthmr.body.mhr import MHRAssetError, MHRNumpy
     from instanthmr.training.data.mocap_takes import load_takes
@@ -249,6 +298,7 @@ def main(argv=None) -> int:
         print("error: no readable BVH take under the shared data's mocap folder", file=sys.stderr)
         return 2
     rng = np.random.default_rng(args.seed)
+    hands_rng = np.random.default_rng(args.seed + 1000) if args.hands else None   # the default's draws unchanged
     totals: dict[str, list] = {}
     timings: list[float] = []
     n_swapped = n_frames = n_mirrored = 0
@@ -260,7 +310,7 @@ def main(argv=None) -> int:
         f"{k:>9s}" for k in ("", "PA-MPJPE", "2D px", "bones", "accel", "swapped")))
     for take in takes:
         cam, uv, valid = mhr70_take(take)
-        rows, ms, inj = run_take(cam, uv, valid, rng, args.lag, model)
+        rows, ms, inj = run_take(cam, uv, valid, rng, args.lag, model, hands_rng, args.swap_start)
         timings += ms
         n_swapped += inj
         n_mirrored += rows["live"].pop("mirrored_fits")

@@ -24,10 +24,12 @@ Per track (see :mod:`instanthmr.body.fit` for the fit itself):
   the first frames with the held shape, so in files every frame of a track has the same bones.
 * **Left and right**: each frame is read two ways, the labels as given and mirrored (left/right swapped, depth
   reflected about the hips: a person seen from the back with the sides swapped). A two-state Viterbi
-  decides: per frame each reading costs its fit's data and limit terms (the mirrored one a small prior
-  more), and going from a reading on one frame to a reading on the next costs a switch plus their
-  continuity (how far the hip-centred 3D joints move, how far the torso heading turns: observation-level,
-  no fit needed). The mirrored reading is FITTED only when it matters: when continuity alone brings it
+  decides: per frame each reading costs its fit's data and limit terms (their difference shrunk when the
+  torso is seen side-on, where the mirrored body is nearly the same body; the mirrored one a small prior
+  more) and what the hands' look says (MediaPipe's handedness: a right hand at the "left" wrist is
+  evidence for the mirrored reading), and going from a reading on one frame to a reading on the next costs a
+  switch plus their continuity (how far the hip-centred 3D joints move, how far the torso heading turns:
+  observation-level, no fit needed). The mirrored reading is FITTED only when it matters: when continuity alone brings it
   within ``margin`` of winning (a swap, or a person seen from the side), when the fit's cost jumps, when the
   face vanishes while the torso stays seen, for ``hold_frames`` after, and on every frame the track is read
   mirrored (so the labels as given win back as soon as the evidence evens out). Decided live at the newest
@@ -84,7 +86,13 @@ class SwapConfig:
     transition costs the mean squared move over joints in these units, each joint capped at motion_cap m);
     motion_sigma_2d / motion_cap_2d: the same for the 2D joints, in units of the person's 2D height (sides
     swapped in 2D jump across the body; a depth flip alone does not). The continuity that tells a swap from
-    a turn, for each pair of readings on consecutive frames."""
+    a turn, for each pair of readings on consecutive frames. hand_weight: per frame, what a reading pays for
+    each hand the hand model is sure sits at the wrong wrist (:func:`hand_chirality`; scaled by its presence
+    and confidence; both hands together at most this much): a hand's look (thumb side, palm or back) tells
+    left from right, though not from every viewpoint (docs/body_fit.md).
+    side_on_z: seen side-on the mirrored body is nearly the same body (the mirror flips only the depth
+    component of the torso heading), so the readings' fit costs differ by noise there: their difference is
+    scaled by |heading z| / side_on_z (capped at 1; the unit heading of the labels as given)."""
 
     margin: float = 30.0
     trigger_cost: float = 3.0
@@ -98,6 +106,8 @@ class SwapConfig:
     motion_cap: float = 0.3
     motion_sigma_2d: float = 0.03
     motion_cap_2d: float = 0.3
+    hand_weight: float = 20.0
+    side_on_z: float = 0.3
 
 
 def decide_states(costs: np.ndarray, switch_cost: float, lag: int | None = None,
@@ -169,6 +179,22 @@ def _mirror_centred(c):
     return j3m, w3[_FLIP], headm, j2[_FLIP], w2[_FLIP]
 
 
+def hand_chirality(pred) -> float:
+    """Evidence in [-2, 2] that ``pred``'s left/right labels are swapped, from its hands' look: per hand found
+    (``pred.landmarks.hands``, the MediaPipe path's
+    :class:`~instanthmr.runtime.mediapipe.hands.HandLandmarks`, keyed by the body's label of the wrist it was
+    found at), its presence x (2 ``right_score`` - 1), counted + for the "left" wrist's hand and - for the
+    "right" one's. > 0: the hands say mirrored; 0 without hands or handedness (the network path)."""
+    hands = getattr(getattr(pred, "landmarks", None), "hands", None) or {}
+    evidence = 0.0
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        hand = hands.get(side)
+        right = getattr(hand, "right_score", None)
+        if right is not None:
+            evidence += sign * float(hand.score) * (2.0 * float(right) - 1.0)
+    return evidence
+
+
 def observation_from(pred) -> Observation:
     """The fit's :class:`~instanthmr.body.fit.Observation` from an HMRPrediction: its valid joints in 2D
     (px, its focal and principal point) and 3D (``joints_3d_local``, metres), weight 1 each; a network's own
@@ -192,8 +218,11 @@ class _Record:
     dp: np.ndarray                       # (2,) Viterbi cost of the best path ending in each reading
     back: np.ndarray                     # (2,) the reading on the previous frame of that path
     fits: dict                           # reading -> FitResult (the readings fitted on this frame)
-    live: int                            # the reading output live
+    live: int                            # the reading output live (what the person returned by __call__ carries)
     provisional: bool                    # fitted before the track's shape was held
+    pred: object = None                  # the estimator's prediction (sides as given)
+    shown: FitResult | None = None       # the fit the person returned by __call__ was filled with
+    settled: int | None = None           # the reading last decided by _settle (warm start of the next frame)
 
 
 @dataclass
@@ -316,6 +345,8 @@ class BodyFitStage:
         tr = self.tracks.setdefault(tid, _Track())
         t0 = time.perf_counter()
         obs = observation_from(pred).clean()
+        if not ((obs.w2d > 0).any() or (obs.w3d > 0).any()):   # nothing seen (a person leaving): nothing to fit
+            return pred
         shape = self._shape(tr, obs, pred)
         readings = {0: obs}
         s = tr.state
@@ -323,12 +354,14 @@ class BodyFitStage:
         # each reading is warm-started from its own last fit when it had one (a reading fitted from the other's
         # body would pay for that body in its data cost), else from the track's live body
         fits = {s: self.fitter.fit(readings[s], shape, tr.chains.get(s, tr.prev), init_params=self._init(tr, pred))}
+        hands = hand_chirality(pred)
         given = _centred(obs)
         now = (given, _mirror_centred(given))
+        decisive = self._decisive(given[2])
         trans = self._transitions(tr.last, now)
         tr.last = now
         if tr.prev is not None and (self._triggered(tr, readings[s], fits[s]) or
-                                    self._close_call(tr.dp, trans, self._costs(fits, s), s)):
+                                    self._close_call(tr.dp, trans, self._costs(fits, s, hands, decisive), s)):
             tr.hold = self.swap.hold_frames
         tr.level = fits[s].cost if tr.level is None else 0.9 * tr.level + 0.1 * min(fits[s].cost, 3 * tr.level)
         if tr.hold > 0 or s == 1:   # while mirrored, the labels as given are always re-read (no lock-in)
@@ -337,7 +370,7 @@ class BodyFitStage:
             readings[o] = obs if o == 0 else obs.mirrored()
             fits[o] = self.fitter.fit(readings[o], shape, tr.chains.get(o, tr.prev))
             self.mirrored_runs += 1
-        costs = self._costs(fits, s)
+        costs = self._costs(fits, s, hands, decisive)
         if tr.prev is None:     # a track starts as given: reading it mirrored takes a switch's worth of evidence
             costs[1] += self.swap.switch_cost
         total = tr.dp[:, None] + trans + self.swap.switch_cost * (1 - np.eye(2))
@@ -352,7 +385,7 @@ class BodyFitStage:
         self.timings_ms.append((time.perf_counter() - t0) * 1000)
         if self.keep_history:
             tr.records.append(_Record(frame_index, obs, costs, trans, tr.dp.copy(), back, fits, best,
-                                      tr.shape is None))
+                                      tr.shape is None, pred, fits[best], best))
         return self._fill(pred, fits[best], best, obs, shape)
 
     def _init(self, tr: _Track, pred):
@@ -398,10 +431,17 @@ class BodyFitStage:
         tr.face = face
         return bool(torso_seen and lost)
 
-    def _costs(self, fits: dict, stay: int) -> np.ndarray:
+    def _decisive(self, heading) -> float:
+        """How much the readings' fit costs may differ on a frame whose torso heading (labels as given) is
+        ``heading`` (None: unknown, 1): ``SwapConfig.side_on_z``."""
+        return 1.0 if heading is None else min(1.0, abs(float(heading[2])) / self.swap.side_on_z)
+
+    def _costs(self, fits: dict, stay: int, hands: float = 0.0, decisive: float = 1.0) -> np.ndarray:
         """Per reading, what this frame alone says: the fit's data and limit costs (not its temporal term:
-        continuity is the transitions' job), the mirrored reading's prior; a reading not fitted borrows the
-        other's plus ``unevaluated_cost``."""
+        continuity is the transitions' job; their difference scaled by ``decisive``, :meth:`_decisive`), the
+        mirrored reading's prior, the hands' look (``hands``,
+        :func:`hand_chirality`: the reading it contradicts pays ``hand_weight`` per sure hand); a reading not
+        fitted borrows the other's plus ``unevaluated_cost``."""
         sw = self.swap
         costs = np.zeros(2)
         for h in (0, 1):
@@ -414,7 +454,12 @@ class BodyFitStage:
         # one frame's fit can fail (occlusion, a local minimum): its cost may tip a close call, never force a
         # switch on its own (continuity between frames is the evidence that does)
         costs = np.minimum(costs, costs.min() + sw.max_emission_gap)
+        costs = costs.min() + decisive * (costs - costs.min())
         costs[1] += sw.mirror_cost
+        # evidence of its own (not the fit's), so outside the gap's clip; at most hand_weight a frame, so that
+        # one frame's hands (a photo) cannot overturn a track's start as given (switch_cost + mirror_cost)
+        hands = min(max(hands, -1.0), 1.0)
+        costs += sw.hand_weight * np.array([max(hands, 0.0), max(-hands, 0.0)])
         return costs
 
     def _transitions(self, last, now) -> np.ndarray:
@@ -440,9 +485,10 @@ class BodyFitStage:
                     out[a, b] += sw.heading_weight * (1.0 - math.cos(math.acos(min(max(float(ha @ hb), -1.0), 1.0))))
         return out
 
-    def _fill(self, pred, fit: FitResult, reading: int, obs: Observation, shape: BodyShape):
+    def _fill(self, pred, fit: FitResult, reading: int, obs: Observation, shape: BodyShape, given=None):
         """``pred`` with the fitted body (module docstring). Mirrored: the estimator's 2D and observed flags are
-        relabelled to the body's true sides."""
+        relabelled to the body's true sides. ``given``: the estimator's own prediction when ``pred`` is an
+        output already filled (its whole-body joints are relabelled from the sides as given)."""
         perm = _FLIP if reading == 1 else np.arange(len(_FLIP))
         observed = ((obs.w3d > 0) | (obs.w2d > 0))[perm]
         kp = fit.keypoints.astype(np.float64)
@@ -456,7 +502,7 @@ class BodyFitStage:
             seen2d = (obs.w2d > 0)[perm]
             uv[seen2d] = obs.joints_2d[perm][seen2d]
         extra = {}
-        wb = getattr(pred, "joints_3d_wholebody", None)
+        wb = getattr(pred if given is None else given, "joints_3d_wholebody", None)
         if reading == 1 and wb is not None:   # the network's whole-body joints get the same sides and depth
             wb = np.asarray(wb, np.float64)[_FLIP_WB]
             hips = [COCO_WHOLEBODY_INDEX["left_hip"], COCO_WHOLEBODY_INDEX["right_hip"]]
@@ -481,7 +527,12 @@ class BodyFitStage:
                 continue
             want = self._decision(p.track_id if p.track_id is not None else -1, tr, rec_i, lag)
             rec = tr.records[rec_i]
-            if want == rec.live and not (rec.provisional and tr.shape is not None and lag is None):
+            refit = rec.provisional and tr.shape is not None and lag is None
+            rec.settled = want
+            # ``p`` is what __call__ returned (reading ``live``, fit ``shown``), even when an earlier settle (a
+            # partial file written during the run calls finish) decided otherwise: compare with those, not with
+            # the last decision
+            if want == rec.live and not refit and rec.fits.get(want) is rec.shown:
                 persons.append(p)
                 continue
             shape = tr.shape or self.fitter.shape()
@@ -491,8 +542,7 @@ class BodyFitStage:
                 fit = self.fitter.fit(rec.obs if want == 0 else rec.obs.mirrored(), shape, prev)
                 rec.fits[want] = fit
             rec.provisional = rec.provisional and tr.shape is None
-            rec.live = want
-            persons.append(self._fill(p, fit, want, rec.obs, shape))
+            persons.append(self._fill(p, fit, want, rec.obs, shape, given=rec.pred))
         return dataclasses.replace(result, persons=persons)
 
     def _decision(self, tid: int, tr: _Track, i: int, lag: int | None) -> int:
@@ -508,7 +558,7 @@ class BodyFitStage:
         if i == 0:
             return None
         r = tr.records[i - 1]
-        return r.fits.get(r.live)
+        return r.fits.get(r.live if r.settled is None else r.settled)
 
 
 def _fitted(pred) -> bool:

@@ -21,12 +21,20 @@ from instanthmr.runtime.mediapipe.tflite import TFLiteModel
 class HandLandmarks:
     """21 MediaPipe hand landmarks (wrist, then thumb/index/middle/ring/pinky base -> tip: the
     COCO-WholeBody hand order). ``points`` (21, 2) full-image pixels; ``world`` (21, 3) metres, origin near
-    the hand centre, camera-aligned axes; ``score`` hand presence in [0, 1]; ``roi`` the crop it ran on."""
+    the hand centre, camera-aligned axes; ``score`` hand presence in [0, 1]; ``roi`` the crop it ran on;
+    ``right_score`` in [0, 1] the model's handedness output as it comes: on an ordinary (unmirrored) camera
+    image, the probability that this is the person's RIGHT hand (MediaPipe documents its labels for a
+    mirrored selfie image; checked on unmirrored frames: the sports2d walker's left hand, seen side-on,
+    median 0.02 over 86 frames, 85 below 0.5; the later jumper's right hand, median 0.97 over 23;
+    openpose's woman facing the camera, her left hand 0.06-0.25 on 8). Not reliable everywhere: small backlit hands (the sports2d jumper facing the
+    camera) and hands seen from the back (openpose frames 0-155) gave the opposite, confidently
+    (docs/body_fit.md, "Left and right")."""
 
     points: np.ndarray
     world: np.ndarray
     score: float
     roi: Roi
+    right_score: float | None = None
 
 
 # Landmarks MediaPipe uses to place the next hand crop: wrist, thumb base, and the MCP/PIP of each finger.
@@ -79,7 +87,7 @@ class HandLandmarker:
 
     def __call__(self, image: np.ndarray, roi: Roi) -> HandLandmarks | None:
         crop = crop_roi(image, roi, self.INPUT, replicate=True).astype(np.float32) / 255.0
-        lms, flag, _handedness, world = self.model(crop[None])
+        lms, flag, handedness, world = self.model(crop[None])
         score = float(np.ravel(flag)[0])
         if not 0.0 <= score <= 1.0:
             score = float(sigmoid(score))
@@ -87,7 +95,9 @@ class HandLandmarker:
             return None
         pts = roi.to_image(lms.reshape(21, 3)[:, :2], self.INPUT)
         world = roi.rotate_vectors(world.reshape(21, 3))
-        return HandLandmarks(pts.astype(np.float32), world.astype(np.float32), score, roi)
+        right = float(np.ravel(handedness)[0])
+        right = right if 0.0 <= right <= 1.0 else float(sigmoid(right))
+        return HandLandmarks(pts.astype(np.float32), world.astype(np.float32), score, roi, right)
 
     def track(self, image: np.ndarray, roi: Roi, iterations: int = 2) -> HandLandmarks | None:
         """Run on ``roi``, then re-fit the crop to the found hand and run again (what MediaPipe's
