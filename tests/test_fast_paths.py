@@ -17,6 +17,7 @@ Tolerances (the plain path is the reference):
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -327,6 +328,31 @@ def test_async_detector_submit_drops_frames_while_busy(image):
         assert n == 0 and len(dets) == 1 and ms >= 150 and worker.poll() is None and det.calls == 1
     finally:
         worker.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's")
+def test_async_detector_runs_below_the_frames_priority(image):
+    """The hidden detector's thread is DETECTOR_NICE nice levels below the caller's (its boxes are not urgent
+    while people are followed); the caller's own priority is untouched."""
+    import os
+
+    from instanthmr.runtime.pipeline import DETECTOR_NICE
+
+    seen = []
+
+    class Probe(FixedBoxDetector):
+        def detect(self, image_rgb, frame_index=None):
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return super().detect(image_rgb, frame_index)
+
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    worker = AsyncDetector(Probe())
+    try:
+        assert worker.submit(image, 0, 0) and worker.wait() is not None
+    finally:
+        worker.close()
+    assert seen == [min(mine + DETECTOR_NICE, 19)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,8 @@ Runtime imports are numpy, OpenCV and onnxruntime only (torch only for the torch
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -220,6 +222,23 @@ def load_hmr(onnx_path: str | Path, device: str = "auto", max_persons: int = 8, 
                       batch_persons=batch_persons, runtime=rt, providers=providers, mhr=mhr)
 
 
+#: How much lower (Linux nice steps) the hidden detector's thread runs than the frames: while people are followed
+#: its boxes are not urgent, and at the frames' priority each of its runs took a core from the network for
+#: 2-3 frames, the slowest 5 % of frames (docs/performance.md, "Frames in flight").
+DETECTOR_NICE = 10
+
+
+def _lower_thread_priority(steps: int) -> None:
+    """Lower the calling thread's scheduling priority by ``steps`` nice levels: Linux only (there a thread's
+    nice value is its own; elsewhere ``setpriority`` would lower the whole process, so nothing is done)."""
+    if steps and sys.platform.startswith("linux") and hasattr(os, "setpriority"):
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + steps)
+        except OSError:  # a sandbox may refuse it: the detector then runs at the frames' priority
+            pass
+
+
 class AsyncDetector:
     """A detector on its own thread: :meth:`submit` hands it a frame when it is idle, :meth:`poll` returns each
     finished result once. The caller never waits for it (except :meth:`wait`), so the pose network runs on
@@ -273,6 +292,7 @@ class AsyncDetector:
         return res
 
     def _loop(self) -> None:
+        _lower_thread_priority(DETECTOR_NICE)
         while True:
             with self._cv:
                 self._cv.wait_for(lambda: self._job is not None or self._closed)
