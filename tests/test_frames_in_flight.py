@@ -281,3 +281,23 @@ def test_ctrl_c_mid_run_with_frames_in_flight_keeps_the_frames_done_and_ends_eve
     assert (report.status, report.frames) == ("stopped", 4) and seen == [0, 1, 2, 3, 4]
     assert [f["frame_index"] for f in json.loads(out.read_text())["frames"]] == [0, 1, 2, 3]
     assert source.closed and _worker_threads() == []
+
+
+def test_a_source_that_fails_to_close_leaves_no_frame_thread_running(random_onnx):
+    """The run's end closes the frames in flight before the source: a source whose ``close`` raises (a camera
+    unplugged) still leaves no worker or detector thread behind."""
+    from instanthmr.runner.config import RunConfig
+    from instanthmr.runner.loop import run
+    from instanthmr.runtime.pipeline import PosePipeline, load_hmr
+
+    class Broken(_Frames):
+        def close(self):
+            raise RuntimeError("device gone")
+
+    rt = RuntimeOptions(spinning=False, frames_in_flight=2, async_detector=True)
+    pose = PosePipeline(_SlowBox(0.0, 1), load_hmr(random_onnx, "cpu", 1, True, rt), detector_stride=2,
+                        max_persons=1, crops="keypoints", frames_in_flight=2, async_detector=True)
+    with pytest.raises(RuntimeError, match="device gone"):
+        run(RunConfig(video="frames", smooth="none", quiet=True, verbose=False, body_fit=False, viewer=False),
+            pipeline=pose, source=Broken(6))
+    assert _worker_threads() == []
