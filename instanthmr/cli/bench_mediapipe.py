@@ -220,11 +220,11 @@ def print_report(r: dict) -> None:
 
 
 def cpu_stats(cpu_ms) -> dict:
-    """Median / p95 of per-frame process CPU ms (empty when the side did not report it)."""
+    """Median / p95 of per-frame process CPU ms (:func:`frame_stats`'s; empty when the side did not report it)."""
     if not cpu_ms:
         return {}
-    v = np.asarray(cpu_ms, np.float64)
-    return {"cpu_median": float(np.median(v)), "cpu_p95": float(np.percentile(v, 95))}
+    s = frame_stats(cpu_ms)
+    return {"cpu_median": s["median"], "cpu_p95": s["p95"]}
 
 
 def slow_frames(timed: list, detected: list, factor: float = 2.0) -> list:
