@@ -39,7 +39,8 @@ thread and inside that wall time). Ratios are per round, then the median. The lo
 No weights here? ``--random-init`` (default when ``models/instanthmr.onnx`` is absent) exports
 ``--random-init-config`` (default ``instanthmr_repvit_m1_5``) with random weights, ``--config A,B`` several
 architectures timed in the same run (each row names its architecture), and an RF-DETR with random weights is
-exported when ``--detector`` is not given: the compute is the real one. A random detector's boxes are meaningless, so they are replaced by one
+exported when ``--detector`` is not given: the compute is the real one. A random detector's boxes are
+meaningless, so they are replaced by one
 fixed person box (the detector still runs in full; also with a random network and a real detector);
 ``--keep-boxes`` turns that off. A random network's joints
 are noise too: in the keypoint variants they are replaced by a fixed person's inside that box (``FixedJoints``;
