@@ -383,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keypoint-stride", type=int, default=10,
                    help="keypoint-crop variants: the detector at least every N frames (the demo's --detector-stride "
                         "with --keypoint-crops; default: 10, its default)")
-    p.add_argument("--in-flight", type=int, default=2, help="frames in flight of the in-flight variants (default: 2)")
+    p.add_argument("--in-flight", "--frames-in-flight", type=int, default=2,
+                   help="frames in flight of the in-flight variants (the demo's --frames-in-flight; default: 2)")
     p.add_argument("--mediapipe-venv", default=None, metavar="DIR",
                    help="also time MediaPipe Pose (0.10.21, complexity 1, tracking) on the same frames each round, "
                         "with this virtual environment's python (built there from the package registry when "
