@@ -5,6 +5,7 @@ latest finished frame otherwise."""
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from instanthmr.core.faults import StopSignal
 from instanthmr.core.geometry import box_iou
 from instanthmr.runtime.detector import Detections, PersonDetector
 from instanthmr.runtime.factory import PipelineSpec
@@ -249,9 +251,11 @@ def _worker_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith(("instanthmr-frame", "instanthmr-detector"))]
 
 
-def test_ctrl_c_mid_run_with_frames_in_flight_keeps_the_frames_done_and_ends_every_thread(random_onnx, tmp_path):
-    """Ctrl-C (KeyboardInterrupt, what StopSignals raises for SIGINT / SIGTERM) while two frames are in flight
-    and the hidden detector looks: the run ends "stopped" with the frames written so far, promptly, and the
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_mid_run_with_frames_in_flight_keeps_the_frames_done_and_ends_every_thread(random_onnx, tmp_path,
+                                                                                         signum):
+    """Ctrl-C or SIGTERM (what StopSignals raises for them: KeyboardInterrupt, StopSignal) while two frames are
+    in flight and the hidden detector looks: the run ends "stopped" with the frames written so far, promptly, and the
     frame workers and the detector's thread are joined (none left running into the next run or the exit)."""
     from instanthmr.runner.config import RunConfig
     from instanthmr.runner.loop import run
@@ -266,7 +270,7 @@ def test_ctrl_c_mid_run_with_frames_in_flight_keeps_the_frames_done_and_ends_eve
     def stage(frame, result):
         seen.append(frame.index)
         if len(seen) == 5:
-            raise KeyboardInterrupt  # as the demo's signal handler does, mid-run
+            raise KeyboardInterrupt if signum == signal.SIGINT else StopSignal(signum)  # the demo's handler, mid-run
         return result
 
     source, out = _Frames(40), tmp_path / "run.json"
