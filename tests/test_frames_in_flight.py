@@ -305,3 +305,16 @@ def test_a_source_that_fails_to_close_leaves_no_frame_thread_running(random_onnx
         run(RunConfig(video="frames", smooth="none", quiet=True, verbose=False, body_fit=False, viewer=False),
             pipeline=pose, source=Broken(6))
     assert _worker_threads() == []
+
+
+def test_threads_per_model_counts_the_cores_this_process_may_use(monkeypatch):
+    """A container or ``taskset`` limited to 2 of 16 cores: 2 frames in flight get 1 thread per model, not 8
+    (os.cpu_count() counts the machine's cores, the affinity the ones this process may run on)."""
+    import os
+
+    from instanthmr.runtime.session import cpu_cores
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert cpu_cores() == 2 and threads_per_model(2) == 1
+    assert RuntimeOptions(frames_in_flight=2).session_threads() == 1
