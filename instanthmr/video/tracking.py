@@ -389,6 +389,10 @@ class TrackingPipeline:
 
     def __call__(self, image_rgb: np.ndarray, frame_index: int | None = None,
                  time_s: float | None = None) -> FrameResult:
+        """One frame (RGB, ``frame_index``, ``time_s`` seconds; default ``frame_index / fps``) -> its tracked
+        :class:`FrameResult` at once, whatever ``frames_in_flight``. Frames still in flight from :meth:`submit`
+        are finished first (the tracks take them in order) and their results are dropped: :meth:`drain` them
+        before switching to calls."""
         fi = self.frames_seen if frame_index is None else int(frame_index)
         if self.crops == "landmarks":
             return self.track(self._landmark_frame(image_rgb, fi), time_s)
