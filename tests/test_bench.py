@@ -251,3 +251,15 @@ def test_bench_gpu_a_refused_variant_becomes_a_row(tmp_path, random_onnx, monkey
                                      "date": "d", "hmr": rows, "best_hmr": rows[-1], "video_size": [2, 2],
                                      "decode": {"frames": 1, "fps": 1.0}, "end_to_end": {"strides": []}, "notes": []})
     assert "| fp32 | io_binding | 1 | not run: CUDA graph capture failed" in table
+
+
+def test_bench_mediapipe_cpu_stats_and_slow_frames():
+    """bench_mediapipe's CPU columns are frame_stats' median / p95 of the CPU ms (none when a side did not
+    report any), and the stall list names the frames over twice the median with whether the detector ran."""
+    from instanthmr.cli.bench_mediapipe import cpu_stats, slow_frames
+
+    assert cpu_stats([]) == {}
+    assert cpu_stats([1.0, 2.0, 3.0, 4.0, 100.0]) == pytest.approx({"cpu_median": 3.0, "cpu_p95": 80.8})
+    timed = [(0, i, ms) for i, ms in enumerate((10.0, 11.0, 30.0, 10.0, 23.0))]
+    assert slow_frames(timed, [False, False, True, False, False]) == [(0, 2, 30.0, True), (0, 4, 23.0, False)]
+    assert slow_frames([], []) == []

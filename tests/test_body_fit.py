@@ -512,3 +512,31 @@ def test_a_person_turning_their_back_is_read_mirrored_once_turned(fitter):
         lagged = [r for f in _frames(obs) for r in lagging.push(f)] + lagging.flush()
         assert not _left_wrist_wrong(offline, kps).any() and not _left_wrist_wrong(lagged, kps).any()
         assert _left_wrist_wrong(live, kps).sum() <= live_ok
+
+
+def test_count_swapped_frames_judges_only_frames_with_shoulders(tmp_path, capsys):
+    """tools/count_swapped_frames.py: a labelled frame is swapped when the run's left-minus-right x sign differs
+    from the label's; a frame where the run has no shoulders is not judged (nor counted swapped); a missing
+    file is one error line."""
+    from instanthmr.cli import count_swapped_frames as tool
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("clip,frame,track,a_left_minus_right_x_sign,b_left_minus_right_x_sign,truth\n"
+                      "c,0,1,1,-1,A\nc,1,1,1,-1,B\nc,2,1,1,-1,both\nc,3,1,1,-1,unclear\n")
+
+    def person(lr_sign):  # left shoulder / hip at x 100 + 10 * sign, right ones at 100 - 10 * sign
+        j = [None] * len(MHR70_INDEX)
+        if lr_sign:
+            for side, s in (("left", lr_sign), ("right", -lr_sign)):
+                for part in ("shoulder", "hip"):
+                    j[MHR70_INDEX[f"{side}_{part}"]] = [100.0 + 10 * s, 50.0]
+        return {"track_id": 1, "joints_2d": j}
+
+    run = tmp_path / "run.json"   # frame 0 right (A: +1), frame 1 swapped (B: -1), frame 2 no shoulders
+    run.write_text(json.dumps({"frames": [{"frame_index": i, "persons": [person(s)]}
+                                          for i, s in enumerate((1, 1, 0, 1))]}))
+    assert tool.main(["c", str(run), "--labels", str(labels)]) == 0
+    assert f"{run}: 2 frames judged, 1 swapped 1:1" in capsys.readouterr().out
+    assert tool.main(["c", str(tmp_path / "missing.json"), "--labels", str(labels)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot read") and "missing.json" in err and len(err.splitlines()) == 1

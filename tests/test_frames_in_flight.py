@@ -4,6 +4,8 @@ latest finished frame otherwise."""
 
 from __future__ import annotations
 
+import json
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from instanthmr.core.faults import StopSignal
 from instanthmr.core.geometry import box_iou
 from instanthmr.runtime.detector import Detections, PersonDetector
 from instanthmr.runtime.factory import PipelineSpec
@@ -213,3 +216,105 @@ def test_hidden_detector_never_blocks_a_frame_while_people_are_followed(in_fligh
     assert late.detector_ran and late.detector_lag == 15 - look  # its boxes, used on frame 15
     assert late.persons[0].source == "detector" and late.persons[0].track_id == out[0].persons[0].track_id
     tp.close()
+
+
+class _Frames:
+    """An in-memory video source (``runner.loop.run``'s ``source``): ``n`` random 320x240 frames at 30 fps."""
+
+    kind, fps, name = "video", 30.0, "frames"
+
+    def __init__(self, n: int):
+        rng = np.random.default_rng(1)
+        self.images = [rng.integers(0, 255, (H, W, 3), np.uint8) for _ in range(n)]
+        self.size, self.expected_frames, self.output_fps, self.total = (W, H), n, 30.0, n
+        self.closed = False
+
+    def __iter__(self):
+        from instanthmr.video.sources import Frame
+
+        for i, img in enumerate(self.images):
+            yield Frame(img, i, i / self.fps)
+
+    def close(self):
+        self.closed = True
+
+
+class _SlowBox(_OneBox):
+    """One box, slow enough (60 ms) that a hidden detection is still under way when the run is stopped."""
+
+    def detect(self, image_rgb, frame_index=None):
+        time.sleep(0.06)
+        return super().detect(image_rgb, frame_index)
+
+
+def _worker_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(("instanthmr-frame", "instanthmr-detector"))]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_mid_run_with_frames_in_flight_keeps_the_frames_done_and_ends_every_thread(random_onnx, tmp_path,
+                                                                                         signum):
+    """Ctrl-C or SIGTERM (what StopSignals raises for them: KeyboardInterrupt, StopSignal) while two frames are
+    in flight and the hidden detector looks: the run ends "stopped" with the frames written so far, promptly, and the
+    frame workers and the detector's thread are joined (none left running into the next run or the exit)."""
+    from instanthmr.runner.config import RunConfig
+    from instanthmr.runner.loop import run
+    from instanthmr.runtime.pipeline import PosePipeline, load_hmr
+
+    assert _worker_threads() == []
+    rt = RuntimeOptions(spinning=False, frames_in_flight=2, async_detector=True)
+    pose = PosePipeline(_SlowBox(0.0, 1), load_hmr(random_onnx, "cpu", 1, True, rt), detector_stride=2,
+                        max_persons=1, crops="keypoints", frames_in_flight=2, async_detector=True)
+    seen = []
+
+    def stage(frame, result):
+        seen.append(frame.index)
+        if len(seen) == 5:
+            raise KeyboardInterrupt if signum == signal.SIGINT else StopSignal(signum)  # the demo's handler, mid-run
+        return result
+
+    source, out = _Frames(40), tmp_path / "run.json"
+    box: dict = {}
+    t = threading.Thread(target=lambda: box.update(report=run(
+        RunConfig(video="frames", smooth="none", save_json=str(out), stages=(stage,), quiet=True, verbose=False,
+                  body_fit=False, viewer=False), pipeline=pose, source=source)), daemon=True)
+    t.start()
+    t.join(30.0)
+    assert not t.is_alive(), "the run hung after Ctrl-C with frames in flight"
+    report = box["report"]
+    assert (report.status, report.frames) == ("stopped", 4) and seen == [0, 1, 2, 3, 4]
+    assert [f["frame_index"] for f in json.loads(out.read_text())["frames"]] == [0, 1, 2, 3]
+    assert source.closed and _worker_threads() == []
+
+
+def test_a_source_that_fails_to_close_leaves_no_frame_thread_running(random_onnx):
+    """The run's end closes the frames in flight before the source: a source whose ``close`` raises (a camera
+    unplugged) still leaves no worker or detector thread behind."""
+    from instanthmr.runner.config import RunConfig
+    from instanthmr.runner.loop import run
+    from instanthmr.runtime.pipeline import PosePipeline, load_hmr
+
+    class Broken(_Frames):
+        def close(self):
+            raise RuntimeError("device gone")
+
+    rt = RuntimeOptions(spinning=False, frames_in_flight=2, async_detector=True)
+    pose = PosePipeline(_SlowBox(0.0, 1), load_hmr(random_onnx, "cpu", 1, True, rt), detector_stride=2,
+                        max_persons=1, crops="keypoints", frames_in_flight=2, async_detector=True)
+    with pytest.raises(RuntimeError, match="device gone"):
+        run(RunConfig(video="frames", smooth="none", quiet=True, verbose=False, body_fit=False, viewer=False),
+            pipeline=pose, source=Broken(6))
+    assert _worker_threads() == []
+
+
+def test_threads_per_model_counts_the_cores_this_process_may_use(monkeypatch):
+    """A container or ``taskset`` limited to 2 of 16 cores: 2 frames in flight get 1 thread per model, not 8
+    (os.cpu_count() counts the machine's cores, the affinity the ones this process may run on)."""
+    import os
+
+    from instanthmr.runtime.session import cpu_cores
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert cpu_cores() == 2 and threads_per_model(2) == 1
+    assert RuntimeOptions(frames_in_flight=2).session_threads() == 1

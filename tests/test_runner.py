@@ -100,6 +100,12 @@ def test_speed_presets_say_whether_the_body_fit_runs_and_the_flags_override():
     assert fast.pipeline.runtime == RUNTIME_PRESETS["cpu-fast"] and not fast.fits_body(mediapipe=True)
     assert config("--preset", "cpu-fast", "--body-fit").fits_body(mediapipe=True)
     assert config("--preset", "cpu-fast", "--threads", "2").pipeline.runtime.threads == 2
+    # a lever given at its plain value still overrides the preset's (it is given, not left out)
+    assert config("--preset", "cpu-fast", "--threads", "0").pipeline.runtime.threads == 0
+    one = config("--preset", "cpu-live", "--keypoint-crops", "--frames-in-flight", "1").pipeline.runtime
+    assert one.frames_in_flight == 1 and one.async_detector and one.session_threads(cores=2) == 0
+    assert config("--preset", "cpu-live", "--keypoint-crops").pipeline.runtime == RUNTIME_PRESETS["cpu-live"]
+    assert config("--frames-in-flight", "2", "--keypoint-crops").pipeline.runtime.spinning is False
     assert config().pipeline.runtime == RuntimeOptions() and config().fits_body(mediapipe=True)
     assert not config("--no-body-fit").fits_body(mediapipe=True)
 

@@ -39,7 +39,8 @@ thread and inside that wall time). Ratios are per round, then the median. The lo
 No weights here? ``--random-init`` (default when ``models/instanthmr.onnx`` is absent) exports
 ``--random-init-config`` (default ``instanthmr_repvit_m1_5``) with random weights, ``--config A,B`` several
 architectures timed in the same run (each row names its architecture), and an RF-DETR with random weights is
-exported when ``--detector`` is not given: the compute is the real one. A random detector's boxes are meaningless, so they are replaced by one
+exported when ``--detector`` is not given: the compute is the real one. A random detector's boxes are
+meaningless, so they are replaced by one
 fixed person box (the detector still runs in full; also with a random network and a real detector);
 ``--keep-boxes`` turns that off. A random network's joints
 are noise too: in the keypoint variants they are replaced by a fixed person's inside that box (``FixedJoints``;
@@ -313,13 +314,13 @@ def run(args) -> dict:
               f"{r['persons_per_frame']:.2f} |")
     mediapipe = None
     if mp_ms:  # issue 23's yardstick: time per frame (1000 / FPS) as a multiple of MediaPipe Pose's, same run
-        mp_frame = 1e3 * len(mp_ms) / sum(mp_ms)
-        mediapipe = {"fps": mp_frame, "frame_ms_median": float(np.median(mp_ms)),
+        mp_fps = 1e3 * len(mp_ms) / sum(mp_ms)
+        mediapipe = {"fps": mp_fps, "frame_ms_median": float(np.median(mp_ms)),
                      "frame_ms_p95": float(np.percentile(mp_ms, 95)), "frame_ms": mp_ms}
-        print(f"| MediaPipe Pose (complexity 1, tracking) | same frames | {mp_frame:.2f} | | "
+        print(f"| MediaPipe Pose (complexity 1, tracking) | same frames | {mp_fps:.2f} | | "
               f"{mediapipe['frame_ms_median']:.1f} / {mediapipe['frame_ms_p95']:.1f} | | | | | |")
         for r in rows:
-            r["x_mediapipe_time"] = mp_frame / r["fps_median"]
+            r["x_mediapipe_time"] = mp_fps / r["fps_median"]
             print(f"  {r['architecture']} {r['variant']}: {r['x_mediapipe_time']:.2f}x MediaPipe Pose's time per "
                   f"frame, p95 / median {r['frame_ms_p95'] / r['frame_ms_median']:.2f}")
     report = {"video": video, "size": [w, h], "frames": len(frames), "rounds": args.rounds, "stride": args.stride,
@@ -382,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keypoint-stride", type=int, default=10,
                    help="keypoint-crop variants: the detector at least every N frames (the demo's --detector-stride "
                         "with --keypoint-crops; default: 10, its default)")
-    p.add_argument("--in-flight", type=int, default=2, help="frames in flight of the in-flight variants (default: 2)")
+    p.add_argument("--in-flight", "--frames-in-flight", type=int, default=2,
+                   help="frames in flight of the in-flight variants (the demo's --frames-in-flight; default: 2)")
     p.add_argument("--mediapipe-venv", default=None, metavar="DIR",
                    help="also time MediaPipe Pose (0.10.21, complexity 1, tracking) on the same frames each round, "
                         "with this virtual environment's python (built there from the package registry when "

@@ -61,6 +61,7 @@ from instanthmr.teachers.mediapipe_pose import (
     per_person_ms,
     read_frames,
 )
+from instanthmr.video.smoothing import SMOOTH_MODES
 
 #: ``demo.py --max-persons``'s default (the ``demo`` configuration).
 DEMO_MAX_PERSONS = 8
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--people", type=int, default=4, help="max persons for the per-person cost (default: 4)")
     p.add_argument("--starter", action="store_true",
                    help="also time the previous offline default (starter network + detector every frame)")
-    p.add_argument("--smooth", choices=("none", "causal", "offline"), default=None,
+    p.add_argument("--smooth", choices=SMOOTH_MODES, default=None,
                    help="our side's smoothing (default: the headless demo's, offline; causal is what the viewer runs)")
     p.add_argument("--venv", type=Path, default=DEFAULT_VENV,
                    help=f"virtual environment with {MEDIAPIPE_PIN} (built when missing; default: .venv-mp)")
@@ -220,11 +221,11 @@ def print_report(r: dict) -> None:
 
 
 def cpu_stats(cpu_ms) -> dict:
-    """Median / p95 of per-frame process CPU ms (empty when the side did not report it)."""
+    """Median / p95 of per-frame process CPU ms (:func:`frame_stats`'s; empty when the side did not report it)."""
     if not cpu_ms:
         return {}
-    v = np.asarray(cpu_ms, np.float64)
-    return {"cpu_median": float(np.median(v)), "cpu_p95": float(np.percentile(v, 95))}
+    s = frame_stats(cpu_ms)
+    return {"cpu_median": s["median"], "cpu_p95": s["p95"]}
 
 
 def slow_frames(timed: list, detected: list, factor: float = 2.0) -> list:

@@ -6,7 +6,8 @@
 
 A labelled frame (``truth`` not ``unclear``) is swapped in a run when the sign of the left-minus-right x of
 the shoulders + hips (px; the shoulders alone where a hip is missing) in that run's ``joints_2d`` differs
-from the sign the label says is right (column ``a_...`` for ``A`` / ``both``, ``b_...`` for ``B``). Prints,
+from the sign the label says is right (column ``a_...`` for ``A`` / ``both``, ``b_...`` for ``B``); a frame
+where the run has no shoulders is not judged. Prints,
 per run, the frames judged and the swapped ones, then the frames where each two runs disagree on that sign
 (the frames to label by eye next).
 """
@@ -46,20 +47,26 @@ def main(argv=None) -> int:
     ap.add_argument("runs", nargs="+", help="demo --save-json files of that clip")
     ap.add_argument("--labels", default=str(LABELS))
     args = ap.parse_args(argv)
-    rows = [r for r in csv.DictReader(open(args.labels)) if r["clip"] == args.clip]
+    try:
+        with open(args.labels, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r["clip"] == args.clip]
+        runs = {r: torso_signs(r) for r in args.runs}
+    except (OSError, ValueError, KeyError) as exc:  # a missing file, or not a labels CSV / demo --save-json
+        print(f"error: cannot read the labels {args.labels} or the runs ({type(exc).__name__}: {exc}): give the "
+              "labels CSV (--labels) and demo --save-json files of the clip", file=sys.stderr)
+        return 2
     if not rows:
         print(f"error: no labels for clip {args.clip!r} in {args.labels}", file=sys.stderr)
         return 2
-    runs = {r: torso_signs(r) for r in args.runs}
     for name, signs in runs.items():
         judged, swapped = 0, []
         for r in rows:
-            if r["truth"] == "unclear":
-                continue
             key = (int(r["frame"]), int(r["track"]))
+            if r["truth"] == "unclear" or not signs.get(key):  # not labelled, or no shoulders in this run
+                continue
             right = int(r["b_left_minus_right_x_sign"] if r["truth"] == "B" else r["a_left_minus_right_x_sign"])
-            judged += key in signs
-            if key in signs and signs[key] != right:
+            judged += 1
+            if signs[key] != right:
                 swapped.append(f"{key[0]}:{key[1]}")
         print(f"{name}: {judged} frames judged, {len(swapped)} swapped {' '.join(swapped)}")
     names = list(runs)

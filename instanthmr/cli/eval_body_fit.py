@@ -26,7 +26,8 @@ decision ``--lag`` frames late; offline: whole track; ``sm joints`` / ``sm body`
 ``--smooth offline`` smoothing, with the joints as the smoothing leaves them / derived again from the
 smoothed body, what the demo writes): PA-MPJPE (mm, 3D, per frame on the 14 joints),
 2D error (px), bone-length spread (mm: the standard deviation over frames of each of 10 limb lengths,
-averaged; and the worst of the thighs and the hip width, bones between skeleton joints), acceleration error (mm/frame^2 of the hip-centred 3D joints), swapped frames (a frame is
+averaged; and the worst of the thighs and the hip width, bones between skeleton joints), acceleration
+error (mm/frame^2 of the hip-centred 3D joints), swapped frames (a frame is
 swapped when its 2D joints are closer to the truth with left and right exchanged), and the fit's cost per
 person per frame (ms, median / p95; the mirrored reading included when it runs).
 

@@ -80,9 +80,9 @@ def add_speed_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
                          "--threads 1 and the body fit off (--body-fit turns it back on); cpu-live = --frames-in-flight 2 "
                          "--async-detector, threads per model by rule (a network with --keypoint-crops); gpu = "
                          "--io-binding --cuda-graph (default: default)")
-    sp.add_argument("--threads", type=int, default=0, metavar="N",
-                    help="ONNX Runtime threads per model, idle threads sleep instead of spinning (default: 0 = "
-                         "ONNX Runtime's choice; 1 is fastest on a busy 2-core CPU)")
+    sp.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="ONNX Runtime threads per model, idle threads sleep instead of spinning (default: the "
+                         "preset's, else 0 = ONNX Runtime's choice; 1 is fastest on a busy 2-core CPU)")
     prec = sp.add_mutually_exclusive_group()
     prec.add_argument("--int8", action="store_true",
                       help="run the int8 copies <model>.int8.onnx (and <detector>.int8.onnx for an .onnx detector) "
@@ -102,11 +102,11 @@ def add_speed_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     sp.add_argument("--async-detector", action="store_true",
                     help="run the detector on its own thread while the network uses the latest boxes (live "
                          "sources); with --keypoint-crops the people followed keep their crops while it looks")
-    sp.add_argument("--frames-in-flight", type=int, default=1, metavar="N",
+    sp.add_argument("--frames-in-flight", type=int, default=None, metavar="N",
                     help="with --keypoint-crops: run N frames' network calls at once on worker threads, each "
                          "frame's crops from the latest finished frame, results in order N-1 frames late; with "
                          "--threads 0 each model then gets cores/N threads (default: 1; 2 is the fastest "
-                         "measured on a 2-core CPU, docs/performance.md)")
+                         "measured on a 2-core CPU, docs/performance.md; the preset's when not given)")
 
 
 
@@ -189,18 +189,29 @@ def pipeline_spec(args) -> PipelineSpec:
                         max_persons=args.max_persons, detector_stride=args.detector_stride,
                         keypoint_crops=args.keypoint_crops, hands=not args.no_hands,
                         batch_persons=not args.no_batch_persons,
-                        runtime=RuntimeOptions.resolve(args.preset, **RuntimeOptions.from_flags(
-                            args.threads, args.int8, args.fp16, args.io_binding, args.cuda_graph,
-                            args.async_detector, args.frames_in_flight).changes()),
+                        runtime=RuntimeOptions.resolve(args.preset, **speed_overrides(args)),
                         mhr_model=args.mhr_model, mhr_lod=args.mhr_lod)
+
+
+def speed_overrides(args) -> dict:
+    """The ``RuntimeOptions`` fields the speed flags set on top of ``--preset``: the switches turned on, and
+    ``--threads`` / ``--frames-in-flight`` whenever given (``None`` when not), even at their plain values, so
+    ``--preset cpu-live --frames-in-flight 1`` runs one frame at a time and ``--preset cpu-fast --threads 0``
+    leaves the threads to ONNX Runtime."""
+    threads = 0 if args.threads is None else args.threads
+    in_flight = 1 if args.frames_in_flight is None else args.frames_in_flight
+    changes = RuntimeOptions.from_flags(threads, args.int8, args.fp16, args.io_binding, args.cuda_graph,
+                                        args.async_detector, in_flight).changes()
+    given = {"threads": args.threads, "frames_in_flight": args.frames_in_flight}
+    return {**changes, **{k: v for k, v in given.items() if v is not None}}
 
 
 def run_config(args, **fields) -> RunConfig:
     """The shared flags as a :class:`RunConfig`; ``fields``: the rest (source, outputs) as the command sets them.
     Raises ``ValueError`` for ``--threads`` below 0 (one line)."""
-    if args.threads < 0:  # RuntimeOptions refuses it too, in its own words
+    if args.threads is not None and args.threads < 0:  # RuntimeOptions refuses it too, in its own words
         raise ValueError(f"--threads must be 0 (ONNX Runtime's choice) or more, got {args.threads}")
-    if args.frames_in_flight < 1:
+    if args.frames_in_flight is not None and args.frames_in_flight < 1:
         raise ValueError(f"--frames-in-flight must be 1 or more, got {args.frames_in_flight}")
     return RunConfig(frame_skip=args.frame_skip, max_frames=args.max_frames, smooth=args.smooth,
                      pipeline=pipeline_spec(args), rig=args.rig,

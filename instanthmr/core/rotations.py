@@ -6,7 +6,8 @@ radians; leading axes are batch axes. Quaternions are ``(x, y, z, w)`` (the glTF
 - :func:`axis_rotation`: about X, Y or Z (the BVH reader's channels, virtual cameras, test poses);
 - :func:`euler_xyz_to_matrix` / :func:`euler_xyz_from_matrix`: MHR's (momentum's) "Euler XYZ",
   ``R = Rz @ Ry @ Rx``; :func:`euler_xyz_nearest`: of a rotation's two spellings, the one continuous with a
-  reference; :func:`wrap_angle` into ``(-pi, pi]``; :func:`nearest_rotation` (SVD projection onto rotations); :func:`euler_zxy_from_matrix`: the BVH writer's ``Zrotation Xrotation Yrotation``;
+  reference; :func:`wrap_angle` into ``(-pi, pi]``; :func:`nearest_rotation` (SVD projection onto rotations);
+  :func:`euler_zxy_from_matrix`: the BVH writer's ``Zrotation Xrotation Yrotation``;
 - :func:`quaternion_to_matrix` / :func:`quaternion_from_matrix`;
 - :func:`swing` (Rodrigues: smallest rotation between two directions), :func:`frame_from` (an orthonormal
   frame from two directions), :func:`kabsch` (best rotation between two point sets, also the rotation of

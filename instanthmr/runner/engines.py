@@ -324,7 +324,9 @@ def default_workers(gpus: int = 0) -> int:
     ``WORKER_MEMORY_BYTES`` of available memory."""
     if gpus:
         return gpus
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from instanthmr.runtime.session import cpu_cores
+
+    cpus = cpu_cores()
     try:
         import psutil
 

@@ -351,11 +351,11 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
         try:
             summary, written = outputs.close() if outputs is not None else ({}, {})
         finally:
+            if tracking is not None:  # first: it cannot raise, so a source or stream failing below leaves no thread
+                tracking.close()  # frames still in flight after a stop are dropped
             source.close()
             if stream is not None:
                 stream.close()
-            if tracking is not None:
-                tracking.close()  # frames still in flight after a stop are dropped
             if owned and pipeline is not None and hasattr(pipeline, "close"):
                 pipeline.close()
             elif not owned and focal_given is not None:

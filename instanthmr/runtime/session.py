@@ -216,17 +216,25 @@ class RuntimeOptions:
 
 def threads_per_model(streams: int, cores: int | None = None) -> int:
     """Intra-op threads for each of ``streams`` model runs that go on at once on ``cores`` CPU cores (default:
-    this machine's): ``cores // streams``, at least 1.
+    the ones this process may use, :func:`cpu_cores`): ``cores // streams``, at least 1.
 
     The rule comes from measurements on the 2-core dev CPU (docs/performance.md, "End to end (item 5)"): one
     ``instanthmr_notebook_m2_3`` int8 run costs 77 CPU ms per person with 1 thread and 87 with 2 (the
     detector 87 vs 101): a second thread buys latency with 11-31 % more work. With one run at a time the
     latency wins (2 threads were faster end to end even at load 7-10); with runs in parallel every core is
     already busy, so each run keeps one core and no work is spent on threads waiting for each other."""
+    cores = int(cores or cpu_cores())
+    return max(1, cores // max(1, int(streams)))
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on: its affinity where the OS says (Linux: a container's cpuset or
+    ``taskset`` leaves fewer than the machine has), else every core the machine has; at least 1."""
     import os
 
-    cores = int(cores or os.cpu_count() or 1)
-    return max(1, cores // max(1, int(streams)))
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 #: Named option sets (rtmlib / RF-DETR style). ``cpu-fast``: one thread per model, idle threads asleep: the

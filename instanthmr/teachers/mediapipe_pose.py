@@ -24,7 +24,8 @@ DEFAULT_VENV = REPO_ROOT / ".venv-mp"
 
 #: Runs inside the MediaPipe venv: decodes frames [0, n) of a video (RGB), prints "ready", then for each
 #: number k read from stdin times ``pose.process`` on the next k frames and prints their ms (wall, and the
-#: process's CPU time: all its threads) as one JSON line (0 ends). One Pose object for the whole run: its tracking carries over from chunk to chunk.
+#: process's CPU time: all its threads) as one JSON line (0 ends). One Pose object for the whole run: its
+#: tracking carries over from chunk to chunk.
 MEDIAPIPE_WORKER = r'''
 import json, sys, time
 import cv2

@@ -51,6 +51,7 @@ import numpy as np
 
 from instanthmr.body.fit import (
     FACE_KEYPOINTS,
+    SHAPE_PARAMS,
     TORSO_KEYPOINTS,
     BodyFitter,
     BodyShape,
@@ -325,7 +326,7 @@ class BodyFitStage:
         if shape is None:
             tr = self.tracks.get(tid)
             shape = shapes[tid] = tr.shape if tr is not None and tr.shape is not None else self.fitter.shape(
-                pred.shape_params, np.asarray(pred.mhr_params, np.float64)[130:])
+                pred.shape_params, np.asarray(pred.mhr_params, np.float64)[SHAPE_PARAMS])
         params = self.fitter.full_params(shape, pred.mhr_params)
         params[:3] = 0.0                                   # as fitted: the model origin placed by cam_trans
         kp = self.fitter.forward(shape, params)[0]
@@ -399,7 +400,7 @@ class BodyFitStage:
             return tr.shape
         net = getattr(pred, "mhr_params", None) is not None and getattr(pred, "shape_params", None) is not None
         if net:
-            tr.net_shape.append((np.asarray(pred.shape_params, np.float64), np.asarray(pred.mhr_params, np.float64)[130:]))
+            tr.net_shape.append((np.asarray(pred.shape_params, np.float64), np.asarray(pred.mhr_params, np.float64)[SHAPE_PARAMS]))
             if len(tr.net_shape) >= self.shape_frames:
                 tr.shape = self.fitter.shape(np.median([a for a, _ in tr.net_shape], 0),
                                              np.median([b for _, b in tr.net_shape], 0))

@@ -28,7 +28,7 @@ from typing import Iterable
 
 import numpy as np
 
-from instanthmr.body.mhr import ANGLE_PARAMS, NUM_MODEL_PARAMS
+from instanthmr.body.mhr import ANGLE_PARAMS, NUM_MODEL_PARAMS, ROOT_ROTATION
 from instanthmr.core.rotations import (
     euler_xyz_from_matrix,
     euler_xyz_nearest,
@@ -317,11 +317,6 @@ class OneEuroSmoother:
             self._last_t.pop(tid, None)
 
 
-#: ``mhr_params`` channels of the root rotation (Euler XYZ, radians): smoothed as rotations, not as angles
-#: (near ry = +-pi/2 two of them swing by up to pi while the rotation barely moves).
-ROOT_ROTATION = slice(3, 6)
-
-
 def smooth_rotations_offline(euler, times, sigma: float, degree: int = OFFLINE_DEGREE) -> np.ndarray:
     """Centred smoothing of rotations given as Euler XYZ angles ``(T, 3)`` radians (MHR's root rotation) at
     ``times`` (frames): their matrices smoothed entry by entry (:func:`smooth_offline`), each projected back
@@ -356,5 +351,7 @@ def smooth_track_offline(preds: list, frame_indices, fps: float = 30.0, sigma_fr
         per_field[name] = smooth_offline(seq, times=times, sigma=sigma, degree=degree,
                                          angular=_angular_for(name, first))
         if name == "mhr_params" and seq.shape[-1] == NUM_MODEL_PARAMS:
+            # the root as a rotation, not as angles: near ry = +-pi/2 two of them swing by up to pi while the
+            # rotation barely moves
             per_field[name][:, ROOT_ROTATION] = smooth_rotations_offline(seq[:, ROOT_ROTATION], times, sigma, degree)
     return [_replace(p, {k: v[i] for k, v in per_field.items()}) for i, p in enumerate(preds)]

@@ -21,15 +21,25 @@ whose persons are the predictions with ``track_id``, ``source`` and ``confidence
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from instanthmr.core.geometry import box_iou, usable_boxes
 from instanthmr.runtime.detector import Detections
-from instanthmr.runtime.pipeline import CROP_STRATEGIES, DetectorSchedule, FrameResult
+from instanthmr.runtime.pipeline import (
+    CROP_STRATEGIES,
+    REUSE_ENLARGE,
+    AsyncDetector,
+    DetectorSchedule,
+    FrameResult,
+    enlarge_boxes,
+)
 
 #: Two people followed by their landmarks whose boxes overlap more than this are one person: the one followed
 #: longer keeps them (two regions converged).
@@ -287,11 +297,11 @@ class TrackingPipeline:
         follow: ``follow(image_rgb, people) -> list[prediction | None]``, each of last frame's predictions
             found again from its own landmarks or ``None`` (lost): the ``"landmarks"`` strategy's step.
         max_persons: ``"landmarks"``: the most people followed (the detector does not run while they are).
-        frames_in_flight: ``"keypoints"`` / ``"boxes"`` without ``frame_pipeline``: frames whose model calls run
+        frames_in_flight: ``"keypoints"`` (and ``"boxes"`` without ``frame_pipeline``): frames whose model calls run
             at once on worker threads (:meth:`submit`; :class:`~instanthmr.runtime.session.RuntimeOptions`).
             Frame t's crops then come from frame t - frames_in_flight's joints, moved by that many steps of the
             box velocity; on 2 CPU cores two frames at 1 thread each do more work per second than one at 2.
-        async_detector: ``"keypoints"`` / ``"boxes"`` without ``frame_pipeline``: while people are followed, a
+        async_detector: ``"keypoints"`` (and ``"boxes"`` without ``frame_pipeline``): while people are followed, a
             due detector run goes to its own thread instead of blocking a frame; the people keep their crops,
             and the first frame after it finishes runs on its boxes (from a few frames earlier, enlarged as
             :class:`~instanthmr.runtime.pipeline.DetectorSchedule` reuses boxes; ``FrameResult.detector_lag``
@@ -305,9 +315,6 @@ class TrackingPipeline:
                  detect_every: int = 10, refresh_below: float = 0.5, smooth: str = "causal",
                  fps: float = 30.0, smoother=None, frame_pipeline=None, follow=None, max_persons: int = 8,
                  frames_in_flight: int = 1, async_detector: bool = False):
-        import collections
-        import threading
-
         from instanthmr.video.smoothing import SMOOTH_MODES, OneEuroSmoother
 
         if smooth not in SMOOTH_MODES:
@@ -382,6 +389,10 @@ class TrackingPipeline:
 
     def __call__(self, image_rgb: np.ndarray, frame_index: int | None = None,
                  time_s: float | None = None) -> FrameResult:
+        """One frame (RGB, ``frame_index``, ``time_s`` seconds; default ``frame_index / fps``) -> its tracked
+        :class:`FrameResult` at once, whatever ``frames_in_flight``. Frames still in flight from :meth:`submit`
+        are finished first (the tracks take them in order) and their results are dropped: :meth:`drain` them
+        before switching to calls."""
         fi = self.frames_seen if frame_index is None else int(frame_index)
         if self.crops == "landmarks":
             return self.track(self._landmark_frame(image_rgb, fi), time_s)
@@ -498,8 +509,6 @@ class TrackingPipeline:
             job["live"] = [t.track_id for t in live]
         if self.pipelined:
             if self._workers is None:
-                from concurrent.futures import ThreadPoolExecutor
-
                 self._workers = ThreadPoolExecutor(self.frames_in_flight, thread_name_prefix="instanthmr-frame")
             job["work"] = self._workers.submit(self._models, image_rgb, fi, boxes, scores)
         else:
@@ -513,16 +522,12 @@ class TrackingPipeline:
     def _hand_over(self, image_rgb, fi: int) -> bool:
         """Start a hidden detector run on this frame; False when one is under way."""
         if self._async is None:
-            from instanthmr.runtime.pipeline import AsyncDetector
-
             self._async = AsyncDetector(self._locked_detector)
         return self._async.submit(image_rgb, fi, self.frames_seen)
 
     def _hidden_result(self, image_wh):
         """A finished hidden detection as ``(boxes enlarged, scores, lag in frames, detector ms)``, or None (none
         finished, or it found nobody: the people followed keep their crops)."""
-        from instanthmr.runtime.pipeline import REUSE_ENLARGE, enlarge_boxes
-
         res = self._async.poll() if self._async is not None else None
         if res is None or len(res[1]) == 0:
             return None

@@ -26,8 +26,9 @@ class HandLandmarks:
     image, the probability that this is the person's RIGHT hand (MediaPipe documents its labels for a
     mirrored selfie image; checked on unmirrored frames: the sports2d walker's left hand, seen side-on,
     median 0.02 over 86 frames, 85 below 0.5; the later jumper's right hand, median 0.97 over 23;
-    openpose's woman facing the camera, her left hand 0.06-0.25 on 8). Not reliable everywhere: small backlit hands (the sports2d jumper facing the
-    camera) and hands seen from the back (openpose frames 0-155) gave the opposite, confidently
+    openpose's woman facing the camera, her left hand 0.06-0.25 on 8). Not reliable everywhere: small
+    backlit hands (the sports2d jumper facing the camera) and hands seen from the back (openpose frames
+    0-155) gave the opposite, confidently
     (docs/body_fit.md, "Left and right")."""
 
     points: np.ndarray
