@@ -224,7 +224,9 @@ def load_hmr(onnx_path: str | Path, device: str = "auto", max_persons: int = 8, 
 
 #: How much lower (Linux nice steps) the hidden detector's thread runs than the frames: while people are followed
 #: its boxes are not urgent, and at the frames' priority each of its runs took a core from the network for
-#: 2-3 frames, the slowest 5 % of frames (docs/performance.md, "Frames in flight").
+#: 2-3 frames, the slowest 5 % of frames (docs/performance.md, "Frames in flight"). The price: a frame that
+#: needs the detector while a hidden run is under way (everybody lost meanwhile) waits for that run at this
+#: priority, which other busy processes on the machine can stretch (not measured).
 DETECTOR_NICE = 10
 
 
