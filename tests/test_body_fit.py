@@ -406,6 +406,27 @@ def test_the_fingers_are_fitted(fitter):
     assert not res.params[fitter.groups["right"]].any()
 
 
+def test_a_hand_found_does_not_trigger_the_mirrored_reading(fitter):
+    """A hand found mid-track adds its fingers' terms to the fit's cost; that jump is no sign of a swap, so
+    the stage does not fit the other reading for it (each such frame cost two fits, issue 22 item 5)."""
+    from instanthmr.body.fit import _HAND_KEYPOINTS
+    rng = np.random.default_rng(4)
+    shape = fitter.shape()
+    with_hand = SEEN.copy()
+    with_hand[list(_HAND_KEYPOINTS["left"])] = True
+    preds = []
+    for i, p in enumerate(_motion(fitter, 30, seed=2)):
+        pred = _prediction(fitter.forward(shape, p)[0], seen=with_hand if i >= 15 else SEEN, noise=0.004, rng=rng)
+        if i >= 15:     # MediaPipe's hand: its own size and place, a few cm off the body's
+            h = list(_HAND_KEYPOINTS["left"])
+            pred.joints_3d_local[h] += rng.normal(0, 0.02, (len(h), 3)).astype(np.float32)
+        preds.append(pred)
+    stage = BodyFitStage(fitter.model)
+    out = [stage(f) for f in _frames(preds)]
+    assert stage.mirrored_runs == 0                                 # 5 when the trigger counted the fingers
+    assert out[-1].persons[0].joints_observed[list(_HAND_KEYPOINTS["left"])].all()
+
+
 # ------------------------------------------------------------------------------------------------------
 # Left and right: the hands' look, side-on turns
 def _with_hands(pred, left_right: float, right_right: float, presence: float = 0.9):
