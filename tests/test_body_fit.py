@@ -404,6 +404,9 @@ def test_the_fingers_are_fitted(fitter):
     assert err < 0.008 and err < 0.5 * err_rest, (err, err_rest)          # m
     assert np.abs(res.params[fitter.groups["left"]]).max() > 0.1
     assert not res.params[fitter.groups["right"]].any()
+    assert 0 < res.hand_cost < res.data_cost and res.body_cost == res.cost - res.hand_cost
+    obs.w3d[hand] = obs.w2d[hand] = 0                               # the same body without its hand
+    assert fitter.fit(obs, shape, None).hand_cost == 0.0
 
 
 def test_a_hand_found_does_not_trigger_the_mirrored_reading(fitter):

@@ -30,9 +30,10 @@ Per track (see :mod:`instanthmr.body.fit` for the fit itself):
   evidence for the mirrored reading), and going from a reading on one frame to a reading on the next costs a
   switch plus their continuity (how far the hip-centred 3D joints move, how far the torso heading turns:
   observation-level, no fit needed). The mirrored reading is FITTED only when it matters: when continuity alone brings it
-  within ``margin`` of winning (a swap, or a person seen from the side), when the fit's body cost (fingers left out) jumps, when the
-  face vanishes while the torso stays seen, for ``hold_frames`` after, and on every frame the track is read
-  mirrored (so the labels as given win back as soon as the evidence evens out). Decided live at the newest
+  within ``margin`` of winning (a swap, or a person seen from the side), when the fit's body cost jumps (the
+  fingers' terms left out: a hand found is no sign of a swap), when the face vanishes while the torso stays
+  seen, for ``hold_frames`` after, and on every frame the track is read mirrored (so the labels as given win
+  back as soon as the evidence evens out). Decided live at the newest
   frame (``lag_frames`` = 0, no delay), after a fixed lag (:meth:`push`, at most about 150 ms of frames), or
   over the whole track (:meth:`finish`).
 
