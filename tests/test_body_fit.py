@@ -359,6 +359,77 @@ def test_fast_paths_match_the_model(fitter):
     np.testing.assert_allclose(res.keypoints, fitter.forward(shape, res.params)[0], atol=1e-9)
 
 
+def _hand_case(fitter, seed=7):
+    """A body with the left hand's fingers bent, seen with its fingers (3D noise 4 mm, 2D 1.6 px)."""
+    from instanthmr.body.fit import _HAND_KEYPOINTS
+    rng = np.random.default_rng(seed)
+    shape = fitter.shape()
+    p = _pose(fitter, rng)
+    fingers = fitter.groups["left"]
+    lo, hi = fitter.limits[fingers, 0], fitter.limits[fingers, 1]
+    p[fingers] = np.clip(rng.uniform(-0.6, 0.6, len(fingers)), lo + 0.05, hi - 0.05)
+    kp, _ = fitter.forward(shape, p)
+    seen = SEEN.copy()
+    seen[list(_HAND_KEYPOINTS["left"])] = True
+    pred = _prediction(kp, seen=seen, noise=0.004, rng=rng)
+    return shape, kp, Observation(pred.joints_3d_local, seen, pred.joints_2d, seen, FOCAL, PP)
+
+
+#: mm, keypoints (left wrist, thumb, index and pinky tips, right wrist, left ankle) of the warm-started fit in
+#: test_a_fit_with_a_hand_keeps_its_keypoints, as fitted by the joint body + finger solve of 2026-12-07 (e3d7d5c)
+_HAND_CASE_ROWS = ("left_wrist", "left_thumb_tip", "left_index_tip", "left_pinky_tip", "right_wrist", "left_ankle")
+_HAND_CASE_MM = [[510.62, -1105.03, -227.91], [489.94, -1000.5, -306.61], [609.86, -977.43, -261.06],
+                 [601.28, -1023.6, -156.19], [-516.31, -977.65, -66.1], [403.49, -155.05, 13.87]]
+
+
+def test_a_fit_with_a_hand_keeps_its_keypoints(fitter):
+    """A change to how the fingers are solved must not move the fitted body or hand (pinned, 0.05 mm)."""
+    shape, _, obs = _hand_case(fitter)
+    res = fitter.fit(obs, shape, fitter.fit(obs, shape, None))
+    rows = [MHR70_INDEX[n] for n in _HAND_CASE_ROWS]
+    np.testing.assert_allclose(res.keypoints[rows] * 1000, _HAND_CASE_MM, atol=0.05)
+
+
+def test_the_fingers_are_fitted(fitter):
+    """Seen fingers are fitted: the hand's keypoints land within a few mm of the truth, well under the error
+    of the same body with the fingers at rest, and a hand not seen is not moved."""
+    from instanthmr.body.fit import _HAND_KEYPOINTS
+    shape, kp, obs = _hand_case(fitter)
+    res = fitter.fit(obs, shape, fitter.fit(obs, shape, None))
+    hand = list(_HAND_KEYPOINTS["left"])
+    err = np.linalg.norm(res.keypoints[hand] - kp[hand], axis=1).mean()
+    rest = res.params.copy()
+    rest[fitter.groups["left"]] = 0.0
+    err_rest = np.linalg.norm(fitter.forward(shape, rest)[0][hand] - kp[hand], axis=1).mean()
+    assert err < 0.008 and err < 0.5 * err_rest, (err, err_rest)          # m
+    assert np.abs(res.params[fitter.groups["left"]]).max() > 0.1
+    assert not res.params[fitter.groups["right"]].any()
+    assert 0 < res.hand_cost < res.data_cost and res.body_cost == res.cost - res.hand_cost
+    obs.w3d[hand] = obs.w2d[hand] = 0                               # the same body without its hand
+    assert fitter.fit(obs, shape, None).hand_cost == 0.0
+
+
+def test_a_hand_found_does_not_trigger_the_mirrored_reading(fitter):
+    """A hand found mid-track adds its fingers' terms to the fit's cost; that jump is no sign of a swap, so
+    the stage does not fit the other reading for it (each such frame cost two fits, issue 22 item 5)."""
+    from instanthmr.body.fit import _HAND_KEYPOINTS
+    rng = np.random.default_rng(4)
+    shape = fitter.shape()
+    with_hand = SEEN.copy()
+    with_hand[list(_HAND_KEYPOINTS["left"])] = True
+    preds = []
+    for i, p in enumerate(_motion(fitter, 30, seed=2)):
+        pred = _prediction(fitter.forward(shape, p)[0], seen=with_hand if i >= 15 else SEEN, noise=0.004, rng=rng)
+        if i >= 15:     # MediaPipe's hand: its own size and place, a few cm off the body's
+            h = list(_HAND_KEYPOINTS["left"])
+            pred.joints_3d_local[h] += rng.normal(0, 0.02, (len(h), 3)).astype(np.float32)
+        preds.append(pred)
+    stage = BodyFitStage(fitter.model)
+    out = [stage(f) for f in _frames(preds)]
+    assert stage.mirrored_runs == 0                                 # 5 when the trigger counted the fingers
+    assert out[-1].persons[0].joints_observed[list(_HAND_KEYPOINTS["left"])].all()
+
+
 # ------------------------------------------------------------------------------------------------------
 # Left and right: the hands' look, side-on turns
 def _with_hands(pred, left_right: float, right_right: float, presence: float = 0.9):

@@ -218,7 +218,9 @@ class FitResult:
     squared scaled residuals with the robust kernel); data_cost its data part; limit_cost its limit part;
     rms_3d_m / rms_2d_px: plain errors on the observed joints; heading (3,) the torso's unit forward vector;
     iterations; ms: wall time of the fit. ``body_keypoints`` (70,3): the keypoints the fit used (rows of
-    hands it did not fit are 0); ``keypoints`` (property): all 70."""
+    hands it did not fit are 0); ``keypoints`` (property): all 70. hand_cost: the part of data_cost from the
+    finger keypoints of the hands the fit moved (0 without): it comes and goes with the hand model, so what
+    watches the body's cost along a track leaves it out (:attr:`body_cost`)."""
 
     params: np.ndarray
     cam_trans: np.ndarray | None
@@ -232,9 +234,16 @@ class FitResult:
     heading: np.ndarray
     iterations: int
     ms: float
+    hand_cost: float = 0.0
     _model: tuple | None = field(default=None, repr=False)
     _rotations: np.ndarray | None = field(default=None, repr=False)   # (127,3,3) global, MHR frame
     _full: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def body_cost(self) -> float:
+        """The objective without the fitted fingers' data terms (dimensionless): comparable between frames
+        with and without a hand seen."""
+        return self.cost - self.hand_cost
 
     @property
     def keypoints(self) -> np.ndarray:
@@ -796,6 +805,8 @@ class _Plan:
         hands = {i for side, grp in fitter.groups.items() if side in ("left", "right")
                  and not np.isin(grp, active).any() for i in _HAND_KEYPOINTS[side]}
         self.kp_rows = np.asarray([i for i in range(NUM_KEYPOINTS) if i not in hands], np.int64)
+        self.hand_rows = np.asarray([i for side in ("left", "right") if np.isin(fitter.groups[side], active).any()
+                                     for i in _HAND_KEYPOINTS[side]], np.int64)      # the fingers it fits
         self.pts = np.flatnonzero(np.abs(fitter.coeff[self.kp_rows]).sum(0) > 0)
         # the keypoints outside it (FitResult.keypoints adds them) and the rigid points they read
         self.other_rows = np.setdiff1d(np.arange(NUM_KEYPOINTS), self.kp_rows)
@@ -1055,7 +1066,21 @@ class _State:
                          _rotations=self.rotations,
                          cost=float(self.cost), data_cost=float(self.data_cost), limit_cost=float(self.limit_cost),
                          rms_3d_m=rms3, rms_2d_px=rms2, heading=torso_heading(kp), iterations=iterations,
-                         ms=ms)
+                         ms=ms, hand_cost=self._hand_cost())
+
+    def _hand_cost(self) -> float:
+        """The robust data cost of the fitted hands' finger keypoints at this state (as :meth:`evaluate`)."""
+        rows, o, c = self.plan.hand_rows, self.obs, self.plan.fitter.config
+        if not len(rows):
+            return 0.0
+        cost = 0.0
+        if self.has3d:
+            cost += _robust((self.kp[rows] + self.tau - o.joints_3d[rows]) / c.sigma_3d, self.w3[rows], c.robust)[1]
+        if self.has2d:
+            xc = self.kp[rows] + self.cam
+            uv = o.focal * xc[:, :2] / np.maximum(xc[:, 2:], 1e-3) + o.principal_point
+            cost += _robust((uv - o.joints_2d[rows]) / self.scale2d, self.w2[rows], c.robust)[1]
+        return cost
 
 
 def _euler_matrices(e: np.ndarray) -> np.ndarray:

@@ -30,9 +30,10 @@ Per track (see :mod:`instanthmr.body.fit` for the fit itself):
   evidence for the mirrored reading), and going from a reading on one frame to a reading on the next costs a
   switch plus their continuity (how far the hip-centred 3D joints move, how far the torso heading turns:
   observation-level, no fit needed). The mirrored reading is FITTED only when it matters: when continuity alone brings it
-  within ``margin`` of winning (a swap, or a person seen from the side), when the fit's cost jumps, when the
-  face vanishes while the torso stays seen, for ``hold_frames`` after, and on every frame the track is read
-  mirrored (so the labels as given win back as soon as the evidence evens out). Decided live at the newest
+  within ``margin`` of winning (a swap, or a person seen from the side), when the fit's body cost jumps (the
+  fingers' terms left out: a hand found is no sign of a swap), when the face vanishes while the torso stays
+  seen, for ``hold_frames`` after, and on every frame the track is read mirrored (so the labels as given win
+  back as soon as the evidence evens out). Decided live at the newest
   frame (``lag_frames`` = 0, no delay), after a fixed lag (:meth:`push`, at most about 150 ms of frames), or
   over the whole track (:meth:`finish`).
 
@@ -364,7 +365,10 @@ class BodyFitStage:
         if tr.prev is not None and (self._triggered(tr, readings[s], fits[s]) or
                                     self._close_call(tr.dp, trans, self._costs(fits, s, hands, decisive), s)):
             tr.hold = self.swap.hold_frames
-        tr.level = fits[s].cost if tr.level is None else 0.9 * tr.level + 0.1 * min(fits[s].cost, 3 * tr.level)
+        # the body's cost (a hand found adds its fingers' terms: no sign of a swap, and the other reading's fit
+        # it would trigger for hold_frames doubled the cost of those frames, issue 22 item 5)
+        body = fits[s].body_cost
+        tr.level = body if tr.level is None else 0.9 * tr.level + 0.1 * min(body, 3 * tr.level)
         if tr.hold > 0 or s == 1:   # while mirrored, the labels as given are always re-read (no lock-in)
             tr.hold = max(tr.hold - 1, 0)
             o = 1 - s
@@ -423,7 +427,7 @@ class BodyFitStage:
         return bool(best[1 - stay] - best[stay] < self.swap.margin)
 
     def _triggered(self, tr: _Track, obs: Observation, fit: FitResult) -> bool:
-        if tr.level is not None and fit.cost > self.swap.trigger_cost * tr.level + 10.0:
+        if tr.level is not None and fit.body_cost > self.swap.trigger_cost * tr.level + 10.0:
             return True
         # the face vanishing while the torso stays (turning away) also triggers; a track without a face does not
         torso_seen = (obs.w2d[list(TORSO_KEYPOINTS)] > 0).all()
