@@ -53,7 +53,7 @@ from scipy.linalg.lapack import dposv as _posv
 
 from instanthmr.body.mhr import MHR_TO_PRODUCT, NUM_MODEL_PARAMS, NUM_SHAPE, MHRNumpy
 from instanthmr.core.blas import blas_threads
-from instanthmr.core.geometry import solve_camera_translation
+from instanthmr.core.geometry import project_points, solve_camera_translation
 from instanthmr.core.rotations import cross as _cross
 from instanthmr.core.rotations import euler_xyz_nearest, quaternion_to_matrix
 from instanthmr.core.rotations import wrap_angle as _wrap
@@ -1054,8 +1054,7 @@ class _State:
             rms3 = float(np.sqrt((((self.kp[sel] + self.tau - o.joints_3d[sel]) ** 2).sum(1)).mean()))
         if self.has2d:
             sel = self.w2 > 0
-            xc = self.kp[sel] + self.cam
-            uv = o.focal * xc[:, :2] / np.maximum(xc[:, 2:], 1e-3) + o.principal_point
+            uv = project_points(self.kp[sel] + self.cam, o.focal, o.principal_point)
             rms2 = float(np.sqrt((((uv - o.joints_2d[sel]) ** 2).sum(1)).mean()))
         params = self.params.copy()
         params[:3] = 0.0
@@ -1077,8 +1076,7 @@ class _State:
         if self.has3d:
             cost += _robust((self.kp[rows] + self.tau - o.joints_3d[rows]) / c.sigma_3d, self.w3[rows], c.robust)[1]
         if self.has2d:
-            xc = self.kp[rows] + self.cam
-            uv = o.focal * xc[:, :2] / np.maximum(xc[:, 2:], 1e-3) + o.principal_point
+            uv = project_points(self.kp[rows] + self.cam, o.focal, o.principal_point)
             cost += _robust((uv - o.joints_2d[rows]) / self.scale2d, self.w2[rows], c.robust)[1]
         return cost
 
