@@ -21,7 +21,14 @@ import numpy as np
 
 from instanthmr.core.geometry import box_iou
 from instanthmr.runtime.mediapipe.files import MEDIAPIPE_VERSION, MediaPipeModelError, model_path
-from instanthmr.runtime.mediapipe.regions import Roi, crop_roi, roi_from_alignment, sigmoid, weighted_nms
+from instanthmr.runtime.mediapipe.regions import (
+    Roi,
+    crop_roi,
+    roi_from_alignment,
+    score_output,
+    sigmoid,
+    weighted_nms,
+)
 from instanthmr.runtime.mediapipe.tflite import TFLiteModel
 
 # --------------------------------------------------------------------------------------------------
@@ -205,9 +212,7 @@ class BlazePoseLandmarker:
     def __call__(self, image: np.ndarray, roi: Roi) -> PoseLandmarks | None:
         crop = crop_roi(image, roi, self.INPUT, replicate=True).astype(np.float32) / 255.0
         lms, flag, heatmap, world = self.model(crop[None])
-        score = float(np.ravel(flag)[0])
-        if not 0.0 <= score <= 1.0:  # some exports give the logit
-            score = float(sigmoid(score))
+        score = score_output(flag)
         if score < self.presence_threshold:
             return None
         lms = lms.reshape(self.NUM, 5)

@@ -14,7 +14,7 @@ import numpy as np
 
 from instanthmr.runtime.mediapipe.blazepose import BLAZEPOSE33_INDEX, PoseLandmarks
 from instanthmr.runtime.mediapipe.files import MediaPipeModelError, model_path
-from instanthmr.runtime.mediapipe.regions import Roi, crop_roi, normalize_radians, sigmoid
+from instanthmr.runtime.mediapipe.regions import Roi, crop_roi, normalize_radians, score_output
 from instanthmr.runtime.mediapipe.tflite import TFLiteModel
 
 @dataclass
@@ -89,16 +89,12 @@ class HandLandmarker:
     def __call__(self, image: np.ndarray, roi: Roi) -> HandLandmarks | None:
         crop = crop_roi(image, roi, self.INPUT, replicate=True).astype(np.float32) / 255.0
         lms, flag, handedness, world = self.model(crop[None])
-        score = float(np.ravel(flag)[0])
-        if not 0.0 <= score <= 1.0:
-            score = float(sigmoid(score))
+        score = score_output(flag)
         if score < self.presence_threshold:
             return None
         pts = roi.to_image(lms.reshape(21, 3)[:, :2], self.INPUT)
         world = roi.rotate_vectors(world.reshape(21, 3))
-        right = float(np.ravel(handedness)[0])
-        right = right if 0.0 <= right <= 1.0 else float(sigmoid(right))
-        return HandLandmarks(pts.astype(np.float32), world.astype(np.float32), score, roi, right)
+        return HandLandmarks(pts.astype(np.float32), world.astype(np.float32), score, roi, score_output(handedness))
 
     def track(self, image: np.ndarray, roi: Roi, iterations: int = 2) -> HandLandmarks | None:
         """Run on ``roi``, then re-fit the crop to the found hand and run again (what MediaPipe's

@@ -88,6 +88,13 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, np.float64), -100.0, 100.0)))
 
 
+def score_output(raw) -> float:
+    """A model's one-number score output as a probability in [0, 1]: as it comes when it is one, else read as a
+    logit (some exports give that)."""
+    score = float(np.ravel(raw)[0])
+    return score if 0.0 <= score <= 1.0 else float(sigmoid(score))
+
+
 def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou_threshold: float):
     """MediaPipe's WEIGHTED non-max suppression: each kept detection is the score-weighted mean of the
     boxes/keypoints it suppresses (steadier than hard NMS). Returns ``(boxes, keypoints, scores)``.
