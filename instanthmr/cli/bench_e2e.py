@@ -66,26 +66,26 @@ from instanthmr.training.model_info import network_label
 from instanthmr.video.sources import SourceError
 
 LEVER_NAMES = ("threads", "resolution", "int8_detector", "int8_network", "async", "keypoint_crops", "in_flight")
-_ = False
-LEVERS = {  # variant -> which levers are on, in LEVER_NAMES order
-    "straightforward": (_, _, _, _, _, _, _),
-    "threads": (True, _, _, _, _, _, _),
-    "resolution": (_, True, _, _, _, _, _),
-    "int8-detector": (_, _, True, _, _, _, _),
-    "int8": (_, _, True, True, _, _, _),
-    "async": (True, _, _, _, True, _, _),
-    "optimised-sync": (True, True, True, True, _, _, _),
-    "optimised-sync-fp32-net": (True, True, True, _, _, _, _),
-    "optimised": (True, True, True, True, True, _, _),
+_OPTIMISED = frozenset({"threads", "resolution", "int8_detector", "int8_network"})
+LEVERS: dict[str, frozenset[str]] = {  # variant -> the levers it turns on (names from LEVER_NAMES)
+    "straightforward": frozenset(),
+    "threads": frozenset({"threads"}),
+    "resolution": frozenset({"resolution"}),
+    "int8-detector": frozenset({"int8_detector"}),
+    "int8": frozenset({"int8_detector", "int8_network"}),
+    "async": frozenset({"threads", "async"}),
+    "optimised-sync": _OPTIMISED,
+    "optimised-sync-fp32-net": _OPTIMISED - {"int8_network"},
+    "optimised": _OPTIMISED | {"async"},
     # the runner loop's tracking wrapper: keypoint crops, the detector every --keypoint-stride frames
-    "keypoint": (True, True, True, True, _, True, _),
+    "keypoint": _OPTIMISED | {"keypoint_crops"},
     # + 2 frames in flight, threads per model by the rule (threads_per_model: 1 each on 2 cores)
-    "in-flight": (_, True, True, True, _, True, True),
+    "in-flight": _OPTIMISED - {"threads"} | {"keypoint_crops", "in_flight"},
     # + 2 frames in flight at --threads each (to check the rule against)
-    "in-flight-threads": (True, True, True, True, _, True, True),
+    "in-flight-threads": _OPTIMISED | {"keypoint_crops", "in_flight"},
     # keypoint / in-flight with the detector hidden on its own thread while the person is followed
-    "keypoint-async": (True, True, True, True, True, True, _),
-    "in-flight-async": (_, True, True, True, True, True, True),
+    "keypoint-async": _OPTIMISED | {"async", "keypoint_crops"},
+    "in-flight-async": _OPTIMISED - {"threads"} | {"async", "keypoint_crops", "in_flight"},
 }
 VARIANTS = tuple(LEVERS)
 
@@ -137,14 +137,14 @@ def prepare_models(args, cache: Path) -> dict:
         out["det"] = Path(args.detector)
         out["det_low"] = Path(args.fast_detector) if args.fast_detector else None
         out["random_det"] = False
-        if out["det_low"] is None and any(LEVERS[v][1] for v in args.variants):
+        if out["det_low"] is None and any("resolution" in LEVERS[v] for v in args.variants):
             raise ModelLoadError("--detector given: also give --fast-detector (its export at --detector-resolution, "
                                  "tools/export_detector.py --resolution)")
     else:
         out["det"], out["det_low"], out["random_det"] = detector_at(None), detector_at(args.detector_resolution), True
-    if any(LEVERS[v][3] for v in args.variants):
+    if any("int8_network" in LEVERS[v] for v in args.variants):
         out["hmr_int8"] = cached_int8(hmr, args.hmr_int8_mode)
-    if any(LEVERS[v][2] for v in args.variants):
+    if any("int8_detector" in LEVERS[v] for v in args.variants):
         out["det_int8"] = cached_int8(out["det"], "dynamic")
         if out["det_low"] is not None:
             out["det_low_int8"] = cached_int8(out["det_low"], "dynamic")
@@ -179,7 +179,8 @@ def build_pipeline(variant: str, models: dict, args, box):
     from instanthmr.runtime.session import RuntimeOptions
     from instanthmr.video.tracking import TrackingPipeline
 
-    threads_on, res_on, int8_det, int8_net, async_on, keypoints, in_flight = LEVERS[variant]
+    on = LEVERS[variant]
+    threads_on, res_on, int8_det, int8_net, async_on, keypoints, in_flight = (n in on for n in LEVER_NAMES)
     runtime = RuntimeOptions(threads=args.threads, spinning=False) if threads_on else RuntimeOptions()
     if in_flight:  # threads 0 here: threads_per_model chooses
         runtime = runtime.replace(spinning=False, frames_in_flight=args.in_flight)
@@ -287,7 +288,7 @@ def run(args) -> dict:
     rows = []
     for (a, v), runs in per_round.items():
         ratios = [x["fps"] / y["fps"] for x, y in zip(runs, per_round[(a, base)])]
-        rows.append({"architecture": a, "variant": v, "levers": dict(zip(LEVER_NAMES, LEVERS[v])),
+        rows.append({"architecture": a, "variant": v, "levers": {n: n in LEVERS[v] for n in LEVER_NAMES},
                      "fps_median": statistics.median(x["fps"] for x in runs),
                      "ratio_median": statistics.median(ratios), "ratios": ratios,
                      "hmr_ms_median": statistics.median(x["hmr_ms"] for x in runs),
