@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from instanthmr.core.paths import REPO_ROOT
 from instanthmr.core.skeleton import MHR70_INDEX
 
-LABELS = Path(__file__).resolve().parents[2] / "docs" / "body_fit_eye_labels.csv"
+LABELS = REPO_ROOT / "docs" / "body_fit_eye_labels.csv"
 _LS, _RS, _LH, _RH = (MHR70_INDEX[n] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip"))
 
 
