@@ -105,6 +105,10 @@ def test_speed_presets_say_whether_the_body_fit_runs_and_the_flags_override():
     one = config("--preset", "cpu-live", "--keypoint-crops", "--frames-in-flight", "1").pipeline.runtime
     assert one.frames_in_flight == 1 and one.async_detector and one.session_threads(cores=2) == 0
     assert config("--preset", "cpu-live", "--keypoint-crops").pipeline.runtime == RUNTIME_PRESETS["cpu-live"]
+    # the preset's hidden detector turned off on top of it, the rest of the preset kept
+    off = config("--preset", "cpu-live", "--keypoint-crops", "--no-async-detector").pipeline.runtime
+    assert not off.async_detector and off.frames_in_flight == RUNTIME_PRESETS["cpu-live"].frames_in_flight
+    assert config("--async-detector").pipeline.runtime.async_detector
     assert config("--frames-in-flight", "2", "--keypoint-crops").pipeline.runtime.spinning is False
     assert config().pipeline.runtime == RuntimeOptions() and config().fits_body(mediapipe=True)
     assert not config("--no-body-fit").fits_body(mediapipe=True)

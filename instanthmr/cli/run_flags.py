@@ -99,9 +99,10 @@ def add_speed_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     sp.add_argument("--detector-resolution", type=int, default=None, metavar="R",
                     help="RF-DETR input side, a multiple of 32 (e.g. 256; torch: built at it; an .onnx detector "
                          "must be exported at it with tools/export_detector.py --resolution R)")
-    sp.add_argument("--async-detector", action="store_true",
+    sp.add_argument("--async-detector", action=argparse.BooleanOptionalAction, default=None,
                     help="run the detector on its own thread while the network uses the latest boxes (live "
-                         "sources); with --keypoint-crops the people followed keep their crops while it looks")
+                         "sources); with --keypoint-crops the people followed keep their crops while it looks "
+                         "(default: the preset's; --no-async-detector turns it off over --preset cpu-live)")
     sp.add_argument("--frames-in-flight", type=int, default=None, metavar="N",
                     help="with --keypoint-crops: run N frames' network calls at once on worker threads, each "
                          "frame's crops from the latest finished frame, results in order N-1 frames late; with "
@@ -195,14 +196,16 @@ def pipeline_spec(args) -> PipelineSpec:
 
 def speed_overrides(args) -> dict:
     """The ``RuntimeOptions`` fields the speed flags set on top of ``--preset``: the switches turned on, and
-    ``--threads`` / ``--frames-in-flight`` whenever given (``None`` when not), even at their plain values, so
-    ``--preset cpu-live --frames-in-flight 1`` runs one frame at a time and ``--preset cpu-fast --threads 0``
+    ``--threads`` / ``--frames-in-flight`` / ``--[no-]async-detector`` whenever given (``None`` when not), even
+    at their plain values, so ``--preset cpu-live --frames-in-flight 1`` runs one frame at a time,
+    ``--preset cpu-live --no-async-detector`` runs the detector in the frame and ``--preset cpu-fast --threads 0``
     leaves the threads to ONNX Runtime."""
     threads = 0 if args.threads is None else args.threads
     in_flight = 1 if args.frames_in_flight is None else args.frames_in_flight
     changes = RuntimeOptions.from_flags(threads, args.int8, args.fp16, args.io_binding, args.cuda_graph,
-                                        args.async_detector, in_flight).changes()
-    given = {"threads": args.threads, "frames_in_flight": args.frames_in_flight}
+                                        bool(args.async_detector), in_flight).changes()
+    given = {"threads": args.threads, "frames_in_flight": args.frames_in_flight,
+             "async_detector": args.async_detector}
     return {**changes, **{k: v for k, v in given.items() if v is not None}}
 
 
