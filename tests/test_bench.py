@@ -169,7 +169,9 @@ def test_bench_e2e_variants_and_levers(tmp_path, shared_data, capsys):
     assert rows["straightforward"]["ratios"] == [1.0, 1.0]
     cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert cached == ["rf-detr-nano-128.dynamic.int8.onnx"]  # no variant asked for the int8 network
-    assert "| optimised-sync-fp32-net |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| optimised-sync-fp32-net |" in printed
+    assert "load average before/after" in printed and isinstance(rep["load_before"], float)
     assert bench_e2e.main(["--variants", "nope", "--cache-dir", str(tmp_path)]) == 1
     assert "unknown variant" in capsys.readouterr().err
 
@@ -263,3 +265,17 @@ def test_bench_mediapipe_cpu_stats_and_slow_frames():
     timed = [(0, i, ms) for i, ms in enumerate((10.0, 11.0, 30.0, 10.0, 23.0))]
     assert slow_frames(timed, [False, False, True, False, False]) == [(0, 2, 30.0, True), (0, 4, 23.0, False)]
     assert slow_frames([], []) == []
+
+
+def test_load_average_is_said_the_same_way_everywhere_and_unknown_without_one(monkeypatch):
+    """The benchmarks' one reading of the machine's load: a number where the OS keeps one, 'unknown' on an OS
+    without ``os.getloadavg`` (Windows) instead of a crash before the report."""
+    from instanthmr.cli import common
+
+    monkeypatch.setattr(common.os, "getloadavg", lambda: (1.25, 2.0, 3.0))
+    assert common.load_average() == 1.25
+    assert common.describe_load(1.25) == "load average 1.2"
+    assert common.describe_load(1.25, 2.0) == "load average before/after 1.2/2.0"
+    monkeypatch.delattr(common.os, "getloadavg")
+    assert common.load_average() is None
+    assert common.describe_load(None, 2.0) == "load average unknown"

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from instanthmr.cli.common import describe_load, load_average
+
 CLIPS = {"openpose": ("openpose_video.avi", 1), "sports2d": ("sports2d_demo.mp4", 8)}   # clip, max persons
 
 
@@ -129,14 +131,14 @@ def main(argv=None) -> int:
     if args.compare:
         compare(*args.compare)
         return 0
-    print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}; load {os.getloadavg()[0]:.2f}")
+    print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}; {describe_load(load_average())}")
     kp = {}
     for clip in args.clips:
         frames = tracked_frames(clip, CLIPS[clip][1], args.max_frames, Path(args.cache))
         best, info, out, cpu = time_stage(frames, args.passes)
         kp.update({f"{clip}_{k}": v for k, v in keypoints_of(out).items()})
         print(f"{clip}: {len(frames)} frames, {len(best)} person-frames, {args.passes} passes, "
-              f"CPU {cpu:.2f} s (load {os.getloadavg()[0]:.2f})")
+              f"CPU {cpu:.2f} s ({describe_load(load_average())})")
         groups = {"all": list(best), "no hand": [k for k in best if info[k][0] == 0 and not info[k][1]],
                   "hand": [k for k in best if info[k][0] > 0 and not info[k][1]],
                   "mirrored fitted": [k for k in best if info[k][1]]}

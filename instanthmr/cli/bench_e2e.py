@@ -58,7 +58,14 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr.cli.common import add_bench_flags, run_main, utc_stamp, write_json_report
+from instanthmr.cli.common import (
+    add_bench_flags,
+    describe_load,
+    load_average,
+    run_main,
+    utc_stamp,
+    write_json_report,
+)
 from instanthmr.core.paths import DEFAULT_MODEL, shared_data_dir
 from instanthmr.runner.speed import FixedBoxes
 from instanthmr.runtime.session import ModelLoadError
@@ -257,13 +264,13 @@ def run(args) -> dict:
     warm, frames = frames[:args.warmup], frames[args.warmup:]
     for p in pipes.values():  # first-run costs (allocations, thread pools) out of the measurement
         run_once(p, warm or frames[:1])
-    load_before = os.getloadavg()
+    load_before = load_average()
     nets = ", ".join(f"{a} ({m['hmr'].name}{', RANDOM-INIT' if m['random_hmr'] else ''})" for a, m in archs.items())
     print(f"video {video} -> {w}x{h}, {len(frames)} frames per variant per round, {args.rounds} rounds, stride "
           f"{args.stride}, 1 person; network {nets}; "
           f"detector {first['det'].name}{' (RANDOM WEIGHTS)' if first['random_det'] else ''}"
           f"{' (fixed box)' if box is not None else ''}; "
-          f"load average {load_before[0]:.1f}", flush=True)
+          f"{describe_load(load_before)}", flush=True)
     per_round: dict[tuple[str, str], list[dict]] = {k: [] for k in pipes}
     width = max(len(f"{a} {v}") for a, v in pipes)
     mp_ms: list[float] = []  # MediaPipe Pose's ms per frame, every round
@@ -283,7 +290,7 @@ def run(args) -> dict:
         p.close()
         if hasattr(p, "frame_pipeline"):
             p.frame_pipeline.close()
-    load_after = os.getloadavg()
+    load_after = load_average()
     base = "straightforward" if "straightforward" in args.variants else args.variants[0]
     rows = []
     for (a, v), runs in per_round.items():
@@ -300,8 +307,8 @@ def run(args) -> dict:
                      "persons_per_frame": statistics.mean(x["persons_per_frame"] for x in runs),
                      "detector_calls_per_frame": statistics.mean(x["detector_calls"] for x in runs) / len(frames),
                      "runs": runs})
-    print(f"\n# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; load average before/after "
-          f"{load_before[0]:.1f}/{load_after[0]:.1f}; threads lever = {args.threads}; detector resolution lever = "
+    print(f"\n# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; {describe_load(load_before, load_after)}; "
+          f"threads lever = {args.threads}; detector resolution lever = "
           f"{args.detector_resolution}; medians of {args.rounds} rounds x {len(frames)} frames")
     # async: the detector runs as often as it keeps up (at most every --stride frames), so its calls per frame
     # can be fewer than 1/stride; the column shows it

@@ -16,7 +16,6 @@ boxes are replaced by one fixed person box so every frame runs the network).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -24,7 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr.cli.common import add_bench_flags, run_main, utc_stamp, write_json_report
+from instanthmr.cli.common import (
+    add_bench_flags,
+    describe_load,
+    load_average,
+    run_main,
+    utc_stamp,
+    write_json_report,
+)
 from instanthmr.core.paths import DEFAULT_MODEL, shared_data_dir
 from instanthmr.video.sources import SourceError
 
@@ -104,7 +110,7 @@ def run(args) -> dict:
           f"{' (random-init)' if random_hmr else ''}, detector {det_path.name} every {args.stride} frames"
           f"{' (async)' if args.async_detector else ''}; RSS after imports {start_rss:.0f} MB "
           f"(torch {'loaded' if 'torch' in sys.modules else 'not loaded'}); "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+          f"{describe_load(load_average())}", flush=True)
     checkpoints = []
     persons = 0
     t0 = time.perf_counter()
@@ -127,7 +133,7 @@ def run(args) -> dict:
               "async_detector": args.async_detector, "threads": args.threads, "persons": persons,
               "peak_rss_mb": max(c["peak_mb"] for c in checkpoints),
               "growth_mb": float(y[-1] - y[0]), "growth_from_frame": int(x[0]),
-              "slope_mb_per_1000_frames": slope, "checkpoints": checkpoints, "load_after": os.getloadavg(),
+              "slope_mb_per_1000_frames": slope, "checkpoints": checkpoints, "load_after": load_average(),
               "date": utc_stamp()}
     print(f"peak RSS {report['peak_rss_mb']:.1f} MB; RSS change frame {int(x[0])} -> {int(x[-1])}: "
           f"{report['growth_mb']:+.1f} MB (slope {slope:+.2f} MB / 1000 frames); {persons} person-frames")

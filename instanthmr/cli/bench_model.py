@@ -30,7 +30,7 @@ import os
 import sys
 from pathlib import Path
 
-from instanthmr.cli.common import add_bench_flags
+from instanthmr.cli.common import add_bench_flags, describe_load, load_average
 from instanthmr.training.latency import matmul_peak_gflops, run_benchmark
 
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             print(f"error: unknown config(s) {unknown}; available: {', '.join(list_configs())}", file=sys.stderr)
             return 2
-    load_before = os.getloadavg()[0]  # other processes on the machine skew every figure; say how busy it was
+    load_before = load_average()
     rows = run_benchmark(args.config, args.batches, args.runs, args.warmup, args.device, args.threads, args.fp16,
                          args.onnx, not args.no_torch, args.pipeline and args.onnx is None,
                          args.int8 and args.onnx is None, args.plain_export)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {args.onnx or ', '.join(archs)} (random weights unless --onnx); "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, onnxruntime "
           f"{onnxruntime.__version__}; threads {args.threads or 'default'}; median of {args.runs} runs; "
-          f"load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}")
+          f"{describe_load(load_before, load_average())}")
     print("| architecture | variant | provider | batch | median ms / call | median ms / person | min ms / call "
           "| p95 ms / call | x backbone | CPU ms / person | x backbone (CPU) |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")

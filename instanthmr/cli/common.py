@@ -1,10 +1,12 @@
 """What the commands share: library field names as flags, the ``--random-init`` export, and for every
 benchmark its ``main`` (the ``--json`` path checked before the run, known bad-input errors as one line,
-SIGTERM/SIGHUP like Ctrl-C), its common flags, the report's time stamp and the ``--json`` file."""
+SIGTERM/SIGHUP like Ctrl-C), its common flags, the report's time stamp, the machine's load and the ``--json``
+file."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +20,24 @@ from instanthmr.core.faults import (
     write_text_atomic,
 )
 from instanthmr.runner.speed import utc_stamp  # noqa: F401 - the benchmarks' time stamp, one copy
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (runnable processes, all CPUs together), ``None`` where the OS keeps none
+    (Windows). Every benchmark prints it: on a shared machine other jobs skew every figure."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return None
+
+
+def describe_load(*loads: float | None) -> str:
+    """``load average 1.2`` (one value) or ``load average before/after 1.2/1.5`` (two),
+    from :func:`load_average` readings; ``load average unknown`` where the OS keeps none."""
+    if not loads or any(v is None for v in loads):
+        return "load average unknown"
+    label = "load average " if len(loads) == 1 else "load average before/after "
+    return label + "/".join(f"{v:.1f}" for v in loads)
 
 
 def flag_name(field: str) -> str:
