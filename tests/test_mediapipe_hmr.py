@@ -233,6 +233,25 @@ def test_a_look_for_newcomers_is_spread_one_part_per_frame_while_people_are_foll
     assert video(np.zeros((H, W, 3), np.uint8), 0).detector_ran and det.calls == 2
 
 
+def test_a_lost_person_is_looked_for_one_part_per_frame_too():
+    """Nobody followed after the first frame (the person lost): the look is spread as well, one part a frame
+    (issue 23 item 3: a whole look, 4 views on 16:9, was a frame of ~2.5x the others), cycling while nobody
+    is found; MediaPipe Pose itself runs one detector pass a frame then."""
+    lm = StubLandmarker([0.0, 0.0] + [5.0] * 6)  # followed on frames 0-1, then out of every region
+    det = PartsDetector(lm)
+    video = TrackingPipeline.from_pipeline(PosePipeline(det, StubHMR(lm), detector_stride=5, crops="landmarks"),
+                                           smooth="none")
+    persons = []
+    for i in range(8):
+        lm.frame = i
+        r = video(np.zeros((H, W, 3), np.uint8), i)
+        persons.append(len(r.persons))
+        assert r.detector_ran == (i != 1)
+    assert persons == [1, 1, 0, 0, 0, 0, 0, 0]
+    assert det.calls == 1  # the whole look only on the stream's first frame
+    assert det.parts == [(2, 0, 0), (3, 1, 0), (4, 2, 0), (5, 0, 0), (6, 1, 0), (7, 2, 0)]
+
+
 def test_detector_landmarks_are_reused_not_computed_twice():
     lm = StubLandmarker([0.0])
     det = StubDetector(lm)

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from instanthmr.core import probe
 from instanthmr.core.faults import check_output_path
 from instanthmr.outputs.atomic import GrowingFile, ResultsWriteError
 from instanthmr.outputs.files import csv_header, csv_rows, write_npz
@@ -341,6 +342,7 @@ class Outputs:
     def publish(self) -> None:
         """Complete, valid data files at their paths now (``"partial": true`` in the JSON summary)."""
         t0 = time.monotonic()
+        probe.count("publish")
         if self.offline and self._final is None:
             self._feed(self._smoothed())
         summary = {**self.summary(), "partial": True}

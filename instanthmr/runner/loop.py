@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from instanthmr.core import probe
 from instanthmr.core.paths import STARTER_MODEL_NAME
 from instanthmr.outputs.records import JOINT_ORDER, UNITS
 from instanthmr.outputs.signals import StopSignals
@@ -306,12 +307,15 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
 
         def finished(frame, result) -> None:  # one frame's result through the stages into the outputs
             if body_fit is not None:
-                result = body_fit(result)
+                with probe.span("body_fit"):
+                    result = body_fit(result)
             for stage in config.stages:
                 result = stage(frame, result)
             if ground is not None and not outputs.offline:  # offline: two-sided, after smoothing
-                result = ground(result)
-            outputs.add(frame, result)
+                with probe.span("ground"):
+                    result = ground(result)
+            with probe.span("outputs"):
+                outputs.add(frame, result)
             if stream is not None:
                 stream.write(frame, result if live_ground is None else live_ground(result))
             progress.update(result)
@@ -327,7 +331,9 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
                     finished(frame, tracking(frame.image, frame.index, frame.time_s))
                     continue
                 # frames in flight (runtime.frames_in_flight): results come back in order, a frame or more late
-                for done, result in tracking.submit(frame.image, frame.index, frame.time_s, tag=frame):
+                with probe.span("tracking"):  # the models, the detector, IDs, causal smoothing
+                    done_now = tracking.submit(frame.image, frame.index, frame.time_s, tag=frame)
+                for done, result in done_now:
                     finished(done, result)
             for done, result in tracking.drain():
                 finished(done, result)

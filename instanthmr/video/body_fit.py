@@ -63,6 +63,7 @@ from instanthmr.body.fit import (
     torso_heading,
 )
 from instanthmr.body.mhr import SHIPPED_MHR_MODEL, MHRNumpy
+from instanthmr.core import probe
 from instanthmr.core.geometry import project_points
 from instanthmr.core.skeleton import COCO_WHOLEBODY_FLIP_PERM, COCO_WHOLEBODY_INDEX, MHR70_FLIP_PERM, MHR70_INDEX
 
@@ -350,6 +351,8 @@ class BodyFitStage:
         if not ((obs.w2d > 0).any() or (obs.w3d > 0).any()):   # nothing seen (a person leaving): nothing to fit
             return pred
         shape = self._shape(tr, obs, pred)
+        if tr.prev is None:
+            probe.count("fit:track-start")
         readings = {0: obs}
         s = tr.state
         readings[s] = obs if s == 0 else obs.mirrored()
@@ -375,6 +378,7 @@ class BodyFitStage:
             readings[o] = obs if o == 0 else obs.mirrored()
             fits[o] = self.fitter.fit(readings[o], shape, tr.chains.get(o, tr.prev))
             self.mirrored_runs += 1
+            probe.count("fit:other-reading")
         costs = self._costs(fits, s, hands, decisive)
         if tr.prev is None:     # a track starts as given: reading it mirrored takes a switch's worth of evidence
             costs[1] += self.swap.switch_cost
@@ -413,8 +417,9 @@ class BodyFitStage:
         if obs.joints_3d is not None and (obs.w3d[list(_SHAPE_JOINTS)] > 0).all():
             tr.good.append((obs.joints_3d, obs.w3d))
             if len(tr.good) >= self.shape_frames:
-                tr.shape = estimate_bone_params(self.fitter, np.stack([j for j, _ in tr.good]),
-                                                np.stack([w for _, w in tr.good]))
+                with probe.span("fit:bones"):
+                    tr.shape = estimate_bone_params(self.fitter, np.stack([j for j, _ in tr.good]),
+                                                    np.stack([w for _, w in tr.good]))
                 return tr.shape
         return self.fitter.shape()
 

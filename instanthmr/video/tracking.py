@@ -336,6 +336,7 @@ class TrackingPipeline:
         self.max_persons = int(max_persons)
         self._followed: list = []  # "landmarks": last frame's raw predictions, each found again from its own
         self._scan: int | None = None  # "landmarks": the next part of a look for newcomers spread over frames
+        self._whole_look = True  # "landmarks": a stream's first frame looks through every part at once
         self.schedule = DetectorSchedule(detect_every)
         self.refresh_below = float(refresh_below)
         self.smooth = smooth
@@ -378,6 +379,7 @@ class TrackingPipeline:
         self.tracker.reset()
         self._followed = []
         self._scan = None
+        self._whole_look = True
         if self.smoother is not None:
             self.smoother.reset()
         self.schedule.reset()
@@ -594,9 +596,10 @@ class TrackingPipeline:
         them): everybody followed is looked for in the region their last landmarks give (one ``follow`` pass
         each); the detector runs when nobody is followed, somebody was lost, or ``detect_every`` frames have
         passed, never while ``max_persons`` people are followed, and only for newcomers (``detect_new``: the
-        people followed are left out). While people are followed, a detector whose look comes in parts
+        people followed are left out). After a stream's first frame, a detector whose look comes in parts
         (``detection_parts``, MediaPipe's: one per view) runs one part per frame (``detect_new_part``), so
-        no frame stalls on a whole detection; ``detector_ran`` is set on each of those frames."""
+        no frame stalls on a whole detection, also while nobody is followed (a person lost: MediaPipe Pose
+        then runs one detector pass a frame too); ``detector_ran`` is set on each of those frames."""
         t0 = time.perf_counter()
         h, w = image_rgb.shape[:2]
         kept: list = []
@@ -624,9 +627,10 @@ class TrackingPipeline:
         if ran:
             td = time.perf_counter()
             known = np.stack([k.box for k in kept]) if kept else np.zeros((0, 4), np.float32)
-            # with people followed, one part of the look per frame (no frame stalls on a whole detection);
-            # nobody followed: all of it now, there is nothing else to show
-            parts = self.detector.detection_parts((w, h)) if kept else 1
+            # one part of the look per frame (no frame stalls on a whole detection: a lost person's whole
+            # look, 4 views on 16:9, cost ~2.5 frames, docs/offline.md "Stalls"); a stream's first frame: all
+            # of it now, it has nobody to show otherwise
+            parts = 1 if self._whole_look else self.detector.detection_parts((w, h))
             if parts > 1:
                 dets = self.detector.detect_new_part(image_rgb, known, self._scan, fi)
                 self._scan = self._scan + 1 if self._scan + 1 < parts else None
@@ -640,6 +644,7 @@ class TrackingPipeline:
             kept += new[:max(0, self.max_persons - len(kept))]
             hmr_ms += (time.perf_counter() - th) * 1e3
         self._followed = kept
+        self._whole_look = False
         return FrameResult(persons=list(kept), detector_ms=det_ms, hmr_ms=hmr_ms,
                            total_ms=(time.perf_counter() - t0) * 1e3, detector_ran=ran, frame_index=fi,
                            image_size=(w, h), detections=dets)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instanthmr.core import probe
 from instanthmr.runtime.mediapipe.blazepose import BLAZEPOSE33_INDEX, PoseLandmarks
 from instanthmr.runtime.mediapipe.files import MediaPipeModelError, model_path
 from instanthmr.runtime.mediapipe.regions import Roi, crop_roi, normalize_radians, score_output
@@ -126,10 +127,12 @@ def find_hands(hand_model: HandLandmarker, image: np.ndarray, pose: PoseLandmark
         if prev is not None and np.linalg.norm(prev.points[0] - wrist) < max(
                 np.linalg.norm(prev.points[9] - prev.points[0]), 4.0):
             hand = hand_model(image, hand_roi_from_landmarks(prev.points))
+            probe.count("hand:tracked" if hand is not None else "hand:tracked-lost")
         if hand is None:
             roi = hand_roi_from_pose(wrist, pose.points[BLAZEPOSE33_INDEX[f"{side}_pinky"]],
                                      pose.points[BLAZEPOSE33_INDEX[f"{side}_index"]])
             hand = hand_model.track(image, roi)
+            probe.count("hand:search-found" if hand is not None else "hand:search-missed")
         if hand is None:
             continue
         hand_len = float(np.linalg.norm(hand.points[9] - hand.points[0]))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instanthmr.core import probe
 from instanthmr.runtime.mediapipe.files import LITERT_REQUIREMENT, MediaPipeModelError
 
 def _interpreter_class():
@@ -58,6 +59,7 @@ class TFLiteModel:
 
     def __init__(self, path: str | Path, num_threads: int | None = None, drop_outputs: tuple[str, ...] = ()):
         self.path = Path(path)
+        self._span = f"invoke:{self.path.stem}"  # the per-frame breakdown's name (core.probe)
         if not self.path.is_file():
             raise MediaPipeModelError(f"model file not found: {self.path}")
         Interpreter = _interpreter_class()
@@ -81,7 +83,8 @@ class TFLiteModel:
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(x, np.float32))
-        self.interpreter.invoke()
+        with probe.span(self._span):
+            self.interpreter.invoke()
         return [self.interpreter.get_tensor(o["index"]) for o in self.outputs]
 
 
