@@ -126,29 +126,6 @@ def test_jacobian_matches_finite_differences(fitter):
         np.testing.assert_allclose(analytic[:, :, k], numeric, atol=1e-4)
 
 
-def test_the_chord_step_sees_a_limit_the_last_step_crossed(fitter):
-    """A warm frame's second step reuses the first state's Jacobian (a chord step); the diagonal terms (limits,
-    priors) are the current state's, curvature and gradient alike. An elbow pushed 0.1 rad past its limit is
-    pulled back by about that much: with the first state's curvature (no limit there) and this state's limit
-    gradient the step was -6.3 rad, and on real clips such steps were rejected: a wasted evaluation."""
-    shape = fitter.shape()
-    p = _pose(fitter, np.random.default_rng(0))
-    pred = _prediction(fitter.forward(shape, p)[0])
-    obs = Observation(pred.joints_3d_local, SEEN, pred.joints_2d, SEEN, FOCAL, PP).clean()
-    plan = fitter._plan(fitter.active_params(obs))
-    linear = _State(plan, obs, shape, p.copy(), None, None, p.copy(), True)
-    linear.evaluate(with_jacobian=True)
-    i = int(np.flatnonzero(plan.active == fitter._indices(["l_elbow_bend"])[0])[0])
-    k = plan.active[i]
-    push = np.zeros(len(plan.active) + 6)
-    push[i] = fitter.limits[k, 1] + 0.1 - p[k]                     # past the upper limit by 0.1 rad
-    state = linear.moved(push)
-    state.evaluate(with_jacobian=False)
-    x = state.step(1e-4, linear)
-    assert -0.2 < x[i] < -0.05, x[i]
-    assert np.abs(x[:len(plan.active)]).max() < 1.0
-
-
 def test_fit_recovers_known_parameters(fitter):
     rng = np.random.default_rng(1)
     shape = fitter.shape()

@@ -1037,10 +1037,7 @@ class _State:
         h = lin.jtj.copy()
         g = j.T @ self.res
         d = h.diagonal().copy()
-        # the diagonal terms' curvature at THIS state, as their gradient (diag_g): a limit the last step crossed
-        # has a gradient here but had no curvature at the linear state, and that mix made the chord step fly off
-        # (rejected on 90 % of openpose_video.avi's fits: a second evaluation for nothing, issue 22 item 5)
-        d[:n] += self.diag_h
+        d[:n] += lin.diag_h
         d += lam * (d + 1e-6)
         np.fill_diagonal(h, d)
         g[:n] += self.diag_g
