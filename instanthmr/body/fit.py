@@ -732,8 +732,14 @@ class BodyFitter:
         every = 1 if previous is None else 2
         it = 0
         for it in range(1, n_iter + 1):
-            trial = state.moved(state.step(lam, linear))
-            new_cost = trial.evaluate(with_jacobian=it < n_iter and it % every == 0)
+            step = state.step(lam, linear)
+            new_cost = math.inf
+            # a linear model that promises more than the whole cost (which cannot go below 0) is wrong here: its
+            # step is rejected without its evaluation, as the evaluation would reject it (a chord step whose
+            # limits changed since its Jacobian: 2 of 3 warm fits on openpose_video.avi; issue 22 item 5)
+            if state.gain <= cost:
+                trial = state.moved(step)
+                new_cost = trial.evaluate(with_jacobian=it < n_iter and it % every == 0)
             if new_cost <= cost:
                 state, cost, lam = trial, new_cost, max(lam / 3.0, 1e-7)
                 if trial.jac is not None:
@@ -888,6 +894,7 @@ class _State:
         self.tau = None if tau_prev is None else np.asarray(tau_prev, np.float64).copy()
         self.cam = None if cam_prev is None else np.asarray(cam_prev, np.float64).copy()
         self.jac = self.jtj = None
+        self.gain = 0.0                            # step(): the cost its step lowers, by the linear model
 
     # the translations start from closed-form solutions the first time they are needed
     def _init_translations(self, kp):
@@ -1038,13 +1045,16 @@ class _State:
         g = j.T @ self.res
         d = h.diagonal().copy()
         d[:n] += lin.diag_h
-        d += lam * (d + 1e-6)
-        np.fill_diagonal(h, d)
+        damp = lam * (d + 1e-6)
+        np.fill_diagonal(h, d + damp)
         g[:n] += self.diag_g
         # h is symmetric positive definite (J^T J plus a positive diagonal): Cholesky (LAPACK posv) is ~2x
         # faster than a general solve at this size
         _, x, info = _posv(h, g)
-        return -(x if info == 0 else np.linalg.solve(h, g))
+        x = x if info == 0 else np.linalg.solve(h, g)
+        # how much the step's linear model says it lowers the cost: (H + D) x = g gives g.x + x^T D x for -x
+        self.gain = float(g @ x + damp @ (x * x))
+        return -x
 
     def result(self, iterations: int, ms: float) -> FitResult:
         o = self.obs
