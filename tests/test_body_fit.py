@@ -182,6 +182,16 @@ def test_a_step_its_model_says_lowers_the_cost_below_zero_is_not_evaluated(fitte
     assert evaluations[0] < evaluations[1], evaluations
 
 
+def test_the_mean_body_is_made_once_and_equals_a_fresh_one(fitter):
+    """BodyFitter.shape() with no arguments (a track before its shape is held) reuses the mean body's rigid
+    points: equal to those computed afresh, and the bone parameters still per call."""
+    fresh = BodyFitter(fitter.model).shape()
+    a, b = fitter.shape(), fitter.shape(bone_params=np.full(74, 0.1))
+    np.testing.assert_array_equal(a.local_points, fresh.local_points)
+    assert b.local_points is a.local_points and (b.bone_params == 0.1).all() and (a.bone_params == 0).all()
+    assert fitter.shape(np.full(45, 0.5)).local_points is not a.local_points   # another identity: its own points
+
+
 def test_fit_recovers_known_parameters(fitter):
     rng = np.random.default_rng(1)
     shape = fitter.shape()
