@@ -126,6 +126,72 @@ def test_jacobian_matches_finite_differences(fitter):
         np.testing.assert_allclose(analytic[:, :, k], numeric, atol=1e-4)
 
 
+def test_a_step_its_model_says_lowers_the_cost_below_zero_is_not_evaluated(fitter, monkeypatch):
+    """A warm frame's second step reuses the first state's Jacobian and curvature (a chord step). Where the
+    first step crossed a limit, the limit's gradient is there and its curvature is not: the step flies off
+    (-6 rad on an elbow 0.1 rad past its limit) and its model promises more than the whole cost, which
+    cannot go below 0. Such a step is rejected without its evaluation (issue 22 item 5), exactly as the
+    evaluation rejects it: same fits, fewer evaluations."""
+    from instanthmr.body import fit as fit_module
+
+    shape = fitter.shape()
+    p = _pose(fitter, np.random.default_rng(0))
+    pred = _prediction(fitter.forward(shape, p)[0])
+    obs = Observation(pred.joints_3d_local, SEEN, pred.joints_2d, SEEN, FOCAL, PP).clean()
+    plan = fitter._plan(fitter.active_params(obs))
+    linear = _State(plan, obs, shape, p.copy(), None, None, p.copy(), True)
+    linear.evaluate(with_jacobian=True)
+    i = int(np.flatnonzero(plan.active == fitter._indices(["l_elbow_bend"])[0])[0])
+    push = np.zeros(len(plan.active) + 6)
+    push[i] = fitter.limits[plan.active[i], 1] + 0.1 - p[plan.active[i]]     # 0.1 rad past the upper limit
+    state = linear.moved(push)
+    cost = state.evaluate(with_jacobian=False)
+    step = state.step(1e-4, linear)
+    assert state.gain > cost and abs(step[i]) > 1.0
+    assert state.moved(step).evaluate(with_jacobian=False) > cost        # what the evaluation would say
+
+    # along a track: the same fits with and without the guard, fewer evaluations with it
+    rng = np.random.default_rng(1)
+    frames = [_prediction(fitter.forward(shape, q)[0], noise=0.04, rng=rng) for q in _motion(fitter, 12, seed=1)]
+    evaluations = []
+    real_evaluate = fit_module._State.evaluate
+
+    def counted(self, with_jacobian):
+        evaluations[-1] += 1
+        return real_evaluate(self, with_jacobian)
+
+    def track():
+        evaluations.append(0)
+        prev, out = None, []
+        for pr in frames:
+            prev = fitter.fit(Observation(pr.joints_3d_local, SEEN, pr.joints_2d, SEEN, FOCAL, PP), shape, prev)
+            out.append(prev.params)
+        return np.stack(out)
+
+    monkeypatch.setattr(fit_module._State, "evaluate", counted)
+    guarded = track()
+    real_step = fit_module._State.step
+
+    def unguarded(self, lam, linear=None):
+        x = real_step(self, lam, linear)
+        self.gain = -np.inf
+        return x
+
+    monkeypatch.setattr(fit_module._State, "step", unguarded)
+    np.testing.assert_array_equal(track(), guarded)
+    assert evaluations[0] < evaluations[1], evaluations
+
+
+def test_the_mean_body_is_made_once_and_equals_a_fresh_one(fitter):
+    """BodyFitter.shape() with no arguments (a track before its shape is held) reuses the mean body's rigid
+    points: equal to those computed afresh, and the bone parameters still per call."""
+    fresh = BodyFitter(fitter.model).shape()
+    a, b = fitter.shape(), fitter.shape(bone_params=np.full(74, 0.1))
+    np.testing.assert_array_equal(a.local_points, fresh.local_points)
+    assert b.local_points is a.local_points and (b.bone_params == 0.1).all() and (a.bone_params == 0).all()
+    assert fitter.shape(np.full(45, 0.5)).local_points is not a.local_points   # another identity: its own points
+
+
 def test_fit_recovers_known_parameters(fitter):
     rng = np.random.default_rng(1)
     shape = fitter.shape()

@@ -128,3 +128,18 @@ def test_our_side_is_the_demo_loop_taking_turns_with_decoding_left_out(mp_models
         assert side.next(3) == ([], [], [], [])  # the run is over: nothing more, and no wait
     finally:
         side.close()
+
+
+def test_the_fit_s_extra_cost_is_paired_frame_by_frame():
+    """bench_mediapipe's "body fit, frame by frame": with frame times bimodal (one or two hand passes a frame)
+    each median is the one frame that falls between the modes, so that frame's noise is the difference of the
+    medians (6 ms for a 2 ms stage here); the median of the per-frame differences is the stage's own cost.
+    Unaligned lists give None."""
+    from instanthmr.teachers.mediapipe_pose import paired_extra_ms
+
+    without = [13.0] * 50 + [16.0] + [24.0] * 50      # one or two hand passes a frame, one frame between
+    with_fit = [m + 2.0 for m in without]
+    with_fit[50] += 4.0                                # that frame's noise (another job, a cache miss)
+    assert np.median(with_fit) - np.median(without) == pytest.approx(6.0)
+    assert paired_extra_ms(with_fit, without) == pytest.approx(2.0)
+    assert paired_extra_ms(with_fit, without[:-1]) is None and paired_extra_ms([], []) is None

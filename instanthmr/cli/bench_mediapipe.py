@@ -23,7 +23,10 @@ turns every ``--chunk`` frames (the other side waits, so a busy machine slows bo
 times from the first frame (tracking restarts); the first ``--warmup`` frames of each round are left out.
 Reported per configuration: median / mean / p90 / p95 ms per frame, and the ratios of our median and p95 to
 MediaPipe Pose's median (issue 23's targets: at most 0.6 and 1.2 for ``default``), and the frames slower
-than twice the median (what makes the p95: detector frames, a track's first frame, other jobs):
+than twice the median (what makes the p95: detector frames, a track's first frame, other jobs). What the
+body fit adds (issue 22 item 5): the median over frames of ``default`` minus ``hands`` on the same frame
+(:func:`~instanthmr.teachers.mediapipe_pose.paired_extra_ms`; wall and CPU), beside the difference of the two
+medians, which moves by 1-2 ms with the hand passes (one or two a frame: bimodal frame times):
 
 * ``default``: one person with the hand model and the per-track MHR body fit: what ``demo.py`` runs by
   default, the headline (issue 23's targets apply to it);
@@ -58,6 +61,7 @@ from instanthmr.teachers.mediapipe_pose import (
     detector_frame_medians,
     frame_stats,
     ensure_mediapipe_venv,
+    paired_extra_ms,
     per_person_ms,
     read_frames,
 )
@@ -159,6 +163,9 @@ def run(args) -> dict:
                         "slow_frames": slow_frames(slow[name], detected[name])}
     report["hands_extra_ms"] = report["hands"]["median"] - report["body"]["median"]
     report["body_fit_extra_ms"] = report["default"]["median"] - report["hands"]["median"]
+    # the same frames with and without the fit, frame by frame: what the fit adds (issue 22 item 5)
+    report["body_fit_paired_ms"] = paired_extra_ms(ms["default"], ms["hands"])
+    report["body_fit_paired_cpu_ms"] = paired_extra_ms(cpu["default"], cpu["hands"])
     report["per_extra_person_ms"] = per_person_ms(ms["people"], persons["people"], detected["people"])
     report["per_extra_person_ms_demo"] = per_person_ms(ms["demo"], persons["demo"], detected["demo"])
     print_report(report)
@@ -207,6 +214,11 @@ def print_report(r: dict) -> None:
           f"{h['ratio_to_mediapipe_pose']:.2f}; p95 <= 1.20x: {h['p95_ratio_to_mediapipe_pose']:.2f}")
     print(f"hands: +{r['hands_extra_ms']:.1f} ms per frame (median, both hands of one person); body fit: "
           f"+{r['body_fit_extra_ms']:.1f} ms (median, one person)")
+    if r.get("body_fit_paired_ms") is not None:
+        cpu = r.get("body_fit_paired_cpu_ms")
+        print(f"body fit, frame by frame (median of default minus --no-body-fit on the same frame, one person): "
+              f"+{r['body_fit_paired_ms']:.1f} ms" + (f", CPU +{cpu:.1f} ms" if cpu is not None else "")
+              + " (issue 22 item 5: at most 3; the difference of the medians above moves with the hand passes)")
     fin = ", ".join(f"{k} {r[k]['finish_ms_per_frame']:.1f}" for k in labels if k in r and r[k].get("finish_ms_per_frame"))
     print(f"end of the run (offline passes, not in the rows above), ms per frame: {fin}")
     for k in ("default", "demo"):

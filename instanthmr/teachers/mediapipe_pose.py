@@ -303,6 +303,19 @@ def detector_frame_medians(ms, detected) -> dict:
             "median_other_frames": float(np.median(v[~d])) if (~d).any() else None}
 
 
+def paired_extra_ms(with_ms, without_ms) -> float | None:
+    """What a stage adds to a frame, median ms: the median over frames of ``with_ms[i] - without_ms[i]``, two
+    configurations timed on the same frames in the same order (frame ``i`` of the same round: the same
+    person, the same hand passes). The difference of the two medians is a poor estimate where the frame
+    times are bimodal (one or two hand passes a frame: ~13 against ~24 ms on openpose_video.avi): the medians
+    fall between the modes and move by 1-2 ms with a few frames, whereas each frame's pair differs by the
+    stage's own cost. None when the lists differ in length (a run ended early: frames not aligned)."""
+    a, b = np.asarray(with_ms, np.float64), np.asarray(without_ms, np.float64)
+    if a.size == 0 or a.shape != b.shape:
+        return None
+    return float(np.median(a - b))
+
+
 def per_person_ms(ms, persons, detected) -> float | None:
     """Slope of per-frame ms over persons per frame (least squares), frames where the detector ran left out;
     None when the number of persons never changes."""
