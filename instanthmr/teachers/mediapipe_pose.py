@@ -219,6 +219,11 @@ class FrameFeed(FrameSource):
         self._closed = True
         self._go.release()
 
+    def run_ended(self) -> None:
+        """Called by the run's thread when its run is over (finished or failed): a :meth:`wait` or
+        :meth:`turn` still waiting for a turn handed back returns instead of waiting forever."""
+        self._done.release()
+
 
 class Ours:
     """One of our paths as the demo runs it: :func:`instanthmr.runner.loop.run` (tracking, the per-track MHR
@@ -248,7 +253,7 @@ class Ours:
         self.config = RunConfig(video="frames", pipeline=spec, body_fit=body_fit, smooth=smooth, viewer=False,
                                 stages=(record,), quiet=True, verbose=False)
         self.feed = FrameFeed(frames, fps)
-        self.i, self.finish_ms, self.error = 0, None, None
+        self.finish_ms, self.error = None, None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         self.feed.wait()  # the pipeline is built and the loop asks for its first frame
@@ -264,7 +269,7 @@ class Ours:
         except BaseException as e:  # handed to the caller's thread
             self.error = e
         finally:
-            self.feed._done.release()
+            self.feed.run_ended()
 
     def next(self, k: int):
         """``(ms, cpu_ms, persons, detector_ran)`` lists for the next ``k`` frames (``cpu_ms``: this process's
@@ -275,9 +280,7 @@ class Ours:
         self.feed.turn(k)
         self._raise()
         ms = self.feed.ms[n0:]
-        out = ms, self.feed.cpu_ms[n0:], self.persons[n0:n0 + len(ms)], self.detected[n0:n0 + len(ms)]
-        self.i += len(ms)
-        return out
+        return ms, self.feed.cpu_ms[n0:], self.persons[n0:n0 + len(ms)], self.detected[n0:n0 + len(ms)]
 
     def close(self) -> None:
         self.feed.close()
