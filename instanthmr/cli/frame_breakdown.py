@@ -27,7 +27,7 @@ import numpy as np
 
 from instanthmr.cli.common import run_main, write_json_report
 from instanthmr.core.probe import FrameProbe
-from instanthmr.video.sources import Frame, FrameSource
+from instanthmr.video.sources import DecodedFrames
 
 #: Counts shown as a slow frame's cause when they happen on it (a median frame has none of them).
 EVENTS = ("hand:tracked-lost", "hand:search-found", "fit:track-start", "fit:other-reading", "publish")
@@ -35,22 +35,18 @@ EVENTS = ("hand:tracked-lost", "hand:search-found", "fit:track-start", "fit:othe
 EXCESS_MS = 2.0
 
 
-class ProbedFrames(FrameSource):
+class ProbedFrames(DecodedFrames):
     """Frames decoded beforehand (RGB) as a run's source, each one a :meth:`FrameProbe.frame` of ``probe``:
     from the loop getting it to the loop asking for the next."""
 
-    kind = "video"
-
     def __init__(self, frames: list, probe: FrameProbe, fps: float = 30.0, name: str = "frames"):
-        super().__init__()
-        self.frames, self.probe, self.fps, self.name = frames, probe, float(fps), name
-        h, w = frames[0].shape[:2]
-        self.size, self.total = (w, h), len(frames)
+        super().__init__(frames, fps, name)
+        self.probe = probe
 
     def __iter__(self):
-        for i, image in enumerate(self.frames):
-            with self.probe.frame(i):
-                yield Frame(image, i, i / self.fps)
+        for frame in super().__iter__():
+            with self.probe.frame(frame.index):
+                yield frame
 
 
 def step_table(frames: list[dict]) -> dict:
