@@ -156,9 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=150, help="frames per round (default: 150)")
     p.add_argument("--rounds", type=int, default=2, help="runs over the frames; the first is left out when "
                    "there are more (default: 2)")
-    p.add_argument("--max-persons", type=int, default=1, help="(default: 1, issue 23's case)")
-    p.add_argument("--no-hands", action="store_true")
-    p.add_argument("--no-body-fit", action="store_true")
+    p.add_argument("--max-persons", type=int, default=1, help="people followed at most, as demo.py's flag "
+                   "(default: 1, issue 23's case)")
+    p.add_argument("--no-hands", action="store_true", help="without the hand model, as demo.py's flag")
+    p.add_argument("--no-body-fit", action="store_true", help="without the MHR body fit, as demo.py's flag")
     p.add_argument("--smooth", choices=SMOOTH_MODES, default=None, help="default: the headless demo's (offline)")
     p.add_argument("--save-json", default=None, metavar="PATH",
                    help="also write the demo's JSON (its partial publications are then timed too)")
