@@ -90,4 +90,5 @@ def test_breakdown_runs_the_demo_loop(mp_models, tmp_path, capsys):
     assert all(f["spans"].get("invoke:pose_detection", 0) > 0 for f in rep["per_frame"])  # nobody: detector
     # the loop's own steps, each inside the frame's time
     assert all(0 < f["spans"]["tracking"] <= f["ms"] and "outputs" in f["spans"] for f in rep["per_frame"])
-    assert "slowest 5 % by CPU" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "slowest 5 % by CPU" in printed and "load average " in printed

@@ -14,8 +14,8 @@ ms (``invoke:<model>``: LiteRT's invoke of each ``.tflite``; ``tracking``: the m
 (``hand:tracked`` / ``hand:tracked-lost`` / ``hand:search-found`` / ``hand:search-missed``, ``fit:track-start``
 a track's first, cold fit, ``fit:other-reading`` the left/right reading not held fitted too, ``publish`` a
 partial file). Printed: each step's median and mean per frame, then every frame of the slowest 5 % with what it
-had beyond a median frame (its cause). Times are ms, wall unless said; the machine's load moves them, so
-compare steps within one run.
+had beyond a median frame (its cause), and the load average before/after. Times are ms, wall unless said;
+the machine's load moves them, so compare steps within one run.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr.cli.common import run_main, write_json_report
+from instanthmr.cli.common import describe_load, load_average, run_main, write_json_report
 from instanthmr.core.probe import FrameProbe
 from instanthmr.video.sources import DecodedFrames
 
@@ -93,7 +93,8 @@ def run(args) -> dict:
     spec = PipelineSpec(model="mediapipe", hands=not args.no_hands, max_persons=args.max_persons)
     pipeline = create_pipeline(spec)
     report = {"frames": args.frames, "rounds": args.rounds, "max_persons": args.max_persons,
-              "hands": not args.no_hands, "body_fit": not args.no_body_fit, "clips": {}}
+              "hands": not args.no_hands, "body_fit": not args.no_body_fit, "load_before": load_average(),
+              "clips": {}}
     try:
         for clip in args.clips:
             path = Path(clip) if Path(clip).is_file() else videos / clip
@@ -113,6 +114,8 @@ def run(args) -> dict:
             report["clips"][path.name] = print_clip(path.name, timed, len(rounds) > 1)
     finally:
         pipeline.close()
+    report["load_after"] = load_average()
+    print(f"\n{describe_load(report['load_before'], report['load_after'])} (other jobs move the wall times)")
     write_json_report(args.json, report)
     return report
 
@@ -125,9 +128,10 @@ def print_clip(name: str, frames: list[dict], warm: bool) -> dict:
           f"p95 {p95:.1f} ({p95 / med:.2f}x the median); CPU median {np.median(cpu):.1f}, p95 "
           f"{np.percentile(cpu, 95):.1f} ({np.percentile(cpu, 95) / np.median(cpu):.2f}x)")
     table = step_table(frames)
-    print(f"{'step':28}{'median':>8}{'mean':>8}")
+    width = max(len(k) for k in ("step", *table)) + 2  # "invoke:hand_landmark_full cpu" is 29
+    print(f"{'step':{width}}{'median':>8}{'mean':>8}")
     for k, (m, a) in table.items():
-        print(f"{k:28}{m:8.2f}{a:8.2f}")
+        print(f"{k:{width}}{m:8.2f}{a:8.2f}")
     typical = {k[:-4]: m for k, (m, _) in table.items() if k.endswith(" cpu")}
     rows = {}
     for by in ("ms", "cpu_ms"):
