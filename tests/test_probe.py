@@ -87,6 +87,7 @@ def test_breakdown_runs_the_demo_loop(mp_models, tmp_path, capsys):
 
     rep = json.loads((tmp_path / "b.json").read_text())["clips"]["clip.avi"]
     assert len(rep["per_frame"]) == 6
+    assert 0 < rep["median"] <= rep["p95"] and 0 < rep["cpu_median"] <= rep["cpu_p95"]
     assert all(f["spans"].get("invoke:pose_detection", 0) > 0 for f in rep["per_frame"])  # nobody: detector
     # the loop's own steps, each inside the frame's time
     assert all(0 < f["spans"]["tracking"] <= f["ms"] and "outputs" in f["spans"] for f in rep["per_frame"])

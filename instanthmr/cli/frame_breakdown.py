@@ -27,6 +27,7 @@ import numpy as np
 
 from instanthmr.cli.common import describe_load, load_average, run_main, write_json_report
 from instanthmr.core.probe import FrameProbe
+from instanthmr.outputs.summary import timing_stats
 from instanthmr.video.sources import DecodedFrames
 
 #: Counts shown as a slow frame's cause when they happen on it (a median frame has none of them).
@@ -121,12 +122,10 @@ def run(args) -> dict:
 
 
 def print_clip(name: str, frames: list[dict], warm: bool) -> dict:
-    ms = np.array([f["ms"] for f in frames])
-    cpu = np.array([f["cpu_ms"] for f in frames])
-    med, p95 = float(np.median(ms)), float(np.percentile(ms, 95))
-    print(f"\n{name}: {len(frames)} frames{' (rounds after the first)' if warm else ''}; wall median {med:.1f} ms, "
-          f"p95 {p95:.1f} ({p95 / med:.2f}x the median); CPU median {np.median(cpu):.1f}, p95 "
-          f"{np.percentile(cpu, 95):.1f} ({np.percentile(cpu, 95) / np.median(cpu):.2f}x)")
+    wall, cpu = timing_stats(f["ms"] for f in frames), timing_stats(f["cpu_ms"] for f in frames)
+    print(f"\n{name}: {len(frames)} frames{' (rounds after the first)' if warm else ''}; wall median "
+          f"{wall['median']:.1f} ms, p95 {wall['p95']:.1f} ({wall['p95'] / wall['median']:.2f}x the median); CPU "
+          f"median {cpu['median']:.1f}, p95 {cpu['p95']:.1f} ({cpu['p95'] / cpu['median']:.2f}x)")
     table = step_table(frames)
     width = max(len(k) for k in ("step", *table)) + 2  # "invoke:hand_landmark_full cpu" is 29
     print(f"{'step':{width}}{'median':>8}{'mean':>8}")
@@ -144,7 +143,7 @@ def print_clip(name: str, frames: list[dict], warm: bool) -> dict:
             rows[by].append({"round": f["round"], "frame": f["index"], "ms": f["ms"], "cpu_ms": f["cpu_ms"],
                              "causes": c})
             print(f"  r{f['round']}:{f['index']:<4} {f['ms']:6.1f} / {f['cpu_ms']:5.1f}  " + ("; ".join(c) or "-"))
-    return {"median": med, "p95": p95, "cpu_median": float(np.median(cpu)), "cpu_p95": float(np.percentile(cpu, 95)),
+    return {"median": wall["median"], "p95": wall["p95"], "cpu_median": cpu["median"], "cpu_p95": cpu["p95"],
             "steps": table, "slowest_wall": rows["ms"], "slowest_cpu": rows["cpu_ms"],
             "per_frame": [{k: f[k] for k in ("round", "index", "ms", "cpu_ms", "spans", "spans_cpu", "counts")}
                           for f in frames]}
