@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import time
 
 import numpy as np
@@ -83,8 +84,6 @@ def test_breakdown_runs_the_demo_loop(mp_models, tmp_path, capsys):
     out.release()
     rc = main([str(path), "--frames", "6", "--rounds", "1", "--json", str(tmp_path / "b.json")])
     assert rc == 0
-    import json
-
     rep = json.loads((tmp_path / "b.json").read_text())["clips"]["clip.avi"]
     assert len(rep["per_frame"]) == 6
     assert 0 < rep["median"] <= rep["p95"] and 0 < rep["cpu_median"] <= rep["cpu_p95"]

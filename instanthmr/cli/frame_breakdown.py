@@ -68,7 +68,7 @@ def causes(frame: dict, typical: dict) -> list[str]:
     out = []
     for k, ms in sorted(frame["spans_cpu"].items(), key=lambda kv: -kv[1]):
         extra = ms - typical.get(k, 0.0)
-        if extra > EXCESS_MS and k not in ("tracking",):  # tracking holds the invokes: named by model
+        if extra > EXCESS_MS and k != "tracking":  # tracking holds the invokes: named by model
             calls = frame["calls"].get(k, 0)
             out.append(f"{k} +{extra:.0f} ({calls}x)" if k.startswith("invoke:") else f"{k} +{extra:.0f}")
     out += [f"{k} {frame['counts'][k]}" for k in EVENTS if frame["counts"].get(k)]
