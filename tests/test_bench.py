@@ -279,3 +279,25 @@ def test_load_average_is_said_the_same_way_everywhere_and_unknown_without_one(mo
     monkeypatch.delattr(common.os, "getloadavg")
     assert common.load_average() is None
     assert common.describe_load(None, 2.0) == "load average unknown"
+
+
+def test_bench_mediapipe_report_says_the_load_before_and_after(capsys):
+    """bench_mediapipe's report reads the load the benchmarks' one way (cli.common.describe_load): before and
+    after the rounds, 'unknown' where the OS keeps none, and the whole report prints from made-up figures."""
+    from instanthmr.cli.bench_mediapipe import print_report
+
+    row = {"median": 10.0, "mean": 11.0, "p90": 14.0, "p95": 15.0, "frames": 20, "ratio_to_mediapipe_pose": 0.5,
+           "p95_ratio_to_mediapipe_pose": 0.75, "persons_per_frame": 1.0, "detector_frames": 0.1,
+           "median_detector_frames": 20.0, "median_other_frames": 10.0, "finish_ms_per_frame": 0.5,
+           "slow_frames": [(0, 3, 25.0, True)]}
+    report = {"smooth": None, "size": [1280, 720], "load_before": 1.25, "load_after": 2.0,
+              "mediapipe_pose": {**row, "found": 1.0}, **{k: dict(row) for k in ("default", "hands", "body", "demo")},
+              "hands_extra_ms": 5.0, "body_fit_extra_ms": 2.0, "body_fit_paired_ms": 1.5,
+              "body_fit_paired_cpu_ms": 2.5, "per_extra_person_ms": 8.0, "per_extra_person_ms_demo": None}
+    print_report(report)
+    out = capsys.readouterr().out
+    assert "20 timed frames per row; load average before/after 1.2/2.0)" in out
+    assert "body fit, frame by frame (median of default minus --no-body-fit on the same frame, one person): +1.5 ms, " \
+           "CPU +2.5 ms" in out
+    print_report({**report, "load_after": None})
+    assert "load average unknown" in capsys.readouterr().out

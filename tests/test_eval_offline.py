@@ -143,3 +143,30 @@ def test_the_fit_s_extra_cost_is_paired_frame_by_frame():
     assert np.median(with_fit) - np.median(without) == pytest.approx(6.0)
     assert paired_extra_ms(with_fit, without) == pytest.approx(2.0)
     assert paired_extra_ms(with_fit, without[:-1]) is None and paired_extra_ms([], []) is None
+
+
+def test_a_turn_returns_when_the_run_fails_mid_turn():
+    """FrameFeed.run_ended: a run that stops inside a turn (an error on its 2nd frame) hands the turn back, so
+    the side waiting in turn() goes on with the frames done instead of waiting forever."""
+    import threading
+
+    from instanthmr.teachers.mediapipe_pose import FrameFeed
+
+    feed = FrameFeed([np.zeros((4, 4, 3), np.uint8)] * 5)
+
+    def run():
+        try:
+            for frame in feed:
+                if frame.index == 1:
+                    raise RuntimeError("the run fails")
+        except RuntimeError:
+            pass
+        finally:
+            feed.run_ended()
+
+    threading.Thread(target=run, daemon=True).start()
+    feed.wait()  # the run asks for its first frame
+    returned = threading.Event()
+    threading.Thread(target=lambda: (feed.turn(5), returned.set()), daemon=True).start()
+    assert returned.wait(10), "turn() still waiting after its run ended"
+    assert len(feed.ms) == 1  # frame 0 timed; frame 1 never finished

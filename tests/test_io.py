@@ -1,4 +1,5 @@
-"""Frame sources: a folder of photos (order, names, frame skip, max frames, unreadable files skipped)."""
+"""Frame sources: a folder of photos (order, names, frame skip, max frames, unreadable files skipped), frames
+decoded beforehand."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from instanthmr.video.sources import ImageFolderSource, ImageSource, SourceError, open_source
+from instanthmr.video.sources import DecodedFrames, ImageFolderSource, ImageSource, SourceError, open_source
 
 
 def _write(path, w, h, value):
@@ -100,3 +101,16 @@ def test_video_frames_that_do_not_decode_are_skipped(tmp_path):
     got = [(f.index, int(f.image[0, 0, 0])) for f in src]
     assert got == [(0, 0), (1, 1), (2, 2), (5, 5), (7, 7)]  # 5 keeps its index although 3 and 4 were lost
     assert src.damaged == 3 and "of 10" in src.stopped_early and "v.mp4" in src.stopped_early
+
+
+def test_frames_decoded_beforehand_are_a_video_source():
+    """The timing tools' source (bench_mediapipe's FrameFeed, frame_breakdown's ProbedFrames): the frames as
+    given, frame i at i / fps seconds, the size (W, H) of the first; none at all is a one-line error."""
+    images = [np.full((72, 128, 3), v, np.uint8) for v in (0, 50, 100)]
+    src = DecodedFrames(images, fps=25.0, name="clip")
+    assert src.kind == "video" and src.size == (128, 72) and src.expected_frames == 3 and src.name == "clip"
+    frames = list(src)
+    assert [f.index for f in frames] == [0, 1, 2] and [f.time_s for f in frames] == [0.0, 0.04, 0.08]
+    assert all(f.image is im for f, im in zip(frames, images))
+    with pytest.raises(SourceError, match="no frames"):
+        DecodedFrames([])

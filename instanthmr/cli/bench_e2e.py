@@ -307,8 +307,8 @@ def run(args) -> dict:
                      "persons_per_frame": statistics.mean(x["persons_per_frame"] for x in runs),
                      "detector_calls_per_frame": statistics.mean(x["detector_calls"] for x in runs) / len(frames),
                      "runs": runs})
-    print(f"\n# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; {describe_load(load_before, load_after)}; "
-          f"threads lever = {args.threads}; detector resolution lever = "
+    print(f"\n# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+          f"{describe_load(load_before, load_after)}; threads lever = {args.threads}; detector resolution lever = "
           f"{args.detector_resolution}; medians of {args.rounds} rounds x {len(frames)} frames")
     # async: the detector runs as often as it keeps up (at most every --stride frames), so its calls per frame
     # can be fewer than 1/stride; the column shows it

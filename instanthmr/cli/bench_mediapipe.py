@@ -50,7 +50,14 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr.cli.common import add_bench_flags, run_main, utc_stamp, write_json_report
+from instanthmr.cli.common import (
+    add_bench_flags,
+    describe_load,
+    load_average,
+    run_main,
+    utc_stamp,
+    write_json_report,
+)
 from instanthmr.core.paths import STARTER_MODEL, shared_data_dir
 from instanthmr.teachers.mediapipe_pose import (
     DEFAULT_VENV,
@@ -116,6 +123,7 @@ def run(args) -> dict:
     finish = {k: [] for k in configs}  # the end of the run (offline passes), ms per frame, per round
     found = []
     w0, chunk = args.warmup, args.chunk
+    load_before = load_average()
     for r in range(args.rounds):
         # every side starts afresh each round; then they take turns, `chunk` frames each, so a machine whose
         # load changes slows them alike
@@ -144,9 +152,11 @@ def run(args) -> dict:
             worker.close()
         print(f"round {r + 1}/{args.rounds}: MediaPipe Pose median {np.median(ms['mediapipe_pose']):.1f} ms, "
               f"ours by default {np.median(ms['default']):.1f} ms (so far)", file=sys.stderr)
+    load_after = load_average()
     ref = float(np.median(ms["mediapipe_pose"]))
     report = {"time": utc_stamp(), "video": str(video), "size": [w, h], "frames": len(frames), "rounds": args.rounds,
-              "warmup": w0, "smooth": args.smooth, "cpu_count": os.cpu_count(), "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+              "warmup": w0, "smooth": args.smooth, "cpu_count": os.cpu_count(), "load_before": load_before,
+              "load_after": load_after,
               "mediapipe_pose": {**frame_stats(ms["mediapipe_pose"]), "found": float(np.mean(found)),
                                  **cpu_stats(cpu["mediapipe_pose"])}}
     ref_cpu = report["mediapipe_pose"].get("cpu_median")
@@ -184,7 +194,7 @@ def print_report(r: dict) -> None:
     print(f"\nours: the demo's run loop (runner.loop.run, smoothing {r['smooth'] or 'offline (headless default)'}), "
           f"frames decoded beforehand")
     print(f"ms per frame, decoding excluded ({r['size'][0]}x{r['size'][1]}, {mp_['frames']} timed frames per row; "
-          f"load average {', '.join(f'{v:.1f}' for v in r['load_avg'] or [])})")
+          f"{describe_load(r['load_before'], r['load_after'])})")
     head = (f"{'':56}{'median':>7}{'mean':>7}{'p90':>7}{'p95':>7}{'median/MP':>10}{'p95/MP':>8}{'persons':>8}{'det':>6}"
             f"{'CPU med':>8}{'CPU p95':>8}{'CPU/MP':>7}")
     print(head)

@@ -14,8 +14,8 @@ ms (``invoke:<model>``: LiteRT's invoke of each ``.tflite``; ``tracking``: the m
 (``hand:tracked`` / ``hand:tracked-lost`` / ``hand:search-found`` / ``hand:search-missed``, ``fit:track-start``
 a track's first, cold fit, ``fit:other-reading`` the left/right reading not held fitted too, ``publish`` a
 partial file). Printed: each step's median and mean per frame, then every frame of the slowest 5 % with what it
-had beyond a median frame (its cause). Times are ms, wall unless said; the machine's load moves them, so
-compare steps within one run.
+had beyond a median frame (its cause), and the load average before/after. Times are ms, wall unless said;
+the machine's load moves them, so compare steps within one run.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr.cli.common import run_main, write_json_report
+from instanthmr.cli.common import describe_load, load_average, run_main, write_json_report
 from instanthmr.core.probe import FrameProbe
-from instanthmr.video.sources import Frame, FrameSource
+from instanthmr.outputs.summary import timing_stats
+from instanthmr.video.sources import DecodedFrames
 
 #: Counts shown as a slow frame's cause when they happen on it (a median frame has none of them).
 EVENTS = ("hand:tracked-lost", "hand:search-found", "fit:track-start", "fit:other-reading", "publish")
@@ -35,22 +36,18 @@ EVENTS = ("hand:tracked-lost", "hand:search-found", "fit:track-start", "fit:othe
 EXCESS_MS = 2.0
 
 
-class ProbedFrames(FrameSource):
+class ProbedFrames(DecodedFrames):
     """Frames decoded beforehand (RGB) as a run's source, each one a :meth:`FrameProbe.frame` of ``probe``:
     from the loop getting it to the loop asking for the next."""
 
-    kind = "video"
-
     def __init__(self, frames: list, probe: FrameProbe, fps: float = 30.0, name: str = "frames"):
-        super().__init__()
-        self.frames, self.probe, self.fps, self.name = frames, probe, float(fps), name
-        h, w = frames[0].shape[:2]
-        self.size, self.total = (w, h), len(frames)
+        super().__init__(frames, fps, name)
+        self.probe = probe
 
     def __iter__(self):
-        for i, image in enumerate(self.frames):
-            with self.probe.frame(i):
-                yield Frame(image, i, i / self.fps)
+        for frame in super().__iter__():
+            with self.probe.frame(frame.index):
+                yield frame
 
 
 def step_table(frames: list[dict]) -> dict:
@@ -71,7 +68,7 @@ def causes(frame: dict, typical: dict) -> list[str]:
     out = []
     for k, ms in sorted(frame["spans_cpu"].items(), key=lambda kv: -kv[1]):
         extra = ms - typical.get(k, 0.0)
-        if extra > EXCESS_MS and k not in ("tracking",):  # tracking holds the invokes: named by model
+        if extra > EXCESS_MS and k != "tracking":  # tracking holds the invokes: named by model
             calls = frame["calls"].get(k, 0)
             out.append(f"{k} +{extra:.0f} ({calls}x)" if k.startswith("invoke:") else f"{k} +{extra:.0f}")
     out += [f"{k} {frame['counts'][k]}" for k in EVENTS if frame["counts"].get(k)]
@@ -97,7 +94,8 @@ def run(args) -> dict:
     spec = PipelineSpec(model="mediapipe", hands=not args.no_hands, max_persons=args.max_persons)
     pipeline = create_pipeline(spec)
     report = {"frames": args.frames, "rounds": args.rounds, "max_persons": args.max_persons,
-              "hands": not args.no_hands, "body_fit": not args.no_body_fit, "clips": {}}
+              "hands": not args.no_hands, "body_fit": not args.no_body_fit, "load_before": load_average(),
+              "clips": {}}
     try:
         for clip in args.clips:
             path = Path(clip) if Path(clip).is_file() else videos / clip
@@ -117,21 +115,22 @@ def run(args) -> dict:
             report["clips"][path.name] = print_clip(path.name, timed, len(rounds) > 1)
     finally:
         pipeline.close()
+    report["load_after"] = load_average()
+    print(f"\n{describe_load(report['load_before'], report['load_after'])} (other jobs move the wall times)")
     write_json_report(args.json, report)
     return report
 
 
 def print_clip(name: str, frames: list[dict], warm: bool) -> dict:
-    ms = np.array([f["ms"] for f in frames])
-    cpu = np.array([f["cpu_ms"] for f in frames])
-    med, p95 = float(np.median(ms)), float(np.percentile(ms, 95))
-    print(f"\n{name}: {len(frames)} frames{' (rounds after the first)' if warm else ''}; wall median {med:.1f} ms, "
-          f"p95 {p95:.1f} ({p95 / med:.2f}x the median); CPU median {np.median(cpu):.1f}, p95 "
-          f"{np.percentile(cpu, 95):.1f} ({np.percentile(cpu, 95) / np.median(cpu):.2f}x)")
+    wall, cpu = timing_stats(f["ms"] for f in frames), timing_stats(f["cpu_ms"] for f in frames)
+    print(f"\n{name}: {len(frames)} frames{' (rounds after the first)' if warm else ''}; wall median "
+          f"{wall['median']:.1f} ms, p95 {wall['p95']:.1f} ({wall['p95'] / wall['median']:.2f}x the median); CPU "
+          f"median {cpu['median']:.1f}, p95 {cpu['p95']:.1f} ({cpu['p95'] / cpu['median']:.2f}x)")
     table = step_table(frames)
-    print(f"{'step':28}{'median':>8}{'mean':>8}")
+    width = max(len(k) for k in ("step", *table)) + 2  # "invoke:hand_landmark_full cpu" is 29
+    print(f"{'step':{width}}{'median':>8}{'mean':>8}")
     for k, (m, a) in table.items():
-        print(f"{k:28}{m:8.2f}{a:8.2f}")
+        print(f"{k:{width}}{m:8.2f}{a:8.2f}")
     typical = {k[:-4]: m for k, (m, _) in table.items() if k.endswith(" cpu")}
     rows = {}
     for by in ("ms", "cpu_ms"):
@@ -144,7 +143,7 @@ def print_clip(name: str, frames: list[dict], warm: bool) -> dict:
             rows[by].append({"round": f["round"], "frame": f["index"], "ms": f["ms"], "cpu_ms": f["cpu_ms"],
                              "causes": c})
             print(f"  r{f['round']}:{f['index']:<4} {f['ms']:6.1f} / {f['cpu_ms']:5.1f}  " + ("; ".join(c) or "-"))
-    return {"median": med, "p95": p95, "cpu_median": float(np.median(cpu)), "cpu_p95": float(np.percentile(cpu, 95)),
+    return {"median": wall["median"], "p95": wall["p95"], "cpu_median": cpu["median"], "cpu_p95": cpu["p95"],
             "steps": table, "slowest_wall": rows["ms"], "slowest_cpu": rows["cpu_ms"],
             "per_frame": [{k: f[k] for k in ("round", "index", "ms", "cpu_ms", "spans", "spans_cpu", "counts")}
                           for f in frames]}
@@ -160,9 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=150, help="frames per round (default: 150)")
     p.add_argument("--rounds", type=int, default=2, help="runs over the frames; the first is left out when "
                    "there are more (default: 2)")
-    p.add_argument("--max-persons", type=int, default=1, help="(default: 1, issue 23's case)")
-    p.add_argument("--no-hands", action="store_true")
-    p.add_argument("--no-body-fit", action="store_true")
+    p.add_argument("--max-persons", type=int, default=1, help="people followed at most, as demo.py's flag "
+                   "(default: 1, issue 23's case)")
+    p.add_argument("--no-hands", action="store_true", help="without the hand model, as demo.py's flag")
+    p.add_argument("--no-body-fit", action="store_true", help="without the MHR body fit, as demo.py's flag")
     p.add_argument("--smooth", choices=SMOOTH_MODES, default=None, help="default: the headless demo's (offline)")
     p.add_argument("--save-json", default=None, metavar="PATH",
                    help="also write the demo's JSON (its partial publications are then timed too)")

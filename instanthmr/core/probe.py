@@ -75,6 +75,7 @@ def count(name: str, n: int = 1) -> None:
 
 
 def enabled() -> bool:
+    """Whether a :class:`FrameProbe` is active (the run-time code records only then)."""
     return _ACTIVE is not None
 
 

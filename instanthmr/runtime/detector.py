@@ -166,8 +166,9 @@ class PersonDetector(ABC):
     def detect_new_part(self, image_rgb: np.ndarray, known_boxes, part: int,
                         frame_index: int | None = None) -> Detections:
         """Newcomers found by part ``part`` (``0 <= part < detection_parts``) of a look spread over frames, so
-        that no frame pays for a whole detection while people are followed; the parts together look where
-        :meth:`detect_new` does. The default has one part, :meth:`detect_new`."""
+        that no frame pays for a whole detection (the tracking runs one part a frame after a stream's first
+        frame, people followed or not); the parts together look where :meth:`detect_new` does. The default has
+        one part, :meth:`detect_new`."""
         return self.detect_new(image_rgb, known_boxes, frame_index)
 
     def reset(self) -> None:

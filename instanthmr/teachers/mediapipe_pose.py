@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from instanthmr.core.paths import REPO_ROOT
-from instanthmr.video.sources import Frame, FrameSource
+from instanthmr.video.sources import DecodedFrames
 
 MEDIAPIPE_PIN = "mediapipe==0.10.21"
 DEFAULT_VENV = REPO_ROOT / ".venv-mp"
@@ -169,7 +169,7 @@ def read_frames(video: Path, n: int) -> list[np.ndarray]:
     return frames
 
 
-class FrameFeed(FrameSource):
+class FrameFeed(DecodedFrames):
     """Frames decoded beforehand (RGB), handed to :func:`instanthmr.runner.loop.run` as its source, in turns:
     the run's thread waits until :meth:`turn` lets ``k`` more frames through, and each frame's time is
     measured from the moment it is handed to the loop until the loop asks for the next one (ms in
@@ -177,13 +177,8 @@ class FrameFeed(FrameSource):
     per-frame work, decoding excluded. Between turns the run's thread waits,
     so another side (MediaPipe Pose) can run alone."""
 
-    kind = "video"
-
     def __init__(self, frames, fps: float = 30.0, name: str = "frames"):
-        super().__init__()
-        self.frames, self.fps, self.name = frames, float(fps), name
-        h, w = frames[0].shape[:2]
-        self.size, self.total = (w, h), len(frames)
+        super().__init__(frames, fps, name)
         self.ms: list[float] = []
         self.cpu_ms: list[float] = []
         self._go, self._done = threading.Semaphore(0), threading.Semaphore(0)
@@ -191,7 +186,7 @@ class FrameFeed(FrameSource):
         self.end: float | None = None  # perf_counter when the loop was done with the last frame it had
 
     def __iter__(self):
-        for i, image in enumerate(self.frames):
+        for frame in super().__iter__():
             if self._budget == 0:
                 self._done.release()  # this turn is over (or the run is ready): wait for the next
                 self._go.acquire()
@@ -199,7 +194,7 @@ class FrameFeed(FrameSource):
                 return
             self._budget -= 1
             c0, t0 = time.process_time(), time.perf_counter()
-            yield Frame(image, i, i / self.fps)
+            yield frame
             self.end = time.perf_counter()
             self.ms.append((self.end - t0) * 1e3)
             self.cpu_ms.append((time.process_time() - c0) * 1e3)
@@ -218,6 +213,11 @@ class FrameFeed(FrameSource):
         """Ends the iteration at the next frame (a run left waiting finishes)."""
         self._closed = True
         self._go.release()
+
+    def run_ended(self) -> None:
+        """Called by the run's thread when its run is over (finished or failed): a :meth:`wait` or
+        :meth:`turn` still waiting for a turn handed back returns instead of waiting forever."""
+        self._done.release()
 
 
 class Ours:
@@ -248,7 +248,7 @@ class Ours:
         self.config = RunConfig(video="frames", pipeline=spec, body_fit=body_fit, smooth=smooth, viewer=False,
                                 stages=(record,), quiet=True, verbose=False)
         self.feed = FrameFeed(frames, fps)
-        self.i, self.finish_ms, self.error = 0, None, None
+        self.finish_ms, self.error = None, None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         self.feed.wait()  # the pipeline is built and the loop asks for its first frame
@@ -264,7 +264,7 @@ class Ours:
         except BaseException as e:  # handed to the caller's thread
             self.error = e
         finally:
-            self.feed._done.release()
+            self.feed.run_ended()
 
     def next(self, k: int):
         """``(ms, cpu_ms, persons, detector_ran)`` lists for the next ``k`` frames (``cpu_ms``: this process's
@@ -275,9 +275,7 @@ class Ours:
         self.feed.turn(k)
         self._raise()
         ms = self.feed.ms[n0:]
-        out = ms, self.feed.cpu_ms[n0:], self.persons[n0:n0 + len(ms)], self.detected[n0:n0 + len(ms)]
-        self.i += len(ms)
-        return out
+        return ms, self.feed.cpu_ms[n0:], self.persons[n0:n0 + len(ms)], self.detected[n0:n0 + len(ms)]
 
     def close(self) -> None:
         self.feed.close()

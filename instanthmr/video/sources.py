@@ -150,6 +150,26 @@ def read_image_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+class DecodedFrames(FrameSource):
+    """Frames decoded beforehand (each (H, W, 3) uint8 RGB, one size) as a video source: frame ``i`` at ``i /
+    fps`` seconds. The timing tools feed the run loop from it so that decoding is left out of their times
+    (``teachers.mediapipe_pose.FrameFeed``, ``cli.frame_breakdown``)."""
+
+    kind = "video"
+
+    def __init__(self, frames: list[np.ndarray], fps: float = 30.0, name: str = "frames"):
+        super().__init__()
+        if not len(frames):
+            raise SourceError(f"{name}: no frames (decode at least one before running on them)")
+        self.frames, self.fps, self.name = frames, float(fps), name
+        h, w = frames[0].shape[:2]
+        self.size, self.total = (w, h), len(frames)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i, image in enumerate(self.frames):
+            yield Frame(image, i, i / self.fps)
+
+
 class ImageSource(FrameSource):
     """A single photo, yielded once as frame 0."""
 
