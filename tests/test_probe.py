@@ -92,3 +92,15 @@ def test_breakdown_runs_the_demo_loop(mp_models, tmp_path, capsys):
     assert all(0 < f["spans"]["tracking"] <= f["ms"] and "outputs" in f["spans"] for f in rep["per_frame"])
     printed = capsys.readouterr().out
     assert "slowest 5 % by CPU" in printed and "load average " in printed
+
+
+def test_breakdown_keeps_one_demo_json_per_clip():
+    """--save-json with several clips: each clip's JSON beside PATH under its own name (the last clip no longer
+    overwrites the others); one clip: PATH itself."""
+    from pathlib import Path
+
+    from instanthmr.cli.frame_breakdown import _per_clip
+
+    assert _per_clip("/tmp/x/run.json", Path("a/openpose_video.avi"), 1) == "/tmp/x/run.json"
+    assert _per_clip("/tmp/x/run.json", Path("a/openpose_video.avi"), 2) == "/tmp/x/run.openpose_video.json"
+    assert _per_clip(None, Path("a.mp4"), 3) is None

@@ -103,7 +103,8 @@ def run(args) -> dict:
                 raise ValueError(f"video not found: {clip} (a path, or a name under --videos {videos})")
             images = read_frames(path, args.frames)
             config = RunConfig(video=str(path), pipeline=spec, body_fit=not args.no_body_fit, smooth=args.smooth,
-                               viewer=False, quiet=True, verbose=False, save_json=args.save_json)
+                               viewer=False, quiet=True, verbose=False, save_json=_per_clip(args.save_json, path,
+                                                                                            len(args.clips)))
             probe = FrameProbe()
             rounds = []
             with probe.active():
@@ -165,9 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-body-fit", action="store_true", help="without the MHR body fit, as demo.py's flag")
     p.add_argument("--smooth", choices=SMOOTH_MODES, default=None, help="default: the headless demo's (offline)")
     p.add_argument("--save-json", default=None, metavar="PATH",
-                   help="also write the demo's JSON (its partial publications are then timed too)")
+                   help="also write the demo's JSON (its partial publications are then timed too; with several "
+                        "clips one file each, PATH's stem + '.' + the clip's stem)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the breakdown (every frame) here")
     return p
+
+
+def _per_clip(save_json: str | None, clip: Path, clips: int) -> str | None:
+    """``--save-json PATH`` for ``clip``: PATH itself for one clip, else ``<stem>.<clip stem><suffix>`` beside
+    it (each clip's JSON kept, not overwritten by the next)."""
+    if save_json is None or clips <= 1:
+        return save_json
+    p = Path(save_json)
+    return str(p.with_name(f"{p.stem}.{clip.stem}{p.suffix or '.json'}"))
 
 
 def main(argv: list[str] | None = None) -> int:
