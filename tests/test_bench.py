@@ -36,8 +36,9 @@ def test_bench_json_fields_and_consistency(tmp_path, clip, random_onnx, capsys):
     assert "RANDOM" not in text  # a real model file is not labelled random
     rep = json.loads(out.read_text())
     for key in ("video", "model", "random_init", "provider", "detector", "warmup", "measured_frames", "date",
-                "machine", "strides"):
+                "machine", "strides", "load_before", "load_after"):
         assert key in rep, key
+    assert "load average before/after" in text
     assert rep["random_init"] is False and rep["measured_frames"] == 4 and rep["warmup"] == 1
     assert [r["stride"] for r in rep["strides"]] == [1, 3]
     for r in rep["strides"]:
@@ -270,7 +271,7 @@ def test_bench_mediapipe_cpu_stats_and_slow_frames():
 def test_load_average_is_said_the_same_way_everywhere_and_unknown_without_one(monkeypatch):
     """The benchmarks' one reading of the machine's load: a number where the OS keeps one, 'unknown' on an OS
     without ``os.getloadavg`` (Windows) instead of a crash before the report."""
-    from instanthmr.cli import common
+    from instanthmr.runner import speed as common
 
     monkeypatch.setattr(common.os, "getloadavg", lambda: (1.25, 2.0, 3.0))
     assert common.load_average() == 1.25

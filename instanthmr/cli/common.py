@@ -6,7 +6,6 @@ file."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -19,25 +18,8 @@ from instanthmr.core.faults import (
     stop_signals,
     write_text_atomic,
 )
-from instanthmr.runner.speed import utc_stamp  # noqa: F401 - the benchmarks' time stamp, one copy
-
-
-def load_average() -> float | None:
-    """The 1-minute load average (runnable processes, all CPUs together), ``None`` where the OS keeps none
-    (Windows). Every benchmark prints it: on a shared machine other jobs skew every figure."""
-    try:
-        return float(os.getloadavg()[0])
-    except (AttributeError, OSError):
-        return None
-
-
-def describe_load(*loads: float | None) -> str:
-    """``load average 1.2`` (one value) or ``load average before/after 1.2/1.5`` (two),
-    from :func:`load_average` readings; ``load average unknown`` where the OS keeps none."""
-    if not loads or any(v is None for v in loads):
-        return "load average unknown"
-    label = "load average " if len(loads) == 1 else "load average before/after "
-    return label + "/".join(f"{v:.1f}" for v in loads)
+# the benchmarks' time stamp and load reading, one copy each (the runner's stride benchmark prints them too)
+from instanthmr.runner.speed import describe_load, load_average, utc_stamp  # noqa: F401
 
 
 def flag_name(field: str) -> str:

@@ -7,6 +7,7 @@ Times are milliseconds (``time.perf_counter``); decoding is never inside a timed
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,24 @@ def utc_stamp() -> str:
     from datetime import datetime, timezone
 
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (runnable processes, all CPUs together), ``None`` where the OS keeps none
+    (Windows). Every benchmark prints it: on a shared machine other jobs skew every figure."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return None
+
+
+def describe_load(*loads: float | None) -> str:
+    """``load average 1.2`` (one value) or ``load average before/after 1.2/1.5`` (two),
+    from :func:`load_average` readings; ``load average unknown`` where the OS keeps none."""
+    if not loads or any(v is None for v in loads):
+        return "load average unknown"
+    label = "load average " if len(loads) == 1 else "load average before/after "
+    return label + "/".join(f"{v:.1f}" for v in loads)
 
 
 def blocked_round_robin_ms(fns: dict, runs: int, warmup: int, block: int = 10, cpu_ms: dict | None = None) -> dict:
@@ -205,6 +224,7 @@ def stride_benchmark(b: StrideBenchmark) -> dict:
     if len(frames) <= b.warmup:
         raise SourceError(f"{b.video} has only {len(frames)} frame(s), not more than --warmup {b.warmup}")
     rows = []
+    load_before = load_average()
     for stride in b.strides:
         pipeline = PosePipeline(detector, hmr, detector_stride=stride, max_persons=b.max_persons,
                                 async_detector=b.runtime.async_detector)
@@ -217,8 +237,10 @@ def stride_benchmark(b: StrideBenchmark) -> dict:
               f"{st['wall_fps']:.1f} FPS wall")
         for name in STAGES:
             print(format_stats(name, st[name]))
+    load_after = load_average()
     print()
     print(format_table(rows))
+    print(f"({os.cpu_count()} CPUs; {describe_load(load_before, load_after)})")
     if note:
         print(f"\nNOTE: {note}")
     return {
@@ -229,5 +251,5 @@ def stride_benchmark(b: StrideBenchmark) -> dict:
         "det_confidence": b.det_confidence, "max_persons": b.max_persons, "batch_persons": b.batch_persons,
         "warmup": b.warmup, "measured_frames": len(frames) - b.warmup, "date": utc_stamp(),
         "machine": f"{platform.machine()} {platform.processor() or ''} {platform.system()}".strip(),
-        "strides": rows,
+        "load_before": load_before, "load_after": load_after, "strides": rows,
     }
