@@ -25,9 +25,10 @@ Per track (see :mod:`instanthmr.body.fit` for the fit itself):
 * **Left and right**: each frame is read two ways, the labels as given and mirrored (left/right swapped, depth
   reflected about the hips: a person seen from the back with the sides swapped). A two-state Viterbi
   decides: per frame each reading costs its fit's data and limit terms (their difference shrunk when the
-  torso is seen side-on, where the mirrored body is nearly the same body; the mirrored one a small prior
-  more) and what the hands' look says (MediaPipe's handedness: a right hand at the "left" wrist is
-  evidence for the mirrored reading), and going from a reading on one frame to a reading on the next costs a
+  torso is seen side-on, where the mirrored body is nearly the same body; the mirrored one a prior more,
+  smaller where MediaPipe reads a clear front: its failure is a back read as a front, in stretches) and
+  what the hands' look says (MediaPipe's handedness: a right hand at the "left" wrist is evidence for the
+  mirrored reading), and going from a reading on one frame to a reading on the next costs a
   switch plus their continuity (how far the hip-centred 3D joints move, how far the torso heading turns:
   observation-level, no fit needed). The mirrored reading is FITTED only when it matters: when continuity alone brings it
   within ``margin`` of winning (a swap, or a person seen from the side), when the fit's body cost jumps (the
