@@ -245,6 +245,7 @@ class _Track:
     dp: np.ndarray = field(default_factory=lambda: np.zeros(2))
     hold: int = 0
     face: bool = False                                # the face was seen on the previous frame
+    via_side: bool = False                            # labels as given: side-on more recently than clearly back
     level: float | None = None                        # running level of the fit cost (triggers on jumps)
     last: tuple | None = None                         # previous frame: (hip-centred 3D, weights, heading) per reading
     chains: dict = field(default_factory=dict)        # reading -> its fit on the previous frame
@@ -368,7 +369,8 @@ class BodyFitStage:
         given = _centred(obs)
         now = (given, _mirror_centred(given))
         decisive = self._decisive(given[2])
-        prior = self._mirror_prior(given[2])
+        tr.via_side = self._via_side(tr.via_side, given[2])
+        prior = self._mirror_prior(given[2], tr.via_side)
         trans = self._transitions(tr.last, now)
         tr.last = now
         if tr.prev is not None and (self._triggered(tr, readings[s], fits[s]) or
@@ -450,13 +452,26 @@ class BodyFitStage:
         ``heading`` (None: unknown, 1): ``SwapConfig.side_on_z``."""
         return 1.0 if heading is None else min(1.0, abs(float(heading[2])) / self.swap.side_on_z)
 
-    def _mirror_prior(self, heading) -> float:
+    def _via_side(self, via_side: bool, heading) -> bool:
+        """Whether the labels as given have read the person side-on (|heading z| < front_z[0]) more recently
+        than clearly from the back (z > front_z[1]), updated with this frame's ``heading`` (None: unchanged)."""
+        if heading is None:
+            return via_side
+        z = float(heading[2])
+        lo, hi = self.swap.front_z
+        return True if abs(z) < lo else False if z > hi else via_side
+
+    def _mirror_prior(self, heading, via_side: bool = True) -> float:
         """The mirrored reading's cost on a frame whose torso heading, labels as given, is ``heading`` (None:
         unknown): ``mirror_cost`` where MediaPipe reads a back or a side (heading z >= -front_z[0]: side-on the
         two readings are the same body and its labels a coin toss), ``mirror_cost_front`` where it clearly reads
-        a front (z <= -front_z[1]: 27 degrees or more from side-on), linear between (:class:`SwapConfig`)."""
+        a front (z <= -front_z[1]: 27 degrees or more from side-on), linear between (:class:`SwapConfig`). The
+        lower cost only on a front MediaPipe came to through side-on (``via_side``, :meth:`_via_side`): that is
+        where its failure starts (a turn away: its labels cross where the two readings are the same body); a
+        track's first frames, or a front right after it read a clear back (its labels jumped), keep the full
+        cost."""
         sw = self.swap
-        if heading is None:
+        if heading is None or not via_side:
             return sw.mirror_cost
         lo, hi = sw.front_z
         front = min(max((-float(heading[2]) - lo) / (hi - lo), 0.0), 1.0)
