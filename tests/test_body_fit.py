@@ -726,6 +726,7 @@ def test_the_mirrored_reading_is_cheap_only_where_mediapipe_reads_a_front(fitter
     for h in (front, side, front):                                       # turns to side-on and back
         via = stage._via_side(via, h)
     assert via and not stage._via_side(via, back) and stage._via_side(True, half)
+    assert stage._via_side(True, np.array([np.sqrt(1 - 0.5 ** 2), 0.0, 0.5]))   # just past side-on: noise
 
 
 def test_swap_away_reads_mirrored_the_frames_turned_past_the_threshold(fitter):

@@ -85,7 +85,8 @@ class SwapConfig:
     reading where the labels as given read a back or a side (torso heading z >= -front_z[0]): the labels as
     given are preferred when the evidence is even (MediaPipe's back views on the shared clips are right but
     for an arms-only swap, docs/body_fit.md); mirror_cost_front: the same where they read a front
-    (heading z <= -front_z[1]; linear between): reading a back as a front is MediaPipe's failure, and it comes
+    (heading z <= -front_z[1]; linear between), and only on a front reached through side-on (side-on more
+    recently than a back read with z > back_z): reading a back as a front is MediaPipe's failure, and it comes
     in whole stretches (the held-out clip: a third of it), so the prior against it is the switches in and out
     of a stretch, not a per-frame cost that a long stretch can never repay; max_emission_gap: the most one
     frame's fits may differ between the readings (a failed fit must not force a switch); unevaluated_cost: added to the
@@ -109,6 +110,7 @@ class SwapConfig:
     mirror_cost: float = 5.0
     mirror_cost_front: float = 1.0
     front_z: tuple = (0.15, 0.45)
+    back_z: float = 0.7
     unevaluated_cost: float = 3.0
     max_emission_gap: float = 15.0
     heading_weight: float = 20.0
@@ -454,12 +456,12 @@ class BodyFitStage:
 
     def _via_side(self, via_side: bool, heading) -> bool:
         """Whether the labels as given have read the person side-on (|heading z| < front_z[0]) more recently
-        than clearly from the back (z > front_z[1]), updated with this frame's ``heading`` (None: unchanged)."""
+        than clearly from the back (z > back_z: 45 degrees or more past side-on, beyond the heading's noise
+        of a person just past side-on), updated with this frame's ``heading`` (None: unchanged)."""
         if heading is None:
             return via_side
         z = float(heading[2])
-        lo, hi = self.swap.front_z
-        return True if abs(z) < lo else False if z > hi else via_side
+        return True if abs(z) < self.swap.front_z[0] else False if z > self.swap.back_z else via_side
 
     def _mirror_prior(self, heading, via_side: bool = True) -> float:
         """The mirrored reading's cost on a frame whose torso heading, labels as given, is ``heading`` (None:
