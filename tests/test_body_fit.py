@@ -677,3 +677,141 @@ def test_count_swapped_frames_judges_only_frames_with_shoulders(tmp_path, capsys
     assert tool.main(["c", str(tmp_path / "missing.json"), "--labels", str(labels)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot read") and "missing.json" in err and len(err.splitlines()) == 1
+
+
+def _turn_on_the_spot(fitter, yaw, seed, away_from=None):
+    """A person in MHR's rest pose (left and right alike: swapping the labels moves no joint far in 2D) turning
+    on the spot with root yaw ``yaw`` (n,) rad, observed with noise; frames whose true torso heading points
+    away from the camera (heading z > ``away_from``) read mirrored, as MediaPipe reads a back as a front.
+    Returns (true keypoints per frame, predictions, true heading z per frame)."""
+    shape = fitter.shape()
+    kps = []
+    for y in yaw:
+        p = np.zeros(204)
+        p[4] = y                                                          # root_ry
+        kps.append(fitter.forward(shape, fitter.full_params(shape, p))[0])
+    hz = np.array([torso_heading(k)[2] for k in kps])
+    rng = np.random.default_rng(seed)
+    preds = [_prediction(k, noise=0.01, rng=rng) for k in kps]
+    if away_from is not None:
+        preds = [_mirror(p) if z > away_from else p for p, z in zip(preds, hz)]
+    return kps, preds, hz
+
+
+def _decided(fitter, preds):
+    """Live, 4 frames late (133 ms) and whole-track results of the stage on ``preds``."""
+    stage = BodyFitStage(fitter.model)
+    live = [stage(f) for f in _frames(preds)]
+    offline = stage.finish(live)
+    lagging = BodyFitStage(fitter.model, lag_frames=4)
+    lagged = [r for f in _frames(preds) for r in lagging.push(f)] + lagging.flush()
+    return live, lagged, offline
+
+
+def test_a_steady_turn_through_side_on_read_mirrored_past_it_is_decided_right(fitter):
+    """The held-out clip's failure (issue 22): a person turning steadily on the spot (3 deg/frame) from facing
+    the camera through side-on to their back, and MediaPipe reading every frame past side-on mirrored. With
+    a symmetric pose nothing jumps in 2D where the labels cross (side-on, where the mirrored body is nearly the
+    same body). Judged on the frames more than ~17 degrees from side-on (closer, left and right overlap in
+    2D). (This clean MHR body is also decided right by the code before the front prior: its fit tells the
+    readings apart; the mocap bow below is the case that failed.)"""
+    n = 100
+    yaw = np.clip(np.arange(n) - 10, 0, 60) * np.radians(3.0)              # 0 -> 180 deg over frames 10-70
+    kps, preds, hz = _turn_on_the_spot(fitter, yaw, 0, away_from=0.0)
+    judged = np.abs(hz) > 0.3
+    assert (hz > 0.3).sum() > 40
+    live, lagged, offline = _decided(fitter, preds)
+    assert not (_left_wrist_wrong(offline, kps) & judged).any()
+    assert not (_left_wrist_wrong(lagged, kps) & judged).any()
+
+
+def test_a_turn_to_side_on_and_back_on_the_spot_is_not_read_mirrored(fitter):
+    """The other side of that test: the same person turning to side-on (90 deg) and back (a smooth turn,
+    slowing to a stop at side-on), nothing mirrored: no frame is read mirrored, live, 4 frames late or over
+    the whole track (judged as above)."""
+    n = 100
+    yaw = 0.5 * np.pi * np.sin(np.pi * np.clip(np.arange(n) - 10, 0, 80) / 80.0) ** 2
+    kps, preds, hz = _turn_on_the_spot(fitter, yaw, 0)
+    judged = np.abs(hz) > 0.3
+    for res in _decided(fitter, preds):
+        assert not (_left_wrist_wrong(res, kps) & judged).any()
+
+
+def _mocap_take(name):
+    from instanthmr.training.data.mocap_takes import load_takes
+
+    takes, _ = load_takes(max_frames=300)
+    take = next((t for t in takes if name in t.name), None)
+    if take is None:
+        pytest.skip(f"no mocap take {name} under the shared data (../shared/data/mocap)")
+    from instanthmr.cli.eval_body_fit import mhr70_take
+    return mhr70_take(take)
+
+
+def test_a_bow_turning_through_side_on_read_mirrored_past_it_is_decided_right(fitter):
+    """``tools/eval_body_fit.py --swap-away 90`` on one real take (a bow, arms down: nothing jumps in 2D where
+    the labels cross at side-on), turned on the spot +-150 degrees: MediaPipe's failure on a back, the
+    held-out clip's. The code before ``mirror_cost_front`` read every one of its 77 mirrored frames as given,
+    live, 4 frames late and over the whole track (the per-frame prior outweighed everything a stretch shows)."""
+    from instanthmr.cli.eval_body_fit import run_take
+
+    cam, uv, valid = _mocap_take("bow_normal")
+    rows, _, injected = run_take(cam, uv, valid, np.random.default_rng(0), 4, fitter.model, swap_away=90.0,
+                                 sweep=150.0, timings=False)
+    assert injected > 60
+    assert rows["offline"]["swapped"] <= 5 and rows["lag 4"]["swapped"] <= 25
+
+
+def test_a_bow_turning_to_side_on_and_back_is_not_read_mirrored(fitter):
+    """The same take turned +-80 degrees (to about side-on and back), nothing mirrored: no frame read
+    mirrored at any lag."""
+    from instanthmr.cli.eval_body_fit import run_take
+
+    cam, uv, valid = _mocap_take("bow_normal")
+    rows, _, injected = run_take(cam, uv, valid, np.random.default_rng(0), 4, fitter.model, swap_away=180.0,
+                                 sweep=80.0, timings=False)
+    assert injected == 0
+    assert rows["live"]["swapped"] == rows["lag 4"]["swapped"] == rows["offline"]["swapped"] == 0
+
+
+def test_the_mirrored_reading_is_cheap_only_where_mediapipe_reads_a_front(fitter):
+    """The mirrored reading's prior per frame: MediaPipe's failure is a back read as a front, in whole stretches,
+    so where the labels as given read a clear front it costs mirror_cost_front; where they read a back (MediaPipe
+    was right about backs on the shared clips) or a side (a coin toss), the full mirror_cost."""
+    stage = BodyFitStage(fitter.model)
+    sw = stage.swap
+    front, back = np.array([0.0, 0.0, -1.0]), np.array([0.0, 0.0, 1.0])
+    side = np.array([np.sqrt(1 - 0.1 ** 2), 0.0, -0.1])                   # 6 degrees from side-on, facing side
+    assert stage._mirror_prior(front) == sw.mirror_cost_front < sw.mirror_cost
+    assert stage._mirror_prior(back) == stage._mirror_prior(side) == stage._mirror_prior(None) == sw.mirror_cost
+    half = np.array([np.sqrt(1 - 0.3 ** 2), 0.0, -0.3])
+    assert sw.mirror_cost_front < stage._mirror_prior(half) < sw.mirror_cost
+    # only on a front reached through side-on: not on a track's first frames, nor right after a clear back
+    assert stage._mirror_prior(front, via_side=False) == sw.mirror_cost
+    via = False                                                          # a track starting facing the camera
+    for h in (front, side, front):                                       # turns to side-on and back
+        via = stage._via_side(via, h)
+    assert via and not stage._via_side(via, back) and stage._via_side(True, half)
+    assert stage._via_side(True, np.array([np.sqrt(1 - 0.5 ** 2), 0.0, 0.5]))   # just past side-on: noise
+
+
+def test_swap_away_reads_mirrored_the_frames_turned_past_the_threshold(fitter):
+    """tools/eval_body_fit.py --swap-away: the yaw sweep turns a body facing the camera on the spot (the angle
+    from the camera follows |yaw|, the hips stay put), and the frames turned more than DEG are the mirrored
+    ones, with a flicker only within --jitter of DEG."""
+    from instanthmr.cli.eval_body_fit import away_degrees, swap_away_frames, yaw_sweep
+
+    shape = fitter.shape()
+    kp = fitter.forward(shape, fitter.full_params(shape, np.zeros(204)))[0] + CAM
+    cam = np.repeat(kp[None], 240, 0)
+    valid = np.ones(70, bool)
+    turned, uv = yaw_sweep(cam, valid, 150.0, period=240)
+    away = away_degrees(turned)
+    assert away.max() == pytest.approx(150, abs=3) and away[0] < 3
+    hips = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
+    np.testing.assert_allclose(turned[:, hips].mean(1), cam[:, hips].mean(1), atol=1e-9)
+    assert uv.shape == (240, 70, 2) and np.isfinite(uv).all()
+    swapped = swap_away_frames(away, 90.0, 0.0, np.random.default_rng(0))
+    assert (swapped == (away > 90)).all() and 0 < swapped.sum() < 240
+    flicker = swap_away_frames(away, 90.0, 5.0, np.random.default_rng(0))
+    assert (flicker == swapped)[np.abs(away - 90) >= 5].all()

@@ -4,6 +4,7 @@ observations, real motion; no network or MediaPipe model needed).
     python tools/eval_body_fit.py                      # every readable BVH take in <shared data>/mocap
     python tools/eval_body_fit.py --max-frames 150 --seed 1 --lag 4
     python tools/eval_body_fit.py --hands --swap-start   # + the hand model's handedness; swaps from frame 0
+    python tools/eval_body_fit.py --swap-away 110 --jitter 5   # people turning away, read mirrored past 110 deg
 
 Method. Each BVH take (walking, turning, jumping, ...) is read and placed in front of a virtual 1280x720
 camera as in ``tools/eval_temporal.py`` (30 fps, focal = image diagonal); its 14 body joints (shoulders,
@@ -17,6 +18,11 @@ MediaPipe Pose:
   3D depth reflected about the hips (MediaPipe's failure on people turned away: their back read as a front);
   with ``--swap-start`` each take's first segment starts at frame 0 (a person read mirrored from the first
   frame: no jump for continuity to see);
+* with ``--swap-away DEG`` instead (the held-out clip's failure): each take is turned on the spot by a slow
+  yaw sweep (:func:`yaw_sweep`, +-150 degrees over 8 s: from facing the camera through side-on to the back,
+  both ways; ``--sweep``), and the frames whose true torso heading is more than DEG from the camera are read
+  mirrored (``--jitter``: a flicker at the boundary). The crossing then falls where the mirrored body is
+  nearly the same body: no heading jump at the switch, only the turn reversing;
 * with ``--hands``, the hand model's handedness (``HandLandmarks.right_score``, see
   :data:`HAND_NOISE`): each hand seen on half the frames, at the wrist the (possibly swapped) labels name,
   right on most frames and confidently wrong in whole stretches, as measured on the shared clips.
@@ -65,6 +71,8 @@ _FLIP = np.asarray(MHR70_FLIP_PERM)
 #: confidence: |2 right_score - 1|, uniform range; misleading: the share of 30-frame blocks where it is wrong.
 HAND_NOISE = {"seen": 0.5, "presence": (0.6, 1.0), "confidence": (0.4, 1.0), "misleading": 0.15, "block": 30}
 _HIPS = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
+#: ``--swap-away``'s yaw sweep: its period in frames (8 s at 30 fps) and default amplitude (degrees).
+SWEEP_PERIOD, SWEEP_AMPLITUDE = 240, 150.0
 
 
 def mhr70_take(take) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,6 +110,51 @@ def swap_segments(t: int, rng, per_frames: int = 100, lengths=(10, 40), at_start
         start = int(rng.integers(5, t - length))
         start = 0 if at_start and k == 0 else start
         out[start:start + length] = True
+    return out
+
+
+def yaw_sweep(cam: np.ndarray, valid: np.ndarray, amplitude_deg: float, period: int = SWEEP_PERIOD
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(cam (T,70,3) m, uv (T,70,2) px) of a take turned about the vertical through each frame's hip centre by
+    ``amplitude_deg`` x sin(2 pi t / ``period``) (camera axes, y down: a person turning on the spot, added to
+    the take's own turns). With 150 degrees the person turns from facing the camera through side-on to their
+    back and back again, both ways, crossing side-on at ~3 deg/frame (90 deg/s at 30 fps)."""
+    from instanthmr.core.geometry import default_focal, project_points
+
+    t = np.arange(len(cam))
+    yaw = np.radians(amplitude_deg) * np.sin(2 * np.pi * t / period)
+    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    root = cam[:, _HIPS].mean(1, keepdims=True)
+    rel = cam - root
+    out = cam.copy()
+    out[..., 0] = root[..., 0] + c * rel[..., 0] + s * rel[..., 2]
+    out[..., 2] = root[..., 2] - s * rel[..., 0] + c * rel[..., 2]
+    uv = project_points(out, default_focal(IMAGE_WH), (IMAGE_WH[0] / 2, IMAGE_WH[1] / 2))
+    uv[:, ~valid] = np.nan
+    return out, uv
+
+
+def away_degrees(cam: np.ndarray) -> np.ndarray:
+    """(T,) degrees between the true torso heading and the direction from the hips to the camera: 0 facing the
+    camera, 90 side-on, 180 the back toward it."""
+    from instanthmr.body.fit import torso_heading
+
+    out = np.zeros(len(cam))
+    for i, frame in enumerate(cam):
+        h = torso_heading(np.nan_to_num(frame))
+        to_cam = -frame[_HIPS].mean(0)
+        to_cam[1] = 0.0                                      # the heading lies in the ground plane
+        out[i] = np.degrees(np.arccos(np.clip(h @ to_cam / np.linalg.norm(to_cam), -1.0, 1.0)))
+    return out
+
+
+def swap_away_frames(away: np.ndarray, threshold_deg: float, jitter_deg: float, rng) -> np.ndarray:
+    """(T,) bool: the frames MediaPipe reads mirrored in ``--swap-away`` (its failure on people turned away:
+    their back read as a front): the true heading more than ``threshold_deg`` from the camera; within
+    ``jitter_deg`` of the threshold, each frame either way at random (a flicker at the boundary)."""
+    out = away > threshold_deg
+    band = np.abs(away - threshold_deg) < jitter_deg
+    out[band] = rng.random(int(band.sum())) < 0.5
     return out
 
 
@@ -188,15 +241,24 @@ def score(preds, cam, uv, valid) -> dict[str, float]:
             "accel_mm": float(acc), "swapped": int((d_flip < d_true).sum())}
 
 
-def run_take(cam, uv, valid, rng, lag: int, model=None, hands_rng=None, swap_start: bool = False
+def run_take(cam, uv, valid, rng, lag: int, model=None, hands_rng=None, swap_start: bool = False,
+             swap_away: float | None = None, jitter: float = 0.0, sweep: float = 0.0, timings: bool = True
              ) -> tuple[dict, list[float], int]:
-    """One take; ``hands_rng``: a generator for :func:`synthetic_hands` (None: no hands)."""
+    """One take; ``hands_rng``: a generator for :func:`synthetic_hands` (None: no hands); ``swap_away``
+    (degrees): instead of random swaps, the frames turned further than that from the camera are read
+    mirrored (:func:`swap_away_frames`, ``jitter`` degrees of flicker), the take first turned by a yaw sweep of
+    ``sweep`` degrees (:func:`yaw_sweep`; 0: as recorded); ``timings`` False skips the timing passes (tests)."""
     from instanthmr.video.body_fit import BodyFitStage
     from instanthmr.video.tracking import smooth_frames_offline
 
     focal = float(np.hypot(*IMAGE_WH))
     pp = (IMAGE_WH[0] / 2, IMAGE_WH[1] / 2)
-    swapped = swap_segments(len(cam), rng, at_start=swap_start)
+    if sweep:
+        cam, uv = yaw_sweep(cam, valid, sweep)
+    if swap_away is None:
+        swapped = swap_segments(len(cam), rng, at_start=swap_start)
+    else:
+        swapped = swap_away_frames(away_degrees(cam), swap_away, jitter, rng)
     hands = None if hands_rng is None else synthetic_hands(swapped, hands_rng)
     preds = observations(cam, uv, valid, swapped, rng, focal, pp, hands)
     frames = [FrameResult(persons=[p], detector_ms=0.0, hmr_ms=0.0, total_ms=0.0, detector_ran=True, frame_index=i,
@@ -219,9 +281,10 @@ def run_take(cam, uv, valid, rng, lag: int, model=None, hands_rng=None, swap_sta
                       ("sm body", body)):
         rows[name] = score([r.persons[0] for r in res], cam, uv, valid)
     rows["live"]["mirrored_fits"] = stage.mirrored_runs
-    rows["live"]["fit_alone_ms"] = fit_alone_ms(stage, preds)
-    clean = observations(cam, uv, valid, np.zeros(len(cam), bool), np.random.default_rng(1), focal, pp)
-    rows["live"]["stage_clean_ms"] = stage_fastest_ms(stage.model, clean)
+    if timings:
+        rows["live"]["fit_alone_ms"] = fit_alone_ms(stage, preds)
+        clean = observations(cam, uv, valid, np.zeros(len(cam), bool), np.random.default_rng(1), focal, pp)
+        rows["live"]["stage_clean_ms"] = stage_fastest_ms(stage.model, clean)
     return rows, stage.timings_ms, int(swapped.sum())
 
 
@@ -283,7 +346,17 @@ def main(argv=None) -> int:
                     help="the observations carry the hand model's handedness, with its measured errors (HAND_NOISE)")
     ap.add_argument("--swap-start", action="store_true",
                     help="each take's first injected swap starts at frame 0 (read mirrored from the first frame)")
+    ap.add_argument("--swap-away", type=float, default=None, metavar="DEG",
+                    help="no random swaps: the frames whose true torso heading is more than DEG degrees from the "
+                         "camera are read mirrored (MediaPipe's failure on people turned away; 90 = past side-on), "
+                         "each take turned by a yaw sweep (--sweep)")
+    ap.add_argument("--jitter", type=float, default=0.0, metavar="DEG",
+                    help="with --swap-away: frames within DEG degrees of the threshold flicker either way at random")
+    ap.add_argument("--sweep", type=float, default=None, metavar="DEG",
+                    help=f"yaw sweep amplitude added to each take (default {SWEEP_AMPLITUDE:g} with --swap-away, "
+                         f"else 0; period {SWEEP_PERIOD} frames)")
     args = ap.parse_args(argv)
+    sweep = args.sweep if args.sweep is not None else (SWEEP_AMPLITUDE if args.swap_away is not None else 0.0)
     from instanthmr.body.mhr import MHRAssetError, MHRNumpy
     from instanthmr.training.data.mocap_takes import load_takes
 
@@ -311,7 +384,8 @@ def main(argv=None) -> int:
         f"{k:>9s}" for k in ("", "PA-MPJPE", "2D px", "bones", "accel", "swapped")))
     for take in takes:
         cam, uv, valid = mhr70_take(take)
-        rows, ms, inj = run_take(cam, uv, valid, rng, args.lag, model, hands_rng, args.swap_start)
+        rows, ms, inj = run_take(cam, uv, valid, rng, args.lag, model, hands_rng, args.swap_start,
+                                 args.swap_away, args.jitter, sweep)
         timings += ms
         n_swapped += inj
         n_mirrored += rows["live"].pop("mirrored_fits")

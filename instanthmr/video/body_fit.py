@@ -25,9 +25,10 @@ Per track (see :mod:`instanthmr.body.fit` for the fit itself):
 * **Left and right**: each frame is read two ways, the labels as given and mirrored (left/right swapped, depth
   reflected about the hips: a person seen from the back with the sides swapped). A two-state Viterbi
   decides: per frame each reading costs its fit's data and limit terms (their difference shrunk when the
-  torso is seen side-on, where the mirrored body is nearly the same body; the mirrored one a small prior
-  more) and what the hands' look says (MediaPipe's handedness: a right hand at the "left" wrist is
-  evidence for the mirrored reading), and going from a reading on one frame to a reading on the next costs a
+  torso is seen side-on, where the mirrored body is nearly the same body; the mirrored one a prior more,
+  smaller where MediaPipe reads a clear front: its failure is a back read as a front, in stretches) and
+  what the hands' look says (MediaPipe's handedness: a right hand at the "left" wrist is evidence for the
+  mirrored reading), and going from a reading on one frame to a reading on the next costs a
   switch plus their continuity (how far the hip-centred 3D joints move, how far the torso heading turns:
   observation-level, no fit needed). The mirrored reading is FITTED only when it matters: when continuity alone brings it
   within ``margin`` of winning (a swap, or a person seen from the side), when the fit's body cost jumps (the
@@ -82,7 +83,13 @@ class SwapConfig:
     margin: the other reading is fitted when continuity alone brings it this close to winning a frame;
     hold_frames: how many frames both readings keep running after a trigger;
     switch_cost: the cost of changing reading between two frames; mirror_cost: per frame, for the mirrored
-    reading (the labels as given are preferred when the evidence is even); max_emission_gap: the most one
+    reading where the labels as given read a back or a side (torso heading z >= -front_z[0]): the labels as
+    given are preferred when the evidence is even (MediaPipe's back views on the shared clips are right but
+    for an arms-only swap, docs/body_fit.md); mirror_cost_front: the same where they read a front
+    (heading z <= -front_z[1]; linear between), and only on a front reached through side-on (side-on more
+    recently than a back read with z > back_z): reading a back as a front is MediaPipe's failure, and it comes
+    in whole stretches (the held-out clip: a third of it), so the prior against it is the switches in and out
+    of a stretch, not a per-frame cost that a long stretch can never repay; max_emission_gap: the most one
     frame's fits may differ between the readings (a failed fit must not force a switch); unevaluated_cost: added to the
     reading not fitted on a frame; heading_weight: per (1 - cos) of the torso heading's change between two
     frames' readings; motion_sigma (m): the hip-centred 3D joints' typical move between two frames (a
@@ -102,6 +109,9 @@ class SwapConfig:
     hold_frames: int = 3
     switch_cost: float = 20.0
     mirror_cost: float = 5.0
+    mirror_cost_front: float = 1.0
+    front_z: tuple = (0.15, 0.45)
+    back_z: float = 0.7
     unevaluated_cost: float = 3.0
     max_emission_gap: float = 15.0
     heading_weight: float = 20.0
@@ -238,6 +248,7 @@ class _Track:
     dp: np.ndarray = field(default_factory=lambda: np.zeros(2))
     hold: int = 0
     face: bool = False                                # the face was seen on the previous frame
+    via_side: bool = False                            # labels as given: side-on more recently than clearly back
     level: float | None = None                        # running level of the fit cost (triggers on jumps)
     last: tuple | None = None                         # previous frame: (hip-centred 3D, weights, heading) per reading
     chains: dict = field(default_factory=dict)        # reading -> its fit on the previous frame
@@ -363,10 +374,12 @@ class BodyFitStage:
         given = _centred(obs)
         now = (given, _mirror_centred(given))
         decisive = self._decisive(given[2])
+        tr.via_side = self._via_side(tr.via_side, given[2])
+        prior = self._mirror_prior(given[2], tr.via_side)
         trans = self._transitions(tr.last, now)
         tr.last = now
         if tr.prev is not None and (self._triggered(tr, readings[s], fits[s]) or
-                                    self._close_call(tr.dp, trans, self._costs(fits, s, hands, decisive), s)):
+                                    self._close_call(tr.dp, trans, self._costs(fits, s, hands, decisive, prior), s)):
             tr.hold = self.swap.hold_frames
         # the body's cost (a hand found adds its fingers' terms: no sign of a swap, and the other reading's fit
         # it would trigger for hold_frames doubled the cost of those frames, issue 22 item 5)
@@ -379,7 +392,7 @@ class BodyFitStage:
             fits[o] = self.fitter.fit(readings[o], shape, tr.chains.get(o, tr.prev))
             self.mirrored_runs += 1
             probe.count("fit:other-reading")
-        costs = self._costs(fits, s, hands, decisive)
+        costs = self._costs(fits, s, hands, decisive, prior)
         if tr.prev is None:     # a track starts as given: reading it mirrored takes a switch's worth of evidence
             costs[1] += self.swap.switch_cost
         total = tr.dp[:, None] + trans + self.swap.switch_cost * (1 - np.eye(2))
@@ -446,7 +459,33 @@ class BodyFitStage:
         ``heading`` (None: unknown, 1): ``SwapConfig.side_on_z``."""
         return 1.0 if heading is None else min(1.0, abs(float(heading[2])) / self.swap.side_on_z)
 
-    def _costs(self, fits: dict, stay: int, hands: float = 0.0, decisive: float = 1.0) -> np.ndarray:
+    def _via_side(self, via_side: bool, heading) -> bool:
+        """Whether the labels as given have read the person side-on (|heading z| < front_z[0]) more recently
+        than clearly from the back (z > back_z: 45 degrees or more past side-on, beyond the heading's noise
+        of a person just past side-on), updated with this frame's ``heading`` (None: unchanged)."""
+        if heading is None:
+            return via_side
+        z = float(heading[2])
+        return True if abs(z) < self.swap.front_z[0] else False if z > self.swap.back_z else via_side
+
+    def _mirror_prior(self, heading, via_side: bool = True) -> float:
+        """The mirrored reading's cost on a frame whose torso heading, labels as given, is ``heading`` (None:
+        unknown): ``mirror_cost`` where MediaPipe reads a back or a side (heading z >= -front_z[0]: side-on the
+        two readings are the same body and its labels a coin toss), ``mirror_cost_front`` where it clearly reads
+        a front (z <= -front_z[1]: 27 degrees or more from side-on), linear between (:class:`SwapConfig`). The
+        lower cost only on a front MediaPipe came to through side-on (``via_side``, :meth:`_via_side`): that is
+        where its failure starts (a turn away: its labels cross where the two readings are the same body); a
+        track's first frames, or a front right after it read a clear back (its labels jumped), keep the full
+        cost."""
+        sw = self.swap
+        if heading is None or not via_side:
+            return sw.mirror_cost
+        lo, hi = sw.front_z
+        front = min(max((-float(heading[2]) - lo) / (hi - lo), 0.0), 1.0)
+        return sw.mirror_cost + front * (sw.mirror_cost_front - sw.mirror_cost)
+
+    def _costs(self, fits: dict, stay: int, hands: float = 0.0, decisive: float = 1.0,
+               mirror: float | None = None) -> np.ndarray:
         """Per reading, what this frame alone says: the fit's data and limit costs (not its temporal term:
         continuity is the transitions' job; their difference scaled by ``decisive``, :meth:`_decisive`), the
         mirrored reading's prior, the hands' look (``hands``,
@@ -465,7 +504,7 @@ class BodyFitStage:
         # switch on its own (continuity between frames is the evidence that does)
         costs = np.minimum(costs, costs.min() + sw.max_emission_gap)
         costs = costs.min() + decisive * (costs - costs.min())
-        costs[1] += sw.mirror_cost
+        costs[1] += sw.mirror_cost if mirror is None else mirror
         # evidence of its own (not the fit's), so outside the gap's clip; at most hand_weight a frame, so that
         # one frame's hands (a photo) cannot overturn a track's start as given (switch_cost + mirror_cost)
         hands = min(max(hands, -1.0), 1.0)
