@@ -534,6 +534,27 @@ def test_hand_chirality_term():
         _with_hands(pred, 0.95, 0.05))                                   # a faint hand counts less
 
 
+def test_hands_held_together_say_nothing_about_the_labels(fitter):
+    """Wrists together (a phone held, hands clasped): each wrist's crop holds both hands, so their look is no
+    evidence; the same hands with the arms at the sides are."""
+    import dataclasses
+
+    from instanthmr.video.body_fit import HANDS_TOGETHER, hand_chirality
+
+    shape = fitter.shape()
+    pred = _prediction(fitter.forward(shape, fitter.full_params(shape, np.zeros(204)))[0])
+    j2 = pred.joints_2d.copy()
+    lw, rw = MHR70_INDEX["left_wrist"], MHR70_INDEX["right_wrist"]
+    torso = np.linalg.norm(j2[[MHR70_INDEX["left_shoulder"], MHR70_INDEX["right_shoulder"]]].mean(0)
+                           - j2[[MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]].mean(0))
+    assert np.linalg.norm(j2[lw] - j2[rw]) > HANDS_TOGETHER * torso      # the rest pose: hands apart
+    assert hand_chirality(_with_hands(pred, 0.95, 0.05)) > 1.5
+    centre = (j2[lw] + j2[rw]) / 2
+    j2[lw], j2[rw] = centre - [0.2 * torso, 0], centre + [0.2 * torso, 0]
+    together = dataclasses.replace(pred, joints_2d=j2)
+    assert hand_chirality(_with_hands(together, 0.95, 0.05)) == 0.0
+
+
 def test_hands_that_say_mirrored_win_where_nothing_else_tells(fitter):
     """A track read mirrored from its first frame (a person seen from the back throughout: no jump for
     continuity to see) keeps the labels as given without hands; with hands whose look says each sits at the

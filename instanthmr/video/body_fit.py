@@ -199,6 +199,8 @@ def hand_chirality(pred) -> float:
     found at), its presence x (2 ``right_score`` - 1), counted + for the "left" wrist's hand and - for the
     "right" one's. > 0: the hands say mirrored; 0 without hands or handedness (the network path)."""
     hands = getattr(getattr(pred, "landmarks", None), "hands", None) or {}
+    if hands and _hands_together(pred):
+        return 0.0
     evidence = 0.0
     for side, sign in (("left", 1.0), ("right", -1.0)):
         hand = hands.get(side)
@@ -206,6 +208,26 @@ def hand_chirality(pred) -> float:
         if right is not None:
             evidence += sign * float(hand.score) * (2.0 * float(right) - 1.0)
     return evidence
+
+
+#: Wrists closer than this many torso lengths (2D, shoulders' to hips' midpoint): the hands are together
+#: (holding a phone, clapping, arms folded) and each wrist's crop holds both, so the hand model may describe
+#: the other hand: its handedness then says nothing about the body's labels.
+HANDS_TOGETHER = 0.6
+
+
+def _hands_together(pred) -> bool:
+    j = getattr(pred, "joints_2d", None)
+    if j is None:
+        return False
+    j = np.asarray(j, np.float64)
+    idx = [MHR70_INDEX[n] for n in ("left_wrist", "right_wrist", "left_shoulder", "right_shoulder",
+                                    "left_hip", "right_hip")]
+    if not np.isfinite(j[idx]).all():
+        return False
+    lw, rw, ls, rs, lh, rh = j[idx]
+    torso = np.linalg.norm((ls + rs) / 2 - (lh + rh) / 2)
+    return bool(torso > 0 and np.linalg.norm(lw - rw) < HANDS_TOGETHER * torso)
 
 
 def observation_from(pred) -> Observation:
