@@ -742,8 +742,8 @@ class BodyFitter:
             step = state.step(lam, linear)
             new_cost = math.inf
             # a linear model that promises more than the whole cost (which cannot go below 0) is wrong here: its
-            # step is rejected without its evaluation, as the evaluation would reject it (a chord step whose
-            # limits changed since its Jacobian: 2 of 3 warm fits on openpose_video.avi; issue 22 item 5)
+            # step is rejected without its evaluation, as the evaluation would reject it (issue 22 item 5: 2 of 3
+            # warm fits on openpose_video.avi before the chord step took this state's limit curvature, see step)
             if state.gain <= cost:
                 trial = state.moved(step)
                 new_cost = trial.evaluate(with_jacobian=it < n_iter and it % every == 0)
@@ -1051,7 +1051,10 @@ class _State:
         h = lin.jtj.copy()
         g = j.T @ self.res
         d = h.diagonal().copy()
-        d[:n] += lin.diag_h
+        # the diagonal terms' curvature at THIS state, as their gradient (diag_g): a limit the last step crossed
+        # has a gradient here but had no curvature at the linear state, and that mix made the chord step fly off
+        # (rejected on 90 % of openpose_video.avi's warm fits, issue 22)
+        d[:n] += self.diag_h
         damp = lam * (d + 1e-6)
         np.fill_diagonal(h, d + damp)
         g[:n] += self.diag_g
