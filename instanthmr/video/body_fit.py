@@ -197,17 +197,17 @@ def hand_chirality(pred) -> float:
     (``pred.landmarks.hands``, the MediaPipe path's
     :class:`~instanthmr.runtime.mediapipe.hands.HandLandmarks`, keyed by the body's label of the wrist it was
     found at), its presence x (2 ``right_score`` - 1), counted + for the "left" wrist's hand and - for the
-    "right" one's. > 0: the hands say mirrored; 0 without hands or handedness (the network path)."""
+    "right" one's. > 0: the hands say mirrored; 0 without hands or handedness (the network path) and with the
+    hands together (:data:`HANDS_TOGETHER`)."""
     hands = getattr(getattr(pred, "landmarks", None), "hands", None) or {}
-    if hands and _hands_together(pred):
-        return 0.0
     evidence = 0.0
     for side, sign in (("left", 1.0), ("right", -1.0)):
         hand = hands.get(side)
         right = getattr(hand, "right_score", None)
         if right is not None:
             evidence += sign * float(hand.score) * (2.0 * float(right) - 1.0)
-    return evidence
+    # hands together: no evidence (checked only when there is some: most frames have no hand found)
+    return 0.0 if evidence and _hands_together(pred) else evidence
 
 
 #: Wrists closer than this many torso lengths (2D, shoulders' to hips' midpoint): the hands are together
