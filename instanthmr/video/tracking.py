@@ -336,7 +336,6 @@ class TrackingPipeline:
         self.max_persons = int(max_persons)
         self._followed: list = []  # "landmarks": last frame's raw predictions, each found again from its own
         self._scan: int | None = None  # "landmarks": the next part of a look for newcomers spread over frames
-        self._whole_look = True  # "landmarks": a stream's first frame looks through every part at once
         self.schedule = DetectorSchedule(detect_every)
         self.refresh_below = float(refresh_below)
         self.smooth = smooth
@@ -379,7 +378,6 @@ class TrackingPipeline:
         self.tracker.reset()
         self._followed = []
         self._scan = None
-        self._whole_look = True
         if self.smoother is not None:
             self.smoother.reset()
         self.schedule.reset()
@@ -629,8 +627,8 @@ class TrackingPipeline:
             known = np.stack([k.box for k in kept]) if kept else np.zeros((0, 4), np.float32)
             # one part of the look per frame (no frame stalls on a whole detection: a lost person's whole
             # look, 4 views on 16:9, cost ~2.5 frames, docs/offline.md "Stalls"); a stream's first frame: all
-            # of it now, it has nobody to show otherwise
-            parts = 1 if self._whole_look else self.detector.detection_parts((w, h))
+            # of it now (the schedule's first processed frame since a reset), it has nobody to show otherwise
+            parts = 1 if self.schedule.frame == 1 else self.detector.detection_parts((w, h))
             if parts > 1:
                 dets = self.detector.detect_new_part(image_rgb, known, self._scan, fi)
                 self._scan = self._scan + 1 if self._scan + 1 < parts else None
@@ -644,7 +642,6 @@ class TrackingPipeline:
             kept += new[:max(0, self.max_persons - len(kept))]
             hmr_ms += (time.perf_counter() - th) * 1e3
         self._followed = kept
-        self._whole_look = False
         return FrameResult(persons=list(kept), detector_ms=det_ms, hmr_ms=hmr_ms,
                            total_ms=(time.perf_counter() - t0) * 1e3, detector_ran=ran, frame_index=fi,
                            image_size=(w, h), detections=dets)
