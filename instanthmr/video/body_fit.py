@@ -214,18 +214,17 @@ def hand_chirality(pred) -> float:
 #: (holding a phone, clapping, arms folded) and each wrist's crop holds both, so the hand model may describe
 #: the other hand: its handedness then says nothing about the body's labels.
 HANDS_TOGETHER = 0.6
+_WRISTS_TORSO = (MHR70_INDEX["left_wrist"], MHR70_INDEX["right_wrist"], *TORSO_KEYPOINTS)   # hips, shoulders
 
 
 def _hands_together(pred) -> bool:
     j = getattr(pred, "joints_2d", None)
     if j is None:
         return False
-    j = np.asarray(j, np.float64)
-    idx = [MHR70_INDEX[n] for n in ("left_wrist", "right_wrist", "left_shoulder", "right_shoulder",
-                                    "left_hip", "right_hip")]
-    if not np.isfinite(j[idx]).all():
+    j = np.asarray(j, np.float64)[list(_WRISTS_TORSO)]
+    if not np.isfinite(j).all():
         return False
-    lw, rw, ls, rs, lh, rh = j[idx]
+    lw, rw, lh, rh, ls, rs = j
     torso = np.linalg.norm((ls + rs) / 2 - (lh + rh) / 2)
     return bool(torso > 0 and np.linalg.norm(lw - rw) < HANDS_TOGETHER * torso)
 
