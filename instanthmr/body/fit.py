@@ -485,6 +485,7 @@ class BodyFitter:
         local = np.zeros((len(self.point_joint), 3))
         local[self._vrows] = np.einsum("mij,mj->mi", self._ibp[k, :3, :3], rest) + self._ibp[k, :3, 3]
         if shape_params is None:
+            local.flags.writeable = False                    # shared by every mean-body BodyShape
             self._mean_local = local
         return BodyShape(s, b, local)
 
