@@ -23,6 +23,7 @@ from instanthmr.outputs.signals import StopSignals
 from instanthmr.outputs.sinks import CsvSink, JsonSink, Outputs, RerunSink, TrackFileSink, VideoSink
 from instanthmr.outputs.summary import Progress, print_run, source_summary
 from instanthmr.runner.config import OUTPUT_FIELDS, RunConfig
+from instanthmr.runner.finisher import FrameFinisher
 from instanthmr.runtime.factory import RANDOM_BANNER, create_pipeline, pipeline_facts
 from instanthmr.video.sources import open_source
 
@@ -272,6 +273,7 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
     focal_before = getattr(pipeline, "focal_length", None)  # a caller's pipeline gets its own focal back
     focal_given = None
     tracking = None
+    finisher = None
     t_start = time.monotonic()
     try:
         if owned:
@@ -307,6 +309,8 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
 
         def finished(frame, result) -> None:  # one frame's result through the stages into the outputs
             if body_fit is not None:
+                if photos:  # unrelated photos: no track carried over
+                    body_fit.reset()
                 with probe.span("body_fit"):
                     result = body_fit(result)
             for stage in config.stages:
@@ -320,27 +324,31 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
                 stream.write(frame, result if live_ground is None else live_ground(result))
             progress.update(result)
 
+        # frame t finished (body fit, ground, outputs) on a worker thread while frame t+1's models run
+        finisher = FrameFinisher(finished, stop=None if event is None else event.is_set)
         try:
             for frame in source:
                 if event is not None and event.is_set():
                     raise _StopEvent
                 if photos:
                     tracking.reset()
-                    if body_fit is not None:
-                        body_fit.reset()
-                    finished(frame, tracking(frame.image, frame.index, frame.time_s))
+                    finisher.put(frame, tracking(frame.image, frame.index, frame.time_s))
                     continue
                 # frames in flight (runtime.frames_in_flight): results come back in order, a frame or more late
                 with probe.span("tracking"):  # the models, the detector, IDs, causal smoothing
                     done_now = tracking.submit(frame.image, frame.index, frame.time_s, tag=frame)
                 for done, result in done_now:
-                    finished(done, result)
+                    finisher.put(done, result)
             for done, result in tracking.drain():
-                finished(done, result)
-        except KeyboardInterrupt:
+                finisher.put(done, result)
+            finisher.join()
+            if event is not None and event.is_set():  # set by a stage while the last frames were finished
+                raise _StopEvent
+        except KeyboardInterrupt:  # the frames finished so far are kept; one queued is dropped (below)
             interrupted = True
         except _StopEvent:
             interrupted = by_event = True
+        finisher.close()  # after a stop: the worker is done before the outputs are finished
         progress.finish()
         if outputs.offline and outputs.frames:
             try:
@@ -354,6 +362,8 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
         interrupted = True
     finally:
         signals.disarm()  # from here on nothing interrupts the outputs being finished
+        if finisher is not None:  # an error on the way out: no frame is written while the outputs close
+            finisher.close()
         try:
             summary, written = outputs.close() if outputs is not None else ({}, {})
         finally:
