@@ -6,12 +6,12 @@ crops), but the work after them does not feed back: the body fit, the ground sta
 a frame's result and make new objects from it (``dataclasses.replace``; the tracker keeps its own copies). So
 on a CPU with a core to spare, frame t is finished while frame t+1's models run (the models' runtimes leave
 the GIL while they compute), and a frame costs about the slower of the two instead of their sum. A frame's
-output comes out no later than before: its finishing starts as soon as its models end (one frame queued at
-most: the models never run ahead by more than a frame).
+output comes out no later than before when the worker keeps up: its finishing starts as soon as its models
+end; at most ``depth`` frames wait (the models run ahead by that many at most, absorbing a slow finish).
 
     finisher = FrameFinisher(finished)     # finished(frame, result): what the loop did inline before
     for frame in source:
-        finisher.put(frame, models(frame)) # waits while the frame before the last is still being finished
+        finisher.put(frame, models(frame)) # waits while `depth` frames already wait
     finisher.join()                        # every frame handed over is finished; a worker error raised here
 """
 

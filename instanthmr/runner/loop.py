@@ -324,8 +324,9 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
                 stream.write(frame, result if live_ground is None else live_ground(result))
             progress.update(result)
 
-        # frame t finished (body fit, ground, outputs) on a worker thread while frame t+1's models run
-        finisher = FrameFinisher(finished, stop=None if event is None else event.is_set)
+        # frame t finished (body fit, ground, outputs) on a worker thread while frame t+1's models run; two frames
+        # queued at most: a slow one (the mirrored reading fitted, a track's start) is absorbed, not waited for
+        finisher = FrameFinisher(finished, depth=2, stop=None if event is None else event.is_set)
         try:
             for frame in source:
                 if event is not None and event.is_set():
