@@ -25,6 +25,7 @@ import pytest
 
 from instanthmr.core import paths
 from instanthmr.core.skeleton import MHR70_INDEX
+from instanthmr.runtime.mediapipe.files import INT8_MODEL_FILES
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "instanthmr")  # what a wheel is built from
@@ -100,6 +101,8 @@ def test_the_wheel_declares_huggingface_hub_and_ships_no_checkout_files(wheel):
     assert any("huggingface_hub" in ln or "huggingface-hub" in ln for ln in base), base
     assert all(n.startswith(("instanthmr/", "instanthmr-")) for n in names), [n for n in names if "instanthmr" not in n]
     assert "instanthmr/runtime/models/instanthmr-starter.onnx" in names  # the offline fallback, as package data
+    for name in INT8_MODEL_FILES:  # the offline default's landmark models, as package data
+        assert f"instanthmr/runtime/models/mediapipe/{name}.int8.onnx" in names
 
 
 def test_installed_demo_runs_the_offline_path_on_a_photo(venv_bin, mp_models, tmp_path):

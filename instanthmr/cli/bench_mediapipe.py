@@ -29,7 +29,9 @@ body fit adds (issue 22 item 5): the median over frames of ``default`` minus ``h
 medians, which moves by 1-2 ms with the hand passes (one or two a frame: bimodal frame times):
 
 * ``default``: one person with the hand model and the per-track MHR body fit: what ``demo.py`` runs by
-  default, the headline (issue 23's targets apply to it);
+  default, the headline (issue 23's targets apply to it); the hand model is its shipped int8 copy (every
+  configuration but the next);
+* ``float``: the same with MediaPipe's own float hand model on LiteRT (``--mediapipe-precision float``);
 * ``hands``: one person (``--max-persons 1``) with the hand model, without the body fit (``--no-body-fit``);
 * ``body``: one person, no hands (``--no-hands``): the like-for-like comparison with MediaPipe Pose;
 * ``demo``: the demo's defaults on the clip (hands, body fit, up to 8 people, the detector looking for newcomers every
@@ -110,11 +112,12 @@ def run(args) -> dict:
     h, w = frames[0].shape[:2]
     print(f"video: {video} ({w}x{h}), {len(frames)} frames x {args.rounds} rounds, first {args.warmup} of each "
           f"round left out; CPU: {os.cpu_count()} cores ({platform.processor() or platform.machine()})")
-    # name: (max persons, hands, network file or None, body fit)
-    configs = {"default": (1, True, None, True), "hands": (1, True, None, False), "body": (1, False, None, False),
-               "demo": (DEMO_MAX_PERSONS, True, None, True), "people": (args.people, False, None, False)}
+    # name: (max persons, hands, network file or None, body fit, the landmark models' precision)
+    configs = {"default": (1, True, None, True, "int8"), "float": (1, True, None, True, "float"),
+               "hands": (1, True, None, False, "int8"), "body": (1, False, None, False, "int8"),
+               "demo": (DEMO_MAX_PERSONS, True, None, True, "int8"), "people": (args.people, False, None, False, "int8")}
     if args.starter and STARTER_MODEL.is_file():
-        configs["starter"] = (1, False, STARTER_MODEL, False)
+        configs["starter"] = (1, False, STARTER_MODEL, False, "int8")
     ms = {"mediapipe_pose": [], **{k: [] for k in configs}}
     persons = {k: [] for k in configs}
     detected = {k: [] for k in configs}
@@ -129,8 +132,8 @@ def run(args) -> dict:
         # load changes slows them alike
         worker = MediaPipePoseWorker(py, Path(video), len(frames))
         try:
-            ours = {name: Ours(frames, maxp, hands, network=net, body_fit=fit, smooth=args.smooth)
-                    for name, (maxp, hands, net, fit) in configs.items()}
+            ours = {name: Ours(frames, maxp, hands, network=net, body_fit=fit, smooth=args.smooth, precision=prec)
+                    for name, (maxp, hands, net, fit, prec) in configs.items()}
             for start in range(0, len(frames), chunk):
                 keep = slice(max(0, w0 - start), None)  # the first frames of a round are warm-up
                 out = worker.next(chunk)
@@ -201,6 +204,7 @@ def print_report(r: dict) -> None:
     print(f"{'MediaPipe Pose 0.10.21 (complexity 1)':56}{mp_['median']:7.1f}{mp_['mean']:7.1f}{mp_['p90']:7.1f}"
           f"{mp_['p95']:7.1f}{1.0:10.2f}{mp_['p95'] / mp_['median']:8.2f}{mp_['found']:8.2f}{'':>6}{_cpu(mp_, 1.0)}")
     labels = {"default": "MediaPipe path + body fit, 1 person, hands (default)",
+              "float": "the same, float hand model (--mediapipe-precision float)",
               "hands": "MediaPipe path, 1 person, + hands (--no-body-fit)",
               "body": "MediaPipe path, 1 person, body only",
               "demo": f"demo defaults (<= {DEMO_MAX_PERSONS} people, hands, body fit)",

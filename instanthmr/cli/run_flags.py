@@ -18,6 +18,7 @@ from instanthmr.runner.config import RIGS, RunConfig
 from instanthmr.runtime.detector import RFDETR_VARIANTS
 from instanthmr.runtime.factory import KEYPOINT_DETECT_EVERY, PipelineSpec
 from instanthmr.runtime.factory import display_path as _display
+from instanthmr.runtime.mediapipe.files import LANDMARK_PRECISIONS
 from instanthmr.runtime.session import DEVICES, RUNTIME_PRESETS, RuntimeOptions
 from instanthmr.video.smoothing import SMOOTH_MODES
 
@@ -37,6 +38,11 @@ def add_model_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     m.add_argument("--no-hands", action="store_true",
                    help=f"--model {MEDIAPIPE_MODEL_NAME}: skip the hand landmark model (no finger joints; ~5 ms less "
                         "per hand)")
+    m.add_argument("--mediapipe-precision", default="int8", choices=LANDMARK_PRECISIONS,
+                   help=f"--model {MEDIAPIPE_MODEL_NAME}: how the hand model runs: int8 = its int8 ONNX copy shipped in "
+                        "the package, on ONNX Runtime (half the time; its drift from MediaPipe's file: docs/offline.md); "
+                        "float = MediaPipe's own file on LiteRT. The pose models are MediaPipe's own files either way "
+                        "(default: int8)")
     m.add_argument("--random-init", action="store_true",
                    help="use a random-init network exported on the fly (needs torch; no weights needed; results "
                         "are meaningless, for plumbing and speed checks)")
@@ -189,6 +195,7 @@ def pipeline_spec(args) -> PipelineSpec:
                         detector_resolution=args.detector_resolution, det_confidence=args.det_confidence,
                         max_persons=args.max_persons, detector_stride=args.detector_stride,
                         keypoint_crops=args.keypoint_crops, hands=not args.no_hands,
+                        mediapipe_precision=args.mediapipe_precision,
                         batch_persons=not args.no_batch_persons,
                         runtime=RuntimeOptions.resolve(args.preset, **speed_overrides(args)),
                         mhr_model=args.mhr_model, mhr_lod=args.mhr_lod)

@@ -60,7 +60,9 @@ class PipelineSpec:
     meaningless; the run says so). ``detector``: a name, an ``.onnx`` export or a ``.json`` box file (``None``:
     rfdetr, or mediapipe on the MediaPipe path). ``detector_stride`` ``None``: 1, ``KEYPOINT_DETECT_EVERY``
     with ``keypoint_crops``, or the MediaPipe path's newcomer search interval. ``mhr_model`` / ``mhr_lod``: the
-    MHR file ``mhr_only`` networks take their 3D keypoints from (only read when such a network runs)."""
+    MHR file ``mhr_only`` networks take their 3D keypoints from (only read when such a network runs).
+    ``mediapipe_precision``: how the MediaPipe path's landmark models run, ``"int8"`` (the shipped ONNX copies)
+    or ``"float"`` (MediaPipe's own files; :class:`~instanthmr.runtime.mediapipe.estimator.MediaPipeHMR`)."""
 
     model: str = "auto"
     random_init: bool = False
@@ -78,6 +80,7 @@ class PipelineSpec:
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     mhr_model: str | None = None
     mhr_lod: int | None = None
+    mediapipe_precision: str = "int8"
 
     def validate(self, label=str) -> None:
         """The values alone, before anything loads: ``ValueError`` with one line naming the field as
@@ -88,6 +91,11 @@ class PipelineSpec:
                 raise ValueError(f"{label(name)} must be 1 or more, got {value}")
         if not 0.0 <= self.det_confidence <= 1.0:  # NaN fails both comparisons
             raise ValueError(f"{label('det_confidence')} is a detection score in [0, 1], got {self.det_confidence}")
+        from instanthmr.runtime.mediapipe.files import LANDMARK_PRECISIONS
+
+        if self.mediapipe_precision not in LANDMARK_PRECISIONS:
+            raise ValueError(f"{label('mediapipe_precision')} must be one of {', '.join(LANDMARK_PRECISIONS)}, "
+                             f"got {self.mediapipe_precision!r}")
         if self.mhr_lod is not None and not 0 <= self.mhr_lod <= 6:
             raise ValueError(f"{label('mhr_lod')} is a level of detail from 0 (finest) to 6 (coarsest), "
                              f"got {self.mhr_lod}")
@@ -211,7 +219,8 @@ def build_pipeline(spec: PipelineSpec, model: Path | str):
         return mediapipe_pipeline(detector=spec.detector or "mediapipe", hands=spec.hands, detect_every=stride,
                                   max_persons=spec.max_persons, det_confidence=spec.det_confidence,
                                   device=spec.device, detector_variant=spec.detector_variant,
-                                  detector_weights=spec.detector_weights, detector_resolution=spec.detector_resolution)
+                                  detector_weights=spec.detector_weights, detector_resolution=spec.detector_resolution,
+                                  precision=spec.mediapipe_precision)
     from instanthmr.runtime.pipeline import PosePipeline
 
     runtime = spec.runtime  # with keypoint crops the tracking wrapper hides the detector (async_detector) itself

@@ -86,13 +86,16 @@ class MediaPipeTeacher:
     steps: its estimator (:class:`~instanthmr.runtime.mediapipe.estimator.MediaPipeHMR`: the landmark and hand
     models, loaded once, and how hands are found) and the landmarks -> MHR70 conversion
     (:func:`~instanthmr.runtime.mediapipe.conversion.mhr70_from_landmarks`), so the teacher's labels and the
-    offline default's predictions are the same numbers; the multi-person search runs on the estimator's models.
+    MediaPipe path's predictions come from the same code; the multi-person search runs on the estimator's
+    models. The teacher runs MediaPipe's own float models (``precision="float"``), the labels it can give at
+    their best; the offline default runs their int8 copies (their drift: docs/offline.md).
     """
 
     def __init__(self, models_dir: str | Path | None = None, hands: bool = True, max_people: int = 10,
                  tiles: bool = True, num_threads: int | None = None, min_presence: float = 0.5,
                  body_fit: bool = True):
-        self.estimator = MediaPipeHMR(models_dir, hands=hands, min_presence=min_presence, num_threads=num_threads)
+        self.estimator = MediaPipeHMR(models_dir, hands=hands, min_presence=min_presence, num_threads=num_threads,
+                                      precision="float")
         self.people = BlazePosePeople(max_people=max_people, tiles=tiles, detector=self.estimator.box_detector,
                                       landmarker=self.estimator.landmarker)
         self.min_presence = self.estimator.min_presence

@@ -225,18 +225,19 @@ class Ours:
     body fit with ``body_fit``, smoothing as ``smooth`` says or the headless demo's default (offline: kept per
     frame, smoothed after the last), the ground stage, the outputs) in its own thread over a :class:`FrameFeed`,
     timed chunk by chunk: the MediaPipe path, or with ``network`` (an InstantHMR ``.onnx``) the network path
-    with the MediaPipe person detector on every frame (the previous offline default). No output file is
+    with the MediaPipe person detector on every frame (the previous offline default); ``precision``: the
+    MediaPipe path's landmark models (``"int8"``, the default, or ``"float"``). No output file is
     written; ``finish_ms`` is the end of the run (the offline passes over all frames), not in the per-frame
     times."""
 
     def __init__(self, frames, max_persons: int, hands: bool, fps: float = 30.0, network: Path | None = None,
-                 body_fit: bool = False, smooth: str | None = None):
+                 body_fit: bool = False, smooth: str | None = None, precision: str = "int8"):
         from instanthmr.runner.config import RunConfig
         from instanthmr.runtime.factory import PipelineSpec
 
         spec = (PipelineSpec(model=str(network), detector="mediapipe", detector_stride=1, max_persons=max_persons,
                              hands=False) if network else
-                PipelineSpec(model="mediapipe", hands=hands, max_persons=max_persons))
+                PipelineSpec(model="mediapipe", hands=hands, max_persons=max_persons, mediapipe_precision=precision))
         self.persons: list[int] = []
         self.detected: list[bool] = []
 

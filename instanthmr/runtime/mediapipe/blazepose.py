@@ -29,6 +29,7 @@ from instanthmr.runtime.mediapipe.regions import (
     sigmoid,
     weighted_nms,
 )
+from instanthmr.runtime.mediapipe.models import open_model
 from instanthmr.runtime.mediapipe.tflite import TFLiteModel
 
 # --------------------------------------------------------------------------------------------------
@@ -191,7 +192,7 @@ def refine_from_heatmap(xy: np.ndarray, heatmap: np.ndarray, kernel: int = 7, mi
 
 
 class BlazePoseLandmarker:
-    """``pose_landmark_full.tflite``: image + ROI -> :class:`PoseLandmarks` (or None when the model says
+    """``pose_landmark_full`` (the ``.tflite`` or its ONNX copy, :func:`~.models.open_model`): image + ROI -> :class:`PoseLandmarks` (or None when the model says
     no pose is in the ROI)."""
 
     INPUT = 256
@@ -202,7 +203,7 @@ class BlazePoseLandmarker:
 
     def __init__(self, path: str | Path | None = None, presence_threshold: float = 0.5,
                  num_threads: int | None = None):
-        self.model = TFLiteModel(path or model_path("pose_landmark_full"), num_threads,
+        self.model = open_model(path or model_path("pose_landmark_full"), num_threads,
                                  drop_outputs=(self.SEGMENTATION,))
         if self.model.input_size != self.INPUT or len(self.model.outputs) != 4:
             raise MediaPipeModelError(f"{self.model.path}: not the BlazePose landmark model (input "

@@ -4,7 +4,7 @@ When no InstantHMR network can be had (no ``models/instanthmr.onnx``, no hub), t
 into an :class:`~instanthmr.runtime.hmr.HMRPrediction`, in the same place and with the same outputs as the
 network, so the exporters, the viewer and tracking work unchanged::
 
-    hmr = MediaPipeHMR()                                 # BlazePose full + hand landmarks, LiteRT CPU
+    hmr = MediaPipeHMR()                                 # BlazePose full (LiteRT) + hand landmarks (int8, ONNX Runtime)
     preds = hmr.predict(image_rgb, boxes, scores)        # one HMRPrediction per box
     pipe = mediapipe_pipeline()                          # a PosePipeline: + MediaPipe's person detector
     result = pipe.predict(image_rgb)                     # FrameResult
@@ -45,7 +45,7 @@ from instanthmr.runtime.hmr import HMRPrediction
 from instanthmr.runtime.mediapipe.blazepose import BlazePoseDetector, BlazePoseLandmarker, PoseLandmarks, landmark_box
 from instanthmr.runtime.mediapipe.conversion import mhr70_from_landmarks
 from instanthmr.runtime.mediapipe.detector import MediaPipeDetector
-from instanthmr.runtime.mediapipe.files import MEDIAPIPE_VERSION, mediapipe_models_dir, model_path
+from instanthmr.runtime.mediapipe.files import MEDIAPIPE_VERSION, landmark_model_path, mediapipe_models_dir, model_path
 from instanthmr.runtime.mediapipe.hands import HandLandmarker, find_hands
 from instanthmr.runtime.mediapipe.regions import Roi, crop_roi
 from instanthmr.runtime.pipeline import PosePipeline
@@ -71,7 +71,7 @@ def box_roi(box, scale: float = 1.25) -> Roi:
 
 
 class MediaPipeHMR:
-    """BlazePose full (+ hand landmark full) on LiteRT, a :class:`~instanthmr.runtime.pipeline.PoseEstimator`:
+    """BlazePose full (+ hand landmark full) on the CPU, a :class:`~instanthmr.runtime.pipeline.PoseEstimator`:
     ``predict(image_rgb, boxes, scores, focal_length, landmarks=None) -> list[HMRPrediction]``.
 
     A box that comes with the MediaPipe detector's landmarks (``landmarks[i]``, a ``PoseLandmarks``) uses them
@@ -84,28 +84,37 @@ class MediaPipeHMR:
         models_dir: folder of the ``.tflite`` files (default ``models/mediapipe``).
         hands: also run the hand landmark model (20 finger joints per hand; ~5 ms per hand and pass).
         min_presence: body joints whose presence (inside the image) is lower are marked invalid.
-        num_threads: LiteRT threads per model (default: up to 4).
+        num_threads: threads per model (default: up to 4 on LiteRT, 1 on ONNX Runtime).
+        precision: how the models run (:data:`~.files.LANDMARK_PRECISIONS`): ``"int8"`` (default: the hand
+            model as the int8 ONNX copy shipped in the package, on ONNX Runtime, half LiteRT's time; its drift
+            from MediaPipe's file in docs/offline.md) or ``"float"`` (MediaPipe's own hand file on LiteRT; what
+            the offline teacher runs). The pose landmark model and the person detector are MediaPipe's own
+            files either way (the pose model does not survive int8).
     """
 
     name = MODEL_NAME
-    provider = "LiteRT CPU (XNNPACK)"
     device = "cpu"
     io_binding = False
     cuda_graph = False
     has_wholebody = False
 
     def __init__(self, models_dir: str | Path | None = None, hands: bool = True, min_presence: float = 0.5,
-                 num_threads: int | None = None):
+                 num_threads: int | None = None, precision: str = "int8"):
         self.models_dir = Path(models_dir or mediapipe_models_dir())
-        self.path = model_path("pose_landmark_full", self.models_dir)
+        self.precision = precision
+        self.provider = ("LiteRT CPU (XNNPACK) + ONNX Runtime CPU (int8 hand model)" if precision == "int8" and hands
+                         else "LiteRT CPU (XNNPACK)")
+        self.path = landmark_model_path("pose_landmark_full", precision, self.models_dir)
         self.landmarker = BlazePoseLandmarker(self.path, num_threads=num_threads)
         # only for boxes from another detector (see landmarks_in_box); loaded on first use
         self._box_detector_args = (model_path("pose_detection", self.models_dir), num_threads)
         self._box_detector: BlazePoseDetector | None = None
-        self.hand = HandLandmarker(model_path("hand_landmark_full", self.models_dir), num_threads=num_threads) \
-            if hands else None
+        self.hand = HandLandmarker(landmark_model_path("hand_landmark_full", precision, self.models_dir),
+                                   num_threads=num_threads) if hands else None
         self.min_presence = float(min_presence)
-        self.model_info = {"precision": "fp32", "model_name": MODEL_NAME, "version": MODEL_VERSION,
+        hand_int8 = hands and precision == "int8"
+        self.model_info = {"precision": "fp32, hands int8" if hand_int8 else "fp32", "model_name": MODEL_NAME,
+                           "version": f"{MODEL_VERSION}+hand_int8" if hand_int8 else MODEL_VERSION,
                            "hands": self.hands, "has_metadata": False}
 
     @property
@@ -121,12 +130,15 @@ class MediaPipeHMR:
         return self.hand is not None
 
     def __repr__(self) -> str:
-        return f"MediaPipeHMR({MODEL_VERSION}, hands={self.hands}, provider={self.provider})"
+        return f"MediaPipeHMR({self.model_info['version']}, hands={self.hands}, provider={self.provider})"
 
     def describe(self) -> str:
         """One line for banners: what runs."""
+        hand_int8 = self.hand is not None and self.hand.model.path.suffix == ".onnx"
         return (f"MediaPipe BlazePose full{' + hand landmarks' if self.hands else ' (body only, no hands)'} "
-                f"from mediapipe=={MEDIAPIPE_VERSION} ({self.models_dir}) on {self.provider}")
+                f"from mediapipe=={MEDIAPIPE_VERSION} ({self.models_dir}"
+                f"{'; the hand model as its int8 copy in ' + str(self.hand.model.path.parent) if hand_int8 else ''}"
+                f") on {self.provider}")
 
     # ------------------------------------------------------------------ landmarks
     def landmarks_in_box(self, image: np.ndarray, box) -> PoseLandmarks | None:
@@ -235,13 +247,13 @@ def mediapipe_pipeline(detector: str | Path | PersonDetector = "mediapipe", hand
                        detect_every: int = DETECT_EVERY, max_persons: int = 8, det_confidence: float = 0.5,
                        models_dir: str | Path | None = None, num_threads: int | None = None, device: str = "auto",
                        crops: str = "landmarks", detector_variant: str = "nano",
-                       detector_weights: str | Path | None = None, detector_resolution: int | None = None
-                       ) -> PosePipeline:
+                       detector_weights: str | Path | None = None, detector_resolution: int | None = None,
+                       precision: str = "int8") -> PosePipeline:
     """The offline MediaPipe path as a :class:`~instanthmr.runtime.pipeline.PosePipeline`: a person detector
     (``"mediapipe"``, its landmarks reused, or anything
     :func:`~instanthmr.runtime.detector.create_detector` takes, with ``detector_variant`` /
     ``detector_weights`` / ``detector_resolution`` / ``device``) and :class:`MediaPipeHMR` (``hands``,
-    ``models_dir``, ``num_threads``).
+    ``models_dir``, ``num_threads``, ``precision``).
 
     On video (:class:`~instanthmr.video.tracking.TrackingPipeline`), ``crops="landmarks"`` is MediaPipe's
     tracking rule: a person found on one frame is looked for on the next in the region from this frame's
@@ -252,7 +264,7 @@ def mediapipe_pipeline(detector: str | Path | PersonDetector = "mediapipe", hand
     """
     if int(detect_every) < 1:
         raise ValueError(f"detect_every must be >= 1, got {detect_every}")
-    estimator = MediaPipeHMR(models_dir, hands=hands, num_threads=num_threads)
+    estimator = MediaPipeHMR(models_dir, hands=hands, num_threads=num_threads, precision=precision)
     if isinstance(detector, (str, Path)) and str(detector).lower() == "mediapipe":
         detector = MediaPipeDetector(det_confidence, max_persons, models_dir=models_dir, num_threads=num_threads,
                                      landmarker=estimator.landmarker)  # one copy of the landmark model

@@ -32,6 +32,20 @@ MODEL_FILES: dict[str, tuple[str, str]] = {
     "hand_landmark_full": ("mediapipe/modules/hand_landmark/hand_landmark_full.tflite",
                            "11c272b891e1a99ab034208e23937a8008388cf11ed2a9d776ed3d01d0ba00e3"),
 }
+#: Landmark models as static int8 ONNX, made from the files above by ``tools/convert_mediapipe.py`` and shipped
+#: in the package (:data:`INT8_MODELS_DIR`, MediaPipe's Apache-2.0 licence and a README with the command beside
+#: them): what the MediaPipe path runs by default (``precision="int8"``). The hand model only: its int8 copy
+#: takes half LiteRT's time for 1.1 px median drift in its 224 px crop; the pose landmark model's world
+#: landmarks move by 0.5-1.8 m in int8, so it stays MediaPipe's own file, as does the person detector
+#: (docs/offline.md, "int8 landmark models"). name -> (file name, sha256 of the file).
+INT8_MODEL_FILES: dict[str, tuple[str, str]] = {
+    "hand_landmark_full": ("hand_landmark_full.int8.onnx",
+                           "9366b07e998ddc058f718867dae18c0aa98932e33f07a0e8716924a277ead704"),
+}
+INT8_MODELS_DIR = Path(__file__).resolve().parents[1] / "models" / "mediapipe"
+#: How the landmark models run: ``int8`` (the shipped int8 copies where there is one, on ONNX Runtime; the
+#: others as ``float``) or ``float`` (MediaPipe's own files on LiteRT, bit for bit MediaPipe's models).
+LANDMARK_PRECISIONS = ("int8", "float")
 # Any platform's wheel carries the same model files: ask for one fixed wheel so the download works from
 # every host (macOS, Windows, Python versions MediaPipe never built for).
 _WHEEL_PLATFORM = ("manylinux_2_28_x86_64", "3.11")
@@ -63,6 +77,21 @@ def model_path(name: str, models_dir: str | Path | None = None) -> Path:
     if not path.is_file():
         raise MediaPipeModelError(f"MediaPipe model not found: {path} (get it with: python tools/fetch_models.py "
                                   f"mediapipe, which extracts it from the mediapipe=={MEDIAPIPE_VERSION} wheel)")
+    return path
+
+
+def landmark_model_path(name: str, precision: str = "int8", models_dir: str | Path | None = None) -> Path:
+    """The file that runs MediaPipe model ``name`` at ``precision`` (:data:`LANDMARK_PRECISIONS`): its shipped
+    int8 ONNX copy (:data:`INT8_MODEL_FILES`) for ``int8`` where there is one, else MediaPipe's own ``.tflite``
+    (:func:`model_path`). Checked to exist."""
+    if precision not in LANDMARK_PRECISIONS:
+        raise ValueError(f"MediaPipe precision must be one of {', '.join(LANDMARK_PRECISIONS)}, got {precision!r}")
+    if precision == "float" or name not in INT8_MODEL_FILES:
+        return model_path(name, models_dir)
+    path = INT8_MODELS_DIR / INT8_MODEL_FILES[name][0]
+    if not path.is_file():
+        raise MediaPipeModelError(f"int8 MediaPipe model not found: {path} (it ships with the package: reinstall "
+                                  "it, or run MediaPipe's own models with --mediapipe-precision float)")
     return path
 
 

@@ -16,7 +16,7 @@ from instanthmr.core import probe
 from instanthmr.runtime.mediapipe.blazepose import BLAZEPOSE33_INDEX, PoseLandmarks
 from instanthmr.runtime.mediapipe.files import MediaPipeModelError, model_path
 from instanthmr.runtime.mediapipe.regions import Roi, crop_roi, normalize_radians, score_output
-from instanthmr.runtime.mediapipe.tflite import TFLiteModel
+from instanthmr.runtime.mediapipe.models import open_model
 
 @dataclass
 class HandLandmarks:
@@ -76,13 +76,13 @@ def hand_roi_from_landmarks(points: np.ndarray, scale: float = 2.0, shift_y: flo
 
 
 class HandLandmarker:
-    """``hand_landmark_full.tflite``: image + ROI -> :class:`HandLandmarks` (None when no hand)."""
+    """``hand_landmark_full`` (the ``.tflite`` or its ONNX copy, :func:`~.models.open_model`): image + ROI -> :class:`HandLandmarks` (None when no hand)."""
 
     INPUT = 224
 
     def __init__(self, path: str | Path | None = None, presence_threshold: float = 0.5,
                  num_threads: int | None = None):
-        self.model = TFLiteModel(path or model_path("hand_landmark_full"), num_threads)
+        self.model = open_model(path or model_path("hand_landmark_full"), num_threads)
         if self.model.input_size != self.INPUT or len(self.model.outputs) != 4:
             raise MediaPipeModelError(f"{self.model.path}: not the MediaPipe hand landmark model")
         self.presence_threshold = presence_threshold

@@ -78,7 +78,7 @@ class TFLiteModel:
             raise MediaPipeModelError(f"{self.path}: not a loadable TFLite model ({str(e).strip()[:200]})") from None
         self.input = self.interpreter.get_input_details()[0]
         outs = self.interpreter.get_output_details()
-        self.outputs = sorted(outs, key=lambda o: _output_order(o["name"]))
+        self.outputs = sorted(outs, key=lambda o: output_order(o["name"]))
         self.input_size = int(self.input["shape"][1])
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
@@ -110,6 +110,7 @@ class _quiet_stderr:
         return False
 
 
-def _output_order(name: str) -> tuple[int, str]:
+def output_order(name: str) -> tuple[int, str]:
+    """The sort key that puts a model's outputs in MediaPipe's order: ``Identity``, ``Identity_1``, ... ``_10``."""
     base, _, num = name.rpartition("_")
     return (int(num), name) if base and num.isdigit() else (0, name)
