@@ -131,8 +131,8 @@ class _Converter:
 
     def _node(self, op: str, inputs, hint: str | None = None, **attrs) -> str:
         from onnx import helper
-        out = self._name(hint or op.lower())
-        self.nodes.append(helper.make_node(op, list(inputs), [out], **attrs))
+        out = self._name(hint or op.lower())  # the node is named as its output: nodes_to_exclude can name it
+        self.nodes.append(helper.make_node(op, list(inputs), [out], name=out, **attrs))
         return out
 
     def _init(self, array: np.ndarray, hint: str = "const") -> str:
@@ -352,7 +352,7 @@ def convert_tflite(path: str | Path, drop_outputs: tuple[str, ...] = ()):
     for i in g.outputs:
         i = int(i)
         name = g.tensors[i].name.decode()
-        conv.nodes.append(helper.make_node("Identity", [conv.plain(i)], [name]))
+        conv.nodes.append(helper.make_node("Identity", [conv.plain(i)], [name], name=f"output_{name}"))
         outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(conv._shape(i))))
     graph = helper.make_graph(
         conv.nodes, path.stem,
@@ -402,3 +402,159 @@ def litert_parity(tflite: str | Path, onnx_path: str | Path, inputs: np.ndarray 
         inputs = np.random.default_rng(0).random(shape, dtype=np.float32)
     ref, got = run_litert(tflite, inputs), run_onnx(onnx_path, inputs)
     return {n: float(np.abs(got[n] - ref[n]).max()) for n in got}
+
+
+# --------------------------------------------------------------------------------------------------
+# The models' real inputs, for calibration and drift
+# --------------------------------------------------------------------------------------------------
+
+class _Recorder:
+    """Wraps a loaded model (``TFLiteModel``): forwards each call and keeps its input, as uint8 (the crops
+    are ``uint8 / 255`` exactly, so nothing is lost)."""
+
+    def __init__(self, model, store: list):
+        self.model, self.store = model, store
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __call__(self, x):
+        self.store.append(np.round(np.asarray(x)[0] * 255.0).astype(np.uint8))
+        return self.model(x)
+
+
+def record_model_inputs(source: str | Path, max_frames: int | None = None) -> dict[str, np.ndarray]:
+    """The exact inputs the offline MediaPipe path feeds its landmark models on ``source`` (a video, a photo
+    or a folder of photos), run as the demo runs it (tracking, hands on, no body fit): ``{"pose_landmark_full":
+    (N, 256, 256, 3) uint8, "hand_landmark_full": (M, 224, 224, 3) uint8}``, the crops in call order
+    (divide by 255 for the model input)."""
+    from instanthmr.runner.config import RunConfig
+    from instanthmr.runner.loop import run
+    from instanthmr.runtime.mediapipe.estimator import mediapipe_pipeline
+    from instanthmr.video.sources import media_kind
+
+    pipe = mediapipe_pipeline()
+    est = pipe.estimator
+    pose, hand = [], []
+    est.landmarker.model = _Recorder(est.landmarker.model, pose)
+    est.hand.model = _Recorder(est.hand.model, hand)
+    kind = "video" if media_kind(source) == "video" else "image"
+    report = run(RunConfig(**{kind: str(source)}, max_frames=max_frames, body_fit=False, ground=False,
+                           quiet=True, verbose=False), pipeline=pipe)
+    if not report.frames:
+        raise MediaPipeModelError(f"{source}: no frame read (status {report.status})")
+
+    def stack(rows, size):
+        return np.stack(rows) if rows else np.zeros((0, size, size, 3), np.uint8)
+    return {"pose_landmark_full": stack(pose, 256), "hand_landmark_full": stack(hand, 224)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Static int8
+# --------------------------------------------------------------------------------------------------
+
+#: ORT calibration methods by name (activation ranges from the calibration crops).
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+#: Operators quantised by default. Clip / Relu must be in: ORT then gives a conv the range of the activation
+#: that follows it ([0, 6] for ReLU6); without them a conv's output is quantised over its whole pre-activation
+#: range and the first layer alone falls to 20 dB SQNR (39 dB with them, hand model, real crops).
+QUANT_OPS = ("Conv", "Clip", "Relu", "Add", "Gemm", "MaxPool", "Resize")
+
+
+def quantize_static_int8(src: str | Path, dst: str | Path, calib: np.ndarray, fmt: str = "qoperator",
+                         method: str = "minmax", exclude: tuple[str, ...] = (),
+                         op_types: tuple[str, ...] = QUANT_OPS) -> Path:
+    """Static int8 copy of a converted model (``src``, fp32 ONNX from :func:`convert_tflite`): per-channel
+    int8 weights, uint8 activations whose ranges come from ``calib`` ((N, H, W, 3) float32 in [0, 1], the
+    model's real inputs: :func:`record_model_inputs` / 255). ``fmt``: ``"qoperator"`` (QLinearConv ...
+    nodes) or ``"qdq"``; ``method``: one of :data:`CALIBRATION_METHODS`; ``exclude``: node names kept in
+    fp32 (e.g. the first conv, the heads). The input and output names and shapes stay the fp32 file's."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from instanthmr.training.quantize import _Reader
+
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"method must be one of {CALIBRATION_METHODS}, got {method!r}")
+    if fmt not in ("qoperator", "qdq"):
+        raise ValueError(f"fmt must be 'qoperator' or 'qdq', got {fmt!r}")
+    dst = Path(dst)
+    model = onnx.load(str(src))
+    feed = model.graph.input[0].name
+    meta = {p.key: p.value for p in model.metadata_props}
+    with tempfile.TemporaryDirectory(prefix="instanthmr_mpq_") as tmp:
+        prepped = Path(tmp) / "prep.onnx"
+        quant_pre_process(str(src), str(prepped), skip_symbolic_shape=True)
+        feeds = [{feed: np.asarray(x, np.float32)[None]} for x in calib]
+        calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                     "entropy": CalibrationMethod.Entropy}[method]
+        quantize_static(str(prepped), str(dst), _Reader(feeds), calibrate_method=calibrate,
+                        quant_format=QuantFormat.QOperator if fmt == "qoperator" else QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=list(op_types), nodes_to_exclude=list(exclude),
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    out = onnx.load(str(dst))
+    meta.update({"precision": f"int8-static-{fmt}-{method}", "calibration_crops": str(len(calib)),
+                 "fp32_excluded": ",".join(exclude)})
+    del out.metadata_props[:]
+    onnx.helper.set_model_props(out, meta)
+    onnx.save(out, str(dst))
+    return dst
+
+
+# --------------------------------------------------------------------------------------------------
+# Drift of a converted / quantised model from LiteRT, in the units the pipeline reads
+# --------------------------------------------------------------------------------------------------
+
+def _scores(raw: np.ndarray) -> np.ndarray:
+    from instanthmr.runtime.mediapipe.regions import score_output
+    return np.array([score_output(r) for r in raw])
+
+
+def landmark_drift(model: str, ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
+    """How far ``got`` (ONNX outputs, :func:`run_onnx`) lands from ``ref`` (LiteRT's, :func:`run_litert`)
+    on the same crops, in what the pipeline reads. ``model``: ``"hand_landmark_full"`` (21 points) or
+    ``"pose_landmark_full"`` (33 points, after MediaPipe's heatmap refinement, as the pipeline does).
+
+    Keys: ``px_median`` / ``px_p95`` / ``px_max`` (2D landmark distance in crop pixels, 224 or 256 wide,
+    over every point of the crops LiteRT says hold a hand / pose), ``world_mm_median`` / ``world_mm_p95``
+    (the metric world landmarks, mm), ``presence_agree`` (fraction of ALL crops where both are on the same
+    side of 0.5), for hands ``handedness_agree`` (same, over the crops with a hand), ``crops`` / ``present``."""
+    from instanthmr.runtime.mediapipe.blazepose import refine_from_heatmap
+
+    pres_ref, pres_got = _scores(ref["Identity_1"]), _scores(got["Identity_1"])
+    keep = pres_ref >= 0.5
+    n = int(keep.sum())
+    if model == "hand_landmark_full":
+        k, size = 21, 224
+        xy_ref = ref["Identity"].reshape(-1, k, 3)[..., :2]
+        xy_got = got["Identity"].reshape(-1, k, 3)[..., :2]
+        world = ("Identity_3", k)
+    elif model == "pose_landmark_full":
+        k, size = 33, 256
+
+        def refined(out, i):
+            lms = out["Identity"][i].reshape(39, 5)
+            return refine_from_heatmap(lms[:, :2] / size, out["Identity_3"][i][0])[:k] * size
+        xy_ref = np.stack([refined(ref, i) for i in range(len(pres_ref))]) if len(pres_ref) else np.zeros((0, k, 2))
+        xy_got = np.stack([refined(got, i) for i in range(len(pres_ref))]) if len(pres_ref) else np.zeros((0, k, 2))
+        world = ("Identity_4", 39)
+    else:
+        raise ValueError(f"no drift measure for {model!r} (hand_landmark_full, pose_landmark_full)")
+    px = np.linalg.norm(xy_got[keep] - xy_ref[keep], axis=-1).ravel()
+    w_ref = ref[world[0]].reshape(-1, world[1], 3)[keep, :k]
+    w_got = got[world[0]].reshape(-1, world[1], 3)[keep, :k]
+    mm = 1000.0 * np.linalg.norm(w_got - w_ref, axis=-1).ravel()
+    out = {"crops": len(pres_ref), "present": n,
+           "px_median": float(np.median(px)) if n else 0.0, "px_p95": float(np.percentile(px, 95)) if n else 0.0,
+           "px_max": float(px.max()) if n else 0.0,
+           "world_mm_median": float(np.median(mm)) if n else 0.0,
+           "world_mm_p95": float(np.percentile(mm, 95)) if n else 0.0,
+           "presence_agree": float(np.mean((pres_ref >= 0.5) == (pres_got >= 0.5))) if len(pres_ref) else 1.0}
+    if model == "hand_landmark_full":
+        side_ref, side_got = _scores(ref["Identity_2"][keep]), _scores(got["Identity_2"][keep])
+        out["handedness_agree"] = float(np.mean((side_ref >= 0.5) == (side_got >= 0.5))) if n else 1.0
+    return out
