@@ -460,6 +460,24 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 #: range and the first layer alone falls to 20 dB SQNR (39 dB with them, hand model, real crops).
 QUANT_OPS = ("Conv", "Clip", "Relu", "Add", "Gemm", "MaxPool", "Resize")
 
+#: What stays fp32 in the shipped int8 files, per model: the first ``first`` convolutions (the first 3x3
+#: depthwise, whose weights reach 77, loses 17 dB SQNR in int8: 38 -> 21 dB after it) and, with ``heads``,
+#: the fully connected heads. Chosen on held-out crops (docs/offline.md, "int8 landmark models").
+INT8_KEEP_FP32: dict[str, dict] = {
+    "hand_landmark_full": {"first": 6, "heads": True},
+    "pose_landmark_full": {"first": 6, "heads": True},
+}
+
+
+def fp32_nodes(model, first: int = 0, heads: bool = False, last: int = 0) -> tuple[str, ...]:
+    """Names of the nodes of a converted ``onnx.ModelProto`` to keep in fp32: its first ``first`` and last
+    ``last`` Conv nodes (graph order) and, with ``heads``, every Gemm (the fully connected heads)."""
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
+    keep = convs[:first] + (convs[-last:] if last else [])
+    if heads:
+        keep += [n.name for n in model.graph.node if n.op_type == "Gemm"]
+    return tuple(dict.fromkeys(keep))
+
 
 def quantize_static_int8(src: str | Path, dst: str | Path, calib: np.ndarray, fmt: str = "qoperator",
                          method: str = "minmax", exclude: tuple[str, ...] = (),
@@ -522,7 +540,8 @@ def landmark_drift(model: str, ref: dict[str, np.ndarray], got: dict[str, np.nda
     Keys: ``px_median`` / ``px_p95`` / ``px_max`` (2D landmark distance in crop pixels, 224 or 256 wide,
     over every point of the crops LiteRT says hold a hand / pose), ``world_mm_median`` / ``world_mm_p95``
     (the metric world landmarks, mm), ``presence_agree`` (fraction of ALL crops where both are on the same
-    side of 0.5), for hands ``handedness_agree`` (same, over the crops with a hand), ``crops`` / ``present``."""
+    side of 0.5), for hands ``handedness_agree`` (same, over the crops with a hand) and ``handedness_agree_sure``
+    (over those where LiteRT's handedness is below 0.2 or above 0.8), ``crops`` / ``present``."""
     from instanthmr.runtime.mediapipe.blazepose import refine_from_heatmap
 
     pres_ref, pres_got = _scores(ref["Identity_1"]), _scores(got["Identity_1"])
@@ -556,5 +575,51 @@ def landmark_drift(model: str, ref: dict[str, np.ndarray], got: dict[str, np.nda
            "presence_agree": float(np.mean((pres_ref >= 0.5) == (pres_got >= 0.5))) if len(pres_ref) else 1.0}
     if model == "hand_landmark_full":
         side_ref, side_got = _scores(ref["Identity_2"][keep]), _scores(got["Identity_2"][keep])
-        out["handedness_agree"] = float(np.mean((side_ref >= 0.5) == (side_got >= 0.5))) if n else 1.0
+        same = (side_ref >= 0.5) == (side_got >= 0.5)
+        sure = np.abs(side_ref - 0.5) > 0.3  # LiteRT confident: below 0.2 or above 0.8
+        out["handedness_agree"] = float(np.mean(same)) if n else 1.0
+        out["handedness_agree_sure"] = float(np.mean(same[sure])) if sure.any() else 1.0
+    return out
+
+
+def record_sources(sources, model: str, count: int | None = None) -> np.ndarray:
+    """``model``'s real inputs over several ``sources`` (:func:`record_model_inputs`), as (N, H, W, 3) float32
+    in [0, 1]; with ``count``, that many spread evenly over all of them (deterministic)."""
+    crops = np.concatenate([record_model_inputs(s)[model] for s in sources])
+    if count is not None and len(crops) > count:
+        crops = crops[np.linspace(0, len(crops) - 1, count).round().astype(int)]
+    return crops.astype(np.float32) / 255.0
+
+
+def time_one_thread(tflite: str | Path, onnx_paths: dict[str, str | Path], x: np.ndarray, reps: int = 60,
+                    rounds: int = 2, drop_outputs: tuple[str, ...] = ()) -> dict[str, list[tuple[float, float]]]:
+    """Median wall and process-CPU milliseconds per call of LiteRT (``"litert"``) and each ONNX file (by the
+    name given), one thread each, on the one input ``x`` ((1, H, W, 3) float32), run in turn for ``rounds``
+    rounds of ``reps`` calls (after 5 warm-up calls), so every model sees the same machine load."""
+    import time
+
+    import onnxruntime as ort
+
+    from instanthmr.runtime.mediapipe.tflite import TFLiteModel
+
+    lite = TFLiteModel(tflite, num_threads=1, drop_outputs=drop_outputs)
+    fns = {"litert": lite}
+    for name, path in onnx_paths.items():
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        feed = sess.get_inputs()[0].name
+        fns[name] = (lambda s, f: lambda v: s.run(None, {f: v}))(sess, feed)
+    out: dict[str, list[tuple[float, float]]] = {n: [] for n in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            for _ in range(5):
+                fn(x)
+            wall, cpu = [], []
+            for _ in range(reps):
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn(x)
+                wall.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
+            out[name].append((1e3 * float(np.median(wall)), 1e3 * float(np.median(cpu))))
     return out
