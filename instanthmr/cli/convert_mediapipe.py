@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.int8:
             return 0
         name = src.stem
+        if name in mo.NO_INT8:
+            raise MediaPipeModelError(f"{src}: no int8 copy of {name}: {mo.NO_INT8[name]}")
         if name not in mo.INT8_KEEP_FP32:
             raise MediaPipeModelError(f"{src}: no int8 recipe for {name} (known: {', '.join(mo.INT8_KEEP_FP32)})")
         q_out = Path(args.int8_out) if args.int8_out else out.with_name(f"{out.stem}.int8.onnx")
