@@ -116,8 +116,11 @@ def test_our_side_is_the_demo_loop_taking_turns_with_decoding_left_out(mp_models
     frames = [np.full((72, 128, 3), 40 * i, np.uint8) for i in range(7)]  # nobody in them: the detector runs
     side = Ours(frames, max_persons=1, hands=False)
     try:
+        t0 = time.perf_counter()
         ms, cpu, persons, detected = side.next(3)
+        wall = (time.perf_counter() - t0) * 1e3
         assert len(ms) == len(cpu) == len(persons) == len(detected) == 3 and all(m > 0 for m in ms)
+        assert 0.5 * wall < sum(ms) <= wall  # a turn's frames add up to the turn: finished frames, no spill
         assert persons == [0, 0, 0] and all(detected)  # the run's own results, one per frame
         time.sleep(0.05)
         assert len(side.feed.ms) == 3  # between turns the loop waits: no frame went through

@@ -16,8 +16,10 @@ Timed on our side: the demo's own run loop (:func:`instanthmr.runner.loop.run`, 
 detector for newcomers, MHR70 2D + metric 3D + camera translation, track IDs, the per-track body fit, the
 ground stage, smoothing (``--smooth``; default the headless demo's, offline: frames kept, smoothed after the
 last), the outputs' per-frame work) in its own thread, fed frames decoded beforehand; no file is written. A
-frame's time runs from the moment the loop gets it to the moment it asks for the next one. **Decoding and
-the BGR->RGB conversion are not timed on either side.** The end of the run (the offline passes over all
+frame's time runs from the previous frame finished (its body fit done: the loop finishes a frame on a worker
+thread while the next frame's models run, ``runner.finisher``) to this one finished; the first frame of each
+turn from the moment the loop gets it, and a turn ends only when its last frame is finished, so a turn's
+frames add up to the whole turn. **Decoding and the BGR->RGB conversion are not timed on either side.** The end of the run (the offline passes over all
 frames) is reported apart, as ms per frame. MediaPipe Pose runs in a long-lived worker process; the sides take
 turns every ``--chunk`` frames (the other side waits, so a busy machine slows both alike), ``--rounds``
 times from the first frame (tracking restarts); the first ``--warmup`` frames of each round are left out.

@@ -171,19 +171,19 @@ def read_frames(video: Path, n: int) -> list[np.ndarray]:
 
 class FrameFeed(DecodedFrames):
     """Frames decoded beforehand (RGB), handed to :func:`instanthmr.runner.loop.run` as its source, in turns:
-    the run's thread waits until :meth:`turn` lets ``k`` more frames through, and each frame's time is
-    measured from the moment it is handed to the loop until the loop asks for the next one (ms in
-    :attr:`ms`; the process's CPU time over the same span, all threads, in :attr:`cpu_ms`): the loop's whole
-    per-frame work, decoding excluded. Between turns the run's thread waits,
-    so another side (MediaPipe Pose) can run alone."""
+    the run's thread waits until :meth:`turn` lets ``k`` more frames through. :attr:`handed`: when each frame
+    was handed to the loop (``perf_counter``, ``process_time``); :attr:`ms` / :attr:`cpu_ms`: from then until the
+    loop asked for the next one (the loop's own part, decoding excluded: its finishing thread may still be at
+    work on the frame, :class:`Ours` times frames as they are finished). Between turns the run's thread
+    waits, so another side (MediaPipe Pose) can run alone."""
 
     def __init__(self, frames, fps: float = 30.0, name: str = "frames"):
         super().__init__(frames, fps, name)
         self.ms: list[float] = []
         self.cpu_ms: list[float] = []
+        self.handed: list[tuple[float, float]] = []  # (perf_counter, process_time) as each frame is handed over
         self._go, self._done = threading.Semaphore(0), threading.Semaphore(0)
         self._budget, self._closed = 0, False
-        self.end: float | None = None  # perf_counter when the loop was done with the last frame it had
 
     def __iter__(self):
         for frame in super().__iter__():
@@ -194,9 +194,9 @@ class FrameFeed(DecodedFrames):
                 return
             self._budget -= 1
             c0, t0 = time.process_time(), time.perf_counter()
+            self.handed.append((t0, c0))
             yield frame
-            self.end = time.perf_counter()
-            self.ms.append((self.end - t0) * 1e3)
+            self.ms.append((time.perf_counter() - t0) * 1e3)
             self.cpu_ms.append((time.process_time() - c0) * 1e3)
 
     def wait(self) -> None:
@@ -240,10 +240,12 @@ class Ours:
                 PipelineSpec(model="mediapipe", hands=hands, max_persons=max_persons, mediapipe_precision=precision))
         self.persons: list[int] = []
         self.detected: list[bool] = []
+        self.done: list[tuple[float, float]] = []  # (perf_counter, process_time) as each frame is finished
 
-        def record(frame, result):
+        def record(frame, result):  # on the run's finishing thread, after the body fit (runner.finisher)
             self.persons.append(len(result.persons))
             self.detected.append(bool(result.detector_ran))
+            self.done.append((time.perf_counter(), time.process_time()))
             return result
 
         self.config = RunConfig(video="frames", pipeline=spec, body_fit=body_fit, smooth=smooth, viewer=False,
@@ -260,23 +262,36 @@ class Ours:
 
         try:
             run(self.config, source=self.feed)
-            if self.feed.end is not None:
-                self.finish_ms = (time.perf_counter() - self.feed.end) * 1e3
+            if self.done:
+                self.finish_ms = (time.perf_counter() - self.done[-1][0]) * 1e3
         except BaseException as e:  # handed to the caller's thread
             self.error = e
         finally:
             self.feed.run_ended()
 
     def next(self, k: int):
-        """``(ms, cpu_ms, persons, detector_ran)`` lists for the next ``k`` frames (``cpu_ms``: this process's
-        CPU time, all threads; the other sides wait meanwhile); empty once the run has ended."""
-        n0 = len(self.feed.ms)
+        """``(ms, cpu_ms, persons, detector_ran)`` lists for the next ``k`` frames, once they are finished (the
+        turn ends when the run's finishing thread is done with them too: nothing spills into another side's
+        turn). A frame's ms is the time from the previous frame finished to this one finished (the first of a
+        turn: from its hand-over), so a turn's frames add up to the turn and work that overlaps the next frame's
+        models (runner.finisher) is counted once; ``cpu_ms`` likewise, this process's CPU time, all threads.
+        The other sides wait meanwhile. Empty once the run has ended."""
+        n0 = len(self.done)
         if not self.thread.is_alive():  # between turns the run's thread waits for one or has ended
             return [], [], [], []
         self.feed.turn(k)
+        while len(self.done) < len(self.feed.handed) and self.thread.is_alive() and self.error is None:
+            time.sleep(0.0002)  # the last frames handed over are still being finished
         self._raise()
-        ms = self.feed.ms[n0:]
-        return ms, self.feed.cpu_ms[n0:], self.persons[n0:n0 + len(ms)], self.detected[n0:n0 + len(ms)]
+        done = self.done[n0:]
+        start = self.feed.handed[n0] if done else None
+        ms, cpu = [], []
+        for t, c in done:
+            ms.append((t - start[0]) * 1e3)
+            cpu.append((c - start[1]) * 1e3)
+            start = (t, c)
+        n1 = n0 + len(done)
+        return ms, cpu, self.persons[n0:n1], self.detected[n0:n1]
 
     def close(self) -> None:
         self.feed.close()
