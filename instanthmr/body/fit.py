@@ -55,13 +55,15 @@ from instanthmr.body.mhr import MHR_TO_PRODUCT, NUM_MODEL_PARAMS, NUM_SHAPE, MHR
 from instanthmr.core.blas import blas_threads
 from instanthmr.core.geometry import project_points, solve_camera_translation
 from instanthmr.core.rotations import cross as _cross
-from instanthmr.core.rotations import euler_xyz_nearest, quaternion_to_matrix
+from instanthmr.core.rotations import quaternion_to_matrix
 from instanthmr.core.rotations import wrap_angle as _wrap
 from instanthmr.core.skeleton import MHR70_FLIP_PERM, MHR70_INDEX, MHR70_NAMES
 
 NUM_KEYPOINTS = len(MHR70_NAMES)
 _LN2 = 0.6931471805599453
 _D = np.asarray(MHR_TO_PRODUCT, np.float64)          # MHR (cm, Y up) -> product (m, Y down), per axis
+_SIGN = np.diag(np.sign(_D))                         # the axis flips alone: a rotation between the two frames
+_SIGN_D = np.sign(_D)
 
 # Which model parameters the fit may move, by name (MHR v1 parameter names, see docs/body_fit.md).
 #: Root rotation and body joint angles: always fitted.
@@ -216,7 +218,8 @@ class FitResult:
     keypoints (70,3) m, product frame, relative to the model origin (``keypoints + cam_trans`` = camera
     frame); cost: the LM objective at the solution (dimensionless, the sum of
     squared scaled residuals with the robust kernel); data_cost its data part; limit_cost its limit part;
-    rms_3d_m / rms_2d_px: plain errors on the observed joints; heading (3,) the torso's unit forward vector;
+    rms_3d_m / rms_2d_px: plain errors on the observed joints; heading (3,) the torso's unit forward vector
+    (those three: properties, computed when read);
     iterations; ms: wall time of the fit. ``body_keypoints`` (70,3): the keypoints the fit used (rows of
     hands it did not fit are 0); ``keypoints`` (property): all 70. hand_cost: the part of data_cost from the
     finger keypoints of the hands the fit moved (0 without): it comes and goes with the hand model, so what
@@ -229,13 +232,11 @@ class FitResult:
     cost: float
     data_cost: float
     limit_cost: float
-    rms_3d_m: float
-    rms_2d_px: float
-    heading: np.ndarray
     iterations: int
     ms: float
     hand_cost: float = 0.0
     _model: tuple | None = field(default=None, repr=False)
+    _fitted: tuple | None = field(default=None, repr=False)           # (observation, w3 or None, w2 or None)
     _rotations: np.ndarray | None = field(default=None, repr=False)   # (127,3,3) global, MHR frame
     _full: np.ndarray | None = field(default=None, repr=False)
 
@@ -244,6 +245,31 @@ class FitResult:
         """The objective without the fitted fingers' data terms (dimensionless): comparable between frames
         with and without a hand seen."""
         return self.cost - self.hand_cost
+
+    # what only a reader asks for is computed on first use (the stage reads none of it: ~0.03 ms a fit)
+    @property
+    def rms_3d_m(self) -> float:
+        """m: root-mean-square 3D error over the observed joints the fit used (NaN without 3D)."""
+        o, w3, _ = self._fitted
+        if w3 is None:
+            return float("nan")
+        sel = w3 > 0
+        return float(np.sqrt((((self.body_keypoints[sel] + self.offset_3d - o.joints_3d[sel]) ** 2).sum(1)).mean()))
+
+    @property
+    def rms_2d_px(self) -> float:
+        """px: root-mean-square reprojection error over the observed joints the fit used (NaN without 2D)."""
+        o, _, w2 = self._fitted
+        if w2 is None:
+            return float("nan")
+        sel = w2 > 0
+        uv = project_points(self.body_keypoints[sel] + self.cam_trans, o.focal, o.principal_point)
+        return float(np.sqrt((((uv - o.joints_2d[sel]) ** 2).sum(1)).mean()))
+
+    @property
+    def heading(self) -> np.ndarray | None:
+        """(3,) the fitted torso's unit forward vector (:func:`torso_heading`)."""
+        return torso_heading(self.body_keypoints)
 
     @property
     def keypoints(self) -> np.ndarray:
@@ -279,6 +305,32 @@ def heading_angle(a: np.ndarray | None, b: np.ndarray | None) -> float:
     if a is None or b is None:
         return 0.0
     return float(np.arccos(np.clip(np.dot(a, b), -1.0, 1.0)))
+
+
+def _euler_matrix3(e) -> np.ndarray:
+    """(3,3) ``Rz Ry Rx`` of one (rx, ry, rz) in float maths: :func:`_euler_matrices`' formulas, same order
+    (``math.cos`` / ``math.sin`` give numpy's values), so the same bits without numpy's per-call cost."""
+    cx, cy, cz = math.cos(e[0]), math.cos(e[1]), math.cos(e[2])
+    sx, sy, sz = math.sin(e[0]), math.sin(e[1]), math.sin(e[2])
+    return np.array([[cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx],
+                     [sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx],
+                     [-sy, cy * sx, cy * cx]])
+
+
+def _euler_nearest3(e, ref) -> list:
+    """:func:`instanthmr.core.rotations.euler_xyz_nearest` of one (rx, ry, rz) ``e`` near ``ref`` (3 floats
+    each) in float maths: Python's float ``%`` is numpy's ``mod`` and the sums run in numpy's order (checked on
+    random and near-tie angles: the same bits)."""
+    (e0, e1, e2), (r0, r1, r2) = e, ref
+    a = (r0 + _wrap1(e0 - r0), r1 + _wrap1(e1 - r1), r2 + _wrap1(e2 - r2))
+    b = (r0 + _wrap1(e0 + math.pi - r0), r1 + _wrap1(math.pi - e1 - r1), r2 + _wrap1(e2 + math.pi - r2))
+    near_b = abs(b[0] - r0) + abs(b[1] - r1) + abs(b[2] - r2) < abs(a[0] - r0) + abs(a[1] - r1) + abs(a[2] - r2)
+    return list(b if near_b else a)
+
+
+def _wrap1(a: float) -> float:
+    """:func:`instanthmr.core.rotations.wrap_angle` of one float."""
+    return math.pi - ((math.pi - a) % (2.0 * math.pi))
 
 
 def _matrix_to_euler_xyz(r: np.ndarray) -> np.ndarray:
@@ -627,15 +679,14 @@ class BodyFitter:
         minimum the fit does not leave in a few iterations). Unchanged without the four torso joints in 3D.
         With ``rotations`` (127,3,3), the joints' global rotations at ``params`` (MHR frame), returns
         ``(params, rotations turned the same way)``."""
-        idx = list(TORSO_KEYPOINTS)
-        if obs.joints_3d is None or (obs.w3d[idx] <= 0).any():
+        if obs.joints_3d is None or (obs.w3d[_TORSO] <= 0).any():
             return params if rotations is None else (params, rotations)
-        r_prod = _kabsch(keypoints[idx], obs.joints_3d[idx])
-        s = np.diag(np.sign(_D))
-        turn = s @ r_prod @ s
+        r_prod = _kabsch(keypoints[_TORSO], obs.joints_3d[_TORSO])
+        turn = _SIGN @ r_prod @ _SIGN
         p = params.copy()
         # the spelling nearest the last one: root angles stay continuous along a track (smoothing averages them)
-        p[3:6] = euler_xyz_nearest(_matrix_to_euler_xyz(turn @ _euler_matrices(p[None, 3:6])[0]), p[3:6])
+        ref = p[3:6].tolist()
+        p[3:6] = _euler_nearest3(_matrix_to_euler_xyz(turn @ _euler_matrix3(ref)).tolist(), ref)
         if rotations is None:
             return p
         turned = rotations.copy()
@@ -658,7 +709,7 @@ class BodyFitter:
         # plain float maths on the 3-vectors: a limb is ~100 scalar operations, which numpy calls would
         # multiply by their per-call overhead (this runs on every frame of every track)
         seen = (obs.w3d[self._limb_rows] > 0).tolist()
-        pts = (obs.joints_3d[self._limb_rows] * np.sign(_D)).tolist()       # MHR axes (directions only)
+        pts = (obs.joints_3d[self._limb_rows] * _SIGN_D).tolist()           # MHR axes (directions only)
         for k, (u, bi, flex0, frame0, prerot_t, chans, limits) in enumerate(self._limb_fast):
             if not (seen[3 * k] and seen[3 * k + 1] and seen[3 * k + 2]):
                 continue
@@ -767,6 +818,8 @@ class _Chain:
         local = {int(j): i for i, j in enumerate(self.joints)}
         rows = (self.joints[:, None] * 7 + np.arange(7)).reshape(-1)
         self.pt = sp.csr_matrix(fitter.pt[rows])              # ~2 non-zeros per row: sparse is 10x faster
+        # the rotation channels alone (rx, ry, rz of each joint): what a fit moves, read as one (n,3) array
+        self.pt_rot = sp.csr_matrix(fitter.pt[(self.joints[:, None] * 7 + np.arange(3, 6)).reshape(-1)])
         self.offsets = fitter.offsets[self.joints]
         self.prerot = fitter.prerot[self.joints]
         self.anc = fitter._anc[self.joints][:, self.joints].astype(np.float64)   # [k, j]: j is k or above it
@@ -777,8 +830,21 @@ class _Chain:
                 continue
             par = fitter.parents[lvl]
             self.levels.append((start, start + len(lvl),
-                                None if par[0] < 0 else np.asarray([local[int(q)] for q in par], np.int64)))
+                                None if par[0] < 0 else _as_view([local[int(q)] for q in par])))
             start += len(lvl)
+
+
+def _as_view(index: list):
+    """A gather ``index`` as a slice where it is one (one parent for the whole level: a length-1 slice that
+    broadcasts; evenly spaced parents: a strided slice), so a level reads its parents without a copy; else the
+    index array. The products are the same either way (a view only saves the gather)."""
+    a, n = index[0], len(index)
+    step = index[1] - a if n > 1 else 1
+    if step == 0 and all(i == a for i in index):
+        return slice(a, a + 1)
+    if step > 0 and index == list(range(a, a + step * n, step)):
+        return slice(a, a + step * (n - 1) + 1, step)
+    return np.asarray(index, np.int64)
 
 
 class _Rest:
@@ -863,6 +929,10 @@ class _Plan:
         self.dof_parent12 = self.dof_parent[np.concatenate([ch1, ch2])]     # ry DOFs first, then rz
         self.dof_orphan12 = np.flatnonzero(~self.dof_has_parent[np.concatenate([ch1, ch2])])
         self.prerot1 = fitter.prerot[self.dof_joint[ch1]]
+        pos = np.full(len(fitter.parents), -1, np.int64)
+        pos[self.chain.joints] = np.arange(len(self.chain.joints))
+        self.rz1 = pos[self.dof_joint[ch1]]                                 # row of the chain's Euler angles
+        self.pt_joint = fitter.point_joint[self.pts]
         self.prerot2_z = fitter.prerot[self.dof_joint[ch2]][:, :, 2:3]
         c = fitter.config
         body = ~self.is_root
@@ -870,6 +940,70 @@ class _Plan:
         self.prior_d = np.where(body, 1.0 / c.prior_sigma, 0.0)
         self.temporal_d = np.where(body, 1.0 / c.temporal_sigma, 0.0)
         self.network_d = np.where(body, 1.0 / c.network_sigma, 0.0)
+        self.prior_d2, self.temporal_d2, self.network_d2 = self.prior_d ** 2, self.temporal_d ** 2, self.network_d ** 2
+        self.lim_lo, self.lim_hi = self.limits[:, 0].copy(), self.limits[:, 1].copy()
+        self._lever_rows: dict[bytes, tuple] = {}
+
+    def lever_rows(self, rows: np.ndarray) -> tuple:
+        """For the observed keypoint ``rows``: (the rows of ``S_dof`` they read, as one sparse matrix; their
+        ``s_sum_dof`` (k, D, 1)), made once per set of rows (a track sees the same joints frame after frame)."""
+        key = rows.tobytes()
+        out = self._lever_rows.get(key)
+        if out is None:
+            if len(self._lever_rows) > 256:          # bounded: sets of seen joints come and go
+                self._lever_rows.clear()
+            d = len(self.dof_joint)
+            sel = (rows[:, None] * d + np.arange(d)).reshape(-1)
+            out = self._lever_rows[key] = (sp.csr_matrix(self.S_dof[sel]), self.s_sum_dof[rows][:, :, None])
+        return out
+
+
+class _Kinematics:
+    """The forward kinematics of one fit (:meth:`BodyFitter._fk` and :meth:`BodyFitter._points` on the plan's
+    chain and points): a fit moves rotation parameters only (:class:`_Plan` checks it), so every joint's
+    translation, scale and the rigid points' local positions are computed once per fit, and each evaluation
+    computes the joints' rotations alone. The same operations in the same order as ``_fk`` / ``_points``: the
+    same bits. Per evaluation it was ~40 numpy calls, which cost more than their arithmetic (issue 22 item 5)."""
+
+    def __init__(self, plan: "_Plan", shape: BodyShape, params: np.ndarray):
+        ch, n = plan.chain, len(plan.fitter.parents)
+        self.chain = ch
+        jpl = (ch.pt @ params).reshape(-1, 7)
+        self.g_s = np.exp(_LN2 * (ch.anc @ jpl[:, 6]))
+        self.scale = np.exp(_LN2 * jpl[:, 6])[:, None, None]
+        self.loc = np.empty((len(jpl), 4, 4))                 # rows 0:3 of column 3 and row 3: fixed
+        np.add(jpl[:, :3], ch.offsets, out=self.loc[:, :3, 3])
+        self.loc[:, 3] = (0.0, 0.0, 0.0, 1.0)
+        self.out_s = np.ones(n)
+        self.out_s[ch.joints] = self.g_s
+        self.out_s.flags.writeable = False                     # shared by every state of the fit
+        self.gs_pts = self.out_s[plan.pt_joint, None]
+        self.local_pts = shape.local_points[plan.pts][:, :, None]
+        self.pt_joint, self.n = plan.pt_joint, n
+
+    def forward(self, params: np.ndarray):
+        """(global rotations (127,3,3), translations (127,3) cm, scales (127,), MHR frame, zero outside the
+        chain; the chain's Euler angles (n,3) rad) at ``params``."""
+        ch, loc = self.chain, self.loc
+        euler = (ch.pt_rot @ params).reshape(-1, 3)
+        rot = loc[:, :3, :3]
+        np.matmul(ch.prerot, _euler_matrices(euler), out=rot)
+        rot *= self.scale
+        g = np.empty((len(euler), 3, 4))
+        for a, b, par in ch.levels:
+            if par is None:
+                g[a:b] = loc[a:b, :3]
+            else:
+                np.matmul(g[par], loc[a:b], out=g[a:b])
+        out_r, out_t = np.zeros((self.n, 3, 3)), np.zeros((self.n, 3))
+        out_r[ch.joints] = g[:, :, :3] / self.g_s[:, None, None]
+        out_t[ch.joints] = g[:, :, 3]
+        return out_r, out_t, self.out_s, euler
+
+    def points(self, g_r: np.ndarray, g_t: np.ndarray) -> np.ndarray:
+        """(M,3) cm: the plan's rigid points (:meth:`BodyFitter._points`)."""
+        k = self.pt_joint
+        return g_t[k] + self.gs_pts * (g_r[k] @ self.local_pts)[..., 0]
 
 
 class _State:
@@ -898,11 +1032,18 @@ class _State:
             self.scale2d = self.plan.fitter.config.sigma_2d * max(float(y.max() - y.min()) if len(y) > 1 else 0.0,
                                                                   50.0)
         self.cam_prev, self.tau_prev, self.prev_pose, self.has_prev = cam_prev, tau_prev, prev_pose, has_prev
+        # the observed values of each term's rows, and the previous pose of the fitted parameters: fixed too
+        self.obs3 = None if self.sel3 is None else obs.joints_3d[self.sel3]
+        self.w3s = None if self.sel3 is None else self.w3[self.sel3]
+        self.obs2 = None if self.sel2 is None else obs.joints_2d[self.sel2]
+        self.w2s = None if self.sel2 is None else self.w2[self.sel2]
+        self.prev_active = None if prev_pose is None else prev_pose[plan.active]
         self.net_pose = None if obs.prior_params is None else obs.prior_params[plan.active]   # the network's
         self.tau = None if tau_prev is None else np.asarray(tau_prev, np.float64).copy()
         self.cam = None if cam_prev is None else np.asarray(cam_prev, np.float64).copy()
         self.jac = self.jtj = None
         self.gain = 0.0                            # step(): the cost its step lowers, by the linear model
+        self.kin = _Kinematics(plan, shape, params)   # shared by the states of this fit (moved() copies)
 
     # the translations start from closed-form solutions the first time they are needed
     def _init_translations(self, kp):
@@ -932,8 +1073,8 @@ class _State:
 
     def evaluate(self, with_jacobian: bool) -> float:
         p, f, c, o = self.plan, self.plan.fitter, self.plan.fitter.config, self.obs
-        g_r, g_t, g_s, jp = f._fk(self.params, p.chain)
-        x = f._points(self.shape, g_r, g_t, g_s, p.pts)
+        g_r, g_t, g_s, euler = self.kin.forward(self.params)
+        x = self.kin.points(g_r, g_t)
         self.rotations, self.fk = g_r, (g_r, g_t, g_s)
         kp = (p.coeff @ x) * _D                              # (70,3) m product (zero outside the plan's rows)
         self.kp = kp
@@ -952,14 +1093,15 @@ class _State:
             g_par = g_r[p.dof_parent12]
             g_par[p.dof_orphan12] = np.eye(3)
             m = g_par[:len(ch1)] @ p.prerot1                                # (D1,3,3)
-            rz = jp[dj[ch1], 5, None]
+            rz = euler[p.rz1, 2, None]
             axes[ch1] = np.cos(rz) * m[:, :, 1] - np.sin(rz) * m[:, :, 0]
             axes[ch2] = (g_par[len(ch1):] @ p.prerot2_z)[..., 0]
             # rows: the observed keypoints; lever (k, J, 3) per DOF joint, then the cross product per DOF with
             # the product frame's axis scale folded into the axis components
             rows = self.rows
-            q = (p.S_dof @ x).reshape(NUM_KEYPOINTS, len(dj), 3)              # sum of C x over each subtree
-            lever = q[rows] - p.s_sum_dof[rows][:, :, None] * g_t[dj][None]     # (k, D, 3)
+            s_rows, s_sum = p.lever_rows(rows)
+            q = (s_rows @ x).reshape(len(rows), len(dj), 3)                    # sum of C x over each subtree
+            lever = q - s_sum * g_t[dj][None]                                   # (k, D, 3)
             lx, ly, lz = lever[..., 0], lever[..., 1], lever[..., 2]
             ax, ay, az = axes[:, 0], axes[:, 1], axes[:, 2]
             jd = np.empty((len(rows), 3, len(dj)))
@@ -970,8 +1112,8 @@ class _State:
         data_cost = 0.0
         if self.has3d:
             sel = sel3
-            r = (kp[sel] + self.tau - o.joints_3d[sel]) / c.sigma_3d          # (k,3)
-            rw, cost = _robust(r, self.w3[sel], c.robust)
+            r = (kp[sel] + self.tau - self.obs3) / c.sigma_3d                  # (k,3)
+            rw, cost = _robust(r, self.w3s, c.robust)
             data_cost += cost
             res.append((r * rw[:, None]).reshape(-1))
             if with_jacobian:
@@ -987,8 +1129,8 @@ class _State:
             xz = xc[:, :2] / z[:, None]
             uv = o.focal * xz + o.principal_point
             scale = self.scale2d
-            r = (uv - o.joints_2d[sel]) / scale
-            rw, cost = _robust(r, self.w2[sel], c.robust)
+            r = (uv - self.obs2) / scale
+            rw, cost = _robust(r, self.w2s, c.robust)
             data_cost += cost
             res.append((r * rw[:, None]).reshape(-1))
             if with_jacobian:
@@ -1003,22 +1145,23 @@ class _State:
         # priors: rest pose, previous frame, limits (root rotation: temporal only)
         theta = self.params[p.active]
         pr = theta * p.prior_d                                   # (the root's prior_d is 0)
-        over = theta - np.minimum(np.maximum(theta, p.limits[:, 0]), p.limits[:, 1])
+        over = theta - np.minimum(np.maximum(theta, p.lim_lo), p.lim_hi)
         lim = over / c.limit_sigma
         lim_d = np.where(over != 0, 1.0 / c.limit_sigma, 0.0)
-        self.diag_h = p.prior_d ** 2 + lim_d ** 2
+        self.diag_h = p.prior_d2 + lim_d ** 2
         self.diag_g = p.prior_d * pr + lim_d * lim
-        prior_cost = float(pr @ pr) + float(lim @ lim)
+        limit_cost = float(lim @ lim)
+        prior_cost = float(pr @ pr) + limit_cost
         if self.prev_pose is not None:
             # not on the root: its Euler angles jump (by pi, two at once) near gimbal lock, seen from the side,
             # while the rotation barely moves; the root follows the observed torso instead (align_root)
-            dt = _wrap(theta - self.prev_pose[p.active]) * p.temporal_d
-            self.diag_h = self.diag_h + p.temporal_d ** 2
+            dt = _wrap(theta - self.prev_active) * p.temporal_d
+            self.diag_h = self.diag_h + p.temporal_d2
             self.diag_g = self.diag_g + p.temporal_d * dt
             prior_cost += float(dt @ dt)
         if self.net_pose is not None:     # the network's own pose this frame (body angles; not the root)
             dn = _wrap(theta - self.net_pose) * p.network_d
-            self.diag_h = self.diag_h + p.network_d ** 2
+            self.diag_h = self.diag_h + p.network_d2
             self.diag_g = self.diag_g + p.network_d * dn
             prior_cost += float(dn @ dn)
         if self.has_prev and self.has2d and self.cam_prev is not None:
@@ -1029,7 +1172,7 @@ class _State:
                 jt = np.zeros((3, nvar))
                 jt[0, nvar - 3] = jt[1, nvar - 2] = jt[2, nvar - 1] = 1.0 / c.temporal_trans_sigma
                 jrows.append(jt)
-        self.limit_cost = float(lim @ lim)
+        self.limit_cost = limit_cost
         self.data_cost = data_cost
         total = data_cost + prior_cost
         self.cost = total
@@ -1068,15 +1211,6 @@ class _State:
         return -x
 
     def result(self, iterations: int, ms: float) -> FitResult:
-        o = self.obs
-        rms3 = rms2 = float("nan")
-        if self.has3d:
-            sel = self.w3 > 0
-            rms3 = float(np.sqrt((((self.kp[sel] + self.tau - o.joints_3d[sel]) ** 2).sum(1)).mean()))
-        if self.has2d:
-            sel = self.w2 > 0
-            uv = project_points(self.kp[sel] + self.cam, o.focal, o.principal_point)
-            rms2 = float(np.sqrt((((uv - o.joints_2d[sel]) ** 2).sum(1)).mean()))
         params = self.params.copy()
         params[:3] = 0.0
         kp = self.kp                                                       # the plan's rows (hands: later)
@@ -1085,8 +1219,8 @@ class _State:
                          _model=(self.plan.fitter, self.shape, (self.plan, self.fk)),
                          _rotations=self.rotations,
                          cost=float(self.cost), data_cost=float(self.data_cost), limit_cost=float(self.limit_cost),
-                         rms_3d_m=rms3, rms_2d_px=rms2, heading=torso_heading(kp), iterations=iterations,
-                         ms=ms, hand_cost=self._hand_cost())
+                         iterations=iterations, ms=ms, hand_cost=self._hand_cost(),
+                         _fitted=(self.obs, self.w3 if self.has3d else None, self.w2 if self.has2d else None))
 
     def _hand_cost(self) -> float:
         """The robust data cost of the fitted hands' finger keypoints at this state (as :meth:`evaluate`)."""
@@ -1103,15 +1237,28 @@ class _State:
 
 
 def _euler_matrices(e: np.ndarray) -> np.ndarray:
-    """(n,3) (rx, ry, rz) -> (n,3,3) ``Rz Ry Rx``: :func:`instanthmr.core.rotations.euler_xyz_to_matrix` written
-    into one preallocated array (the fit calls it every iteration; stacking costs more than the maths)."""
+    """(n,3) (rx, ry, rz) -> (n,3,3) ``Rz Ry Rx``: :func:`instanthmr.core.rotations.euler_xyz_to_matrix` in a
+    few numpy calls (the fit calls it ~5 times a fit, and numpy's per-call overhead, not the maths, is its
+    cost): every entry is ``a * b * c - d * e`` over the cosines, sines, their negatives, 1 and 0
+    (:data:`_EULER_TERMS`), the same products in the same order as the formulas written out, so the same bits."""
     c, s = np.cos(e), np.sin(e)
-    cx, cy, cz, sx, sy, sz = c[:, 0], c[:, 1], c[:, 2], s[:, 0], s[:, 1], s[:, 2]
-    r = np.empty((len(e), 3, 3))
-    r[:, 0, 0], r[:, 0, 1], r[:, 0, 2] = cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx
-    r[:, 1, 0], r[:, 1, 1], r[:, 1, 2] = sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx
-    r[:, 2, 0], r[:, 2, 1], r[:, 2, 2] = -sy, cy * sx, cy * cx
-    return r
+    n = len(e)
+    ones = _ONE_ZERO[:n] if n <= len(_ONE_ZERO) else np.broadcast_to(_ONE_ZERO[0], (n, 2))
+    g = np.concatenate((c, s, -c, -s, ones), 1)[:, _EULER_TERMS]          # (n, 5, 9)
+    r = g[:, 0] * g[:, 1]
+    r *= g[:, 2]
+    r -= g[:, 3] * g[:, 4]
+    return r.reshape(n, 3, 3)
+
+
+#: Columns of ``[cos rx, ry, rz, sin rx, ry, rz, -cos.., -sin.., 1, 0]`` whose products ``a b c - d e`` are the
+#: entries of ``Rz Ry Rx`` (row by row): e.g. r01 = cz sy sx - sz cx, r02 = cz sy cx - sz (-sx).
+_CX, _CY, _CZ, _SX, _SY, _SZ, _NCX, _NCY, _NCZ, _NSX, _NSY, _NSZ, _ONE, _ZERO = range(14)
+_EULER_TERMS = np.asarray([
+    (_CZ, _CY, _ONE, _ZERO, _ZERO), (_CZ, _SY, _SX, _SZ, _CX), (_CZ, _SY, _CX, _SZ, _NSX),
+    (_SZ, _CY, _ONE, _ZERO, _ZERO), (_SZ, _SY, _SX, _CZ, _NCX), (_SZ, _SY, _CX, _CZ, _SX),
+    (_NSY, _ONE, _ONE, _ZERO, _ZERO), (_CY, _SX, _ONE, _ZERO, _ZERO), (_CY, _CX, _ONE, _ZERO, _ZERO)]).T
+_ONE_ZERO = np.tile([1.0, 0.0], (256, 1))
 
 
 def _robust(r: np.ndarray, w: np.ndarray, c: float) -> tuple[np.ndarray, float]:
