@@ -621,21 +621,17 @@ class BodyFitter:
             if len(plan.other_rows):
                 out[plan.other_rows] = (plan.other_coeff @ self._points(shape, g_r, g_t, g_s, plan.other_pts)) * _D
             return out
-        # the rows the fit did not compute, from affine (3,4) [s R | t] transforms as in _fk: the plan's joints
-        # from the fit, the rest level by level (one gather and one batched matmul a level)
-        a = np.empty((len(g_r), 3, 4))
-        np.multiply(g_r, g_s[:, None, None], out=a[:, :, :3])
-        a[:, :, 3] = g_t
-        jp = (rest.pt @ params).reshape(-1, 7)
-        loc = np.empty((len(jp), 4, 4))
-        np.matmul(rest.prerot, _euler_matrices(jp[:, 3:6]), out=loc[:, :3, :3])
-        loc[:, :3, :3] *= np.exp(_LN2 * jp[:, 6])[:, None, None]
-        np.add(jp[:, :3], rest.offsets, out=loc[:, :3, 3])
-        loc[:, 3] = (0.0, 0.0, 0.0, 1.0)
-        for sel, lvl, par in rest.levels:
-            a[lvl] = a[par] @ loc[sel]
-        k = self.point_joint[plan.other_pts]
-        ak = a[k]
+        # the rows the fit did not compute, from affine (3,4) [s R | t] transforms as in _fk: the joints the fit
+        # computed that they read, then the rest level by level (one batched matmul a level), in one array
+        # (_Rest.layout); the rest's local transforms once per finger pose (_Rest.local)
+        a = np.empty((rest.comb_size, 3, 4))
+        src = rest.src
+        np.multiply(g_r[src], g_s[src, None, None], out=a[:len(src), :, :3])
+        a[:len(src), :, 3] = g_t[src]
+        loc = rest.local(params)
+        for out, par, sel in rest.comb_levels:
+            np.matmul(a[par], loc[sel], out=a[out])
+        ak = a[rest.comb_points]
         x = (ak[:, :, :3] @ shape.local_points[plan.other_pts][:, :, None])[..., 0] + ak[:, :, 3]
         out = known.copy()
         out[plan.other_rows] = (plan.other_coeff @ x) * _D
@@ -862,6 +858,43 @@ class _Rest:
             if len(lvl):
                 self.levels.append((slice(start, start + len(lvl)), lvl, fitter.parents[lvl]))
                 start += len(lvl)
+        self.cols = np.unique(self.pt.indices)                # the parameters the rest's transforms read
+        self._local: dict[bytes, np.ndarray] = {}
+
+    def layout(self, point_joints: np.ndarray) -> None:
+        """For :meth:`BodyFitter.complete_keypoints` from a fit: one array of affine (3,4) transforms holding
+        first the other joints it reads (the rest's parents, the points' joints outside the rest: ``src``),
+        then the rest's joints in their order; per level (its slice there, its parents there, its rows of
+        the local transforms), and the points' rows there."""
+        rest = {int(j): i for i, j in enumerate(self.joints)}
+        outer = sorted({int(j) for _, _, par in self.levels for j in par} | {int(j) for j in point_joints}
+                       - set(rest))
+        at = {j: i for i, j in enumerate(outer)}
+        at.update({j: len(outer) + i for j, i in rest.items()})
+        self.src = np.asarray(outer, np.int64)
+        self.comb_levels = [(slice(len(outer) + sel.start, len(outer) + sel.stop), _as_view([at[int(q)] for q in par]), sel)
+                            for sel, _, par in self.levels]
+        self.comb_points = np.asarray([at[int(j)] for j in point_joints], np.int64)
+        self.comb_size = len(outer) + len(self.joints)
+
+    def local(self, params: np.ndarray) -> np.ndarray:
+        """(R,4,4) the rest's local affine transforms at ``params`` (as :meth:`BodyFitter._fk` builds them),
+        kept per value of the parameters they read: a hand the fit does not move holds its fingers' angles
+        frame after frame, so they are built once, not on every person-frame (read-only, shared)."""
+        key = params[self.cols].tobytes()
+        loc = self._local.get(key)
+        if loc is None:
+            if len(self._local) > 64:                    # bounded: a new shape or finger pose makes a new one
+                self._local.clear()
+            jp = (self.pt @ params).reshape(-1, 7)
+            loc = np.empty((len(jp), 4, 4))
+            np.matmul(self.prerot, _euler_matrices(jp[:, 3:6]), out=loc[:, :3, :3])
+            loc[:, :3, :3] *= np.exp(_LN2 * jp[:, 6])[:, None, None]
+            np.add(jp[:, :3], self.offsets, out=loc[:, :3, 3])
+            loc[:, 3] = (0.0, 0.0, 0.0, 1.0)
+            loc.flags.writeable = False
+            self._local[key] = loc
+        return loc
 
 
 class _Plan:
@@ -896,6 +929,8 @@ class _Plan:
         self.chain = fitter._chain(np.unique(np.concatenate([fitter.point_joint[self.pts], fitter._wrists])))
         missing = np.setdiff1d(np.unique(np.flatnonzero(fitter._anc[fitter.point_joint].any(0))), self.chain.joints)
         self.rest = _Rest(fitter, missing) if len(missing) else None
+        if self.rest is not None:
+            self.rest.layout(fitter.point_joint[self.other_pts])
         del moved
         # S[(i, jj), m] = coeff[i, m] when joints[jj] is k_m or above it (m over this plan's points)
         anc = fitter._anc[fitter.point_joint[self.pts]][:, joints]           # (M, J)

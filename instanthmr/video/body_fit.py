@@ -161,35 +161,37 @@ def _walk_back(dp: np.ndarray, back: np.ndarray, end: int, t: int) -> int:
     return state
 
 
+#: Rows of both readings' joints stacked (2*70): as given, then mirrored (labels swapped).
+_BOTH = np.concatenate([np.arange(len(_FLIP)), _FLIP])
+_HIPS = np.asarray([MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]])
+
+
 def _centred(obs: Observation):
-    """For the continuity between frames, of one reading: (hip-centred 3D joints (70,3) m, their weights,
-    torso heading, 2D joints (70,2) centred on their weighted mean and divided by the person's 2D height,
-    their weights)."""
-    hips = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
+    """For the continuity between frames, of both readings (as given, mirrored: the depth reflection about
+    the hips is a sign once hip-centred, the labels a permutation, the heading's z flips): (hip-centred 3D
+    joints (2,70,3) m, their weights > 0 (2,70), the two torso headings (the given one None when unknown), 2D
+    joints (2,70,2) centred on their weighted mean and divided by the person's 2D height, their weights > 0
+    (2,70)). Both readings stacked once per frame: the next frame's transitions read them as they are."""
     if obs.joints_3d is None:
         j3, w3, head = np.zeros((70, 3)), np.zeros(70), None
     else:
         w3 = obs.w3d
-        c = obs.joints_3d[hips].mean(0) if (w3[hips] > 0).all() else \
+        c = (obs.joints_3d[_HIPS[0]] + obs.joints_3d[_HIPS[1]]) / 2 if (w3[_HIPS] > 0).all() else \
             np.average(obs.joints_3d, axis=0, weights=w3 + 1e-12)
         j3, head = obs.joints_3d - c, torso_heading(obs.joints_3d, w3)
+    j3 = j3[_BOTH].reshape(2, -1, 3)
+    np.negative(j3[1, :, 2], out=j3[1, :, 2])
+    heads = (head, None if head is None else head * np.array([1.0, 1.0, -1.0]))
+    seen3 = (w3[_BOTH] > 0).reshape(2, -1)
     if obs.joints_2d is None or (obs.w2d > 0).sum() < 2:
-        return j3, w3, head, np.zeros((70, 2)), np.zeros(70)
+        return j3, seen3, heads, np.zeros((2, 70, 2)), np.zeros((2, 70), bool)
     w2, seen = obs.w2d, obs.w2d > 0
     w = w2 + 1e-12
     centre = (w @ obs.joints_2d) / w.sum()
-    height = max(float(np.ptp(obs.joints_2d[seen, 1])), 1.0)
-    return j3, w3, head, (obs.joints_2d - centre) / height, w2
-
-
-def _mirror_centred(c):
-    """:func:`_centred` of the mirrored reading, from the reading as given without a second pass: hip-centred,
-    the depth reflection about the hips is a sign, the labels a permutation, the heading's z flips."""
-    j3, w3, head, j2, w2 = c
-    j3m = j3[_FLIP].copy()
-    j3m[:, 2] = -j3m[:, 2]
-    headm = None if head is None else head * np.array([1.0, 1.0, -1.0])
-    return j3m, w3[_FLIP], headm, j2[_FLIP], w2[_FLIP]
+    y = obs.joints_2d[seen, 1]
+    height = max(float(y.max() - y.min()), 1.0)
+    j2 = ((obs.joints_2d - centre) / height)[_BOTH].reshape(2, -1, 2)
+    return j3, seen3, heads, j2, seen[_BOTH].reshape(2, -1)
 
 
 def hand_chirality(pred) -> float:
@@ -271,7 +273,7 @@ class _Track:
     face: bool = False                                # the face was seen on the previous frame
     via_side: bool = False                            # labels as given: side-on more recently than clearly back
     level: float | None = None                        # running level of the fit cost (triggers on jumps)
-    last: tuple | None = None                         # previous frame: (hip-centred 3D, weights, heading) per reading
+    last: tuple | None = None                         # previous frame: both readings' joints (_centred)
     chains: dict = field(default_factory=dict)        # reading -> its fit on the previous frame
     records: list = field(default_factory=list)
 
@@ -392,11 +394,11 @@ class BodyFitStage:
         # body would pay for that body in its data cost), else from the track's live body
         fits = {s: self.fitter.fit(readings[s], shape, tr.chains.get(s, tr.prev), init_params=self._init(tr, pred))}
         hands = hand_chirality(pred)
-        given = _centred(obs)
-        now = (given, _mirror_centred(given))
-        decisive = self._decisive(given[2])
-        tr.via_side = self._via_side(tr.via_side, given[2])
-        prior = self._mirror_prior(given[2], tr.via_side)
+        now = _centred(obs)
+        heading = now[2][0]
+        decisive = self._decisive(heading)
+        tr.via_side = self._via_side(tr.via_side, heading)
+        prior = self._mirror_prior(heading, tr.via_side)
         trans = self._transitions(tr.last, now)
         tr.last = now
         if tr.prev is not None and (self._triggered(tr, readings[s], fits[s]) or
@@ -539,18 +541,17 @@ class BodyFitStage:
         if last is None:
             return out
         sw = self.swap
-        # the four pairs at once: [a, b] = reading a on the previous frame, reading b on this one
+        # the four pairs at once: [a, b] = reading a on the previous frame, reading b on this one (_centred)
         for k, sigma, cap in ((0, sw.motion_sigma, sw.motion_cap), (3, sw.motion_sigma_2d, sw.motion_cap_2d)):
-            ja, wa = np.stack([last[0][k], last[1][k]]), np.stack([last[0][k + 1], last[1][k + 1]])
-            jb, wb = np.stack([now[0][k], now[1][k]]), np.stack([now[0][k + 1], now[1][k + 1]])
-            ok = (wa[:, None] > 0) & (wb[None] > 0)                          # (2,2,70)
+            ja, jb = last[k], now[k]
+            ok = last[k + 1][:, None] & now[k + 1][None]                      # (2,2,70)
             d = jb[None] - ja[:, None]
             d2 = np.minimum(np.einsum("abjc,abjc->abj", d, d), cap ** 2)
             n = ok.sum(-1)
             out += np.where(n > 0, (d2 * ok).sum(-1) / np.maximum(n, 1), 0.0) / sigma ** 2
         for a in (0, 1):
             for b in (0, 1):
-                ha, hb = last[a][2], now[b][2]
+                ha, hb = last[2][a], now[2][b]
                 if ha is not None and hb is not None:
                     out[a, b] += sw.heading_weight * (1.0 - math.cos(math.acos(min(max(float(ha @ hb), -1.0), 1.0))))
         return out
