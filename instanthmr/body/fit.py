@@ -42,7 +42,6 @@ Use::
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -64,6 +63,7 @@ _LN2 = 0.6931471805599453
 _D = np.asarray(MHR_TO_PRODUCT, np.float64)          # MHR (cm, Y up) -> product (m, Y down), per axis
 _SIGN = np.diag(np.sign(_D))                         # the axis flips alone: a rotation between the two frames
 _SIGN_D = np.sign(_D)
+_EYE3 = np.eye(3)
 
 # Which model parameters the fit may move, by name (MHR v1 parameter names, see docs/body_fit.md).
 #: Root rotation and body joint angles: always fitted.
@@ -816,6 +816,9 @@ class _Chain:
         self.pt = sp.csr_matrix(fitter.pt[rows])              # ~2 non-zeros per row: sparse is 10x faster
         # the rotation channels alone (rx, ry, rz of each joint): what a fit moves, read as one (n,3) array
         self.pt_rot = sp.csr_matrix(fitter.pt[(self.joints[:, None] * 7 + np.arange(3, 6)).reshape(-1)])
+        # the parameters the other channels (translations, scale) read: what a fit holds fixed
+        fixed_rows = (self.joints[:, None] * 7 + np.asarray([0, 1, 2, 6])).reshape(-1)
+        self.fixed_cols = np.flatnonzero(np.abs(fitter.pt[fixed_rows]).sum(0) > 0)
         self.offsets = fitter.offsets[self.joints]
         self.prerot = fitter.prerot[self.joints]
         self.anc = fitter._anc[self.joints][:, self.joints].astype(np.float64)   # [k, j]: j is k or above it
@@ -918,6 +921,8 @@ class _Plan:
         hands = {i for side, grp in fitter.groups.items() if side in ("left", "right")
                  and not np.isin(grp, active).any() for i in _HAND_KEYPOINTS[side]}
         self.kp_rows = np.asarray([i for i in range(NUM_KEYPOINTS) if i not in hands], np.int64)
+        self.in_plan = np.zeros(NUM_KEYPOINTS)
+        self.in_plan[self.kp_rows] = 1.0
         self.hand_rows = np.asarray([i for side in ("left", "right") if np.isin(fitter.groups[side], active).any()
                                      for i in _HAND_KEYPOINTS[side]], np.int64)      # the fingers it fits
         self.pts = np.flatnonzero(np.abs(fitter.coeff[self.kp_rows]).sum(0) > 0)
@@ -978,6 +983,7 @@ class _Plan:
         self.prior_d2, self.temporal_d2, self.network_d2 = self.prior_d ** 2, self.temporal_d ** 2, self.network_d ** 2
         self.lim_lo, self.lim_hi = self.limits[:, 0].copy(), self.limits[:, 1].copy()
         self._lever_rows: dict[bytes, tuple] = {}
+        self.fixed: dict[tuple, tuple] = {}                # _Kinematics' fixed part per shape and held values
 
     def lever_rows(self, rows: np.ndarray) -> tuple:
         """For the observed keypoint ``rows``: (the rows of ``S_dof`` they read, as one sparse matrix; their
@@ -1001,20 +1007,29 @@ class _Kinematics:
     same bits. Per evaluation it was ~40 numpy calls, which cost more than their arithmetic (issue 22 item 5)."""
 
     def __init__(self, plan: "_Plan", shape: BodyShape, params: np.ndarray):
-        ch, n = plan.chain, len(plan.fitter.parents)
-        self.chain = ch
-        jpl = (ch.pt @ params).reshape(-1, 7)
-        self.g_s = np.exp(_LN2 * (ch.anc @ jpl[:, 6]))
-        self.scale = np.exp(_LN2 * jpl[:, 6])[:, None, None]
-        self.loc = np.empty((len(jpl), 4, 4))                 # rows 0:3 of column 3 and row 3: fixed
-        np.add(jpl[:, :3], ch.offsets, out=self.loc[:, :3, 3])
-        self.loc[:, 3] = (0.0, 0.0, 0.0, 1.0)
-        self.out_s = np.ones(n)
-        self.out_s[ch.joints] = self.g_s
-        self.out_s.flags.writeable = False                     # shared by every state of the fit
-        self.gs_pts = self.out_s[plan.pt_joint, None]
-        self.local_pts = shape.local_points[plan.pts][:, :, None]
-        self.pt_joint, self.n = plan.pt_joint, n
+        ch = self.chain = plan.chain
+        self.pt_joint, self.n = plan.pt_joint, len(plan.fitter.parents)
+        # what depends on the shape and the parameters the fit holds, once per value of them: a track's frames
+        # share it (read-only: shared; the rigid points' array is kept, so its id names it while cached)
+        key = (id(shape.local_points), params[ch.fixed_cols].tobytes())
+        fixed = plan.fixed.get(key)
+        if fixed is None:
+            if len(plan.fixed) > 64:                  # bounded: a new shape or held pose makes a new one
+                plan.fixed.clear()
+            jpl = (ch.pt @ params).reshape(-1, 7)
+            g_s = np.exp(_LN2 * (ch.anc @ jpl[:, 6]))
+            loc = np.empty((len(jpl), 4, 4))          # rows 0:3 of column 3 and row 3: fixed
+            np.add(jpl[:, :3], ch.offsets, out=loc[:, :3, 3])
+            loc[:, 3] = (0.0, 0.0, 0.0, 1.0)
+            out_s = np.ones(self.n)
+            out_s[ch.joints] = g_s
+            fixed = (shape.local_points, g_s, np.exp(_LN2 * jpl[:, 6])[:, None, None], loc, out_s,
+                     out_s[plan.pt_joint, None], shape.local_points[plan.pts][:, :, None])
+            for a in fixed[1:]:
+                a.flags.writeable = False
+            plan.fixed[key] = fixed
+        _, self.g_s, self.scale, loc, self.out_s, self.gs_pts, self.local_pts = fixed
+        self.loc = loc.copy()                         # this fit's own: each evaluation writes its rotations
 
     def forward(self, params: np.ndarray):
         """(global rotations (127,3,3), translations (127,3) cm, scales (127,), MHR frame, zero outside the
@@ -1048,9 +1063,7 @@ class _State:
                  prev_pose, has_prev: bool):
         self.plan, self.obs, self.shape = plan, obs, shape
         self.params = params
-        in_plan = np.zeros(NUM_KEYPOINTS)
-        in_plan[plan.kp_rows] = 1.0
-        self.w3, self.w2 = obs.w3d * in_plan, obs.w2d * in_plan             # keypoints outside the plan: unused
+        self.w3, self.w2 = obs.w3d * plan.in_plan, obs.w2d * plan.in_plan   # keypoints outside the plan: unused
         self.has3d = obs.joints_3d is not None and self.w3.sum() > 0
         self.has2d = obs.joints_2d is not None and self.w2.sum() > 0
         # fixed along the iterations: the observed rows of each term, the union, the 2D term's pixel scale
@@ -1073,6 +1086,8 @@ class _State:
         self.obs2 = None if self.sel2 is None else obs.joints_2d[self.sel2]
         self.w2s = None if self.sel2 is None else self.w2[self.sel2]
         self.prev_active = None if prev_pose is None else prev_pose[plan.active]
+        self.n_rows = (3 * len(self.sel3) if self.has3d else 0) + (2 * len(self.sel2) if self.has2d else 0) + \
+            (3 if has_prev and self.has2d and cam_prev is not None else 0)
         self.net_pose = None if obs.prior_params is None else obs.prior_params[plan.active]   # the network's
         self.tau = None if tau_prev is None else np.asarray(tau_prev, np.float64).copy()
         self.cam = None if cam_prev is None else np.asarray(cam_prev, np.float64).copy()
@@ -1091,7 +1106,8 @@ class _State:
 
     def moved(self, step: np.ndarray) -> "_State":
         p = self.plan
-        new = copy.copy(self)                      # same observation, plan, weights, priors
+        new = _State.__new__(_State)               # same observation, plan, weights, priors (copy.copy, faster)
+        new.__dict__.update(self.__dict__)
         new.params, new.jac, new.jtj = self.params.copy(), None, None
         n = len(p.active)
         theta = self.params[p.active] + step[:n]
@@ -1114,19 +1130,20 @@ class _State:
         kp = (p.coeff @ x) * _D                              # (70,3) m product (zero outside the plan's rows)
         self.kp = kp
         self._init_translations(kp)
-        res, jrows = [], []
+        res = []
         n = len(p.active)
         nvar = n + 3 * self.has3d + 3 * self.has2d
-        jk = None
+        jk = jac = None
         sel3, sel2 = self.sel3, self.sel2
         if with_jacobian:
+            jac = np.zeros((self.n_rows, nvar))          # the data rows' blocks are written into it in place
             # world axes of the rotation DOFs (MHR frame): rx = G_j e_x, ry = G_p P_j Rz e_y, rz = G_p P_j e_z
             dj = p.dof_joint
             axes = np.empty((len(dj), 3))
             ch0, ch1, ch2 = p.dof_ch
             axes[ch0] = g_r[dj[ch0], :, 0]
             g_par = g_r[p.dof_parent12]
-            g_par[p.dof_orphan12] = np.eye(3)
+            g_par[p.dof_orphan12] = _EYE3
             m = g_par[:len(ch1)] @ p.prerot1                                # (D1,3,3)
             rz = euler[p.rz1, 2, None]
             axes[ch1] = np.cos(rz) * m[:, :, 1] - np.sin(rz) * m[:, :, 0]
@@ -1152,11 +1169,10 @@ class _State:
             data_cost += cost
             res.append((r * rw[:, None]).reshape(-1))
             if with_jacobian:
-                jb = np.zeros((len(sel), 3, nvar))
+                jb = jac[:3 * len(sel)].reshape(len(sel), 3, nvar)
                 sw = rw / c.sigma_3d
-                jb[:, :, :n] = jk[self.at3] * sw[:, None, None]
+                np.multiply(jk[self.at3], sw[:, None, None], out=jb[:, :, :n])
                 jb[:, 0, n], jb[:, 1, n + 1], jb[:, 2, n + 2] = sw, sw, sw
-                jrows.append(jb.reshape(-1, nvar))
         if self.has2d:
             sel = sel2
             xc = kp[sel] + self.cam
@@ -1171,12 +1187,12 @@ class _State:
             if with_jacobian:
                 # d uv / d X = f/z [[1, 0, -x/z], [0, 1, -y/z]]
                 fz = (o.focal / z) * (rw / scale)                             # the row scale folded in
-                jb = np.zeros((len(sel), 2, nvar))
+                at = 3 * len(sel3) if self.has3d else 0
+                jb = jac[at:at + 2 * len(sel)].reshape(len(sel), 2, nvar)
                 j3 = jk[self.at2]
-                jb[:, :, :n] = fz[:, None, None] * (j3[:, :2] - xz[:, :, None] * j3[:, 2:3])
+                np.multiply(fz[:, None, None], j3[:, :2] - xz[:, :, None] * j3[:, 2:3], out=jb[:, :, :n])
                 jb[:, 0, nvar - 3] = jb[:, 1, nvar - 2] = fz
                 jb[:, :, nvar - 1] = -fz[:, None] * xz
-                jrows.append(jb.reshape(-1, nvar))
         # priors: rest pose, previous frame, limits (root rotation: temporal only)
         theta = self.params[p.active]
         pr = theta * p.prior_d                                   # (the root's prior_d is 0)
@@ -1204,16 +1220,15 @@ class _State:
             res.append(e)
             prior_cost += float(e @ e)
             if with_jacobian:
-                jt = np.zeros((3, nvar))
+                jt = jac[-3:]
                 jt[0, nvar - 3] = jt[1, nvar - 2] = jt[2, nvar - 1] = 1.0 / c.temporal_trans_sigma
-                jrows.append(jt)
         self.limit_cost = limit_cost
         self.data_cost = data_cost
         total = data_cost + prior_cost
         self.cost = total
         # the data rows form J; the diagonal terms (prior, limits, temporal) go straight into J^T J, J^T r
         self.res = np.concatenate(res)
-        self.jac = np.concatenate(jrows, 0) if with_jacobian else None
+        self.jac = jac
         self.jtj = None
         return total
 
@@ -1227,6 +1242,7 @@ class _State:
         n = len(lin.diag_h)
         if lin.jtj is None:         # a chord step reuses the linear state's J^T J
             lin.jtj = j.T @ j
+            lin.diag_idx = np.diag_indices(len(lin.jtj))
         h = lin.jtj.copy()
         g = j.T @ self.res
         d = h.diagonal().copy()
@@ -1235,7 +1251,7 @@ class _State:
         # (rejected on 90 % of openpose_video.avi's warm fits, issue 22)
         d[:n] += self.diag_h
         damp = lam * (d + 1e-6)
-        np.fill_diagonal(h, d + damp)
+        h[lin.diag_idx] = d + damp
         g[:n] += self.diag_g
         # h is symmetric positive definite (J^T J plus a positive diagonal): Cholesky (LAPACK posv) is ~2x
         # faster than a general solve at this size
