@@ -69,6 +69,7 @@ from instanthmr.core.geometry import project_points
 from instanthmr.core.skeleton import COCO_WHOLEBODY_FLIP_PERM, COCO_WHOLEBODY_INDEX, MHR70_FLIP_PERM, MHR70_INDEX
 
 _FLIP = np.asarray(MHR70_FLIP_PERM)
+_SAME = np.arange(len(_FLIP))
 _FLIP_WB = np.asarray(COCO_WHOLEBODY_FLIP_PERM)
 #: MHR70 joints whose 3D must be seen for a frame to count toward a track's shape.
 _SHAPE_JOINTS = tuple(MHR70_INDEX[n] for n in (
@@ -163,6 +164,7 @@ def _walk_back(dp: np.ndarray, back: np.ndarray, end: int, t: int) -> int:
 
 #: Rows of both readings' joints stacked (2*70): as given, then mirrored (labels swapped).
 _BOTH = np.concatenate([np.arange(len(_FLIP)), _FLIP])
+_TORSO, _FACE = np.asarray(TORSO_KEYPOINTS), np.asarray(FACE_KEYPOINTS)
 _HIPS = np.asarray([MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]])
 
 
@@ -471,8 +473,8 @@ class BodyFitStage:
         if tr.level is not None and fit.body_cost > self.swap.trigger_cost * tr.level + 10.0:
             return True
         # the face vanishing while the torso stays (turning away) also triggers; a track without a face does not
-        torso_seen = (obs.w2d[list(TORSO_KEYPOINTS)] > 0).all()
-        face = (obs.w2d[list(FACE_KEYPOINTS)] > 0).sum() >= self.fitter.config.min_face_joints
+        torso_seen = (obs.w2d[_TORSO] > 0).all()
+        face = (obs.w2d[_FACE] > 0).sum() >= self.fitter.config.min_face_joints
         lost = tr.face and not face
         tr.face = face
         return bool(torso_seen and lost)
@@ -547,8 +549,7 @@ class BodyFitStage:
             ok = last[k + 1][:, None] & now[k + 1][None]                      # (2,2,70)
             d = jb[None] - ja[:, None]
             d2 = np.minimum(np.einsum("abjc,abjc->abj", d, d), cap ** 2)
-            n = ok.sum(-1)
-            out += np.where(n > 0, (d2 * ok).sum(-1) / np.maximum(n, 1), 0.0) / sigma ** 2
+            out += (d2 * ok).sum(-1) / np.maximum(ok.sum(-1), 1) / sigma ** 2   # 0 where no joint is in both
         for a in (0, 1):
             for b in (0, 1):
                 ha, hb = last[2][a], now[2][b]
@@ -560,9 +561,9 @@ class BodyFitStage:
         """``pred`` with the fitted body (module docstring). Mirrored: the estimator's 2D and observed flags are
         relabelled to the body's true sides. ``given``: the estimator's own prediction when ``pred`` is an
         output already filled (its whole-body joints are relabelled from the sides as given)."""
-        perm = _FLIP if reading == 1 else np.arange(len(_FLIP))
+        perm = _FLIP if reading == 1 else _SAME
         observed = ((obs.w3d > 0) | (obs.w2d > 0))[perm]
-        kp = fit.keypoints.astype(np.float64)
+        kp = fit.keypoints                                                  # (70,3) float64, read only here
         if fit.cam_trans is not None:
             cam = fit.cam_trans
         else:   # 3D only: the observation's camera translation moved to the model origin
