@@ -406,10 +406,12 @@ def _kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Rotation R (3,3) minimising |R src_c - dst_c| over centred point sets (N,3)."""
     a, b = src - src.sum(0) / len(src), dst - dst.sum(0) / len(dst)
     u, _, vt = np.linalg.svd(a.T @ b)
-    (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = (vt.T @ u.T).tolist()
+    r = vt.T @ u.T
+    (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = r.tolist()
     det = m00 * (m11 * m22 - m12 * m21) - m01 * (m10 * m22 - m12 * m20) + m02 * (m10 * m21 - m11 * m20)
-    d = 1.0 if det > 0 else (-1.0 if det < 0 else 0.0)
-    return (vt.T * np.array([1.0, 1.0, d])) @ u.T
+    if det > 0:     # a rotation already (the usual case): the product below with d = 1, the same bits
+        return r
+    return (vt.T * np.array([1.0, 1.0, -1.0 if det < 0 else 0.0])) @ u.T
 
 
 class BodyFitter:
@@ -794,7 +796,7 @@ class BodyFitter:
             # warm fits on openpose_video.avi before the chord step took this state's limit curvature, see step)
             if state.gain <= cost:
                 trial = state.moved(step)
-                new_cost = trial.evaluate(with_jacobian=it < n_iter and it % every == 0)
+                new_cost = trial.evaluate(with_jacobian=it < n_iter and it % every == 0, for_step=it < n_iter)
             if new_cost <= cost:
                 state, cost, lam = trial, new_cost, max(lam / 3.0, 1e-7)
                 if trial.jac is not None:
@@ -1122,7 +1124,10 @@ class _State:
             new.cam = self.cam + step[k:k + 3]
         return new
 
-    def evaluate(self, with_jacobian: bool) -> float:
+    def evaluate(self, with_jacobian: bool, for_step: bool = True) -> float:
+        """The objective at this state (and its Jacobian). ``for_step`` False: no step will be taken from it
+        (the fit's last trial): its residual vector and the diagonal terms' gradient and curvature, which only
+        a step reads, are not built (``res``, ``diag_h``, ``diag_g`` None); the cost is the same."""
         p, f, c, o = self.plan, self.plan.fitter, self.plan.fitter.config, self.obs
         g_r, g_t, g_s, euler = self.kin.forward(self.params)
         x = self.kin.points(g_r, g_t)
@@ -1169,7 +1174,8 @@ class _State:
             r = (kp[sel] + self.tau - self.obs3) / c.sigma_3d                  # (k,3)
             rw, cost = _robust(r, self.w3s, c.robust)
             data_cost += cost
-            res.append((r * rw[:, None]).reshape(-1))
+            if for_step:
+                res.append((r * rw[:, None]).reshape(-1))
             if with_jacobian:
                 jb = jac[:3 * len(sel)].reshape(len(sel), 3, nvar)
                 sw = rw / c.sigma_3d
@@ -1185,7 +1191,8 @@ class _State:
             r = (uv - self.obs2) / scale
             rw, cost = _robust(r, self.w2s, c.robust)
             data_cost += cost
-            res.append((r * rw[:, None]).reshape(-1))
+            if for_step:
+                res.append((r * rw[:, None]).reshape(-1))
             if with_jacobian:
                 # d uv / d X = f/z [[1, 0, -x/z], [0, 1, -y/z]]
                 fz = (o.focal / z) * (rw / scale)                             # the row scale folded in
@@ -1200,26 +1207,31 @@ class _State:
         pr = theta * p.prior_d                                   # (the root's prior_d is 0)
         over = theta - np.minimum(np.maximum(theta, p.lim_lo), p.lim_hi)
         lim = over / c.limit_sigma
-        lim_d = np.where(over != 0, 1.0 / c.limit_sigma, 0.0)
-        self.diag_h = p.prior_d2 + lim_d ** 2
-        self.diag_g = p.prior_d * pr + lim_d * lim
+        self.diag_h = self.diag_g = None
+        if for_step:
+            lim_d = np.where(over != 0, 1.0 / c.limit_sigma, 0.0)
+            self.diag_h = p.prior_d2 + lim_d ** 2
+            self.diag_g = p.prior_d * pr + lim_d * lim
         limit_cost = float(lim @ lim)
         prior_cost = float(pr @ pr) + limit_cost
         if self.prev_pose is not None:
             # not on the root: its Euler angles jump (by pi, two at once) near gimbal lock, seen from the side,
             # while the rotation barely moves; the root follows the observed torso instead (align_root)
             dt = _wrap(theta - self.prev_active) * p.temporal_d
-            self.diag_h = self.diag_h + p.temporal_d2
-            self.diag_g = self.diag_g + p.temporal_d * dt
+            if for_step:
+                self.diag_h = self.diag_h + p.temporal_d2
+                self.diag_g = self.diag_g + p.temporal_d * dt
             prior_cost += float(dt @ dt)
         if self.net_pose is not None:     # the network's own pose this frame (body angles; not the root)
             dn = _wrap(theta - self.net_pose) * p.network_d
-            self.diag_h = self.diag_h + p.network_d2
-            self.diag_g = self.diag_g + p.network_d * dn
+            if for_step:
+                self.diag_h = self.diag_h + p.network_d2
+                self.diag_g = self.diag_g + p.network_d * dn
             prior_cost += float(dn @ dn)
         if self.has_prev and self.has2d and self.cam_prev is not None:
             e = (self.cam - self.cam_prev) / c.temporal_trans_sigma
-            res.append(e)
+            if for_step:
+                res.append(e)
             prior_cost += float(e @ e)
             if with_jacobian:
                 jt = jac[-3:]
@@ -1229,7 +1241,7 @@ class _State:
         total = data_cost + prior_cost
         self.cost = total
         # the data rows form J; the diagonal terms (prior, limits, temporal) go straight into J^T J, J^T r
-        self.res = np.concatenate(res)
+        self.res = np.concatenate(res) if for_step else None
         self.jac = jac
         self.jtj = None
         return total
