@@ -307,6 +307,13 @@ def heading_angle(a: np.ndarray | None, b: np.ndarray | None) -> float:
     return float(np.arccos(np.clip(np.dot(a, b), -1.0, 1.0)))
 
 
+def _matrix_to_euler_xyz3(r) -> tuple:
+    """:func:`_matrix_to_euler_xyz` of a (3,3) nested list: numpy's arcsin / arctan2 on floats (their values
+    differ from ``math``'s in the last bit), without its clip and array."""
+    return (float(np.arctan2(r[2][1], r[2][2])), -float(np.arcsin(min(max(r[2][0], -1.0), 1.0))),
+            float(np.arctan2(r[1][0], r[0][0])))
+
+
 def _euler_matrix3(e) -> np.ndarray:
     """(3,3) ``Rz Ry Rx`` of one (rx, ry, rz) in float maths: :func:`_euler_matrices`' formulas, same order
     (``math.cos`` / ``math.sin`` give numpy's values), so the same bits without numpy's per-call cost."""
@@ -367,10 +374,17 @@ def _rotation_between3(a, b) -> np.ndarray:
     v, c = _cross3(a, b), _dot3(a, b)
     if c < -0.999999:
         return _rotation_between(np.asarray(a), np.asarray(b))
-    k = ((0.0, -v[2], v[1]), (v[2], 0.0, -v[0]), (-v[1], v[0], 0.0))
+    # I + K + K^2 / (1 + c), K the cross-product matrix of v, written out: the same sums in the same order as
+    # sum over m of K[i][m] K[m][j] (K's zero diagonal included), without a comprehension's cost
+    k01, k02, k10, k12, k20, k21 = -v[2], v[1], v[2], -v[0], -v[1], v[0]
     w = 1.0 + c
-    return np.array([[(i == j) + k[i][j] + (k[i][0] * k[0][j] + k[i][1] * k[1][j] + k[i][2] * k[2][j]) / w
-                      for j in range(3)] for i in range(3)])
+    return np.array([
+        [1.0 + 0.0 + (0.0 * 0.0 + k01 * k10 + k02 * k20) / w, 0.0 + k01 + (0.0 * k01 + k01 * 0.0 + k02 * k21) / w,
+         0.0 + k02 + (0.0 * k02 + k01 * k12 + k02 * 0.0) / w],
+        [0.0 + k10 + (k10 * 0.0 + 0.0 * k10 + k12 * k20) / w, 1.0 + 0.0 + (k10 * k01 + 0.0 * 0.0 + k12 * k21) / w,
+         0.0 + k12 + (k10 * k02 + 0.0 * k12 + k12 * 0.0) / w],
+        [0.0 + k20 + (k20 * 0.0 + k21 * k10 + 0.0 * k20) / w, 0.0 + k21 + (k20 * k01 + k21 * 0.0 + 0.0 * k21) / w,
+         1.0 + 0.0 + (k20 * k02 + k21 * k12 + 0.0 * 0.0) / w]])
 
 
 def _dot3(a, b) -> float:
@@ -684,7 +698,7 @@ class BodyFitter:
         p = params.copy()
         # the spelling nearest the last one: root angles stay continuous along a track (smoothing averages them)
         ref = p[3:6].tolist()
-        p[3:6] = _euler_nearest3(_matrix_to_euler_xyz(turn @ _euler_matrix3(ref)).tolist(), ref)
+        p[3:6] = _euler_nearest3(_matrix_to_euler_xyz3((turn @ _euler_matrix3(ref)).tolist()), ref)
         if rotations is None:
             return p
         turned = rotations.copy()
