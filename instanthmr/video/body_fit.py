@@ -291,6 +291,7 @@ class BodyFitStage:
         self.model = model if model is not None else MHRNumpy.from_npz(SHIPPED_MHR_MODEL)
         self.fitter = BodyFitter(self.model, config)
         self.swap = swap or SwapConfig()
+        self._switch = self.swap.switch_cost * (1 - np.eye(2))   # (2,2) what changing reading costs
         self.shape_frames = int(shape_frames)
         self.keep_observed_2d = keep_observed_2d
         self.keep_history = keep_history or lag_frames > 0
@@ -420,7 +421,7 @@ class BodyFitStage:
         costs = self._costs(fits, s, hands, decisive, prior)
         if tr.prev is None:     # a track starts as given: reading it mirrored takes a switch's worth of evidence
             costs[1] += self.swap.switch_cost
-        total = tr.dp[:, None] + trans + self.swap.switch_cost * (1 - np.eye(2))
+        total = tr.dp[:, None] + trans + self._switch
         back = np.argmin(total, 0)
         dp = total[back, [0, 1]] + costs
         best = int(np.argmin(dp))
@@ -465,7 +466,7 @@ class BodyFitStage:
         """Whether the other reading, not fitted yet (its cost guessed as the fitted one's plus
         ``unevaluated_cost``), comes within ``margin`` of winning this frame on continuity alone: then it is
         worth fitting. Cheap (no fit); seen from the side the two readings are close and it fits both."""
-        total = dp[:, None] + trans + self.swap.switch_cost * (1 - np.eye(2))
+        total = dp[:, None] + trans + self._switch
         best = total.min(0) + costs
         return bool(best[1 - stay] - best[stay] < self.swap.margin)
 
