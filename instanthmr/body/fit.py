@@ -891,10 +891,11 @@ class _Rest:
         at = {j: i for i, j in enumerate(outer)}
         at.update({j: len(outer) + i for j, i in rest.items()})
         self.src = np.asarray(outer, np.int64)
-        self.comb_levels = [(slice(len(outer) + sel.start, len(outer) + sel.stop), _as_view([at[int(q)] for q in par]), sel)
+        n = len(outer)
+        self.comb_levels = [(slice(n + sel.start, n + sel.stop), _as_view([at[int(q)] for q in par]), sel)
                             for sel, _, par in self.levels]
         self.comb_points = np.asarray([at[int(j)] for j in point_joints], np.int64)
-        self.comb_size = len(outer) + len(self.joints)
+        self.comb_size = n + len(self.joints)
 
     def local(self, params: np.ndarray) -> np.ndarray:
         """(R,4,4) the rest's local affine transforms at ``params`` (as :meth:`BodyFitter._fk` builds them),
@@ -1018,9 +1019,10 @@ class _Plan:
 class _Kinematics:
     """The forward kinematics of one fit (:meth:`BodyFitter._fk` and :meth:`BodyFitter._points` on the plan's
     chain and points): a fit moves rotation parameters only (:class:`_Plan` checks it), so every joint's
-    translation, scale and the rigid points' local positions are computed once per fit, and each evaluation
-    computes the joints' rotations alone. The same operations in the same order as ``_fk`` / ``_points``: the
-    same bits. Per evaluation it was ~40 numpy calls, which cost more than their arithmetic (issue 22 item 5)."""
+    translation, scale and the rigid points' local positions are computed once per shape and held parameters
+    (kept in the plan: a track's fits share them), and each evaluation computes the joints' rotations alone.
+    The same operations in the same order as ``_fk`` / ``_points``: the same bits. Per evaluation it was ~40
+    numpy calls, which cost more than their arithmetic (issue 22 item 5)."""
 
     def __init__(self, plan: "_Plan", shape: BodyShape, params: np.ndarray):
         ch = self.chain = plan.chain
