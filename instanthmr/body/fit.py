@@ -1008,7 +1008,7 @@ class _Plan:
         key = rows.tobytes()
         out = self._lever_rows.get(key)
         if out is None:
-            if len(self._lever_rows) > 256:          # bounded: sets of seen joints come and go
+            if len(self._lever_rows) > 32:           # bounded (~0.1 MB each): sets of seen joints come and go
                 self._lever_rows.clear()
             d = len(self.dof_joint)
             sel = (rows[:, None] * d + np.arange(d)).reshape(-1)
