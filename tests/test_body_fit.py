@@ -105,6 +105,47 @@ def test_shipped_model_matches_real_sam3d_body_outputs():
         assert kp_err.mean() < 0.003 and kp_err[:21].mean() < 0.002                          # m
 
 
+def _euler_written_out(e):
+    """Rz Ry Rx of (n,3) angles, the formulas written out entry by entry (the fit's reference)."""
+    c, s = np.cos(e), np.sin(e)
+    cx, cy, cz, sx, sy, sz = c[:, 0], c[:, 1], c[:, 2], s[:, 0], s[:, 1], s[:, 2]
+    return np.stack([cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx,
+                     sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx,
+                     -sy, cy * sx, cy * cx], -1).reshape(-1, 3, 3)
+
+
+def test_the_fits_fast_paths_give_the_same_bits(fitter):
+    """Issue 22 item 5: the fit's cheaper forms compute the same floats as the plain ones, not just close ones
+    (a swap decision compares costs: the same bits keep every decision): the Euler matrices, the per-fit
+    kinematics against the generic forward kinematics, the root's Euler angles in float maths, the unfitted
+    hands' keypoints from the fit's transforms against a whole forward pass's."""
+    from instanthmr.body import fit as fit_mod
+    from instanthmr.core.rotations import euler_xyz_nearest
+
+    rng = np.random.default_rng(3)
+    e = rng.normal(0, 2, (59, 7))[:, 3:6]
+    e[rng.random(e.shape) < 0.1] = 0.0
+    assert np.array_equal(fit_mod._euler_matrices(e), _euler_written_out(e))
+    assert np.array_equal(fit_mod._euler_matrix3(e[0].tolist()), _euler_written_out(e[:1])[0])
+    for _ in range(200):
+        a, ref = rng.normal(0, 3, 3), rng.normal(0, 3, 3)
+        assert np.array_equal(fit_mod._euler_nearest3(a.tolist(), ref.tolist()), euler_xyz_nearest(a, ref))
+    bones = np.zeros(74)
+    bones[[fitter.param_index[n] - 130 for n in ("scale_uparms", "scale_uplegs")]] = (0.3, -0.2)
+    for shape in (fitter.shape(), fitter.shape(rng.normal(0, 0.5, 45), bones)):
+        p = fitter.full_params(shape, _pose(fitter, rng))
+        plan = fitter._body_plan
+        kin = fit_mod._Kinematics(plan, shape, p)
+        g_r, g_t, g_s, _ = kin.forward(p)
+        want = fitter._fk(p, plan.chain)[:3]
+        assert all(np.array_equal(x, y) for x, y in zip((g_r, g_t, g_s), want))
+        assert np.array_equal(kin.points(g_r, g_t), fitter._points(shape, g_r, g_t, g_s, plan.pts))
+        known = (plan.coeff @ kin.points(g_r, g_t)) * fit_mod._D
+        full = fitter.complete_keypoints(shape, p, (plan, (g_r, g_t, g_s)), known=known)
+        np.testing.assert_allclose(full, fitter.forward(shape, p)[0], atol=1e-12)   # all 70, hands included
+        assert np.array_equal(full[plan.kp_rows], known[plan.kp_rows])
+
+
 def test_jacobian_matches_finite_differences(fitter):
     shape = fitter.shape()
     p = _pose(fitter, np.random.default_rng(0))

@@ -42,7 +42,6 @@ Use::
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -55,13 +54,16 @@ from instanthmr.body.mhr import MHR_TO_PRODUCT, NUM_MODEL_PARAMS, NUM_SHAPE, MHR
 from instanthmr.core.blas import blas_threads
 from instanthmr.core.geometry import project_points, solve_camera_translation
 from instanthmr.core.rotations import cross as _cross
-from instanthmr.core.rotations import euler_xyz_nearest, quaternion_to_matrix
+from instanthmr.core.rotations import quaternion_to_matrix
 from instanthmr.core.rotations import wrap_angle as _wrap
 from instanthmr.core.skeleton import MHR70_FLIP_PERM, MHR70_INDEX, MHR70_NAMES
 
 NUM_KEYPOINTS = len(MHR70_NAMES)
 _LN2 = 0.6931471805599453
 _D = np.asarray(MHR_TO_PRODUCT, np.float64)          # MHR (cm, Y up) -> product (m, Y down), per axis
+_SIGN = np.diag(np.sign(_D))                         # the axis flips alone: a rotation between the two frames
+_SIGN_D = np.sign(_D)
+_EYE3 = np.eye(3)
 
 # Which model parameters the fit may move, by name (MHR v1 parameter names, see docs/body_fit.md).
 #: Root rotation and body joint angles: always fitted.
@@ -216,7 +218,8 @@ class FitResult:
     keypoints (70,3) m, product frame, relative to the model origin (``keypoints + cam_trans`` = camera
     frame); cost: the LM objective at the solution (dimensionless, the sum of
     squared scaled residuals with the robust kernel); data_cost its data part; limit_cost its limit part;
-    rms_3d_m / rms_2d_px: plain errors on the observed joints; heading (3,) the torso's unit forward vector;
+    rms_3d_m / rms_2d_px: plain errors on the observed joints; heading (3,) the torso's unit forward vector
+    (those three: properties, computed when read);
     iterations; ms: wall time of the fit. ``body_keypoints`` (70,3): the keypoints the fit used (rows of
     hands it did not fit are 0); ``keypoints`` (property): all 70. hand_cost: the part of data_cost from the
     finger keypoints of the hands the fit moved (0 without): it comes and goes with the hand model, so what
@@ -229,13 +232,11 @@ class FitResult:
     cost: float
     data_cost: float
     limit_cost: float
-    rms_3d_m: float
-    rms_2d_px: float
-    heading: np.ndarray
     iterations: int
     ms: float
     hand_cost: float = 0.0
     _model: tuple | None = field(default=None, repr=False)
+    _fitted: tuple | None = field(default=None, repr=False)           # (observation, w3 or None, w2 or None)
     _rotations: np.ndarray | None = field(default=None, repr=False)   # (127,3,3) global, MHR frame
     _full: np.ndarray | None = field(default=None, repr=False)
 
@@ -244,6 +245,31 @@ class FitResult:
         """The objective without the fitted fingers' data terms (dimensionless): comparable between frames
         with and without a hand seen."""
         return self.cost - self.hand_cost
+
+    # what only a reader asks for is computed on first use (the stage reads none of it: ~0.03 ms a fit)
+    @property
+    def rms_3d_m(self) -> float:
+        """m: root-mean-square 3D error over the observed joints the fit used (NaN without 3D)."""
+        o, w3, _ = self._fitted
+        if w3 is None:
+            return float("nan")
+        sel = w3 > 0
+        return float(np.sqrt((((self.body_keypoints[sel] + self.offset_3d - o.joints_3d[sel]) ** 2).sum(1)).mean()))
+
+    @property
+    def rms_2d_px(self) -> float:
+        """px: root-mean-square reprojection error over the observed joints the fit used (NaN without 2D)."""
+        o, _, w2 = self._fitted
+        if w2 is None:
+            return float("nan")
+        sel = w2 > 0
+        uv = project_points(self.body_keypoints[sel] + self.cam_trans, o.focal, o.principal_point)
+        return float(np.sqrt((((uv - o.joints_2d[sel]) ** 2).sum(1)).mean()))
+
+    @property
+    def heading(self) -> np.ndarray | None:
+        """(3,) the fitted torso's unit forward vector (:func:`torso_heading`)."""
+        return torso_heading(self.body_keypoints)
 
     @property
     def keypoints(self) -> np.ndarray:
@@ -281,6 +307,39 @@ def heading_angle(a: np.ndarray | None, b: np.ndarray | None) -> float:
     return float(np.arccos(np.clip(np.dot(a, b), -1.0, 1.0)))
 
 
+def _matrix_to_euler_xyz3(r) -> tuple:
+    """:func:`_matrix_to_euler_xyz` of a (3,3) nested list: numpy's arcsin / arctan2 on floats (their values
+    differ from ``math``'s in the last bit), without its clip and array."""
+    return (float(np.arctan2(r[2][1], r[2][2])), -float(np.arcsin(min(max(r[2][0], -1.0), 1.0))),
+            float(np.arctan2(r[1][0], r[0][0])))
+
+
+def _euler_matrix3(e) -> np.ndarray:
+    """(3,3) ``Rz Ry Rx`` of one (rx, ry, rz) in float maths: :func:`_euler_matrices`' formulas, same order
+    (``math.cos`` / ``math.sin`` give numpy's values), so the same bits without numpy's per-call cost."""
+    cx, cy, cz = math.cos(e[0]), math.cos(e[1]), math.cos(e[2])
+    sx, sy, sz = math.sin(e[0]), math.sin(e[1]), math.sin(e[2])
+    return np.array([[cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx],
+                     [sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx],
+                     [-sy, cy * sx, cy * cx]])
+
+
+def _euler_nearest3(e, ref) -> list:
+    """:func:`instanthmr.core.rotations.euler_xyz_nearest` of one (rx, ry, rz) ``e`` near ``ref`` (3 floats
+    each) in float maths: Python's float ``%`` is numpy's ``mod`` and the sums run in numpy's order (checked on
+    random and near-tie angles: the same bits)."""
+    (e0, e1, e2), (r0, r1, r2) = e, ref
+    a = (r0 + _wrap1(e0 - r0), r1 + _wrap1(e1 - r1), r2 + _wrap1(e2 - r2))
+    b = (r0 + _wrap1(e0 + math.pi - r0), r1 + _wrap1(math.pi - e1 - r1), r2 + _wrap1(e2 + math.pi - r2))
+    near_b = abs(b[0] - r0) + abs(b[1] - r1) + abs(b[2] - r2) < abs(a[0] - r0) + abs(a[1] - r1) + abs(a[2] - r2)
+    return list(b if near_b else a)
+
+
+def _wrap1(a: float) -> float:
+    """:func:`instanthmr.core.rotations.wrap_angle` of one float."""
+    return math.pi - ((math.pi - a) % (2.0 * math.pi))
+
+
 def _matrix_to_euler_xyz(r: np.ndarray) -> np.ndarray:
     """Inverse of ``Rz(rz) Ry(ry) Rx(rx)`` (momentum's Euler XYZ): (3,3) -> (rx, ry, rz) radians."""
     ry = -np.arcsin(np.clip(r[2, 0], -1.0, 1.0))
@@ -315,10 +374,17 @@ def _rotation_between3(a, b) -> np.ndarray:
     v, c = _cross3(a, b), _dot3(a, b)
     if c < -0.999999:
         return _rotation_between(np.asarray(a), np.asarray(b))
-    k = ((0.0, -v[2], v[1]), (v[2], 0.0, -v[0]), (-v[1], v[0], 0.0))
+    # I + K + K^2 / (1 + c), K the cross-product matrix of v, written out: the same sums in the same order as
+    # sum over m of K[i][m] K[m][j] (K's zero diagonal included), without a comprehension's cost
+    k01, k02, k10, k12, k20, k21 = -v[2], v[1], v[2], -v[0], -v[1], v[0]
     w = 1.0 + c
-    return np.array([[(i == j) + k[i][j] + (k[i][0] * k[0][j] + k[i][1] * k[1][j] + k[i][2] * k[2][j]) / w
-                      for j in range(3)] for i in range(3)])
+    return np.array([
+        [1.0 + 0.0 + (0.0 * 0.0 + k01 * k10 + k02 * k20) / w, 0.0 + k01 + (0.0 * k01 + k01 * 0.0 + k02 * k21) / w,
+         0.0 + k02 + (0.0 * k02 + k01 * k12 + k02 * 0.0) / w],
+        [0.0 + k10 + (k10 * 0.0 + 0.0 * k10 + k12 * k20) / w, 1.0 + 0.0 + (k10 * k01 + 0.0 * 0.0 + k12 * k21) / w,
+         0.0 + k12 + (k10 * k02 + 0.0 * k12 + k12 * 0.0) / w],
+        [0.0 + k20 + (k20 * 0.0 + k21 * k10 + 0.0 * k20) / w, 0.0 + k21 + (k20 * k01 + k21 * 0.0 + 0.0 * k21) / w,
+         1.0 + 0.0 + (k20 * k02 + k21 * k12 + 0.0 * 0.0) / w]])
 
 
 def _dot3(a, b) -> float:
@@ -354,10 +420,12 @@ def _kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Rotation R (3,3) minimising |R src_c - dst_c| over centred point sets (N,3)."""
     a, b = src - src.sum(0) / len(src), dst - dst.sum(0) / len(dst)
     u, _, vt = np.linalg.svd(a.T @ b)
-    (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = (vt.T @ u.T).tolist()
+    r = vt.T @ u.T
+    (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = r.tolist()
     det = m00 * (m11 * m22 - m12 * m21) - m01 * (m10 * m22 - m12 * m20) + m02 * (m10 * m21 - m11 * m20)
-    d = 1.0 if det > 0 else (-1.0 if det < 0 else 0.0)
-    return (vt.T * np.array([1.0, 1.0, d])) @ u.T
+    if det > 0:     # a rotation already (the usual case): the product below with d = 1, the same bits
+        return r
+    return (vt.T * np.array([1.0, 1.0, -1.0 if det < 0 else 0.0])) @ u.T
 
 
 class BodyFitter:
@@ -569,21 +637,17 @@ class BodyFitter:
             if len(plan.other_rows):
                 out[plan.other_rows] = (plan.other_coeff @ self._points(shape, g_r, g_t, g_s, plan.other_pts)) * _D
             return out
-        # the rows the fit did not compute, from affine (3,4) [s R | t] transforms as in _fk: the plan's joints
-        # from the fit, the rest level by level (one gather and one batched matmul a level)
-        a = np.empty((len(g_r), 3, 4))
-        np.multiply(g_r, g_s[:, None, None], out=a[:, :, :3])
-        a[:, :, 3] = g_t
-        jp = (rest.pt @ params).reshape(-1, 7)
-        loc = np.empty((len(jp), 4, 4))
-        np.matmul(rest.prerot, _euler_matrices(jp[:, 3:6]), out=loc[:, :3, :3])
-        loc[:, :3, :3] *= np.exp(_LN2 * jp[:, 6])[:, None, None]
-        np.add(jp[:, :3], rest.offsets, out=loc[:, :3, 3])
-        loc[:, 3] = (0.0, 0.0, 0.0, 1.0)
-        for sel, lvl, par in rest.levels:
-            a[lvl] = a[par] @ loc[sel]
-        k = self.point_joint[plan.other_pts]
-        ak = a[k]
+        # the rows the fit did not compute, from affine (3,4) [s R | t] transforms as in _fk: the joints the fit
+        # computed that they read, then the rest level by level (one batched matmul a level), in one array
+        # (_Rest.layout); the rest's local transforms once per finger pose (_Rest.local)
+        a = np.empty((rest.comb_size, 3, 4))
+        src = rest.src
+        np.multiply(g_r[src], g_s[src, None, None], out=a[:len(src), :, :3])
+        a[:len(src), :, 3] = g_t[src]
+        loc = rest.local(params)
+        for out, par, sel in rest.comb_levels:
+            np.matmul(a[par], loc[sel], out=a[out])
+        ak = a[rest.comb_points]
         x = (ak[:, :, :3] @ shape.local_points[plan.other_pts][:, :, None])[..., 0] + ak[:, :, 3]
         out = known.copy()
         out[plan.other_rows] = (plan.other_coeff @ x) * _D
@@ -627,15 +691,14 @@ class BodyFitter:
         minimum the fit does not leave in a few iterations). Unchanged without the four torso joints in 3D.
         With ``rotations`` (127,3,3), the joints' global rotations at ``params`` (MHR frame), returns
         ``(params, rotations turned the same way)``."""
-        idx = list(TORSO_KEYPOINTS)
-        if obs.joints_3d is None or (obs.w3d[idx] <= 0).any():
+        if obs.joints_3d is None or (obs.w3d[_TORSO] <= 0).any():
             return params if rotations is None else (params, rotations)
-        r_prod = _kabsch(keypoints[idx], obs.joints_3d[idx])
-        s = np.diag(np.sign(_D))
-        turn = s @ r_prod @ s
+        r_prod = _kabsch(keypoints[_TORSO], obs.joints_3d[_TORSO])
+        turn = _SIGN @ r_prod @ _SIGN
         p = params.copy()
         # the spelling nearest the last one: root angles stay continuous along a track (smoothing averages them)
-        p[3:6] = euler_xyz_nearest(_matrix_to_euler_xyz(turn @ _euler_matrices(p[None, 3:6])[0]), p[3:6])
+        ref = p[3:6].tolist()
+        p[3:6] = _euler_nearest3(_matrix_to_euler_xyz3((turn @ _euler_matrix3(ref)).tolist()), ref)
         if rotations is None:
             return p
         turned = rotations.copy()
@@ -658,7 +721,7 @@ class BodyFitter:
         # plain float maths on the 3-vectors: a limb is ~100 scalar operations, which numpy calls would
         # multiply by their per-call overhead (this runs on every frame of every track)
         seen = (obs.w3d[self._limb_rows] > 0).tolist()
-        pts = (obs.joints_3d[self._limb_rows] * np.sign(_D)).tolist()       # MHR axes (directions only)
+        pts = (obs.joints_3d[self._limb_rows] * _SIGN_D).tolist()           # MHR axes (directions only)
         for k, (u, bi, flex0, frame0, prerot_t, chans, limits) in enumerate(self._limb_fast):
             if not (seen[3 * k] and seen[3 * k + 1] and seen[3 * k + 2]):
                 continue
@@ -747,7 +810,7 @@ class BodyFitter:
             # warm fits on openpose_video.avi before the chord step took this state's limit curvature, see step)
             if state.gain <= cost:
                 trial = state.moved(step)
-                new_cost = trial.evaluate(with_jacobian=it < n_iter and it % every == 0)
+                new_cost = trial.evaluate(with_jacobian=it < n_iter and it % every == 0, for_step=it < n_iter)
             if new_cost <= cost:
                 state, cost, lam = trial, new_cost, max(lam / 3.0, 1e-7)
                 if trial.jac is not None:
@@ -767,6 +830,11 @@ class _Chain:
         local = {int(j): i for i, j in enumerate(self.joints)}
         rows = (self.joints[:, None] * 7 + np.arange(7)).reshape(-1)
         self.pt = sp.csr_matrix(fitter.pt[rows])              # ~2 non-zeros per row: sparse is 10x faster
+        # the rotation channels alone (rx, ry, rz of each joint): what a fit moves, read as one (n,3) array
+        self.pt_rot = sp.csr_matrix(fitter.pt[(self.joints[:, None] * 7 + np.arange(3, 6)).reshape(-1)])
+        # the parameters the other channels (translations, scale) read: what a fit holds fixed
+        fixed_rows = (self.joints[:, None] * 7 + np.asarray([0, 1, 2, 6])).reshape(-1)
+        self.fixed_cols = np.flatnonzero(np.abs(fitter.pt[fixed_rows]).sum(0) > 0)
         self.offsets = fitter.offsets[self.joints]
         self.prerot = fitter.prerot[self.joints]
         self.anc = fitter._anc[self.joints][:, self.joints].astype(np.float64)   # [k, j]: j is k or above it
@@ -777,8 +845,21 @@ class _Chain:
                 continue
             par = fitter.parents[lvl]
             self.levels.append((start, start + len(lvl),
-                                None if par[0] < 0 else np.asarray([local[int(q)] for q in par], np.int64)))
+                                None if par[0] < 0 else _as_view([local[int(q)] for q in par])))
             start += len(lvl)
+
+
+def _as_view(index: list):
+    """A gather ``index`` as a slice where it is one (one parent for the whole level: a length-1 slice that
+    broadcasts; evenly spaced parents: a strided slice), so a level reads its parents without a copy; else the
+    index array. The products are the same either way (a view only saves the gather)."""
+    a, n = index[0], len(index)
+    step = index[1] - a if n > 1 else 1
+    if step == 0 and all(i == a for i in index):
+        return slice(a, a + 1)
+    if step > 0 and index == list(range(a, a + step * n, step)):
+        return slice(a, a + step * (n - 1) + 1, step)
+    return np.asarray(index, np.int64)
 
 
 class _Rest:
@@ -796,6 +877,44 @@ class _Rest:
             if len(lvl):
                 self.levels.append((slice(start, start + len(lvl)), lvl, fitter.parents[lvl]))
                 start += len(lvl)
+        self.cols = np.unique(self.pt.indices)                # the parameters the rest's transforms read
+        self._local: dict[bytes, np.ndarray] = {}
+
+    def layout(self, point_joints: np.ndarray) -> None:
+        """For :meth:`BodyFitter.complete_keypoints` from a fit: one array of affine (3,4) transforms holding
+        first the other joints it reads (the rest's parents, the points' joints outside the rest: ``src``),
+        then the rest's joints in their order; per level (its slice there, its parents there, its rows of
+        the local transforms), and the points' rows there."""
+        rest = {int(j): i for i, j in enumerate(self.joints)}
+        outer = sorted({int(j) for _, _, par in self.levels for j in par} | {int(j) for j in point_joints}
+                       - set(rest))
+        at = {j: i for i, j in enumerate(outer)}
+        at.update({j: len(outer) + i for j, i in rest.items()})
+        self.src = np.asarray(outer, np.int64)
+        n = len(outer)
+        self.comb_levels = [(slice(n + sel.start, n + sel.stop), _as_view([at[int(q)] for q in par]), sel)
+                            for sel, _, par in self.levels]
+        self.comb_points = np.asarray([at[int(j)] for j in point_joints], np.int64)
+        self.comb_size = n + len(self.joints)
+
+    def local(self, params: np.ndarray) -> np.ndarray:
+        """(R,4,4) the rest's local affine transforms at ``params`` (as :meth:`BodyFitter._fk` builds them),
+        kept per value of the parameters they read: a hand the fit does not move holds its fingers' angles
+        frame after frame, so they are built once, not on every person-frame (read-only, shared)."""
+        key = params[self.cols].tobytes()
+        loc = self._local.get(key)
+        if loc is None:
+            if len(self._local) > 64:                    # bounded: a new shape or finger pose makes a new one
+                self._local.clear()
+            jp = (self.pt @ params).reshape(-1, 7)
+            loc = np.empty((len(jp), 4, 4))
+            np.matmul(self.prerot, _euler_matrices(jp[:, 3:6]), out=loc[:, :3, :3])
+            loc[:, :3, :3] *= np.exp(_LN2 * jp[:, 6])[:, None, None]
+            np.add(jp[:, :3], self.offsets, out=loc[:, :3, 3])
+            loc[:, 3] = (0.0, 0.0, 0.0, 1.0)
+            loc.flags.writeable = False
+            self._local[key] = loc
+        return loc
 
 
 class _Plan:
@@ -819,6 +938,8 @@ class _Plan:
         hands = {i for side, grp in fitter.groups.items() if side in ("left", "right")
                  and not np.isin(grp, active).any() for i in _HAND_KEYPOINTS[side]}
         self.kp_rows = np.asarray([i for i in range(NUM_KEYPOINTS) if i not in hands], np.int64)
+        self.in_plan = np.zeros(NUM_KEYPOINTS)
+        self.in_plan[self.kp_rows] = 1.0
         self.hand_rows = np.asarray([i for side in ("left", "right") if np.isin(fitter.groups[side], active).any()
                                      for i in _HAND_KEYPOINTS[side]], np.int64)      # the fingers it fits
         self.pts = np.flatnonzero(np.abs(fitter.coeff[self.kp_rows]).sum(0) > 0)
@@ -830,6 +951,8 @@ class _Plan:
         self.chain = fitter._chain(np.unique(np.concatenate([fitter.point_joint[self.pts], fitter._wrists])))
         missing = np.setdiff1d(np.unique(np.flatnonzero(fitter._anc[fitter.point_joint].any(0))), self.chain.joints)
         self.rest = _Rest(fitter, missing) if len(missing) else None
+        if self.rest is not None:
+            self.rest.layout(fitter.point_joint[self.other_pts])
         del moved
         # S[(i, jj), m] = coeff[i, m] when joints[jj] is k_m or above it (m over this plan's points)
         anc = fitter._anc[fitter.point_joint[self.pts]][:, joints]           # (M, J)
@@ -863,6 +986,10 @@ class _Plan:
         self.dof_parent12 = self.dof_parent[np.concatenate([ch1, ch2])]     # ry DOFs first, then rz
         self.dof_orphan12 = np.flatnonzero(~self.dof_has_parent[np.concatenate([ch1, ch2])])
         self.prerot1 = fitter.prerot[self.dof_joint[ch1]]
+        pos = np.full(len(fitter.parents), -1, np.int64)
+        pos[self.chain.joints] = np.arange(len(self.chain.joints))
+        self.rz1 = pos[self.dof_joint[ch1]]                                 # row of the chain's Euler angles
+        self.pt_joint = fitter.point_joint[self.pts]
         self.prerot2_z = fitter.prerot[self.dof_joint[ch2]][:, :, 2:3]
         c = fitter.config
         body = ~self.is_root
@@ -870,6 +997,81 @@ class _Plan:
         self.prior_d = np.where(body, 1.0 / c.prior_sigma, 0.0)
         self.temporal_d = np.where(body, 1.0 / c.temporal_sigma, 0.0)
         self.network_d = np.where(body, 1.0 / c.network_sigma, 0.0)
+        self.prior_d2, self.temporal_d2, self.network_d2 = self.prior_d ** 2, self.temporal_d ** 2, self.network_d ** 2
+        self.lim_lo, self.lim_hi = self.limits[:, 0].copy(), self.limits[:, 1].copy()
+        self._lever_rows: dict[bytes, tuple] = {}
+        self.fixed: dict[tuple, tuple] = {}                # _Kinematics' fixed part per shape and held values
+
+    def lever_rows(self, rows: np.ndarray) -> tuple:
+        """For the observed keypoint ``rows``: (the rows of ``S_dof`` they read, as one sparse matrix; their
+        ``s_sum_dof`` (1, k, D)), made once per set of rows (a track sees the same joints frame after frame)."""
+        key = rows.tobytes()
+        out = self._lever_rows.get(key)
+        if out is None:
+            if len(self._lever_rows) > 32:           # bounded (~0.1 MB each): sets of seen joints come and go
+                self._lever_rows.clear()
+            d = len(self.dof_joint)
+            sel = (rows[:, None] * d + np.arange(d)).reshape(-1)
+            out = self._lever_rows[key] = (sp.csr_matrix(self.S_dof[sel]), self.s_sum_dof[rows][None])
+        return out
+
+
+class _Kinematics:
+    """The forward kinematics of one fit (:meth:`BodyFitter._fk` and :meth:`BodyFitter._points` on the plan's
+    chain and points): a fit moves rotation parameters only (:class:`_Plan` checks it), so every joint's
+    translation, scale and the rigid points' local positions are computed once per shape and held parameters
+    (kept in the plan: a track's fits share them), and each evaluation computes the joints' rotations alone.
+    The same operations in the same order as ``_fk`` / ``_points``: the same bits. Per evaluation it was ~40
+    numpy calls, which cost more than their arithmetic (issue 22 item 5)."""
+
+    def __init__(self, plan: "_Plan", shape: BodyShape, params: np.ndarray):
+        ch = self.chain = plan.chain
+        self.pt_joint, self.n = plan.pt_joint, len(plan.fitter.parents)
+        # what depends on the shape and the parameters the fit holds, once per value of them: a track's frames
+        # share it (read-only: shared; the rigid points' array is kept, so its id names it while cached)
+        key = (id(shape.local_points), params[ch.fixed_cols].tobytes())
+        fixed = plan.fixed.get(key)
+        if fixed is None:
+            if len(plan.fixed) > 64:                  # bounded: a new shape or held pose makes a new one
+                plan.fixed.clear()
+            jpl = (ch.pt @ params).reshape(-1, 7)
+            g_s = np.exp(_LN2 * (ch.anc @ jpl[:, 6]))
+            loc = np.empty((len(jpl), 4, 4))          # rows 0:3 of column 3 and row 3: fixed
+            np.add(jpl[:, :3], ch.offsets, out=loc[:, :3, 3])
+            loc[:, 3] = (0.0, 0.0, 0.0, 1.0)
+            out_s = np.ones(self.n)
+            out_s[ch.joints] = g_s
+            fixed = (shape.local_points, g_s, np.exp(_LN2 * jpl[:, 6])[:, None, None], loc, out_s,
+                     out_s[plan.pt_joint, None], shape.local_points[plan.pts][:, :, None])
+            for a in fixed[1:]:
+                a.flags.writeable = False
+            plan.fixed[key] = fixed
+        _, self.g_s, self.scale, loc, self.out_s, self.gs_pts, self.local_pts = fixed
+        self.loc = loc.copy()                         # this fit's own: each evaluation writes its rotations
+
+    def forward(self, params: np.ndarray):
+        """(global rotations (127,3,3), translations (127,3) cm, scales (127,), MHR frame, zero outside the
+        chain; the chain's Euler angles (n,3) rad) at ``params``."""
+        ch, loc = self.chain, self.loc
+        euler = (ch.pt_rot @ params).reshape(-1, 3)
+        rot = loc[:, :3, :3]
+        np.matmul(ch.prerot, _euler_matrices(euler), out=rot)
+        rot *= self.scale
+        g = np.empty((len(euler), 3, 4))
+        for a, b, par in ch.levels:
+            if par is None:
+                g[a:b] = loc[a:b, :3]
+            else:
+                np.matmul(g[par], loc[a:b], out=g[a:b])
+        out_r, out_t = np.zeros((self.n, 3, 3)), np.zeros((self.n, 3))
+        out_r[ch.joints] = g[:, :, :3] / self.g_s[:, None, None]
+        out_t[ch.joints] = g[:, :, 3]
+        return out_r, out_t, self.out_s, euler
+
+    def points(self, g_r: np.ndarray, g_t: np.ndarray) -> np.ndarray:
+        """(M,3) cm: the plan's rigid points (:meth:`BodyFitter._points`)."""
+        k = self.pt_joint
+        return g_t[k] + self.gs_pts * (g_r[k] @ self.local_pts)[..., 0]
 
 
 class _State:
@@ -879,9 +1081,7 @@ class _State:
                  prev_pose, has_prev: bool):
         self.plan, self.obs, self.shape = plan, obs, shape
         self.params = params
-        in_plan = np.zeros(NUM_KEYPOINTS)
-        in_plan[plan.kp_rows] = 1.0
-        self.w3, self.w2 = obs.w3d * in_plan, obs.w2d * in_plan             # keypoints outside the plan: unused
+        self.w3, self.w2 = obs.w3d * plan.in_plan, obs.w2d * plan.in_plan   # keypoints outside the plan: unused
         self.has3d = obs.joints_3d is not None and self.w3.sum() > 0
         self.has2d = obs.joints_2d is not None and self.w2.sum() > 0
         # fixed along the iterations: the observed rows of each term, the union, the 2D term's pixel scale
@@ -898,11 +1098,20 @@ class _State:
             self.scale2d = self.plan.fitter.config.sigma_2d * max(float(y.max() - y.min()) if len(y) > 1 else 0.0,
                                                                   50.0)
         self.cam_prev, self.tau_prev, self.prev_pose, self.has_prev = cam_prev, tau_prev, prev_pose, has_prev
+        # the observed values of each term's rows, and the previous pose of the fitted parameters: fixed too
+        self.obs3 = None if self.sel3 is None else obs.joints_3d[self.sel3]
+        self.w3s = None if self.sel3 is None else self.w3[self.sel3]
+        self.obs2 = None if self.sel2 is None else obs.joints_2d[self.sel2]
+        self.w2s = None if self.sel2 is None else self.w2[self.sel2]
+        self.prev_active = None if prev_pose is None else prev_pose[plan.active]
+        self.n_rows = (3 * len(self.sel3) if self.has3d else 0) + (2 * len(self.sel2) if self.has2d else 0) + \
+            (3 if has_prev and self.has2d and cam_prev is not None else 0)
         self.net_pose = None if obs.prior_params is None else obs.prior_params[plan.active]   # the network's
         self.tau = None if tau_prev is None else np.asarray(tau_prev, np.float64).copy()
         self.cam = None if cam_prev is None else np.asarray(cam_prev, np.float64).copy()
         self.jac = self.jtj = None
         self.gain = 0.0                            # step(): the cost its step lowers, by the linear model
+        self.kin = _Kinematics(plan, shape, params)   # shared by the states of this fit (moved() copies)
 
     # the translations start from closed-form solutions the first time they are needed
     def _init_translations(self, kp):
@@ -915,7 +1124,8 @@ class _State:
 
     def moved(self, step: np.ndarray) -> "_State":
         p = self.plan
-        new = copy.copy(self)                      # same observation, plan, weights, priors
+        new = _State.__new__(_State)               # same observation, plan, weights, priors (copy.copy, faster)
+        new.__dict__.update(self.__dict__)
         new.params, new.jac, new.jtj = self.params.copy(), None, None
         n = len(p.active)
         theta = self.params[p.active] + step[:n]
@@ -930,38 +1140,45 @@ class _State:
             new.cam = self.cam + step[k:k + 3]
         return new
 
-    def evaluate(self, with_jacobian: bool) -> float:
+    def evaluate(self, with_jacobian: bool, for_step: bool = True) -> float:
+        """The objective at this state (and its Jacobian). ``for_step`` False: no step will be taken from it
+        (the fit's last trial): its residual vector and the diagonal terms' gradient and curvature, which only
+        a step reads, are not built (``res``, ``diag_h``, ``diag_g`` None); the cost is the same."""
         p, f, c, o = self.plan, self.plan.fitter, self.plan.fitter.config, self.obs
-        g_r, g_t, g_s, jp = f._fk(self.params, p.chain)
-        x = f._points(self.shape, g_r, g_t, g_s, p.pts)
+        g_r, g_t, g_s, euler = self.kin.forward(self.params)
+        x = self.kin.points(g_r, g_t)
         self.rotations, self.fk = g_r, (g_r, g_t, g_s)
         kp = (p.coeff @ x) * _D                              # (70,3) m product (zero outside the plan's rows)
         self.kp = kp
         self._init_translations(kp)
-        res, jrows = [], []
+        res = []
         n = len(p.active)
         nvar = n + 3 * self.has3d + 3 * self.has2d
-        jk = None
+        jk = jac = None
         sel3, sel2 = self.sel3, self.sel2
         if with_jacobian:
+            jac = np.zeros((self.n_rows, nvar))          # the data rows' blocks are written into it in place
             # world axes of the rotation DOFs (MHR frame): rx = G_j e_x, ry = G_p P_j Rz e_y, rz = G_p P_j e_z
             dj = p.dof_joint
             axes = np.empty((len(dj), 3))
             ch0, ch1, ch2 = p.dof_ch
             axes[ch0] = g_r[dj[ch0], :, 0]
             g_par = g_r[p.dof_parent12]
-            g_par[p.dof_orphan12] = np.eye(3)
+            g_par[p.dof_orphan12] = _EYE3
             m = g_par[:len(ch1)] @ p.prerot1                                # (D1,3,3)
-            rz = jp[dj[ch1], 5, None]
+            rz = euler[p.rz1, 2, None]
             axes[ch1] = np.cos(rz) * m[:, :, 1] - np.sin(rz) * m[:, :, 0]
             axes[ch2] = (g_par[len(ch1):] @ p.prerot2_z)[..., 0]
             # rows: the observed keypoints; lever (k, J, 3) per DOF joint, then the cross product per DOF with
             # the product frame's axis scale folded into the axis components
             rows = self.rows
-            q = (p.S_dof @ x).reshape(NUM_KEYPOINTS, len(dj), 3)              # sum of C x over each subtree
-            lever = q[rows] - p.s_sum_dof[rows][:, :, None] * g_t[dj][None]     # (k, D, 3)
-            lx, ly, lz = lever[..., 0], lever[..., 1], lever[..., 2]
-            ax, ay, az = axes[:, 0], axes[:, 1], axes[:, 2]
+            s_rows, s_sum = p.lever_rows(rows)
+            # coordinate first, (3, k, D): the element-wise work then runs along the DOFs (D ~ 90) instead of
+            # along 3-vectors, where numpy's per-row overhead dominated (same operations, same values)
+            q = np.ascontiguousarray((s_rows @ x).T).reshape(3, len(rows), len(dj))   # sum of C x over subtrees
+            lever = q - s_sum * g_t.T[:, dj][:, None]                                 # (3, k, D)
+            lx, ly, lz = lever
+            ax, ay, az = np.ascontiguousarray(axes.T)       # (a transposed operand is ~5x slower to broadcast)
             jd = np.empty((len(rows), 3, len(dj)))
             jd[:, 0] = _D[0] * (ay * lz - az * ly)
             jd[:, 1] = _D[1] * (az * lx - ax * lz)
@@ -970,16 +1187,16 @@ class _State:
         data_cost = 0.0
         if self.has3d:
             sel = sel3
-            r = (kp[sel] + self.tau - o.joints_3d[sel]) / c.sigma_3d          # (k,3)
-            rw, cost = _robust(r, self.w3[sel], c.robust)
+            r = (kp[sel] + self.tau - self.obs3) / c.sigma_3d                  # (k,3)
+            rw, cost = _robust(r, self.w3s, c.robust)
             data_cost += cost
-            res.append((r * rw[:, None]).reshape(-1))
+            if for_step:
+                res.append((r * rw[:, None]).reshape(-1))
             if with_jacobian:
-                jb = np.zeros((len(sel), 3, nvar))
+                jb = jac[:3 * len(sel)].reshape(len(sel), 3, nvar)
                 sw = rw / c.sigma_3d
-                jb[:, :, :n] = jk[self.at3] * sw[:, None, None]
+                np.multiply(jk[self.at3], sw[:, None, None], out=jb[:, :, :n])
                 jb[:, 0, n], jb[:, 1, n + 1], jb[:, 2, n + 2] = sw, sw, sw
-                jrows.append(jb.reshape(-1, nvar))
         if self.has2d:
             sel = sel2
             xc = kp[sel] + self.cam
@@ -987,55 +1204,61 @@ class _State:
             xz = xc[:, :2] / z[:, None]
             uv = o.focal * xz + o.principal_point
             scale = self.scale2d
-            r = (uv - o.joints_2d[sel]) / scale
-            rw, cost = _robust(r, self.w2[sel], c.robust)
+            r = (uv - self.obs2) / scale
+            rw, cost = _robust(r, self.w2s, c.robust)
             data_cost += cost
-            res.append((r * rw[:, None]).reshape(-1))
+            if for_step:
+                res.append((r * rw[:, None]).reshape(-1))
             if with_jacobian:
                 # d uv / d X = f/z [[1, 0, -x/z], [0, 1, -y/z]]
                 fz = (o.focal / z) * (rw / scale)                             # the row scale folded in
-                jb = np.zeros((len(sel), 2, nvar))
+                at = 3 * len(sel3) if self.has3d else 0
+                jb = jac[at:at + 2 * len(sel)].reshape(len(sel), 2, nvar)
                 j3 = jk[self.at2]
-                jb[:, :, :n] = fz[:, None, None] * (j3[:, :2] - xz[:, :, None] * j3[:, 2:3])
+                np.multiply(fz[:, None, None], j3[:, :2] - xz[:, :, None] * j3[:, 2:3], out=jb[:, :, :n])
                 jb[:, 0, nvar - 3] = jb[:, 1, nvar - 2] = fz
                 jb[:, :, nvar - 1] = -fz[:, None] * xz
-                jrows.append(jb.reshape(-1, nvar))
         # priors: rest pose, previous frame, limits (root rotation: temporal only)
         theta = self.params[p.active]
         pr = theta * p.prior_d                                   # (the root's prior_d is 0)
-        over = theta - np.minimum(np.maximum(theta, p.limits[:, 0]), p.limits[:, 1])
+        over = theta - np.minimum(np.maximum(theta, p.lim_lo), p.lim_hi)
         lim = over / c.limit_sigma
-        lim_d = np.where(over != 0, 1.0 / c.limit_sigma, 0.0)
-        self.diag_h = p.prior_d ** 2 + lim_d ** 2
-        self.diag_g = p.prior_d * pr + lim_d * lim
-        prior_cost = float(pr @ pr) + float(lim @ lim)
+        self.diag_h = self.diag_g = None
+        if for_step:
+            lim_d = np.where(over != 0, 1.0 / c.limit_sigma, 0.0)
+            self.diag_h = p.prior_d2 + lim_d ** 2
+            self.diag_g = p.prior_d * pr + lim_d * lim
+        limit_cost = float(lim @ lim)
+        prior_cost = float(pr @ pr) + limit_cost
         if self.prev_pose is not None:
             # not on the root: its Euler angles jump (by pi, two at once) near gimbal lock, seen from the side,
             # while the rotation barely moves; the root follows the observed torso instead (align_root)
-            dt = _wrap(theta - self.prev_pose[p.active]) * p.temporal_d
-            self.diag_h = self.diag_h + p.temporal_d ** 2
-            self.diag_g = self.diag_g + p.temporal_d * dt
+            dt = _wrap(theta - self.prev_active) * p.temporal_d
+            if for_step:
+                self.diag_h = self.diag_h + p.temporal_d2
+                self.diag_g = self.diag_g + p.temporal_d * dt
             prior_cost += float(dt @ dt)
         if self.net_pose is not None:     # the network's own pose this frame (body angles; not the root)
             dn = _wrap(theta - self.net_pose) * p.network_d
-            self.diag_h = self.diag_h + p.network_d ** 2
-            self.diag_g = self.diag_g + p.network_d * dn
+            if for_step:
+                self.diag_h = self.diag_h + p.network_d2
+                self.diag_g = self.diag_g + p.network_d * dn
             prior_cost += float(dn @ dn)
         if self.has_prev and self.has2d and self.cam_prev is not None:
             e = (self.cam - self.cam_prev) / c.temporal_trans_sigma
-            res.append(e)
+            if for_step:
+                res.append(e)
             prior_cost += float(e @ e)
             if with_jacobian:
-                jt = np.zeros((3, nvar))
+                jt = jac[-3:]
                 jt[0, nvar - 3] = jt[1, nvar - 2] = jt[2, nvar - 1] = 1.0 / c.temporal_trans_sigma
-                jrows.append(jt)
-        self.limit_cost = float(lim @ lim)
+        self.limit_cost = limit_cost
         self.data_cost = data_cost
         total = data_cost + prior_cost
         self.cost = total
         # the data rows form J; the diagonal terms (prior, limits, temporal) go straight into J^T J, J^T r
-        self.res = np.concatenate(res)
-        self.jac = np.concatenate(jrows, 0) if with_jacobian else None
+        self.res = np.concatenate(res) if for_step else None
+        self.jac = jac
         self.jtj = None
         return total
 
@@ -1049,6 +1272,7 @@ class _State:
         n = len(lin.diag_h)
         if lin.jtj is None:         # a chord step reuses the linear state's J^T J
             lin.jtj = j.T @ j
+            lin.diag_idx = np.diag_indices(len(lin.jtj))
         h = lin.jtj.copy()
         g = j.T @ self.res
         d = h.diagonal().copy()
@@ -1057,7 +1281,7 @@ class _State:
         # (rejected on 90 % of openpose_video.avi's warm fits, issue 22)
         d[:n] += self.diag_h
         damp = lam * (d + 1e-6)
-        np.fill_diagonal(h, d + damp)
+        h[lin.diag_idx] = d + damp
         g[:n] += self.diag_g
         # h is symmetric positive definite (J^T J plus a positive diagonal): Cholesky (LAPACK posv) is ~2x
         # faster than a general solve at this size
@@ -1068,15 +1292,6 @@ class _State:
         return -x
 
     def result(self, iterations: int, ms: float) -> FitResult:
-        o = self.obs
-        rms3 = rms2 = float("nan")
-        if self.has3d:
-            sel = self.w3 > 0
-            rms3 = float(np.sqrt((((self.kp[sel] + self.tau - o.joints_3d[sel]) ** 2).sum(1)).mean()))
-        if self.has2d:
-            sel = self.w2 > 0
-            uv = project_points(self.kp[sel] + self.cam, o.focal, o.principal_point)
-            rms2 = float(np.sqrt((((uv - o.joints_2d[sel]) ** 2).sum(1)).mean()))
         params = self.params.copy()
         params[:3] = 0.0
         kp = self.kp                                                       # the plan's rows (hands: later)
@@ -1085,8 +1300,8 @@ class _State:
                          _model=(self.plan.fitter, self.shape, (self.plan, self.fk)),
                          _rotations=self.rotations,
                          cost=float(self.cost), data_cost=float(self.data_cost), limit_cost=float(self.limit_cost),
-                         rms_3d_m=rms3, rms_2d_px=rms2, heading=torso_heading(kp), iterations=iterations,
-                         ms=ms, hand_cost=self._hand_cost())
+                         iterations=iterations, ms=ms, hand_cost=self._hand_cost(),
+                         _fitted=(self.obs, self.w3 if self.has3d else None, self.w2 if self.has2d else None))
 
     def _hand_cost(self) -> float:
         """The robust data cost of the fitted hands' finger keypoints at this state (as :meth:`evaluate`)."""
@@ -1103,15 +1318,28 @@ class _State:
 
 
 def _euler_matrices(e: np.ndarray) -> np.ndarray:
-    """(n,3) (rx, ry, rz) -> (n,3,3) ``Rz Ry Rx``: :func:`instanthmr.core.rotations.euler_xyz_to_matrix` written
-    into one preallocated array (the fit calls it every iteration; stacking costs more than the maths)."""
+    """(n,3) (rx, ry, rz) -> (n,3,3) ``Rz Ry Rx``: :func:`instanthmr.core.rotations.euler_xyz_to_matrix` in a
+    few numpy calls (the fit calls it ~5 times a fit, and numpy's per-call overhead, not the maths, is its
+    cost): every entry is ``a * b * c - d * e`` over the cosines, sines, their negatives, 1 and 0
+    (:data:`_EULER_TERMS`), the same products in the same order as the formulas written out, so the same bits."""
     c, s = np.cos(e), np.sin(e)
-    cx, cy, cz, sx, sy, sz = c[:, 0], c[:, 1], c[:, 2], s[:, 0], s[:, 1], s[:, 2]
-    r = np.empty((len(e), 3, 3))
-    r[:, 0, 0], r[:, 0, 1], r[:, 0, 2] = cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx
-    r[:, 1, 0], r[:, 1, 1], r[:, 1, 2] = sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx
-    r[:, 2, 0], r[:, 2, 1], r[:, 2, 2] = -sy, cy * sx, cy * cx
-    return r
+    n = len(e)
+    ones = _ONE_ZERO[:n] if n <= len(_ONE_ZERO) else np.broadcast_to(_ONE_ZERO[0], (n, 2))
+    g = np.concatenate((c, s, -c, -s, ones), 1)[:, _EULER_TERMS]          # (n, 5, 9)
+    r = g[:, 0] * g[:, 1]
+    r *= g[:, 2]
+    r -= g[:, 3] * g[:, 4]
+    return r.reshape(n, 3, 3)
+
+
+#: Columns of ``[cos rx, ry, rz, sin rx, ry, rz, -cos.., -sin.., 1, 0]`` whose products ``a b c - d e`` are the
+#: entries of ``Rz Ry Rx`` (row by row): e.g. r01 = cz sy sx - sz cx, r02 = cz sy cx - sz (-sx).
+_CX, _CY, _CZ, _SX, _SY, _SZ, _NCX, _NCY, _NCZ, _NSX, _NSY, _NSZ, _ONE, _ZERO = range(14)
+_EULER_TERMS = np.asarray([
+    (_CZ, _CY, _ONE, _ZERO, _ZERO), (_CZ, _SY, _SX, _SZ, _CX), (_CZ, _SY, _CX, _SZ, _NSX),
+    (_SZ, _CY, _ONE, _ZERO, _ZERO), (_SZ, _SY, _SX, _CZ, _NCX), (_SZ, _SY, _CX, _CZ, _SX),
+    (_NSY, _ONE, _ONE, _ZERO, _ZERO), (_CY, _SX, _ONE, _ZERO, _ZERO), (_CY, _CX, _ONE, _ZERO, _ZERO)]).T
+_ONE_ZERO = np.tile([1.0, 0.0], (256, 1))
 
 
 def _robust(r: np.ndarray, w: np.ndarray, c: float) -> tuple[np.ndarray, float]:

@@ -227,7 +227,9 @@ def project_points(points_cam, focal, principal_point) -> np.ndarray:
     camera (z <= 1 mm) are clamped to z = 1 mm rather than dividing by zero.
     """
     p = np.asarray(points_cam, dtype=np.float64)
-    f = np.broadcast_to(np.asarray(focal, dtype=np.float64), (2,))
+    f = np.asarray(focal, dtype=np.float64)
+    if f.ndim:   # (fx, fy); a scalar multiplies both as it is (broadcast_to cost more than the projection)
+        f = np.broadcast_to(f, (2,))
     c = np.asarray(principal_point, dtype=np.float64)
     z = np.maximum(p[..., 2:3], 1e-3)
     return p[..., :2] / z * f + c

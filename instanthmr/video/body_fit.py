@@ -69,6 +69,7 @@ from instanthmr.core.geometry import project_points
 from instanthmr.core.skeleton import COCO_WHOLEBODY_FLIP_PERM, COCO_WHOLEBODY_INDEX, MHR70_FLIP_PERM, MHR70_INDEX
 
 _FLIP = np.asarray(MHR70_FLIP_PERM)
+_SAME = np.arange(len(_FLIP))
 _FLIP_WB = np.asarray(COCO_WHOLEBODY_FLIP_PERM)
 #: MHR70 joints whose 3D must be seen for a frame to count toward a track's shape.
 _SHAPE_JOINTS = tuple(MHR70_INDEX[n] for n in (
@@ -161,35 +162,38 @@ def _walk_back(dp: np.ndarray, back: np.ndarray, end: int, t: int) -> int:
     return state
 
 
+#: Rows of both readings' joints stacked (2*70): as given, then mirrored (labels swapped).
+_BOTH = np.concatenate([np.arange(len(_FLIP)), _FLIP])
+_TORSO, _FACE = np.asarray(TORSO_KEYPOINTS), np.asarray(FACE_KEYPOINTS)
+_HIPS = np.asarray([MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]])
+
+
 def _centred(obs: Observation):
-    """For the continuity between frames, of one reading: (hip-centred 3D joints (70,3) m, their weights,
-    torso heading, 2D joints (70,2) centred on their weighted mean and divided by the person's 2D height,
-    their weights)."""
-    hips = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
+    """For the continuity between frames, of both readings (as given, mirrored: the depth reflection about
+    the hips is a sign once hip-centred, the labels a permutation, the heading's z flips): (hip-centred 3D
+    joints (2,70,3) m, their weights > 0 (2,70), the two torso headings (the given one None when unknown), 2D
+    joints (2,70,2) centred on their weighted mean and divided by the person's 2D height, their weights > 0
+    (2,70)). Both readings stacked once per frame: the next frame's transitions read them as they are."""
     if obs.joints_3d is None:
         j3, w3, head = np.zeros((70, 3)), np.zeros(70), None
     else:
         w3 = obs.w3d
-        c = obs.joints_3d[hips].mean(0) if (w3[hips] > 0).all() else \
+        c = (obs.joints_3d[_HIPS[0]] + obs.joints_3d[_HIPS[1]]) / 2 if (w3[_HIPS] > 0).all() else \
             np.average(obs.joints_3d, axis=0, weights=w3 + 1e-12)
         j3, head = obs.joints_3d - c, torso_heading(obs.joints_3d, w3)
+    j3 = j3[_BOTH].reshape(2, -1, 3)
+    np.negative(j3[1, :, 2], out=j3[1, :, 2])
+    heads = (head, None if head is None else head * np.array([1.0, 1.0, -1.0]))
+    seen3 = (w3[_BOTH] > 0).reshape(2, -1)
     if obs.joints_2d is None or (obs.w2d > 0).sum() < 2:
-        return j3, w3, head, np.zeros((70, 2)), np.zeros(70)
+        return j3, seen3, heads, np.zeros((2, 70, 2)), np.zeros((2, 70), bool)
     w2, seen = obs.w2d, obs.w2d > 0
     w = w2 + 1e-12
     centre = (w @ obs.joints_2d) / w.sum()
-    height = max(float(np.ptp(obs.joints_2d[seen, 1])), 1.0)
-    return j3, w3, head, (obs.joints_2d - centre) / height, w2
-
-
-def _mirror_centred(c):
-    """:func:`_centred` of the mirrored reading, from the reading as given without a second pass: hip-centred,
-    the depth reflection about the hips is a sign, the labels a permutation, the heading's z flips."""
-    j3, w3, head, j2, w2 = c
-    j3m = j3[_FLIP].copy()
-    j3m[:, 2] = -j3m[:, 2]
-    headm = None if head is None else head * np.array([1.0, 1.0, -1.0])
-    return j3m, w3[_FLIP], headm, j2[_FLIP], w2[_FLIP]
+    y = obs.joints_2d[seen, 1]
+    height = max(float(y.max() - y.min()), 1.0)
+    j2 = ((obs.joints_2d - centre) / height)[_BOTH].reshape(2, -1, 2)
+    return j3, seen3, heads, j2, seen[_BOTH].reshape(2, -1)
 
 
 def hand_chirality(pred) -> float:
@@ -271,7 +275,7 @@ class _Track:
     face: bool = False                                # the face was seen on the previous frame
     via_side: bool = False                            # labels as given: side-on more recently than clearly back
     level: float | None = None                        # running level of the fit cost (triggers on jumps)
-    last: tuple | None = None                         # previous frame: (hip-centred 3D, weights, heading) per reading
+    last: tuple | None = None                         # previous frame: both readings' joints (_centred)
     chains: dict = field(default_factory=dict)        # reading -> its fit on the previous frame
     records: list = field(default_factory=list)
 
@@ -287,6 +291,7 @@ class BodyFitStage:
         self.model = model if model is not None else MHRNumpy.from_npz(SHIPPED_MHR_MODEL)
         self.fitter = BodyFitter(self.model, config)
         self.swap = swap or SwapConfig()
+        self._switch = self.swap.switch_cost * (1 - np.eye(2))   # (2,2) what changing reading costs
         self.shape_frames = int(shape_frames)
         self.keep_observed_2d = keep_observed_2d
         self.keep_history = keep_history or lag_frames > 0
@@ -392,11 +397,11 @@ class BodyFitStage:
         # body would pay for that body in its data cost), else from the track's live body
         fits = {s: self.fitter.fit(readings[s], shape, tr.chains.get(s, tr.prev), init_params=self._init(tr, pred))}
         hands = hand_chirality(pred)
-        given = _centred(obs)
-        now = (given, _mirror_centred(given))
-        decisive = self._decisive(given[2])
-        tr.via_side = self._via_side(tr.via_side, given[2])
-        prior = self._mirror_prior(given[2], tr.via_side)
+        now = _centred(obs)
+        heading = now[2][0]
+        decisive = self._decisive(heading)
+        tr.via_side = self._via_side(tr.via_side, heading)
+        prior = self._mirror_prior(heading, tr.via_side)
         trans = self._transitions(tr.last, now)
         tr.last = now
         if tr.prev is not None and (self._triggered(tr, readings[s], fits[s]) or
@@ -416,7 +421,7 @@ class BodyFitStage:
         costs = self._costs(fits, s, hands, decisive, prior)
         if tr.prev is None:     # a track starts as given: reading it mirrored takes a switch's worth of evidence
             costs[1] += self.swap.switch_cost
-        total = tr.dp[:, None] + trans + self.swap.switch_cost * (1 - np.eye(2))
+        total = tr.dp[:, None] + trans + self._switch
         back = np.argmin(total, 0)
         dp = total[back, [0, 1]] + costs
         best = int(np.argmin(dp))
@@ -461,7 +466,7 @@ class BodyFitStage:
         """Whether the other reading, not fitted yet (its cost guessed as the fitted one's plus
         ``unevaluated_cost``), comes within ``margin`` of winning this frame on continuity alone: then it is
         worth fitting. Cheap (no fit); seen from the side the two readings are close and it fits both."""
-        total = dp[:, None] + trans + self.swap.switch_cost * (1 - np.eye(2))
+        total = dp[:, None] + trans + self._switch
         best = total.min(0) + costs
         return bool(best[1 - stay] - best[stay] < self.swap.margin)
 
@@ -469,8 +474,8 @@ class BodyFitStage:
         if tr.level is not None and fit.body_cost > self.swap.trigger_cost * tr.level + 10.0:
             return True
         # the face vanishing while the torso stays (turning away) also triggers; a track without a face does not
-        torso_seen = (obs.w2d[list(TORSO_KEYPOINTS)] > 0).all()
-        face = (obs.w2d[list(FACE_KEYPOINTS)] > 0).sum() >= self.fitter.config.min_face_joints
+        torso_seen = (obs.w2d[_TORSO] > 0).all()
+        face = (obs.w2d[_FACE] > 0).sum() >= self.fitter.config.min_face_joints
         lost = tr.face and not face
         tr.face = face
         return bool(torso_seen and lost)
@@ -539,18 +544,16 @@ class BodyFitStage:
         if last is None:
             return out
         sw = self.swap
-        # the four pairs at once: [a, b] = reading a on the previous frame, reading b on this one
+        # the four pairs at once: [a, b] = reading a on the previous frame, reading b on this one (_centred)
         for k, sigma, cap in ((0, sw.motion_sigma, sw.motion_cap), (3, sw.motion_sigma_2d, sw.motion_cap_2d)):
-            ja, wa = np.stack([last[0][k], last[1][k]]), np.stack([last[0][k + 1], last[1][k + 1]])
-            jb, wb = np.stack([now[0][k], now[1][k]]), np.stack([now[0][k + 1], now[1][k + 1]])
-            ok = (wa[:, None] > 0) & (wb[None] > 0)                          # (2,2,70)
+            ja, jb = last[k], now[k]
+            ok = last[k + 1][:, None] & now[k + 1][None]                      # (2,2,70)
             d = jb[None] - ja[:, None]
             d2 = np.minimum(np.einsum("abjc,abjc->abj", d, d), cap ** 2)
-            n = ok.sum(-1)
-            out += np.where(n > 0, (d2 * ok).sum(-1) / np.maximum(n, 1), 0.0) / sigma ** 2
+            out += (d2 * ok).sum(-1) / np.maximum(ok.sum(-1), 1) / sigma ** 2   # 0 where no joint is in both
         for a in (0, 1):
             for b in (0, 1):
-                ha, hb = last[a][2], now[b][2]
+                ha, hb = last[2][a], now[2][b]
                 if ha is not None and hb is not None:
                     out[a, b] += sw.heading_weight * (1.0 - math.cos(math.acos(min(max(float(ha @ hb), -1.0), 1.0))))
         return out
@@ -559,9 +562,9 @@ class BodyFitStage:
         """``pred`` with the fitted body (module docstring). Mirrored: the estimator's 2D and observed flags are
         relabelled to the body's true sides. ``given``: the estimator's own prediction when ``pred`` is an
         output already filled (its whole-body joints are relabelled from the sides as given)."""
-        perm = _FLIP if reading == 1 else np.arange(len(_FLIP))
+        perm = _FLIP if reading == 1 else _SAME
         observed = ((obs.w3d > 0) | (obs.w2d > 0))[perm]
-        kp = fit.keypoints.astype(np.float64)
+        kp = fit.keypoints                                                  # (70,3) float64, read only here
         if fit.cam_trans is not None:
             cam = fit.cam_trans
         else:   # 3D only: the observation's camera translation moved to the model origin
