@@ -220,7 +220,7 @@ def build_pipeline(spec: PipelineSpec, model: Path | str):
                                   max_persons=spec.max_persons, det_confidence=spec.det_confidence,
                                   device=spec.device, detector_variant=spec.detector_variant,
                                   detector_weights=spec.detector_weights, detector_resolution=spec.detector_resolution,
-                                  precision=spec.mediapipe_precision)
+                                  precision=spec.mediapipe_precision, num_threads=spec.runtime.threads or None)
     from instanthmr.runtime.pipeline import PosePipeline
 
     runtime = spec.runtime  # with keypoint crops the tracking wrapper hides the detector (async_detector) itself
