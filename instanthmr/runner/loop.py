@@ -345,8 +345,12 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
             finisher.join()
             if event is not None and event.is_set():  # set by a stage while the last frames were finished
                 raise _StopEvent
-        except KeyboardInterrupt:  # the frames finished so far are kept; one queued is dropped (below)
+        except KeyboardInterrupt:  # the frames whose models ran are finished and kept, as when done inline
             interrupted = True
+            try:
+                finisher.join()
+            except KeyboardInterrupt:  # a second one: what is still queued is dropped (below)
+                pass
         except _StopEvent:
             interrupted = by_event = True
         finisher.close()  # after a stop: the worker is done before the outputs are finished
