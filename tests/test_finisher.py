@@ -99,3 +99,15 @@ def test_close_drops_queued_frames_and_waits_for_the_current_one():
     f.close()
     assert done[:1] == [0] and len(done) < 4  # the frame being finished completes; the queued ones do not
     f.close()  # idempotent
+
+
+def test_depth_zero_finishes_inside_put_on_the_callers_thread():
+    stop, done = threading.Event(), []
+    f = FrameFinisher(lambda frame, result: done.append((frame, threading.get_ident())), depth=0, stop=stop.is_set)
+    f.put(0, None)
+    assert done == [(0, threading.get_ident())]  # already finished when put returns
+    stop.set()
+    f.put(1, None)
+    f.join()
+    f.close()
+    assert len(done) == 1 and not f._thread.is_alive()

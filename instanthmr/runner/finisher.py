@@ -27,18 +27,22 @@ class FrameFinisher:
     """Runs ``finish(frame, result)`` for every :meth:`put` pair on one daemon thread, in order.
 
     ``stop``: a callable checked before each frame (the run's stop event, which a stage may set): once true,
-    the frames still queued are dropped, as the inline loop would not have run them. An exception in ``finish`` stops the worker (the frames queued after it are dropped) and is raised in the
+    the frames still queued are dropped, as the inline loop would not have run them. ``depth`` 0: no thread,
+    each frame finished inside :meth:`put` (what the loop does under a per-frame probe, so each frame's
+    breakdown holds its own work). An exception in ``finish`` stops the worker (the frames queued after it are dropped) and is raised in the
     caller's thread by the next :meth:`put` or by :meth:`join`, as the inline call raised it. :meth:`close`
     (for ``finally`` blocks) stops the worker without finishing what is queued and never raises."""
 
     def __init__(self, finish, depth: int = 1, stop=None, name: str = "instanthmr-finish"):
         self._finish = finish
         self._stop = stop
+        self.inline = int(depth) == 0
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
         self._error: BaseException | None = None
         self._abort = threading.Event()
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
-        self._thread.start()
+        if not self.inline:
+            self._thread.start()
 
     def _work(self) -> None:
         while True:
@@ -61,6 +65,10 @@ class FrameFinisher:
 
     def put(self, frame, result) -> None:
         """Hand one frame over; blocks while ``depth`` frames wait (the worker busy). Raises the worker's error."""
+        if self.inline:
+            if self._stop is None or not self._stop():
+                self._finish(frame, result)
+            return
         self._raise()
         while True:
             try:
@@ -86,6 +94,8 @@ class FrameFinisher:
     def close(self) -> None:
         """Stop the worker now (the frames still queued are not finished); idempotent, never raises."""
         self._abort.set()
+        if self.inline:
+            return
         while True:  # make room for the end marker
             try:
                 self._queue.get_nowait()

@@ -326,7 +326,9 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
 
         # frame t finished (body fit, ground, outputs) on a worker thread while frame t+1's models run; two frames
         # queued at most: a slow one (the mirrored reading fitted, a track's start) is absorbed, not waited for
-        finisher = FrameFinisher(finished, depth=2, stop=None if event is None else event.is_set)
+        # (inline under a per-frame probe, tools/frame_breakdown: each frame's breakdown then holds its own work)
+        finisher = FrameFinisher(finished, depth=0 if probe.enabled() else 2,
+                                 stop=None if event is None else event.is_set)
         try:
             for frame in source:
                 if event is not None and event.is_set():
