@@ -6,7 +6,7 @@ the ``.tflite``'s name order (``Identity``, ``Identity_1``, ...), which is the o
 them by, so the landmark code above them does not know which runs::
 
     model = open_model("models/mediapipe/hand_landmark_full.tflite")          # LiteRT
-    model = open_model(int8_model_path("hand_landmark_full"), num_threads=1)  # ONNX Runtime, int8
+    model = open_model(landmark_model_path("hand_landmark_full", "int8"))     # ONNX Runtime, int8 (files.py)
     lms, presence, handedness, world = model(crop[None])
 """
 
