@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
+
+from instanthmr.cli.common import describe_load, load_average
+from instanthmr.core.faults import OutputPathError, check_output_path
 
 from instanthmr.runtime.mediapipe.files import MediaPipeModelError, mediapipe_models_dir
 from instanthmr.training import mediapipe_onnx as mo
@@ -53,11 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else src.with_suffix(".onnx")
     drop = tuple(args.drop)
     try:
-        import onnx
-
+        check_output_path(out, "--out")  # before the work: an unwritable output fails now
         model = mo.convert_tflite(src, drop)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save(model, str(out))
+        mo.save_model(model, out)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {len(model.graph.node)} nodes)")
         if args.check:
             for name, diff in mo.litert_parity(src, out).items():
@@ -69,10 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             raise MediaPipeModelError(f"{src}: no int8 copy of {name}: {mo.NO_INT8[name]}")
         if name not in mo.INT8_KEEP_FP32:
             raise MediaPipeModelError(f"{src}: no int8 recipe for {name} (known: {', '.join(mo.INT8_KEEP_FP32)})")
-        q_out = Path(args.int8_out) if args.int8_out else out.with_name(f"{out.stem}.int8.onnx")
+        q_out = check_output_path(args.int8_out or out.with_name(f"{out.stem}.int8.onnx"), "--int8-out")
         calib = mo.record_sources(args.calib, name, args.calib_count)
         keep = mo.fp32_nodes(model, **mo.INT8_KEEP_FP32[name])
-        q_out.parent.mkdir(parents=True, exist_ok=True)
         mo.quantize_static_int8(out, q_out, calib, exclude=keep)
         print(f"wrote {q_out} ({q_out.stat().st_size / 1e6:.2f} MB; {len(calib)} calibration crops; fp32: "
               f"{', '.join(keep)})")
@@ -83,13 +82,13 @@ def main(argv: list[str] | None = None) -> int:
             drift = mo.landmark_drift(name, {k: v for k, v in ref.items() if k in got}, got)
             print(f"  drift vs LiteRT on {len(held)} held-out crops: "
                   + json.dumps({k: round(v, 3) for k, v in drift.items()}))
-            print(f"  load before timing: {os.getloadavg()[0]:.2f}")
+            before = load_average()
             times = mo.time_one_thread(src, {"fp32 onnx": out, "int8 onnx": q_out}, held[len(held) // 2][None],
                                        drop_outputs=drop)
             for k, rows in times.items():
                 print(f"  1 thread {k:<10} " + "  ".join(f"{w:.2f} ms (cpu {c:.2f})" for w, c in rows))
-            print(f"  load after timing: {os.getloadavg()[0]:.2f}")
-    except MediaPipeModelError as e:
+            print(f"  timing: {describe_load(before, load_average())}")
+    except (MediaPipeModelError, OutputPathError) as e:
         print(f"[convert_mediapipe] error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instanthmr.core.faults import atomic_path
 from instanthmr.runtime.mediapipe.files import MediaPipeModelError
 from instanthmr.runtime.mediapipe.tflite import prune_outputs
 
@@ -380,16 +381,13 @@ def run_litert(tflite: str | Path, inputs: np.ndarray, threads: int = 1) -> dict
 
 
 def run_onnx(path: str | Path, inputs: np.ndarray, threads: int = 1) -> dict[str, np.ndarray]:
-    """The ONNX file's outputs for each of ``inputs`` (as :func:`run_litert`), on ONNX Runtime's CPU provider."""
-    import onnxruntime as ort
+    """The ONNX file's outputs for each of ``inputs`` (as :func:`run_litert`), run as the pipeline runs it
+    (:class:`~instanthmr.runtime.mediapipe.models.OnnxMediaPipeModel`, ONNX Runtime's CPU provider)."""
+    from instanthmr.runtime.mediapipe.models import OnnxMediaPipeModel
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    feed = sess.get_inputs()[0].name
-    names = [o.name for o in sess.get_outputs()]
-    rows = [sess.run(None, {feed: x[None]}) for x in np.asarray(inputs, np.float32)]
-    return {n: np.stack([r[k] for r in rows]) for k, n in enumerate(names)}
+    model = OnnxMediaPipeModel(path, num_threads=threads)
+    rows = [model(x[None]) for x in np.asarray(inputs, np.float32)]
+    return {n: np.stack([r[k] for r in rows]) for k, n in enumerate(model.outputs)}
 
 
 def litert_parity(tflite: str | Path, onnx_path: str | Path, inputs: np.ndarray | None = None) -> dict[str, float]:
@@ -508,23 +506,33 @@ def quantize_static_int8(src: str | Path, dst: str | Path, calib: np.ndarray, fm
     feed = model.graph.input[0].name
     meta = {p.key: p.value for p in model.metadata_props}
     with tempfile.TemporaryDirectory(prefix="instanthmr_mpq_") as tmp:
-        prepped = Path(tmp) / "prep.onnx"
+        prepped, quantized = Path(tmp) / "prep.onnx", Path(tmp) / "quant.onnx"
         quant_pre_process(str(src), str(prepped), skip_symbolic_shape=True)
         feeds = [{feed: np.asarray(x, np.float32)[None]} for x in calib]
         calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                      "entropy": CalibrationMethod.Entropy}[method]
-        quantize_static(str(prepped), str(dst), _Reader(feeds), calibrate_method=calibrate,
+        quantize_static(str(prepped), str(quantized), _Reader(feeds), calibrate_method=calibrate,
                         quant_format=QuantFormat.QOperator if fmt == "qoperator" else QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=list(op_types), nodes_to_exclude=list(exclude),
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
-    out = onnx.load(str(dst))
+        out = onnx.load(str(quantized))
     meta.update({"precision": f"int8-static-{fmt}-{method}", "calibration_crops": str(len(calib)),
                  "fp32_excluded": ",".join(exclude)})
     del out.metadata_props[:]
     onnx.helper.set_model_props(out, meta)
-    onnx.save(out, str(dst))
+    save_model(out, dst)
     return dst
+
+
+def save_model(model, path: str | Path) -> Path:
+    """``model`` (an ``onnx.ModelProto``) written to ``path`` under a temporary name and renamed into place
+    (:func:`~instanthmr.core.faults.atomic_path`: an interrupted run leaves no half-written file)."""
+    import onnx
+
+    with atomic_path(path) as part:
+        onnx.save(model, str(part))
+    return Path(path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -602,18 +610,11 @@ def time_one_thread(tflite: str | Path, onnx_paths: dict[str, str | Path], x: np
     rounds of ``reps`` calls (after 5 warm-up calls), so every model sees the same machine load."""
     import time
 
-    import onnxruntime as ort
+    from instanthmr.runtime.mediapipe.models import open_model
 
-    from instanthmr.runtime.mediapipe.tflite import TFLiteModel
-
-    lite = TFLiteModel(tflite, num_threads=1, drop_outputs=drop_outputs)
-    fns = {"litert": lite}
-    for name, path in onnx_paths.items():
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        feed = sess.get_inputs()[0].name
-        fns[name] = (lambda s, f: lambda v: s.run(None, {f: v}))(sess, feed)
+    fns = {"litert": open_model(tflite, num_threads=1, drop_outputs=drop_outputs)}
+    for name, path in onnx_paths.items():  # as the pipeline runs them (runtime.mediapipe.models)
+        fns[name] = open_model(path, num_threads=1)
     out: dict[str, list[tuple[float, float]]] = {n: [] for n in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
