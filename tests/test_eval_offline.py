@@ -123,7 +123,7 @@ def test_our_side_is_the_demo_loop_taking_turns_with_decoding_left_out(mp_models
         assert 0.5 * wall < sum(ms) <= wall  # a turn's frames add up to the turn: finished frames, no spill
         assert persons == [0, 0, 0] and all(detected)  # the run's own results, one per frame
         time.sleep(0.05)
-        assert len(side.feed.ms) == 3  # between turns the loop waits: no frame went through
+        assert len(side.feed.handed) == 3  # between turns the loop waits: no frame went through
         assert len(side.next(3)[0]) == 3 and side.finish_ms is None
         assert len(side.next(3)[0]) == 1  # the 7th frame; the run ended and its end was timed
         assert side.finish_ms is not None and side.finish_ms >= 0 and side.error is None
@@ -172,4 +172,4 @@ def test_a_turn_returns_when_the_run_fails_mid_turn():
     returned = threading.Event()
     threading.Thread(target=lambda: (feed.turn(5), returned.set()), daemon=True).start()
     assert returned.wait(10), "turn() still waiting after its run ended"
-    assert len(feed.ms) == 1  # frame 0 timed; frame 1 never finished
+    assert len(feed.handed) == 2  # frames 0 and 1 handed over; the run failed on frame 1, nothing after

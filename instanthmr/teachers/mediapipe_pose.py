@@ -172,15 +172,13 @@ def read_frames(video: Path, n: int) -> list[np.ndarray]:
 class FrameFeed(DecodedFrames):
     """Frames decoded beforehand (RGB), handed to :func:`instanthmr.runner.loop.run` as its source, in turns:
     the run's thread waits until :meth:`turn` lets ``k`` more frames through. :attr:`handed`: when each frame
-    was handed to the loop (``perf_counter``, ``process_time``); :attr:`ms` / :attr:`cpu_ms`: from then until the
-    loop asked for the next one (the loop's own part, decoding excluded: its finishing thread may still be at
-    work on the frame, :class:`Ours` times frames as they are finished). Between turns the run's thread
-    waits, so another side (MediaPipe Pose) can run alone."""
+    was handed to the loop (``perf_counter``, ``process_time``), where :class:`Ours` starts a turn's timing (it
+    times frames as they are finished: the loop's finishing thread may still be at work on a frame after the
+    loop asked for the next). Between turns the run's thread waits, so another side (MediaPipe Pose) can run
+    alone."""
 
     def __init__(self, frames, fps: float = 30.0, name: str = "frames"):
         super().__init__(frames, fps, name)
-        self.ms: list[float] = []
-        self.cpu_ms: list[float] = []
         self.handed: list[tuple[float, float]] = []  # (perf_counter, process_time) as each frame is handed over
         self._go, self._done = threading.Semaphore(0), threading.Semaphore(0)
         self._budget, self._closed = 0, False
@@ -193,11 +191,8 @@ class FrameFeed(DecodedFrames):
             if self._closed:
                 return
             self._budget -= 1
-            c0, t0 = time.process_time(), time.perf_counter()
-            self.handed.append((t0, c0))
+            self.handed.append((time.perf_counter(), time.process_time()))
             yield frame
-            self.ms.append((time.perf_counter() - t0) * 1e3)
-            self.cpu_ms.append((time.process_time() - c0) * 1e3)
 
     def wait(self) -> None:
         """Until the run's thread hands the turn back (or its run ended)."""
