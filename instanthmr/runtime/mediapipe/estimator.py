@@ -101,9 +101,6 @@ class MediaPipeHMR:
     def __init__(self, models_dir: str | Path | None = None, hands: bool = True, min_presence: float = 0.5,
                  num_threads: int | None = None, precision: str = "int8"):
         self.models_dir = Path(models_dir or mediapipe_models_dir())
-        self.precision = precision
-        self.provider = ("LiteRT CPU (XNNPACK) + ONNX Runtime CPU (int8 hand model)" if precision == "int8" and hands
-                         else "LiteRT CPU (XNNPACK)")
         self.path = landmark_model_path("pose_landmark_full", precision, self.models_dir)
         self.landmarker = BlazePoseLandmarker(self.path, num_threads=num_threads)
         # only for boxes from another detector (see landmarks_in_box); loaded on first use
@@ -112,9 +109,11 @@ class MediaPipeHMR:
         self.hand = HandLandmarker(landmark_model_path("hand_landmark_full", precision, self.models_dir),
                                    num_threads=num_threads) if hands else None
         self.min_presence = float(min_presence)
-        hand_int8 = hands and precision == "int8"
-        self.model_info = {"precision": "fp32, hands int8" if hand_int8 else "fp32", "model_name": MODEL_NAME,
-                           "version": f"{MODEL_VERSION}+hand_int8" if hand_int8 else MODEL_VERSION,
+        #: the hand model runs as its int8 ONNX copy (on ONNX Runtime); every other model is MediaPipe's own file
+        self.hand_int8 = self.hand is not None and self.hand.model.path.suffix == ".onnx"
+        self.provider = "LiteRT CPU (XNNPACK)" + (" + ONNX Runtime CPU (int8 hand model)" if self.hand_int8 else "")
+        self.model_info = {"precision": "fp32, hands int8" if self.hand_int8 else "fp32", "model_name": MODEL_NAME,
+                           "version": f"{MODEL_VERSION}+hand_int8" if self.hand_int8 else MODEL_VERSION,
                            "hands": self.hands, "has_metadata": False}
 
     @property
@@ -134,10 +133,9 @@ class MediaPipeHMR:
 
     def describe(self) -> str:
         """One line for banners: what runs."""
-        hand_int8 = self.hand is not None and self.hand.model.path.suffix == ".onnx"
         return (f"MediaPipe BlazePose full{' + hand landmarks' if self.hands else ' (body only, no hands)'} "
                 f"from mediapipe=={MEDIAPIPE_VERSION} ({self.models_dir}"
-                f"{'; the hand model as its int8 copy in ' + str(self.hand.model.path.parent) if hand_int8 else ''}"
+                f"{'; the hand model as its int8 copy in ' + str(self.hand.model.path.parent) if self.hand_int8 else ''}"
                 f") on {self.provider}")
 
     # ------------------------------------------------------------------ landmarks
