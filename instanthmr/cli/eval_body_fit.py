@@ -45,11 +45,13 @@ too: it is an upper bound on the fit's own error.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 import numpy as np
 
+from instanthmr.cli.common import describe_load, load_average
 from instanthmr.core.metrics import acceleration_error, pa_mpjpe
 from instanthmr.core.skeleton import COCO_WHOLEBODY_TO_MHR70, MHR70_FLIP_PERM, MHR70_INDEX
 from instanthmr.runtime.hmr import HMRPrediction
@@ -327,15 +329,6 @@ def fit_alone_ms(stage, preds, repeats: int = 3) -> list[float]:
     return best[1:].tolist()   # the first frame is a cold start (more iterations), once per track
 
 
-def _load() -> str:
-    try:
-        import os
-
-        return "load average %.1f on %d CPU(s)" % (os.getloadavg()[0], os.cpu_count() or 0)
-    except OSError:
-        return "load unknown"
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--max-frames", type=int, default=300, help="frames per take (30 fps)")
@@ -408,7 +401,8 @@ def main(argv=None) -> int:
     t = np.asarray(timings)
     print(f"  fit time per person per frame (live, both readings when the mirrored one runs): median "
           f"{np.median(t):.2f} ms, p95 {np.percentile(t, 95):.2f} ms ({len(t)} person-frames; wall clock on this "
-          f"machine under its current load: {_load()}); mirrored reading fitted on {n_mirrored} of {n_frames} frames")
+          f"machine under its current load: {describe_load(load_average())} on "
+          f"{os.cpu_count() or 0} CPU(s)); mirrored reading fitted on {n_mirrored} of {n_frames} frames")
     a = np.asarray(alone)
     print(f"  the fit of one reading alone (fastest of 3 passes per frame): median {np.median(a):.2f} ms, "
           f"p95 {np.percentile(a, 95):.2f} ms")
