@@ -75,6 +75,15 @@ def add_bench_flags(p, *, video: str | None = None, video_required: bool = False
         p.add_argument("--json", default=None, metavar="PATH", help=json_help)
 
 
+def clip_path(clip: str, videos: str | Path) -> Path:
+    """A clip given on the command line: ``clip`` itself when it is a file, else the file of that name in the
+    ``videos`` folder (``--videos``). Raises ``ValueError`` (one line) when neither exists, before any work."""
+    path = Path(clip) if Path(clip).is_file() else Path(videos) / clip
+    if not path.is_file():
+        raise ValueError(f"video not found: {clip} (a path, or a name under --videos {videos})")
+    return path
+
+
 def write_json_report(path: str | Path | None, report: dict) -> None:
     """Write ``report`` to ``path`` atomically (parent folders made; non-JSON values as strings) and say so;
     no-op when ``path`` is None (no ``--json``)."""

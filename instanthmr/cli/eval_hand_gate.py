@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -75,6 +74,7 @@ def gate_table(fresh, passes: int, lite_costs: tuple[float, ...]) -> list[str]:
 def main(argv=None) -> int:
     import cv2
 
+    from instanthmr.cli.common import clip_path
     from instanthmr.core.paths import shared_data_dir
     from instanthmr.runtime.mediapipe.estimator import mediapipe_pipeline
     from instanthmr.runtime.mediapipe.files import MediaPipeModelError
@@ -89,13 +89,16 @@ def main(argv=None) -> int:
     ap.add_argument("--max-persons", type=int, default=1)
     args = ap.parse_args(argv)
     try:
+        paths = [clip_path(clip, args.videos) for clip in args.clips]  # every clip checked before the first frame
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    try:
         lite = HandLandmarker(args.lite, presence_threshold=0.0)
     except MediaPipeModelError as e:
         raise SystemExit(f"{e} (--lite: hand_landmark_lite.tflite, in the mediapipe==0.10.21 wheel's "
                          "mediapipe/modules/hand_landmark/)") from None
     fresh, passes, full_cpu, lite_cpu, lite_passes, frames = [], 0, 0.0, 0.0, 0, 0
-    for clip in args.clips:
-        path = Path(clip) if Path(clip).is_file() else Path(args.videos) / clip
+    for path in paths:
         pipe = mediapipe_pipeline(max_persons=args.max_persons)
         rec = pipe.estimator.hand = _Recorder(pipe.estimator.hand, lite)
         tp = TrackingPipeline.from_pipeline(pipe, smooth="none")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr.cli.common import describe_load, load_average, run_main, write_json_report
+from instanthmr.cli.common import clip_path, describe_load, load_average, run_main, write_json_report
 from instanthmr.core.probe import FrameProbe
 from instanthmr.outputs.summary import timing_stats
 from instanthmr.video.sources import DecodedFrames
@@ -91,16 +91,14 @@ def run(args) -> dict:
     from instanthmr.teachers.mediapipe_pose import read_frames
 
     videos = Path(args.videos) if args.videos else shared_data_dir() / "videos"
+    paths = [clip_path(clip, videos) for clip in args.clips]  # every clip checked before the first frame
     spec = PipelineSpec(model="mediapipe", hands=not args.no_hands, max_persons=args.max_persons)
     pipeline = create_pipeline(spec)
     report = {"frames": args.frames, "rounds": args.rounds, "max_persons": args.max_persons,
               "hands": not args.no_hands, "body_fit": not args.no_body_fit, "load_before": load_average(),
               "clips": {}}
     try:
-        for clip in args.clips:
-            path = Path(clip) if Path(clip).is_file() else videos / clip
-            if not path.is_file():
-                raise ValueError(f"video not found: {clip} (a path, or a name under --videos {videos})")
+        for path in paths:
             images = read_frames(path, args.frames)
             config = RunConfig(video=str(path), pipeline=spec, body_fit=not args.no_body_fit, smooth=args.smooth,
                                viewer=False, quiet=True, verbose=False, save_json=_per_clip(args.save_json, path,
