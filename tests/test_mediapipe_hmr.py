@@ -429,3 +429,79 @@ def test_handedness_reads_right_for_a_right_hand_on_an_unmirrored_frame(mp_model
     walker = max(persons, key=lambda p: p.box[3])                    # the one nearest the camera, lowest
     hand = walker.landmarks.hands["right"]
     assert hand is not None and hand.right_score > 0.7
+
+
+def _hands_of(p) -> tuple:
+    """A person's hands as numbers: per side None or (points, world, score, right_score)."""
+    hands = p.landmarks.hands
+    return tuple(None if hands.get(s) is None else
+                 (hands[s].points.tolist(), hands[s].world.tolist(), hands[s].score, hands[s].right_score)
+                 for s in ("left", "right"))
+
+
+def test_hands_found_after_tracking_are_the_hands_found_in_the_landmark_pass(mp_models, shared_data):
+    """TrackHands (the run loop's hand passes, on its finishing thread): on a real clip with several people and
+    their hands, each tracked person's joints, hands and causal smoothing come out exactly as when the
+    estimator finds the hands itself, hands followed from frame to frame included (a person followed starts
+    from their hands on the last frame: one pass on a re-fitted crop, not the search from the wrists)."""
+    from instanthmr.runtime.mediapipe.estimator import TrackHands
+    from instanthmr.video.smoothing import OneEuroSmoother
+    from instanthmr.video.sources import open_source
+    from instanthmr.video.tracking import smooth_causal
+
+    src = open_source(None, str(shared_data / "videos" / "sports2d_demo.mp4"), None, max_frames=132)
+    frames = [(fr.image, fr.index, fr.time_s) for fr in src][96:]  # two people, their hands often in view
+    src.close()
+    inside = TrackingPipeline.from_pipeline(mediapipe_pipeline(hands=True, max_persons=2), smooth="causal")
+    later_pipe = mediapipe_pipeline(hands=True, max_persons=2)
+    hands = TrackHands.attach(later_pipe.estimator)
+    later = TrackingPipeline.from_pipeline(later_pipe, smooth="none")
+    smoother = OneEuroSmoother()
+    found = followed = 0
+    had_hands: set = set()  # the track IDs with a hand found on the last frame
+    for image, fi, ts in frames:
+        a = inside(image, fi, ts)
+        raw = later(image, fi, ts)
+        assert all(p.landmarks.hands is None and not p.valid_mask[MHR70_INDEX["left_index_tip"]]
+                   for p in raw.persons)  # the landmark pass left the hands out
+        b = hands(image, raw)
+        b.persons = smooth_causal(smoother, b.persons, b.time_s, b.ended_tracks)
+        assert [p.track_id for p in a.persons] == [p.track_id for p in b.persons]
+        for p, q in zip(a.persons, b.persons):
+            assert _hands_of(p) == _hands_of(q)
+            np.testing.assert_array_equal(p.joints_valid, q.joints_valid)
+            for name in ("joints_2d", "joints_3d_cam", "joints_3d_local", "cam_trans"):
+                np.testing.assert_array_equal(getattr(p, name), getattr(q, name), err_msg=name)
+            n = sum(h is not None for h in p.landmarks.hands.values())
+            found += n
+            followed += n if p.source == "keypoints" and p.track_id in had_hands else 0
+        had_hands = {p.track_id for p in a.persons if any(h is not None for h in p.landmarks.hands.values())}
+    assert found >= 40 and followed >= 30  # hands were there to find, and followed from frame to frame
+    hands.detach()
+    assert later_pipe.estimator.hands_later is False
+
+
+def test_track_hands_only_takes_over_an_estimator_with_hands(mp_models):
+    from instanthmr.runtime.mediapipe.estimator import TrackHands
+
+    body = MediaPipeHMR(hands=False)
+    assert TrackHands.attach(body) is None and body.hands_later is False
+    assert TrackHands.attach(object()) is None
+
+
+def test_the_run_loop_runs_the_hands_after_tracking_and_gives_the_estimator_back(mp_models, shared_data, tmp_path):
+    """The run loop with a caller's MediaPipe pipeline, live (causal) smoothing: the written frames have hand
+    joints, and the caller's estimator finds hands itself again afterwards."""
+    import json
+
+    from instanthmr.runner.config import RunConfig
+    from instanthmr.runner.loop import run
+
+    pipe = mediapipe_pipeline(hands=True, max_persons=2)
+    out = tmp_path / "run.json"
+    report = run(RunConfig(video=str(shared_data / "videos" / "sports2d_demo.mp4"), max_frames=12, smooth="causal",
+                           save_json=str(out), body_fit=False, viewer=False, quiet=True, verbose=False), pipeline=pipe)
+    assert report.frames == 12 and pipe.estimator.hands_later is False
+    tip = MHR70_INDEX["right_index_tip"]
+    people = [p for f in json.loads(out.read_text())["frames"] for p in f["persons"]]
+    assert any(p["joints_2d"][tip] is not None and p["joints_2d"][tip][0] is not None for p in people)

@@ -111,3 +111,24 @@ def test_shipped_int8_files_match_their_checksums(name):
     path = files.INT8_MODELS_DIR / file_name
     assert path.is_file(), f"{path} must ship with the package"
     assert files._sha256(path) == digest
+
+
+def test_run_loop_threads_leave_a_core_to_the_finishing_thread_when_hands_run():
+    from instanthmr.runtime.mediapipe.models import run_loop_threads
+
+    assert run_loop_threads(True, 2) == 1 and run_loop_threads(False, 2) == 2   # this machine's two cores
+    assert run_loop_threads(True, 1) == 1 and run_loop_threads(False, 1) == 1
+    assert run_loop_threads(True, 16) == 4 and run_loop_threads(True, 4) == 3
+    assert run_loop_threads(True, None) >= 1
+
+
+def test_the_demo_pipeline_takes_the_run_loop_threads_unless_told(mp_models, monkeypatch):
+    import os
+
+    from instanthmr.runtime.factory import create_pipeline
+    from instanthmr.runtime.session import RuntimeOptions
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for hands, threads, want in ((True, 0, 1), (False, 0, 2), (True, 2, 2)):
+        pipe = create_pipeline(PipelineSpec(model="mediapipe", hands=hands, runtime=RuntimeOptions(threads=threads)))
+        assert pipe.estimator.landmarker.model.num_threads == want, (hands, threads)

@@ -21,7 +21,9 @@ thread while the next frame's models run, ``runner.finisher``) to this one finis
 turn from the moment the loop gets it, and a turn ends only when its last frame is finished, so a turn's
 frames add up to the whole turn. **Decoding and the BGR->RGB conversion are not timed on either side.** The end of the run (the offline passes over all
 frames) is reported apart, as ms per frame. MediaPipe Pose runs in a long-lived worker process; the sides take
-turns every ``--chunk`` frames (the other side waits, so a busy machine slows both alike), ``--rounds``
+turns every ``--chunk`` frames (the other side waits, so a busy machine slows both alike; 50 by default: the
+first frames of our turn refill the finishing thread, whose work could not overlap the other side's turn, a
+cost a continuous demo run does not pay: with 5-frame turns a fifth of our frames paid it), ``--rounds``
 times from the first frame (tracking restarts); the first ``--warmup`` frames of each round are left out.
 Reported per configuration: median / mean / p90 / p95 ms per frame, and the ratios of our median and p95 to
 MediaPipe Pose's median (issue 23's targets: at most 0.6 and 1.2 for ``default``), and the frames slower
@@ -34,6 +36,8 @@ medians, which moves by 1-2 ms with the hand passes (one or two a frame: bimodal
   default, the headline (issue 23's targets apply to it); the hand model is its shipped int8 copy (every
   configuration but the next);
 * ``float``: the same with MediaPipe's own float hand model on LiteRT (``--mediapipe-precision float``);
+* ``more_threads``: the same with one thread more per model (``--threads``; with hands the default is every
+  core but one, :func:`~instanthmr.runtime.mediapipe.models.run_loop_threads`);
 * ``hands``: one person (``--max-persons 1``) with the hand model, without the body fit (``--no-body-fit``);
 * ``body``: one person, no hands (``--no-hands``): the like-for-like comparison with MediaPipe Pose;
 * ``demo``: the demo's defaults on the clip (hands, body fit, up to 8 people, the detector looking for newcomers every
@@ -63,6 +67,7 @@ from instanthmr.cli.common import (
     write_json_report,
 )
 from instanthmr.core.paths import STARTER_MODEL, shared_data_dir
+from instanthmr.runtime.mediapipe.models import run_loop_threads
 from instanthmr.teachers.mediapipe_pose import (
     DEFAULT_VENV,
     MEDIAPIPE_PIN,
@@ -89,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=100, help="frames per round (default: 100)")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds of both sides (default: 3)")
     p.add_argument("--warmup", type=int, default=5, help="frames left out at the start of each round (default: 5)")
-    p.add_argument("--chunk", type=int, default=5, help="frames each side runs before the other's turn (default: 5)")
+    p.add_argument("--chunk", type=int, default=50, help="frames each side runs before the other's turn (default: 50)")
     p.add_argument("--people", type=int, default=4, help="max persons for the per-person cost (default: 4)")
     p.add_argument("--starter", action="store_true",
                    help="also time the previous offline default (starter network + detector every frame)")
@@ -114,12 +119,14 @@ def run(args) -> dict:
     h, w = frames[0].shape[:2]
     print(f"video: {video} ({w}x{h}), {len(frames)} frames x {args.rounds} rounds, first {args.warmup} of each "
           f"round left out; CPU: {os.cpu_count()} cores ({platform.processor() or platform.machine()})")
-    # name: (max persons, hands, network file or None, body fit, the landmark models' precision)
-    configs = {"default": (1, True, None, True, "int8"), "float": (1, True, None, True, "float"),
-               "hands": (1, True, None, False, "int8"), "body": (1, False, None, False, "int8"),
-               "demo": (DEMO_MAX_PERSONS, True, None, True, "int8"), "people": (args.people, False, None, False, "int8")}
+    # name: (max persons, hands, network file or None, body fit, the landmark models' precision, --threads)
+    configs = {"default": (1, True, None, True, "int8", 0), "float": (1, True, None, True, "float", 0),
+               "more_threads": (1, True, None, True, "int8", run_loop_threads() + 1),
+               "hands": (1, True, None, False, "int8", 0), "body": (1, False, None, False, "int8", 0),
+               "demo": (DEMO_MAX_PERSONS, True, None, True, "int8", 0),
+               "people": (args.people, False, None, False, "int8", 0)}
     if args.starter and STARTER_MODEL.is_file():
-        configs["starter"] = (1, False, STARTER_MODEL, False, "int8")
+        configs["starter"] = (1, False, STARTER_MODEL, False, "int8", 0)
     ms = {"mediapipe_pose": [], **{k: [] for k in configs}}
     persons = {k: [] for k in configs}
     detected = {k: [] for k in configs}
@@ -134,8 +141,9 @@ def run(args) -> dict:
         # load changes slows them alike
         worker = MediaPipePoseWorker(py, Path(video), len(frames))
         try:
-            ours = {name: Ours(frames, maxp, hands, network=net, body_fit=fit, smooth=args.smooth, precision=prec)
-                    for name, (maxp, hands, net, fit, prec) in configs.items()}
+            ours = {name: Ours(frames, maxp, hands, network=net, body_fit=fit, smooth=args.smooth, precision=prec,
+                               threads=threads)
+                    for name, (maxp, hands, net, fit, prec, threads) in configs.items()}
             for start in range(0, len(frames), chunk):
                 keep = slice(max(0, w0 - start), None)  # the first frames of a round are warm-up
                 out = worker.next(chunk)
@@ -207,6 +215,7 @@ def print_report(r: dict) -> None:
           f"{mp_['p95']:7.1f}{1.0:10.2f}{mp_['p95'] / mp_['median']:8.2f}{mp_['found']:8.2f}{'':>6}{_cpu(mp_, 1.0)}")
     labels = {"default": "MediaPipe path + body fit, 1 person, hands (default)",
               "float": "the same, float hand model (--mediapipe-precision float)",
+              "more_threads": f"the same, --threads {run_loop_threads() + 1}",
               "hands": "MediaPipe path, 1 person, + hands (--no-body-fit)",
               "body": "MediaPipe path, 1 person, body only",
               "demo": f"demo defaults (<= {DEMO_MAX_PERSONS} people, hands, body fit)",

@@ -11,6 +11,7 @@ stderr, as the demo prints them.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -255,7 +256,9 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
     errors of a bad source, model or output (``SourceError``, ``ModelLoadError``, ``ResultsWriteError``,
     ``ValueError``) and does not validate ``config`` (call ``config.validate()`` first). ``config.focal_length``
     (or ``fov``) is set on the pipeline for this run only."""
-    from instanthmr.video.tracking import TrackingPipeline
+    from instanthmr.runtime.mediapipe.estimator import TrackHands
+    from instanthmr.video.smoothing import OneEuroSmoother
+    from instanthmr.video.tracking import TrackingPipeline, smooth_causal
 
     event = stop if stop is not None and hasattr(stop, "is_set") else None
     signals = stop if isinstance(stop, StopSignals) else StopSignals(signals=())  # no handlers of its own
@@ -274,6 +277,7 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
     focal_given = None
     tracking = None
     finisher = None
+    hands = None
     t_start = time.monotonic()
     try:
         if owned:
@@ -286,9 +290,13 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
             pipeline.focal_length = float(focal_given)
         ground = ground_stage(config, source, photos, focal_given is not None)
         facts = pipeline_facts(pipeline)
+        # the MediaPipe path's hand passes run on the finishing thread (below), beside the next frame's pose
+        # model: the next frame's regions need only this frame's pose; live smoothing then follows them there
+        hands = TrackHands.attach(pipeline.estimator)
+        smoother = OneEuroSmoother() if smooth == "causal" and hands is not None else None
         # source.fps, not the output fps: frame indices count source frames (frame_skip leaves gaps).
-        tracking = TrackingPipeline.from_pipeline(pipeline, smooth="causal" if smooth == "causal" else "none",
-                                                  fps=source.fps)
+        tracking = TrackingPipeline.from_pipeline(
+            pipeline, smooth="causal" if smooth == "causal" and smoother is None else "none", fps=source.fps)
         meta = _describe(config, source, pipeline, facts, smooth, focal, ground)
         body_fit = open_body_fit(config, facts["mediapipe"], smooth)  # one stage after tracking
         meta["body_fit"] = None if body_fit is None else str(body_fit.model.assets.path)
@@ -308,6 +316,12 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
         progress = Progress(source.expected_frames, source.kind, quiet=quiet)
 
         def finished(frame, result) -> None:  # one frame's result through the stages into the outputs
+            if hands is not None:
+                with probe.span("hands"):
+                    result = hands(frame.image, result)
+            if smoother is not None:
+                result = dataclasses.replace(result, persons=smooth_causal(smoother, result.persons, result.time_s,
+                                                                           result.ended_tracks))
             if body_fit is not None:
                 if photos:  # unrelated photos: no track carried over
                     body_fit.reset()
@@ -376,6 +390,8 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
         finally:
             if tracking is not None:  # first: it cannot raise, so a source or stream failing below leaves no thread
                 tracking.close()  # frames still in flight after a stop are dropped
+            if hands is not None:  # a caller's pipeline finds hands itself again
+                hands.detach()
             source.close()
             if stream is not None:
                 stream.close()

@@ -215,12 +215,14 @@ def build_pipeline(spec: PipelineSpec, model: Path | str):
     stride = detector_stride(spec, model)
     if model == MEDIAPIPE_MODEL_NAME:
         from instanthmr.runtime.mediapipe.estimator import mediapipe_pipeline
+        from instanthmr.runtime.mediapipe.models import run_loop_threads
 
         return mediapipe_pipeline(detector=spec.detector or "mediapipe", hands=spec.hands, detect_every=stride,
                                   max_persons=spec.max_persons, det_confidence=spec.det_confidence,
                                   device=spec.device, detector_variant=spec.detector_variant,
                                   detector_weights=spec.detector_weights, detector_resolution=spec.detector_resolution,
-                                  precision=spec.mediapipe_precision, num_threads=spec.runtime.threads or None)
+                                  precision=spec.mediapipe_precision,
+                                  num_threads=spec.runtime.threads or run_loop_threads(spec.hands))
     from instanthmr.runtime.pipeline import PosePipeline
 
     runtime = spec.runtime  # with keypoint crops the tracking wrapper hides the detector (async_detector) itself

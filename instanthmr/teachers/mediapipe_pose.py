@@ -221,18 +221,21 @@ class Ours:
     frame, smoothed after the last), the ground stage, the outputs) in its own thread over a :class:`FrameFeed`,
     timed chunk by chunk: the MediaPipe path, or with ``network`` (an InstantHMR ``.onnx``) the network path
     with the MediaPipe person detector on every frame (the previous offline default); ``precision``: the
-    MediaPipe path's landmark models (``"int8"``, the default, or ``"float"``). No output file is
+    MediaPipe path's landmark models (``"int8"``, the default, or ``"float"``); ``threads``: the demo's
+    ``--threads`` (0: its default). No output file is
     written; ``finish_ms`` is the end of the run (the offline passes over all frames), not in the per-frame
     times."""
 
     def __init__(self, frames, max_persons: int, hands: bool, fps: float = 30.0, network: Path | None = None,
-                 body_fit: bool = False, smooth: str | None = None, precision: str = "int8"):
+                 body_fit: bool = False, smooth: str | None = None, precision: str = "int8", threads: int = 0):
         from instanthmr.runner.config import RunConfig
         from instanthmr.runtime.factory import PipelineSpec
+        from instanthmr.runtime.session import RuntimeOptions
 
         spec = (PipelineSpec(model=str(network), detector="mediapipe", detector_stride=1, max_persons=max_persons,
                              hands=False) if network else
-                PipelineSpec(model="mediapipe", hands=hands, max_persons=max_persons, mediapipe_precision=precision))
+                PipelineSpec(model="mediapipe", hands=hands, max_persons=max_persons, mediapipe_precision=precision,
+                             runtime=RuntimeOptions(threads=threads)))
         self.persons: list[int] = []
         self.detected: list[bool] = []
         self.done: list[tuple[float, float]] = []  # (perf_counter, process_time) as each frame is finished

@@ -672,14 +672,22 @@ class TrackingPipeline:
 
     def _finish(self, persons: list, before: set[int], frame: FrameResult, t0: float) -> FrameResult:
         """Causal smoothing, ended tracks and the total time (since ``t0``, perf_counter seconds)."""
-        if self.smoother is not None:
-            persons = [self.smoother(p.track_id, p, frame.time_s) for p in persons]
         ended = sorted(before - set(self.tracker.active_ids))
-        if ended and self.smoother is not None:
-            self.smoother.drop(ended)
+        if self.smoother is not None:
+            persons = smooth_causal(self.smoother, persons, frame.time_s, ended)
         frame.persons, frame.ended_tracks = persons, ended
         frame.total_ms = (time.perf_counter() - t0) * 1e3
         return frame
+
+
+def smooth_causal(smoother, persons: list, time_s: float, ended: list[int]) -> list:
+    """One frame's tracked ``persons`` through a causal ``smoother`` (a
+    :class:`~instanthmr.video.smoothing.OneEuroSmoother`, at ``time_s`` seconds); the filters of the ``ended``
+    track IDs are dropped. Smoothed copies, in order."""
+    persons = [smoother(p.track_id, p, time_s) for p in persons]
+    if ended:
+        smoother.drop(ended)
+    return persons
 
 
 def _tagged(pred, track_id, source: str, confidence):

@@ -35,6 +35,7 @@ the boxes it associates are the landmark-driven ones, so an ID stays with the pe
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,10 +58,11 @@ MODEL_VERSION = f"blazepose_full+hand_full@mediapipe{MEDIAPIPE_VERSION}"
 @dataclass
 class PersonLandmarks:
     """What the MediaPipe path found for one person (``HMRPrediction.landmarks``): BlazePose's ``pose`` and the
-    ``hands`` (``{"left": HandLandmarks | None, "right": ...}``); the next video frame's regions come from them."""
+    ``hands`` (``{"left": HandLandmarks | None, "right": ...}``; None while not looked for yet, see
+    :class:`TrackHands`); the next video frame's regions come from them."""
 
     pose: PoseLandmarks
-    hands: dict
+    hands: dict | None
 
 
 def box_roi(box, scale: float = 1.25) -> Roi:
@@ -97,6 +99,9 @@ class MediaPipeHMR:
     io_binding = False
     cuda_graph = False
     has_wholebody = False
+    #: the hands are found after tracking, by :class:`TrackHands` (the run loop's finishing thread), not here:
+    #: the predictions come with no hand joints and ``landmarks.hands`` None (set by TrackHands.attach)
+    hands_later = False
 
     def __init__(self, models_dir: str | Path | None = None, hands: bool = True, min_presence: float = 0.5,
                  num_threads: int | None = None, precision: str = "int8"):
@@ -175,15 +180,16 @@ class MediaPipeHMR:
             joints_3d_local=local, joints_3d_cam=local + m.cam_trans[None], joints_2d=j2, cam_trans=m.cam_trans,
             focal_length=float(m.focal_length), principal_point=m.principal_point.astype(np.float64),
             mhr_params=None, shape_params=None, joints_valid=valid, source=source, confidence=float(pose.score),
-            landmarks=PersonLandmarks(pose, hands or {}))
+            landmarks=PersonLandmarks(pose, None if hands is None and self.hands_later else hands or {}))
 
     def person(self, image: np.ndarray, pose: PoseLandmarks, score: float | None = None,
                focal_length: float | None = None, source: str = "detector",
                previous_hands: dict | None = None) -> HMRPrediction:
         """The prediction for landmarks already found (hands looked for here, from ``previous_hands`` when
-        the last frame had them)."""
+        the last frame had them; not looked for with ``hands_later``: :class:`TrackHands` adds them)."""
         h, w = image.shape[:2]
-        return self.prediction((w, h), pose, self.find_hands(image, pose, previous_hands), score, focal_length, source)
+        hands = None if self.hands_later else self.find_hands(image, pose, previous_hands)
+        return self.prediction((w, h), pose, hands, score, focal_length, source)
 
     def find_hands(self, image: np.ndarray, pose: PoseLandmarks, previous_hands: dict | None = None) -> dict:
         """Both hands of the person with ``pose`` (:func:`~instanthmr.runtime.mediapipe.hands.find_hands`),
@@ -224,6 +230,62 @@ class MediaPipeHMR:
             out.append(None if pose is None else
                        self.person(image, pose, None, focal_length, "keypoints", lm.hands))
         return out
+
+
+class TrackHands:
+    """The hands of a tracked frame's people, found after tracking rather than inside the landmark pass.
+
+    The next frame's pose regions come from this frame's pose alone, so the hand passes (4.4 ms each, one or
+    two a person and frame) need not hold the next frame back: the run loop calls this on its finishing
+    thread (:mod:`instanthmr.runner.finisher`) while the next frame's pose model runs. The hands found are
+    those the landmark pass would have found: a person followed from the last frame (``source``
+    ``"keypoints"``) starts from their hands there (kept here by track ID, in frame order), anyone else looks
+    for them from the wrists (:func:`~instanthmr.runtime.mediapipe.hands.find_hands`).
+
+        hands = TrackHands.attach(estimator)   # estimator.hands_later on: its predictions come without hands
+        result = hands(image_rgb, result)      # a tracked FrameResult -> the same with every person's hands
+        hands.detach()                         # the estimator finds hands itself again
+    """
+
+    def __init__(self, estimator: MediaPipeHMR):
+        self.estimator = estimator
+        self._last: dict[int, dict] = {}  # track ID -> its hands on the last frame finished
+
+    @classmethod
+    def attach(cls, estimator) -> "TrackHands | None":
+        """Take the hand passes over from ``estimator`` (a :class:`MediaPipeHMR` with the hand model), or None
+        when it has no hands to find (body only, the network, another estimator)."""
+        if not isinstance(estimator, MediaPipeHMR) or not estimator.hands:
+            return None
+        estimator.hands_later = True
+        return cls(estimator)
+
+    def detach(self) -> None:
+        """The estimator finds hands itself again (idempotent)."""
+        self.estimator.hands_later = False
+
+    def __call__(self, image_rgb: np.ndarray, result):
+        """``result`` (a tracked ``FrameResult`` of this estimator's predictions, without hands) with each
+        person's hand joints and ``landmarks.hands`` in (``joints_*``, ``cam_trans`` and ``joints_valid`` as
+        :meth:`MediaPipeHMR.prediction` gives them); a new ``FrameResult``, ``result`` unchanged."""
+        image = _check_image(image_rgb)
+        h, w = image.shape[:2]
+        last, self._last = self._last, {}
+        persons = []
+        for p in result.persons:
+            lm = p.landmarks
+            if not isinstance(lm, PersonLandmarks) or lm.hands is not None:
+                persons.append(p)
+                continue
+            previous = last.get(p.track_id) if p.source == "keypoints" else None
+            hands = self.estimator.find_hands(image, lm.pose, previous)
+            if p.track_id is not None:
+                self._last[p.track_id] = hands
+            full = self.estimator.prediction((w, h), lm.pose, hands, p.score, p.focal_length, p.source)
+            persons.append(dataclasses.replace(
+                p, joints_3d_local=full.joints_3d_local, joints_3d_cam=full.joints_3d_cam, joints_2d=full.joints_2d,
+                cam_trans=full.cam_trans, joints_valid=full.joints_valid, landmarks=full.landmarks))
+        return dataclasses.replace(result, persons=persons)
 
 
 def _check_image(image_rgb) -> np.ndarray:

@@ -12,6 +12,7 @@ them by, so the landmark code above them does not know which runs::
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,17 @@ from instanthmr.runtime.session import ModelLoadError, OnnxModel
 #: ONNX Runtime threads per MediaPipe ONNX model: the int8 hand model ran 4.4 ms with 1 thread and with 2
 #: (2-core CPU, docs/offline.md): a second thread only burns the core the rest of the frame could use.
 ONNX_THREADS = 1
+
+
+def run_loop_threads(hands: bool = True, cpu_count: int | None = None) -> int:
+    """Threads per MediaPipe model when the run loop drives the MediaPipe path (the demo, batch jobs; unless
+    ``--threads``), at most 4. With ``hands``, every core but one: the loop's finishing thread runs each frame's
+    hand passes (and body fit, outputs) beside the next frame's pose model and takes that core. Without, every
+    core: little is left to overlap. On this 2-core CPU, in one run of tools/bench_mediapipe.py: the default
+    (hands, body fit) 0.59x MediaPipe Pose's median on one thread, 0.61x on two, p95 0.99x against 1.17x; body
+    only 0.54x on one, 0.37x on two (docs/offline.md, "Threads")."""
+    n = os.cpu_count() if cpu_count is None else cpu_count
+    return max(1, min(4, (n or 1) - (1 if hands else 0)))
 
 
 class OnnxMediaPipeModel(OnnxModel):

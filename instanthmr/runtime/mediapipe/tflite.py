@@ -64,6 +64,7 @@ class TFLiteModel:
             raise MediaPipeModelError(f"model file not found: {self.path}")
         Interpreter = _interpreter_class()
         threads = num_threads or min(4, os.cpu_count() or 1)
+        self.num_threads = threads
         try:
             with _quiet_stderr():  # LiteRT prints an INFO line about its XNNPACK delegate on every load
                 if drop_outputs:
