@@ -177,9 +177,12 @@ def test_bench_e2e_variants_and_levers(tmp_path, shared_data, capsys):
     assert "unknown variant" in capsys.readouterr().err
 
 
-def test_bench_e2e_keypoint_and_in_flight_variants(tmp_path, shared_data):
+@pytest.mark.parametrize("run_loop", [False, True])
+def test_bench_e2e_keypoint_and_in_flight_variants(tmp_path, shared_data, run_loop):
     """The runner loop's tracking wrapper in bench_e2e: keypoint crops keep the (fixed) person between detector
-    runs, two frames in flight return every frame, each model at 1 thread by the rule on 2 cores."""
+    runs, two frames in flight return every frame, each model at 1 thread by the rule on 2 cores. With
+    --run-loop the same pipelines run through the demo's run loop: the same frames timed, the same detector
+    runs, each stream's first frame untimed."""
     import torch
 
     from instanthmr.cli import bench_e2e
@@ -192,14 +195,16 @@ def test_bench_e2e_keypoint_and_in_flight_variants(tmp_path, shared_data):
                          "--random-init-config", "instanthmr_tiny_test", "--detector", str(det),
                          "--fast-detector", str(det), "--detector-resolution", "128", "--variants",
                          "keypoint,in-flight", "--frames", "4", "--warmup", "1", "--rounds", "1",
-                         "--keypoint-stride", "2", "--cache-dir", str(tmp_path / "cache"), "--json", str(out)])
+                         "--keypoint-stride", "2", "--cache-dir", str(tmp_path / "cache"), "--json", str(out)]
+                        + (["--run-loop"] if run_loop else []))
     assert rc == 0
     rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
     for v in ("keypoint", "in-flight"):
         assert rows[v]["persons_per_frame"] == 1.0 and len(rows[v]["runs"][0]["frame_ms"]) == 4
-    # keypoint: frames 0 and 2 detected; in flight: 0 and 1 (nobody followed yet when 1 starts), then 3
+        assert all(ms > 0 for ms in rows[v]["runs"][0]["frame_ms"])
+    # detector runs: two of the four timed frames (stride 2; the stream's first frame, detected, runs untimed)
     assert rows["keypoint"]["detector_calls_per_frame"] == 0.5
-    assert rows["in-flight"]["detector_calls_per_frame"] == 0.75
+    assert rows["in-flight"]["detector_calls_per_frame"] == 0.5
 
 
 def test_bench_gpu_fp16_end_to_end_with_an_exported_detector(tmp_path, shared_data, random_onnx):

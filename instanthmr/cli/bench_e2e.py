@@ -29,11 +29,16 @@ Variants (``--variants``; all at detector stride ``--stride``, ``--max-persons 1
 ``--mediapipe-venv DIR`` also times MediaPipe Pose (complexity 1, tracking) on the same frames after each round
 (its own process; decoding untimed on both sides) and prints each variant's time per frame as a multiple of
 its. A keypoint variant's frame ms is one ``submit`` call (with frames in flight it returns the previous
-frame's result); the runner loop's outputs, ground and drawing are not timed.
+frame's result); the runner loop's outputs, ground and drawing are not timed. With ``--run-loop`` the keypoint
+variants run through the demo's own run loop instead (:func:`instanthmr.runner.loop.run`: the tracking wrapper,
+causal smoothing, each frame finished on the loop's finishing thread, no file written): a frame's ms then runs
+from the previous frame finished to this one finished, what a viewer of the demo waits between frames.
 
 Every variant runs the same decoded frames (decoding is not timed; frames are 1280x720, resized when the
 source is not). Variants are timed round-robin, ``--rounds`` times, so a busy machine slows all of them
-alike; FPS = frames / wall time of the ``predict`` calls (``detector_ms`` of async frames is on another
+alike; each round is a new stream whose first ``--warmup`` frames (its start: the first detection, synchronous,
+frames in flight filling up) are run untimed, as MediaPipe Pose's side leaves them out of its rounds; FPS =
+timed frames / wall time of their ``predict`` calls (``detector_ms`` of async frames is on another
 thread and inside that wall time). Ratios are per round, then the median. The load average is printed.
 
 No weights here? ``--random-init`` (default when ``models/instanthmr.onnx`` is absent) exports
@@ -209,14 +214,22 @@ def build_pipeline(variant: str, models: dict, args, box):
     return TrackingPipeline.from_pipeline(pose, smooth="causal", fps=30.0)
 
 
-def run_once(pipeline, frames: list) -> dict:
-    """One pass over ``frames``: a frame's ms is one call as the runner loop makes it (``predict``, or the
-    tracking wrapper's ``submit``, which with frames in flight returns an earlier frame's result)."""
+def run_once(pipeline, frames: list, warm: list = ()) -> dict:
+    """One stream: the ``warm`` frames untimed (its start: the first detection, synchronous, and frames in flight
+    filling up; MediaPipe Pose's side leaves the same frames out of its round), then ``frames`` timed, one call
+    each as the runner loop makes it (``predict``, or the tracking wrapper's ``submit``, which with frames in
+    flight returns an earlier frame's result)."""
     pipeline.reset()
     results, frame_ms = [], []
     tracked = hasattr(pipeline, "submit")
+    for i, img in enumerate(warm):
+        if tracked:
+            pipeline.submit(img, i)
+        else:
+            pipeline.predict(img, frame_index=i)
+    frames = list(enumerate(frames, start=len(warm)))
     c0, t0 = time.process_time(), time.perf_counter()
-    for i, img in enumerate(frames):
+    for i, img in frames:
         t = time.perf_counter()
         if tracked:
             results += [r for _, r in pipeline.submit(img, i)]
@@ -226,6 +239,7 @@ def run_once(pipeline, frames: list) -> dict:
     if tracked:
         results += [r for _, r in pipeline.drain()]
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    results = [r for r in results if r.frame_index >= len(warm)]  # with frames in flight a warm frame's comes late
     calls = [r.detector_ms for r in results if r.detector_ran]
     # CPU ms / frame (all threads of this process): the work per frame, which a busy shared machine inflates far
     # less than the wall time
@@ -233,6 +247,30 @@ def run_once(pipeline, frames: list) -> dict:
             "hmr_ms": statistics.median(r.hmr_ms for r in results),
             "detector_call_ms": statistics.median(calls) if calls else 0.0, "detector_calls": len(calls),
             "persons_per_frame": float(np.mean([len(r.persons) for r in results]))}
+
+
+def run_loop_once(pipeline, frames: list, warm: list = ()) -> dict:
+    """One stream through the demo's own run loop (:func:`instanthmr.runner.loop.run` over ``pipeline``, the
+    tracking wrapper's inner :class:`PosePipeline`: causal smoothing as a live run, each frame finished on the
+    loop's finishing thread, no body fit, no file written; :class:`~instanthmr.teachers.mediapipe_pose.Ours`):
+    a frame's ms runs from the previous frame finished to this one finished; the ``warm`` frames (the stream's
+    start) are run and left out, as in :func:`run_once`."""
+    from instanthmr.teachers.mediapipe_pose import Ours
+
+    side = Ours(list(warm) + list(frames), 1, False, pipeline=pipeline, smooth="causal", body_fit=False)
+    try:
+        ms, cpu, persons, detected = side.next(len(warm) + len(frames))
+    finally:
+        side.close()
+    n = len(warm)
+    ms, cpu, persons, detected, model = ms[n:], cpu[n:], persons[n:], detected[n:], side.model_ms[n:]
+    if len(ms) != len(frames):
+        raise RuntimeError(f"the run loop finished {len(ms)} of {len(frames)} timed frames")
+    calls = [d for (_, d), ran in zip(model, detected) if ran]
+    return {"fps": len(frames) / (sum(ms) / 1e3), "wall_s": sum(ms) / 1e3, "frame_ms": ms,
+            "cpu_ms": sum(cpu) / len(frames), "hmr_ms": statistics.median(h for h, _ in model),
+            "detector_call_ms": statistics.median(calls) if calls else 0.0, "detector_calls": len(calls),
+            "persons_per_frame": float(np.mean(persons))}
 
 
 def run(args) -> dict:
@@ -277,7 +315,8 @@ def run(args) -> dict:
     mp_py = mediapipe_python(args)
     for r in range(args.rounds):
         for (a, v), p in pipes.items():
-            res = run_once(p, frames)
+            res = (run_loop_once(p.frame_pipeline, frames, warm) if args.run_loop and hasattr(p, "submit")
+                   else run_once(p, frames, warm))
             per_round[(a, v)].append(res)
             print(f"  round {r + 1} {f'{a} {v}':<{width}} {res['fps']:6.2f} FPS  (HMR {res['hmr_ms']:6.1f} ms, "
                   f"detector call {res['detector_call_ms']:6.1f} ms x {res['detector_calls']})", flush=True)
@@ -398,9 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "with this virtual environment's python (built there from the package registry when "
                         "missing; tools/bench_mediapipe.py --venv is the same)")
     p.add_argument("--frames", type=int, default=30, help="measured frames per variant per round (default: 30)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed frames per variant (default: 3)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed frames at the start of each round, both sides (default: 3)")
     p.add_argument("--rounds", type=int, default=3, help="round-robin rounds (default: 3)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
+    p.add_argument("--run-loop", action="store_true",
+                   help="time the keypoint variants through the demo's own run loop (runner.loop.run: its finishing "
+                        "thread, causal smoothing, outputs) instead of the tracking wrapper's calls")
     return p
 
 

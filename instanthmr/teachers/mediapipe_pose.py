@@ -222,12 +222,14 @@ class Ours:
     timed chunk by chunk: the MediaPipe path, or with ``network`` (an InstantHMR ``.onnx``) the network path
     with the MediaPipe person detector on every frame (the previous offline default); ``precision``: the
     MediaPipe path's landmark models (``"int8"``, the default, or ``"float"``); ``threads``: the demo's
-    ``--threads`` (0: its default). No output file is
+    ``--threads`` (0: its default); ``pipeline``: a built pipeline to run instead (the other arguments that
+    choose one are then unused; tools/bench_e2e.py --run-loop). No output file is
     written; ``finish_ms`` is the end of the run (the offline passes over all frames), not in the per-frame
     times."""
 
     def __init__(self, frames, max_persons: int, hands: bool, fps: float = 30.0, network: Path | None = None,
-                 body_fit: bool = False, smooth: str | None = None, precision: str = "int8", threads: int = 0):
+                 body_fit: bool = False, smooth: str | None = None, precision: str = "int8", threads: int = 0,
+                 pipeline=None):
         from instanthmr.runner.config import RunConfig
         from instanthmr.runtime.factory import PipelineSpec
         from instanthmr.runtime.session import RuntimeOptions
@@ -236,13 +238,16 @@ class Ours:
                              hands=False) if network else
                 PipelineSpec(model="mediapipe", hands=hands, max_persons=max_persons, mediapipe_precision=precision,
                              runtime=RuntimeOptions(threads=threads)))
+        self.pipeline = pipeline
         self.persons: list[int] = []
         self.detected: list[bool] = []
+        self.model_ms: list[tuple[float, float]] = []  # (hmr_ms, detector_ms) of each frame finished
         self.done: list[tuple[float, float]] = []  # (perf_counter, process_time) as each frame is finished
 
         def record(frame, result):  # on the run's finishing thread, after the body fit (runner.finisher)
             self.persons.append(len(result.persons))
             self.detected.append(bool(result.detector_ran))
+            self.model_ms.append((float(result.hmr_ms), float(result.detector_ms)))
             self.done.append((time.perf_counter(), time.process_time()))
             return result
 
@@ -259,7 +264,7 @@ class Ours:
         from instanthmr.runner.loop import run
 
         try:
-            run(self.config, source=self.feed)
+            run(self.config, pipeline=self.pipeline, source=self.feed)
             if self.done:
                 self.finish_ms = (time.perf_counter() - self.done[-1][0]) * 1e3
         except BaseException as e:  # handed to the caller's thread
