@@ -349,7 +349,7 @@ class TrackingPipeline:
         self._detector_lock = threading.Lock()
         self.async_detector = bool(async_detector)
         self._async = None  # AsyncDetector, made on the first hidden detector run
-        self._run_s = 0.0  # frames in flight: a frame's model calls, seconds (moving average)
+        self._run_s = 0.0  # frames in flight: a frame's estimator call, seconds (moving average)
         self._last_start = 0.0  # perf_counter of the last frame started
 
     @property
@@ -553,7 +553,10 @@ class TrackingPipeline:
         th = time.perf_counter()
         preds = list(self.estimator(image_rgb, boxes, scores)) if len(boxes) else []
         hmr_ms = (time.perf_counter() - th) * 1e3
-        run_s = (det_ms + hmr_ms) / 1e3
+        # the pacing's model time: the estimator's alone. A detector run in the frame (a stream's first frames,
+        # everybody lost) is a one-off: counted in, it spaced the next ~10 frames' starts by twice their model
+        # time (a stream's first frames at 1.5-1.8x the steady frame time, docs/performance.md "Eighth session")
+        run_s = hmr_ms / 1e3
         self._run_s = run_s if self._run_s == 0.0 else 0.8 * self._run_s + 0.2 * run_s  # (a float store: atomic)
         return boxes, scores, preds, det_ms, hmr_ms
 
