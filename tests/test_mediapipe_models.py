@@ -119,16 +119,24 @@ def test_run_loop_threads_leave_a_core_to_the_finishing_thread_when_hands_run():
     assert run_loop_threads(True, 2) == 1 and run_loop_threads(False, 2) == 2   # this machine's two cores
     assert run_loop_threads(True, 1) == 1 and run_loop_threads(False, 1) == 1
     assert run_loop_threads(True, 16) == 4 and run_loop_threads(True, 4) == 3
-    assert run_loop_threads(True, None) >= 1
 
 
-def test_the_demo_pipeline_takes_the_run_loop_threads_unless_told(mp_models, monkeypatch):
+def test_the_run_loop_pipeline_takes_the_run_loop_threads_unless_told(mp_models, monkeypatch):
+    """LiteRT's threads: the run loop's pipeline leaves a core to its finishing thread when hands run; any other
+    pipeline keeps LiteRT's default; --threads wins. The int8 hand model on ONNX Runtime stays at one thread."""
     import os
 
     from instanthmr.runtime.factory import create_pipeline
+    from instanthmr.runtime.mediapipe.models import ONNX_THREADS
     from instanthmr.runtime.session import RuntimeOptions
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    for hands, threads, want in ((True, 0, 1), (False, 0, 2), (True, 2, 2)):
-        pipe = create_pipeline(PipelineSpec(model="mediapipe", hands=hands, runtime=RuntimeOptions(threads=threads)))
-        assert pipe.estimator.landmarker.model.num_threads == want, (hands, threads)
+    for cores in (2, 8):
+        monkeypatch.setattr(os, "cpu_count", lambda: cores)
+        cases = ((True, 0, True, min(4, cores - 1)), (False, 0, True, min(4, cores)), (True, 2, True, 2),
+                 (True, 0, False, min(4, cores)), (True, 3, False, 3))
+        for hands, threads, loop, want in cases:
+            pipe = create_pipeline(PipelineSpec(model="mediapipe", hands=hands, runtime=RuntimeOptions(threads=threads)),
+                                   run_loop=loop)
+            assert pipe.estimator.landmarker.model.num_threads == want, (cores, hands, threads, loop)
+            if hands and pipe.estimator.hand_int8:
+                assert pipe.estimator.hand.model.threads == ONNX_THREADS == 1

@@ -351,6 +351,9 @@ def run(args) -> dict:
           f"{args.detector_resolution}; medians of {args.rounds} rounds x {len(frames)} frames")
     # async: the detector runs as often as it keeps up (at most every --stride frames), so its calls per frame
     # can be fewer than 1/stride; the column shows it
+    if args.run_loop:
+        print("--run-loop: the keypoint variants timed through the demo's run loop (frame to frame finished), the "
+              "others as pipeline calls: ratios between the two kinds compare different measurements")
     print(f"| architecture | variant | FPS | x {base} | frame ms median / p95 | CPU ms / frame | HMR ms / frame "
           "| detector ms / call | detector calls / frame | persons / frame |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -9,8 +9,8 @@ it; ``--max-persons`` default 1, hands and the body fit on unless turned off) on
 of each clip (``CLIP`` as given, else under ``--videos``, default the shared data's ``videos``), decoded
 beforehand (decoding not timed), ``--rounds`` times with the same pipeline (the first round pays the first
 calls' costs). :mod:`instanthmr.core.probe` records per frame: wall and process CPU ms, the named steps' wall
-ms (``invoke:<model>``: LiteRT's invoke of each ``.tflite``; ``tracking``: the models, detector, IDs;
-``body_fit``, ``fit:bones`` the track's bone estimate; ``outputs``; ``gc``: garbage collections) and counts
+ms (``invoke:<model>``: each MediaPipe model's invoke; ``tracking``: the pose model, detector, IDs; ``hands``:
+the hand passes, after tracking as the loop runs them (on its finishing thread; here inline); ``body_fit``, ``fit:bones`` the track's bone estimate; ``outputs``; ``gc``: garbage collections) and counts
 (``hand:tracked`` / ``hand:tracked-lost`` / ``hand:search-found`` / ``hand:search-missed``, ``fit:track-start``
 a track's first, cold fit, ``fit:other-reading`` the left/right reading not held fitted too, ``publish`` a
 partial file). Printed: each step's median and mean per frame, then every frame of the slowest 5 % with what it
@@ -93,7 +93,7 @@ def run(args) -> dict:
     videos = Path(args.videos) if args.videos else shared_data_dir() / "videos"
     paths = [clip_path(clip, videos) for clip in args.clips]  # every clip checked before the first frame
     spec = PipelineSpec(model="mediapipe", hands=not args.no_hands, max_persons=args.max_persons)
-    pipeline = create_pipeline(spec)
+    pipeline = create_pipeline(spec, run_loop=True)  # the models as the demo's loop runs them
     report = {"frames": args.frames, "rounds": args.rounds, "max_persons": args.max_persons,
               "hands": not args.no_hands, "body_fit": not args.no_body_fit, "load_before": load_average(),
               "clips": {}}

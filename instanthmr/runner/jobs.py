@@ -338,7 +338,7 @@ class PoseWorker:
         quiet_video_decoder()  # as the demo: damaged frames are counted, not logged
         config: RunConfig = self.options["run"]
         notes: list[str] = []
-        self.pipeline = create_pipeline(config.pipeline, log=notes.append)
+        self.pipeline = create_pipeline(config.pipeline, log=notes.append, run_loop=True)
         hmr, det = self.pipeline.hmr, self.pipeline.detector
         return {"host": socket.gethostname(), "pid": os.getpid(), "log": "\n".join(notes),
                 "model": str(hmr.path), "provider": hmr.provider,

@@ -281,7 +281,7 @@ def run(config: RunConfig, pipeline=None, stop=None, source=None) -> RunReport:
     t_start = time.monotonic()
     try:
         if owned:
-            pipeline = create_pipeline(config.pipeline)
+            pipeline = create_pipeline(config.pipeline, run_loop=True)
         else:
             pipeline.reset()
         focal = camera_focal(config, pipeline, source.size)

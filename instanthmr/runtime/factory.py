@@ -210,8 +210,11 @@ def mhr_for_network(spec: PipelineSpec) -> Path | None:
     return resolve_mhr_model(spec.mhr_model, spec.mhr_lod)
 
 
-def build_pipeline(spec: PipelineSpec, model: Path | str):
-    """The pipeline for a chosen ``model``: the one place the pipeline classes are constructed."""
+def build_pipeline(spec: PipelineSpec, model: Path | str, run_loop: bool = False):
+    """The pipeline for a chosen ``model``: the one place the pipeline classes are constructed. ``run_loop``:
+    it is for :func:`instanthmr.runner.loop.run`, whose finishing thread runs the MediaPipe path's hand passes,
+    so (unless ``runtime.threads``) the MediaPipe models take
+    :func:`~instanthmr.runtime.mediapipe.models.run_loop_threads`; else LiteRT's default."""
     stride = detector_stride(spec, model)
     if model == MEDIAPIPE_MODEL_NAME:
         from instanthmr.runtime.mediapipe.estimator import mediapipe_pipeline
@@ -222,7 +225,8 @@ def build_pipeline(spec: PipelineSpec, model: Path | str):
                                   device=spec.device, detector_variant=spec.detector_variant,
                                   detector_weights=spec.detector_weights, detector_resolution=spec.detector_resolution,
                                   precision=spec.mediapipe_precision,
-                                  num_threads=spec.runtime.threads or run_loop_threads(spec.hands))
+                                  num_threads=spec.runtime.threads or (run_loop_threads(spec.hands) if run_loop
+                                                                       else None))
     from instanthmr.runtime.pipeline import PosePipeline
 
     runtime = spec.runtime  # with keypoint crops the tracking wrapper hides the detector (async_detector) itself
@@ -237,10 +241,11 @@ def build_pipeline(spec: PipelineSpec, model: Path | str):
 _SPEC_FIELDS = {f.name for f in fields(PipelineSpec)}
 
 
-def create_pipeline(spec_or_model: PipelineSpec | str | Path = "auto", *, log=None, **spec_fields):
+def create_pipeline(spec_or_model: PipelineSpec | str | Path = "auto", *, log=None, run_loop: bool = False,
+                    **spec_fields):
     """A ready pipeline, by the model-choice policy (module docstring); ``spec_fields`` are
     :class:`PipelineSpec` fields (over the given spec's). ``log(line)`` gets each note on the way (default:
-    stderr). The pipeline says what was chosen: ``.model_source`` (``"mediapipe"`` or the ``.onnx`` path),
+    stderr). ``run_loop``: the pipeline is for :func:`instanthmr.runner.loop.run` (:func:`build_pipeline`). The pipeline says what was chosen: ``.model_source`` (``"mediapipe"`` or the ``.onnx`` path),
     ``.why`` (one line), ``.spec``, ``.det_confidence``, ``.random_init``,
     ``.released`` (the licence line of the released weights, or None). Raises :class:`ModelLoadError` or
     ``ValueError`` (one line)."""
@@ -253,7 +258,7 @@ def create_pipeline(spec_or_model: PipelineSpec | str | Path = "auto", *, log=No
         spec = PipelineSpec(model=str(spec_or_model), **spec_fields)
     spec.validate()
     choice = choose_model(spec, log or _stderr)
-    pipeline = build_pipeline(spec, choice.model)
+    pipeline = build_pipeline(spec, choice.model, run_loop)
     pipeline.spec, pipeline.model_source, pipeline.why = spec, choice.model, choice.why
     pipeline.det_confidence, pipeline.random_init = spec.det_confidence, spec.random_init
     pipeline.released = released_weights(choice.model)

@@ -556,8 +556,9 @@ class TrackingPipeline:
         # the pacing's model time: the estimator's alone. A detector run in the frame (a stream's first frames,
         # everybody lost) is a one-off: counted in, it spaced the next ~10 frames' starts by twice their model
         # time (a stream's first frames at 1.5-1.8x the steady frame time, docs/performance.md "Eighth session")
-        run_s = hmr_ms / 1e3
-        self._run_s = run_s if self._run_s == 0.0 else 0.8 * self._run_s + 0.2 * run_s  # (a float store: atomic)
+        if len(boxes):  # nobody to run on: no model time to learn from
+            run_s = hmr_ms / 1e3
+            self._run_s = run_s if self._run_s == 0.0 else 0.8 * self._run_s + 0.2 * run_s  # (a float store: atomic)
         return boxes, scores, preds, det_ms, hmr_ms
 
     def _complete(self, job: dict) -> FrameResult:

@@ -59,10 +59,12 @@ MODEL_VERSION = f"blazepose_full+hand_full@mediapipe{MEDIAPIPE_VERSION}"
 class PersonLandmarks:
     """What the MediaPipe path found for one person (``HMRPrediction.landmarks``): BlazePose's ``pose`` and the
     ``hands`` (``{"left": HandLandmarks | None, "right": ...}``; None while not looked for yet, see
-    :class:`TrackHands`); the next video frame's regions come from them."""
+    :class:`TrackHands`); the next video frame's regions come from them. ``followed``: the last frame's pose
+    this person was followed from (MediaPipe's tracking rule), None for a person the detector found."""
 
     pose: PoseLandmarks
     hands: dict | None
+    followed: PoseLandmarks | None = None
 
 
 def box_roi(box, scale: float = 1.25) -> Roi:
@@ -86,7 +88,8 @@ class MediaPipeHMR:
         models_dir: folder of the ``.tflite`` files (default ``models/mediapipe``).
         hands: also run the hand landmark model (20 finger joints per hand; ~5 ms per hand and pass).
         min_presence: body joints whose presence (inside the image) is lower are marked invalid.
-        num_threads: threads per model (default: up to 4 on LiteRT, 1 on ONNX Runtime).
+        num_threads: threads per LiteRT model (default: up to 4); the int8 hand model on ONNX Runtime always
+            runs :data:`~.models.ONNX_THREADS` (1: measured, docs/offline.md).
         precision: how the models run (:data:`~.files.LANDMARK_PRECISIONS`): ``"int8"`` (default: the hand
             model as the int8 ONNX copy shipped in the package, on ONNX Runtime, half LiteRT's time; its drift
             from MediaPipe's file in docs/offline.md) or ``"float"`` (MediaPipe's own hand file on LiteRT; what
@@ -111,8 +114,10 @@ class MediaPipeHMR:
         # only for boxes from another detector (see landmarks_in_box); loaded on first use
         self._box_detector_args = (model_path("pose_detection", self.models_dir), num_threads)
         self._box_detector: BlazePoseDetector | None = None
-        self.hand = HandLandmarker(landmark_model_path("hand_landmark_full", precision, self.models_dir),
-                                   num_threads=num_threads) if hands else None
+        hand_path = landmark_model_path("hand_landmark_full", precision, self.models_dir)
+        # num_threads is LiteRT's: the int8 ONNX copy keeps models.ONNX_THREADS (a second thread only burns a core)
+        self.hand = HandLandmarker(hand_path, num_threads=None if hand_path.suffix == ".onnx" else num_threads
+                                   ) if hands else None
         self.min_presence = float(min_presence)
         #: the hand model runs as its int8 ONNX copy (on ONNX Runtime); every other model is MediaPipe's own file
         self.hand_int8 = self.hand is not None and self.hand.model.path.suffix == ".onnx"
@@ -169,7 +174,8 @@ class MediaPipeHMR:
 
     # ------------------------------------------------------------------ predictions
     def prediction(self, image_wh, pose: PoseLandmarks, hands: dict | None, score: float | None = None,
-                   focal_length: float | None = None, source: str = "detector") -> HMRPrediction:
+                   focal_length: float | None = None, source: str = "detector",
+                   followed: PoseLandmarks | None = None) -> HMRPrediction:
         """One :class:`HMRPrediction` from landmarks (the invalid joints NaN, see the module docstring)."""
         m = mhr70_from_landmarks(pose, hands, image_wh, focal_length, self.min_presence)
         valid = m.joints_3d_valid
@@ -180,16 +186,17 @@ class MediaPipeHMR:
             joints_3d_local=local, joints_3d_cam=local + m.cam_trans[None], joints_2d=j2, cam_trans=m.cam_trans,
             focal_length=float(m.focal_length), principal_point=m.principal_point.astype(np.float64),
             mhr_params=None, shape_params=None, joints_valid=valid, source=source, confidence=float(pose.score),
-            landmarks=PersonLandmarks(pose, None if hands is None and self.hands_later else hands or {}))
+            landmarks=PersonLandmarks(pose, None if hands is None and self.hands_later else hands or {}, followed))
 
     def person(self, image: np.ndarray, pose: PoseLandmarks, score: float | None = None,
                focal_length: float | None = None, source: str = "detector",
-               previous_hands: dict | None = None) -> HMRPrediction:
+               previous_hands: dict | None = None, followed: PoseLandmarks | None = None) -> HMRPrediction:
         """The prediction for landmarks already found (hands looked for here, from ``previous_hands`` when
-        the last frame had them; not looked for with ``hands_later``: :class:`TrackHands` adds them)."""
+        the last frame had them; not looked for with ``hands_later``: :class:`TrackHands` adds them, from the
+        hands of the ``followed`` pose)."""
         h, w = image.shape[:2]
         hands = None if self.hands_later else self.find_hands(image, pose, previous_hands)
-        return self.prediction((w, h), pose, hands, score, focal_length, source)
+        return self.prediction((w, h), pose, hands, score, focal_length, source, followed)
 
     def find_hands(self, image: np.ndarray, pose: PoseLandmarks, previous_hands: dict | None = None) -> dict:
         """Both hands of the person with ``pose`` (:func:`~instanthmr.runtime.mediapipe.hands.find_hands`),
@@ -220,7 +227,8 @@ class MediaPipeHMR:
                ) -> list[HMRPrediction | None]:
         """MediaPipe's tracking rule: each of last frame's ``people`` (this estimator's predictions) looked for
         in the rotated region its landmarks give (:meth:`PoseLandmarks.tracking_roi`), one landmark pass each,
-        its hands from where they were; ``None`` where the landmark model finds no pose there (lost).
+        its hands from where they were (with ``hands_later``, by :class:`TrackHands`, which the new landmarks'
+        ``followed`` leads to them); ``None`` where the landmark model finds no pose there (lost).
         Predictions come with ``source="keypoints"`` and BlazePose's pose presence as ``score``."""
         image = _check_image(image_rgb)
         out: list[HMRPrediction | None] = []
@@ -228,7 +236,7 @@ class MediaPipeHMR:
             lm: PersonLandmarks = prev.landmarks
             pose = self.landmarker(image, lm.pose.tracking_roi())
             out.append(None if pose is None else
-                       self.person(image, pose, None, focal_length, "keypoints", lm.hands))
+                       self.person(image, pose, None, focal_length, "keypoints", lm.hands, lm.pose))
         return out
 
 
@@ -238,9 +246,10 @@ class TrackHands:
     The next frame's pose regions come from this frame's pose alone, so the hand passes (4.4 ms each, one or
     two a person and frame) need not hold the next frame back: the run loop calls this on its finishing
     thread (:mod:`instanthmr.runner.finisher`) while the next frame's pose model runs. The hands found are
-    those the landmark pass would have found: a person followed from the last frame (``source``
-    ``"keypoints"``) starts from their hands there (kept here by track ID, in frame order), anyone else looks
-    for them from the wrists (:func:`~instanthmr.runtime.mediapipe.hands.find_hands`).
+    those the landmark pass would have found: a person followed from the last frame starts from the hands
+    found with the pose they were followed from (``landmarks.followed``; kept here from the last frame, which
+    is finished first), anyone else looks for them from the wrists
+    (:func:`~instanthmr.runtime.mediapipe.hands.find_hands`).
 
         hands = TrackHands.attach(estimator)   # estimator.hands_later on: its predictions come without hands
         result = hands(image_rgb, result)      # a tracked FrameResult -> the same with every person's hands
@@ -249,7 +258,7 @@ class TrackHands:
 
     def __init__(self, estimator: MediaPipeHMR):
         self.estimator = estimator
-        self._last: dict[int, dict] = {}  # track ID -> its hands on the last frame finished
+        self._last: dict[int, tuple] = {}  # id(pose) -> (pose, its hands), the last frame finished
 
     @classmethod
     def attach(cls, estimator) -> "TrackHands | None":
@@ -277,11 +286,11 @@ class TrackHands:
             if not isinstance(lm, PersonLandmarks) or lm.hands is not None:
                 persons.append(p)
                 continue
-            previous = last.get(p.track_id) if p.source == "keypoints" else None
+            then = last.get(id(lm.followed)) if lm.followed is not None else None
+            previous = then[1] if then is not None and then[0] is lm.followed else None
             hands = self.estimator.find_hands(image, lm.pose, previous)
-            if p.track_id is not None:
-                self._last[p.track_id] = hands
-            full = self.estimator.prediction((w, h), lm.pose, hands, p.score, p.focal_length, p.source)
+            self._last[id(lm.pose)] = (lm.pose, hands)  # the pose kept too: its id is not reused meanwhile
+            full = self.estimator.prediction((w, h), lm.pose, hands, p.score, p.focal_length, p.source, lm.followed)
             persons.append(dataclasses.replace(
                 p, joints_3d_local=full.joints_3d_local, joints_3d_cam=full.joints_3d_cam, joints_2d=full.joints_2d,
                 cam_trans=full.cam_trans, joints_valid=full.joints_valid, landmarks=full.landmarks))
