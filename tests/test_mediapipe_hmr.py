@@ -505,3 +505,28 @@ def test_the_run_loop_runs_the_hands_after_tracking_and_gives_the_estimator_back
     tip = MHR70_INDEX["right_index_tip"]
     people = [p for f in json.loads(out.read_text())["frames"] for p in f["persons"]]
     assert any(p["joints_2d"][tip] is not None and p["joints_2d"][tip][0] is not None for p in people)
+
+
+def test_heatmap_refinement_counts_only_the_cells_inside_the_heatmap():
+    """refine_from_heatmap against a brute-force loop over each 7x7 window: at the border only in-bounds cells
+    count (none repeated from the edge), a window with no confident cell leaves the landmark as it was."""
+    from instanthmr.runtime.mediapipe.blazepose import refine_from_heatmap
+    from instanthmr.runtime.mediapipe.regions import sigmoid
+
+    rng = np.random.default_rng(3)
+    hm = rng.normal(-3.0, 1.0, (64, 64, 4)).astype(np.float32)
+    hm[0, 0, 0] = hm[1, 0, 0] = 4.0        # landmark 0: a corner, confident
+    hm[62, 63, 1] = 4.0                      # landmark 1: by the right edge, confident
+    xy = np.array([[0.2 / 64, 0.3 / 64], [63.5 / 64, 62.4 / 64], [0.5, 0.5], [1.2, 0.5]])  # 2: weak; 3: outside
+    out = refine_from_heatmap(xy, hm)
+
+    def brute(k):
+        c, r = int(xy[k, 0] * 64), int(xy[k, 1] * 64)
+        cells = [(rr, cc) for rr in range(r - 3, r + 4) for cc in range(c - 3, c + 4) if 0 <= rr < 64 and 0 <= cc < 64]
+        conf = np.array([sigmoid(hm[rr, cc, k]) for rr, cc in cells])
+        pos = np.array(cells, np.float64)
+        return (conf @ pos[:, 1]) / conf.sum() / 64, (conf @ pos[:, 0]) / conf.sum() / 64
+
+    for k in (0, 1):
+        np.testing.assert_allclose(out[k], brute(k), rtol=1e-12)
+    np.testing.assert_array_equal(out[2:], xy[2:])  # no cell over 0.5 / outside the heatmap: as given
