@@ -135,8 +135,8 @@ def test_the_run_loop_pipeline_takes_the_run_loop_threads_unless_told(mp_models,
         cases = ((True, 0, True, min(4, cores - 1)), (False, 0, True, min(4, cores)), (True, 2, True, 2),
                  (True, 0, False, min(4, cores)), (True, 3, False, 3))
         for hands, threads, loop, want in cases:
-            pipe = create_pipeline(PipelineSpec(model="mediapipe", hands=hands, runtime=RuntimeOptions(threads=threads)),
-                                   run_loop=loop)
+            spec = PipelineSpec(model="mediapipe", hands=hands, runtime=RuntimeOptions(threads=threads))
+            pipe = create_pipeline(spec, run_loop=loop)
             assert pipe.estimator.landmarker.model.num_threads == want, (cores, hands, threads, loop)
             if hands and pipe.estimator.hand_int8:
                 assert pipe.estimator.hand.model.threads == ONNX_THREADS == 1

@@ -440,7 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "with this virtual environment's python (built there from the package registry when "
                         "missing; tools/bench_mediapipe.py --venv is the same)")
     p.add_argument("--frames", type=int, default=30, help="measured frames per variant per round (default: 30)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed frames at the start of each round, both sides (default: 3)")
+    p.add_argument("--warmup", type=int, default=3,
+                   help="untimed frames at the start of each round, both sides (default: 3)")
     p.add_argument("--rounds", type=int, default=3, help="round-robin rounds (default: 3)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
     p.add_argument("--run-loop", action="store_true",

@@ -10,9 +10,10 @@ of each clip (``CLIP`` as given, else under ``--videos``, default the shared dat
 beforehand (decoding not timed), ``--rounds`` times with the same pipeline (the first round pays the first
 calls' costs). :mod:`instanthmr.core.probe` records per frame: wall and process CPU ms, the named steps' wall
 ms (``invoke:<model>``: each MediaPipe model's invoke; ``tracking``: the pose model, detector, IDs; ``hands``:
-the hand passes, after tracking as the loop runs them (on its finishing thread; here inline); ``body_fit``, ``fit:bones`` the track's bone estimate; ``outputs``; ``gc``: garbage collections) and counts
-(``hand:tracked`` / ``hand:tracked-lost`` / ``hand:search-found`` / ``hand:search-missed``, ``fit:track-start``
-a track's first, cold fit, ``fit:other-reading`` the left/right reading not held fitted too, ``publish`` a
+the hand passes, after tracking as the loop runs them (on its finishing thread; here inline); ``body_fit``,
+``fit:bones`` the track's bone estimate; ``outputs``; ``gc``: garbage collections) and counts (``hand:tracked``
+/ ``hand:tracked-lost`` / ``hand:search-found`` / ``hand:search-missed``, ``fit:track-start`` a track's first,
+cold fit, ``fit:other-reading`` the left/right reading not held fitted too, ``publish`` a
 partial file). Printed: each step's median and mean per frame, then every frame of the slowest 5 % with what it
 had beyond a median frame (its cause), and the load average before/after. Times are ms, wall unless said;
 the machine's load moves them, so compare steps within one run.

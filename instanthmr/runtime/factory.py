@@ -245,10 +245,10 @@ def create_pipeline(spec_or_model: PipelineSpec | str | Path = "auto", *, log=No
                     **spec_fields):
     """A ready pipeline, by the model-choice policy (module docstring); ``spec_fields`` are
     :class:`PipelineSpec` fields (over the given spec's). ``log(line)`` gets each note on the way (default:
-    stderr). ``run_loop``: the pipeline is for :func:`instanthmr.runner.loop.run` (:func:`build_pipeline`). The pipeline says what was chosen: ``.model_source`` (``"mediapipe"`` or the ``.onnx`` path),
-    ``.why`` (one line), ``.spec``, ``.det_confidence``, ``.random_init``,
-    ``.released`` (the licence line of the released weights, or None). Raises :class:`ModelLoadError` or
-    ``ValueError`` (one line)."""
+    stderr). ``run_loop``: the pipeline is for :func:`instanthmr.runner.loop.run` (:func:`build_pipeline`). The
+    pipeline says what was chosen: ``.model_source`` (``"mediapipe"`` or the ``.onnx`` path), ``.why`` (one line),
+    ``.spec``, ``.det_confidence``, ``.random_init``, ``.released`` (the licence line of the released weights, or
+    None). Raises :class:`ModelLoadError` or ``ValueError`` (one line)."""
     unknown = sorted(set(spec_fields) - _SPEC_FIELDS)
     if unknown:
         raise TypeError(f"create_pipeline: unknown field(s) {unknown}; PipelineSpec has {sorted(_SPEC_FIELDS)}")

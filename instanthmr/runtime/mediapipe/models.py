@@ -28,11 +28,12 @@ ONNX_THREADS = 1
 
 def run_loop_threads(hands: bool = True, cpu_count: int | None = None) -> int:
     """Threads per LiteRT MediaPipe model when the run loop drives the MediaPipe path (the demo; unless
-    ``--threads``; batch jobs set theirs per worker), at most 4. With ``hands``, every core but one: the loop's finishing thread runs each frame's
-    hand passes (and body fit, outputs) beside the next frame's pose model and takes that core. Without, every
-    core: little is left to overlap. On this 2-core CPU (tools/bench_mediapipe.py, docs/offline.md "Threads"):
-    the default (hands, body fit) 0.57-0.61x MediaPipe Pose's median on one thread against 0.61-0.67x on two in
-    the same runs, p95 0.99-1.07x against 1.17-1.30x; body only 0.54x on one thread, 0.35-0.38x on two."""
+    ``--threads``; batch jobs set theirs per worker), at most 4. With ``hands``, every core but one: the loop's
+    finishing thread runs each frame's hand passes (and body fit, outputs) beside the next frame's pose model
+    and takes that core. Without, every core: little is left to overlap. On this 2-core CPU
+    (tools/bench_mediapipe.py, docs/offline.md "Threads"): the default (hands, body fit) 0.57-0.61x MediaPipe
+    Pose's median on one thread against 0.61-0.67x on two in the same runs, p95 0.99-1.07x against 1.17-1.30x;
+    body only 0.54x on one thread, 0.35-0.38x on two."""
     n = os.cpu_count() if cpu_count is None else cpu_count
     return max(1, min(4, (n or 1) - (1 if hands else 0)))
 
