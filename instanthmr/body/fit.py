@@ -61,8 +61,8 @@ from instanthmr.core.skeleton import MHR70_FLIP_PERM, MHR70_INDEX, MHR70_NAMES
 NUM_KEYPOINTS = len(MHR70_NAMES)
 _LN2 = 0.6931471805599453
 _D = np.asarray(MHR_TO_PRODUCT, np.float64)          # MHR (cm, Y up) -> product (m, Y down), per axis
-_SIGN = np.diag(np.sign(_D))                         # the axis flips alone: a rotation between the two frames
-_SIGN_D = np.sign(_D)
+_SIGN_D = np.sign(_D)                                # the axis flips alone
+_SIGN = np.diag(_SIGN_D)                             # ... as a matrix: a rotation between the two frames
 _EYE3 = np.eye(3)
 
 # Which model parameters the fit may move, by name (MHR v1 parameter names, see docs/body_fit.md).
@@ -1144,7 +1144,7 @@ class _State:
         """The objective at this state (and its Jacobian). ``for_step`` False: no step will be taken from it
         (the fit's last trial): its residual vector and the diagonal terms' gradient and curvature, which only
         a step reads, are not built (``res``, ``diag_h``, ``diag_g`` None); the cost is the same."""
-        p, f, c, o = self.plan, self.plan.fitter, self.plan.fitter.config, self.obs
+        p, c, o = self.plan, self.plan.fitter.config, self.obs
         g_r, g_t, g_s, euler = self.kin.forward(self.params)
         x = self.kin.points(g_r, g_t)
         self.rotations, self.fk = g_r, (g_r, g_t, g_s)

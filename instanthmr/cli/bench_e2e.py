@@ -240,13 +240,8 @@ def run_once(pipeline, frames: list, warm: list = ()) -> dict:
         results += [r for _, r in pipeline.drain()]
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     results = [r for r in results if r.frame_index >= len(warm)]  # with frames in flight a warm frame's comes late
-    calls = [r.detector_ms for r in results if r.detector_ran]
-    # CPU ms / frame (all threads of this process): the work per frame, which a busy shared machine inflates far
-    # less than the wall time
-    return {"fps": len(frames) / wall, "wall_s": wall, "frame_ms": frame_ms, "cpu_ms": cpu * 1e3 / len(frames),
-            "hmr_ms": statistics.median(r.hmr_ms for r in results),
-            "detector_call_ms": statistics.median(calls) if calls else 0.0, "detector_calls": len(calls),
-            "persons_per_frame": float(np.mean([len(r.persons) for r in results]))}
+    return _stream_row(frame_ms, wall, cpu, [r.hmr_ms for r in results],
+                       [r.detector_ms for r in results if r.detector_ran], [len(r.persons) for r in results])
 
 
 def run_loop_once(pipeline, frames: list, warm: list = ()) -> dict:
@@ -266,11 +261,19 @@ def run_loop_once(pipeline, frames: list, warm: list = ()) -> dict:
     ms, cpu, persons, detected, model = ms[n:], cpu[n:], persons[n:], detected[n:], side.model_ms[n:]
     if len(ms) != len(frames):
         raise RuntimeError(f"the run loop finished {len(ms)} of {len(frames)} timed frames")
-    calls = [d for (_, d), ran in zip(model, detected) if ran]
-    return {"fps": len(frames) / (sum(ms) / 1e3), "wall_s": sum(ms) / 1e3, "frame_ms": ms,
-            "cpu_ms": sum(cpu) / len(frames), "hmr_ms": statistics.median(h for h, _ in model),
-            "detector_call_ms": statistics.median(calls) if calls else 0.0, "detector_calls": len(calls),
-            "persons_per_frame": float(np.mean(persons))}
+    return _stream_row(ms, sum(ms) / 1e3, sum(cpu) / 1e3, [h for h, _ in model],
+                       [d for (_, d), ran in zip(model, detected) if ran], persons)
+
+
+def _stream_row(frame_ms: list, wall_s: float, cpu_s: float, hmr_ms: list, detector_call_ms: list,
+                persons: list) -> dict:
+    """One timed stream's figures: ``frame_ms`` per timed frame, their ``wall_s`` and ``cpu_s`` (this process,
+    all threads), the network's ms per frame, the ms of each detector run, the persons per frame. CPU ms per
+    frame: the work per frame, which a busy shared machine inflates far less than the wall time."""
+    return {"fps": len(frame_ms) / wall_s, "wall_s": wall_s, "frame_ms": frame_ms,
+            "cpu_ms": cpu_s * 1e3 / len(frame_ms), "hmr_ms": statistics.median(hmr_ms),
+            "detector_call_ms": statistics.median(detector_call_ms) if detector_call_ms else 0.0,
+            "detector_calls": len(detector_call_ms), "persons_per_frame": float(np.mean(persons))}
 
 
 def run(args) -> dict:

@@ -88,8 +88,9 @@ def add_speed_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
                          "--io-binding --cuda-graph (default: default)")
     sp.add_argument("--threads", type=int, default=None, metavar="N",
                     help="ONNX Runtime threads per model, idle threads sleep instead of spinning; on the MediaPipe path "
-                         "the LiteRT models' threads (default: the preset's, else 0 = the runtime's choice; 1 is fastest "
-                         "for a network on a busy 2-core CPU, 2 for the MediaPipe path on a quiet one)")
+                         "the LiteRT models' threads (default: the preset's, else 0 = the runtime's choice: on the "
+                         "MediaPipe path every core but one with hands, as the hand passes take one; 1 is fastest for "
+                         "a network on a busy 2-core CPU)")
     prec = sp.add_mutually_exclusive_group()
     prec.add_argument("--int8", action="store_true",
                       help="run the int8 copies <model>.int8.onnx (and <detector>.int8.onnx for an .onnx detector) "

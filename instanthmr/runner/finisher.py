@@ -29,8 +29,9 @@ class FrameFinisher:
     ``stop``: a callable checked before each frame (the run's stop event, which a stage may set): once true,
     the frames still queued are dropped, as the inline loop would not have run them. ``depth`` 0: no thread,
     each frame finished inside :meth:`put` (what the loop does under a per-frame probe, so each frame's
-    breakdown holds its own work). An exception in ``finish`` stops the worker (the frames queued after it are dropped) and is raised in the
-    caller's thread by the next :meth:`put` or by :meth:`join`, as the inline call raised it. :meth:`close`
+    breakdown holds its own work). An exception in ``finish`` stops the worker (the frames queued after it are
+    dropped) and is raised in the caller's thread by the next :meth:`put` or by :meth:`join`, as the inline
+    call raised it. :meth:`close`
     (for ``finally`` blocks) stops the worker without finishing what is queued and never raises."""
 
     def __init__(self, finish, depth: int = 1, stop=None, name: str = "instanthmr-finish"):

@@ -163,7 +163,7 @@ def _walk_back(dp: np.ndarray, back: np.ndarray, end: int, t: int) -> int:
 
 
 #: Rows of both readings' joints stacked (2*70): as given, then mirrored (labels swapped).
-_BOTH = np.concatenate([np.arange(len(_FLIP)), _FLIP])
+_BOTH = np.concatenate([_SAME, _FLIP])
 _TORSO, _FACE = np.asarray(TORSO_KEYPOINTS), np.asarray(FACE_KEYPOINTS)
 _HIPS = np.asarray([MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]])
 

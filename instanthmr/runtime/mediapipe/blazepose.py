@@ -195,8 +195,8 @@ def refine_from_heatmap(xy: np.ndarray, heatmap: np.ndarray, kernel: int = 7, mi
 
 
 class BlazePoseLandmarker:
-    """``pose_landmark_full`` (the ``.tflite`` or its ONNX copy, :func:`~.models.open_model`): image + ROI -> :class:`PoseLandmarks` (or None when the model says
-    no pose is in the ROI)."""
+    """``pose_landmark_full`` (the ``.tflite`` or its ONNX copy, :func:`~.models.open_model`): image + ROI ->
+    :class:`PoseLandmarks` (or None when the model says no pose is in the ROI)."""
 
     INPUT = 256
     NUM = 39  # 33 landmarks + 2 auxiliary (tracking) + 4 unused

@@ -115,12 +115,11 @@ class MediaPipeHMR:
         self._box_detector_args = (model_path("pose_detection", self.models_dir), num_threads)
         self._box_detector: BlazePoseDetector | None = None
         hand_path = landmark_model_path("hand_landmark_full", precision, self.models_dir)
-        # num_threads is LiteRT's: the int8 ONNX copy keeps models.ONNX_THREADS (a second thread only burns a core)
-        self.hand = HandLandmarker(hand_path, num_threads=None if hand_path.suffix == ".onnx" else num_threads
-                                   ) if hands else None
-        self.min_presence = float(min_presence)
         #: the hand model runs as its int8 ONNX copy (on ONNX Runtime); every other model is MediaPipe's own file
-        self.hand_int8 = self.hand is not None and self.hand.model.path.suffix == ".onnx"
+        self.hand_int8 = bool(hands) and hand_path.suffix == ".onnx"
+        # num_threads is LiteRT's: the int8 ONNX copy keeps models.ONNX_THREADS (a second thread only burns a core)
+        self.hand = HandLandmarker(hand_path, num_threads=None if self.hand_int8 else num_threads) if hands else None
+        self.min_presence = float(min_presence)
         self.provider = "LiteRT CPU (XNNPACK)" + (" + ONNX Runtime CPU (int8 hand model)" if self.hand_int8 else "")
         self.model_info = {"precision": "fp32, hands int8" if self.hand_int8 else "fp32", "model_name": MODEL_NAME,
                            "version": f"{MODEL_VERSION}+hand_int8" if self.hand_int8 else MODEL_VERSION,

@@ -76,7 +76,8 @@ def hand_roi_from_landmarks(points: np.ndarray, scale: float = 2.0, shift_y: flo
 
 
 class HandLandmarker:
-    """``hand_landmark_full`` (the ``.tflite`` or its ONNX copy, :func:`~.models.open_model`): image + ROI -> :class:`HandLandmarks` (None when no hand)."""
+    """``hand_landmark_full`` (the ``.tflite`` or its ONNX copy, :func:`~.models.open_model`): image + ROI ->
+    :class:`HandLandmarks` (None when no hand)."""
 
     INPUT = 224
 
