@@ -5,6 +5,7 @@ observations, real motion; no network or MediaPipe model needed).
     python tools/eval_body_fit.py --max-frames 150 --seed 1 --lag 4
     python tools/eval_body_fit.py --hands --swap-start   # + the hand model's handedness; swaps from frame 0
     python tools/eval_body_fit.py --swap-away 110 --jitter 5   # people turning away, read mirrored past 110 deg
+    python tools/eval_body_fit.py --swap-away 90 --sweep 0 --views 8 --no-timings   # walks seen from 8 sides
 
 Method. Each BVH take (walking, turning, jumping, ...) is read and placed in front of a virtual 1280x720
 camera as in ``tools/eval_temporal.py`` (30 fps, focal = image diagonal); its 14 body joints (shoulders,
@@ -23,6 +24,11 @@ MediaPipe Pose:
   both ways; ``--sweep``), and the frames whose true torso heading is more than DEG from the camera are read
   mirrored (``--jitter``: a flicker at the boundary). The crossing then falls where the mirrored body is
   nearly the same body: no heading jump at the switch, only the turn reversing;
+* with ``--views N``, each take is seen from N directions around it (:func:`turn_take`: the whole take, its
+  path too, turned about the vertical through its mean hip position), so that its walks go toward, across
+  and away from the camera with the body facing where it walks; with ``--swap-away DEG --sweep 0`` the
+  frames facing more than DEG from the camera are then read mirrored from wherever the take starts (a track
+  that starts from the back, a walk away from the camera);
 * with ``--hands``, the hand model's handedness (``HandLandmarks.right_score``, see
   :data:`HAND_NOISE`): each hand seen on half the frames, at the wrist the (possibly swapped) labels name,
   right on most frames and confidently wrong in whole stretches, as measured on the shared clips.
@@ -58,6 +64,7 @@ from instanthmr.runtime.hmr import HMRPrediction
 from instanthmr.runtime.pipeline import FrameResult
 
 IMAGE_WH = (1280, 720)
+FPS = 30.0
 #: Limb bones whose length spread is reported (MHR70 names).
 BONES = (("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow"), ("left_elbow", "left_wrist"),
          ("right_elbow", "right_wrist"), ("left_hip", "left_knee"), ("right_hip", "right_knee"),
@@ -131,6 +138,25 @@ def yaw_sweep(cam: np.ndarray, valid: np.ndarray, amplitude_deg: float, period: 
     out = cam.copy()
     out[..., 0] = root[..., 0] + c * rel[..., 0] + s * rel[..., 2]
     out[..., 2] = root[..., 2] - s * rel[..., 0] + c * rel[..., 2]
+    uv = project_points(out, default_focal(IMAGE_WH), (IMAGE_WH[0] / 2, IMAGE_WH[1] / 2))
+    uv[:, ~valid] = np.nan
+    return out, uv
+
+
+def turn_take(cam: np.ndarray, valid: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """(cam (T,70,3) m, uv (T,70,2) px) of a take seen from another direction: the whole take (its path too)
+    turned by ``degrees`` about the vertical through its mean hip position (camera axes, y down). Unlike
+    :func:`yaw_sweep` the body keeps facing where it walks; 180 turns a walk toward the camera into a walk
+    away from it."""
+    from instanthmr.core.geometry import default_focal, project_points
+
+    a = np.radians(degrees)
+    c, s = np.cos(a), np.sin(a)
+    centre = np.nanmean(cam[:, _HIPS].mean(1), 0)
+    rel = cam - centre
+    out = cam.copy()
+    out[..., 0] = centre[0] + c * rel[..., 0] + s * rel[..., 2]
+    out[..., 2] = np.maximum(centre[2] - s * rel[..., 0] + c * rel[..., 2], 1.5)
     uv = project_points(out, default_focal(IMAGE_WH), (IMAGE_WH[0] / 2, IMAGE_WH[1] / 2))
     uv[:, ~valid] = np.nan
     return out, uv
@@ -244,17 +270,20 @@ def score(preds, cam, uv, valid) -> dict[str, float]:
 
 
 def run_take(cam, uv, valid, rng, lag: int, model=None, hands_rng=None, swap_start: bool = False,
-             swap_away: float | None = None, jitter: float = 0.0, sweep: float = 0.0, timings: bool = True
-             ) -> tuple[dict, list[float], int]:
+             swap_away: float | None = None, jitter: float = 0.0, sweep: float = 0.0, timings: bool = True,
+             view: float = 0.0) -> tuple[dict, list[float], int]:
     """One take; ``hands_rng``: a generator for :func:`synthetic_hands` (None: no hands); ``swap_away``
     (degrees): instead of random swaps, the frames turned further than that from the camera are read
     mirrored (:func:`swap_away_frames`, ``jitter`` degrees of flicker), the take first turned by a yaw sweep of
-    ``sweep`` degrees (:func:`yaw_sweep`; 0: as recorded); ``timings`` False skips the timing passes (tests)."""
+    ``sweep`` degrees (:func:`yaw_sweep`; 0: as recorded); ``timings`` False skips the timing passes (tests);
+    ``view`` (degrees): the take seen from that direction (:func:`turn_take`; 0: as recorded)."""
     from instanthmr.video.body_fit import BodyFitStage
     from instanthmr.video.tracking import smooth_frames_offline
 
     focal = float(np.hypot(*IMAGE_WH))
     pp = (IMAGE_WH[0] / 2, IMAGE_WH[1] / 2)
+    if view:
+        cam, uv = turn_take(cam, valid, view)
     if sweep:
         cam, uv = yaw_sweep(cam, valid, sweep)
     if swap_away is None:
@@ -264,7 +293,7 @@ def run_take(cam, uv, valid, rng, lag: int, model=None, hands_rng=None, swap_sta
     hands = None if hands_rng is None else synthetic_hands(swapped, hands_rng)
     preds = observations(cam, uv, valid, swapped, rng, focal, pp, hands)
     frames = [FrameResult(persons=[p], detector_ms=0.0, hmr_ms=0.0, total_ms=0.0, detector_ran=True, frame_index=i,
-                          image_size=IMAGE_WH) for i, p in enumerate(preds)]
+                          image_size=IMAGE_WH, time_s=i / FPS) for i, p in enumerate(preds)]
     stage = BodyFitStage(model)
     live = [stage(f) for f in frames]
     offline = stage.finish(live)
@@ -276,7 +305,7 @@ def run_take(cam, uv, valid, rng, lag: int, model=None, hands_rng=None, swap_sta
     # --smooth offline as the demo runs it: the whole-track decision, the centred smoothing of every field, the
     # joints derived again from the smoothed body (smoothed: body); before that change the smoothed joints
     # were written as they came out of the smoothing (smoothed: joints)
-    joints = smooth_frames_offline(offline, fps=30.0)
+    joints = smooth_frames_offline(offline, fps=FPS)
     body = stage.rederive(joints)
     rows = {"before": score(preds, cam, uv, valid)}
     for name, res in (("live", live), (f"lag {lag}", lagged), ("offline", offline), ("sm joints", joints),
@@ -348,7 +377,13 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep", type=float, default=None, metavar="DEG",
                     help=f"yaw sweep amplitude added to each take (default {SWEEP_AMPLITUDE:g} with --swap-away, "
                          f"else 0; period {SWEEP_PERIOD} frames)")
+    ap.add_argument("--views", type=int, default=1, metavar="N",
+                    help="each take seen from N directions around it, its path turned too (360/N degrees apart; "
+                         "1: as recorded): walks toward, across and away from the camera")
+    ap.add_argument("--no-timings", action="store_true", help="skip the timing passes (quicker; no cost lines)")
     args = ap.parse_args(argv)
+    if args.views < 1:
+        ap.error(f"--views must be at least 1, got {args.views}")
     sweep = args.sweep if args.sweep is not None else (SWEEP_AMPLITUDE if args.swap_away is not None else 0.0)
     from instanthmr.body.mhr import MHRAssetError, MHRNumpy
     from instanthmr.training.data.mocap_takes import load_takes
@@ -375,18 +410,19 @@ def main(argv=None) -> int:
     keys = ("pa_mpjpe_mm", "err2d_px", "bone_spread_mm", "accel_mm", "swapped")
     print(f"{'take':40s} {'frames':>6s} {'injected':>8s} | " + " | ".join(
         f"{k:>9s}" for k in ("", "PA-MPJPE", "2D px", "bones", "accel", "swapped")))
-    for take in takes:
+    for take, view in ((t, 360.0 * k / args.views) for t in takes for k in range(args.views)):
         cam, uv, valid = mhr70_take(take)
         rows, ms, inj = run_take(cam, uv, valid, rng, args.lag, model, hands_rng, args.swap_start,
-                                 args.swap_away, args.jitter, sweep)
+                                 args.swap_away, args.jitter, sweep, not args.no_timings, view)
         timings += ms
         n_swapped += inj
         n_mirrored += rows["live"].pop("mirrored_fits")
-        alone += rows["live"].pop("fit_alone_ms")
-        clean_stage += rows["live"].pop("stage_clean_ms")
+        alone += rows["live"].pop("fit_alone_ms", [])
+        clean_stage += rows["live"].pop("stage_clean_ms", [])
         n_frames += len(cam)
+        label = take.name if args.views == 1 else f"{take.name} @{view:g}"
         for name, r in rows.items():
-            print(f"{take.name:40s} {len(cam):6d} {inj:8d} | {name:>9s} | " + " | ".join(
+            print(f"{label:40s} {len(cam):6d} {inj:8d} | {name:>9s} | " + " | ".join(
                 f"{r[k]:9.1f}" if k != "swapped" else f"{r[k]:9d}" for k in keys))
             totals.setdefault(name, []).append((len(cam), r))
     print(f"\nall takes: {n_frames} frames, {n_swapped} injected swapped frames ({time.perf_counter() - t0:.0f} s)")
@@ -403,6 +439,8 @@ def main(argv=None) -> int:
           f"{np.median(t):.2f} ms, p95 {np.percentile(t, 95):.2f} ms ({len(t)} person-frames; wall clock on this "
           f"machine under its current load: {describe_load(load_average())} on "
           f"{os.cpu_count() or 0} CPU(s)); mirrored reading fitted on {n_mirrored} of {n_frames} frames")
+    if args.no_timings:
+        return 0
     a = np.asarray(alone)
     print(f"  the fit of one reading alone (fastest of 3 passes per frame): median {np.median(a):.2f} ms, "
           f"p95 {np.percentile(a, 95):.2f} ms")
