@@ -75,10 +75,10 @@ def time_stage(frames: list, passes: int):
         calls[0] += 1
         return fit(*a, **k)
 
-    def timed_person(pred, frame_index):
+    def timed_person(pred, frame_index, *rest):
         calls[0] = 0
         t0 = time.perf_counter()
-        out = person(pred, frame_index)
+        out = person(pred, frame_index, *rest)
         ms = (time.perf_counter() - t0) * 1000
         if calls[0]:
             key = (frame_index, pred.track_id)

@@ -28,14 +28,16 @@ Per track (see :mod:`instanthmr.body.fit` for the fit itself):
   torso is seen side-on, where the mirrored body is nearly the same body; the mirrored one a prior more,
   smaller where MediaPipe reads a clear front: its failure is a back read as a front, in stretches) and
   what the hands' look says (MediaPipe's handedness: a right hand at the "left" wrist is evidence for the
-  mirrored reading), and going from a reading on one frame to a reading on the next costs a
-  switch plus their continuity (how far the hip-centred 3D joints move, how far the torso heading turns:
-  observation-level, no fit needed). The mirrored reading is FITTED only when it matters: when continuity alone brings it
-  within ``margin`` of winning (a swap, or a person seen from the side), when the fit's body cost jumps (the
-  fingers' terms left out: a hand found is no sign of a swap), when the face vanishes while the torso stays
-  seen, for ``hold_frames`` after, and on every frame the track is read mirrored (so the labels as given win
-  back as soon as the evidence evens out). Decided live at the newest
-  frame (``lag_frames`` = 0, no delay), after a fixed lag (:meth:`push`, at most about 150 ms of frames), or
+  mirrored reading) and which way the person walks (people face where they walk: a reading whose torso
+  faces against the track's own brisk walk in depth pays for it), and going from a reading on one frame to
+  a reading on the next costs a switch plus their continuity (how far the hip-centred 3D joints move, how
+  far the torso heading turns: observation-level, no fit needed). The mirrored reading is FITTED only when
+  it matters: when continuity alone brings it within ``margin`` of winning (a swap, or a person seen from
+  the side), when the fit's body cost jumps (the fingers' terms left out: a hand found is no sign of a
+  swap), when the face vanishes while the torso stays seen, when the reading followed faces against the
+  person's walk, for ``hold_frames`` after, and on every frame the track is read mirrored (so the labels as
+  given win back as soon as the evidence evens out). Decided live at the newest frame (``lag_frames`` = 0,
+  no delay), after a fixed lag (:meth:`push`, at most about 150 ms of frames), or
   over the whole track (:meth:`finish`).
 
 Run-time floor: numpy only (no torch). Cost per person per frame and accuracy: docs/body_fit.md.
@@ -103,7 +105,16 @@ class SwapConfig:
     left from right, though not from every viewpoint (docs/body_fit.md).
     side_on_z: seen side-on the mirrored body is nearly the same body (the mirror flips only the depth
     component of the torso heading), so the readings' fit costs differ by noise there: their difference is
-    scaled by |heading z| / side_on_z (capped at 1; the unit heading of the labels as given)."""
+    scaled by |heading z| / side_on_z (capped at 1; the unit heading of the labels as given).
+    walk_weight: per frame, the most a reading pays when its torso faces against the way the person walks in
+    depth (:func:`walk_costs`; people face where they walk, and a person walking away from the camera shows
+    their back: a cue to a back read as a front from outside the body's own geometry); walk_noise (m/s per
+    metre of depth): the depth speed a monocular depth drifts by, taken off the walk's; walk_speed (m/s):
+    the depth speed beyond that from which the cue speaks, and from which it counts fully (a shuffle or a
+    turn on the spot says nothing); walk_window_s: the track's path (the fitted body's origin in the camera,
+    x and z) over which the walking velocity is fitted, ending at the frame (causal: the same costs live and
+    offline). Off without frame times (``FrameResult.time_s``). A moving or zooming camera misleads it
+    (docs/body_fit.md, "Walking away")."""
 
     margin: float = 30.0
     trigger_cost: float = 3.0
@@ -122,6 +133,10 @@ class SwapConfig:
     motion_cap_2d: float = 0.3
     hand_weight: float = 20.0
     side_on_z: float = 0.3
+    walk_weight: float = 10.0
+    walk_speed: tuple = (0.4, 0.9)
+    walk_noise: float = 0.05
+    walk_window_s: float = 0.5
 
 
 def decide_states(costs: np.ndarray, switch_cost: float, lag: int | None = None,
@@ -160,6 +175,46 @@ def _walk_back(dp: np.ndarray, back: np.ndarray, end: int, t: int) -> int:
     for k in range(end, t, -1):
         state = int(back[k, state])
     return state
+
+
+def walking_velocity(path, window_s: float) -> np.ndarray | None:
+    """The ground-plane velocity (vx, vz) m/s of a track's path ``path`` (a sequence of (time_s, (3,) camera
+    position m), oldest first): the least-squares slope over the samples within ``window_s`` of the newest;
+    None with fewer than 4 samples there or spanning less than half the window."""
+    if not path:
+        return None
+    t_end = path[-1][0]
+    near = [(t, x) for t, x in path if t_end - t <= window_s + 1e-9]
+    if len(near) < 4 or t_end - near[0][0] < window_s / 2:
+        return None
+    t = np.array([t for t, _ in near])
+    xz = np.array([[x[0], x[2]] for _, x in near])
+    dt = t - t.mean()
+    return (dt @ (xz - xz.mean(0))) / (dt @ dt)
+
+
+def walk_costs(headings, velocity, depth_m: float, weight: float, speed: tuple, noise: float) -> np.ndarray:
+    """(2,) what each reading pays for facing against the way the person walks in depth: ``weight`` x the
+    depth part of its torso heading pointing against the walk (the heading's z on the ground plane, x and z,
+    where its sign is the walk's opposite) x how brisk the walk in depth is: the depth speed |vz| less what a
+    monocular depth drifts by at ``depth_m`` (``noise`` per metre of depth, m/s), 0 below ``speed[0]`` m/s,
+    1 from ``speed[1]``. Only the depth part: the two readings differ in the heading's z alone, and a
+    walk across the picture (or a camera panning) tells them nothing. ``headings``: the two readings'
+    torso headings (unit, camera axes; None: unknown); ``velocity`` (vx, vz) m/s or None (no cost)."""
+    out = np.zeros(2)
+    if velocity is None:
+        return out
+    vz = float(velocity[1])
+    brisk = min(max((abs(vz) - noise * max(depth_m, 0.0) - speed[0]) / (speed[1] - speed[0]), 0.0), 1.0)
+    if brisk == 0.0:
+        return out
+    for r, h in enumerate(headings):
+        if h is None:
+            continue
+        n = float(math.hypot(h[0], h[2]))
+        if n > 1e-6:
+            out[r] = weight * brisk * max(-math.copysign(1.0, vz) * float(h[2]) / n, 0.0)
+    return out
 
 
 #: Rows of both readings' joints stacked (2*70): as given, then mirrored (labels swapped).
@@ -274,6 +329,7 @@ class _Track:
     hold: int = 0
     face: bool = False                                # the face was seen on the previous frame
     via_side: bool = False                            # labels as given: side-on more recently than clearly back
+    path: deque = field(default_factory=lambda: deque(maxlen=120))   # (time_s, (3,) m): the body origin's path
     level: float | None = None                        # running level of the fit cost (triggers on jumps)
     last: tuple | None = None                         # previous frame: both readings' joints (_centred)
     chains: dict = field(default_factory=dict)        # reading -> its fit on the previous frame
@@ -311,7 +367,8 @@ class BodyFitStage:
         """Fit every person of ``result`` (a FrameResult); returns a new FrameResult (lag 0: no delay) whose
         ``total_ms`` includes the fit."""
         t0 = time.perf_counter()
-        persons = [self._person(p, int(result.frame_index)) for p in result.persons]
+        time_s = getattr(result, "time_s", None)
+        persons = [self._person(p, int(result.frame_index), time_s) for p in result.persons]
         for tid in getattr(result, "ended_tracks", []) or []:
             if not self.keep_history:
                 self.tracks.pop(tid, None)
@@ -380,7 +437,7 @@ class BodyFitStage:
             shape_params=shape.shape_params.astype(np.float32))
 
     # ------------------------------------------------------------------------------------------------
-    def _person(self, pred, frame_index: int):
+    def _person(self, pred, frame_index: int, time_s: float | None = None):
         tid = pred.track_id if pred.track_id is not None else -1
         tr = self.tracks.setdefault(tid, _Track())
         t0 = time.perf_counter()
@@ -404,8 +461,13 @@ class BodyFitStage:
         prior = self._mirror_prior(heading, tr.via_side)
         trans = self._transitions(tr.last, now)
         tr.last = now
-        if tr.prev is not None and (self._triggered(tr, readings[s], fits[s]) or
-                                    self._close_call(tr.dp, trans, self._costs(fits, s, hands, decisive, prior), s)):
+        walk = self._walk(tr, time_s, fits[s], now[2])
+        # the reading followed facing against the way the person walks is a trigger too: a switch in the middle
+        # of a turned-away stretch costs its heading's half turn, which the other reading's guessed cost
+        # (unevaluated_cost) never pays back
+        if tr.prev is not None and (self._triggered(tr, readings[s], fits[s]) or walk[s] > walk[1 - s] + 1.0 or
+                                    self._close_call(tr.dp, trans, self._costs(fits, s, hands, decisive, prior)
+                                                     + walk, s)):
             tr.hold = self.swap.hold_frames
         # the body's cost (a hand found adds its fingers' terms: no sign of a swap, and the other reading's fit
         # it would trigger for hold_frames doubled the cost of those frames, issue 22 item 5)
@@ -418,7 +480,7 @@ class BodyFitStage:
             fits[o] = self.fitter.fit(readings[o], shape, tr.chains.get(o, tr.prev))
             self.mirrored_runs += 1
             probe.count("fit:other-reading")
-        costs = self._costs(fits, s, hands, decisive, prior)
+        costs = self._costs(fits, s, hands, decisive, prior) + walk
         if tr.prev is None:     # a track starts as given: reading it mirrored takes a switch's worth of evidence
             costs[1] += self.swap.switch_cost
         total = tr.dp[:, None] + trans + self._switch
@@ -461,6 +523,23 @@ class BodyFitStage:
                                                     np.stack([w for _, w in tr.good]))
                 return tr.shape
         return self.fitter.shape()
+
+    def _walk(self, tr: _Track, time_s: float | None, fit: FitResult, headings) -> np.ndarray:
+        """(2,) the readings' walking-direction costs (:func:`walk_costs`) on this frame; records the body
+        origin (the fit's camera translation) on the track's path at ``time_s`` (None: no times, no cost; a fit
+        without 2D has no camera translation, and adds nothing). Only once the track's bones are held: the
+        depth a fit finds from the same 2D scales with the body's size, so the provisional mean body's
+        depths are no path (holding the bones stepped them by 0.24 m on a mocap bow, and the cold first fits
+        crept by 0.06 m a frame: 2 m/s of walk that was not)."""
+        root = fit.cam_trans
+        if time_s is None or root is None or tr.shape is None:
+            return np.zeros(2)
+        if tr.path and time_s <= tr.path[-1][0]:    # a source whose clock went back (a new file): start anew
+            tr.path.clear()
+        tr.path.append((float(time_s), np.asarray(root, np.float64)))
+        sw = self.swap
+        return walk_costs(headings, walking_velocity(tr.path, sw.walk_window_s), float(root[2]), sw.walk_weight,
+                          sw.walk_speed, sw.walk_noise)
 
     def _close_call(self, dp: np.ndarray, trans: np.ndarray, costs: np.ndarray, stay: int) -> bool:
         """Whether the other reading, not fitted yet (its cost guessed as the fitted one's plus
