@@ -760,7 +760,8 @@ def test_count_swapped_frames_judges_only_frames_with_shoulders(tmp_path, capsys
 
     labels = tmp_path / "labels.csv"
     labels.write_text("clip,frame,track,a_left_minus_right_x_sign,b_left_minus_right_x_sign,truth\n"
-                      "c,0,1,1,-1,A\nc,1,1,1,-1,B\nc,2,1,1,-1,both\nc,3,1,1,-1,unclear\n")
+                      "c,0,1,1,-1,A\nc,1,1,1,-1,B\nc,2,1,1,-1,both\nc,3,1,1,-1,unclear\n"
+                      "c,4,1,1,1,neither\nc,5,1,1,1,neither\n")
 
     def person(lr_sign):  # left shoulder / hip at x 100 + 10 * sign, right ones at 100 - 10 * sign
         j = [None] * len(MHR70_INDEX)
@@ -770,11 +771,13 @@ def test_count_swapped_frames_judges_only_frames_with_shoulders(tmp_path, capsys
                     j[MHR70_INDEX[f"{side}_{part}"]] = [100.0 + 10 * s, 50.0]
         return {"track_id": 1, "joints_2d": j}
 
-    run = tmp_path / "run.json"   # frame 0 right (A: +1), frame 1 swapped (B: -1), frame 2 no shoulders
+    # frame 0 right (A: +1), frame 1 swapped (B: -1), frame 2 no shoulders, frames 4-5 labelled neither (both
+    # runs +1, wrong: -1 is right): 4 as those runs (swapped), 5 the other way (right)
+    run = tmp_path / "run.json"
     run.write_text(json.dumps({"frames": [{"frame_index": i, "persons": [person(s)]}
-                                          for i, s in enumerate((1, 1, 0, 1))]}))
+                                          for i, s in enumerate((1, 1, 0, 1, 1, -1))]}))
     assert tool.main(["c", str(run), "--labels", str(labels)]) == 0
-    assert f"{run}: 2 frames judged, 1 swapped 1:1" in capsys.readouterr().out
+    assert f"{run}: 4 frames judged, 2 swapped 1:1 4:1" in capsys.readouterr().out
     assert tool.main(["c", str(tmp_path / "missing.json"), "--labels", str(labels)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot read") and "missing.json" in err and len(err.splitlines()) == 1
@@ -931,7 +934,8 @@ def test_walking_velocity_and_what_facing_against_it_costs():
     path = [(s, np.array([0.1, 0.9 - 0.2 * s, 4.0 + 1.2 * s]) + rng.normal(0, [0.01, 0.01, 0.05])) for s in t]
     v = walking_velocity(path, 0.5)
     assert v.shape == (2,) and abs(v[0]) < 0.1 and v[1] == pytest.approx(1.2, abs=0.25)   # y (up/down) left out
-    assert walking_velocity(path[:3], 0.5) is None and walking_velocity(path[:6], 0.5) is None   # < half a window
+    assert walking_velocity(path[:6], 0.5) is None                                        # < half a window
+    assert walking_velocity([path[0], path[10], path[20]], 0.5) is None                   # 3 samples
     assert walking_velocity([], 0.5) is None
     away, toward = np.array([0.0, 0.0, 1.0]), np.array([0.0, 0.0, -1.0])
 
@@ -952,7 +956,7 @@ def test_walking_velocity_and_what_facing_against_it_costs():
     assert cost((None, away), [0.0, -1.2])[0] == 0.0
 
 
-def _walk(fitter, n, yaw, speed_z, start_z, seed=2):
+def _walker(fitter, n, yaw, speed_z, start_z, seed=2):
     """A person swinging arms and legs, facing ``yaw`` (root yaw, rad; pi = back to the camera), walking along
     the camera's z at ``speed_z`` m/s from ``start_z`` m: (true keypoints, camera translations, predictions)."""
     poses = _motion(fitter, n, seed=seed)
@@ -995,7 +999,7 @@ def test_a_person_walking_away_read_as_a_front_from_the_first_frame_is_decided_r
     With frame times the whole track is read right, and 4 frames late (133 ms) from a second in; without
     them (no walking cue) every frame stays as given, wrong."""
     n = 90
-    kps, cams, preds = _walk(fitter, n, np.pi, 1.3, 4.0)
+    kps, cams, preds = _walker(fitter, n, np.pi, 1.3, 4.0)
     preds = [_mirror(p) for p in preds]
     live, lagged, offline = _decided_timed(fitter, preds)
     assert not _wrist_wrong(offline, kps, cams).any()
@@ -1005,12 +1009,14 @@ def test_a_person_walking_away_read_as_a_front_from_the_first_frame_is_decided_r
 
 
 def test_a_person_walking_toward_the_camera_or_backing_away_briefly_keeps_the_labels(fitter):
-    """The other side: a person facing the camera and walking toward it, read right, is never read mirrored;
-    nor is one who steps back from the camera for two thirds of a second (20 frames at 1.3 m/s) between stands."""
-    kps, cams, preds = _walk(fitter, 90, 0.0, -1.3, 7.0)
+    """The other side: a person facing the camera and walking toward it, read right, is never read mirrored
+    (a regression guard: here the body's own fit outweighs the cue either way round; the cue's sign is
+    tested above and by the walk away); nor is one who steps back from the camera for two thirds of a second
+    (20 frames at 1.3 m/s) between stands (this bounds walk_weight: at 40 it was read mirrored)."""
+    kps, cams, preds = _walker(fitter, 90, 0.0, -1.3, 7.0)
     for res in _decided_timed(fitter, preds):
         assert not _wrist_wrong(res, kps, cams).any()
-    kps, cams, preds = _walk(fitter, 90, 0.0, 0.0, 4.0)
+    kps, cams, preds = _walker(fitter, 90, 0.0, 0.0, 4.0)
     z = 4.0 + 1.3 * np.clip(np.arange(90) - 40, 0, 20) / 30.0             # still, 20 frames back, still
     cams = [CAM + [0.0, 0.0, zi - CAM[2]] for zi in z]
     rng = np.random.default_rng(3)
@@ -1051,7 +1057,7 @@ def test_bench_body_fit_stage_times_the_stage_with_frame_times(fitter):
     when the step took the frame's time)."""
     from instanthmr.cli.bench_body_fit_stage import time_stage
 
-    kps, cams, preds = _walk(fitter, 12, np.pi, 1.3, 4.0)
+    kps, cams, preds = _walker(fitter, 12, np.pi, 1.3, 4.0)
     best, info, out, cpu = time_stage(_timed(preds), passes=2)
     assert sorted(best) == [(i, 1) for i in range(12)] and all(ms > 0 for ms in best.values())
     assert len(out) == 12 and all(p.mhr_params is not None for r in out for p in r.persons) and cpu > 0
@@ -1074,9 +1080,14 @@ def test_the_walking_path_starts_once_the_track_s_bones_are_held(fitter):
         if i == 10:
             tr.shape = fitter.shape()                                    # the bones held from frame 10 on
         fit = SimpleNamespace(cam_trans=np.array([0.0, 0.5, 4.0 + 1.3 * i / 30.0]))   # walking away, 1.3 m/s
-        costs.append(stage._walk(tr, i / 30.0, fit, (toward, away)))
+        costs.append(stage._walking_cue(tr, i / 30.0, fit, (toward, away)))
     costs = np.array(costs)
-    assert not costs[:17].any() and len(tr.path) == 20                   # 7 held frames: under a quarter second
+    assert not costs[:17].any()                                          # 7 held frames: under a quarter second
     assert (costs[18:, 0] > 5.0).all() and not costs[:, 1].any()
-    assert not stage._walk(tr, 1.0, SimpleNamespace(cam_trans=None), (toward, away)).any()   # no 2D, no path
-    assert not stage._walk(tr, None, SimpleNamespace(cam_trans=np.ones(3)), (toward, away)).any()
+    assert not stage._walking_cue(tr, 1.0, SimpleNamespace(cam_trans=None), (toward, away)).any()   # no 2D, no path
+    assert not stage._walking_cue(tr, None, SimpleNamespace(cam_trans=np.ones(3)), (toward, away)).any()
+    assert len(tr.path) == 16                                            # the last half second only
+    nan = SimpleNamespace(cam_trans=np.array([0.0, np.nan, 5.0]))
+    assert not stage._walking_cue(tr, 1.1, nan, (toward, away)).any() and len(tr.path) == 16
+    assert not stage._walking_cue(tr, 0.0, SimpleNamespace(cam_trans=np.ones(3)), (toward, away)).any()
+    assert len(tr.path) == 1                                             # the clock went back: a new path

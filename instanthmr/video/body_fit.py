@@ -113,8 +113,9 @@ class SwapConfig:
     the depth speed beyond that from which the cue speaks, and from which it counts fully (a shuffle or a
     turn on the spot says nothing); walk_window_s: the track's path (the fitted body's origin in the camera,
     x and z) over which the walking velocity is fitted, ending at the frame (causal: the same costs live and
-    offline). Off without frame times (``FrameResult.time_s``). A moving or zooming camera misleads it
-    (docs/body_fit.md, "Walking away")."""
+    offline); walk_trigger: the reading followed paying this much more for the walk than the other reading
+    has that one fitted too. Off without frame times (``FrameResult.time_s``). A moving or zooming camera
+    misleads it (docs/body_fit.md, "Walking away")."""
 
     margin: float = 30.0
     trigger_cost: float = 3.0
@@ -137,6 +138,12 @@ class SwapConfig:
     walk_speed: tuple = (0.4, 0.9)
     walk_noise: float = 0.05
     walk_window_s: float = 0.5
+    walk_trigger: float = 1.0
+
+    def __post_init__(self):
+        if not (self.walk_window_s > 0 and self.walk_speed[1] > self.walk_speed[0]):
+            raise ValueError(f"SwapConfig: walk_window_s must be > 0 and walk_speed rising (low, high) m/s, got "
+                             f"{self.walk_window_s} and {self.walk_speed}")
 
 
 def decide_states(costs: np.ndarray, switch_cost: float, lag: int | None = None,
@@ -185,12 +192,12 @@ def walking_velocity(path, window_s: float) -> np.ndarray | None:
         return None
     t_end = path[-1][0]
     near = [(t, x) for t, x in path if t_end - t <= window_s + 1e-9]
-    if len(near) < 4 or t_end - near[0][0] < window_s / 2:
+    if len(near) < 4 or t_end - near[0][0] < window_s / 2 or window_s <= 0:
         return None
     t = np.array([t for t, _ in near])
     xz = np.array([[x[0], x[2]] for _, x in near])
     dt = t - t.mean()
-    return (dt @ (xz - xz.mean(0))) / (dt @ dt)
+    return (dt @ (xz - xz.mean(0))) / (dt @ dt)   # dt @ dt > 0: the samples span at least half a window
 
 
 def walk_costs(headings, velocity, depth_m: float, weight: float, speed: tuple, noise: float) -> np.ndarray:
@@ -329,7 +336,7 @@ class _Track:
     hold: int = 0
     face: bool = False                                # the face was seen on the previous frame
     via_side: bool = False                            # labels as given: side-on more recently than clearly back
-    path: deque = field(default_factory=lambda: deque(maxlen=120))   # (time_s, (3,) m): the body origin's path
+    path: deque = field(default_factory=deque)       # (time_s, (3,) m): the body origin's last walk_window_s
     level: float | None = None                        # running level of the fit cost (triggers on jumps)
     last: tuple | None = None                         # previous frame: both readings' joints (_centred)
     chains: dict = field(default_factory=dict)        # reading -> its fit on the previous frame
@@ -461,13 +468,15 @@ class BodyFitStage:
         prior = self._mirror_prior(heading, tr.via_side)
         trans = self._transitions(tr.last, now)
         tr.last = now
-        walk = self._walk(tr, time_s, fits[s], now[2])
+        walk = self._walking_cue(tr, time_s, fits[s], now[2])
         # the reading followed facing against the way the person walks is a trigger too: a switch in the middle
         # of a turned-away stretch costs its heading's half turn, which the other reading's guessed cost
         # (unevaluated_cost) never pays back
-        if tr.prev is not None and (self._triggered(tr, readings[s], fits[s]) or walk[s] > walk[1 - s] + 1.0 or
-                                    self._close_call(tr.dp, trans, self._costs(fits, s, hands, decisive, prior)
-                                                     + walk, s)):
+        # (_triggered first and only after a track's first frame: it keeps the face seen on the previous frame)
+        if tr.prev is not None and (self._triggered(tr, readings[s], fits[s])
+                                    or walk[s] > walk[1 - s] + self.swap.walk_trigger
+                                    or self._close_call(tr.dp, trans,
+                                                        self._costs(fits, s, hands, decisive, prior) + walk, s)):
             tr.hold = self.swap.hold_frames
         # the body's cost (a hand found adds its fingers' terms: no sign of a swap, and the other reading's fit
         # it would trigger for hold_frames doubled the cost of those frames, issue 22 item 5)
@@ -524,7 +533,7 @@ class BodyFitStage:
                 return tr.shape
         return self.fitter.shape()
 
-    def _walk(self, tr: _Track, time_s: float | None, fit: FitResult, headings) -> np.ndarray:
+    def _walking_cue(self, tr: _Track, time_s: float | None, fit: FitResult, headings) -> np.ndarray:
         """(2,) the readings' walking-direction costs (:func:`walk_costs`) on this frame; records the body
         origin (the fit's camera translation) on the track's path at ``time_s`` (None: no times, no cost; a fit
         without 2D has no camera translation, and adds nothing). Only once the track's bones are held: the
@@ -532,12 +541,15 @@ class BodyFitStage:
         depths are no path (holding the bones stepped them by 0.24 m on a mocap bow, and the cold first fits
         crept by 0.06 m a frame: 2 m/s of walk that was not)."""
         root = fit.cam_trans
-        if time_s is None or root is None or tr.shape is None:
+        if time_s is None or root is None or tr.shape is None or not (
+                math.isfinite(time_s) and np.isfinite(root).all()):
             return np.zeros(2)
+        sw = self.swap
         if tr.path and time_s <= tr.path[-1][0]:    # a source whose clock went back (a new file): start anew
             tr.path.clear()
         tr.path.append((float(time_s), np.asarray(root, np.float64)))
-        sw = self.swap
+        while time_s - tr.path[0][0] > sw.walk_window_s + 1e-9:   # (as walking_velocity counts its window)
+            tr.path.popleft()
         return walk_costs(headings, walking_velocity(tr.path, sw.walk_window_s), float(root[2]), sw.walk_weight,
                           sw.walk_speed, sw.walk_noise)
 
