@@ -6,8 +6,9 @@
 
 A labelled frame (``truth`` not ``unclear``) is swapped in a run when the sign of the left-minus-right x of
 the shoulders + hips (px; the shoulders alone where a hip is missing) in that run's ``joints_2d`` differs
-from the sign the label says is right (column ``a_...`` for ``A`` / ``both``, ``b_...`` for ``B``); a frame
-where the run has no shoulders is not judged. Prints,
+from the sign the label says is right (column ``a_...`` for ``A`` / ``both``, ``b_...`` for ``B``, the
+opposite of ``a_...`` for ``neither``: both labelled runs had it wrong); a frame where the run has no
+shoulders is not judged. Prints,
 per run, the frames judged and the swapped ones, then the frames where each two runs disagree on that sign
 (the frames to label by eye next).
 """
@@ -65,7 +66,9 @@ def main(argv=None) -> int:
             key = (int(r["frame"]), int(r["track"]))
             if r["truth"] == "unclear" or not signs.get(key):  # not labelled, or no shoulders in this run
                 continue
-            right = int(r["b_left_minus_right_x_sign"] if r["truth"] == "B" else r["a_left_minus_right_x_sign"])
+            right = (int(r["b_left_minus_right_x_sign"]) if r["truth"] == "B" else
+                     -int(r["a_left_minus_right_x_sign"]) if r["truth"] == "neither" else
+                     int(r["a_left_minus_right_x_sign"]))
             judged += 1
             if signs[key] != right:
                 swapped.append(f"{key[0]}:{key[1]}")
