@@ -469,10 +469,10 @@ class BodyFitStage:
         trans = self._transitions(tr.last, now)
         tr.last = now
         walk = self._walking_cue(tr, time_s, fits[s], now[2])
-        # the reading followed facing against the way the person walks is a trigger too: a switch in the middle
-        # of a turned-away stretch costs its heading's half turn, which the other reading's guessed cost
-        # (unevaluated_cost) never pays back
-        # (_triggered first and only after a track's first frame: it keeps the face seen on the previous frame)
+        # the reading followed facing against the way the person walks is a trigger too (a switch in the middle
+        # of a turned-away stretch costs its heading's half turn, which the other reading's guessed cost,
+        # unevaluated_cost, never pays back); _triggered first and only after a track's first frame, as before:
+        # it keeps the face seen on the previous frame
         if tr.prev is not None and (self._triggered(tr, readings[s], fits[s])
                                     or walk[s] > walk[1 - s] + self.swap.walk_trigger
                                     or self._close_call(tr.dp, trans,
