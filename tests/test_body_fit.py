@@ -1091,3 +1091,21 @@ def test_the_walking_path_starts_once_the_track_s_bones_are_held(fitter):
     assert not stage._walking_cue(tr, 1.1, nan, (toward, away)).any() and len(tr.path) == 16
     assert not stage._walking_cue(tr, 0.0, SimpleNamespace(cam_trans=np.ones(3)), (toward, away)).any()
     assert len(tr.path) == 1                                             # the clock went back: a new path
+
+
+def test_correlated_noise_keeps_its_variance_and_the_draws_after_it():
+    """tools/eval_body_fit.py --noise-corr: the observation noise as an AR(1) sequence over frames: unit variance
+    per frame, the asked correlation between consecutive frames, white for 0 (the default's draws unchanged),
+    and as many draws from the generator as white noise, so what is drawn after it does not move."""
+    from instanthmr.cli.eval_body_fit import correlated_normal
+
+    white = correlated_normal(np.random.default_rng(5), (4000, 3), 0.0)
+    np.testing.assert_array_equal(white, np.random.default_rng(5).normal(0, 1, (4000, 3)))
+    rng = np.random.default_rng(5)
+    x = correlated_normal(rng, (4000, 3), 0.85)
+    assert x.std() == pytest.approx(1.0, abs=0.1)
+    lag1 = np.mean([np.corrcoef(x[1:, k], x[:-1, k])[0, 1] for k in range(3)])
+    assert lag1 == pytest.approx(0.85, abs=0.03)
+    after = np.random.default_rng(5)
+    after.normal(0, 1, (4000, 3))
+    assert rng.random() == after.random()

@@ -29,6 +29,8 @@ MediaPipe Pose:
   and away from the camera with the body facing where it walks; with ``--swap-away DEG --sweep 0`` the
   frames facing more than DEG from the camera are then read mirrored from wherever the take starts (a track
   that starts from the back, a walk away from the camera);
+* with ``--noise-corr RHO``, the 2D, 3D and camera noise drifts: an AR(1) sequence over frames with
+  correlation RHO (0.85: a torso heading about as steady as MediaPipe's own; 0, the default: independent);
 * with ``--hands``, the hand model's handedness (``HandLandmarks.right_score``, see
   :data:`HAND_NOISE`): each hand seen on half the frames, at the wrist the (possibly swapped) labels name,
   right on most frames and confidently wrong in whole stretches, as measured on the shared clips.
@@ -51,6 +53,7 @@ too: it is an upper bound on the fit's own error.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -211,20 +214,38 @@ def synthetic_hands(swapped: np.ndarray, rng) -> list[dict]:
     return out
 
 
-def observations(cam, uv, valid, swapped, rng, focal, pp, hands: list | None = None) -> list[HMRPrediction]:
+def correlated_normal(rng, shape, rho: float) -> np.ndarray:
+    """Standard normal noise of ``shape`` whose first axis (frames) is an AR(1) sequence with correlation
+    ``rho`` between consecutive frames (0: independent frames); every frame keeps unit variance. Draws as
+    many numbers from ``rng`` as ``rng.normal(0, 1, shape)``, so the draws after it do not change with rho."""
+    e = rng.normal(0, 1, shape)
+    if rho == 0.0:
+        return e
+    out = np.empty_like(e)
+    out[0] = e[0]
+    k = math.sqrt(1.0 - rho * rho)
+    for i in range(1, len(e)):
+        out[i] = rho * out[i - 1] + k * e[i]
+    return out
+
+
+def observations(cam, uv, valid, swapped, rng, focal, pp, hands: list | None = None,
+                 noise_corr: float = 0.0) -> list[HMRPrediction]:
     """MediaPipe-like per-frame predictions (module docstring) with the injected swaps; ``hands``: per frame,
-    the hands the MediaPipe path would carry (:func:`synthetic_hands`)."""
+    the hands the MediaPipe path would carry (:func:`synthetic_hands`); ``noise_corr``: the 2D, 3D and camera
+    noise's correlation between consecutive frames (:func:`correlated_normal`; 0: independent, as MediaPipe's
+    is not: its joints drift together over frames)."""
     from instanthmr.runtime.mediapipe.estimator import PersonLandmarks
 
     t = len(cam)
     ys = uv[:, valid, 1]
     height = (ys.max(1) - ys.min(1))[:, None, None]
-    uv_n = uv + rng.normal(0, 1, uv.shape) * 0.01 * height
+    uv_n = uv + correlated_normal(rng, uv.shape, noise_corr) * 0.01 * height
     out = rng.random(uv.shape[:2]) < 0.02
     uv_n[out] += rng.normal(0, 1, (int(out.sum()), 2)) * 0.05 * np.repeat(height[:, 0], 70, 1)[out][:, None]
     root = cam[:, _HIPS].mean(1, keepdims=True)
-    local = cam - root + rng.normal(0, 1, cam.shape) * [0.015, 0.015, 0.03]
-    trans = root[:, 0] + rng.normal(0, 1, (t, 3)) * [0.01, 0.01, 0.05]
+    local = cam - root + correlated_normal(rng, cam.shape, noise_corr) * [0.015, 0.015, 0.03]
+    trans = root[:, 0] + correlated_normal(rng, (t, 3), noise_corr) * [0.01, 0.01, 0.05]
     preds = []
     for i in range(t):
         j2, j3 = uv_n[i].copy(), local[i].copy()
@@ -271,12 +292,13 @@ def score(preds, cam, uv, valid) -> dict[str, float]:
 
 def run_take(cam, uv, valid, rng, lag: int, model=None, hands_rng=None, swap_start: bool = False,
              swap_away: float | None = None, jitter: float = 0.0, sweep: float = 0.0, timings: bool = True,
-             view: float = 0.0) -> tuple[dict, list[float], int]:
+             view: float = 0.0, noise_corr: float = 0.0) -> tuple[dict, list[float], int]:
     """One take; ``hands_rng``: a generator for :func:`synthetic_hands` (None: no hands); ``swap_away``
     (degrees): instead of random swaps, the frames turned further than that from the camera are read
     mirrored (:func:`swap_away_frames`, ``jitter`` degrees of flicker), the take first turned by a yaw sweep of
     ``sweep`` degrees (:func:`yaw_sweep`; 0: as recorded); ``timings`` False skips the timing passes (tests);
-    ``view`` (degrees): the take seen from that direction (:func:`turn_take`; 0: as recorded)."""
+    ``view`` (degrees): the take seen from that direction (:func:`turn_take`; 0: as recorded); ``noise_corr``:
+    the observation noise's correlation between frames (:func:`observations`)."""
     from instanthmr.video.body_fit import BodyFitStage
     from instanthmr.video.tracking import smooth_frames_offline
 
@@ -291,7 +313,7 @@ def run_take(cam, uv, valid, rng, lag: int, model=None, hands_rng=None, swap_sta
     else:
         swapped = swap_away_frames(away_degrees(cam), swap_away, jitter, rng)
     hands = None if hands_rng is None else synthetic_hands(swapped, hands_rng)
-    preds = observations(cam, uv, valid, swapped, rng, focal, pp, hands)
+    preds = observations(cam, uv, valid, swapped, rng, focal, pp, hands, noise_corr)
     frames = [FrameResult(persons=[p], detector_ms=0.0, hmr_ms=0.0, total_ms=0.0, detector_ran=True, frame_index=i,
                           image_size=IMAGE_WH, time_s=i / FPS) for i, p in enumerate(preds)]
     stage = BodyFitStage(model)
@@ -314,7 +336,8 @@ def run_take(cam, uv, valid, rng, lag: int, model=None, hands_rng=None, swap_sta
     rows["live"]["mirrored_fits"] = stage.mirrored_runs
     if timings:
         rows["live"]["fit_alone_ms"] = fit_alone_ms(stage, preds)
-        clean = observations(cam, uv, valid, np.zeros(len(cam), bool), np.random.default_rng(1), focal, pp)
+        clean = observations(cam, uv, valid, np.zeros(len(cam), bool), np.random.default_rng(1), focal, pp,
+                             noise_corr=noise_corr)
         rows["live"]["stage_clean_ms"] = stage_fastest_ms(stage.model, clean)
     return rows, stage.timings_ms, int(swapped.sum())
 
@@ -381,9 +404,14 @@ def main(argv=None) -> int:
                     help="each take seen from N directions around it, its path turned too (360/N degrees apart; "
                          "1: as recorded): walks toward, across and away from the camera")
     ap.add_argument("--no-timings", action="store_true", help="skip the timing passes (quicker; no cost lines)")
+    ap.add_argument("--noise-corr", type=float, default=0.0, metavar="RHO",
+                    help="the observation noise's correlation between consecutive frames (0: independent, the "
+                         "default; 0.85: a torso heading as steady as MediaPipe's own, docs/body_fit.md)")
     args = ap.parse_args(argv)
     if args.views < 1:
         ap.error(f"--views must be at least 1, got {args.views}")
+    if not 0.0 <= args.noise_corr < 1.0:
+        ap.error(f"--noise-corr must be in [0, 1), got {args.noise_corr}")
     sweep = args.sweep if args.sweep is not None else (SWEEP_AMPLITUDE if args.swap_away is not None else 0.0)
     from instanthmr.body.mhr import MHRAssetError, MHRNumpy
     from instanthmr.training.data.mocap_takes import load_takes
@@ -413,7 +441,7 @@ def main(argv=None) -> int:
     for take, view in ((t, 360.0 * k / args.views) for t in takes for k in range(args.views)):
         cam, uv, valid = mhr70_take(take)
         rows, ms, inj = run_take(cam, uv, valid, rng, args.lag, model, hands_rng, args.swap_start,
-                                 args.swap_away, args.jitter, sweep, not args.no_timings, view)
+                                 args.swap_away, args.jitter, sweep, not args.no_timings, view, args.noise_corr)
         timings += ms
         n_swapped += inj
         n_mirrored += rows["live"].pop("mirrored_fits")
