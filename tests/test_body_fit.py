@@ -75,9 +75,10 @@ def _mirror(pred):
     return dataclasses.replace(pred, joints_3d_local=j3, joints_2d=j2, joints_valid=pred.joints_valid[perm])
 
 
-def _frames(preds):
+def _frames(preds, timed: bool = False):
+    """One FrameResult per prediction; ``timed``: with frame times at 30 fps (as tracking gives them)."""
     return [FrameResult(persons=[p], detector_ms=0.0, hmr_ms=0.0, total_ms=0.0, detector_ran=True, frame_index=i,
-                        image_size=(1280, 720)) for i, p in enumerate(preds)]
+                        image_size=(1280, 720), time_s=i / 30.0 if timed else None) for i, p in enumerate(preds)]
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -592,11 +593,13 @@ def _with_hands(pred, left_right: float, right_right: float, presence: float = 0
                                                                       "right": hand(right_right)}))
 
 
-def _left_wrist_wrong(res, kps):
+def _left_wrist_wrong(res, kps, cams=None):
+    """Per frame, whether the left wrist's 2D sits nearer the true right wrist (``cams``: each frame's camera
+    translation, default CAM)."""
     lw = MHR70_INDEX["left_wrist"]
     wrong = []
-    for f, k in zip(res, kps):
-        true_uv = FOCAL * (k + CAM)[:, :2] / (k + CAM)[:, 2:] + PP
+    for f, k, cam in zip(res, kps, [CAM] * len(kps) if cams is None else cams):
+        true_uv = FOCAL * (k + cam)[:, :2] / (k + cam)[:, 2:] + PP
         uv = f.persons[0].joints_2d
         wrong.append(np.linalg.norm(uv[lw] - true_uv[lw]) > np.linalg.norm(uv[lw] - true_uv[MHR70_FLIP_PERM[lw]]))
     return np.array(wrong)
@@ -802,13 +805,15 @@ def _turn_on_the_spot(fitter, yaw, seed, away_from=None):
     return kps, preds, hz
 
 
-def _decided(fitter, preds):
-    """Live, 4 frames late (133 ms) and whole-track results of the stage on ``preds``."""
+def _decided(fitter, preds, timed: bool = False):
+    """Live, 4 frames late (133 ms) and whole-track results of the stage on ``preds`` (``timed``: the frames
+    carry times, so the walking cue speaks)."""
+    frames = _frames(preds, timed)
     stage = BodyFitStage(fitter.model)
-    live = [stage(f) for f in _frames(preds)]
+    live = [stage(f) for f in frames]
     offline = stage.finish(live)
     lagging = BodyFitStage(fitter.model, lag_frames=4)
-    lagged = [r for f in _frames(preds) for r in lagging.push(f)] + lagging.flush()
+    lagged = [r for f in frames for r in lagging.push(f)] + lagging.flush()
     return live, lagged, offline
 
 
@@ -968,31 +973,6 @@ def _walker(fitter, n, yaw, speed_z, start_z, seed=2):
     return kps, cams, [_prediction(k, cam=c, noise=0.01, rng=rng) for k, c in zip(kps, cams)]
 
 
-def _timed(preds):
-    return [FrameResult(persons=[p], detector_ms=0.0, hmr_ms=0.0, total_ms=0.0, detector_ran=True, frame_index=i,
-                        image_size=(1280, 720), time_s=i / 30.0) for i, p in enumerate(preds)]
-
-
-def _wrist_wrong(res, kps, cams):
-    lw = MHR70_INDEX["left_wrist"]
-    out = []
-    for f, k, c in zip(res, kps, cams):
-        true_uv = FOCAL * (k + c)[:, :2] / (k + c)[:, 2:] + PP
-        uv = f.persons[0].joints_2d
-        out.append(np.linalg.norm(uv[lw] - true_uv[lw]) > np.linalg.norm(uv[lw] - true_uv[MHR70_FLIP_PERM[lw]]))
-    return np.array(out)
-
-
-def _decided_timed(fitter, preds, timed=True):
-    frames = _timed(preds) if timed else _frames(preds)
-    stage = BodyFitStage(fitter.model)
-    live = [stage(f) for f in frames]
-    offline = stage.finish(live)
-    lagging = BodyFitStage(fitter.model, lag_frames=4)
-    lagged = [r for f in frames for r in lagging.push(f)] + lagging.flush()
-    return live, lagged, offline
-
-
 def test_a_person_walking_away_read_as_a_front_from_the_first_frame_is_decided_right(fitter):
     """MediaPipe reads a back as a front from a track's first frame: nothing in the body tells (no turn, no
     jump), but the person walks away from the camera, and people face where they walk (SwapConfig.walk_weight).
@@ -1001,11 +981,11 @@ def test_a_person_walking_away_read_as_a_front_from_the_first_frame_is_decided_r
     n = 90
     kps, cams, preds = _walker(fitter, n, np.pi, 1.3, 4.0)
     preds = [_mirror(p) for p in preds]
-    live, lagged, offline = _decided_timed(fitter, preds)
-    assert not _wrist_wrong(offline, kps, cams).any()
-    assert not _wrist_wrong(lagged, kps, cams)[30:].any() and not _wrist_wrong(live, kps, cams)[30:].any()
-    for res in _decided_timed(fitter, preds, timed=False):
-        assert _wrist_wrong(res, kps, cams).all()
+    live, lagged, offline = _decided(fitter, preds, timed=True)
+    assert not _left_wrist_wrong(offline, kps, cams).any()
+    assert not _left_wrist_wrong(lagged, kps, cams)[30:].any() and not _left_wrist_wrong(live, kps, cams)[30:].any()
+    for res in _decided(fitter, preds):
+        assert _left_wrist_wrong(res, kps, cams).all()
 
 
 def test_a_person_walking_toward_the_camera_or_backing_away_briefly_keeps_the_labels(fitter):
@@ -1014,15 +994,15 @@ def test_a_person_walking_toward_the_camera_or_backing_away_briefly_keeps_the_la
     tested above and by the walk away); nor is one who steps back from the camera for two thirds of a second
     (20 frames at 1.3 m/s) between stands (this bounds walk_weight: at 40 it was read mirrored)."""
     kps, cams, preds = _walker(fitter, 90, 0.0, -1.3, 7.0)
-    for res in _decided_timed(fitter, preds):
-        assert not _wrist_wrong(res, kps, cams).any()
+    for res in _decided(fitter, preds, timed=True):
+        assert not _left_wrist_wrong(res, kps, cams).any()
     kps, cams, preds = _walker(fitter, 90, 0.0, 0.0, 4.0)
     z = 4.0 + 1.3 * np.clip(np.arange(90) - 40, 0, 20) / 30.0             # still, 20 frames back, still
     cams = [CAM + [0.0, 0.0, zi - CAM[2]] for zi in z]
     rng = np.random.default_rng(3)
     preds = [_prediction(k, cam=c, noise=0.01, rng=rng) for k, c in zip(kps, cams)]
-    for res in _decided_timed(fitter, preds):
-        assert not _wrist_wrong(res, kps, cams).any()
+    for res in _decided(fitter, preds, timed=True):
+        assert not _left_wrist_wrong(res, kps, cams).any()
 
 
 def test_turn_take_turns_the_path_with_the_body(fitter):
@@ -1058,7 +1038,7 @@ def test_bench_body_fit_stage_times_the_stage_with_frame_times(fitter):
     from instanthmr.cli.bench_body_fit_stage import time_stage
 
     kps, cams, preds = _walker(fitter, 12, np.pi, 1.3, 4.0)
-    best, info, out, cpu = time_stage(_timed(preds), passes=2)
+    best, info, out, cpu = time_stage(_frames(preds, timed=True), passes=2)
     assert sorted(best) == [(i, 1) for i in range(12)] and all(ms > 0 for ms in best.values())
     assert len(out) == 12 and all(p.mhr_params is not None for r in out for p in r.persons) and cpu > 0
 

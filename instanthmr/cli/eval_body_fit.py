@@ -125,44 +125,42 @@ def swap_segments(t: int, rng, per_frames: int = 100, lengths=(10, 40), at_start
     return out
 
 
+def _turned(cam: np.ndarray, valid: np.ndarray, centre: np.ndarray, yaw, min_depth: float | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(cam (T,70,3) m, uv (T,70,2) px, invalid joints NaN) of ``cam`` turned by ``yaw`` rad (a number, or
+    (T,1) per frame) about the vertical through ``centre`` ((3,), or (T,1,3) per frame; camera axes, y down),
+    depths kept at ``min_depth`` m or more when given."""
+    from instanthmr.core.geometry import default_focal, project_points
+
+    c, s = np.cos(yaw), np.sin(yaw)
+    rel = cam - centre
+    out = cam.copy()
+    out[..., 0] = centre[..., 0] + c * rel[..., 0] + s * rel[..., 2]
+    out[..., 2] = centre[..., 2] - s * rel[..., 0] + c * rel[..., 2]
+    if min_depth is not None:
+        out[..., 2] = np.maximum(out[..., 2], min_depth)
+    uv = project_points(out, default_focal(IMAGE_WH), (IMAGE_WH[0] / 2, IMAGE_WH[1] / 2))
+    uv[:, ~valid] = np.nan
+    return out, uv
+
+
 def yaw_sweep(cam: np.ndarray, valid: np.ndarray, amplitude_deg: float, period: int = SWEEP_PERIOD
               ) -> tuple[np.ndarray, np.ndarray]:
     """(cam (T,70,3) m, uv (T,70,2) px) of a take turned about the vertical through each frame's hip centre by
     ``amplitude_deg`` x sin(2 pi t / ``period``) (camera axes, y down: a person turning on the spot, added to
     the take's own turns). With 150 degrees the person turns from facing the camera through side-on to their
     back and back again, both ways, crossing side-on at ~3 deg/frame (90 deg/s at 30 fps)."""
-    from instanthmr.core.geometry import default_focal, project_points
-
     t = np.arange(len(cam))
     yaw = np.radians(amplitude_deg) * np.sin(2 * np.pi * t / period)
-    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
-    root = cam[:, _HIPS].mean(1, keepdims=True)
-    rel = cam - root
-    out = cam.copy()
-    out[..., 0] = root[..., 0] + c * rel[..., 0] + s * rel[..., 2]
-    out[..., 2] = root[..., 2] - s * rel[..., 0] + c * rel[..., 2]
-    uv = project_points(out, default_focal(IMAGE_WH), (IMAGE_WH[0] / 2, IMAGE_WH[1] / 2))
-    uv[:, ~valid] = np.nan
-    return out, uv
+    return _turned(cam, valid, cam[:, _HIPS].mean(1, keepdims=True), yaw[:, None])
 
 
 def turn_take(cam: np.ndarray, valid: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
     """(cam (T,70,3) m, uv (T,70,2) px) of a take seen from another direction: the whole take (its path too)
-    turned by ``degrees`` about the vertical through its mean hip position (camera axes, y down). Unlike
-    :func:`yaw_sweep` the body keeps facing where it walks; 180 turns a walk toward the camera into a walk
-    away from it."""
-    from instanthmr.core.geometry import default_focal, project_points
-
-    a = np.radians(degrees)
-    c, s = np.cos(a), np.sin(a)
-    centre = np.nanmean(cam[:, _HIPS].mean(1), 0)
-    rel = cam - centre
-    out = cam.copy()
-    out[..., 0] = centre[0] + c * rel[..., 0] + s * rel[..., 2]
-    out[..., 2] = np.maximum(centre[2] - s * rel[..., 0] + c * rel[..., 2], 1.5)
-    uv = project_points(out, default_focal(IMAGE_WH), (IMAGE_WH[0] / 2, IMAGE_WH[1] / 2))
-    uv[:, ~valid] = np.nan
-    return out, uv
+    turned by ``degrees`` about the vertical through its mean hip position (camera axes, y down; depths kept
+    at 1.5 m or more, as :func:`mhr70_take` places them). Unlike :func:`yaw_sweep` the body keeps facing
+    where it walks; 180 turns a walk toward the camera into a walk away from it."""
+    return _turned(cam, valid, np.nanmean(cam[:, _HIPS].mean(1), 0), np.radians(degrees), min_depth=1.5)
 
 
 def away_degrees(cam: np.ndarray) -> np.ndarray:
